@@ -1,0 +1,129 @@
+//! Ferry's configuration.
+//!
+//! One TOML file is parsed into [`RawConfig`] (unknown keys are errors), then
+//! [`RawConfig::build`] applies `FERRY_*` overrides taken from an environment
+//! map the caller passes in, fills defaults and validates, giving the typed
+//! [`Config`]. Only the binary's `main` reads the process environment; this
+//! crate never does, so every behaviour here is testable with a plain map.
+
+mod error;
+mod raw;
+mod store;
+
+pub use error::{ConfigError, Result};
+pub use raw::{RawConfig, RawCredential, RawGc, RawMeta, RawServer, RawStore};
+pub use store::{Secret, StoreKind, StoreSpec};
+
+/// Values given as command-line flags; they win over the file and `FERRY_*`.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+}
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The name of the store that holds the volume's own blobs unless
+/// `volume.data_store` names another.
+pub const DEFAULT_DATA_STORE: &str = "data";
+
+/// The validated configuration of one `ferry serve` process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Folder for everything local: embedded metadata, the default blob
+    /// store, generated credentials.
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub meta: MetaConfig,
+    /// Named stores by logical name.
+    pub stores: BTreeMap<String, StoreSpec>,
+    /// The store new blobs are written to; always a key of `stores`.
+    pub data_store: String,
+    pub gc: GcConfig,
+    /// Credentials from the file and the environment. Empty means the binary
+    /// generates a pair on first start.
+    pub credentials: Vec<Credential>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// S3 listener. Default `127.0.0.1:9000`.
+    pub listen: SocketAddr,
+    /// Admin listener (`/metrics`, `/health`). Default `127.0.0.1:9001`.
+    pub admin_listen: SocketAddr,
+    /// Region reported to clients and used in SigV4 scope. Default `us-east-1`.
+    pub region: String,
+    /// How long in-flight requests may run after a shutdown signal. Default 30 s.
+    pub shutdown_grace: Duration,
+    /// Largest single PutObject body. Default 5 GiB (S3's limit).
+    pub max_put_size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetaConfig {
+    /// redb file; default `<data_dir>/meta.redb`.
+    Embedded { path: PathBuf },
+    /// `redis://` or `rediss://` URL.
+    Redis { url: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GcConfig {
+    /// A queued blob is deleted only after this long. It must exceed the
+    /// longest request, so a reader that started before an overwrite can
+    /// finish. Default 24 h.
+    pub grace: Duration,
+    /// How often the collector looks at the queue. Default 60 s.
+    pub interval: Duration,
+    /// How long the collector's lease lasts without renewal. Default 5 min.
+    pub lease: Duration,
+}
+
+#[derive(Clone, PartialEq)]
+pub struct Credential {
+    pub access_key: String,
+    pub secret_key: String,
+    /// `None`: every bucket. `Some(list)`: only these.
+    pub buckets: Option<Vec<String>>,
+    pub read_only: bool,
+}
+
+impl std::fmt::Debug for Credential {
+    // The secret never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<redacted>")
+            .field("buckets", &self.buckets)
+            .field("read_only", &self.read_only)
+            .finish()
+    }
+}
+
+impl Credential {
+    /// Whether this credential may touch `bucket` at all.
+    pub fn allows_bucket(&self, bucket: &str) -> bool {
+        self.buckets
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|b| b == bucket))
+    }
+}
+
+impl Config {
+    /// Reads `path` (or starts from defaults when `None`), applies `env`
+    /// (`FERRY_*` variables) over it, then `flags` over both, and validates.
+    pub fn load(path: Option<&Path>, env: &HashMap<String, String>, flags: &Overrides) -> Result<Config> {
+        let raw = match path {
+            Some(path) => RawConfig::from_file(path)?,
+            None => RawConfig::default(),
+        };
+        raw.build(env, flags)
+    }
+}
+
+#[cfg(test)]
+mod tests;

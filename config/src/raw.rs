@@ -1,0 +1,346 @@
+//! The configuration as written: every field optional, unknown keys refused.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+
+use crate::error::{ConfigError, Result};
+use crate::store::StoreSpec;
+use crate::{Config, Credential, GcConfig, MetaConfig, Overrides, ServerConfig, DEFAULT_DATA_STORE};
+
+/// A whole `ferry.toml`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Default `./ferry-data`.
+    pub data_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub meta: RawMeta,
+    /// `[stores.NAME]` tables.
+    #[serde(default)]
+    pub stores: BTreeMap<String, RawStore>,
+    #[serde(default)]
+    pub volume: RawGc,
+    /// `[[credentials]]` entries.
+    #[serde(default)]
+    pub credentials: Vec<RawCredential>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Default `127.0.0.1:9000`.
+    pub listen: Option<String>,
+    /// Default `127.0.0.1:9001`.
+    pub admin_listen: Option<String>,
+    /// Default `us-east-1`.
+    pub region: Option<String>,
+    /// Default `30s`.
+    #[serde(default, with = "humantime_serde")]
+    pub shutdown_grace: Option<Duration>,
+    /// Default `5GiB`.
+    pub max_put_size: Option<ByteSize>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMeta {
+    /// `embedded` (default) or a `redis://` / `rediss://` URL.
+    pub engine: Option<String>,
+    /// redb file for the embedded engine. Default `<data_dir>/meta.redb`.
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// `file:///abs/path`, `memory://`, `s3://bucket/prefix`,
+    /// `gs://bucket/prefix`, `az://container/prefix`.
+    pub url: String,
+    /// S3-compatible endpoint, e.g. `http://127.0.0.1:9000`.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Allow plain-HTTP endpoints. Default false.
+    pub allow_http: Option<bool>,
+    /// Whether this volume owns the blobs in this store and may delete them.
+    /// Default true; set false for an imported bucket.
+    pub owned: Option<bool>,
+    /// Further object_store options passed through as key/value pairs.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+/// `[volume]`: where blobs go and how they are collected.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGc {
+    /// Store for new blobs. Default `data`, which, when not configured, is
+    /// `file://<data_dir>/blobs`.
+    pub data_store: Option<String>,
+    /// Default `24h`.
+    #[serde(default, with = "humantime_serde")]
+    pub gc_grace: Option<Duration>,
+    /// Default `60s`.
+    #[serde(default, with = "humantime_serde")]
+    pub gc_interval: Option<Duration>,
+    /// Default `5m`.
+    #[serde(default, with = "humantime_serde")]
+    pub gc_lease: Option<Duration>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCredential {
+    pub access_key: String,
+    pub secret_key: String,
+    /// Only these buckets; absent means all.
+    pub buckets: Option<Vec<String>>,
+    /// Default false.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+impl RawConfig {
+    pub fn from_file(path: &Path) -> Result<RawConfig> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<RawConfig> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<inline>"),
+            message: e.to_string().trim_end().to_string(),
+        })
+    }
+
+    /// Applies `FERRY_*` variables from `env`, then `flags`, then validates.
+    pub fn build(mut self, env: &HashMap<String, String>, flags: &Overrides) -> Result<Config> {
+        self.apply_env(env)?;
+        if let Some(dir) = &flags.data_dir {
+            self.data_dir = Some(dir.clone());
+        }
+        if let Some(addr) = flags.listen {
+            self.server.listen = Some(addr.to_string());
+        }
+        if let Some(addr) = flags.admin_listen {
+            self.server.admin_listen = Some(addr.to_string());
+        }
+        self.validate()
+    }
+
+    fn apply_env(&mut self, env: &HashMap<String, String>) -> Result<()> {
+        let get = |name: &str| env.get(name).filter(|v| !v.is_empty());
+        if let Some(v) = get("FERRY_DATA_DIR") {
+            self.data_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("FERRY_LISTEN") {
+            self.server.listen = Some(v.clone());
+        }
+        if let Some(v) = get("FERRY_ADMIN_LISTEN") {
+            self.server.admin_listen = Some(v.clone());
+        }
+        if let Some(v) = get("FERRY_REGION") {
+            self.server.region = Some(v.clone());
+        }
+        if let Some(v) = get("FERRY_META") {
+            self.meta.engine = Some(v.clone());
+        }
+        if let Some(v) = get("FERRY_GC_GRACE") {
+            self.volume.gc_grace = Some(parse_env_duration("FERRY_GC_GRACE", v)?);
+        }
+        if let Some(v) = get("FERRY_GC_INTERVAL") {
+            self.volume.gc_interval = Some(parse_env_duration("FERRY_GC_INTERVAL", v)?);
+        }
+        match (get("FERRY_ACCESS_KEY"), get("FERRY_SECRET_KEY")) {
+            (Some(access_key), Some(secret_key)) => self.credentials.push(RawCredential {
+                access_key: access_key.clone(),
+                secret_key: secret_key.clone(),
+                buckets: None,
+                read_only: false,
+            }),
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(ConfigError::Env {
+                    var: "FERRY_SECRET_KEY".into(),
+                    reason: "must be set when FERRY_ACCESS_KEY is".into(),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Env {
+                    var: "FERRY_ACCESS_KEY".into(),
+                    reason: "must be set when FERRY_SECRET_KEY is".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(self) -> Result<Config> {
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("ferry-data"));
+        let server = ServerConfig {
+            listen: parse_addr("server.listen", self.server.listen.as_deref(), "127.0.0.1:9000")?,
+            admin_listen: parse_addr(
+                "server.admin_listen",
+                self.server.admin_listen.as_deref(),
+                "127.0.0.1:9001",
+            )?,
+            region: match self.server.region {
+                Some(r) if r.is_empty() || !r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => {
+                    return Err(ConfigError::invalid(
+                        "server.region",
+                        format!("{r:?} is not a region name (letters, digits and '-')"),
+                    ));
+                }
+                Some(r) => r,
+                None => "us-east-1".to_string(),
+            },
+            shutdown_grace: self.server.shutdown_grace.unwrap_or(Duration::from_secs(30)),
+            max_put_size: self.server.max_put_size.map_or(5 << 30, |s| s.as_u64()),
+        };
+        if server.max_put_size == 0 {
+            return Err(ConfigError::invalid("server.max_put_size", "must be greater than 0"));
+        }
+
+        let meta = match self.meta.engine.as_deref() {
+            None | Some("embedded") => MetaConfig::Embedded {
+                path: self.meta.path.unwrap_or_else(|| data_dir.join("meta.redb")),
+            },
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                MetaConfig::Redis { url: url.to_string() }
+            }
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    "meta.engine",
+                    format!("{other:?} is not an engine: use \"embedded\" or a redis:// or rediss:// URL"),
+                ));
+            }
+        };
+
+        let mut stores = BTreeMap::new();
+        for (name, raw) in self.stores {
+            let spec = StoreSpec::from_raw(&name, raw)?;
+            stores.insert(name, spec);
+        }
+        let data_store = self
+            .volume
+            .data_store
+            .unwrap_or_else(|| DEFAULT_DATA_STORE.to_string());
+        if !stores.contains_key(&data_store) {
+            if data_store != DEFAULT_DATA_STORE {
+                return Err(ConfigError::invalid(
+                    "volume.data_store",
+                    format!("no store named {data_store:?} under [stores]"),
+                ));
+            }
+            stores.insert(data_store.clone(), StoreSpec::local_default(&data_dir.join("blobs")));
+        }
+        if stores.get(&data_store).is_some_and(|s| !s.owned) {
+            return Err(ConfigError::invalid(
+                "volume.data_store",
+                format!("store {data_store:?} has owned = false; new blobs must go to a store the volume owns"),
+            ));
+        }
+
+        let gc = GcConfig {
+            grace: self.volume.gc_grace.unwrap_or(Duration::from_secs(24 * 3600)),
+            interval: self.volume.gc_interval.unwrap_or(Duration::from_secs(60)),
+            lease: self.volume.gc_lease.unwrap_or(Duration::from_secs(300)),
+        };
+        for (field, value) in [
+            ("volume.gc_grace", gc.grace),
+            ("volume.gc_interval", gc.interval),
+            ("volume.gc_lease", gc.lease),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::invalid(field, "must be greater than 0"));
+            }
+        }
+
+        let mut credentials: Vec<Credential> = Vec::new();
+        for (i, raw) in self.credentials.into_iter().enumerate() {
+            let field = |f: &str| format!("credentials[{i}].{f}");
+            if raw.access_key.len() < 3
+                || raw.access_key.len() > 128
+                || !raw
+                    .access_key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(ConfigError::invalid(
+                    field("access_key"),
+                    "must be 3 to 128 characters of letters, digits, '-', '_' or '.'",
+                ));
+            }
+            if raw.secret_key.len() < 8 || raw.secret_key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(ConfigError::invalid(
+                    field("secret_key"),
+                    "must be at least 8 characters without spaces",
+                ));
+            }
+            if credentials.iter().any(|c| c.access_key == raw.access_key) {
+                return Err(ConfigError::invalid(
+                    field("access_key"),
+                    format!("{:?} is listed twice", raw.access_key),
+                ));
+            }
+            if let Some(list) = &raw.buckets
+                && list.is_empty()
+            {
+                return Err(ConfigError::invalid(
+                    field("buckets"),
+                    "an empty list allows nothing; omit the field to allow every bucket",
+                ));
+            }
+            credentials.push(Credential {
+                access_key: raw.access_key,
+                secret_key: raw.secret_key,
+                buckets: raw.buckets,
+                read_only: raw.read_only,
+            });
+        }
+
+        Ok(Config {
+            data_dir,
+            server,
+            meta,
+            stores,
+            data_store,
+            gc,
+            credentials,
+        })
+    }
+}
+
+fn parse_addr(field: &str, value: Option<&str>, default: &str) -> Result<SocketAddr> {
+    let text = value.unwrap_or(default);
+    text.parse().map_err(|_| {
+        ConfigError::invalid(
+            field,
+            format!("{text:?} is not a socket address like 127.0.0.1:9000 or [::]:9000"),
+        )
+    })
+}
+
+fn parse_env_duration(var: &str, value: &str) -> Result<Duration> {
+    humantime::parse_duration(value).map_err(|e| ConfigError::Env {
+        var: var.to_string(),
+        reason: format!("{value:?} is not a duration like 30s or 24h: {e}"),
+    })
+}

@@ -1,0 +1,151 @@
+//! Named data stores as configured, before any connection is made.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{ConfigError, Result};
+use crate::raw::RawStore;
+
+/// Which object_store backend a URL selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    /// `file:///abs/path`
+    File { root: PathBuf },
+    /// `memory://`: lost on restart; for tests and experiments.
+    Memory,
+    /// `s3://bucket/prefix`
+    S3 { bucket: String },
+    /// `gs://bucket/prefix`
+    Gcs { bucket: String },
+    /// `az://container/prefix`
+    Azure { container: String },
+}
+
+/// A secret string that never shows in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A validated store entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSpec {
+    pub name: String,
+    pub url: String,
+    pub kind: StoreKind,
+    /// Key prefix inside the bucket (no leading or trailing `/`), may be empty.
+    pub prefix: String,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Secret>,
+    pub allow_http: bool,
+    /// Whether the volume may delete blobs here.
+    pub owned: bool,
+    pub options: BTreeMap<String, String>,
+}
+
+impl StoreSpec {
+    pub(crate) fn local_default(root: &Path) -> StoreSpec {
+        StoreSpec {
+            name: crate::DEFAULT_DATA_STORE.to_string(),
+            url: format!("file://{}", root.display()),
+            kind: StoreKind::File {
+                root: root.to_path_buf(),
+            },
+            prefix: String::new(),
+            endpoint: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+            allow_http: false,
+            owned: true,
+            options: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn from_raw(name: &str, raw: RawStore) -> Result<StoreSpec> {
+        let field = |f: &str| format!("stores.{name}.{f}");
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
+            return Err(ConfigError::invalid(
+                format!("stores.{name}"),
+                "a store name is letters, digits, '-' and '_'",
+            ));
+        }
+        let (scheme, rest) = raw.url.split_once("://").ok_or_else(|| {
+            ConfigError::invalid(
+                field("url"),
+                format!("{:?} has no scheme; use file://, memory://, s3://, gs:// or az://", raw.url),
+            )
+        })?;
+        let (kind, prefix) = match scheme {
+            "file" => {
+                let root = PathBuf::from(rest);
+                if !root.is_absolute() {
+                    return Err(ConfigError::invalid(
+                        field("url"),
+                        format!("{:?}: a file store needs an absolute path (file:///path)", raw.url),
+                    ));
+                }
+                (StoreKind::File { root }, String::new())
+            }
+            "memory" => (StoreKind::Memory, String::new()),
+            "s3" | "s3a" | "gs" | "az" | "azure" => {
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                if bucket.is_empty() {
+                    return Err(ConfigError::invalid(
+                        field("url"),
+                        format!("{:?} names no bucket", raw.url),
+                    ));
+                }
+                let bucket = bucket.to_string();
+                let kind = match scheme {
+                    "s3" | "s3a" => StoreKind::S3 { bucket },
+                    "gs" => StoreKind::Gcs { bucket },
+                    _ => StoreKind::Azure { container: bucket },
+                };
+                (kind, prefix.trim_matches('/').to_string())
+            }
+            other => {
+                return Err(ConfigError::invalid(
+                    field("url"),
+                    format!("unknown scheme {other:?}; use file://, memory://, s3://, gs:// or az://"),
+                ));
+            }
+        };
+        if let Some(endpoint) = &raw.endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(ConfigError::invalid(
+                field("endpoint"),
+                format!("{endpoint:?} must start with http:// or https://"),
+            ));
+        }
+        if raw.access_key_id.is_some() != raw.secret_access_key.is_some() {
+            return Err(ConfigError::invalid(
+                field("secret_access_key"),
+                "access_key_id and secret_access_key are given together or not at all",
+            ));
+        }
+        let allow_http = raw
+            .allow_http
+            .unwrap_or_else(|| raw.endpoint.as_deref().is_some_and(|e| e.starts_with("http://")));
+        Ok(StoreSpec {
+            name: name.to_string(),
+            url: raw.url,
+            kind,
+            prefix,
+            endpoint: raw.endpoint,
+            region: raw.region,
+            access_key_id: raw.access_key_id,
+            secret_access_key: raw.secret_access_key.map(Secret),
+            allow_http,
+            owned: raw.owned.unwrap_or(true),
+            options: raw.options,
+        })
+    }
+}

@@ -1,0 +1,188 @@
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::{Config, ConfigError, MetaConfig, Overrides, RawConfig, StoreKind};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+}
+
+fn build(toml: &str) -> Result<Config, ConfigError> {
+    RawConfig::from_toml(toml)?.build(&HashMap::new(), &Overrides::default())
+}
+
+fn invalid_field(result: Result<Config, ConfigError>) -> String {
+    match result {
+        Err(ConfigError::Invalid { field, .. }) => field,
+        other => panic!("expected an Invalid error, got {other:?}"),
+    }
+}
+
+#[test]
+fn empty_config_gives_the_zero_setup_defaults() {
+    let config = build("").expect("defaults are valid");
+    assert_eq!(config.data_dir, PathBuf::from("ferry-data"));
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:9000");
+    assert_eq!(config.server.region, "us-east-1");
+    assert_eq!(
+        config.meta,
+        MetaConfig::Embedded {
+            path: PathBuf::from("ferry-data/meta.redb")
+        }
+    );
+    let data = &config.stores[&config.data_store];
+    assert_eq!(
+        data.kind,
+        StoreKind::File {
+            root: PathBuf::from("ferry-data/blobs")
+        }
+    );
+    assert!(data.owned);
+    assert_eq!(config.gc.grace, Duration::from_secs(24 * 3600));
+    assert!(config.credentials.is_empty());
+}
+
+#[test]
+fn full_fixture_parses_every_section() {
+    let config = Config::load(Some(&fixture("full.toml")), &HashMap::new(), &Overrides::default())
+        .expect("fixture is valid");
+    assert_eq!(config.server.region, "eu-west-1");
+    assert_eq!(config.server.max_put_size, 1 << 30);
+    let data = &config.stores["data"];
+    assert_eq!(data.kind, StoreKind::S3 { bucket: "models".into() });
+    assert_eq!(data.prefix, "ferry");
+    assert!(data.allow_http, "an http:// endpoint implies allow_http");
+    assert!(!config.stores["imported"].owned);
+    assert_eq!(config.gc.grace, Duration::from_secs(7200));
+    assert_eq!(config.credentials.len(), 2);
+    assert!(config.credentials[1].read_only);
+    assert!(config.credentials[1].allows_bucket("models"));
+    assert!(!config.credentials[1].allows_bucket("other"));
+}
+
+#[test]
+fn unknown_key_is_an_error_naming_the_key() {
+    let err = Config::load(Some(&fixture("unknown-key.toml")), &HashMap::new(), &Overrides::default())
+        .expect_err("unknown key must fail");
+    let text = err.to_string();
+    assert!(text.contains("listne"), "{text}");
+    assert!(text.contains("unknown-key.toml"), "{text}");
+}
+
+#[test]
+fn missing_file_is_a_read_error_naming_the_path() {
+    let err = Config::load(Some(Path::new("/nonexistent/ferry.toml")), &HashMap::new(), &Overrides::default())
+        .expect_err("missing file");
+    assert!(matches!(err, ConfigError::Read { .. }));
+    assert!(err.to_string().contains("/nonexistent/ferry.toml"));
+}
+
+#[test]
+fn wrong_type_names_the_field() {
+    let err = build("[server]\nshutdown_grace = 5\n").expect_err("a bare number is not a duration");
+    assert!(err.to_string().contains("shutdown_grace"), "{err}");
+    let err = build("[server]\nmax_put_size = \"lots\"\n").expect_err("not a size");
+    assert!(err.to_string().contains("max_put_size"), "{err}");
+}
+
+#[test]
+fn bad_values_name_their_field() {
+    assert_eq!(invalid_field(build("[server]\nlisten = \"localhost\"\n")), "server.listen");
+    assert_eq!(invalid_field(build("[server]\nregion = \"eu west\"\n")), "server.region");
+    assert_eq!(invalid_field(build("[meta]\nengine = \"postgres://x\"\n")), "meta.engine");
+    assert_eq!(invalid_field(build("[stores.a]\nurl = \"ftp://x\"\n")), "stores.a.url");
+    assert_eq!(invalid_field(build("[stores.a]\nurl = \"file://relative\"\n")), "stores.a.url");
+    assert_eq!(invalid_field(build("[stores.a]\nurl = \"s3://\"\n")), "stores.a.url");
+    assert_eq!(
+        invalid_field(build("[stores.a]\nurl = \"s3://b\"\nendpoint = \"localhost:9000\"\n")),
+        "stores.a.endpoint"
+    );
+    assert_eq!(
+        invalid_field(build("[stores.a]\nurl = \"s3://b\"\naccess_key_id = \"x\"\n")),
+        "stores.a.secret_access_key"
+    );
+    assert_eq!(invalid_field(build("[volume]\ndata_store = \"nope\"\n")), "volume.data_store");
+    assert_eq!(
+        invalid_field(build("[stores.data]\nurl = \"s3://b\"\nowned = false\n")),
+        "volume.data_store"
+    );
+    assert_eq!(invalid_field(build("[volume]\ngc_grace = \"0s\"\n")), "volume.gc_grace");
+    assert_eq!(
+        invalid_field(build("[[credentials]]\naccess_key = \"a\"\nsecret_key = \"long-enough\"\n")),
+        "credentials[0].access_key"
+    );
+    assert_eq!(
+        invalid_field(build("[[credentials]]\naccess_key = \"abc\"\nsecret_key = \"short\"\n")),
+        "credentials[0].secret_key"
+    );
+    assert_eq!(
+        invalid_field(build(
+            "[[credentials]]\naccess_key = \"abc\"\nsecret_key = \"long-enough\"\n\
+             [[credentials]]\naccess_key = \"abc\"\nsecret_key = \"long-enough2\"\n"
+        )),
+        "credentials[1].access_key"
+    );
+    assert_eq!(
+        invalid_field(build(
+            "[[credentials]]\naccess_key = \"abc\"\nsecret_key = \"long-enough\"\nbuckets = []\n"
+        )),
+        "credentials[0].buckets"
+    );
+}
+
+#[test]
+fn environment_overrides_file_and_flags_override_environment() {
+    let raw = RawConfig::from_toml("[server]\nlisten = \"127.0.0.1:1000\"\nregion = \"eu-west-1\"\n").expect("parse");
+    let env: HashMap<String, String> = [
+        ("FERRY_LISTEN", "127.0.0.1:2000"),
+        ("FERRY_REGION", "ap-south-1"),
+        ("FERRY_META", "redis://127.0.0.1:6379/2"),
+        ("FERRY_ACCESS_KEY", "envkey"),
+        ("FERRY_SECRET_KEY", "env-secret-key"),
+        ("FERRY_GC_GRACE", "90s"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let flags = Overrides {
+        listen: Some("127.0.0.1:3000".parse().expect("addr")),
+        ..Overrides::default()
+    };
+    let config = raw.clone().build(&env, &flags).expect("valid");
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:3000", "flag wins");
+    assert_eq!(config.server.region, "ap-south-1", "env wins over file");
+    assert_eq!(
+        config.meta,
+        MetaConfig::Redis {
+            url: "redis://127.0.0.1:6379/2".into()
+        }
+    );
+    assert_eq!(config.gc.grace, Duration::from_secs(90));
+    assert_eq!(config.credentials[0].access_key, "envkey");
+
+    let config = raw.build(&env, &Overrides::default()).expect("valid");
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:2000", "env wins without flag");
+}
+
+#[test]
+fn half_a_credential_pair_in_the_environment_is_refused() {
+    let env: HashMap<String, String> = [("FERRY_ACCESS_KEY".to_string(), "abc".to_string())].into();
+    let err = RawConfig::default()
+        .build(&env, &Overrides::default())
+        .expect_err("secret missing");
+    assert!(matches!(err, ConfigError::Env { ref var, .. } if var == "FERRY_SECRET_KEY"), "{err}");
+    let env: HashMap<String, String> = [("FERRY_GC_GRACE".to_string(), "soon".to_string())].into();
+    let err = RawConfig::default()
+        .build(&env, &Overrides::default())
+        .expect_err("bad duration");
+    assert!(err.to_string().contains("FERRY_GC_GRACE"), "{err}");
+}
+
+#[test]
+fn secrets_do_not_show_in_debug_output() {
+    let config = Config::load(Some(&fixture("full.toml")), &HashMap::new(), &Overrides::default()).expect("valid");
+    let text = format!("{config:?}");
+    assert!(!text.contains("admin-secret"), "{text}");
+    assert!(!text.contains("\"SK\""), "{text}");
+}
