@@ -1,1 +1,110 @@
+//! Ferry's namespace.
+//!
+//! Buckets are top-level directories; under each, an ordered key space in
+//! S3's byte order holds file entries. A file entry's attributes
+//! ([`Entry`]) are stored apart from its data layout ([`Layout`]), so HEAD and
+//! LIST never decode long layouts. Every mutation appends a [`Change`] in the
+//! same transaction, and every dropped blob reference queues the blob for the
+//! collector in that transaction too.
+//!
+//! The seam is the [`Meta`] trait; engines live behind it and are chosen with
+//! [`open`]. No engine type crosses the seam.
 
+mod embedded;
+mod error;
+mod listing;
+mod types;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+use std::sync::Arc;
+
+pub use embedded::EmbeddedMeta;
+pub use error::{MetaError, Result};
+pub use types::*;
+
+use ferry_config::MetaConfig;
+
+/// The namespace seam. Every engine implements this contract:
+///
+/// - **Atomicity.** Each mutating call is one transaction: the entry (or
+///   bucket) change, its change-log record, blob reference counts and any
+///   deletion-queue records commit together or not at all.
+/// - **Durability.** When a mutating call returns `Ok`, the change survives
+///   a process crash.
+/// - **Read-after-write.** Once a mutating call has returned, every later
+///   call on any handle to the same namespace observes it.
+/// - **Order.** Keys are compared as raw UTF-8 bytes (S3 order); listings
+///   return keys and common prefixes merged in that order.
+/// - **Blob references.** A blob named by any committed layout is never in a
+///   state where [`Meta::claim_deletion`] would return it. When a mutation
+///   drops the last reference to a blob, the blob is queued.
+/// - **Errors.** `NoSuchBucket` for an absent bucket, `NoSuchKey` for an
+///   absent key, `PreconditionFailed` for a failed condition,
+///   `Unavailable` when the engine is unreachable (nothing was changed).
+#[async_trait::async_trait]
+pub trait Meta: Send + Sync + 'static {
+    /// Creates an empty bucket. `BucketExists` if it is already there.
+    async fn create_bucket(&self, bucket: &str) -> Result<Seq>;
+    /// Removes an empty bucket. `BucketNotEmpty` if any key remains.
+    async fn delete_bucket(&self, bucket: &str) -> Result<Seq>;
+    async fn bucket(&self, bucket: &str) -> Result<BucketInfo>;
+    /// All buckets, by name.
+    async fn list_buckets(&self) -> Result<Vec<BucketInfo>>;
+
+    /// The current entry of a key, without its layout.
+    async fn head(&self, bucket: &str, key: &str) -> Result<Entry>;
+    /// The current entry and its layout, read together.
+    async fn get(&self, bucket: &str, key: &str) -> Result<(Entry, Layout)>;
+    /// Commits `entry` with `layout` as the key's current version if
+    /// `condition` holds. The replaced version's blobs lose a reference.
+    /// `entry.id` must be fresh (never used before).
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        entry: Entry,
+        layout: Layout,
+        condition: Precondition,
+    ) -> Result<PutOutcome>;
+    /// Removes a key. Returns the removed entry, or `None` (and changes
+    /// nothing, logs nothing) when the key was absent.
+    async fn delete(&self, bucket: &str, key: &str) -> Result<Option<Entry>>;
+    /// One page of a bucket's keys; see [`ListQuery`]. Work is proportional
+    /// to the page, not to the keys skipped under common prefixes.
+    async fn list(&self, bucket: &str, query: &ListQuery) -> Result<ListPage>;
+
+    /// Change-log records with `seq > after`, oldest first, at most `limit`.
+    async fn changes_since(&self, after: Seq, limit: usize) -> Result<Vec<Change>>;
+    /// The newest sequence number (0 when nothing happened yet).
+    async fn last_seq(&self) -> Result<Seq>;
+
+    /// Queues blobs that were written but will never be committed (a failed
+    /// upload), so the collector removes them after the grace period.
+    async fn queue_uncommitted(&self, blobs: &[BlobRef]) -> Result<()>;
+    /// Queued blobs whose `queued_at` is at or before `queued_before`, oldest
+    /// first, at most `limit`.
+    async fn due_deletions(&self, queued_before: UnixMillis, limit: usize) -> Result<Vec<QueuedBlob>>;
+    /// Removes `blob` from the queue and returns true if no committed layout
+    /// references it; the caller then deletes it from its store. Returns
+    /// false (and drops the stale queue record) if it is referenced again.
+    async fn claim_deletion(&self, blob: &QueuedBlob) -> Result<bool>;
+    /// Current reference count of a blob (0 when unknown).
+    async fn blob_refs(&self, blob: &BlobRef) -> Result<u64>;
+
+    /// Takes or renews the lease `name` for `holder` until `ttl_ms` from
+    /// now. True when `holder` now holds it; false when another live holder
+    /// does.
+    async fn try_lease(&self, name: &str, holder: &str, ttl_ms: u64) -> Result<bool>;
+}
+
+/// Opens the engine the config selects.
+pub async fn open(config: &MetaConfig) -> Result<Arc<dyn Meta>> {
+    match config {
+        MetaConfig::Embedded { path } => Ok(Arc::new(EmbeddedMeta::open(path)?)),
+        MetaConfig::Redis { url } => Err(MetaError::Internal(format!(
+            "the redis engine ({url}) is not built into this version; use meta.engine = \"embedded\""
+        ))),
+    }
+}

@@ -1,0 +1,459 @@
+//! The conformance suite of the [`Meta`] seam: functions any engine must
+//! pass, called from each engine's tests with a fresh, empty namespace.
+
+pub mod model;
+
+use std::sync::Arc;
+
+use crate::types::*;
+use crate::{Meta, MetaError};
+
+/// Runs every conformance check on `meta`, which must start empty.
+pub async fn run_all(meta: &dyn Meta) {
+    buckets(meta).await;
+    objects(meta).await;
+    conditional_puts(meta).await;
+    listing_order_and_delimiters(meta).await;
+    pagination(meta).await;
+    change_log(meta).await;
+    blob_references(meta).await;
+    leases(meta).await;
+}
+
+/// An entry with a fresh id whose layout is one blob named after the id.
+pub fn simple_entry(etag: &str, size: u64) -> (Entry, Layout) {
+    let id = uuid::Uuid::now_v7().to_string();
+    let layout = Layout {
+        segments: vec![Segment {
+            store: "data".into(),
+            blob: format!("blob-{id}"),
+            offset: 0,
+            len: size,
+            version: String::new(),
+        }],
+    };
+    let entry = Entry {
+        id,
+        size,
+        etag: etag.into(),
+        last_modified: now_millis(),
+        ..Entry::default()
+    };
+    (entry, layout)
+}
+
+/// Puts a fresh one-blob entry under `key` and returns its layout.
+pub async fn put_simple(meta: &dyn Meta, bucket: &str, key: &str, etag: &str) -> Layout {
+    let (entry, layout) = simple_entry(etag, 3);
+    meta.put(bucket, key, entry, layout.clone(), Precondition::None)
+        .await
+        .expect("put");
+    layout
+}
+
+async fn keys_of(meta: &dyn Meta, bucket: &str, query: ListQuery) -> (Vec<String>, Vec<String>) {
+    let page = meta.list(bucket, &query).await.expect("list");
+    (page.entries.into_iter().map(|(k, _)| k).collect(), page.common_prefixes)
+}
+
+pub async fn buckets(meta: &dyn Meta) {
+    meta.create_bucket("zeta").await.expect("create zeta");
+    meta.create_bucket("alpha").await.expect("create alpha");
+    assert!(matches!(meta.create_bucket("alpha").await, Err(MetaError::BucketExists { .. })));
+    let names: Vec<String> = meta.list_buckets().await.expect("list").into_iter().map(|b| b.name).collect();
+    assert_eq!(names, ["alpha", "zeta"]);
+    assert_eq!(meta.bucket("alpha").await.expect("head").name, "alpha");
+    assert!(matches!(meta.bucket("nope").await, Err(MetaError::NoSuchBucket { .. })));
+
+    put_simple(meta, "zeta", "k", "e1").await;
+    assert!(matches!(meta.delete_bucket("zeta").await, Err(MetaError::BucketNotEmpty { .. })));
+    meta.delete("zeta", "k").await.expect("delete key");
+    meta.delete_bucket("zeta").await.expect("delete empty bucket");
+    assert!(matches!(meta.delete_bucket("zeta").await, Err(MetaError::NoSuchBucket { .. })));
+
+    // Operations on a missing bucket say so, never NoSuchKey.
+    let (entry, layout) = simple_entry("x", 1);
+    assert!(matches!(
+        meta.put("zeta", "k", entry, layout, Precondition::None).await,
+        Err(MetaError::NoSuchBucket { .. })
+    ));
+    assert!(matches!(meta.head("zeta", "k").await, Err(MetaError::NoSuchBucket { .. })));
+    assert!(matches!(meta.get("zeta", "k").await, Err(MetaError::NoSuchBucket { .. })));
+    assert!(matches!(meta.delete("zeta", "k").await, Err(MetaError::NoSuchBucket { .. })));
+    assert!(matches!(
+        meta.list("zeta", &ListQuery { max: 10, ..ListQuery::default() }).await,
+        Err(MetaError::NoSuchBucket { .. })
+    ));
+    // A bucket that shares a name prefix with another does not see its keys.
+    meta.create_bucket("alpha2").await.expect("create alpha2");
+    put_simple(meta, "alpha2", "k", "e").await;
+    let (keys, _) = keys_of(meta, "alpha", ListQuery { max: 10, ..ListQuery::default() }).await;
+    assert!(keys.is_empty(), "alpha sees alpha2's keys: {keys:?}");
+    meta.delete("alpha2", "k").await.expect("delete");
+    meta.delete_bucket("alpha2").await.expect("delete alpha2");
+}
+
+pub async fn objects(meta: &dyn Meta) {
+    meta.create_bucket("objects").await.expect("create");
+    assert!(matches!(meta.head("objects", "k").await, Err(MetaError::NoSuchKey { .. })));
+    let (mut entry, layout) = simple_entry("etag-1", 3);
+    entry.content_type = Some("text/plain".into());
+    entry.user_metadata.insert("owner".into(), "me".into());
+    entry.checksums.insert("CRC32".into(), "AAAAAA==".into());
+    let outcome = meta
+        .put("objects", "k", entry.clone(), layout.clone(), Precondition::None)
+        .await
+        .expect("put");
+    assert!(outcome.replaced.is_none());
+    assert_eq!(meta.head("objects", "k").await.expect("head"), entry);
+    assert_eq!(meta.get("objects", "k").await.expect("get"), (entry.clone(), layout));
+
+    let (entry2, layout2) = simple_entry("etag-2", 5);
+    let outcome = meta
+        .put("objects", "k", entry2.clone(), layout2.clone(), Precondition::None)
+        .await
+        .expect("overwrite");
+    assert_eq!(outcome.replaced, Some(entry));
+    assert_eq!(meta.get("objects", "k").await.expect("get"), (entry2.clone(), layout2));
+
+    let seq = meta.last_seq().await.expect("seq");
+    assert_eq!(meta.delete("objects", "k").await.expect("delete"), Some(entry2));
+    assert_eq!(meta.delete("objects", "k").await.expect("delete again"), None);
+    assert_eq!(
+        meta.last_seq().await.expect("seq"),
+        seq + 1,
+        "deleting an absent key logs nothing"
+    );
+    assert!(matches!(meta.get("objects", "k").await, Err(MetaError::NoSuchKey { .. })));
+}
+
+pub async fn conditional_puts(meta: &dyn Meta) {
+    meta.create_bucket("cond").await.expect("create");
+    let (e, l) = simple_entry("v1", 1);
+    meta.put("cond", "k", e, l, Precondition::IfAbsent).await.expect("create-only on absent key");
+    let before = meta.last_seq().await.expect("seq");
+    let (e, l) = simple_entry("v2", 1);
+    assert!(matches!(
+        meta.put("cond", "k", e, l, Precondition::IfAbsent).await,
+        Err(MetaError::PreconditionFailed { .. })
+    ));
+    let (e, l) = simple_entry("v2", 1);
+    assert!(matches!(
+        meta.put("cond", "k", e, l, Precondition::IfMatch("wrong".into())).await,
+        Err(MetaError::PreconditionFailed { .. })
+    ));
+    let (e, l) = simple_entry("v2", 1);
+    assert!(matches!(
+        meta.put("cond", "absent", e, l, Precondition::IfMatch("v1".into())).await,
+        Err(MetaError::PreconditionFailed { .. })
+    ));
+    assert_eq!(meta.last_seq().await.expect("seq"), before, "failed conditions log nothing");
+    let (e, l) = simple_entry("v2", 1);
+    meta.put("cond", "k", e, l, Precondition::IfMatch("v1".into()))
+        .await
+        .expect("compare-and-swap with the right etag");
+    assert_eq!(meta.head("cond", "k").await.expect("head").etag, "v2");
+}
+
+/// Concurrent create-only puts of one key from many tasks: exactly one wins.
+pub async fn racing_creates(meta: Arc<dyn Meta>) {
+    meta.create_bucket("race").await.expect("create");
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let meta = meta.clone();
+        tasks.push(tokio::spawn(async move {
+            let (e, l) = simple_entry(&format!("writer-{i}"), 1);
+            meta.put("race", "k", e, l, Precondition::IfAbsent).await
+        }));
+    }
+    let mut wins = 0;
+    for task in tasks {
+        match task.await.expect("join") {
+            Ok(_) => wins += 1,
+            Err(MetaError::PreconditionFailed { .. }) => {}
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+    assert_eq!(wins, 1);
+}
+
+/// Keys of every shape S3 allows, in the byte order S3 lists them.
+pub const TRICKY_KEYS: &[&str] = &[
+    "",
+    "a",
+    "a b",
+    "a-b",
+    "a.txt",
+    "a/",
+    "a/../d",
+    "a/./c",
+    "a//b",
+    "a/b",
+    "a/b/c",
+    "a0",
+    "dir/",
+    "dir/sub/x",
+    "dir/subway",
+    "\u{e9}t\u{e9}",
+    "\u{65e5}\u{672c}/\u{8a9e}",
+];
+
+pub async fn listing_order_and_delimiters(meta: &dyn Meta) {
+    meta.create_bucket("order").await.expect("create");
+    // Insert in reverse so order comes from the engine, not insertion.
+    for key in TRICKY_KEYS.iter().rev().filter(|k| !k.is_empty()) {
+        put_simple(meta, "order", key, "e").await;
+    }
+    let expected: Vec<String> = TRICKY_KEYS.iter().filter(|k| !k.is_empty()).map(|k| k.to_string()).collect();
+    let (keys, prefixes) = keys_of(meta, "order", ListQuery { max: 1000, ..ListQuery::default() }).await;
+    assert_eq!(keys, expected, "byte order");
+    assert!(prefixes.is_empty());
+
+    let (keys, prefixes) = keys_of(
+        meta,
+        "order",
+        ListQuery {
+            delimiter: Some("/".into()),
+            max: 1000,
+            ..ListQuery::default()
+        },
+    )
+    .await;
+    assert_eq!(keys, ["a", "a b", "a-b", "a.txt", "a0", "\u{e9}t\u{e9}"]);
+    assert_eq!(prefixes, ["a/", "dir/", "\u{65e5}\u{672c}/"]);
+
+    let (keys, prefixes) = keys_of(
+        meta,
+        "order",
+        ListQuery {
+            prefix: "a/".into(),
+            delimiter: Some("/".into()),
+            max: 1000,
+            ..ListQuery::default()
+        },
+    )
+    .await;
+    assert_eq!(keys, ["a/", "a/b"]);
+    assert_eq!(prefixes, ["a/../", "a/./", "a//", "a/b/"]);
+
+    // A prefix that ends mid-name.
+    let (keys, prefixes) = keys_of(
+        meta,
+        "order",
+        ListQuery {
+            prefix: "dir/su".into(),
+            delimiter: Some("/".into()),
+            max: 1000,
+            ..ListQuery::default()
+        },
+    )
+    .await;
+    assert_eq!(keys, ["dir/subway"]);
+    assert_eq!(prefixes, ["dir/sub/"]);
+
+    // A delimiter other than '/'.
+    let (keys, prefixes) = keys_of(
+        meta,
+        "order",
+        ListQuery {
+            prefix: "a".into(),
+            delimiter: Some(".".into()),
+            max: 1000,
+            ..ListQuery::default()
+        },
+    )
+    .await;
+    assert!(prefixes.contains(&"a.".to_string()) && prefixes.contains(&"a/.".to_string()), "{prefixes:?}");
+    assert!(!keys.contains(&"a.txt".to_string()));
+}
+
+pub async fn pagination(meta: &dyn Meta) {
+    meta.create_bucket("pages").await.expect("create");
+    let mut all = Vec::new();
+    for d in 0..5 {
+        for f in 0..5 {
+            let key = format!("d{d}/f{f}");
+            put_simple(meta, "pages", &key, "e").await;
+            all.push(key);
+        }
+        let key = format!("top{d}");
+        put_simple(meta, "pages", &key, "e").await;
+        all.push(key);
+    }
+    all.sort();
+
+    // Without a delimiter: pages of 7 give every key once, in order.
+    let mut seen = Vec::new();
+    let mut start_after = None;
+    loop {
+        let page = meta
+            .list("pages", &ListQuery { max: 7, start_after: start_after.clone(), ..ListQuery::default() })
+            .await
+            .expect("list");
+        assert!(page.entries.len() <= 7);
+        seen.extend(page.entries.into_iter().map(|(k, _)| k));
+        if !page.truncated {
+            assert!(page.next_start_after.is_none());
+            break;
+        }
+        start_after = page.next_start_after;
+        assert!(start_after.is_some(), "a truncated page says where to continue");
+    }
+    assert_eq!(seen, all);
+
+    // With a delimiter, pages of 2 mix prefixes and keys and never repeat.
+    let mut items = Vec::new();
+    let mut start_after = None;
+    loop {
+        let page = meta
+            .list(
+                "pages",
+                &ListQuery {
+                    delimiter: Some("/".into()),
+                    max: 2,
+                    start_after: start_after.clone(),
+                    ..ListQuery::default()
+                },
+            )
+            .await
+            .expect("list");
+        assert!(page.entries.len() + page.common_prefixes.len() <= 2);
+        items.extend(page.common_prefixes);
+        items.extend(page.entries.into_iter().map(|(k, _)| k));
+        if !page.truncated {
+            break;
+        }
+        start_after = page.next_start_after;
+    }
+    items.sort();
+    let expected: Vec<String> = (0..5)
+        .map(|d| format!("d{d}/"))
+        .chain((0..5).map(|d| format!("top{d}")))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(items, expected);
+
+    // start_after inside a group skips the rest of that group.
+    let (keys, prefixes) = keys_of(
+        meta,
+        "pages",
+        ListQuery {
+            delimiter: Some("/".into()),
+            start_after: Some("d1/f2".into()),
+            max: 3,
+            ..ListQuery::default()
+        },
+    )
+    .await;
+    assert!(keys.is_empty());
+    assert_eq!(prefixes, ["d2/", "d3/", "d4/"]);
+
+    // An exactly full last page is not truncated.
+    let page = meta
+        .list("pages", &ListQuery { prefix: "d0/".into(), max: 5, ..ListQuery::default() })
+        .await
+        .expect("list");
+    assert_eq!(page.entries.len(), 5);
+    assert!(!page.truncated);
+}
+
+pub async fn change_log(meta: &dyn Meta) {
+    let start = meta.last_seq().await.expect("seq");
+    meta.create_bucket("log").await.expect("create");
+    let layout = put_simple(meta, "log", "k", "v1").await;
+    meta.delete("log", "k").await.expect("delete");
+    meta.delete_bucket("log").await.expect("delete bucket");
+    let changes = meta.changes_since(start, 100).await.expect("changes");
+    let seqs: Vec<Seq> = changes.iter().map(|c| c.seq).collect();
+    assert_eq!(seqs, [start + 1, start + 2, start + 3, start + 4]);
+    assert_eq!(changes[0].op, ChangeOp::CreateBucket { bucket: "log".into() });
+    match &changes[1].op {
+        ChangeOp::Put { bucket, key, entry, layout: logged } => {
+            assert_eq!((bucket.as_str(), key.as_str(), entry.etag.as_str()), ("log", "k", "v1"));
+            assert_eq!(logged, &layout);
+        }
+        other => panic!("expected a put, got {other:?}"),
+    }
+    assert_eq!(changes[2].op, ChangeOp::Delete { bucket: "log".into(), key: "k".into() });
+    assert_eq!(changes[3].op, ChangeOp::DeleteBucket { bucket: "log".into() });
+    assert_eq!(meta.changes_since(start + 2, 1).await.expect("changes").len(), 1);
+    assert!(meta.changes_since(start + 4, 10).await.expect("changes").is_empty());
+}
+
+pub async fn blob_references(meta: &dyn Meta) {
+    meta.create_bucket("refs").await.expect("create");
+    let layout = put_simple(meta, "refs", "a", "v1").await;
+    let blob = layout.blobs().remove(0);
+    assert_eq!(meta.blob_refs(&blob).await.expect("refs"), 1);
+
+    // A second entry sharing the blob (what a copy does).
+    let (entry, _) = simple_entry("v1", 3);
+    meta.put("refs", "b", entry, layout.clone(), Precondition::None).await.expect("share");
+    assert_eq!(meta.blob_refs(&blob).await.expect("refs"), 2);
+
+    let far_future = now_millis() + 3_600_000;
+    let queued = |q: &[QueuedBlob]| q.iter().any(|q| q.blob == blob);
+    put_simple(meta, "refs", "a", "v2").await; // overwrite drops one reference
+    assert_eq!(meta.blob_refs(&blob).await.expect("refs"), 1);
+    assert!(!queued(&meta.due_deletions(far_future, 1000).await.expect("due")), "still referenced");
+
+    meta.delete("refs", "b").await.expect("delete"); // last reference
+    assert_eq!(meta.blob_refs(&blob).await.expect("refs"), 0);
+    let due = meta.due_deletions(far_future, 1000).await.expect("due");
+    let record = due.iter().find(|q| q.blob == blob).expect("queued after last reference").clone();
+    assert_eq!(record.refs_when_queued, 0);
+    assert!(
+        !queued(&meta.due_deletions(record.queued_at - 1, 1000).await.expect("due")),
+        "not due before its time"
+    );
+
+    // Referenced again before the collector ran: it leaves the queue.
+    let (entry, _) = simple_entry("v1", 3);
+    meta.put("refs", "c", entry, layout.clone(), Precondition::None).await.expect("resurrect");
+    assert!(!queued(&meta.due_deletions(far_future, 1000).await.expect("due")));
+    assert!(!meta.claim_deletion(&record).await.expect("claim"), "a referenced blob is never claimed");
+    meta.delete("refs", "c").await.expect("delete");
+    let record = meta
+        .due_deletions(far_future, 1000)
+        .await
+        .expect("due")
+        .into_iter()
+        .find(|q| q.blob == blob)
+        .expect("queued again");
+    assert!(meta.claim_deletion(&record).await.expect("claim"));
+    assert!(!meta.claim_deletion(&record).await.expect("claim twice"), "claimed once only");
+
+    // A blob that was written but never committed.
+    let orphan = BlobRef { store: "data".into(), blob: "never-committed".into() };
+    meta.queue_uncommitted(std::slice::from_ref(&orphan)).await.expect("queue");
+    let record = meta
+        .due_deletions(far_future, 1000)
+        .await
+        .expect("due")
+        .into_iter()
+        .find(|q| q.blob == orphan)
+        .expect("queued");
+    assert!(meta.claim_deletion(&record).await.expect("claim"));
+    // queue_uncommitted never queues a referenced blob.
+    let live = put_simple(meta, "refs", "live", "v").await.blobs().remove(0);
+    meta.queue_uncommitted(std::slice::from_ref(&live)).await.expect("queue");
+    assert!(!meta.due_deletions(far_future, 1000).await.expect("due").iter().any(|q| q.blob == live));
+}
+
+pub async fn leases(meta: &dyn Meta) {
+    assert!(meta.try_lease("collector", "node-a", 60_000).await.expect("lease"));
+    assert!(!meta.try_lease("collector", "node-b", 60_000).await.expect("lease"), "held by a");
+    assert!(meta.try_lease("collector", "node-a", 60_000).await.expect("renew"));
+    assert!(meta.try_lease("other", "node-b", 60_000).await.expect("independent names"));
+    // An expired lease passes to another holder.
+    assert!(meta.try_lease("short", "node-a", 1).await.expect("lease"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if meta.try_lease("short", "node-b", 60_000).await.expect("lease") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "an expired lease was never released");
+        tokio::task::yield_now().await;
+    }
+}

@@ -1,0 +1,69 @@
+//! redb tables of the embedded engine and how their keys are encoded.
+//!
+//! Values are JSON so a dump or a debugger can read them; keys are raw
+//! bytes so redb's byte order is S3's key order.
+
+use redb::TableDefinition;
+
+use crate::types::BlobRef;
+
+/// Bumped whenever a table's layout changes; `open` refuses other versions.
+pub(super) const SCHEMA_VERSION: u64 = 1;
+
+/// bucket name -> `BucketInfo`
+pub(super) const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
+/// `bucket 0x00 key` -> `Entry` (attributes only)
+pub(super) const ENTRIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("entries");
+/// entry id -> `Layout`
+pub(super) const LAYOUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("layouts");
+/// `store 0x00 blob` -> number of committed layouts naming the blob
+pub(super) const BLOB_REFS: TableDefinition<&[u8], u64> = TableDefinition::new("blob_refs");
+/// `queued_at (u64 BE) store 0x00 blob` -> `QueuedBlob`
+pub(super) const DELETION_QUEUE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("deletion_queue");
+/// `store 0x00 blob` -> queued_at, to find a blob's queue record
+pub(super) const QUEUED_AT: TableDefinition<&[u8], i64> = TableDefinition::new("queued_at");
+/// seq -> `Change`
+pub(super) const CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("changes");
+/// lease name -> `Lease`
+pub(super) const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
+/// "schema", "last_seq"
+pub(super) const STATE: TableDefinition<&str, u64> = TableDefinition::new("state");
+
+/// Bucket names never contain 0x00, so it separates bucket from key and
+/// keeps every key of a bucket contiguous and in byte order.
+pub(super) fn entry_key(bucket: &str, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bucket.len() + 1 + key.len());
+    out.extend_from_slice(bucket.as_bytes());
+    out.push(0);
+    out.extend_from_slice(key);
+    out
+}
+
+/// The first entry key after every key of `bucket`.
+pub(super) fn bucket_end(bucket: &str) -> Vec<u8> {
+    let mut out = bucket.as_bytes().to_vec();
+    out.push(1);
+    out
+}
+
+pub(super) fn blob_key(blob: &BlobRef) -> Vec<u8> {
+    let mut out = Vec::with_capacity(blob.store.len() + 1 + blob.blob.len());
+    out.extend_from_slice(blob.store.as_bytes());
+    out.push(0);
+    out.extend_from_slice(blob.blob.as_bytes());
+    out
+}
+
+pub(super) fn queue_key(queued_at: i64, blob: &BlobRef) -> Vec<u8> {
+    let mut out = u64::try_from(queued_at.max(0)).unwrap_or(0).to_be_bytes().to_vec();
+    out.extend_from_slice(&blob_key(blob));
+    out
+}
+
+pub(super) fn queue_upper(queued_before: i64) -> Vec<u8> {
+    // Every key whose timestamp is <= queued_before sorts below this.
+    u64::try_from(queued_before.saturating_add(1).max(0))
+        .unwrap_or(0)
+        .to_be_bytes()
+        .to_vec()
+}

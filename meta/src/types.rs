@@ -1,0 +1,194 @@
+//! The values that cross the `Meta` seam. They are plain data: no engine
+//! type appears here.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch.
+pub type UnixMillis = i64;
+
+/// A position in the change log. The first record is 1; 0 means "before
+/// everything".
+pub type Seq = u64;
+
+pub fn now_millis() -> UnixMillis {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketInfo {
+    pub name: String,
+    pub created: UnixMillis,
+}
+
+/// A file's attributes: everything HEAD and LIST need, and nothing that grows
+/// with the object's size (the layout lives apart, see [`Layout`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Entry {
+    /// Unique per committed version of a key; names its layout.
+    pub id: String,
+    pub size: u64,
+    /// Without quotes: `<md5 hex>` or `<md5 of md5s>-N`.
+    pub etag: String,
+    pub last_modified: UnixMillis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_disposition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<String>,
+    /// The `Expires` header as the client sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub user_metadata: BTreeMap<String, String>,
+    /// Whole-object checksums by algorithm (`CRC32`, `CRC32C`, `CRC64NVME`,
+    /// `SHA1`, `SHA256`), base64 as S3 sends them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checksums: BTreeMap<String, String>,
+}
+
+/// Where one contiguous run of a file's bytes lives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Segment {
+    /// Logical store name; each region resolves it to its own stores.
+    pub store: String,
+    /// The blob's key inside that store.
+    pub blob: String,
+    /// Offset of this segment's first byte inside the blob.
+    pub offset: u64,
+    pub len: u64,
+    /// The blob's version as the store knows it (an ETag for imported
+    /// objects); empty for the volume's own blobs, whose keys are never reused.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+}
+
+/// A file's data: its segments in order. Their lengths sum to the entry's size.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Layout {
+    pub segments: Vec<Segment>,
+}
+
+impl Layout {
+    pub fn total_len(&self) -> u64 {
+        self.segments.iter().map(|s| s.len).sum()
+    }
+
+    /// The distinct blobs this layout references, each once.
+    pub fn blobs(&self) -> Vec<BlobRef> {
+        let mut blobs: Vec<BlobRef> = self
+            .segments
+            .iter()
+            .map(|s| BlobRef {
+                store: s.store.clone(),
+                blob: s.blob.clone(),
+            })
+            .collect();
+        blobs.sort();
+        blobs.dedup();
+        blobs
+    }
+}
+
+/// A blob by its store and key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct BlobRef {
+    pub store: String,
+    pub blob: String,
+}
+
+/// A condition a put must satisfy, checked atomically with the write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    None,
+    /// Only if the key has no entry.
+    IfAbsent,
+    /// Only if the key's current entry has this ETag (unquoted).
+    IfMatch(String),
+}
+
+/// What a successful put did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutOutcome {
+    pub seq: Seq,
+    /// The entry that was replaced, if any.
+    pub replaced: Option<Entry>,
+}
+
+/// One listing request. Keys are compared as bytes (S3 order).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListQuery {
+    pub prefix: String,
+    /// When set, keys whose remainder after `prefix` contains it are rolled
+    /// up into one common prefix (up to and including the delimiter).
+    pub delimiter: Option<String>,
+    /// Return only keys (and common prefixes) strictly after this. If it
+    /// falls inside a common prefix's group, that whole group is skipped,
+    /// which is what continuing after a returned common prefix needs.
+    pub start_after: Option<String>,
+    /// At most this many keys plus common prefixes. Must be at least 1.
+    pub max: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListPage {
+    /// Keys in byte order with their entries.
+    pub entries: Vec<(String, Entry)>,
+    /// Common prefixes in byte order.
+    pub common_prefixes: Vec<String>,
+    /// Whether more keys or prefixes follow.
+    pub truncated: bool,
+    /// When truncated: the last key or prefix returned, to pass as the next
+    /// query's `start_after`.
+    pub next_start_after: Option<String>,
+}
+
+/// A change-log record: one mutation of the namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub seq: Seq,
+    pub at: UnixMillis,
+    pub op: ChangeOp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ChangeOp {
+    CreateBucket {
+        bucket: String,
+    },
+    DeleteBucket {
+        bucket: String,
+    },
+    Put {
+        bucket: String,
+        key: String,
+        entry: Entry,
+        layout: Layout,
+    },
+    /// A tombstone.
+    Delete {
+        bucket: String,
+        key: String,
+    },
+}
+
+/// A blob in the deletion queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedBlob {
+    pub blob: BlobRef,
+    /// When it was queued; the collector waits a grace period after this.
+    pub queued_at: UnixMillis,
+    /// References left when it was queued (0 for a dropped last reference or
+    /// a blob that was never committed).
+    pub refs_when_queued: u64,
+}

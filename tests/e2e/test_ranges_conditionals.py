@@ -1,0 +1,138 @@
+"""Range reads and conditional GET/HEAD."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from botocore.exceptions import ClientError
+
+from s3util import http_status, random_bytes, s3_error
+
+SIZE = 100
+
+
+@pytest.fixture
+def obj(s3, bucket):
+    data = random_bytes(SIZE)
+    etag = s3.put_object(Bucket=bucket, Key="obj", Body=data)["ETag"]
+    return bucket, "obj", data, etag
+
+
+# -- ranges ------------------------------------------------------------------
+
+@pytest.mark.parametrize("header,start,end", [
+    ("bytes=0-9", 0, 9),
+    ("bytes=10-", 10, SIZE - 1),
+    ("bytes=-5", SIZE - 5, SIZE - 1),
+    ("bytes=5-999999", 5, SIZE - 1),
+    ("bytes=99-99", 99, 99),
+    ("bytes=0-", 0, SIZE - 1),
+])
+def test_range_get(s3, obj, header, start, end):
+    bucket, key, data, _ = obj
+    got = s3.get_object(Bucket=bucket, Key=key, Range=header)
+    assert http_status(got) == 206, f"{header}: expected 206"
+    assert got["ContentRange"] == f"bytes {start}-{end}/{SIZE}"
+    assert got["ContentLength"] == end - start + 1
+    assert got["Body"].read() == data[start:end + 1], f"{header}: wrong bytes"
+
+
+def test_range_past_end_is_invalid_range(s3, obj):
+    bucket, key, _, _ = obj
+    with s3_error("InvalidRange", 416):
+        s3.get_object(Bucket=bucket, Key=key, Range="bytes=999999-")
+
+
+def test_range_on_large_object(s3, bucket):
+    data = random_bytes(3 * 1024 * 1024 + 11)
+    s3.put_object(Bucket=bucket, Key="big", Body=data)
+    start, end = 1024 * 1024 - 3, 2 * 1024 * 1024 + 5
+    got = s3.get_object(Bucket=bucket, Key="big", Range=f"bytes={start}-{end}")
+    assert got["ContentRange"] == f"bytes {start}-{end}/{len(data)}"
+    assert got["Body"].read() == data[start:end + 1]
+
+
+def test_get_without_range_is_200_and_accepts_ranges(s3, obj):
+    bucket, key, data, _ = obj
+    got = s3.get_object(Bucket=bucket, Key=key)
+    assert http_status(got) == 200
+    assert got["Body"].read() == data
+
+
+# -- conditionals ------------------------------------------------------------
+
+NOW = datetime.now(timezone.utc)
+FUTURE = NOW + timedelta(days=1)
+PAST = NOW - timedelta(days=365)
+
+
+def _call(s3, method, bucket, key, **cond):
+    if method == "get":
+        return s3.get_object(Bucket=bucket, Key=key, **cond)
+    return s3.head_object(Bucket=bucket, Key=key, **cond)
+
+
+def _status_of_failure(s3, method, bucket, key, **cond):
+    with pytest.raises(ClientError) as exc:
+        _call(s3, method, bucket, key, **cond)
+    return exc.value.response
+
+
+@pytest.mark.parametrize("method", ["get", "head"])
+def test_if_match_right_etag_succeeds(s3, obj, method):
+    bucket, key, _, etag = obj
+    assert http_status(_call(s3, method, bucket, key, IfMatch=etag)) == 200
+
+
+@pytest.mark.parametrize("method", ["get", "head"])
+def test_if_match_wrong_etag_is_412(s3, obj, method):
+    bucket, key, _, _ = obj
+    resp = _status_of_failure(s3, method, bucket, key, IfMatch='"0123456789abcdef0123456789abcdef"')
+    assert resp["ResponseMetadata"]["HTTPStatusCode"] == 412
+    if method == "get":  # HEAD has no body, so no error code
+        assert resp["Error"]["Code"] == "PreconditionFailed"
+
+
+@pytest.mark.parametrize("method", ["get", "head"])
+def test_if_none_match_matching_is_304(s3, obj, method):
+    bucket, key, _, etag = obj
+    resp = _status_of_failure(s3, method, bucket, key, IfNoneMatch=etag)
+    assert resp["ResponseMetadata"]["HTTPStatusCode"] == 304
+
+
+@pytest.mark.parametrize("method", ["get", "head"])
+def test_if_none_match_other_etag_succeeds(s3, obj, method):
+    bucket, key, _, _ = obj
+    assert http_status(_call(s3, method, bucket, key, IfNoneMatch='"0123456789abcdef0123456789abcdef"')) == 200
+
+
+@pytest.mark.parametrize("method", ["get", "head"])
+def test_if_modified_since_future_is_304(s3, obj, method):
+    bucket, key, _, _ = obj
+    resp = _status_of_failure(s3, method, bucket, key, IfModifiedSince=FUTURE)
+    assert resp["ResponseMetadata"]["HTTPStatusCode"] == 304
+
+
+@pytest.mark.parametrize("method", ["get", "head"])
+def test_if_modified_since_past_succeeds(s3, obj, method):
+    bucket, key, _, _ = obj
+    assert http_status(_call(s3, method, bucket, key, IfModifiedSince=PAST)) == 200
+
+
+@pytest.mark.parametrize("method", ["get", "head"])
+def test_if_unmodified_since_past_is_412(s3, obj, method):
+    bucket, key, _, _ = obj
+    resp = _status_of_failure(s3, method, bucket, key, IfUnmodifiedSince=PAST)
+    assert resp["ResponseMetadata"]["HTTPStatusCode"] == 412
+    if method == "get":
+        assert resp["Error"]["Code"] == "PreconditionFailed"
+
+
+@pytest.mark.parametrize("method", ["get", "head"])
+def test_if_unmodified_since_future_succeeds(s3, obj, method):
+    bucket, key, _, _ = obj
+    assert http_status(_call(s3, method, bucket, key, IfUnmodifiedSince=FUTURE)) == 200
+
+
+def test_if_match_returns_body(s3, obj):
+    bucket, key, data, etag = obj
+    assert s3.get_object(Bucket=bucket, Key=key, IfMatch=etag)["Body"].read() == data
