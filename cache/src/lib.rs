@@ -1,1 +1,16 @@
+//! Ferry's data path: the configured stores, writing immutable blobs,
+//! reading byte ranges of a file from its layout, and collecting blobs
+//! that nothing references any more.
 
+mod blob;
+mod collector;
+mod error;
+pub mod metrics;
+mod reader;
+mod stores;
+
+pub use blob::{fresh_blob_key, BlobTags, BlobUpload};
+pub use collector::{CollectStats, Collector};
+pub use error::{CacheError, Result};
+pub use reader::read_range;
+pub use stores::{StoreHandle, Stores};

@@ -16,11 +16,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ferry_server import (  # noqa: E402
-    ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, LIMITED_ACCESS_KEY, LIMITED_SECRET_KEY,
-    READER_ACCESS_KEY, READER_SECRET_KEY, FerryServer,
-)
-from s3util import make_client, unique_bucket  # noqa: E402
+from ferry_server import Clients, FerryServer  # noqa: E402
+from s3util import unique_bucket  # noqa: E402
 
 
 def pytest_configure(config):
@@ -55,26 +52,6 @@ def fresh_server(tmp_path):
         srv.stop()
     else:
         srv.kill()
-
-
-class Clients:
-    """Client factory bound to a server; URLs are read at call time so a
-    restarted server (new port) gets new clients."""
-
-    def __init__(self, srv: FerryServer):
-        self.srv = srv
-
-    def admin(self, **kw):
-        return make_client(self.srv.s3_url, ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, **kw)
-
-    def reader(self, **kw):
-        return make_client(self.srv.s3_url, READER_ACCESS_KEY, READER_SECRET_KEY, **kw)
-
-    def limited(self, **kw):
-        return make_client(self.srv.s3_url, LIMITED_ACCESS_KEY, LIMITED_SECRET_KEY, **kw)
-
-    def with_keys(self, access_key, secret_key, **kw):
-        return make_client(self.srv.s3_url, access_key, secret_key, **kw)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,8 @@ import threading
 import time
 from pathlib import Path
 
+from s3util import make_client
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = REPO_ROOT / "target" / "debug" / "ferry"
 
@@ -169,3 +171,23 @@ class FerryServer:
             return "(no stderr)"
         data = self._stderr_path.read_bytes()[-limit:]
         return "--- ferry stderr (tail) ---\n" + data.decode("utf-8", "replace")
+
+
+class Clients:
+    """Client factory bound to a server; URLs are read at call time so a
+    restarted server (new port) gets new clients."""
+
+    def __init__(self, srv: FerryServer):
+        self.srv = srv
+
+    def admin(self, **kw):
+        return make_client(self.srv.s3_url, ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, **kw)
+
+    def reader(self, **kw):
+        return make_client(self.srv.s3_url, READER_ACCESS_KEY, READER_SECRET_KEY, **kw)
+
+    def limited(self, **kw):
+        return make_client(self.srv.s3_url, LIMITED_ACCESS_KEY, LIMITED_SECRET_KEY, **kw)
+
+    def with_keys(self, access_key, secret_key, **kw):
+        return make_client(self.srv.s3_url, access_key, secret_key, **kw)

@@ -1,0 +1,127 @@
+//! The blob collector: deletes queued blobs once their grace period has
+//! passed, one collector per volume (a lease), only in stores the volume
+//! owns, and only blobs no committed layout references.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_meta::{Meta, UnixMillis};
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+
+use crate::error::{CacheError, Result};
+use crate::stores::Stores;
+
+const LEASE_NAME: &str = "collector";
+const BATCH: usize = 256;
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CollectStats {
+    pub deleted: u64,
+    /// Referenced again since queued: left alone.
+    pub still_referenced: u64,
+    /// In a store the volume does not own: dropped from the queue, kept in the store.
+    pub not_owned: u64,
+    /// Store errors; re-queued for a later pass.
+    pub failed: u64,
+    /// Whether another gateway holds the lease (then nothing was done).
+    pub lease_held_elsewhere: bool,
+}
+
+pub struct Collector {
+    meta: Arc<dyn Meta>,
+    stores: Stores,
+    grace: Duration,
+    lease_ttl: Duration,
+    holder: String,
+}
+
+impl Collector {
+    pub fn new(meta: Arc<dyn Meta>, stores: Stores, grace: Duration, lease_ttl: Duration) -> Collector {
+        Collector {
+            meta,
+            stores,
+            grace,
+            lease_ttl,
+            holder: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+
+    /// One pass as if the clock read `now`: deletes every blob queued at or
+    /// before `now - grace`.
+    pub async fn run_once(&self, now: UnixMillis) -> Result<CollectStats> {
+        let mut stats = CollectStats::default();
+        let ttl = u64::try_from(self.lease_ttl.as_millis()).unwrap_or(u64::MAX);
+        if !self.meta.try_lease(LEASE_NAME, &self.holder, ttl).await? {
+            stats.lease_held_elsewhere = true;
+            return Ok(stats);
+        }
+        let grace = i64::try_from(self.grace.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = now.saturating_sub(grace);
+        loop {
+            let due = self.meta.due_deletions(cutoff, BATCH).await?;
+            if due.is_empty() {
+                break;
+            }
+            for queued in &due {
+                if !self.meta.claim_deletion(queued).await? {
+                    stats.still_referenced += 1;
+                    continue;
+                }
+                let store = match self.stores.get(&queued.blob.store) {
+                    Ok(store) => store,
+                    Err(CacheError::UnknownStore(name)) => {
+                        tracing::warn!(store = %name, blob = %queued.blob.blob, "queued blob in an unknown store; kept");
+                        stats.not_owned += 1;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                if !store.spec.owned {
+                    stats.not_owned += 1;
+                    continue;
+                }
+                match store.client.delete(&Path::from(queued.blob.blob.as_str())).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                        stats.deleted += 1;
+                        metrics::counter!(crate::metrics::GC_DELETED).increment(1);
+                    }
+                    Err(e) => {
+                        tracing::warn!(store = %store.name, blob = %queued.blob.blob, error = %e, "blob delete failed; re-queued");
+                        stats.failed += 1;
+                        metrics::counter!(crate::metrics::GC_FAILED).increment(1);
+                        self.meta.queue_uncommitted(std::slice::from_ref(&queued.blob)).await?;
+                    }
+                }
+            }
+            if due.len() < BATCH || stats.failed > 0 {
+                // Failed blobs were re-queued with a new time; stop this
+                // pass rather than spin on a broken store.
+                break;
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Runs a pass every `interval` until `shutdown` resolves.
+    pub async fn run(self, interval: Duration, shutdown: impl std::future::Future<Output = ()>) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                _ = ticker.tick() => {
+                    match self.run_once(ferry_meta::now_millis()).await {
+                        Ok(stats) if stats.deleted + stats.failed > 0 => {
+                            tracing::info!(?stats, "collector pass");
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "collector pass failed"),
+                    }
+                }
+            }
+        }
+    }
+}

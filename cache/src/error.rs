@@ -1,0 +1,47 @@
+use ferry_meta::MetaError;
+
+pub type Result<T, E = CacheError> = std::result::Result<T, E>;
+
+/// Failures of the data path. The gateway maps these to S3 codes.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// A layout names a store this gateway has no configuration for.
+    #[error("no store named {0:?} is configured")]
+    UnknownStore(String),
+    /// A configured store could not be built (bad URL, missing feature).
+    #[error("store {store:?}: {reason}")]
+    StoreConfig { store: String, reason: String },
+    /// A blob a committed layout names is missing from its store.
+    #[error("blob {blob:?} is missing from store {store:?}")]
+    MissingBlob { store: String, blob: String },
+    /// The store failed (network, permissions, throttling).
+    #[error("store {store:?} failed: {source}")]
+    Store {
+        store: String,
+        #[source]
+        source: object_store::Error,
+    },
+    /// The client's body ended early or failed while uploading.
+    #[error("upload body failed: {0}")]
+    Body(String),
+    /// A range outside the object.
+    #[error("range {start}..{end} is outside an object of {size} bytes")]
+    Range { start: u64, end: u64, size: u64 },
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
+
+impl CacheError {
+    pub(crate) fn store(store: &str, source: object_store::Error) -> Self {
+        match source {
+            object_store::Error::NotFound { path, .. } => CacheError::MissingBlob {
+                store: store.to_string(),
+                blob: path,
+            },
+            source => CacheError::Store {
+                store: store.to_string(),
+                source,
+            },
+        }
+    }
+}

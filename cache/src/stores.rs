@@ -1,0 +1,114 @@
+//! The configured data stores, built once and looked up by logical name.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ferry_config::{StoreKind, StoreSpec};
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::prefix::PrefixStore;
+use object_store::ObjectStore;
+
+use crate::error::{CacheError, Result};
+
+/// One store: its configuration and a client for it.
+#[derive(Debug, Clone)]
+pub struct StoreHandle {
+    pub name: String,
+    pub spec: StoreSpec,
+    pub client: Arc<dyn ObjectStore>,
+    /// Whether attributes (user metadata) can be attached to blobs here.
+    pub supports_attributes: bool,
+}
+
+/// Every configured store by logical name.
+#[derive(Debug, Clone, Default)]
+pub struct Stores {
+    by_name: BTreeMap<String, StoreHandle>,
+}
+
+impl Stores {
+    pub fn open(specs: &BTreeMap<String, StoreSpec>) -> Result<Stores> {
+        let mut by_name = BTreeMap::new();
+        for (name, spec) in specs {
+            by_name.insert(name.clone(), open_store(spec)?);
+        }
+        Ok(Stores { by_name })
+    }
+
+    /// A registry over stores built elsewhere (tests wrap real stores to
+    /// count or delay requests).
+    pub fn from_handles(handles: impl IntoIterator<Item = StoreHandle>) -> Stores {
+        Stores {
+            by_name: handles.into_iter().map(|h| (h.name.clone(), h)).collect(),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Result<&StoreHandle> {
+        self.by_name
+            .get(name)
+            .ok_or_else(|| CacheError::UnknownStore(name.to_string()))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &StoreHandle> {
+        self.by_name.values()
+    }
+}
+
+fn open_store(spec: &StoreSpec) -> Result<StoreHandle> {
+    let config_err = |reason: String| CacheError::StoreConfig {
+        store: spec.name.clone(),
+        reason,
+    };
+    let (client, supports_attributes): (Arc<dyn ObjectStore>, bool) = match &spec.kind {
+        StoreKind::File { root } => {
+            std::fs::create_dir_all(root)
+                .map_err(|e| config_err(format!("cannot create {}: {e}", root.display())))?;
+            // fsync on: a PUT is acknowledged only once its blob is on disk.
+            let fs = LocalFileSystem::new_with_prefix(root)
+                .map_err(|e| config_err(e.to_string()))?
+                .with_fsync(true)
+                .with_automatic_cleanup(true);
+            (Arc::new(fs), false)
+        }
+        StoreKind::Memory => (Arc::new(InMemory::new()), true),
+        StoreKind::S3 { bucket } => {
+            let mut builder = AmazonS3Builder::new().with_bucket_name(bucket);
+            for (key, value) in &spec.options {
+                let key = key
+                    .parse()
+                    .map_err(|e| config_err(format!("option {key:?}: {e}")))?;
+                builder = builder.with_config(key, value);
+            }
+            if let Some(endpoint) = &spec.endpoint {
+                builder = builder.with_endpoint(endpoint);
+            }
+            builder = builder
+                .with_region(spec.region.as_deref().unwrap_or("us-east-1"))
+                .with_allow_http(spec.allow_http);
+            if let (Some(key), Some(secret)) = (&spec.access_key_id, &spec.secret_access_key) {
+                builder = builder.with_access_key_id(key).with_secret_access_key(&secret.0);
+            }
+            let s3 = builder.build().map_err(|e| config_err(e.to_string()))?;
+            (Arc::new(s3), true)
+        }
+        StoreKind::Gcs { .. } | StoreKind::Azure { .. } => {
+            return Err(config_err(format!(
+                "{}: this build of ferry includes file://, memory:// and s3:// stores",
+                spec.url
+            )));
+        }
+    };
+    let client: Arc<dyn ObjectStore> = if spec.prefix.is_empty() {
+        client
+    } else {
+        Arc::new(PrefixStore::new(client, spec.prefix.as_str()))
+    };
+    Ok(StoreHandle {
+        name: spec.name.clone(),
+        spec: spec.clone(),
+        client,
+        supports_attributes,
+    })
+}
