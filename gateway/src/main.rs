@@ -1,1 +1,95 @@
-fn main() {}
+//! The `ferry` binary.
+
+mod admin;
+mod auth;
+mod cli;
+mod credentials;
+mod error;
+mod http;
+mod metrics;
+mod s3;
+mod serve;
+mod time;
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use ferry_config::{Config, Overrides};
+
+use crate::cli::{Cli, Command, ConfigCommand};
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// The only place that reads the process environment.
+fn environment() -> HashMap<String, String> {
+    std::env::vars().filter(|(k, _)| k.starts_with("FERRY_")).collect()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Config(ConfigCommand::Check { file }) => {
+            match Config::load(Some(&file), &HashMap::new(), &Overrides::default()) {
+                Ok(config) => {
+                    println!("{}: ok", file.display());
+                    println!("  s3 listen:   {}", config.server.listen);
+                    println!("  admin:       {}", config.server.admin_listen);
+                    println!("  metadata:    {:?}", config.meta);
+                    println!("  data store:  {} ({})", config.data_store, config.stores[&config.data_store].url);
+                    println!("  stores:      {}", config.stores.keys().cloned().collect::<Vec<_>>().join(", "));
+                    println!("  credentials: {}", config.credentials.len());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Serve(args) => {
+            init_logging(args.log_json);
+            let flags = Overrides {
+                data_dir: args.data_dir,
+                listen: args.listen,
+                admin_listen: args.admin_listen,
+            };
+            let config = match Config::load(args.config.as_deref(), &environment(), &flags) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            // TLS to cloud stores goes through rustls; pick its provider once.
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(serve::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

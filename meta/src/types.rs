@@ -172,7 +172,7 @@ pub enum ChangeOp {
     Put {
         bucket: String,
         key: String,
-        entry: Entry,
+        entry: Box<Entry>,
         layout: Layout,
     },
     /// A tombstone.

@@ -404,7 +404,7 @@ impl Meta for EmbeddedMeta {
                 ChangeOp::Put {
                     bucket,
                     key,
-                    entry,
+                    entry: Box::new(entry),
                     layout,
                 },
             )?;

@@ -1,0 +1,140 @@
+//! Serving the S3 service over TCP: TCP_NODELAY on every connection, a
+//! request id on every response and log line, per-operation metrics, and
+//! graceful shutdown.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use hyper_util::server::graceful::GracefulShutdown;
+use s3s::service::S3Service;
+use s3s::{HttpError, HttpResponse};
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+use crate::metrics as m;
+
+tokio::task_local! {
+    /// The S3 operation of the request this task serves, noted by the
+    /// access check (which is where s3s first knows it).
+    static OPERATION: RefCell<Option<String>>;
+}
+
+/// Records the current request's operation name for its log line and metrics.
+pub(crate) fn note_operation(name: &str) {
+    let _ = OPERATION.try_with(|slot| *slot.borrow_mut() = Some(name.to_string()));
+}
+
+/// A request id in the shape S3 uses: 16 upper-case hex digits.
+fn new_request_id() -> String {
+    format!("{:016X}", rand::random::<u64>())
+}
+
+/// The S3 service with request ids, logging and metrics around it.
+#[derive(Clone)]
+pub struct Instrumented {
+    inner: Arc<S3Service>,
+}
+
+impl Instrumented {
+    pub fn new(inner: S3Service) -> Instrumented {
+        Instrumented { inner: Arc::new(inner) }
+    }
+}
+
+impl hyper::service::Service<http::Request<Incoming>> for Instrumented {
+    type Response = HttpResponse;
+    type Error = HttpError;
+    type Future = BoxFuture<'static, Result<HttpResponse, HttpError>>;
+
+    fn call(&self, request: http::Request<Incoming>) -> Self::Future {
+        let inner = self.inner.clone();
+        let request_id = new_request_id();
+        let method = request.method().clone();
+        let span = tracing::info_span!("request", id = %request_id);
+        let started = Instant::now();
+        let work = async move {
+            let response = S3Service::call(&inner, request.map(s3s::Body::from)).await;
+            let operation = OPERATION
+                .try_with(|slot| slot.borrow().clone())
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| "Unknown".to_string());
+            let elapsed = started.elapsed();
+            match response {
+                Ok(mut response) => {
+                    if let Ok(value) = http::HeaderValue::from_str(&request_id) {
+                        response.headers_mut().insert("x-amz-request-id", value);
+                    }
+                    let status = response.status().as_u16();
+                    m::record_request(&operation, status, elapsed);
+                    tracing::info!(
+                        %method,
+                        operation,
+                        status,
+                        ms = elapsed.as_secs_f64() * 1000.0,
+                        "s3 request"
+                    );
+                    Ok(response)
+                }
+                Err(e) => {
+                    m::record_request(&operation, 0, elapsed);
+                    tracing::warn!(%method, operation, error = ?e, "s3 request aborted");
+                    Err(e)
+                }
+            }
+        };
+        Box::pin(OPERATION.scope(RefCell::new(None), work).instrument(span))
+    }
+}
+
+/// Accepts connections on `listener` and serves them with `service` until
+/// `shutdown` resolves; then stops accepting and gives in-flight requests
+/// up to `grace` to finish.
+pub async fn serve(
+    listener: TcpListener,
+    service: Instrumented,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    let builder = ConnBuilder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly
+                    // instead of spinning on accept.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "could not set TCP_NODELAY");
+        }
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service.clone())
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        () = tokio::time::sleep(grace) => tracing::warn!(?grace, "shutdown grace period over; dropping open connections"),
+    }
+}

@@ -1,0 +1,220 @@
+//! ListObjectsV2 and ListObjects (V1), served from metadata only.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ferry_meta::{Entry, ListPage, ListQuery};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use s3s::dto::*;
+use s3s::{s3_error, S3Request, S3Response, S3Result};
+
+use super::FerryS3;
+use crate::error::ResultExt;
+use crate::time::timestamp;
+
+/// S3 never returns more than this many keys per page.
+const MAX_KEYS: i32 = 1000;
+
+/// `encoding-type=url` escapes everything but unreserved characters and '/'.
+const URL_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+
+pub(crate) fn owner() -> Owner {
+    Owner {
+        display_name: Some("ferry".to_string()),
+        id: Some("ferry".to_string()),
+    }
+}
+
+fn page_size(max_keys: Option<i32>) -> S3Result<usize> {
+    match max_keys {
+        None => Ok(MAX_KEYS as usize),
+        Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "max-keys must not be negative")),
+        Some(n) => Ok(usize::try_from(n.min(MAX_KEYS)).unwrap_or(0)),
+    }
+}
+
+/// Applies `encoding-type` to a name that goes back to the client.
+struct Encoder {
+    url: bool,
+}
+
+impl Encoder {
+    fn new(encoding: Option<&EncodingType>) -> S3Result<Encoder> {
+        match encoding.map(EncodingType::as_str) {
+            None => Ok(Encoder { url: false }),
+            Some(EncodingType::URL) => Ok(Encoder { url: true }),
+            Some(other) => Err(s3_error!(InvalidArgument, "Invalid Encoding Method specified in Request: {other}")),
+        }
+    }
+
+    fn name(&self, value: String) -> String {
+        if self.url {
+            utf8_percent_encode(&value, URL_ENCODE).to_string()
+        } else {
+            value
+        }
+    }
+
+    fn opt(&self, value: Option<String>) -> Option<String> {
+        value.map(|v| self.name(v))
+    }
+}
+
+fn object(encoder: &Encoder, key: String, entry: Entry, with_owner: bool) -> Object {
+    Object {
+        key: Some(encoder.name(key)),
+        size: i64::try_from(entry.size).ok(),
+        e_tag: Some(ETag::Strong(entry.etag)),
+        last_modified: Some(timestamp(entry.last_modified)),
+        storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+        owner: with_owner.then(owner),
+        ..Object::default()
+    }
+}
+
+fn prefixes(encoder: &Encoder, page: &mut ListPage) -> Vec<CommonPrefix> {
+    std::mem::take(&mut page.common_prefixes)
+        .into_iter()
+        .map(|p| CommonPrefix {
+            prefix: Some(encoder.name(p)),
+        })
+        .collect()
+}
+
+/// Runs one listing; `max == 0` answers an empty, complete page as S3 does.
+async fn run(s3: &FerryS3, bucket: &str, query: ListQuery) -> S3Result<ListPage> {
+    if query.max == 0 {
+        s3.meta.bucket(bucket).await.s3()?;
+        return Ok(ListPage::default());
+    }
+    s3.meta.list(bucket, &query).await.s3()
+}
+
+fn decode_token(token: &str) -> S3Result<String> {
+    URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| s3_error!(InvalidArgument, "The continuation token provided is incorrect"))
+}
+
+fn encode_token(start_after: &str) -> String {
+    URL_SAFE_NO_PAD.encode(start_after)
+}
+
+fn delimiter(value: Option<String>) -> Option<String> {
+    value.filter(|d| !d.is_empty())
+}
+
+pub(super) async fn list_objects_v2(
+    s3: &FerryS3,
+    req: S3Request<ListObjectsV2Input>,
+) -> S3Result<S3Response<ListObjectsV2Output>> {
+    let input = req.input;
+    let encoder = Encoder::new(input.encoding_type.as_ref())?;
+    let max = page_size(input.max_keys)?;
+    let start_after = match &input.continuation_token {
+        Some(token) => Some(decode_token(token)?),
+        None => input.start_after.clone(),
+    };
+    let mut page = run(
+        s3,
+        &input.bucket,
+        ListQuery {
+            prefix: input.prefix.clone().unwrap_or_default(),
+            delimiter: delimiter(input.delimiter.clone()),
+            start_after,
+            max,
+        },
+    )
+    .await?;
+    let common_prefixes = prefixes(&encoder, &mut page);
+    let with_owner = input.fetch_owner.unwrap_or(false);
+    let key_count = page.entries.len() + common_prefixes.len();
+    let contents: Vec<Object> = page
+        .entries
+        .into_iter()
+        .map(|(key, entry)| object(&encoder, key, entry, with_owner))
+        .collect();
+    Ok(S3Response::new(ListObjectsV2Output {
+        name: Some(input.bucket),
+        prefix: Some(encoder.name(input.prefix.unwrap_or_default())),
+        delimiter: encoder.opt(input.delimiter),
+        start_after: encoder.opt(input.start_after),
+        max_keys: Some(i32::try_from(max).unwrap_or(MAX_KEYS)),
+        key_count: Some(i32::try_from(key_count).unwrap_or(i32::MAX)),
+        is_truncated: Some(page.truncated),
+        continuation_token: input.continuation_token,
+        next_continuation_token: page.next_start_after.as_deref().map(encode_token),
+        contents: Some(contents),
+        common_prefixes: Some(common_prefixes),
+        encoding_type: input.encoding_type,
+        ..ListObjectsV2Output::default()
+    }))
+}
+
+pub(super) async fn list_objects(
+    s3: &FerryS3,
+    req: S3Request<ListObjectsInput>,
+) -> S3Result<S3Response<ListObjectsOutput>> {
+    let input = req.input;
+    let encoder = Encoder::new(input.encoding_type.as_ref())?;
+    let max = page_size(input.max_keys)?;
+    let mut page = run(
+        s3,
+        &input.bucket,
+        ListQuery {
+            prefix: input.prefix.clone().unwrap_or_default(),
+            delimiter: delimiter(input.delimiter.clone()),
+            start_after: input.marker.clone().filter(|m| !m.is_empty()),
+            max,
+        },
+    )
+    .await?;
+    let common_prefixes = prefixes(&encoder, &mut page);
+    let contents: Vec<Object> = page
+        .entries
+        .into_iter()
+        .map(|(key, entry)| object(&encoder, key, entry, true))
+        .collect();
+    Ok(S3Response::new(ListObjectsOutput {
+        name: Some(input.bucket),
+        prefix: Some(encoder.name(input.prefix.unwrap_or_default())),
+        delimiter: encoder.opt(input.delimiter),
+        marker: Some(encoder.name(input.marker.unwrap_or_default())),
+        max_keys: Some(i32::try_from(max).unwrap_or(MAX_KEYS)),
+        is_truncated: Some(page.truncated),
+        // S3 sends NextMarker only with a delimiter; sending it always is
+        // allowed and saves clients from guessing.
+        next_marker: encoder.opt(page.next_start_after),
+        contents: Some(contents),
+        common_prefixes: Some(common_prefixes),
+        encoding_type: input.encoding_type,
+        ..ListObjectsOutput::default()
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_encoding_keeps_slashes_and_unreserved() {
+        let encoder = Encoder { url: true };
+        assert_eq!(encoder.name("a b/c+d%e\u{e9}~".into()), "a%20b/c%2Bd%25e%C3%A9~");
+    }
+
+    #[test]
+    fn tokens_round_trip_and_garbage_is_refused() {
+        let token = encode_token("dir/\u{65e5}\u{672c}");
+        assert_eq!(decode_token(&token).ok().as_deref(), Some("dir/\u{65e5}\u{672c}"));
+        assert!(decode_token("!!!").is_err());
+    }
+
+    #[test]
+    fn max_keys_is_capped_and_checked() {
+        assert_eq!(page_size(None).ok(), Some(1000));
+        assert_eq!(page_size(Some(5000)).ok(), Some(1000));
+        assert_eq!(page_size(Some(0)).ok(), Some(0));
+        assert!(page_size(Some(-1)).is_err());
+    }
+}

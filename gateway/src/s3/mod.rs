@@ -1,0 +1,86 @@
+//! The S3 surface: one struct implementing `s3s::S3`. Each operation's
+//! logic lives in the module for its resource; this file only routes.
+
+mod buckets;
+mod checksums;
+mod conditions;
+mod delete;
+mod get;
+mod list;
+mod names;
+mod put;
+
+use std::sync::Arc;
+
+use ferry_cache::Stores;
+use ferry_meta::Meta;
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, S3};
+
+use crate::auth::Keyring;
+
+/// Ferry's S3 service state. Cheap to clone.
+#[derive(Clone)]
+pub struct FerryS3 {
+    pub(crate) meta: Arc<dyn Meta>,
+    pub(crate) stores: Stores,
+    /// Logical store new blobs are written to.
+    pub(crate) data_store: String,
+    pub(crate) keyring: Keyring,
+    pub(crate) region: String,
+    pub(crate) max_put_size: u64,
+}
+
+#[async_trait::async_trait]
+impl S3 for FerryS3 {
+    async fn list_buckets(&self, req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+        buckets::list(self, req).await
+    }
+
+    async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+        buckets::create(self, req).await
+    }
+
+    async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+        buckets::head(self, req).await
+    }
+
+    async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
+        buckets::delete(self, req).await
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        buckets::location(self, req).await
+    }
+
+    async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        put::put_object(self, req).await
+    }
+
+    async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+        get::get_object(self, req).await
+    }
+
+    async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+        get::head_object(self, req).await
+    }
+
+    async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+        delete::delete_object(self, req).await
+    }
+
+    async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        delete::delete_objects(self, req).await
+    }
+
+    async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+        list::list_objects_v2(self, req).await
+    }
+
+    async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+        list::list_objects(self, req).await
+    }
+}

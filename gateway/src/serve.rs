@@ -1,0 +1,159 @@
+//! `ferry serve`: open the namespace and the stores, then serve S3 and the
+//! admin endpoints until SIGINT or SIGTERM.
+
+use std::io::Write;
+use std::time::Duration;
+
+use ferry_cache::{Collector, Stores};
+use ferry_config::Config;
+use s3s::service::S3ServiceBuilder;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, AdminState};
+use crate::auth::Keyring;
+use crate::credentials::{self, Origin};
+use crate::http::{self, Instrumented};
+use crate::s3::FerryS3;
+
+async fn bind(what: &str, addr: std::net::SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen for {what} on {addr}: {e}"))
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops the server");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub async fn run(mut config: Config) -> Result<(), String> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
+    let prometheus = match crate::metrics::install() {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics recorder not installed");
+            None
+        }
+    };
+    let meta = ferry_meta::open(&config.meta).await.map_err(|e| e.to_string())?;
+    let stores = Stores::open(&config.stores).map_err(|e| e.to_string())?;
+
+    let mut banner = None;
+    if config.credentials.is_empty() {
+        let (credential, origin) = credentials::load_or_generate(&config.data_dir)?;
+        match origin {
+            Origin::Generated(path) => banner = Some((credential.clone(), path)),
+            Origin::Loaded(path) => tracing::info!(access_key = %credential.access_key, file = %path.display(), "using generated credentials"),
+        }
+        config.credentials.push(credential);
+    }
+    let keyring = Keyring::new(&config.credentials);
+
+    let s3 = FerryS3 {
+        meta: meta.clone(),
+        stores: stores.clone(),
+        data_store: config.data_store.clone(),
+        keyring: keyring.clone(),
+        region: config.server.region.clone(),
+        max_put_size: config.server.max_put_size,
+    };
+    let mut builder = S3ServiceBuilder::new(s3);
+    builder.set_auth(keyring.clone());
+    builder.set_access(keyring);
+    let service = Instrumented::new(builder.build());
+
+    let s3_listener = bind("S3", config.server.listen).await?;
+    let admin_listener = bind("admin", config.server.admin_listen).await?;
+    let s3_addr = s3_listener.local_addr().map_err(|e| e.to_string())?;
+    let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
+
+    let stop = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+
+    let collector = Collector::new(meta.clone(), stores, config.gc.grace, config.gc.lease);
+    let interval = config.gc.interval;
+    let collector_stop = stop.clone();
+    tasks.spawn(async move { collector.run(interval, collector_stop.cancelled_owned()).await });
+
+    let admin_app = admin::app(AdminState {
+        meta: meta.clone(),
+        metrics: prometheus.clone(),
+    });
+    let admin_stop = stop.clone();
+    tasks.spawn(async move {
+        if let Err(e) = axum::serve(admin_listener, admin_app)
+            .with_graceful_shutdown(admin_stop.cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, "admin server failed");
+        }
+    });
+    if let Some(handle) = prometheus {
+        let upkeep_stop = stop.clone();
+        tasks.spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    () = upkeep_stop.cancelled() => return,
+                    _ = ticker.tick() => handle.run_upkeep(),
+                }
+            }
+        });
+    }
+
+    let endpoint = format!("http://{s3_addr}");
+    if let Some((credential, path)) = banner {
+        println!("Generated credentials, kept in {} (mode 0600):", path.display());
+        println!("  access key: {}", credential.access_key);
+        println!("  secret key: {}", credential.secret_key);
+        println!("Try:");
+        println!(
+            "  AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} aws --endpoint-url {endpoint} s3 mb s3://models",
+            credential.access_key, credential.secret_key
+        );
+    }
+    tracing::info!(
+        s3 = %s3_addr,
+        admin = %admin_addr,
+        data_dir = %config.data_dir.display(),
+        meta = ?config.meta,
+        data_store = %config.data_store,
+        "ferry is serving"
+    );
+    println!("ferry ready s3={endpoint} admin=http://{admin_addr}");
+    let _ = std::io::stdout().flush();
+
+    http::serve(s3_listener, service, shutdown_signal(), config.server.shutdown_grace).await;
+    stop.cancel();
+    let drained = tokio::time::timeout(Duration::from_secs(5), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("background tasks did not stop in time");
+    }
+    drop(meta);
+    tracing::info!("ferry stopped");
+    Ok(())
+}
