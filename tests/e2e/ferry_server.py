@@ -137,11 +137,13 @@ class FerryServer:
             lines.put(line)
         lines.put(None)
 
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        """Send `sig` and wait for the exit; returns the exit code."""
+    def stop(self, sig: int | None = signal.SIGTERM) -> int:
+        """Send `sig` (None: send nothing, the caller already did) and wait
+        for the exit; returns the exit code."""
         assert self.proc is not None, "server not running"
         proc, self.proc = self.proc, None
-        proc.send_signal(sig)
+        if sig is not None:
+            proc.send_signal(sig)
         try:
             return proc.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:

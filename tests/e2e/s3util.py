@@ -283,3 +283,21 @@ def aws_chunked_body(data: bytes, trailer_name: str, trailer_value: str, chunk_s
 
 def quote_key(key: str) -> str:
     return urllib.parse.quote(key, safe="/~")
+
+
+def begin_unsigned_payload_put(endpoint: str, access_key: str, secret_key: str, path: str,
+                               length: int) -> http.client.HTTPConnection:
+    """Send the signed headers of a PUT with `UNSIGNED-PAYLOAD` and return the
+    open connection: the caller sends the `length` body bytes with
+    `conn.send()` at its own pace, then reads `conn.getresponse()`."""
+    url = endpoint.rstrip("/") + path
+    request = AWSRequest(method="PUT", url=url, data=b"", headers={})
+    _PresetPayloadSigner(Credentials(access_key, secret_key), "s3", REGION, "UNSIGNED-PAYLOAD").add_auth(request)
+    parsed = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=60)
+    conn.putrequest("PUT", parsed.path, skip_accept_encoding=True)
+    for name, value in request.headers.items():
+        conn.putheader(name, value)
+    conn.putheader("Content-Length", str(length))
+    conn.endheaders()
+    return conn

@@ -85,10 +85,17 @@ def test_recreating_a_deleted_bucket_starts_empty(s3):
     assert s3.list_objects_v2(Bucket=name)["KeyCount"] == 0
 
 
-@pytest.mark.parametrize("name", ["AB", "a", "bad_name!", "-leading-dash", "x" * 64])
+@pytest.mark.parametrize("name", ["AB", "a", "bad_name!", "-leading-dash", "trailing-dash-", "x" * 64, "a..b", "192.168.5.4"])
 def test_invalid_bucket_name_is_rejected(clients, s3, name):
     raw = clients.admin(validate_bucket_names=False)
     with s3_error("InvalidBucketName", 400):
         raw.create_bucket(Bucket=name)
     names = [b["Name"] for b in s3.list_buckets()["Buckets"]]
     assert name not in names
+
+
+@pytest.mark.parametrize("name", ["abc", "a" * 63, "1.2-x.y", "with-dash.and.dots"])
+def test_valid_bucket_name_edge_cases_are_accepted(s3, name):
+    s3.create_bucket(Bucket=name)
+    assert http_status(s3.head_bucket(Bucket=name)) == 200
+    s3.delete_bucket(Bucket=name)

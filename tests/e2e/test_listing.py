@@ -9,7 +9,8 @@ import urllib.parse
 import botocore.handlers
 import pytest
 
-from s3util import list_all_v2, put_keys, s3_error, unique_bucket
+from ferry_server import ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY
+from s3util import list_all_v2, put_keys, s3_error, signed_request, unique_bucket
 
 
 def _keys(page):
@@ -289,3 +290,26 @@ def test_v1_prefix_and_delimiter(s3, filled):
 def test_v1_special_keys(s3, filled):
     bucket = filled(SPECIAL)
     assert _keys(s3.list_objects(Bucket=bucket)) == sorted(SPECIAL, key=str.encode)
+
+
+# -- invalid arguments -------------------------------------------------------
+
+def test_invalid_continuation_token_is_invalid_argument(s3, filled):
+    bucket = filled(["a"])
+    with s3_error("InvalidArgument", 400):
+        s3.list_objects_v2(Bucket=bucket, ContinuationToken="this-is-not-a-token!!")
+
+
+@pytest.mark.parametrize("query", ["list-type=2&max-keys=-1", "list-type=2&max-keys=abc",
+                                   "list-type=2&encoding-type=bogus"])
+def test_invalid_list_arguments_are_invalid_argument(server, bucket, query):
+    resp = signed_request(server.s3_url, ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, "GET", f"/{bucket}?{query}")
+    assert resp.status == 400, f"?{query} answered {resp.status}: {resp.body[:300]!r}"
+    assert resp.error_code() == "InvalidArgument", resp.body[:300]
+
+
+def test_listing_last_modified_matches_head(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    listed = s3.list_objects_v2(Bucket=bucket)["Contents"][0]["LastModified"]
+    head = s3.head_object(Bucket=bucket, Key="k")["LastModified"]
+    assert listed.replace(microsecond=0) == head.replace(microsecond=0)

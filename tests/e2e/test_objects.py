@@ -159,6 +159,17 @@ def test_stored_headers_and_metadata_returned_on_head(put_client, s3, bucket):
     _assert_stored_headers(s3.head_object(Bucket=bucket, Key="k"), "HeadObject")
 
 
+def test_user_metadata_over_2kb_is_rejected(s3, bucket):
+    with s3_error("MetadataTooLarge", 400):
+        s3.put_object(Bucket=bucket, Key="k", Body=b"x", Metadata={"big": "v" * 2100})
+    assert not object_exists(s3, bucket, "k")
+
+
+def test_get_advertises_byte_ranges(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="k", Body=b"payload")
+    assert s3.get_object(Bucket=bucket, Key="k").get("AcceptRanges") == "bytes"
+
+
 def test_default_content_type(s3, bucket):
     s3.put_object(Bucket=bucket, Key="k", Body=b"payload")
     # S3 answers binary/octet-stream; application/octet-stream is as good.
@@ -251,6 +262,18 @@ def test_delete_objects_quiet_reports_nothing_on_success(s3, bucket):
     assert not resp.get("Deleted"), f"Quiet mode listed deleted keys: {resp.get('Deleted')}"
     assert not resp.get("Errors")
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def test_delete_objects_over_1000_keys_is_malformed_xml(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="k0", Body=b"x")
+    with s3_error("MalformedXML", 400):
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": f"k{i}"} for i in range(1001)]})
+    assert object_exists(s3, bucket, "k0"), "an over-long DeleteObjects deleted something"
+
+
+def test_delete_objects_in_missing_bucket_is_no_such_bucket(s3):
+    with s3_error("NoSuchBucket", 404):
+        s3.delete_objects(Bucket=unique_bucket("missing"), Delete={"Objects": [{"Key": "k"}]})
 
 
 def test_delete_objects_leaves_other_keys(s3, bucket):

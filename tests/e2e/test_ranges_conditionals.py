@@ -136,3 +136,82 @@ def test_if_unmodified_since_future_succeeds(s3, obj, method):
 def test_if_match_returns_body(s3, obj):
     bucket, key, data, etag = obj
     assert s3.get_object(Bucket=bucket, Key=key, IfMatch=etag)["Body"].read() == data
+
+
+# -- edge cases from the RFC and S3's documented precedence ------------------
+
+@pytest.mark.parametrize("header", ["items=0-1", "bytes=5-2"])
+def test_unusable_range_is_ignored(s3, obj, header):
+    # RFC 9110 14.2: a Range with an unknown unit MUST be ignored, and one
+    # whose last-pos < first-pos is invalid; S3 answers both with the whole
+    # object (200).
+    bucket, key, data, _ = obj
+    got = s3.get_object(Bucket=bucket, Key=key, Range=header)
+    assert http_status(got) == 200, f"{header}: expected the whole object with 200"
+    assert got["Body"].read() == data
+
+
+def test_range_with_matching_if_match_is_206(s3, obj):
+    bucket, key, data, etag = obj
+    got = s3.get_object(Bucket=bucket, Key=key, Range="bytes=0-3", IfMatch=etag)
+    assert http_status(got) == 206
+    assert got["Body"].read() == data[:4]
+
+
+def test_if_match_star_matches_existing_object(s3, obj):
+    bucket, key, _, _ = obj
+    assert http_status(s3.get_object(Bucket=bucket, Key=key, IfMatch="*")) == 200
+
+
+def test_if_none_match_star_is_304(s3, obj):
+    bucket, key, _, _ = obj
+    resp = _status_of_failure(s3, "get", bucket, key, IfNoneMatch="*")
+    assert resp["ResponseMetadata"]["HTTPStatusCode"] == 304
+
+
+def test_if_match_true_overrides_if_unmodified_since_false(s3, obj):
+    # S3: If-Match true and If-Unmodified-Since false -> 200.
+    bucket, key, _, etag = obj
+    assert http_status(s3.get_object(Bucket=bucket, Key=key, IfMatch=etag, IfUnmodifiedSince=PAST)) == 200
+
+
+def test_if_none_match_false_with_if_modified_since_true_is_304(s3, obj):
+    # S3: If-None-Match false and If-Modified-Since true -> 304.
+    bucket, key, _, etag = obj
+    resp = _status_of_failure(s3, "get", bucket, key, IfNoneMatch=etag, IfModifiedSince=PAST)
+    assert resp["ResponseMetadata"]["HTTPStatusCode"] == 304
+
+
+def test_not_modified_carries_etag(s3, obj):
+    bucket, key, _, etag = obj
+    resp = _status_of_failure(s3, "get", bucket, key, IfNoneMatch=etag)
+    assert resp["ResponseMetadata"]["HTTPHeaders"].get("etag") == etag
+
+
+# -- conditional writes ------------------------------------------------------
+
+def test_put_if_none_match_star_does_not_overwrite(s3, obj):
+    # S3 answers 412; a server without conditional writes may say
+    # NotImplemented, but it must never overwrite silently.
+    bucket, key, data, _ = obj
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"should not land", IfNoneMatch="*")
+    assert exc.value.response["Error"]["Code"] in ("PreconditionFailed", "NotImplemented"), exc.value.response["Error"]
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == data
+
+
+def test_put_if_none_match_star_creates_missing_key(s3, bucket):
+    try:
+        s3.put_object(Bucket=bucket, Key="new", Body=b"fresh", IfNoneMatch="*")
+    except ClientError as e:
+        assert e.response["Error"]["Code"] == "NotImplemented", e.response["Error"]
+        pytest.skip("conditional PutObject not implemented")
+    assert s3.get_object(Bucket=bucket, Key="new")["Body"].read() == b"fresh"
+
+
+def test_put_if_match_wrong_etag_does_not_overwrite(s3, obj):
+    bucket, key, data, _ = obj
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"should not land", IfMatch='"0123456789abcdef0123456789abcdef"')
+    assert exc.value.response["Error"]["Code"] in ("PreconditionFailed", "NotImplemented"), exc.value.response["Error"]
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == data

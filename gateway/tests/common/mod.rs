@@ -1,0 +1,196 @@
+//! Starting real `ferry serve` processes for end-to-end tests: port 0, a
+//! temporary data dir, and the ready line on stdout as the only signal.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use object_store::aws::AmazonS3Builder;
+use object_store::ObjectStore;
+
+pub const ACCESS_KEY: &str = "test-admin";
+pub const SECRET_KEY: &str = "test-admin-secret";
+
+pub struct Server {
+    child: Child,
+    pub endpoint: String,
+    pub admin: String,
+    /// Lines printed to stdout before the ready line.
+    pub banner: Vec<String>,
+}
+
+pub struct Launch<'a> {
+    pub data_dir: &'a Path,
+    pub config: Option<&'a Path>,
+    /// Pass FERRY_ACCESS_KEY / FERRY_SECRET_KEY.
+    pub env_credentials: bool,
+    pub extra_env: Vec<(&'a str, String)>,
+}
+
+impl<'a> Launch<'a> {
+    pub fn new(data_dir: &'a Path) -> Launch<'a> {
+        Launch {
+            data_dir,
+            config: None,
+            env_credentials: true,
+            extra_env: Vec::new(),
+        }
+    }
+}
+
+pub fn ferry() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    // Nothing from the developer's shell leaks into a test's config.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("FERRY_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+impl Server {
+    pub fn start(launch: Launch<'_>) -> Server {
+        let mut command = ferry();
+        command
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(launch.data_dir)
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .env("FERRY_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(config) = launch.config {
+            command.arg("--config").arg(config);
+        }
+        if launch.env_credentials {
+            command.env("FERRY_ACCESS_KEY", ACCESS_KEY).env("FERRY_SECRET_KEY", SECRET_KEY);
+        }
+        for (key, value) in launch.extra_env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("spawn ferry");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut banner = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) if line.starts_with("ferry ready ") => {
+                    let field = |name: &str| {
+                        line.split_whitespace()
+                            .find_map(|w| w.strip_prefix(name))
+                            .expect("ready line field")
+                            .to_string()
+                    };
+                    return Server {
+                        endpoint: field("s3="),
+                        admin: field("admin="),
+                        child,
+                        banner,
+                    };
+                }
+                Ok(line) => banner.push(line),
+                Err(e) => {
+                    let _ = child.kill();
+                    panic!("ferry did not become ready: {e}; output so far: {banner:?}");
+                }
+            }
+        }
+    }
+
+    pub fn client(&self, bucket: &str) -> Arc<dyn ObjectStore> {
+        self.client_as(bucket, ACCESS_KEY, SECRET_KEY)
+    }
+
+    pub fn client_as(&self, bucket: &str, access_key: &str, secret_key: &str) -> Arc<dyn ObjectStore> {
+        Arc::new(
+            AmazonS3Builder::new()
+                .with_endpoint(&self.endpoint)
+                .with_allow_http(true)
+                .with_region("us-east-1")
+                .with_bucket_name(bucket)
+                .with_access_key_id(access_key)
+                .with_secret_access_key(secret_key)
+                .with_virtual_hosted_style_request(false)
+                .build()
+                .expect("client"),
+        )
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn stop(mut self) -> ExitStatus {
+        signal_term(self.child.id());
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signal_term(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("write");
+    path
+}
+
+/// Creates a bucket with a raw signed request (object_store has no bucket API).
+pub async fn create_bucket(endpoint: &str, bucket: &str) {
+    let status = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "PUT",
+            "--aws-sigv4",
+            "aws:amz:us-east-1:s3",
+            "--user",
+            &format!("{ACCESS_KEY}:{SECRET_KEY}"),
+            "-H",
+            "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+            &format!("{endpoint}/{bucket}"),
+        ])
+        .output()
+        .expect("curl");
+    let code = String::from_utf8_lossy(&status.stdout).to_string();
+    assert_eq!(code, "200", "create bucket {bucket}");
+}
+
+pub fn pattern(seed: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(131).wrapping_add(seed) ^ (i >> 12) as u8).collect()
+}
