@@ -10,14 +10,16 @@ use s3s::auth::{S3Auth, SecretKey};
 use s3s::path::S3Path;
 use s3s::{s3_error, S3Result};
 
-/// The credentials a gateway accepts, by access key.
+/// The credentials a gateway accepts, by access key, and the region
+/// signatures must be scoped to.
 #[derive(Clone, Default)]
 pub struct Keyring {
     by_access_key: Arc<HashMap<String, Credential>>,
+    region: Arc<str>,
 }
 
 impl Keyring {
-    pub fn new(credentials: &[Credential]) -> Keyring {
+    pub fn new(credentials: &[Credential], region: &str) -> Keyring {
         Keyring {
             by_access_key: Arc::new(
                 credentials
@@ -25,6 +27,7 @@ impl Keyring {
                     .map(|c| (c.access_key.clone(), c.clone()))
                     .collect(),
             ),
+            region: region.into(),
         }
     }
 
@@ -66,6 +69,23 @@ pub(crate) fn is_read_operation(name: &str) -> bool {
     READ_OPERATIONS.contains(&name)
 }
 
+/// The region of a SigV4 credential scope (`AK/date/region/s3/aws4_request`),
+/// from the Authorization header or a presigned URL's X-Amz-Credential.
+fn signed_region(headers: &http::HeaderMap, uri: &http::Uri) -> Option<String> {
+    let scope = if let Some(auth) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let rest = auth.strip_prefix("AWS4-HMAC-SHA256")?;
+        let at = rest.find("Credential=")?;
+        rest[at + "Credential=".len()..].split([',', ' ']).next()?.to_string()
+    } else {
+        let query = uri.query()?;
+        let raw = query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("X-Amz-Credential="))?;
+        percent_encoding::percent_decode_str(raw).decode_utf8().ok()?.into_owned()
+    };
+    scope.split('/').nth(2).map(str::to_string)
+}
+
 #[async_trait::async_trait]
 impl S3Access for Keyring {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
@@ -77,6 +97,15 @@ impl S3Access for Keyring {
         let Some(credential) = self.get(&credentials.access_key) else {
             return Err(s3_error!(InvalidAccessKeyId));
         };
+        if let Some(region) = signed_region(cx.headers(), cx.uri())
+            && region != *self.region
+        {
+            return Err(s3_error!(
+                AuthorizationHeaderMalformed,
+                "the region '{region}' is wrong; expecting '{}'",
+                self.region
+            ));
+        }
         let bucket = match cx.s3_path() {
             S3Path::Root => None,
             S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => Some(bucket.as_ref()),
@@ -90,5 +119,28 @@ impl S3Access for Keyring {
             return Err(s3_error!(AccessDenied, "This key is read-only"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_comes_from_the_header_or_the_presigned_query() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            "AWS4-HMAC-SHA256 Credential=AK/20261129/eu-west-1/s3/aws4_request, SignedHeaders=host, Signature=00"
+                .parse()
+                .expect("header"),
+        );
+        let uri: http::Uri = "/b/k".parse().expect("uri");
+        assert_eq!(signed_region(&headers, &uri).as_deref(), Some("eu-west-1"));
+        let presigned: http::Uri = "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AK%2F20261129%2Fus-east-1%2Fs3%2Faws4_request"
+            .parse()
+            .expect("uri");
+        assert_eq!(signed_region(&http::HeaderMap::new(), &presigned).as_deref(), Some("us-east-1"));
+        assert_eq!(signed_region(&http::HeaderMap::new(), &uri), None);
     }
 }

@@ -59,7 +59,9 @@ impl hyper::service::Service<http::Request<Incoming>> for Instrumented {
         let span = tracing::info_span!("request", id = %request_id);
         let started = Instant::now();
         let work = async move {
-            let response = S3Service::call(&inner, request.map(s3s::Body::from)).await;
+            let mut request = request.map(s3s::Body::from);
+            drop_unusable_range(&mut request);
+            let response = S3Service::call(&inner, request).await;
             let operation = OPERATION
                 .try_with(|slot| slot.borrow().clone())
                 .ok()
@@ -70,6 +72,9 @@ impl hyper::service::Service<http::Request<Incoming>> for Instrumented {
                 Ok(mut response) => {
                     if let Ok(value) = http::HeaderValue::from_str(&request_id) {
                         response.headers_mut().insert("x-amz-request-id", value);
+                    }
+                    if response.status().is_client_error() || response.status().is_server_error() {
+                        add_request_id_to_error(&mut response, &request_id);
                     }
                     let status = response.status().as_u16();
                     m::record_request(&operation, status, elapsed);
@@ -91,6 +96,44 @@ impl hyper::service::Service<http::Request<Incoming>> for Instrumented {
         };
         Box::pin(OPERATION.scope(RefCell::new(None), work).instrument(span))
     }
+}
+
+/// RFC 9110: a Range header that cannot be parsed, or whose range is
+/// backwards, is ignored and the whole representation is sent. s3s would
+/// refuse the request instead, so such a header is removed first.
+fn drop_unusable_range(request: &mut http::Request<s3s::Body>) {
+    if !matches!(*request.method(), http::Method::GET | http::Method::HEAD) {
+        return;
+    }
+    let usable = match request.headers().get(http::header::RANGE) {
+        None => return,
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| s3s::dto::Range::parse(v).ok())
+            .is_some(),
+    };
+    if !usable {
+        request.headers_mut().remove(http::header::RANGE);
+    }
+}
+
+/// S3 error bodies carry the request id too; s3s only knows it for errors
+/// Ferry raised itself, so it is added here for all of them.
+fn add_request_id_to_error(response: &mut HttpResponse, request_id: &str) {
+    let Some(body) = response.body().bytes() else { return };
+    let Ok(text) = std::str::from_utf8(&body) else { return };
+    if !text.ends_with("</Error>") || text.contains("<RequestId>") {
+        return;
+    }
+    let patched = format!(
+        "{}<RequestId>{request_id}</RequestId></Error>",
+        &text[..text.len() - "</Error>".len()]
+    );
+    if let Ok(length) = http::HeaderValue::from_str(&patched.len().to_string()) {
+        response.headers_mut().insert(http::header::CONTENT_LENGTH, length);
+    }
+    *response.body_mut() = s3s::Body::from(patched);
 }
 
 /// Accepts connections on `listener` and serves them with `service` until

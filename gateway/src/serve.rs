@@ -68,7 +68,7 @@ pub async fn run(mut config: Config) -> Result<(), String> {
         }
         config.credentials.push(credential);
     }
-    let keyring = Keyring::new(&config.credentials);
+    let keyring = Keyring::new(&config.credentials, &config.server.region);
 
     let s3 = FerryS3 {
         meta: meta.clone(),

@@ -37,17 +37,33 @@ impl ReadConditions<'_> {
         {
             return Err(s3_error!(PreconditionFailed, "The object was modified after If-Unmodified-Since"));
         }
-        if let Some(condition) = self.if_none_match {
-            if matches(condition, &entry.etag) {
-                return Err(s3_error!(NotModified));
-            }
-        } else if let Some(since) = self.if_modified_since
-            && modified <= unix_seconds(since)
-        {
-            return Err(s3_error!(NotModified));
+        let not_modified = match self.if_none_match {
+            Some(condition) => matches(condition, &entry.etag),
+            None => self
+                .if_modified_since
+                .is_some_and(|since| modified <= unix_seconds(since)),
+        };
+        if not_modified {
+            return Err(not_modified_error(entry));
         }
         Ok(())
     }
+}
+
+/// A 304 still names the representation it refers to.
+fn not_modified_error(entry: &Entry) -> s3s::S3Error {
+    let mut error = s3_error!(NotModified);
+    let mut headers = http::HeaderMap::new();
+    if let Ok(value) = http::HeaderValue::from_str(&format!("\"{}\"", entry.etag)) {
+        headers.insert(http::header::ETAG, value);
+    }
+    if let Some(date) = crate::time::http_date(&crate::time::timestamp(entry.last_modified))
+        && let Ok(value) = http::HeaderValue::from_str(&date)
+    {
+        headers.insert(http::header::LAST_MODIFIED, value);
+    }
+    error.set_headers(headers);
+    error
 }
 
 /// The precondition of a write from its If-Match / If-None-Match headers.

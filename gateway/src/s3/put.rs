@@ -48,13 +48,45 @@ async fn forget(s3: &FerryS3, blob: &BlobRef) {
     }
 }
 
+/// S3's limit on user metadata: keys and values together.
+const MAX_USER_METADATA_BYTES: usize = 2048;
+
 fn body_error(error: s3s::StdError) -> S3Error {
-    // s3s reports signature and framing problems of aws-chunked bodies as
-    // S3 errors; keep their codes. Anything else is a broken body.
-    match error.downcast::<S3Error>() {
-        Ok(e) => *e,
-        Err(other) => s3_error!(IncompleteBody, "The request body ended early or failed: {other}"),
+    let error = match error.downcast::<S3Error>() {
+        Ok(e) => return *e,
+        Err(other) => other,
+    };
+    // s3s's body decoders keep their error types private; their messages
+    // name the failure.
+    let text = error.to_string();
+    if text.contains("Sha256Mismatch") {
+        // Not among s3s's named codes; S3 answers it with 400.
+        let mut e = S3Error::with_message(
+            s3s::S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        );
+        e.set_status_code(http::StatusCode::BAD_REQUEST);
+        e
+    } else if text.contains("SignatureMismatch") {
+        s3_error!(SignatureDoesNotMatch, "A chunk signature of the body does not match")
+    } else if text.contains("FormatError") || text.contains("TooLarge") || text.contains("TooMany") {
+        s3_error!(InvalidRequest, "The aws-chunked body is malformed: {text}")
+    } else {
+        s3_error!(IncompleteBody, "The request body ended early or failed")
     }
+}
+
+fn check_user_metadata(metadata: Option<&Metadata>) -> S3Result<()> {
+    let size: usize = metadata
+        .map(|m| m.iter().map(|(k, v)| k.len() + v.len()).sum())
+        .unwrap_or(0);
+    if size > MAX_USER_METADATA_BYTES {
+        return Err(s3_error!(
+            MetadataTooLarge,
+            "Your metadata headers are {size} bytes; the limit is {MAX_USER_METADATA_BYTES}"
+        ));
+    }
+    Ok(())
 }
 
 pub(super) async fn put_object(s3: &FerryS3, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
@@ -65,6 +97,7 @@ pub(super) async fn put_object(s3: &FerryS3, req: S3Request<PutObjectInput>) -> 
         ..
     } = req;
     check_key(&input.key)?;
+    check_user_metadata(input.metadata.as_ref())?;
     s3.meta.bucket(&input.bucket).await.s3()?;
     let condition = write_precondition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
     if let Some(len) = input.content_length
