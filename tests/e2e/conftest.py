@@ -94,4 +94,4 @@ def pytest_runtest_makereport(item, call):
         for name in ("server", "fresh_server"):
             srv = item.funcargs.get(name) if hasattr(item, "funcargs") else None
             if isinstance(srv, FerryServer):
-                report.sections.append((f"ferry stderr ({name})", srv.stderr_tail(3000)))
+                report.sections.append((f"ferry stderr ({name})", srv.stderr_tail(2000)))

@@ -90,6 +90,7 @@ class FerryServer:
         env["FERRY_ACCESS_KEY"] = ADMIN_ACCESS_KEY
         env["FERRY_SECRET_KEY"] = ADMIN_SECRET_KEY
         env.setdefault("RUST_BACKTRACE", "1")
+        env["NO_COLOR"] = "1"
         stderr = open(self._stderr_path, "wb")
         try:
             self.proc = subprocess.Popen(

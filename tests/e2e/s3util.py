@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime
 import hashlib
+import hmac
 import http.client
 import os
 import urllib.parse
@@ -16,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import boto3
+import botocore.auth
 import botocore.handlers
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -31,7 +34,7 @@ MiB = 1024 * 1024
 
 def make_client(endpoint: str, access_key: str | None, secret_key: str | None, *,
                 signature_version=None, validate_bucket_names: bool = True,
-                aws_chunked: bool = False, **config_kwargs):
+                aws_chunked: bool = False, region: str = REGION, **config_kwargs):
     """A boto3 S3 client with default checksum settings, path-style, no retries.
 
     aws_chunked=True makes PutObject send its body the way boto3 does over
@@ -53,7 +56,7 @@ def make_client(endpoint: str, access_key: str | None, secret_key: str | None, *
     client = boto3.session.Session().client(
         "s3",
         endpoint_url=endpoint,
-        region_name=REGION,
+        region_name=region,
         aws_access_key_id=access_key,
         aws_secret_access_key=secret_key,
         config=Config(**cfg),
@@ -226,6 +229,20 @@ class _PresetPayloadSigner(S3SigV4Auth):
         super().__init__(credentials, service, region)
         self._content_sha256 = content_sha256
 
+    skew_seconds = 0
+
+    def add_auth(self, request):
+        if not self.skew_seconds:
+            return super().add_auth(request)
+        # Sign as if the clock were off by skew_seconds (botocore reads the
+        # time through this module-level function).
+        real = botocore.auth.get_current_datetime
+        botocore.auth.get_current_datetime = lambda: real() + datetime.timedelta(seconds=self.skew_seconds)
+        try:
+            return super().add_auth(request)
+        finally:
+            botocore.auth.get_current_datetime = real
+
     def payload(self, request):
         if self._content_sha256 is not None:
             return self._content_sha256
@@ -248,14 +265,22 @@ class RawResponse:
 
 def signed_request(endpoint: str, access_key: str, secret_key: str, method: str, path: str,
                    body: bytes = b"", headers: dict | None = None, *,
-                   content_sha256: str | None = None) -> RawResponse:
+                   content_sha256: str | None = None, clock_skew: int = 0,
+                   send_path: str | None = None) -> RawResponse:
     """Send one SigV4-signed request with http.client; `path` is already
-    URL-encoded and may carry a query string. Returns status, headers, body."""
+    URL-encoded and may carry a query string. Returns status, headers, body.
+
+    clock_skew signs with a clock that many seconds off; send_path sends the
+    request to another path than the one signed (tampering)."""
     url = endpoint.rstrip("/") + path
     hdrs = dict(headers or {})
     request = AWSRequest(method=method, url=url, data=body, headers=hdrs)
-    _PresetPayloadSigner(Credentials(access_key, secret_key), "s3", REGION, content_sha256).add_auth(request)
+    signer = _PresetPayloadSigner(Credentials(access_key, secret_key), "s3", REGION, content_sha256)
+    signer.skew_seconds = clock_skew
+    signer.add_auth(request)
     parsed = urllib.parse.urlsplit(url)
+    if send_path is not None:
+        parsed = urllib.parse.urlsplit(endpoint.rstrip("/") + send_path)
     conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=60)
     try:
         target = parsed.path + ("?" + parsed.query if parsed.query else "")
@@ -301,3 +326,49 @@ def begin_unsigned_payload_put(endpoint: str, access_key: str, secret_key: str, 
     conn.putheader("Content-Length", str(length))
     conn.endheaders()
     return conn
+
+
+def _hmac(key: bytes, msg: str) -> bytes:
+    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
+
+
+def signed_streaming_put(endpoint: str, access_key: str, secret_key: str, path: str, data: bytes, *,
+                         chunk_size: int = 64 * 1024, corrupt_chunk: int | None = None) -> RawResponse:
+    """PUT `data` as `STREAMING-AWS4-HMAC-SHA256-PAYLOAD`: aws-chunked where
+    every chunk carries a signature chained from the header signature.
+    corrupt_chunk=N flips one byte of chunk N after signing it."""
+    url = endpoint.rstrip("/") + path
+    headers = {
+        "Content-Encoding": "aws-chunked",
+        "X-Amz-Decoded-Content-Length": str(len(data)),
+    }
+    request = AWSRequest(method="PUT", url=url, data=b"", headers=headers)
+    _PresetPayloadSigner(Credentials(access_key, secret_key), "s3", REGION,
+                         "STREAMING-AWS4-HMAC-SHA256-PAYLOAD").add_auth(request)
+    timestamp = request.headers["X-Amz-Date"]
+    scope = f"{timestamp[:8]}/{REGION}/s3/aws4_request"
+    key = _hmac(_hmac(_hmac(_hmac(("AWS4" + secret_key).encode(), timestamp[:8]), REGION), "s3"), "aws4_request")
+    previous = request.headers["Authorization"].rsplit("Signature=", 1)[1]
+    empty_hash = hashlib.sha256(b"").hexdigest()
+
+    chunks = [data[i:i + chunk_size] for i in range(0, len(data), chunk_size)] + [b""]
+    body = bytearray()
+    for index, chunk in enumerate(chunks):
+        to_sign = "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", timestamp, scope, previous, empty_hash,
+                             hashlib.sha256(chunk).hexdigest()])
+        signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+        previous = signature
+        if index == corrupt_chunk and chunk:
+            chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
+        body += f"{len(chunk):x};chunk-signature={signature}\r\n".encode() + chunk + b"\r\n"
+
+    parsed = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=60)
+    try:
+        send_headers = dict(request.headers.items())
+        send_headers["Content-Length"] = str(len(body))
+        conn.request("PUT", parsed.path, body=bytes(body), headers=send_headers)
+        resp = conn.getresponse()
+        return RawResponse(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
+    finally:
+        conn.close()

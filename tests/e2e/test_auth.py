@@ -9,8 +9,8 @@ import urllib.request
 import pytest
 from botocore import UNSIGNED
 
-from ferry_server import ADMIN_ACCESS_KEY, LIMITED_BUCKET
-from s3util import RawResponse, s3_error, unique_bucket
+from ferry_server import ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, LIMITED_BUCKET
+from s3util import RawResponse, make_client, s3_error, signed_request, unique_bucket
 
 OTHER_BUCKET = "other-bucket"
 
@@ -204,3 +204,43 @@ def test_limited_key_gets_access_denied_for_missing_other_bucket(clients):
     # Must not reveal whether a bucket it may not see exists.
     with s3_error("AccessDenied", 403):
         clients.limited().list_objects_v2(Bucket=unique_bucket("nope"))
+
+
+# -- signature details -------------------------------------------------------
+
+@pytest.mark.parametrize("skew", [-20 * 60, 20 * 60], ids=["20min-slow", "20min-fast"])
+def test_request_time_too_skewed(server, skew):
+    resp = signed_request(server.s3_url, ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, "GET", "/", clock_skew=skew)
+    assert resp.status == 403, f"a request signed {skew}s off answered {resp.status}"
+    assert resp.error_code() == "RequestTimeTooSkewed", resp.body[:300]
+
+
+def test_small_clock_skew_is_accepted(server):
+    resp = signed_request(server.s3_url, ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, "GET", "/", clock_skew=-60)
+    assert resp.status == 200, resp.body[:300]
+
+
+def test_request_sent_to_other_path_than_signed_is_rejected(server, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="public", Body=b"p")
+    s3.put_object(Bucket=bucket, Key="secret", Body=b"s")
+    resp = signed_request(server.s3_url, ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, "GET", f"/{bucket}/public",
+                          send_path=f"/{bucket}/secret")
+    assert resp.status == 403
+    assert resp.error_code() == "SignatureDoesNotMatch", resp.body[:300]
+
+
+def test_signature_for_wrong_region_is_rejected(server, s3):
+    wrong = make_client(server.s3_url, ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, region="eu-west-1")
+    with s3_error({"AuthorizationHeaderMalformed", "SignatureDoesNotMatch"}) as err:
+        wrong.list_buckets()
+    assert err.status in (400, 403)
+    s3.list_buckets()
+
+
+def test_presigned_put_url_uploads(s3, presigner, bucket):
+    data = b"uploaded through a presigned URL"
+    url = presigner.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "up"}, ExpiresIn=300)
+    req = urllib.request.Request(url, data=data, method="PUT")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.status == 200
+    assert s3.get_object(Bucket=bucket, Key="up")["Body"].read() == data

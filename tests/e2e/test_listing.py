@@ -313,3 +313,19 @@ def test_listing_last_modified_matches_head(s3, bucket):
     listed = s3.list_objects_v2(Bucket=bucket)["Contents"][0]["LastModified"]
     head = s3.head_object(Bucket=bucket, Key="k")["LastModified"]
     assert listed.replace(microsecond=0) == head.replace(microsecond=0)
+
+
+def test_continuation_token_wins_over_start_after(s3, filled):
+    bucket = filled(["a", "b", "c", "d", "e"])
+    first = s3.list_objects_v2(Bucket=bucket, MaxKeys=2, StartAfter="a")
+    assert _keys(first) == ["b", "c"]
+    rest = s3.list_objects_v2(Bucket=bucket, StartAfter="a", ContinuationToken=first["NextContinuationToken"])
+    assert _keys(rest) == ["d", "e"]
+
+
+def test_key_count_with_delimiter_pages(s3, filled):
+    bucket = filled(["a/1", "a/2", "b", "c/1", "d"])
+    page = s3.list_objects_v2(Bucket=bucket, Delimiter="/", MaxKeys=3)
+    assert _keys(page) == ["b"] and _prefixes(page) == ["a/", "c/"]
+    assert page["KeyCount"] == 3
+    assert page["IsTruncated"] is True

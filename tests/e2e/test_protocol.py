@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from ferry_server import ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY
 from s3util import (
     aws_chunked_body, content_md5, crc32_b64, md5_etag, object_exists, quote_key, random_bytes,
-    s3_error, signed_request, unique_bucket,
+    s3_error, signed_request, signed_streaming_put, unique_bucket,
 )
 
 STREAMING_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
@@ -194,3 +194,24 @@ def test_aws_cli_cp_and_ls(server, s3, bucket, tmp_path):
     down = _aws(server, tmp_path, "s3", "cp", f"s3://{bucket}/cli/upload.bin", str(dst))
     assert down.returncode == 0, down.stderr.decode()
     assert dst.read_bytes() == data
+
+
+# -- signed aws-chunked (STREAMING-AWS4-HMAC-SHA256-PAYLOAD) -----------------
+
+@pytest.mark.parametrize("size", [0, 1, 200_000], ids=["empty", "one-byte", "200KB"])
+def test_signed_streaming_upload(server, s3, bucket, size):
+    data = random_bytes(size)
+    resp = signed_streaming_put(server.s3_url, ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, f"/{bucket}/k", data,
+                                chunk_size=64 * 1024)
+    assert resp.status == 200, f"{resp.status}: {resp.body[:300]!r}"
+    assert resp.headers.get("etag") == md5_etag(data)
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == data
+
+
+def test_signed_streaming_upload_with_tampered_chunk_is_rejected(server, s3, bucket):
+    data = random_bytes(200_000)
+    resp = signed_streaming_put(server.s3_url, ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, f"/{bucket}/k", data,
+                                chunk_size=64 * 1024, corrupt_chunk=1)
+    assert resp.status in (400, 403), f"a tampered signed chunk answered {resp.status}"
+    assert resp.error_code() in {"SignatureDoesNotMatch", "IncompleteBody", "InvalidRequest"}, resp.body[:300]
+    assert not object_exists(s3, bucket, "k"), "object created from a tampered signed chunk"
