@@ -47,7 +47,8 @@ use ferry_config::MetaConfig;
 pub trait Meta: Send + Sync + 'static {
     /// Creates an empty bucket. `BucketExists` if it is already there.
     async fn create_bucket(&self, bucket: &str) -> Result<Seq>;
-    /// Removes an empty bucket. `BucketNotEmpty` if any key remains.
+    /// Removes an empty bucket. `BucketNotEmpty` if any key remains;
+    /// uploads still in progress are aborted with it.
     async fn delete_bucket(&self, bucket: &str) -> Result<Seq>;
     async fn bucket(&self, bucket: &str) -> Result<BucketInfo>;
     /// All buckets, by name.
@@ -74,6 +75,43 @@ pub trait Meta: Send + Sync + 'static {
     /// One page of a bucket's keys; see [`ListQuery`]. Work is proportional
     /// to the page, not to the keys skipped under common prefixes.
     async fn list(&self, bucket: &str, query: &ListQuery) -> Result<ListPage>;
+
+    /// Starts a multipart upload of `upload.key`.
+    async fn create_upload(&self, bucket: &str, upload: Upload) -> Result<()>;
+    /// An upload in progress; `NoSuchUpload` unless it exists for this key.
+    async fn upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Upload>;
+    /// Records a part (its blob gains a reference). A part with the same
+    /// number is replaced and returned; its blob loses its reference.
+    /// `NoSuchUpload` when the upload is gone: the caller owns the blob then.
+    async fn put_part(&self, bucket: &str, key: &str, upload_id: &str, part: Part) -> Result<Option<Part>>;
+    /// Parts numbered above `after`, ascending, at most `max`; and whether
+    /// more follow.
+    async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        after: u32,
+        max: usize,
+    ) -> Result<(Vec<Part>, bool)>;
+    /// Uploads in progress in a bucket, by key then initiation.
+    async fn list_uploads(&self, bucket: &str, query: &UploadQuery) -> Result<UploadPage>;
+    /// Commits `entry` with `layout` (built from this upload's parts) like
+    /// [`Meta::put`] and ends the upload in the same transaction: parts the
+    /// layout uses keep their blobs, the others are queued.
+    async fn complete_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        entry: Entry,
+        layout: Layout,
+        condition: Precondition,
+    ) -> Result<PutOutcome>;
+    /// Ends an upload without an object; every part's blob is queued.
+    async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()>;
+    /// Uploads of any bucket initiated at or before `initiated_before`, at most `limit`.
+    async fn stale_uploads(&self, initiated_before: UnixMillis, limit: usize) -> Result<Vec<(String, Upload)>>;
 
     /// Change-log records with `seq > after`, oldest first, at most `limit`.
     async fn changes_since(&self, after: Seq, limit: usize) -> Result<Vec<Change>>;

@@ -192,3 +192,49 @@ pub struct QueuedBlob {
     /// a blob that was never committed).
     pub refs_when_queued: u64,
 }
+
+/// A multipart upload in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upload {
+    /// Unique and never reused; time-ordered, so sorting by id sorts by
+    /// initiation.
+    pub id: String,
+    pub key: String,
+    pub initiated: UnixMillis,
+    /// The attributes the completed object will carry (content type, user
+    /// metadata, ...); id, size and ETag are set on completion.
+    pub template: Entry,
+    /// The checksum algorithm the client asked for on creation, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum_algorithm: Option<String>,
+}
+
+/// One uploaded part: its own blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    pub number: u32,
+    /// MD5 hex of the part, unquoted.
+    pub etag: String,
+    pub size: u64,
+    pub last_modified: UnixMillis,
+    pub segment: Segment,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checksums: BTreeMap<String, String>,
+}
+
+/// A page of multipart uploads of one bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UploadQuery {
+    pub prefix: String,
+    /// Start after this key (and, with `upload_id_marker`, after that upload of it).
+    pub key_marker: Option<String>,
+    pub upload_id_marker: Option<String>,
+    pub max: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UploadPage {
+    /// By key, then by initiation.
+    pub uploads: Vec<Upload>,
+    pub truncated: bool,
+}

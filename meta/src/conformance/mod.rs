@@ -18,6 +18,8 @@ pub async fn run_all(meta: &dyn Meta) {
     change_log(meta).await;
     blob_references(meta).await;
     leases(meta).await;
+    multipart(meta).await;
+    multipart_listing(meta).await;
 }
 
 /// An entry with a fresh id whose layout is one blob named after the id.
@@ -456,4 +458,180 @@ pub async fn leases(meta: &dyn Meta) {
         assert!(std::time::Instant::now() < deadline, "an expired lease was never released");
         tokio::task::yield_now().await;
     }
+}
+
+fn part(number: u32, etag: &str) -> Part {
+    Part {
+        number,
+        etag: etag.into(),
+        size: 5,
+        last_modified: now_millis(),
+        segment: Segment {
+            store: "data".into(),
+            blob: format!("part-{}", uuid::Uuid::new_v4()),
+            offset: 0,
+            len: 5,
+            version: String::new(),
+        },
+        checksums: Default::default(),
+    }
+}
+
+fn new_upload(key: &str) -> Upload {
+    Upload {
+        id: uuid::Uuid::now_v7().to_string(),
+        key: key.into(),
+        initiated: now_millis(),
+        template: Entry {
+            content_type: Some("application/octet-stream".into()),
+            ..Entry::default()
+        },
+        checksum_algorithm: None,
+    }
+}
+
+pub async fn multipart(meta: &dyn Meta) {
+    meta.create_bucket("mpu").await.expect("create");
+    let far_future = now_millis() + 3_600_000;
+    let queued = |due: &[QueuedBlob], blob: &BlobRef| due.iter().any(|q| &q.blob == blob);
+    let blob_of = |p: &Part| BlobRef { store: p.segment.store.clone(), blob: p.segment.blob.clone() };
+
+    let upload = new_upload("big");
+    assert!(matches!(
+        meta.create_upload("nope", upload.clone()).await,
+        Err(MetaError::NoSuchBucket { .. })
+    ));
+    meta.create_upload("mpu", upload.clone()).await.expect("create upload");
+    assert_eq!(meta.upload("mpu", "big", &upload.id).await.expect("upload"), upload);
+    assert!(matches!(
+        meta.upload("mpu", "other-key", &upload.id).await,
+        Err(MetaError::NoSuchUpload { .. })
+    ));
+
+    // Parts in any order; a re-uploaded part replaces the first and queues its blob.
+    let p2 = part(2, "b");
+    let p1 = part(1, "a");
+    let p1_again = part(1, "a2");
+    let p3 = part(3, "c");
+    assert!(meta.put_part("mpu", "big", &upload.id, p2.clone()).await.expect("p2").is_none());
+    assert!(meta.put_part("mpu", "big", &upload.id, p1.clone()).await.expect("p1").is_none());
+    assert_eq!(meta.put_part("mpu", "big", &upload.id, p1_again.clone()).await.expect("p1 again"), Some(p1.clone()));
+    meta.put_part("mpu", "big", &upload.id, p3.clone()).await.expect("p3");
+    let due = meta.due_deletions(far_future, 1000).await.expect("due");
+    assert!(queued(&due, &blob_of(&p1)), "a replaced part's blob is queued");
+    assert!(!queued(&due, &blob_of(&p1_again)));
+
+    let (parts, truncated) = meta.list_parts("mpu", "big", &upload.id, 0, 1000).await.expect("parts");
+    assert_eq!(parts, [p1_again.clone(), p2.clone(), p3.clone()]);
+    assert!(!truncated);
+    let (parts, truncated) = meta.list_parts("mpu", "big", &upload.id, 1, 1).await.expect("parts");
+    assert_eq!(parts, [p2.clone()]);
+    assert!(truncated);
+
+    // Complete with parts 1 and 2: part 3's blob is queued, the others are the object's.
+    let layout = Layout { segments: vec![p1_again.segment.clone(), p2.segment.clone()] };
+    let entry = Entry { id: uuid::Uuid::now_v7().to_string(), size: 10, etag: "x-2".into(), ..upload.template.clone() };
+    meta.complete_upload("mpu", "big", &upload.id, entry.clone(), layout.clone(), Precondition::None)
+        .await
+        .expect("complete");
+    assert_eq!(meta.get("mpu", "big").await.expect("get"), (entry, layout));
+    assert!(matches!(
+        meta.upload("mpu", "big", &upload.id).await,
+        Err(MetaError::NoSuchUpload { .. })
+    ));
+    let due = meta.due_deletions(far_future, 1000).await.expect("due");
+    assert!(queued(&due, &blob_of(&p3)), "an unused part is queued");
+    assert!(!queued(&due, &blob_of(&p1_again)) && !queued(&due, &blob_of(&p2)));
+    assert_eq!(meta.blob_refs(&blob_of(&p2)).await.expect("refs"), 1);
+    // A completed upload takes no more parts and cannot be completed again.
+    assert!(matches!(
+        meta.put_part("mpu", "big", &upload.id, part(4, "d")).await,
+        Err(MetaError::NoSuchUpload { .. })
+    ));
+
+    // Abort queues every part and never touches the completed object.
+    let second = new_upload("big");
+    meta.create_upload("mpu", second.clone()).await.expect("create");
+    let q = part(1, "q");
+    meta.put_part("mpu", "big", &second.id, q.clone()).await.expect("part");
+    meta.abort_upload("mpu", "big", &second.id).await.expect("abort");
+    assert!(queued(&meta.due_deletions(far_future, 1000).await.expect("due"), &blob_of(&q)));
+    assert_eq!(meta.head("mpu", "big").await.expect("head").etag, "x-2");
+    assert!(matches!(
+        meta.abort_upload("mpu", "big", &second.id).await,
+        Err(MetaError::NoSuchUpload { .. })
+    ));
+
+    // A failed condition on completion leaves the upload in place.
+    let third = new_upload("big");
+    meta.create_upload("mpu", third.clone()).await.expect("create");
+    let r = part(1, "r");
+    meta.put_part("mpu", "big", &third.id, r.clone()).await.expect("part");
+    let entry = Entry { id: uuid::Uuid::now_v7().to_string(), size: 5, etag: "y-1".into(), ..Entry::default() };
+    let layout = Layout { segments: vec![r.segment.clone()] };
+    assert!(matches!(
+        meta.complete_upload("mpu", "big", &third.id, entry, layout, Precondition::IfAbsent).await,
+        Err(MetaError::PreconditionFailed { .. })
+    ));
+    assert!(meta.upload("mpu", "big", &third.id).await.is_ok());
+
+    // Stale uploads are found by age.
+    let stale = meta.stale_uploads(now_millis() + 1000, 100).await.expect("stale");
+    assert!(stale.iter().any(|(b, u)| b == "mpu" && u.id == third.id));
+    assert!(meta.stale_uploads(third.initiated - 1, 100).await.expect("stale").iter().all(|(_, u)| u.id != third.id));
+
+    // Deleting the bucket aborts what is left.
+    meta.delete("mpu", "big").await.expect("delete");
+    meta.delete_bucket("mpu").await.expect("delete bucket with an upload in progress");
+    assert!(queued(&meta.due_deletions(far_future, 1000).await.expect("due"), &blob_of(&r)));
+}
+
+pub async fn multipart_listing(meta: &dyn Meta) {
+    meta.create_bucket("uploads").await.expect("create");
+    let mut made = Vec::new();
+    for key in ["b/x", "a", "b/y", "a", "c"] {
+        let upload = new_upload(key);
+        meta.create_upload("uploads", upload.clone()).await.expect("create");
+        made.push(upload);
+    }
+    let all = meta
+        .list_uploads("uploads", &UploadQuery { max: 100, ..UploadQuery::default() })
+        .await
+        .expect("list");
+    let order: Vec<(&str, &str)> = all.uploads.iter().map(|u| (u.key.as_str(), u.id.as_str())).collect();
+    let mut expected: Vec<(&str, &str)> = made.iter().map(|u| (u.key.as_str(), u.id.as_str())).collect();
+    expected.sort();
+    assert_eq!(order, expected, "by key, then by initiation");
+
+    let prefixed = meta
+        .list_uploads("uploads", &UploadQuery { prefix: "b/".into(), max: 100, ..UploadQuery::default() })
+        .await
+        .expect("list");
+    assert_eq!(prefixed.uploads.len(), 2);
+
+    let page = meta
+        .list_uploads("uploads", &UploadQuery { max: 2, ..UploadQuery::default() })
+        .await
+        .expect("list");
+    assert!(page.truncated);
+    let last = page.uploads.last().expect("two uploads").clone();
+    let rest = meta
+        .list_uploads(
+            "uploads",
+            &UploadQuery {
+                key_marker: Some(last.key.clone()),
+                upload_id_marker: Some(last.id.clone()),
+                max: 100,
+                ..UploadQuery::default()
+            },
+        )
+        .await
+        .expect("list");
+    assert_eq!(page.uploads.len() + rest.uploads.len(), 5);
+    let after_a = meta
+        .list_uploads("uploads", &UploadQuery { key_marker: Some("a".into()), max: 100, ..UploadQuery::default() })
+        .await
+        .expect("list");
+    assert!(after_a.uploads.iter().all(|u| u.key.as_str() > "a"));
+    assert_eq!(after_a.uploads.len(), 3);
 }

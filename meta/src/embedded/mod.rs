@@ -69,6 +69,8 @@ impl EmbeddedMeta {
             txn.open_table(QUEUED_AT).map_err(db_err)?;
             txn.open_table(CHANGES).map_err(db_err)?;
             txn.open_table(LEASES).map_err(db_err)?;
+            txn.open_table(UPLOADS).map_err(db_err)?;
+            txn.open_table(PARTS).map_err(db_err)?;
             let mut state = txn.open_table(STATE).map_err(db_err)?;
             let schema = state.get("schema").map_err(db_err)?.map(|v| v.value());
             match schema {
@@ -230,6 +232,106 @@ fn remove_entry(txn: &WriteTransaction, ekey: &[u8]) -> Result<Option<Entry>> {
     Ok(Some(old))
 }
 
+/// Makes `entry` with `layout` the current version of `key` if `condition`
+/// holds: the body of `put` and of `complete_upload`.
+fn commit_entry(
+    txn: &WriteTransaction,
+    bucket: String,
+    key: String,
+    entry: Entry,
+    layout: Layout,
+    condition: &Precondition,
+) -> Result<PutOutcome> {
+    require_bucket(txn, &bucket)?;
+    let ekey = entry_key(&bucket, key.as_bytes());
+    let current: Option<Entry> = {
+        let entries = txn.open_table(ENTRIES).map_err(db_err)?;
+        let found = entries.get(ekey.as_slice()).map_err(db_err)?;
+        match found {
+            Some(v) => Some(decode(v.value())?),
+            None => None,
+        }
+    };
+    let holds = match (condition, &current) {
+        (Precondition::None, _) => true,
+        (Precondition::IfAbsent, current) => current.is_none(),
+        (Precondition::IfMatch(etag), Some(current)) => &current.etag == etag,
+        (Precondition::IfMatch(_), None) => false,
+    };
+    if !holds {
+        return Err(MetaError::PreconditionFailed { bucket, key });
+    }
+    // Add the new references before dropping the old ones, so a blob
+    // shared by both never passes through the queue.
+    for blob in layout.blobs() {
+        add_ref(txn, &blob)?;
+    }
+    let replaced = remove_entry(txn, &ekey)?;
+    txn.open_table(ENTRIES)
+        .map_err(db_err)?
+        .insert(ekey.as_slice(), encode(&entry)?.as_slice())
+        .map_err(db_err)?;
+    txn.open_table(LAYOUTS)
+        .map_err(db_err)?
+        .insert(entry.id.as_str(), encode(&layout)?.as_slice())
+        .map_err(db_err)?;
+    let seq = append_change(
+        txn,
+        ChangeOp::Put {
+            bucket,
+            key,
+            entry: Box::new(entry),
+            layout,
+        },
+    )?;
+    Ok(PutOutcome { seq, replaced })
+}
+
+fn part_blob(part: &Part) -> BlobRef {
+    BlobRef {
+        store: part.segment.store.clone(),
+        blob: part.segment.blob.clone(),
+    }
+}
+
+/// Removes an upload and its part records, dropping each part's reference.
+fn remove_upload(txn: &WriteTransaction, ukey: &[u8], upload_id: &str) -> Result<()> {
+    txn.open_table(UPLOADS).map_err(db_err)?.remove(ukey).map_err(db_err)?;
+    let parts: Vec<Part> = {
+        let mut table = txn.open_table(PARTS).map_err(db_err)?;
+        let start = part_key(upload_id, 0);
+        let end = parts_end(upload_id);
+        let mut removed = Vec::new();
+        for item in table
+            .extract_from_if(start.as_slice()..end.as_slice(), |_, _| true)
+            .map_err(db_err)?
+        {
+            let (_, v) = item.map_err(db_err)?;
+            removed.push(decode(v.value())?);
+        }
+        removed
+    };
+    for part in &parts {
+        drop_ref(txn, &part_blob(part))?;
+    }
+    Ok(())
+}
+
+fn require_upload(txn: &WriteTransaction, bucket: &str, key: &str, upload_id: &str) -> Result<Vec<u8>> {
+    let ukey = upload_key(bucket, key, upload_id);
+    let uploads = txn.open_table(UPLOADS).map_err(db_err)?;
+    if uploads.get(ukey.as_slice()).map_err(db_err)?.is_none() {
+        drop(uploads);
+        require_bucket(txn, bucket)?;
+        return Err(MetaError::NoSuchUpload {
+            bucket: bucket.into(),
+            key: key.into(),
+            upload_id: upload_id.into(),
+        });
+    }
+    Ok(ukey)
+}
+
 struct RedbScan<'t, T: ReadableTable<&'static [u8], &'static [u8]>> {
     entries: &'t T,
     bucket: &'t str,
@@ -294,6 +396,21 @@ impl Meta for EmbeddedMeta {
                 {
                     return Err(MetaError::BucketNotEmpty { bucket });
                 }
+            }
+            let uploads: Vec<(Vec<u8>, String)> = {
+                let table = txn.open_table(UPLOADS).map_err(db_err)?;
+                let start = entry_key(&bucket, b"");
+                let end = bucket_end(&bucket);
+                let mut found = Vec::new();
+                for item in table.range(start.as_slice()..end.as_slice()).map_err(db_err)? {
+                    let (k, v) = item.map_err(db_err)?;
+                    let upload: Upload = decode(v.value())?;
+                    found.push((k.value().to_vec(), upload.id));
+                }
+                found
+            };
+            for (ukey, upload_id) in uploads {
+                remove_upload(txn, &ukey, &upload_id)?;
             }
             txn.open_table(BUCKETS)
                 .map_err(db_err)?
@@ -365,52 +482,8 @@ impl Meta for EmbeddedMeta {
     ) -> Result<PutOutcome> {
         let bucket = bucket.to_string();
         let key = key.to_string();
-        self.write(move |txn| {
-            require_bucket(txn, &bucket)?;
-            let ekey = entry_key(&bucket, key.as_bytes());
-            let current: Option<Entry> = {
-                let entries = txn.open_table(ENTRIES).map_err(db_err)?;
-                let found = entries.get(ekey.as_slice()).map_err(db_err)?;
-                match found {
-                    Some(v) => Some(decode(v.value())?),
-                    None => None,
-                }
-            };
-            let holds = match (&condition, &current) {
-                (Precondition::None, _) => true,
-                (Precondition::IfAbsent, current) => current.is_none(),
-                (Precondition::IfMatch(etag), Some(current)) => &current.etag == etag,
-                (Precondition::IfMatch(_), None) => false,
-            };
-            if !holds {
-                return Err(MetaError::PreconditionFailed { bucket, key });
-            }
-            // Add the new references before dropping the old ones, so a blob
-            // shared by both never passes through the queue.
-            for blob in layout.blobs() {
-                add_ref(txn, &blob)?;
-            }
-            let replaced = remove_entry(txn, &ekey)?;
-            txn.open_table(ENTRIES)
-                .map_err(db_err)?
-                .insert(ekey.as_slice(), encode(&entry)?.as_slice())
-                .map_err(db_err)?;
-            txn.open_table(LAYOUTS)
-                .map_err(db_err)?
-                .insert(entry.id.as_str(), encode(&layout)?.as_slice())
-                .map_err(db_err)?;
-            let seq = append_change(
-                txn,
-                ChangeOp::Put {
-                    bucket,
-                    key,
-                    entry: Box::new(entry),
-                    layout,
-                },
-            )?;
-            Ok(PutOutcome { seq, replaced })
-        })
-        .await
+        self.write(move |txn| commit_entry(txn, bucket, key, entry, layout, &condition))
+            .await
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<Option<Entry>> {
@@ -446,6 +519,181 @@ impl Meta for EmbeddedMeta {
         })
         .await
         .map_err(|e| MetaError::Internal(format!("metadata task failed: {e}")))?
+    }
+
+    async fn create_upload(&self, bucket: &str, upload: Upload) -> Result<()> {
+        let bucket = bucket.to_string();
+        self.write(move |txn| {
+            require_bucket(txn, &bucket)?;
+            let ukey = upload_key(&bucket, &upload.key, &upload.id);
+            txn.open_table(UPLOADS)
+                .map_err(db_err)?
+                .insert(ukey.as_slice(), encode(&upload)?.as_slice())
+                .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Upload> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let uploads = txn.open_table(UPLOADS).map_err(db_err)?;
+        match uploads
+            .get(upload_key(bucket, key, upload_id).as_slice())
+            .map_err(db_err)?
+        {
+            Some(v) => decode(v.value()),
+            None => {
+                self.bucket(bucket).await?;
+                Err(MetaError::NoSuchUpload {
+                    bucket: bucket.into(),
+                    key: key.into(),
+                    upload_id: upload_id.into(),
+                })
+            }
+        }
+    }
+
+    async fn put_part(&self, bucket: &str, key: &str, upload_id: &str, part: Part) -> Result<Option<Part>> {
+        let (bucket, key, upload_id) = (bucket.to_string(), key.to_string(), upload_id.to_string());
+        self.write(move |txn| {
+            require_upload(txn, &bucket, &key, &upload_id)?;
+            add_ref(txn, &part_blob(&part))?;
+            let pkey = part_key(&upload_id, part.number);
+            let replaced: Option<Part> = {
+                let mut parts = txn.open_table(PARTS).map_err(db_err)?;
+                let old = parts
+                    .insert(pkey.as_slice(), encode(&part)?.as_slice())
+                    .map_err(db_err)?;
+                match old {
+                    Some(v) => Some(decode(v.value())?),
+                    None => None,
+                }
+            };
+            if let Some(old) = &replaced {
+                drop_ref(txn, &part_blob(old))?;
+            }
+            Ok(replaced)
+        })
+        .await
+    }
+
+    async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        after: u32,
+        max: usize,
+    ) -> Result<(Vec<Part>, bool)> {
+        self.upload(bucket, key, upload_id).await?;
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let parts = txn.open_table(PARTS).map_err(db_err)?;
+        let start = part_key(upload_id, after.saturating_add(1));
+        let end = parts_end(upload_id);
+        let mut out = Vec::new();
+        let mut truncated = false;
+        if after == u32::MAX {
+            return Ok((out, false));
+        }
+        for item in parts.range(start.as_slice()..end.as_slice()).map_err(db_err)? {
+            let (_, v) = item.map_err(db_err)?;
+            if out.len() == max {
+                truncated = true;
+                break;
+            }
+            out.push(decode(v.value())?);
+        }
+        Ok((out, truncated))
+    }
+
+    async fn list_uploads(&self, bucket: &str, query: &UploadQuery) -> Result<UploadPage> {
+        self.bucket(bucket).await?;
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let uploads = txn.open_table(UPLOADS).map_err(db_err)?;
+        let start = match (&query.key_marker, &query.upload_id_marker) {
+            (Some(key), Some(id)) => {
+                let mut k = upload_key(bucket, key, id);
+                k.push(0);
+                k
+            }
+            (Some(key), None) => {
+                let mut k = entry_key(bucket, key.as_bytes());
+                k.push(0);
+                k.push(0xFF);
+                k
+            }
+            (None, _) => entry_key(bucket, query.prefix.as_bytes()),
+        };
+        let end = bucket_end(bucket);
+        let mut page = UploadPage::default();
+        for item in uploads.range(start.as_slice()..end.as_slice()).map_err(db_err)? {
+            let (_, v) = item.map_err(db_err)?;
+            let upload: Upload = decode(v.value())?;
+            if !upload.key.starts_with(&query.prefix) {
+                if upload.key.as_str() > query.prefix.as_str() {
+                    break;
+                }
+                continue;
+            }
+            if page.uploads.len() == query.max {
+                page.truncated = true;
+                break;
+            }
+            page.uploads.push(upload);
+        }
+        Ok(page)
+    }
+
+    async fn complete_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        entry: Entry,
+        layout: Layout,
+        condition: Precondition,
+    ) -> Result<PutOutcome> {
+        let (bucket, key, upload_id) = (bucket.to_string(), key.to_string(), upload_id.to_string());
+        self.write(move |txn| {
+            let ukey = require_upload(txn, &bucket, &key, &upload_id)?;
+            // The entry's references are added before the parts' are
+            // dropped, so parts it uses never pass through the queue.
+            let outcome = commit_entry(txn, bucket, key, entry, layout, &condition)?;
+            remove_upload(txn, &ukey, &upload_id)?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        let (bucket, key, upload_id) = (bucket.to_string(), key.to_string(), upload_id.to_string());
+        self.write(move |txn| {
+            let ukey = require_upload(txn, &bucket, &key, &upload_id)?;
+            remove_upload(txn, &ukey, &upload_id)
+        })
+        .await
+    }
+
+    async fn stale_uploads(&self, initiated_before: UnixMillis, limit: usize) -> Result<Vec<(String, Upload)>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let uploads = txn.open_table(UPLOADS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for item in uploads.iter().map_err(db_err)? {
+            let (k, v) = item.map_err(db_err)?;
+            let upload: Upload = decode(v.value())?;
+            if upload.initiated > initiated_before {
+                continue;
+            }
+            let raw = k.value();
+            let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
+            let bucket = String::from_utf8_lossy(&raw[..end]).into_owned();
+            out.push((bucket, upload));
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     async fn changes_since(&self, after: Seq, limit: usize) -> Result<Vec<Change>> {

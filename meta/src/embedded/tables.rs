@@ -22,6 +22,10 @@ pub(super) const BLOB_REFS: TableDefinition<&[u8], u64> = TableDefinition::new("
 pub(super) const DELETION_QUEUE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("deletion_queue");
 /// `store 0x00 blob` -> queued_at, to find a blob's queue record
 pub(super) const QUEUED_AT: TableDefinition<&[u8], i64> = TableDefinition::new("queued_at");
+/// `bucket 0x00 key 0x00 upload id` -> `Upload`
+pub(super) const UPLOADS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("uploads");
+/// `upload id 0x00 part number (u32 BE)` -> `Part`
+pub(super) const PARTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("parts");
 /// seq -> `Change`
 pub(super) const CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("changes");
 /// lease name -> `Lease`
@@ -66,4 +70,25 @@ pub(super) fn queue_upper(queued_before: i64) -> Vec<u8> {
         .unwrap_or(0)
         .to_be_bytes()
         .to_vec()
+}
+
+pub(super) fn upload_key(bucket: &str, key: &str, upload_id: &str) -> Vec<u8> {
+    let mut out = entry_key(bucket, key.as_bytes());
+    out.push(0);
+    out.extend_from_slice(upload_id.as_bytes());
+    out
+}
+
+pub(super) fn part_key(upload_id: &str, number: u32) -> Vec<u8> {
+    let mut out = upload_id.as_bytes().to_vec();
+    out.push(0);
+    out.extend_from_slice(&number.to_be_bytes());
+    out
+}
+
+/// Every part key of `upload_id` sorts below this.
+pub(super) fn parts_end(upload_id: &str) -> Vec<u8> {
+    let mut out = upload_id.as_bytes().to_vec();
+    out.push(1);
+    out
 }
