@@ -67,8 +67,14 @@ pub struct ServerConfig {
 pub enum MetaConfig {
     /// redb file; default `<data_dir>/meta.redb`.
     Embedded { path: PathBuf },
-    /// `redis://` or `rediss://` URL.
-    Redis { url: String },
+    /// `redis://` or `rediss://` URL (user, password and database in it).
+    Redis {
+        url: String,
+        /// Prefix of every key this volume writes.
+        prefix: String,
+        /// Accept a Redis without AOF persistence.
+        allow_volatile: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -81,6 +87,12 @@ pub struct GcConfig {
     pub interval: Duration,
     /// How long the collector's lease lasts without renewal. Default 5 min.
     pub lease: Duration,
+    /// Multipart uploads initiated longer ago than this are aborted. Default 7 days.
+    pub upload_expiry: Duration,
+    /// Interval of scheduled metadata dumps into the data store; `None`: off.
+    pub dump_interval: Option<Duration>,
+    /// How many scheduled dumps to keep. Default 7.
+    pub dump_keep: usize,
 }
 
 #[derive(Clone, PartialEq)]

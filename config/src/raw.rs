@@ -55,6 +55,13 @@ pub struct RawMeta {
     pub engine: Option<String>,
     /// redb file for the embedded engine. Default `<data_dir>/meta.redb`.
     pub path: Option<PathBuf>,
+    /// Prefix of every Redis key, so several volumes share one Redis.
+    /// Default `ferry`.
+    pub redis_prefix: Option<String>,
+    /// Run on a Redis without AOF persistence, accepting that metadata may
+    /// be lost. Default false: such a Redis is refused at start.
+    #[serde(default)]
+    pub allow_volatile_redis: bool,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -94,6 +101,15 @@ pub struct RawGc {
     /// Default `5m`.
     #[serde(default, with = "humantime_serde")]
     pub gc_lease: Option<Duration>,
+    /// Multipart uploads older than this are aborted. Default `7d`.
+    #[serde(default, with = "humantime_serde")]
+    pub upload_expiry: Option<Duration>,
+    /// How often a metadata dump is written into the data store; absent
+    /// means never. Example `6h`.
+    #[serde(default, with = "humantime_serde")]
+    pub dump_interval: Option<Duration>,
+    /// Scheduled dumps kept in the data store. Default 7.
+    pub dump_keep: Option<usize>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -168,6 +184,9 @@ impl RawConfig {
         if let Some(v) = get("FERRY_GC_INTERVAL") {
             self.volume.gc_interval = Some(parse_env_duration("FERRY_GC_INTERVAL", v)?);
         }
+        if let Some(v) = get("FERRY_UPLOAD_EXPIRY") {
+            self.volume.upload_expiry = Some(parse_env_duration("FERRY_UPLOAD_EXPIRY", v)?);
+        }
         match (get("FERRY_ACCESS_KEY"), get("FERRY_SECRET_KEY")) {
             (Some(access_key), Some(secret_key)) => self.credentials.push(RawCredential {
                 access_key: access_key.clone(),
@@ -223,7 +242,18 @@ impl RawConfig {
                 path: self.meta.path.unwrap_or_else(|| data_dir.join("meta.redb")),
             },
             Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
-                MetaConfig::Redis { url: url.to_string() }
+                let prefix = self.meta.redis_prefix.unwrap_or_else(|| "ferry".to_string());
+                if prefix.is_empty() || prefix.contains(|c: char| c.is_whitespace() || c == '{' || c == '}') {
+                    return Err(ConfigError::invalid(
+                        "meta.redis_prefix",
+                        format!("{prefix:?} must be non-empty, without spaces or braces"),
+                    ));
+                }
+                MetaConfig::Redis {
+                    url: url.to_string(),
+                    prefix,
+                    allow_volatile: self.meta.allow_volatile_redis,
+                }
             }
             Some(other) => {
                 return Err(ConfigError::invalid(
@@ -262,11 +292,19 @@ impl RawConfig {
             grace: self.volume.gc_grace.unwrap_or(Duration::from_secs(24 * 3600)),
             interval: self.volume.gc_interval.unwrap_or(Duration::from_secs(60)),
             lease: self.volume.gc_lease.unwrap_or(Duration::from_secs(300)),
+            upload_expiry: self.volume.upload_expiry.unwrap_or(Duration::from_secs(7 * 24 * 3600)),
+            dump_interval: self.volume.dump_interval,
+            dump_keep: self.volume.dump_keep.unwrap_or(7),
         };
+        if gc.dump_keep == 0 {
+            return Err(ConfigError::invalid("volume.dump_keep", "must keep at least one dump"));
+        }
         for (field, value) in [
             ("volume.gc_grace", gc.grace),
             ("volume.gc_interval", gc.interval),
             ("volume.gc_lease", gc.lease),
+            ("volume.upload_expiry", gc.upload_expiry),
+            ("volume.dump_interval", gc.dump_interval.unwrap_or(Duration::from_secs(1))),
         ] {
             if value.is_zero() {
                 return Err(ConfigError::invalid(field, "must be greater than 0"));

@@ -155,7 +155,9 @@ fn environment_overrides_file_and_flags_override_environment() {
     assert_eq!(
         config.meta,
         MetaConfig::Redis {
-            url: "redis://127.0.0.1:6379/2".into()
+            url: "redis://127.0.0.1:6379/2".into(),
+            prefix: "ferry".into(),
+            allow_volatile: false,
         }
     );
     assert_eq!(config.gc.grace, Duration::from_secs(90));

@@ -31,6 +31,10 @@ impl IntoS3Error for MetaError {
             MetaError::NoSuchKey { .. } => {
                 S3Error::with_message(S3ErrorCode::NoSuchKey, "The specified key does not exist.")
             }
+            MetaError::NoSuchUpload { .. } => S3Error::with_message(
+                S3ErrorCode::NoSuchUpload,
+                "The specified multipart upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.",
+            ),
             MetaError::PreconditionFailed { .. } => S3Error::with_message(
                 S3ErrorCode::PreconditionFailed,
                 "At least one of the pre-conditions you specified did not hold",

@@ -141,7 +141,7 @@ pub trait Meta: Send + Sync + 'static {
 pub async fn open(config: &MetaConfig) -> Result<Arc<dyn Meta>> {
     match config {
         MetaConfig::Embedded { path } => Ok(Arc::new(EmbeddedMeta::open(path)?)),
-        MetaConfig::Redis { url } => Err(MetaError::Internal(format!(
+        MetaConfig::Redis { url, .. } => Err(MetaError::Internal(format!(
             "the redis engine ({url}) is not built into this version; use meta.engine = \"embedded\""
         ))),
     }

@@ -286,7 +286,10 @@ def signed_request(endpoint: str, access_key: str, secret_key: str, method: str,
         target = parsed.path + ("?" + parsed.query if parsed.query else "")
         send_headers = dict(request.headers.items())
         send_headers["Content-Length"] = str(len(body))
-        conn.request(method, target, body=body, headers=send_headers)
+        try:
+            conn.request(method, target, body=body, headers=send_headers)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered before reading the whole body: read that answer
         resp = conn.getresponse()
         data = resp.read()
         return RawResponse(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)

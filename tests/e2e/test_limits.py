@@ -36,12 +36,14 @@ def test_put_over_the_limit_is_entity_too_large(put_client, s3, bucket):
 
 
 def test_aws_chunked_put_declaring_too_much_is_entity_too_large(server, s3, bucket):
-    data = random_bytes(LIMIT + 1)
+    # The declared decoded length alone is over the limit; the body sent is
+    # small, so the answer cannot depend on when the server stops reading.
+    data = b"tiny"
     name = "x-amz-checksum-crc32"
     resp = signed_request(server.s3_url, ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, "PUT", f"/{bucket}/k",
                           aws_chunked_body(data, name, crc32_b64(data)), {
                               "Content-Encoding": "aws-chunked",
-                              "X-Amz-Decoded-Content-Length": str(len(data)),
+                              "X-Amz-Decoded-Content-Length": str(LIMIT + 1),
                               "X-Amz-Trailer": name,
                           }, content_sha256="STREAMING-UNSIGNED-PAYLOAD-TRAILER")
     assert resp.status == 400, f"{resp.status}: {resp.body[:300]!r}"
