@@ -209,7 +209,8 @@ pub struct Upload {
     pub checksum_algorithm: Option<String>,
 }
 
-/// One uploaded part: its own blob.
+/// One uploaded part: its own blob, or (for UploadPartCopy) segments of
+/// another object's blobs, shared without copying.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Part {
     pub number: u32,
@@ -217,9 +218,19 @@ pub struct Part {
     pub etag: String,
     pub size: u64,
     pub last_modified: UnixMillis,
-    pub segment: Segment,
+    pub segments: Vec<Segment>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub checksums: BTreeMap<String, String>,
+}
+
+impl Part {
+    /// The distinct blobs this part references.
+    pub fn blobs(&self) -> Vec<BlobRef> {
+        Layout {
+            segments: self.segments.clone(),
+        }
+        .blobs()
+    }
 }
 
 /// A page of multipart uploads of one bucket.

@@ -466,13 +466,13 @@ fn part(number: u32, etag: &str) -> Part {
         etag: etag.into(),
         size: 5,
         last_modified: now_millis(),
-        segment: Segment {
+        segments: vec![Segment {
             store: "data".into(),
             blob: format!("part-{}", uuid::Uuid::new_v4()),
             offset: 0,
             len: 5,
             version: String::new(),
-        },
+        }],
         checksums: Default::default(),
     }
 }
@@ -494,7 +494,7 @@ pub async fn multipart(meta: &dyn Meta) {
     meta.create_bucket("mpu").await.expect("create");
     let far_future = now_millis() + 3_600_000;
     let queued = |due: &[QueuedBlob], blob: &BlobRef| due.iter().any(|q| &q.blob == blob);
-    let blob_of = |p: &Part| BlobRef { store: p.segment.store.clone(), blob: p.segment.blob.clone() };
+    let blob_of = |p: &Part| p.blobs().remove(0);
 
     let upload = new_upload("big");
     assert!(matches!(
@@ -529,7 +529,7 @@ pub async fn multipart(meta: &dyn Meta) {
     assert!(truncated);
 
     // Complete with parts 1 and 2: part 3's blob is queued, the others are the object's.
-    let layout = Layout { segments: vec![p1_again.segment.clone(), p2.segment.clone()] };
+    let layout = Layout { segments: [p1_again.segments.clone(), p2.segments.clone()].concat() };
     let entry = Entry { id: uuid::Uuid::now_v7().to_string(), size: 10, etag: "x-2".into(), ..upload.template.clone() };
     meta.complete_upload("mpu", "big", &upload.id, entry.clone(), layout.clone(), Precondition::None)
         .await
@@ -568,7 +568,7 @@ pub async fn multipart(meta: &dyn Meta) {
     let r = part(1, "r");
     meta.put_part("mpu", "big", &third.id, r.clone()).await.expect("part");
     let entry = Entry { id: uuid::Uuid::now_v7().to_string(), size: 5, etag: "y-1".into(), ..Entry::default() };
-    let layout = Layout { segments: vec![r.segment.clone()] };
+    let layout = Layout { segments: r.segments.clone() };
     assert!(matches!(
         meta.complete_upload("mpu", "big", &third.id, entry, layout, Precondition::IfAbsent).await,
         Err(MetaError::PreconditionFailed { .. })

@@ -287,13 +287,6 @@ fn commit_entry(
     Ok(PutOutcome { seq, replaced })
 }
 
-fn part_blob(part: &Part) -> BlobRef {
-    BlobRef {
-        store: part.segment.store.clone(),
-        blob: part.segment.blob.clone(),
-    }
-}
-
 /// Removes an upload and its part records, dropping each part's reference.
 fn remove_upload(txn: &WriteTransaction, ukey: &[u8], upload_id: &str) -> Result<()> {
     txn.open_table(UPLOADS).map_err(db_err)?.remove(ukey).map_err(db_err)?;
@@ -311,8 +304,8 @@ fn remove_upload(txn: &WriteTransaction, ukey: &[u8], upload_id: &str) -> Result
         }
         removed
     };
-    for part in &parts {
-        drop_ref(txn, &part_blob(part))?;
+    for blob in parts.iter().flat_map(Part::blobs) {
+        drop_ref(txn, &blob)?;
     }
     Ok(())
 }
@@ -558,7 +551,9 @@ impl Meta for EmbeddedMeta {
         let (bucket, key, upload_id) = (bucket.to_string(), key.to_string(), upload_id.to_string());
         self.write(move |txn| {
             require_upload(txn, &bucket, &key, &upload_id)?;
-            add_ref(txn, &part_blob(&part))?;
+            for blob in part.blobs() {
+                add_ref(txn, &blob)?;
+            }
             let pkey = part_key(&upload_id, part.number);
             let replaced: Option<Part> = {
                 let mut parts = txn.open_table(PARTS).map_err(db_err)?;
@@ -570,8 +565,8 @@ impl Meta for EmbeddedMeta {
                     None => None,
                 }
             };
-            if let Some(old) = &replaced {
-                drop_ref(txn, &part_blob(old))?;
+            for blob in replaced.iter().flat_map(Part::blobs) {
+                drop_ref(txn, &blob)?;
             }
             Ok(replaced)
         })
