@@ -12,5 +12,5 @@ mod stores;
 pub use blob::{fresh_blob_key, BlobTags, BlobUpload};
 pub use collector::{CollectStats, Collector};
 pub use error::{CacheError, Result};
-pub use reader::read_range;
+pub use reader::{read_range, slice_layout};
 pub use stores::{StoreHandle, Stores};

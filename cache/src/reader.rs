@@ -43,6 +43,21 @@ fn pieces(layout: &Layout, range: &Range<u64>) -> Vec<Piece> {
     out
 }
 
+/// The layout of bytes `range` of a file: what a copy of that range shares.
+/// `range` must lie inside the file.
+pub fn slice_layout(layout: &Layout, range: Range<u64>) -> Layout {
+    Layout {
+        segments: pieces(layout, &range)
+            .into_iter()
+            .map(|p| Segment {
+                offset: p.blob_range.start,
+                len: p.blob_range.end - p.blob_range.start,
+                ..p.segment
+            })
+            .collect(),
+    }
+}
+
 /// Streams bytes `range` of the file described by `layout`.
 pub fn read_range(stores: &Stores, layout: &Layout, range: Range<u64>) -> Result<BoxStream<'static, Result<Bytes>>> {
     let size = layout.total_len();
@@ -153,6 +168,9 @@ mod tests {
             [("a".into(), 8..10), ("b".into(), 5..15), ("c".into(), 0..2)]
         );
         assert!(pieces(&layout, &(30..30)).is_empty());
+        let sliced = slice_layout(&layout, 8..22);
+        assert_eq!(sliced.total_len(), 14);
+        assert_eq!((sliced.segments[1].offset, sliced.segments[1].len), (5, 10));
         assert_eq!(pieces(&layout, &(10..20)).len(), 1);
     }
 }

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use http::HeaderMap;
 use s3s::checksum::ChecksumHasher;
 use s3s::crypto::{Checksum as _, Crc32, Crc32c, Crc64Nvme, Md5, Sha1, Sha256};
-use s3s::dto::{Checksum, PutObjectInput};
+use s3s::dto::{Checksum, ChecksumAlgorithm, PutObjectInput, UploadPartInput};
 use s3s::{s3_error, S3Result};
 
 /// The checksum algorithms S3 defines, by their wire name.
@@ -32,27 +32,55 @@ pub struct Claims {
     content_md5: Option<[u8; 16]>,
 }
 
-fn algorithm_named(name: &str) -> Option<&'static str> {
+pub fn algorithm_named(name: &str) -> Option<&'static str> {
     ALGORITHMS.iter().copied().find(|a| a.eq_ignore_ascii_case(name))
 }
 
 impl Claims {
     pub fn from_put(input: &PutObjectInput, headers: &HeaderMap) -> S3Result<Claims> {
+        Claims::new(
+            [
+                ("CRC32", &input.checksum_crc32),
+                ("CRC32C", &input.checksum_crc32c),
+                ("CRC64NVME", &input.checksum_crc64nvme),
+                ("SHA1", &input.checksum_sha1),
+                ("SHA256", &input.checksum_sha256),
+            ],
+            input.checksum_algorithm.as_ref(),
+            input.content_md5.as_ref(),
+            headers,
+        )
+    }
+
+    pub fn from_part(input: &UploadPartInput, headers: &HeaderMap) -> S3Result<Claims> {
+        Claims::new(
+            [
+                ("CRC32", &input.checksum_crc32),
+                ("CRC32C", &input.checksum_crc32c),
+                ("CRC64NVME", &input.checksum_crc64nvme),
+                ("SHA1", &input.checksum_sha1),
+                ("SHA256", &input.checksum_sha256),
+            ],
+            input.checksum_algorithm.as_ref(),
+            input.content_md5.as_ref(),
+            headers,
+        )
+    }
+
+    fn new(
+        header_values: [(&'static str, &Option<String>); 5],
+        algorithm: Option<&ChecksumAlgorithm>,
+        content_md5: Option<&String>,
+        headers: &HeaderMap,
+    ) -> S3Result<Claims> {
         let mut claims = Claims::default();
-        let header_values = [
-            ("CRC32", &input.checksum_crc32),
-            ("CRC32C", &input.checksum_crc32c),
-            ("CRC64NVME", &input.checksum_crc64nvme),
-            ("SHA1", &input.checksum_sha1),
-            ("SHA256", &input.checksum_sha256),
-        ];
         for (algorithm, value) in header_values {
             if let Some(value) = value {
                 claims.values.insert(algorithm, value.clone());
                 claims.algorithms.push(algorithm);
             }
         }
-        if let Some(requested) = &input.checksum_algorithm {
+        if let Some(requested) = algorithm {
             let Some(algorithm) = algorithm_named(requested.as_str()) else {
                 return Err(s3_error!(InvalidRequest, "Unknown checksum algorithm {}", requested.as_str()));
             };
@@ -70,7 +98,7 @@ impl Claims {
         if claims.algorithms.len() > 1 {
             return Err(s3_error!(InvalidRequest, "Expecting a single x-amz-checksum- header"));
         }
-        if let Some(md5) = &input.content_md5 {
+        if let Some(md5) = content_md5 {
             let bytes = BASE64
                 .decode(md5.trim())
                 .map_err(|_| s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid base64"))?;

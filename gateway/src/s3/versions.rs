@@ -1,0 +1,87 @@
+//! Versioning as S3 shows an unversioned bucket: GetBucketVersioning has no
+//! status, and ListObjectVersions lists each object as its one current
+//! version, `null`, so tools that clean up by versions work unchanged.
+
+use ferry_meta::ListQuery;
+use s3s::dto::*;
+use s3s::{s3_error, S3Request, S3Response, S3Result};
+
+use super::list::owner;
+use super::FerryS3;
+use crate::error::ResultExt;
+use crate::time::timestamp;
+
+const MAX_KEYS: i32 = 1000;
+
+pub(super) async fn get_bucket_versioning(
+    s3: &FerryS3,
+    req: S3Request<GetBucketVersioningInput>,
+) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+    s3.meta.bucket(&req.input.bucket).await.s3()?;
+    Ok(S3Response::new(GetBucketVersioningOutput::default()))
+}
+
+pub(super) async fn list_object_versions(
+    s3: &FerryS3,
+    req: S3Request<ListObjectVersionsInput>,
+) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+    let input = req.input;
+    let max = match input.max_keys {
+        None => MAX_KEYS as usize,
+        Some(n) if n < 0 => return Err(s3_error!(InvalidArgument, "max-keys must not be negative")),
+        Some(n) => usize::try_from(n.min(MAX_KEYS)).unwrap_or(0),
+    };
+    let page = if max == 0 {
+        s3.meta.bucket(&input.bucket).await.s3()?;
+        ferry_meta::ListPage::default()
+    } else {
+        s3.meta
+            .list(
+                &input.bucket,
+                &ListQuery {
+                    prefix: input.prefix.clone().unwrap_or_default(),
+                    delimiter: input.delimiter.clone().filter(|d| !d.is_empty()),
+                    start_after: input.key_marker.clone().filter(|k| !k.is_empty()),
+                    max,
+                },
+            )
+            .await
+            .s3()?
+    };
+    let versions: Vec<ObjectVersion> = page
+        .entries
+        .into_iter()
+        .map(|(key, entry)| ObjectVersion {
+            key: Some(key),
+            version_id: Some("null".to_string()),
+            is_latest: Some(true),
+            e_tag: Some(ETag::Strong(entry.etag)),
+            size: i64::try_from(entry.size).ok(),
+            last_modified: Some(timestamp(entry.last_modified)),
+            owner: Some(owner()),
+            storage_class: Some(ObjectVersionStorageClass::from_static(ObjectVersionStorageClass::STANDARD)),
+            ..ObjectVersion::default()
+        })
+        .collect();
+    let common_prefixes: Vec<CommonPrefix> = page
+        .common_prefixes
+        .into_iter()
+        .map(|p| CommonPrefix { prefix: Some(p) })
+        .collect();
+    let next = page.next_start_after.filter(|_| page.truncated);
+    Ok(S3Response::new(ListObjectVersionsOutput {
+        name: Some(input.bucket),
+        prefix: input.prefix,
+        delimiter: input.delimiter,
+        key_marker: input.key_marker,
+        version_id_marker: input.version_id_marker,
+        max_keys: Some(i32::try_from(max).unwrap_or(MAX_KEYS)),
+        is_truncated: Some(page.truncated),
+        next_version_id_marker: next.as_ref().map(|_| "null".to_string()),
+        next_key_marker: next,
+        versions: Some(versions),
+        common_prefixes: Some(common_prefixes),
+        encoding_type: input.encoding_type,
+        ..ListObjectVersionsOutput::default()
+    }))
+}
