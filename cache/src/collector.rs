@@ -25,6 +25,8 @@ pub struct CollectStats {
     pub not_owned: u64,
     /// Store errors; re-queued for a later pass.
     pub failed: u64,
+    /// Multipart uploads aborted for being older than the expiry.
+    pub uploads_expired: u64,
     /// Whether another gateway holds the lease (then nothing was done).
     pub lease_held_elsewhere: bool,
 }
@@ -34,6 +36,7 @@ pub struct Collector {
     stores: Stores,
     grace: Duration,
     lease_ttl: Duration,
+    upload_expiry: Option<Duration>,
     holder: String,
 }
 
@@ -44,7 +47,38 @@ impl Collector {
             stores,
             grace,
             lease_ttl,
+            upload_expiry: None,
             holder: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+
+    /// Also abort multipart uploads initiated longer than `expiry` ago; their
+    /// parts go through the queue like any other dropped blob.
+    pub fn with_upload_expiry(mut self, expiry: Duration) -> Collector {
+        self.upload_expiry = Some(expiry);
+        self
+    }
+
+    async fn expire_uploads(&self, now: UnixMillis, stats: &mut CollectStats) -> Result<()> {
+        let Some(expiry) = self.upload_expiry else { return Ok(()) };
+        let cutoff = now.saturating_sub(i64::try_from(expiry.as_millis()).unwrap_or(i64::MAX));
+        loop {
+            let stale = self.meta.stale_uploads(cutoff, BATCH).await?;
+            let count = stale.len();
+            for (bucket, upload) in stale {
+                match self.meta.abort_upload(&bucket, &upload.key, &upload.id).await {
+                    Ok(()) => {
+                        stats.uploads_expired += 1;
+                        tracing::info!(%bucket, key = %upload.key, upload = %upload.id, "expired multipart upload aborted");
+                    }
+                    // Completed or aborted meanwhile.
+                    Err(ferry_meta::MetaError::NoSuchUpload { .. } | ferry_meta::MetaError::NoSuchBucket { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if count < BATCH {
+                return Ok(());
+            }
         }
     }
 
@@ -57,6 +91,7 @@ impl Collector {
             stats.lease_held_elsewhere = true;
             return Ok(stats);
         }
+        self.expire_uploads(now, &mut stats).await?;
         let grace = i64::try_from(self.grace.as_millis()).unwrap_or(i64::MAX);
         let cutoff = now.saturating_sub(grace);
         loop {
@@ -114,7 +149,7 @@ impl Collector {
                 () = &mut shutdown => return,
                 _ = ticker.tick() => {
                     match self.run_once(ferry_meta::now_millis()).await {
-                        Ok(stats) if stats.deleted + stats.failed > 0 => {
+                        Ok(stats) if stats.deleted + stats.failed + stats.uploads_expired > 0 => {
                             tracing::info!(?stats, "collector pass");
                         }
                         Ok(_) => {}

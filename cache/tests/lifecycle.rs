@@ -291,3 +291,50 @@ async fn blobs_in_stores_the_volume_does_not_own_are_never_deleted() {
     assert_eq!((stats.deleted, stats.not_owned), (0, 1));
     assert!(imported.client.head(&Path::from("model.bin")).await.is_ok());
 }
+
+#[tokio::test]
+async fn stale_uploads_expire_and_their_parts_are_collected_but_completed_objects_stay() {
+    let volume = Volume::new();
+    volume.meta.create_bucket("b").await.expect("bucket");
+    let kept = volume.put("done", b"completed object").await;
+    let upload = ferry_meta::Upload {
+        id: uuid::Uuid::now_v7().to_string(),
+        key: "pending".into(),
+        initiated: now_millis(),
+        template: Entry::default(),
+        checksum_algorithm: None,
+    };
+    volume.meta.create_upload("b", upload.clone()).await.expect("create upload");
+    let part_blob = volume.write_blob("pending", b"part one").await;
+    let part = ferry_meta::Part {
+        number: 1,
+        etag: "e".into(),
+        size: 8,
+        last_modified: now_millis(),
+        segments: vec![Segment {
+            store: part_blob.store.clone(),
+            blob: part_blob.blob.clone(),
+            offset: 0,
+            len: 8,
+            version: String::new(),
+        }],
+        checksums: BTreeMap::new(),
+    };
+    volume.meta.put_part("b", "pending", &upload.id, part).await.expect("part");
+
+    let collector = Collector::new(volume.meta.clone(), volume.stores.clone(), Duration::from_secs(3600), Duration::from_secs(60))
+        .with_upload_expiry(Duration::from_secs(7 * 24 * 3600));
+    // Young: untouched.
+    let stats = collector.run_once(now_millis()).await.expect("collect");
+    assert_eq!(stats.uploads_expired, 0);
+    assert!(volume.meta.upload("b", "pending", &upload.id).await.is_ok());
+    // Eight days later: aborted, and once the grace period has passed too, its part is gone.
+    let later = now_millis() + 8 * 24 * HOUR_MS;
+    let stats = collector.run_once(later).await.expect("collect");
+    assert_eq!(stats.uploads_expired, 1);
+    assert!(volume.meta.upload("b", "pending", &upload.id).await.is_err());
+    collector.run_once(later + 2 * HOUR_MS).await.expect("collect");
+    assert!(!volume.exists(&part_blob).await);
+    assert!(volume.exists(&kept).await, "expiry never touches a completed object");
+    assert_eq!(volume.read("done").await, b"completed object");
+}

@@ -20,6 +20,7 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub admin_listen: Option<SocketAddr>,
+    pub domains: Vec<String>,
 }
 
 use std::collections::{BTreeMap, HashMap};
@@ -61,6 +62,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Largest single PutObject body. Default 5 GiB (S3's limit).
     pub max_put_size: u64,
+    /// Base domains for virtual-host style addressing; empty: path style only.
+    pub domains: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -46,6 +46,10 @@ pub struct RawServer {
     pub shutdown_grace: Option<Duration>,
     /// Default `5GiB`.
     pub max_put_size: Option<ByteSize>,
+    /// Base domains for virtual-host style requests (`bucket.<domain>`).
+    /// Default none: path style only.
+    #[serde(default)]
+    pub domains: Vec<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -158,6 +162,9 @@ impl RawConfig {
         if let Some(addr) = flags.admin_listen {
             self.server.admin_listen = Some(addr.to_string());
         }
+        if !flags.domains.is_empty() {
+            self.server.domains = flags.domains.clone();
+        }
         self.validate()
     }
 
@@ -174,6 +181,9 @@ impl RawConfig {
         }
         if let Some(v) = get("FERRY_REGION") {
             self.server.region = Some(v.clone());
+        }
+        if let Some(v) = get("FERRY_DOMAIN") {
+            self.server.domains = v.split(',').map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).collect();
         }
         if let Some(v) = get("FERRY_META") {
             self.meta.engine = Some(v.clone());
@@ -231,8 +241,23 @@ impl RawConfig {
                 None => "us-east-1".to_string(),
             },
             shutdown_grace: self.server.shutdown_grace.unwrap_or(Duration::from_secs(30)),
+            domains: self.server.domains.clone(),
             max_put_size: self.server.max_put_size.map_or(5 << 30, |s| s.as_u64()),
         };
+        for (i, domain) in server.domains.iter().enumerate() {
+            let valid = !domain.is_empty()
+                && domain.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                });
+            if !valid {
+                return Err(ConfigError::invalid(
+                    format!("server.domains[{i}]"),
+                    format!("{domain:?} is not a DNS name like s3.example.com"),
+                ));
+            }
+        }
         if server.max_put_size == 0 {
             return Err(ConfigError::invalid("server.max_put_size", "must be greater than 0"));
         }

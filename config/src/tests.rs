@@ -91,6 +91,7 @@ fn bad_values_name_their_field() {
     assert_eq!(invalid_field(build("[server]\nlisten = \"localhost\"\n")), "server.listen");
     assert_eq!(invalid_field(build("[server]\nregion = \"eu west\"\n")), "server.region");
     assert_eq!(invalid_field(build("[meta]\nengine = \"postgres://x\"\n")), "meta.engine");
+    assert_eq!(invalid_field(build("[server]\ndomains = [\"bad domain\"]\n")), "server.domains[0]");
     assert_eq!(invalid_field(build("[stores.a]\nurl = \"ftp://x\"\n")), "stores.a.url");
     assert_eq!(invalid_field(build("[stores.a]\nurl = \"file://relative\"\n")), "stores.a.url");
     assert_eq!(invalid_field(build("[stores.a]\nurl = \"s3://\"\n")), "stores.a.url");

@@ -38,6 +38,10 @@ pub struct ServeArgs {
     /// Address of the admin endpoint (/metrics, /health) [default: 127.0.0.1:9001].
     #[arg(long)]
     pub admin_listen: Option<SocketAddr>,
+    /// Base domain for virtual-host style requests (`bucket.DOMAIN`);
+    /// repeat for several. Path style always works.
+    #[arg(long = "domain")]
+    pub domains: Vec<String>,
     /// Log lines as JSON instead of text.
     #[arg(long)]
     pub log_json: bool,

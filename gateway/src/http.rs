@@ -59,9 +59,11 @@ impl hyper::service::Service<http::Request<Incoming>> for Instrumented {
         let span = tracing::info_span!("request", id = %request_id);
         let started = Instant::now();
         let work = async move {
-            let mut request = request.map(s3s::Body::from);
-            drop_unusable_range(&mut request);
-            let response = S3Service::call(&inner, request).await;
+            // An error answered before the body was read (a refused PUT
+            // with Expect: 100-continue) leaves the connection unusable:
+            // say so, or the client reuses it and its next request fails.
+            let close_on_error = request.version() <= http::Version::HTTP_11 && has_body(&request);
+            let response = S3Service::call(&inner, request.map(s3s::Body::from)).await;
             let operation = OPERATION
                 .try_with(|slot| slot.borrow().clone())
                 .ok()
@@ -75,6 +77,11 @@ impl hyper::service::Service<http::Request<Incoming>> for Instrumented {
                     }
                     if response.status().is_client_error() || response.status().is_server_error() {
                         add_request_id_to_error(&mut response, &request_id);
+                        if close_on_error {
+                            response
+                                .headers_mut()
+                                .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                        }
                     }
                     let status = response.status().as_u16();
                     m::record_request(&operation, status, elapsed);
@@ -98,24 +105,15 @@ impl hyper::service::Service<http::Request<Incoming>> for Instrumented {
     }
 }
 
-/// RFC 9110: a Range header that cannot be parsed, or whose range is
-/// backwards, is ignored and the whole representation is sent. s3s would
-/// refuse the request instead, so such a header is removed first.
-fn drop_unusable_range(request: &mut http::Request<s3s::Body>) {
-    if !matches!(*request.method(), http::Method::GET | http::Method::HEAD) {
-        return;
-    }
-    let usable = match request.headers().get(http::header::RANGE) {
-        None => return,
-        Some(value) => value
-            .to_str()
-            .ok()
-            .and_then(|v| s3s::dto::Range::parse(v).ok())
-            .is_some(),
-    };
-    if !usable {
-        request.headers_mut().remove(http::header::RANGE);
-    }
+/// Whether a request carries a body the handler may not have read.
+fn has_body(request: &http::Request<Incoming>) -> bool {
+    let headers = request.headers();
+    headers.contains_key(http::header::TRANSFER_ENCODING)
+        || headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
 }
 
 /// S3 error bodies carry the request id too; s3s only knows it for errors

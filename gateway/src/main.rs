@@ -5,6 +5,7 @@ mod auth;
 mod cli;
 mod credentials;
 mod error;
+mod host;
 mod http;
 mod metrics;
 mod s3;
@@ -68,6 +69,7 @@ fn main() -> ExitCode {
                 data_dir: args.data_dir,
                 listen: args.listen,
                 admin_listen: args.admin_listen,
+                domains: args.domains,
             };
             let config = match Config::load(args.config.as_deref(), &environment(), &flags) {
                 Ok(config) => config,

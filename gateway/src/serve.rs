@@ -81,6 +81,9 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     let mut builder = S3ServiceBuilder::new(s3);
     builder.set_auth(keyring.clone());
     builder.set_access(keyring);
+    if !config.server.domains.is_empty() {
+        builder.set_host(crate::host::VirtualHosts::new(&config.server.domains));
+    }
     let service = Instrumented::new(builder.build());
 
     let s3_listener = bind("S3", config.server.listen).await?;
@@ -91,7 +94,8 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     let stop = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
 
-    let collector = Collector::new(meta.clone(), stores, config.gc.grace, config.gc.lease);
+    let collector =
+        Collector::new(meta.clone(), stores, config.gc.grace, config.gc.lease).with_upload_expiry(config.gc.upload_expiry);
     let interval = config.gc.interval;
     let collector_stop = stop.clone();
     tasks.spawn(async move { collector.run(interval, collector_stop.cancelled_owned()).await });

@@ -25,6 +25,12 @@ ODD_KEYS = [
     "trailing space ",
     "/leading-slash",
     "emoji-🚀",
+    "new\nline",
+    "carriage\rreturn",
+    "caf\u00e9",  # NFC
+    "cafe\u0301",  # NFD: a different key
+    "Case",
+    "case",
     "k" * 1024,
     "ü" * 512,  # 1024 bytes of UTF-8
 ]
@@ -85,3 +91,20 @@ def test_key_longer_than_1024_bytes_is_rejected(s3, bucket, key):
     with s3_error("KeyTooLongError", 400):
         s3.put_object(Bucket=bucket, Key=key, Body=b"x")
     assert list_all_v2(s3, bucket)[0] == []
+
+
+@pytest.mark.parametrize("prefix,expected", [
+    ("50%", ["50%off"]),
+    ("a_", ["a_b"]),
+    ("a.", ["a.b"]),
+    ("a*", ["a*b"]),
+    ("[x]", ["[x]y"]),
+    ("\\", ["\\back"]),
+], ids=["percent", "underscore", "dot", "star", "brackets", "backslash"])
+def test_prefix_is_literal_not_a_pattern(s3, bucket, prefix, expected):
+    # Wildcards of LIKE, glob and regex must not leak into prefix matching.
+    keys = ["50%off", "50xoff", "a_b", "ab", "axb", "a.b", "a*b", "[x]y", "xy", "\\back", "back"]
+    for key in keys:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+    listed = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+    assert listed == expected, f"prefix {prefix!r} matched {listed}"

@@ -29,9 +29,11 @@ def test_put_at_the_limit_is_accepted(put_client, s3, bucket):
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == data
 
 
-def test_put_over_the_limit_is_entity_too_large(put_client, s3, bucket):
+@pytest.mark.parametrize("chunked", [False, True], ids=["header", "aws-chunked"])
+def test_put_over_the_limit_is_entity_too_large(clients, s3, bucket, chunked):
+    # A private client: an early rejection may leave a dead pooled connection.
     with s3_error("EntityTooLarge", 400):
-        put_client.put_object(Bucket=bucket, Key="k", Body=random_bytes(LIMIT + 1))
+        clients.admin(aws_chunked=chunked).put_object(Bucket=bucket, Key="k", Body=random_bytes(LIMIT + 1))
     assert not object_exists(s3, bucket, "k")
 
 

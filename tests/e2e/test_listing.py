@@ -329,3 +329,25 @@ def test_key_count_with_delimiter_pages(s3, filled):
     assert _keys(page) == ["b"] and _prefixes(page) == ["a/", "c/"]
     assert page["KeyCount"] == 3
     assert page["IsTruncated"] is True
+
+
+def test_paging_one_key_at_a_time_through_special_keys(s3, filled):
+    bucket = filled(SPECIAL)
+    keys, _ = list_all_v2(s3, bucket, MaxKeys=1)
+    assert keys == sorted(SPECIAL, key=str.encode)
+
+
+def test_v1_paging_with_special_next_markers(s3, filled):
+    keys = ["sp ace/1", "sp ace/2", "ünï/x", "plus+/y", "percent%20/z", "top level"]
+    bucket = filled(keys)
+    seen_keys, seen_prefixes, marker = [], [], None
+    for _ in range(10):
+        args = {"Marker": marker} if marker else {}
+        page = s3.list_objects(Bucket=bucket, Delimiter="/", MaxKeys=1, **args)
+        seen_keys += _keys(page)
+        seen_prefixes += _prefixes(page)
+        if not page["IsTruncated"]:
+            break
+        marker = page["NextMarker"]
+    assert seen_prefixes == ["percent%20/", "plus+/", "sp ace/", "ünï/"]
+    assert seen_keys == ["top level"]

@@ -159,9 +159,10 @@ def test_stored_headers_and_metadata_returned_on_head(put_client, s3, bucket):
     _assert_stored_headers(s3.head_object(Bucket=bucket, Key="k"), "HeadObject")
 
 
-def test_user_metadata_over_2kb_is_rejected(s3, bucket):
+def test_user_metadata_over_2kb_is_rejected(clients, s3, bucket):
+    # A private client: an early rejection may leave a dead pooled connection.
     with s3_error("MetadataTooLarge", 400):
-        s3.put_object(Bucket=bucket, Key="k", Body=b"x", Metadata={"big": "v" * 2100})
+        clients.admin().put_object(Bucket=bucket, Key="k", Body=b"x", Metadata={"big": "v" * 2100})
     assert not object_exists(s3, bucket, "k")
 
 
@@ -217,9 +218,9 @@ def test_get_from_missing_bucket_is_no_such_bucket(s3):
         s3.get_object(Bucket=unique_bucket("missing"), Key="k")
 
 
-def test_put_into_missing_bucket_is_no_such_bucket(s3):
+def test_put_into_missing_bucket_is_no_such_bucket(clients):
     with s3_error("NoSuchBucket", 404):
-        s3.put_object(Bucket=unique_bucket("missing"), Key="k", Body=b"x")
+        clients.admin().put_object(Bucket=unique_bucket("missing"), Key="k", Body=b"x")
 
 
 # -- delete ------------------------------------------------------------------

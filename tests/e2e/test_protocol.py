@@ -3,15 +3,20 @@ uploads, unsupported operations, the admin endpoint and the AWS CLI."""
 
 import hashlib
 import os
+import socket
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from ferry_server import ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY
+from ferry_server import ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, READER_ACCESS_KEY, READER_SECRET_KEY
 from s3util import (
     aws_chunked_body, content_md5, crc32_b64, md5_etag, object_exists, quote_key, random_bytes,
     s3_error, signed_request, signed_streaming_put, unique_bucket,
@@ -215,3 +220,59 @@ def test_signed_streaming_upload_with_tampered_chunk_is_rejected(server, s3, buc
     assert resp.status in (400, 403), f"a tampered signed chunk answered {resp.status}"
     assert resp.error_code() in {"SignatureDoesNotMatch", "IncompleteBody", "InvalidRequest"}, resp.body[:300]
     assert not object_exists(s3, bucket, "k"), "object created from a tampered signed chunk"
+
+
+# -- connection handling after early errors ----------------------------------
+
+def _raw_put_headers_only(server, path, access_key, secret_key, extra_headers):
+    """Send only the headers of a signed PUT with `Expect: 100-continue`
+    (as boto3 does) and read whatever the server sends within 2 s.
+    Returns (response bytes, whether the server closed the connection)."""
+    url = server.s3_url + path
+    headers = {"Content-Length": "10", "Expect": "100-continue", **extra_headers}
+    request = AWSRequest(method="PUT", url=url, data=b"x" * 10, headers=headers)
+    S3SigV4Auth(Credentials(access_key, secret_key), "s3", "us-east-1").add_auth(request)
+    host, port = urllib.parse.urlsplit(url).hostname, urllib.parse.urlsplit(url).port
+    head = f"PUT {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in request.headers.items()) + "\r\n"
+    with socket.create_connection((host, port), timeout=2) as sock:
+        sock.sendall(head.encode())
+        data, closed = b"", False
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    closed = True
+                    break
+                data += chunk
+        except socket.timeout:
+            pass
+    return data, closed
+
+
+@pytest.mark.parametrize("case", ["no-such-bucket", "access-denied", "metadata-too-large"])
+def test_early_error_that_closes_connection_says_connection_close(server, bucket, case):
+    # When the server answers before reading the body it may drop the
+    # connection, but then it must say `Connection: close`; otherwise a
+    # client puts the connection back in its pool and its next request fails.
+    path, ak, sk, extra = {
+        "no-such-bucket": (f"/{unique_bucket('missing')}/k", ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, {}),
+        "access-denied": (f"/{bucket}/k", READER_ACCESS_KEY, READER_SECRET_KEY, {}),
+        "metadata-too-large": (f"/{bucket}/k", ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, {"x-amz-meta-big": "v" * 2100}),
+    }[case]
+    data, closed = _raw_put_headers_only(server, path, ak, sk, extra)
+    status_line = data.split(b"\r\n", 1)[0]
+    assert status_line.split()[1:2] != [b"100"], "expected an early final response"
+    if closed:
+        assert b"\r\nconnection: close\r\n" in data.lower().split(b"\r\n\r\n", 1)[0] + b"\r\n", \
+            f"server closed the connection after {status_line!r} without `Connection: close`"
+
+
+def test_client_survives_early_rejected_puts(clients, bucket):
+    # Alternating an early-rejected PUT with a normal one on one boto3 client
+    # (pooled keep-alive connections) must never hit a dropped connection.
+    s3 = clients.admin()
+    for _ in range(100):
+        with s3_error("MetadataTooLarge", 400):
+            s3.put_object(Bucket=bucket, Key="rejected", Body=b"x", Metadata={"big": "v" * 2100})
+        s3.put_object(Bucket=bucket, Key="ok", Body=b"ok")
