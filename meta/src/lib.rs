@@ -10,6 +10,7 @@
 //! The seam is the [`Meta`] trait; engines live behind it and are chosen with
 //! [`open`]. No engine type crosses the seam.
 
+pub mod dump;
 mod embedded;
 mod error;
 mod listing;
@@ -47,6 +48,9 @@ use ferry_config::MetaConfig;
 pub trait Meta: Send + Sync + 'static {
     /// Creates an empty bucket. `BucketExists` if it is already there.
     async fn create_bucket(&self, bucket: &str) -> Result<Seq>;
+    /// Creates an empty bucket with a given creation time: what loading a
+    /// dump needs to give back exactly what was dumped.
+    async fn restore_bucket(&self, info: &BucketInfo) -> Result<Seq>;
     /// Removes an empty bucket. `BucketNotEmpty` if any key remains;
     /// uploads still in progress are aborted with it.
     async fn delete_bucket(&self, bucket: &str) -> Result<Seq>;

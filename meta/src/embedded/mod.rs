@@ -355,17 +355,22 @@ impl<T: ReadableTable<&'static [u8], &'static [u8]>> KeyScan for RedbScan<'_, T>
 #[async_trait::async_trait]
 impl Meta for EmbeddedMeta {
     async fn create_bucket(&self, bucket: &str) -> Result<Seq> {
-        let bucket = bucket.to_string();
+        self.restore_bucket(&BucketInfo {
+            name: bucket.to_string(),
+            created: now_millis(),
+        })
+        .await
+    }
+
+    async fn restore_bucket(&self, info: &BucketInfo) -> Result<Seq> {
+        let info = info.clone();
         self.write(move |txn| {
+            let bucket = info.name.clone();
             {
                 let mut buckets = txn.open_table(BUCKETS).map_err(db_err)?;
                 if buckets.get(bucket.as_str()).map_err(db_err)?.is_some() {
                     return Err(MetaError::BucketExists { bucket });
                 }
-                let info = BucketInfo {
-                    name: bucket.clone(),
-                    created: now_millis(),
-                };
                 buckets.insert(bucket.as_str(), encode(&info)?.as_slice()).map_err(db_err)?;
             }
             append_change(txn, ChangeOp::CreateBucket { bucket })
@@ -829,6 +834,14 @@ mod tests {
             let (dir, meta) = engine();
             (Box::new(dir) as Box<dyn std::any::Any>, Arc::new(meta) as Arc<dyn Meta>)
         });
+    }
+
+    #[tokio::test]
+    async fn dump_and_load_round_trip_exactly() {
+        let (_a, source) = engine();
+        let (_b, target) = engine();
+        crate::conformance::populate(&source).await;
+        crate::conformance::dump_round_trip(&source, &target).await;
     }
 
     #[tokio::test]
