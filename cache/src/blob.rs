@@ -25,11 +25,14 @@ pub struct BlobTags {
     pub entry_id: String,
 }
 
+/// Every blob the volume writes lives under this prefix of its store.
+pub const BLOB_PREFIX: &str = "blobs";
+
 /// A fresh, never-reused blob name, spread over 65,536 folders so no
 /// directory of a file store grows too large.
 pub fn fresh_blob_key() -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
-    format!("blobs/{}/{}/{}", &id[0..2], &id[2..4], id)
+    format!("{BLOB_PREFIX}/{}/{}/{}", &id[0..2], &id[2..4], id)
 }
 
 enum State {

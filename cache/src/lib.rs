@@ -4,13 +4,17 @@
 
 mod blob;
 mod collector;
+mod dumps;
 mod error;
+mod fsck;
 pub mod metrics;
 mod reader;
 mod stores;
 
 pub use blob::{fresh_blob_key, BlobTags, BlobUpload};
 pub use collector::{CollectStats, Collector};
+pub use dumps::{dump_to_store, run_scheduled as run_scheduled_dumps, DUMP_PREFIX};
 pub use error::{CacheError, Result};
+pub use fsck::{fsck, FsckReport, MissingBlob};
 pub use reader::{read_range, slice_layout};
 pub use stores::{StoreHandle, Stores};

@@ -338,3 +338,55 @@ async fn stale_uploads_expire_and_their_parts_are_collected_but_completed_object
     assert!(volume.exists(&kept).await, "expiry never touches a completed object");
     assert_eq!(volume.read("done").await, b"completed object");
 }
+
+#[tokio::test]
+async fn fsck_finds_missing_and_orphaned_blobs_and_repair_never_deletes_referenced_ones() {
+    let volume = Volume::new();
+    volume.meta.create_bucket("b").await.expect("bucket");
+    let healthy = volume.put("healthy", b"fine").await;
+    let lost = volume.put("lost", b"will vanish").await;
+    // Injected damage: a referenced blob disappears from the store, and a
+    // blob nothing references appears in it.
+    volume
+        .data()
+        .client
+        .delete(&Path::from(lost.blob.as_str()))
+        .await
+        .expect("inject missing");
+    let orphan = volume.write_blob("nobody", b"orphan").await;
+
+    let report = ferry_cache::fsck(volume.meta.clone(), &volume.stores, false, Duration::ZERO)
+        .await
+        .expect("fsck");
+    assert_eq!(report.objects, 2);
+    assert_eq!(report.missing.len(), 1);
+    assert_eq!(report.missing[0].key, "lost");
+    assert_eq!(report.missing[0].blob, lost);
+    assert_eq!(report.orphans, vec![orphan.clone()]);
+    assert!(!report.is_clean());
+
+    // A young unreferenced blob (an upload that may be about to commit) is
+    // not called an orphan.
+    let young = ferry_cache::fsck(volume.meta.clone(), &volume.stores, false, Duration::from_secs(3600))
+        .await
+        .expect("fsck");
+    assert!(young.orphans.is_empty());
+    assert_eq!(young.young_unreferenced, 1);
+
+    let repaired = ferry_cache::fsck(volume.meta.clone(), &volume.stores, true, Duration::ZERO)
+        .await
+        .expect("fsck --repair");
+    assert!(repaired.repaired);
+    volume
+        .collector()
+        .run_once(now_millis() + 2 * HOUR_MS)
+        .await
+        .expect("collect");
+    assert!(!volume.exists(&orphan).await, "the queued orphan is collected");
+    assert!(volume.exists(&healthy).await, "a referenced blob is never deleted");
+    let after = ferry_cache::fsck(volume.meta.clone(), &volume.stores, false, Duration::ZERO)
+        .await
+        .expect("fsck");
+    assert!(after.orphans.is_empty());
+    assert_eq!(after.missing.len(), 1, "a missing blob is reported, not invented");
+}

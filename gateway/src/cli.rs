@@ -21,6 +21,56 @@ pub enum Command {
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Back up and restore the namespace.
+    #[command(subcommand)]
+    Meta(MetaCommand),
+    /// Check the namespace against the data stores: blobs that are missing,
+    /// and blobs nothing references.
+    Fsck(FsckArgs),
+}
+
+/// Where a volume is: the same options `serve` reads.
+#[derive(Debug, Args)]
+pub struct VolumeArgs {
+    /// TOML configuration file.
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Data folder [default: ./ferry-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MetaCommand {
+    /// Write every bucket, object, layout, upload and part as JSON lines.
+    Dump {
+        #[command(flatten)]
+        volume: VolumeArgs,
+        /// Output file [default: standard output].
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+    },
+    /// Restore a dump into an empty namespace.
+    Load {
+        #[command(flatten)]
+        volume: VolumeArgs,
+        /// The dump to load.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    #[command(flatten)]
+    pub volume: VolumeArgs,
+    /// Queue unreferenced blobs for the collector (it deletes them after the
+    /// grace period, and never one that is referenced by then).
+    #[arg(long)]
+    pub repair: bool,
+    /// Unreferenced blobs younger than this may belong to an upload that is
+    /// committing; they are not reported as orphans.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub min_age: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

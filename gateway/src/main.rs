@@ -11,6 +11,7 @@ mod metrics;
 mod s3;
 mod serve;
 mod time;
+mod tools;
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -19,7 +20,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use ferry_config::{Config, Overrides};
 
-use crate::cli::{Cli, Command, ConfigCommand};
+use crate::cli::{Cli, Command, ConfigCommand, MetaCommand};
 
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
@@ -42,6 +43,27 @@ fn environment() -> HashMap<String, String> {
     std::env::vars().filter(|(k, _)| k.starts_with("FERRY_")).collect()
 }
 
+/// Runs a one-shot tool: exit 0 when it succeeds with a clean result, 1 when
+/// it finds problems, 2 when it cannot run.
+fn run_tool(work: impl std::future::Future<Output = Result<bool, String>>) -> ExitCode {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -62,6 +84,22 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+        Command::Meta(command) => {
+            init_logging(false);
+            let env = environment();
+            run_tool(async move {
+                match command {
+                    MetaCommand::Dump { volume, output } => tools::dump(&volume, output.as_deref(), &env).await,
+                    MetaCommand::Load { volume, file } => tools::load(&volume, &file, &env).await,
+                }
+                .map(|()| true)
+            })
+        }
+        Command::Fsck(args) => {
+            init_logging(false);
+            let env = environment();
+            run_tool(async move { tools::fsck(&args, &env).await })
         }
         Command::Serve(args) => {
             init_logging(args.log_json);

@@ -94,6 +94,14 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     let stop = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
 
+    if let Some(interval) = config.gc.dump_interval {
+        let store = stores.get(&config.data_store).map_err(|e| e.to_string())?.clone();
+        let dump_stop = stop.clone();
+        let (meta, scratch, keep) = (meta.clone(), config.data_dir.clone(), config.gc.dump_keep);
+        tasks.spawn(async move {
+            ferry_cache::run_scheduled_dumps(meta, store, scratch, interval, keep, dump_stop.cancelled_owned()).await;
+        });
+    }
     let collector =
         Collector::new(meta.clone(), stores, config.gc.grace, config.gc.lease).with_upload_expiry(config.gc.upload_expiry);
     let interval = config.gc.interval;

@@ -45,14 +45,14 @@ pub struct Summary {
     pub parts: u64,
 }
 
-fn write_record(out: &mut dyn Write, record: &Record) -> Result<()> {
+fn write_record(out: &mut (dyn Write + Send), record: &Record) -> Result<()> {
     serde_json::to_writer(&mut *out, record).map_err(MetaError::internal)?;
     out.write_all(b"\n").map_err(MetaError::internal)
 }
 
 /// Writes every bucket, object (with its layout), upload and part.
 /// `progress` is called after each object.
-pub async fn dump(meta: &dyn Meta, out: &mut dyn Write, progress: &mut dyn FnMut(&Summary)) -> Result<Summary> {
+pub async fn dump(meta: &dyn Meta, out: &mut (dyn Write + Send), progress: &mut (dyn FnMut(&Summary) + Send)) -> Result<Summary> {
     let mut summary = Summary::default();
     write_record(
         out,
@@ -154,7 +154,7 @@ pub async fn dump(meta: &dyn Meta, out: &mut dyn Write, progress: &mut dyn FnMut
 }
 
 /// Loads a dump into `meta`, which must hold no buckets.
-pub async fn load(meta: &dyn Meta, input: &mut dyn BufRead, progress: &mut dyn FnMut(&Summary)) -> Result<Summary> {
+pub async fn load(meta: &dyn Meta, input: &mut (dyn BufRead + Send), progress: &mut (dyn FnMut(&Summary) + Send)) -> Result<Summary> {
     if !meta.list_buckets().await?.is_empty() {
         return Err(MetaError::Internal(
             "the target namespace is not empty; load only into an empty one".into(),
