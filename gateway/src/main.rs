@@ -1,6 +1,7 @@
 //! The `ferry` binary.
 
 mod admin;
+mod bench;
 mod auth;
 mod cli;
 mod credentials;
@@ -20,7 +21,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use ferry_config::{Config, Overrides};
 
-use crate::cli::{Cli, Command, ConfigCommand, MetaCommand};
+use crate::cli::{BenchCommand, Cli, Command, ConfigCommand, MetaCommand};
 
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
@@ -92,6 +93,26 @@ fn main() -> ExitCode {
                 match command {
                     MetaCommand::Dump { volume, output } => tools::dump(&volume, output.as_deref(), &env).await,
                     MetaCommand::Load { volume, file } => tools::load(&volume, &file, &env).await,
+                }
+                .map(|()| true)
+            })
+        }
+        Command::Bench(command) => {
+            init_logging(false);
+            let env = environment();
+            run_tool(async move {
+                match command {
+                    BenchCommand::Populate(args) => {
+                        let meta = tools::open_volume_meta(&args.volume, &env).await?;
+                        bench::populate(meta, &args).await
+                    }
+                    BenchCommand::List { endpoint, walk } => bench::list(&endpoint, walk).await,
+                    BenchCommand::Put {
+                        endpoint,
+                        size,
+                        count,
+                        concurrency,
+                    } => bench::put(&endpoint, size, count, concurrency).await,
                 }
                 .map(|()| true)
             })

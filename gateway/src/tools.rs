@@ -35,6 +35,11 @@ async fn open_meta(config: &Config) -> Result<Arc<dyn Meta>, String> {
     })
 }
 
+/// The metadata engine of the volume the arguments name.
+pub async fn open_volume_meta(volume: &VolumeArgs, env: &HashMap<String, String>) -> Result<Arc<dyn Meta>, String> {
+    open_meta(&open_config(volume, env)?).await
+}
+
 fn spinner(what: &str) -> ProgressBar {
     let bar = ProgressBar::new_spinner();
     bar.set_style(
