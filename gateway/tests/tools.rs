@@ -121,3 +121,41 @@ async fn fsck_reports_a_missing_blob_and_an_orphan_and_repair_queues_only_the_or
     let kept = s3.get(&Path::from("keep")).await.expect("get").bytes().await.expect("body");
     assert_eq!(&kept[..], b"keep me");
 }
+
+#[tokio::test]
+async fn scheduled_dumps_land_in_the_data_store_and_old_ones_are_pruned() {
+    let dir = temp_dir();
+    let config = write_file(dir.path(), "ferry.toml", "[volume]\ndump_interval = \"1s\"\ndump_keep = 2\n");
+    let server = Server::start(Launch {
+        config: Some(&config),
+        ..Launch::new(dir.path())
+    });
+    create_bucket(&server.endpoint, "dumped").await;
+    server
+        .client("dumped")
+        .put(&Path::from("k"), Bytes::from_static(b"v").into())
+        .await
+        .expect("put");
+    let dumps = dir.path().join("blobs/ferry-dumps");
+    let list = || -> Vec<std::path::PathBuf> {
+        let mut found: Vec<_> = std::fs::read_dir(&dumps)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        found.sort();
+        found
+    };
+    // Poll the folder (dumps are time-driven); at most dump_keep remain.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "only {} dumps appeared", seen.len());
+        let now = list();
+        assert!(now.len() <= 2, "more than dump_keep dumps kept: {now:?}");
+        seen.extend(now);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let newest = list().pop().expect("a dump");
+    let text = std::fs::read_to_string(&newest).expect("read dump");
+    assert!(text.starts_with("{\"type\":\"header\""), "{text}");
+    assert!(text.contains("\"key\":\"k\""), "{text}");
+}
