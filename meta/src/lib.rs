@@ -14,6 +14,7 @@ pub mod dump;
 mod embedded;
 mod error;
 mod listing;
+mod redis;
 mod types;
 
 #[cfg(any(test, feature = "conformance"))]
@@ -23,6 +24,7 @@ use std::sync::Arc;
 
 pub use embedded::EmbeddedMeta;
 pub use error::{MetaError, Result};
+pub use redis::RedisMeta;
 pub use types::*;
 
 use ferry_config::MetaConfig;
@@ -145,8 +147,10 @@ pub trait Meta: Send + Sync + 'static {
 pub async fn open(config: &MetaConfig) -> Result<Arc<dyn Meta>> {
     match config {
         MetaConfig::Embedded { path } => Ok(Arc::new(EmbeddedMeta::open(path)?)),
-        MetaConfig::Redis { url, .. } => Err(MetaError::Internal(format!(
-            "the redis engine ({url}) is not built into this version; use meta.engine = \"embedded\""
-        ))),
+        MetaConfig::Redis {
+            url,
+            prefix,
+            allow_volatile,
+        } => Ok(Arc::new(RedisMeta::open(url, prefix, *allow_volatile).await?)),
     }
 }

@@ -1,0 +1,359 @@
+//! The Lua scripts of the Redis engine.
+//!
+//! Every mutation is one script, so it runs atomically on the server: the
+//! entry change, its change-log record, blob reference counts and deletion
+//! queue records commit together, and a conditional put is a compare-and-swap.
+//! Redis does not roll a script back when it fails half-way, so each script
+//! checks and decodes everything first and writes only after that.
+//!
+//! Scripts return a table whose first element is a status: `ok`, or one of
+//! `nobucket`, `exists`, `notempty`, `nokey`, `precondition`, `noupload`
+//! (see [`super::status_error`]). Times come from the caller (`now` is the
+//! gateway's `now_millis()`), so queue times compare with the collector's.
+//! Every key a script touches is passed in `KEYS`.
+
+use redis::Script;
+
+/// Helpers shared by the scripts; prepended to each.
+const PRELUDE: &str = r#"
+-- Calls fn on each blob of a list written as `<len>:<bytes>` repeated.
+local function each_blob(list, fn)
+  local pos, n = 1, #list
+  while pos <= n do
+    local colon = string.find(list, ':', pos, true)
+    local len = tonumber(string.sub(list, pos, colon - 1))
+    fn(string.sub(list, colon + 1, colon + len))
+    pos = colon + len + 1
+  end
+end
+
+-- A blob gains a reference; if it was queued for deletion it leaves the queue.
+local function add_ref(refs, queue, blob)
+  redis.call('HINCRBY', refs, blob, 1)
+  redis.call('ZREM', queue, blob)
+end
+
+-- A blob loses a reference; at zero it is queued (an older record is kept).
+local function drop_ref(refs, queue, blob, now)
+  local left = redis.call('HINCRBY', refs, blob, -1)
+  if left <= 0 then
+    redis.call('HDEL', refs, blob)
+    redis.call('ZADD', queue, 'NX', now, blob)
+  end
+end
+
+local function drop_all(refs, queue, list, now)
+  if list then
+    each_blob(list, function(blob) drop_ref(refs, queue, blob, now) end)
+  end
+end
+
+-- Appends a change-log record; `op` is the JSON of the operation.
+local function append_change(seq_key, log_key, now, op)
+  local seq = redis.call('INCR', seq_key)
+  redis.call('ZADD', log_key, seq, '{"seq":' .. seq .. ',"at":' .. now .. ',"op":' .. op .. '}')
+  return seq
+end
+
+-- Removes a layout by entry id, dropping its blobs' references.
+local function remove_layout(layouts, lblobs, refs, queue, id, now)
+  local blobs = redis.call('HGET', lblobs, id)
+  redis.call('HDEL', layouts, id)
+  redis.call('HDEL', lblobs, id)
+  drop_all(refs, queue, blobs, now)
+end
+
+-- Removes an upload and its parts, dropping each part's references.
+local function remove_upload(uploads, records, parts, part_records, part_blobs, refs, queue, stale,
+                             member, upload_id, stale_member, now)
+  local low, high = '[' .. upload_id .. '\0', '(' .. upload_id .. '\1'
+  for _, part in ipairs(redis.call('ZRANGEBYLEX', parts, low, high)) do
+    drop_all(refs, queue, redis.call('HGET', part_blobs, part), now)
+    redis.call('HDEL', part_records, part)
+    redis.call('HDEL', part_blobs, part)
+  end
+  redis.call('ZREMRANGEBYLEX', parts, low, high)
+  redis.call('HDEL', records, member)
+  redis.call('ZREM', uploads, member)
+  redis.call('ZREM', stale, stale_member)
+end
+
+-- Put: checks the bucket and the condition. Returns an error status, or
+-- nil with the current entry (or false) and its id.
+local function check_commit(buckets, entries, bucket, key, cond, etag)
+  if redis.call('HEXISTS', buckets, bucket) == 0 then return 'nobucket' end
+  local cur = redis.call('HGET', entries, key)
+  local cur_id = false
+  if cur then cur_id = cjson.decode(cur).id end
+  if cond == 'absent' then
+    if cur then return 'precondition' end
+  elseif cond == 'match' then
+    if not cur then return 'precondition' end
+    if cjson.decode(cur).etag ~= etag then return 'precondition' end
+  end
+  return nil, cur, cur_id
+end
+
+-- Put: writes the entry and its layout, replaces the old one, logs it.
+-- The new references are added before the old ones are dropped, so a blob
+-- both share never passes through the queue.
+local function write_commit(k, a, cur_id)
+  -- k: buckets keys entries layouts lblobs refs queue seq log
+  -- a: bucket key cond etag entry id layout blobs now bucket_json key_json
+  each_blob(a[8], function(blob) add_ref(k[6], k[7], blob) end)
+  if cur_id then remove_layout(k[4], k[5], k[6], k[7], cur_id, a[9]) end
+  redis.call('HSET', k[3], a[2], a[5])
+  redis.call('ZADD', k[2], 0, a[2])
+  redis.call('HSET', k[4], a[6], a[7])
+  redis.call('HSET', k[5], a[6], a[8])
+  local op = '{"op":"put","bucket":' .. a[10] .. ',"key":' .. a[11] ..
+             ',"entry":' .. a[5] .. ',"layout":' .. a[7] .. '}'
+  return append_change(k[8], k[9], a[9], op)
+end
+"#;
+
+/// KEYS: buckets seq log. ARGV: bucket info_json now op_json.
+const CREATE_BUCKET: &str = r#"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return {'exists'} end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return {'ok', append_change(KEYS[2], KEYS[3], ARGV[3], ARGV[4])}
+"#;
+
+/// KEYS: buckets keys entries uploads upload_records parts part_records
+/// part_blobs refs queue stale seq log. ARGV: bucket now op_json.
+const DELETE_BUCKET: &str = r#"
+local bucket, now = ARGV[1], ARGV[2]
+if redis.call('HEXISTS', KEYS[1], bucket) == 0 then return {'nobucket'} end
+if redis.call('ZCARD', KEYS[2]) > 0 then return {'notempty'} end
+-- Uploads in progress are aborted: every part's blob loses its reference.
+for _, part in ipairs(redis.call('ZRANGE', KEYS[6], 0, -1)) do
+  drop_all(KEYS[9], KEYS[10], redis.call('HGET', KEYS[8], part), now)
+end
+for _, member in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+  redis.call('ZREM', KEYS[11], bucket .. '\0' .. member)
+end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
+redis.call('HDEL', KEYS[1], bucket)
+return {'ok', append_change(KEYS[12], KEYS[13], now, ARGV[3])}
+"#;
+
+/// KEYS: buckets entries layouts. ARGV: bucket key.
+const GET: &str = r#"
+local entry = redis.call('HGET', KEYS[2], ARGV[2])
+if not entry then
+  if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {'nobucket'} end
+  return {'nokey'}
+end
+local layout = redis.call('HGET', KEYS[3], cjson.decode(entry).id)
+return {'ok', entry, layout or false}
+"#;
+
+/// KEYS: buckets keys entries layouts lblobs refs queue seq log.
+/// ARGV: bucket key cond etag entry_json id layout_json blobs now
+/// bucket_json key_json.
+const PUT: &str = r#"
+local err, cur, cur_id = check_commit(KEYS[1], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+if err then return {err} end
+local seq = write_commit(KEYS, ARGV, cur_id)
+return {'ok', seq, cur or false}
+"#;
+
+/// KEYS: buckets keys entries layouts lblobs refs queue seq log uploads
+/// upload_records parts part_records part_blobs stale.
+/// ARGV: as PUT, then upload_member upload_id stale_member.
+const COMPLETE_UPLOAD: &str = r#"
+if redis.call('HEXISTS', KEYS[11], ARGV[12]) == 0 then
+  if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {'nobucket'} end
+  return {'noupload'}
+end
+local err, cur, cur_id = check_commit(KEYS[1], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+if err then return {err} end
+-- The entry's references are added before the parts' are dropped, so the
+-- parts it uses never pass through the queue.
+local seq = write_commit(KEYS, ARGV, cur_id)
+remove_upload(KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[6], KEYS[7], KEYS[15],
+              ARGV[12], ARGV[13], ARGV[14], ARGV[9])
+return {'ok', seq, cur or false}
+"#;
+
+/// KEYS: buckets keys entries layouts lblobs refs queue seq log.
+/// ARGV: bucket key now op_json.
+const DELETE: &str = r#"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {'nobucket'} end
+local cur = redis.call('HGET', KEYS[3], ARGV[2])
+if not cur then return {'ok', false} end
+local id = cjson.decode(cur).id
+redis.call('HDEL', KEYS[3], ARGV[2])
+redis.call('ZREM', KEYS[2], ARGV[2])
+remove_layout(KEYS[4], KEYS[5], KEYS[6], KEYS[7], id, ARGV[3])
+append_change(KEYS[8], KEYS[9], ARGV[3], ARGV[4])
+return {'ok', cur}
+"#;
+
+/// One page of a listing, merged keys and common prefixes in byte order.
+/// A common prefix's group is skipped with one seek to `group 0xFF`.
+/// KEYS: buckets keys entries. ARGV: bucket prefix delimiter from upper max.
+/// Returns: ok truncated last keys entries prefixes.
+const LIST: &str = r#"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {'nobucket'} end
+local prefix, delim, from, upper = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local max = tonumber(ARGV[6])
+local plen, dlen = #prefix, #delim
+local keys, entries, groups = {}, {}, {}
+local count, truncated, last = 0, 0, ''
+local function group_of(key)
+  if dlen == 0 then return nil end
+  local at = string.find(key, delim, plen + 1, true)
+  if not at then return nil end
+  return string.sub(key, 1, at + dlen - 1)
+end
+while true do
+  -- One more than fits, so a full page knows whether more follow.
+  local want = max - count + 1
+  if want > 1000 then want = 1000 end
+  local batch = redis.call('ZRANGEBYLEX', KEYS[2], '[' .. from, upper, 'LIMIT', 0, want)
+  local sought, stop = false, false
+  for _, key in ipairs(batch) do
+    if string.sub(key, 1, plen) ~= prefix then stop = true; break end
+    if count == max then truncated = 1; stop = true; break end
+    count = count + 1
+    local group = group_of(key)
+    if group then
+      groups[#groups + 1] = group
+      last = group
+      from = group .. '\255'
+      sought = true
+      break
+    end
+    local entry = redis.call('HGET', KEYS[3], key)
+    if not entry then return redis.error_reply('ferry: key ' .. key .. ' has no entry') end
+    keys[#keys + 1] = key
+    entries[#entries + 1] = entry
+    last = key
+    from = key .. '\0'
+  end
+  if stop then break end
+  if (not sought) and #batch < want then break end
+end
+return {'ok', truncated, last, keys, entries, groups}
+"#;
+
+/// Values of a hash for the members of a zset in a lex range.
+/// KEYS: zset hash. ARGV: min max limit.
+const RANGE: &str = r#"
+local out = {}
+for _, member in ipairs(redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))) do
+  local value = redis.call('HGET', KEYS[2], member)
+  if value then out[#out + 1] = value end
+end
+return out
+"#;
+
+/// KEYS: buckets uploads upload_records stale.
+/// ARGV: bucket member upload_json initiated stale_member.
+const CREATE_UPLOAD: &str = r#"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {'nobucket'} end
+redis.call('ZADD', KEYS[2], 0, ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])
+return {'ok'}
+"#;
+
+/// KEYS: buckets upload_records parts part_records part_blobs refs queue.
+/// ARGV: bucket upload_member part_member part_json blobs now.
+const PUT_PART: &str = r#"
+if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 0 then
+  if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {'nobucket'} end
+  return {'noupload'}
+end
+each_blob(ARGV[5], function(blob) add_ref(KEYS[6], KEYS[7], blob) end)
+local old = redis.call('HGET', KEYS[4], ARGV[3])
+local old_blobs = redis.call('HGET', KEYS[5], ARGV[3])
+redis.call('ZADD', KEYS[3], 0, ARGV[3])
+redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
+redis.call('HSET', KEYS[5], ARGV[3], ARGV[5])
+drop_all(KEYS[6], KEYS[7], old_blobs, ARGV[6])
+return {'ok', old or false}
+"#;
+
+/// KEYS: buckets uploads upload_records parts part_records part_blobs refs
+/// queue stale. ARGV: bucket upload_member upload_id stale_member now.
+const ABORT_UPLOAD: &str = r#"
+if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 0 then
+  if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {'nobucket'} end
+  return {'noupload'}
+end
+remove_upload(KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9],
+              ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+return {'ok'}
+"#;
+
+/// KEYS: refs queue. ARGV: now blob...
+const QUEUE_UNCOMMITTED: &str = r#"
+for i = 2, #ARGV do
+  local refs = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
+  if refs <= 0 then redis.call('ZADD', KEYS[2], 'NX', ARGV[1], ARGV[i]) end
+end
+return {'ok'}
+"#;
+
+/// KEYS: refs queue. ARGV: blob queued_at. Returns 1 when the caller may
+/// delete the blob.
+const CLAIM_DELETION: &str = r#"
+local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if (not score) or tonumber(score) ~= tonumber(ARGV[2]) then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+local refs = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if refs > 0 then return 0 end
+return 1
+"#;
+
+/// KEYS: lease. ARGV: holder ttl_ms. The expiry is Redis's own (`PX`).
+const TRY_LEASE: &str = r#"
+local current = redis.call('GET', KEYS[1])
+if current and current ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"#;
+
+pub(super) struct Scripts {
+    pub create_bucket: Script,
+    pub delete_bucket: Script,
+    pub get: Script,
+    pub put: Script,
+    pub complete_upload: Script,
+    pub delete: Script,
+    pub list: Script,
+    pub range: Script,
+    pub create_upload: Script,
+    pub put_part: Script,
+    pub abort_upload: Script,
+    pub queue_uncommitted: Script,
+    pub claim_deletion: Script,
+    pub try_lease: Script,
+}
+
+fn with_prelude(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}\n{body}"))
+}
+
+impl Scripts {
+    pub(super) fn new() -> Scripts {
+        Scripts {
+            create_bucket: with_prelude(CREATE_BUCKET),
+            delete_bucket: with_prelude(DELETE_BUCKET),
+            get: Script::new(GET),
+            put: with_prelude(PUT),
+            complete_upload: with_prelude(COMPLETE_UPLOAD),
+            delete: with_prelude(DELETE),
+            list: Script::new(LIST),
+            range: Script::new(RANGE),
+            create_upload: Script::new(CREATE_UPLOAD),
+            put_part: with_prelude(PUT_PART),
+            abort_upload: with_prelude(ABORT_UPLOAD),
+            queue_uncommitted: Script::new(QUEUE_UNCOMMITTED),
+            claim_deletion: Script::new(CLAIM_DELETION),
+            try_lease: Script::new(TRY_LEASE),
+        }
+    }
+}

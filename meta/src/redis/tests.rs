@@ -1,0 +1,556 @@
+//! Tests of the Redis engine against real servers: the shared one at
+//! 127.0.0.1:6379 (no persistence, so engines open with `allow_volatile`),
+//! and private `redis-server` processes with AOF for restarts and
+//! measurements. Each test works under its own random prefix and removes
+//! its keys at the end.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::conformance::{put_simple, simple_entry};
+
+const SHARED: &str = "redis://127.0.0.1:6379";
+
+fn fresh_prefix() -> String {
+    format!("ferry-test-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Deletes every key under a prefix when dropped.
+struct Cleanup {
+    url: String,
+    pattern: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Err(e) = delete_keys(&self.url, &self.pattern) {
+            eprintln!("cleanup of {} failed: {e}", self.pattern);
+        }
+    }
+}
+
+fn sync_conn(url: &str) -> redis::RedisResult<redis::Connection> {
+    let conn = redis::Client::open(url)?.get_connection_with_timeout(Duration::from_secs(2))?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    conn.set_write_timeout(Some(Duration::from_secs(5)))?;
+    Ok(conn)
+}
+
+fn scan_keys(url: &str, pattern: &str) -> redis::RedisResult<Vec<Vec<u8>>> {
+    let mut conn = sync_conn(url)?;
+    let mut cursor: u64 = 0;
+    let mut out = Vec::new();
+    loop {
+        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query(&mut conn)?;
+        out.extend(keys);
+        if next == 0 {
+            return Ok(out);
+        }
+        cursor = next;
+    }
+}
+
+fn delete_keys(url: &str, pattern: &str) -> redis::RedisResult<()> {
+    let keys = scan_keys(url, pattern)?;
+    let mut conn = sync_conn(url)?;
+    for chunk in keys.chunks(500) {
+        redis::cmd("UNLINK").arg(chunk).query::<()>(&mut conn)?;
+    }
+    Ok(())
+}
+
+fn cleanup(url: &str, prefix: &str) -> Cleanup {
+    Cleanup {
+        url: url.to_string(),
+        pattern: Keys::new(prefix).pattern(),
+    }
+}
+
+/// A fresh namespace on the shared Redis.
+async fn engine() -> (Cleanup, RedisMeta) {
+    let prefix = fresh_prefix();
+    let guard = cleanup(SHARED, &prefix);
+    let meta = RedisMeta::open(SHARED, &prefix, true).await.expect("open redis engine");
+    (guard, meta)
+}
+
+#[tokio::test]
+async fn conformance() {
+    let (guard, meta) = engine().await;
+    let started = Instant::now();
+    crate::conformance::run_all(&meta).await;
+    eprintln!("conformance suite on redis: {:?}", started.elapsed());
+    let pattern = guard.pattern.clone();
+    drop(guard);
+    assert!(scan_keys(SHARED, &pattern).expect("scan").is_empty(), "cleanup left keys behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_creates_have_one_winner() {
+    let (_guard, meta) = engine().await;
+    crate::conformance::racing_creates(Arc::new(meta)).await;
+}
+
+#[tokio::test]
+async fn dump_and_load_round_trip_exactly() {
+    let (_a, source) = engine().await;
+    let (_b, target) = engine().await;
+    crate::conformance::populate(&source).await;
+    crate::conformance::dump_round_trip(&source, &target).await;
+}
+
+#[tokio::test]
+async fn dumps_move_between_engines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let embedded = crate::EmbeddedMeta::open(&dir.path().join("meta.redb")).expect("open");
+    let (_guard, redis) = engine().await;
+    crate::conformance::populate(&embedded).await;
+    crate::conformance::dump_round_trip(&embedded, &redis).await;
+}
+
+/// Engines opened for the model check live on this runtime, because the
+/// check builds engines outside any runtime and drives them from its own.
+static SETUP: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
+});
+
+#[test]
+fn namespace_matches_reference_model() {
+    crate::conformance::model::check(|| {
+        let prefix = fresh_prefix();
+        let guard = cleanup(SHARED, &prefix);
+        let meta = SETUP
+            .block_on(RedisMeta::open(SHARED, &prefix, true))
+            .expect("open redis engine");
+        (Box::new(guard) as Box<dyn std::any::Any>, Arc::new(meta) as Arc<dyn Meta>)
+    });
+}
+
+#[tokio::test]
+async fn a_redis_without_aof_is_refused_unless_allowed() {
+    let mut conn = sync_conn(SHARED).expect("connect");
+    let appendonly: HashMap<String, String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("appendonly")
+        .query(&mut conn)
+        .expect("config get");
+    assert_eq!(
+        appendonly.get("appendonly").map(String::as_str),
+        Some("no"),
+        "this test expects the shared test redis to run without AOF"
+    );
+    let prefix = fresh_prefix();
+    let _guard = cleanup(SHARED, &prefix);
+    match RedisMeta::open(SHARED, &prefix, false).await {
+        Err(MetaError::Internal(message)) => {
+            for needed in ["appendonly yes", "appendfsync", "meta.allow_volatile_redis = true"] {
+                assert!(message.contains(needed), "{message:?} does not mention {needed:?}");
+            }
+        }
+        Err(other) => panic!("refused with the wrong error: {other}"),
+        Ok(_) => panic!("a redis without AOF was accepted"),
+    }
+    RedisMeta::open(SHARED, &prefix, true).await.expect("accepted when volatile is allowed");
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_unavailable_quickly() {
+    let port = free_port();
+    let started = Instant::now();
+    let result = RedisMeta::open_with_timeout(
+        &format!("redis://127.0.0.1:{port}"),
+        "nowhere",
+        true,
+        Duration::from_secs(1),
+    )
+    .await;
+    assert!(matches!(result, Err(MetaError::Unavailable(_))), "{result:?}");
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn prefixes_keep_volumes_apart() {
+    let (_a, one) = engine().await;
+    let (_b, two) = engine().await;
+    one.create_bucket("same").await.expect("create");
+    two.create_bucket("same").await.expect("create in the other volume");
+    put_simple(&one, "same", "k", "from-one").await;
+    assert!(matches!(two.head("same", "k").await, Err(MetaError::NoSuchKey { .. })));
+    assert_eq!(one.last_seq().await.expect("seq"), 2);
+    assert_eq!(two.last_seq().await.expect("seq"), 1);
+}
+
+/// Two gateways (two engine handles, two connections) write one key at
+/// once: one version wins, every other version's blob is unreferenced and
+/// queued, none is orphaned with a reference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_racing_on_one_key_leave_no_orphaned_reference() {
+    let (guard, first) = engine().await;
+    let prefix = guard.pattern.trim_end_matches(":*").to_string();
+    let second = RedisMeta::open(SHARED, &prefix, true).await.expect("second gateway");
+    first.create_bucket("race").await.expect("create");
+    let start_seq = first.last_seq().await.expect("seq");
+
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let meta = if i % 2 == 0 { first.clone() } else { second.clone() };
+        tasks.push(tokio::spawn(async move {
+            let (entry, layout) = simple_entry(&format!("w{i}"), 3);
+            let outcome = meta
+                .put("race", "k", entry.clone(), layout.clone(), Precondition::None)
+                .await
+                .expect("put");
+            (entry, layout, outcome)
+        }));
+    }
+    let mut written = Vec::new();
+    for task in tasks {
+        written.push(task.await.expect("join"));
+    }
+    let winner = first.head("race", "k").await.expect("head");
+    let replaced: Vec<String> = written
+        .iter()
+        .filter_map(|(_, _, o)| o.replaced.as_ref().map(|e| e.id.clone()))
+        .collect();
+    assert_eq!(replaced.len(), 31, "every put but the first replaced one version");
+    let mut all: Vec<String> = replaced.clone();
+    all.push(winner.id.clone());
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 32, "each version was replaced once, except the winner");
+
+    let due = first.due_deletions(now_millis() + 3_600_000, 10_000).await.expect("due");
+    for (entry, layout, _) in &written {
+        let blob = layout.blobs().remove(0);
+        let refs = first.blob_refs(&blob).await.expect("refs");
+        let queued = due.iter().any(|q| q.blob == blob);
+        if entry.id == winner.id {
+            assert_eq!((refs, queued), (1, false), "the winner's blob");
+        } else {
+            assert_eq!((refs, queued), (0, true), "a losing blob");
+        }
+    }
+    let seqs: Vec<Seq> = first
+        .changes_since(start_seq, 100)
+        .await
+        .expect("changes")
+        .iter()
+        .map(|c| c.seq)
+        .collect();
+    assert_eq!(seqs, (start_seq + 1..=start_seq + 32).collect::<Vec<_>>(), "one record per put, no gaps");
+}
+
+/// Read-modify-write with `IfMatch` from two gateways: every increment
+/// lands exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_and_swap_across_gateways_loses_no_update() {
+    let (guard, first) = engine().await;
+    let prefix = guard.pattern.trim_end_matches(":*").to_string();
+    let second = RedisMeta::open(SHARED, &prefix, true).await.expect("second gateway");
+    first.create_bucket("cas").await.expect("create");
+    put_simple(&first, "cas", "counter", "0").await;
+    let mut tasks = Vec::new();
+    for meta in [first.clone(), second.clone(), first.clone(), second] {
+        tasks.push(tokio::spawn(async move {
+            let mut conflicts = 0;
+            for _ in 0..10 {
+                loop {
+                    let current = meta.head("cas", "counter").await.expect("head");
+                    let n: u32 = current.etag.parse().expect("number");
+                    let (entry, layout) = simple_entry(&(n + 1).to_string(), 3);
+                    match meta
+                        .put("cas", "counter", entry, layout, Precondition::IfMatch(current.etag))
+                        .await
+                    {
+                        Ok(_) => break,
+                        Err(MetaError::PreconditionFailed { .. }) => conflicts += 1,
+                        Err(other) => panic!("{other}"),
+                    }
+                }
+            }
+            conflicts
+        }));
+    }
+    let mut conflicts = 0;
+    for task in tasks {
+        conflicts += task.await.expect("join");
+    }
+    assert_eq!(first.head("cas", "counter").await.expect("head").etag, "40");
+    eprintln!("40 increments from 4 writers, {conflicts} lost compare-and-swaps retried");
+}
+
+// ---------------------------------------------------------------------
+// Private redis-server processes.
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// A `redis-server` of our own, with AOF fsynced on every write.
+struct TestServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    fn start() -> TestServer {
+        let mut server = TestServer {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        server.spawn();
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (or restarts) the server on the same port and directory and
+    /// waits until it answers PING.
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let ready = sync_conn(&self.url())
+                .and_then(|mut conn| redis::cmd("PING").query::<String>(&mut conn))
+                .is_ok_and(|pong| pong == "PONG");
+            if ready {
+                return;
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("redis-server exited with {status}");
+            }
+            assert!(Instant::now() < deadline, "redis-server on port {} never answered PING", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no shutdown, no final AOF rewrite.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn info_number(&self, field: &str) -> u64 {
+        let mut conn = sync_conn(&self.url()).expect("connect");
+        let info: String = redis::cmd("INFO").arg("stats").query(&mut conn).expect("info");
+        info.lines()
+            .find_map(|line| line.strip_prefix(&format!("{field}:")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in INFO"))
+    }
+
+    fn idle_seconds(&self, key: &str) -> u64 {
+        let mut conn = sync_conn(&self.url()).expect("connect");
+        redis::cmd("OBJECT")
+            .arg("IDLETIME")
+            .arg(key)
+            .query(&mut conn)
+            .expect("object idletime")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_a_redis_crash_and_restart_without_reopening() {
+    let mut server = TestServer::start();
+    let timeout = Duration::from_secs(2);
+    // AOF is on, so the engine opens without allow_volatile.
+    let meta = RedisMeta::open_with_timeout(&server.url(), "crash", false, timeout)
+        .await
+        .expect("open on a redis with AOF");
+    meta.create_bucket("b").await.expect("create");
+
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let writer = {
+        let meta = meta.clone();
+        let acked = acked.clone();
+        tokio::spawn(async move {
+            let mut failures = Vec::new();
+            for i in 0.. {
+                let key = format!("k{i:06}");
+                let etag = format!("e{i}");
+                let (entry, layout) = simple_entry(&etag, 3);
+                let started = Instant::now();
+                match meta.put("b", &key, entry, layout, Precondition::None).await {
+                    Ok(_) => acked.lock().expect("lock").push((key, etag)),
+                    Err(MetaError::Unavailable(message)) => {
+                        failures.push((started.elapsed(), message));
+                        if failures.len() == 20 {
+                            break;
+                        }
+                    }
+                    Err(other) => panic!("put failed with {other}, not Unavailable"),
+                }
+                assert!(i < 1_000_000, "redis never went away");
+            }
+            failures
+        })
+    };
+    // Kill it mid-way through the loop of puts.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acked.lock().expect("lock").len() < 200 {
+        assert!(Instant::now() < deadline, "puts are too slow");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill();
+    let failures = writer.await.expect("writer");
+    let slowest = failures.iter().map(|(d, _)| *d).max().unwrap_or_default();
+    eprintln!(
+        "{} puts acknowledged before the kill; failures took at most {slowest:?}; first: {}",
+        acked.lock().expect("lock").len(),
+        failures[0].1
+    );
+    assert!(slowest < timeout + Duration::from_millis(500), "a call hung for {slowest:?}");
+    let started = Instant::now();
+    assert!(matches!(meta.head("b", "k000000").await, Err(MetaError::Unavailable(_))));
+    assert!(matches!(meta.list("b", &ListQuery { max: 10, ..ListQuery::default() }).await, Err(MetaError::Unavailable(_))));
+    assert!(started.elapsed() < timeout * 2, "reads while down took {:?}", started.elapsed());
+
+    server.spawn();
+    // The same handle works again: the connection manager reconnects.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match meta.head("b", "k000000").await {
+            Ok(_) => break,
+            Err(MetaError::Unavailable(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(other) => panic!("after restart: {other}"),
+        }
+    }
+    let acked = acked.lock().expect("lock").clone();
+    for (key, etag) in &acked {
+        let entry = meta.head("b", key).await.expect("an acknowledged put survived the crash");
+        assert_eq!(&entry.etag, etag, "{key}");
+    }
+    let page = meta.list("b", &ListQuery { max: 10_000, ..ListQuery::default() }).await.expect("list");
+    assert!(page.entries.len() >= acked.len());
+    // Writes work again, scripts included (Redis lost its script cache).
+    put_simple(&meta, "b", "after-restart", "new").await;
+    assert_eq!(meta.head("b", "after-restart").await.expect("head").etag, "new");
+    assert!(meta.last_seq().await.expect("seq") >= acked.len() as u64 + 2);
+}
+
+/// HEAD and LIST of an object whose layout has 10,000 segments never read
+/// that layout: on a private server, the layouts hash stays idle (Redis's
+/// own access clock) and the bytes Redis sends stay small, while one GET
+/// shows both probes do notice a layout read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_and_list_never_read_layouts() {
+    let server = TestServer::start();
+    let meta = RedisMeta::open(&server.url(), "layouts", false).await.expect("open");
+    let keys = Keys::new("layouts");
+    meta.create_bucket("b").await.expect("create");
+    let segments: Vec<Segment> = (0..10_000)
+        .map(|i| Segment {
+            store: "data".into(),
+            blob: format!("blob-{i:05}-{}", uuid::Uuid::new_v4()),
+            offset: 0,
+            len: 1 << 20,
+            version: String::new(),
+        })
+        .collect();
+    let layout = Layout { segments };
+    let layout_bytes = serde_json::to_vec(&layout).expect("json").len() as u64;
+    let (mut entry, _) = simple_entry("big", 0);
+    entry.size = layout.total_len();
+    let started = Instant::now();
+    meta.put("b", "big", entry.clone(), layout.clone(), Precondition::None)
+        .await
+        .expect("put big");
+    eprintln!("put with 10,000 segments ({layout_bytes} bytes of layout): {:?}", started.elapsed());
+    put_simple(&meta, "b", "small", "small").await;
+
+    let time = |key: &'static str| {
+        let meta = meta.clone();
+        async move {
+            let started = Instant::now();
+            for _ in 0..200 {
+                meta.head("b", key).await.expect("head");
+            }
+            started.elapsed() / 200
+        }
+    };
+    let out_before = server.info_number("total_net_output_bytes");
+    let started = Instant::now();
+    let mut ops = 0u64;
+    let (mut head_big, mut head_small) = (Duration::ZERO, Duration::ZERO);
+    while started.elapsed() < Duration::from_millis(2500) {
+        head_big = time("big").await;
+        head_small = time("small").await;
+        let page = meta.list("b", &ListQuery { max: 10, ..ListQuery::default() }).await.expect("list");
+        assert_eq!(page.entries.len(), 2);
+        let page = meta
+            .list("b", &ListQuery { prefix: "b".into(), max: 1, ..ListQuery::default() })
+            .await
+            .expect("list");
+        assert_eq!(page.entries[0].1, entry);
+        ops += 402;
+    }
+    let sent = server.info_number("total_net_output_bytes") - out_before;
+    eprintln!(
+        "{ops} HEAD/LIST calls: {} bytes from redis per call; HEAD of the big object {head_big:?}, of a small one {head_small:?}",
+        sent / ops
+    );
+    assert!(sent / ops < 1024, "HEAD/LIST sent {} bytes per call", sent / ops);
+    for key in [keys.layouts(), keys.layout_blobs()] {
+        let idle = server.idle_seconds(&key);
+        assert!(idle >= 2, "{key} was read during HEAD/LIST (idle {idle}s)");
+    }
+
+    // The probes notice a read: GET reads the layout.
+    let out_before = server.info_number("total_net_output_bytes");
+    let (_, got) = meta.get("b", "big").await.expect("get");
+    assert_eq!(got, layout);
+    assert!(server.info_number("total_net_output_bytes") - out_before >= layout_bytes);
+    assert!(server.idle_seconds(&keys.layouts()) < 2);
+
+    // Deleting it drops 10,000 references in one script.
+    let started = Instant::now();
+    meta.delete("b", "big").await.expect("delete");
+    eprintln!("delete with 10,000 segments: {:?}", started.elapsed());
+    let due = meta.due_deletions(now_millis() + 1000, 20_000).await.expect("due");
+    assert_eq!(due.len(), 10_000);
+}
+
+#[test]
+fn passwords_are_redacted() {
+    assert_eq!(redact("redis://:secret@host:6379/0"), "redis://***@host:6379/0");
+    assert_eq!(redact("redis://user:secret@host/1"), "redis://user:***@host/1");
+    assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+}
