@@ -44,6 +44,16 @@ pub enum BenchCommand {
         #[arg(long)]
         walk: bool,
     },
+    /// HEAD and small-GET latency, one request at a time.
+    Latency {
+        #[command(flatten)]
+        endpoint: BenchEndpoint,
+        /// Object size in bytes.
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+        #[arg(long, default_value_t = 2000)]
+        count: u64,
+    },
     /// PUT rate of small objects.
     Put {
         #[command(flatten)]

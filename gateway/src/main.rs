@@ -107,6 +107,7 @@ fn main() -> ExitCode {
                         bench::populate(meta, &args).await
                     }
                     BenchCommand::List { endpoint, walk } => bench::list(&endpoint, walk).await,
+                    BenchCommand::Latency { endpoint, size, count } => bench::latency(&endpoint, size, count).await,
                     BenchCommand::Put {
                         endpoint,
                         size,

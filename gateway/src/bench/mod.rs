@@ -5,4 +5,4 @@
 
 mod s3ops;
 
-pub use s3ops::{list, populate, put};
+pub use s3ops::{latency, list, populate, put};

@@ -133,17 +133,58 @@ pub async fn put(endpoint: &BenchEndpoint, size: usize, count: u64, concurrency:
         .try_collect()
         .await?;
     let secs = started.elapsed().as_secs_f64();
-    latencies.sort();
+    let (p50, p99) = percentiles(std::mem::take(&mut latencies));
+    println!(
+        "{{\"bench\":\"put\",\"size\":{size},\"count\":{count},\"concurrency\":{concurrency},\"seconds\":{secs:.2},\"puts_per_second\":{:.0},\"p50_ms\":{p50:.2},\"p99_ms\":{p99:.2}}}",
+        count as f64 / secs,
+    );
+    Ok(())
+}
+
+fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
+    samples.sort();
     let pick = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 - 1.0) * q).round() as usize)
+        samples
+            .get(((samples.len() as f64 - 1.0) * q).round() as usize)
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     };
+    (pick(0.5), pick(0.99))
+}
+
+/// HEAD and small-GET latency, one request at a time, on an object it writes.
+pub async fn latency(endpoint: &BenchEndpoint, size: usize, count: u64) -> Result<(), String> {
+    let store = client(endpoint)?;
+    let key = Path::from(format!("bench-latency/{}", uuid::Uuid::new_v4().simple()));
+    store
+        .put(&key, Bytes::from(vec![0x42; size]).into())
+        .await
+        .map_err(|e| e.to_string())?;
+    // Warm connections and caches before measuring.
+    for _ in 0..20 {
+        store.head(&key).await.map_err(|e| e.to_string())?;
+    }
+    let mut heads = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let t = Instant::now();
+        store.head(&key).await.map_err(|e| e.to_string())?;
+        heads.push(t.elapsed());
+    }
+    let mut gets = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let t = Instant::now();
+        store
+            .get(&key)
+            .await
+            .map_err(|e| e.to_string())?
+            .bytes()
+            .await
+            .map_err(|e| e.to_string())?;
+        gets.push(t.elapsed());
+    }
+    let (head50, head99) = percentiles(heads);
+    let (get50, get99) = percentiles(gets);
     println!(
-        "{{\"bench\":\"put\",\"size\":{size},\"count\":{count},\"concurrency\":{concurrency},\"seconds\":{secs:.2},\"puts_per_second\":{:.0},\"p50_ms\":{:.2},\"p99_ms\":{:.2}}}",
-        count as f64 / secs,
-        pick(0.5),
-        pick(0.99)
+        "{{\"bench\":\"latency\",\"size\":{size},\"count\":{count},\"head_p50_ms\":{head50:.3},\"head_p99_ms\":{head99:.3},\"get_p50_ms\":{get50:.3},\"get_p99_ms\":{get99:.3}}}"
     );
     Ok(())
 }

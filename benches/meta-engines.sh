@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# HEAD / small-GET latency and PUT rate with embedded vs Redis metadata, in
+# one run, then a ListObjectsV2 of N keys through Redis.
+# Usage: benches/meta-engines.sh [keys]   (Redis at 127.0.0.1:6379)
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+keys="${1:-1000000}"
+ferry="$repo/target/release/ferry"
+[ -x "$ferry" ] || cargo build --release -p ferry-gateway --manifest-path "$repo/Cargo.toml"
+work="$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench.XXXXXX")"
+prefix="bench-$(date +%s)-$$"
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    redis-cli --scan --pattern "$prefix:*" | xargs -r -n 1000 redis-cli del >/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret-key
+export FERRY_ACCESS_KEY=$AWS_ACCESS_KEY_ID FERRY_SECRET_KEY=$AWS_SECRET_ACCESS_KEY FERRY_LOG=warn
+
+cat >"$work/redis.toml" <<TOML
+[meta]
+engine = "redis://127.0.0.1:6379"
+redis_prefix = "$prefix"
+allow_volatile_redis = true
+TOML
+
+start() { # name, data dir, extra args...
+    local name=$1 dir=$2
+    shift 2
+    "$ferry" serve --data-dir "$dir" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 "$@" >"$work/$name.out" 2>"$work/$name.err" &
+    pids+=($!)
+    for _ in $(seq 300); do
+        grep -q '^ferry ready' "$work/$name.out" 2>/dev/null && break
+        sleep 0.1
+    done
+    sed -n 's/^ferry ready s3=\([^ ]*\).*/\1/p' "$work/$name.out"
+}
+bucket() { # endpoint, bucket
+    curl -sf -X PUT --aws-sigv4 aws:amz:us-east-1:s3 --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+        -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$1/$2" >/dev/null
+}
+
+embedded=$(start embedded "$work/embedded")
+redis=$(start redis "$work/redis" --config "$work/redis.toml")
+bucket "$embedded" b
+bucket "$redis" b
+for round in 1 2 3; do
+    for engine in embedded redis; do
+        endpoint=${!engine}
+        echo "{\"engine\":\"$engine\",\"round\":$round}"
+        "$ferry" bench latency --endpoint "$endpoint" --bucket b --size 1024 --count 2000
+        "$ferry" bench put --endpoint "$endpoint" --bucket b --size 4096 --count 2000 --concurrency 16
+    done
+done
+
+echo "# populating $keys keys in Redis" >&2
+"$ferry" bench populate --config "$work/redis.toml" --data-dir "$work/redis" --bucket flat --keys "$keys" --layout flat
+echo '{"engine":"redis"}'
+"$ferry" bench list --endpoint "$redis" --bucket flat
