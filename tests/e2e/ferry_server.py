@@ -54,7 +54,11 @@ def ferry_bin() -> Path:
 class FerryServer:
     """One `ferry serve` process bound to a data dir that outlives restarts."""
 
-    def __init__(self, workdir: Path, config_text: str | None = CONFIG_TOML):
+    def __init__(self, workdir: Path, config_text: str | None = CONFIG_TOML,
+                 extra_args: list[str] | None = None):
+        """extra_args are appended to the `ferry serve` command line (e.g.
+        `["--domain", "localhost"]`)."""
+        self.extra_args = list(extra_args or [])
         self.workdir = Path(workdir)
         self.data_dir = self.workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -86,6 +90,7 @@ class FerryServer:
         ]
         if self.config_path is not None:
             cmd += ["--config", str(self.config_path)]
+        cmd += self.extra_args
         env = {k: v for k, v in os.environ.items() if not k.startswith("FERRY_")}
         env["FERRY_ACCESS_KEY"] = ADMIN_ACCESS_KEY
         env["FERRY_SECRET_KEY"] = ADMIN_SECRET_KEY
