@@ -1,10 +1,12 @@
 //! The embedded engine: one redb file, ACID transactions, no setup.
 //!
 //! Reads run on the calling task (a redb read transaction is a snapshot and
-//! costs microseconds); writes run on the blocking pool because each commit
-//! waits for an fsync.
+//! costs microseconds); writes go to one writer thread that commits every
+//! mutation waiting at the time in one transaction, so concurrent writers
+//! share an fsync.
 
 mod tables;
+mod writer;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use crate::Meta;
 #[derive(Clone)]
 pub struct EmbeddedMeta {
     db: Arc<Database>,
+    writer: Arc<writer::GroupWriter>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -87,25 +90,20 @@ impl EmbeddedMeta {
             }
         }
         txn.commit().map_err(db_err)?;
-        Ok(EmbeddedMeta { db: Arc::new(db) })
+        let db = Arc::new(db);
+        let writer = Arc::new(writer::GroupWriter::start(db.clone())?);
+        Ok(EmbeddedMeta { db, writer })
     }
 
-    /// Runs `f` in one write transaction on the blocking pool and commits
-    /// it if `f` succeeds; an error aborts every change `f` made.
+    /// Runs `f` in a write transaction (shared with concurrent writers, see
+    /// `writer`) and returns once it is durable. `f` must refuse before its
+    /// first write: an error after writes abandons the whole transaction.
     async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&WriteTransaction) -> Result<T> + Send + 'static,
     {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || {
-            let txn = db.begin_write().map_err(db_err)?;
-            let out = f(&txn)?;
-            txn.commit().map_err(db_err)?;
-            Ok(out)
-        })
-        .await
-        .map_err(|e| MetaError::Internal(format!("metadata task failed: {e}")))?
+        self.writer.write(f).await
     }
 
     fn read_entry(&self, bucket: &str, key: &str) -> Result<Option<(Entry, redb::ReadTransaction)>> {
