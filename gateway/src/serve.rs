@@ -22,27 +22,35 @@ async fn bind(what: &str, addr: std::net::SocketAddr) -> Result<TcpListener, Str
         .map_err(|e| format!("cannot listen for {what} on {addr}: {e}"))
 }
 
-/// Resolves on the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Resolves on the first SIGINT or SIGTERM. The handlers are installed
+/// when this is called, not when the future is first polled, so a signal
+/// that arrives right after the ready line is not fatal.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops the server");
-                let _ = tokio::signal::ctrl_c().await;
+                (term, int) => {
+                    tracing::warn!(term_ok = term.is_ok(), int_ok = int.is_ok(), "cannot watch signals; falling back to Ctrl-C");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -134,6 +142,7 @@ pub async fn run(mut config: Config) -> Result<(), String> {
         });
     }
 
+    let shutdown = shutdown_signal();
     let endpoint = format!("http://{s3_addr}");
     if let Some((credential, path)) = banner {
         println!("Generated credentials, kept in {} (mode 0600):", path.display());
@@ -156,7 +165,7 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     println!("ferry ready s3={endpoint} admin=http://{admin_addr}");
     let _ = std::io::stdout().flush();
 
-    http::serve(s3_listener, service, shutdown_signal(), config.server.shutdown_grace).await;
+    http::serve(s3_listener, service, shutdown, config.server.shutdown_grace).await;
     stop.cancel();
     let drained = tokio::time::timeout(Duration::from_secs(5), async {
         while tasks.join_next().await.is_some() {}
