@@ -9,6 +9,7 @@ keys="${1:-1000000}"
 ferry="$repo/target/release/ferry"
 [ -x "$ferry" ] || cargo build --release -p ferry-gateway --manifest-path "$repo/Cargo.toml"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench.XXXXXX")"
+echo "# work dir $work" >&2
 prefix="bench-$(date +%s)-$$"
 pids=()
 cleanup() {
@@ -29,7 +30,7 @@ redis_prefix = "$prefix"
 allow_volatile_redis = true
 TOML
 
-start() { # name, data dir, extra args...
+start() { # name, data dir, extra args...; sets $endpoint
     local name=$1 dir=$2
     shift 2
     "$ferry" serve --data-dir "$dir" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 "$@" >"$work/$name.out" 2>"$work/$name.err" &
@@ -38,23 +39,26 @@ start() { # name, data dir, extra args...
         grep -q '^ferry ready' "$work/$name.out" 2>/dev/null && break
         sleep 0.1
     done
-    sed -n 's/^ferry ready s3=\([^ ]*\).*/\1/p' "$work/$name.out"
+    endpoint=$(sed -n 's/^ferry ready s3=\([^ ]*\).*/\1/p' "$work/$name.out")
+    [ -n "$endpoint" ] || { cat "$work/$name.err" >&2; exit 1; }
 }
 bucket() { # endpoint, bucket
     curl -sf -X PUT --aws-sigv4 aws:amz:us-east-1:s3 --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
         -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$1/$2" >/dev/null
 }
 
-embedded=$(start embedded "$work/embedded")
-redis=$(start redis "$work/redis" --config "$work/redis.toml")
-bucket "$embedded" b
-bucket "$redis" b
+start embedded "$work/embedded"
+embedded=$endpoint
+start redis "$work/redis" --config "$work/redis.toml"
+redis=$endpoint
+bucket "$embedded" bench
+bucket "$redis" bench
 for round in 1 2 3; do
     for engine in embedded redis; do
         endpoint=${!engine}
         echo "{\"engine\":\"$engine\",\"round\":$round}"
-        "$ferry" bench latency --endpoint "$endpoint" --bucket b --size 1024 --count 2000
-        "$ferry" bench put --endpoint "$endpoint" --bucket b --size 4096 --count 2000 --concurrency 16
+        "$ferry" bench latency --endpoint "$endpoint" --bucket bench --size 1024 --count 2000
+        "$ferry" bench put --endpoint "$endpoint" --bucket bench --size 4096 --count 2000 --concurrency 16
     done
 done
 

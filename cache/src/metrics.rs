@@ -3,10 +3,26 @@
 pub const GC_DELETED: &str = "ferry_gc_blobs_deleted_total";
 pub const GC_FAILED: &str = "ferry_gc_delete_failures_total";
 pub const STORE_BYTES_WRITTEN: &str = "ferry_store_bytes_written_total";
+pub const STORE_REQUESTS: &str = "ferry_store_get_requests_total";
+pub const STORE_BYTES_READ: &str = "ferry_store_bytes_read_total";
+pub const CACHE_HITS: &str = "ferry_cache_hits_total";
+pub const CACHE_MISSES: &str = "ferry_cache_misses_total";
+pub const CACHE_BYTES_SERVED: &str = "ferry_cache_bytes_served_total";
+pub const CACHE_SINGLE_FLIGHT_JOINS: &str = "ferry_cache_single_flight_joins_total";
+pub const CACHE_ERRORS: &str = "ferry_cache_errors_total";
+pub const BLOCK_FETCH_SECONDS: &str = "ferry_block_fetch_seconds";
 
 /// Registers descriptions with the installed recorder; call once at start.
 pub fn describe() {
     metrics::describe_counter!(GC_DELETED, "Blobs the collector deleted from owned stores");
     metrics::describe_counter!(GC_FAILED, "Blob deletions that failed and were re-queued");
     metrics::describe_counter!(STORE_BYTES_WRITTEN, metrics::Unit::Bytes, "Bytes written to data stores as new blobs");
+    metrics::describe_counter!(STORE_REQUESTS, "Read requests sent to a data store, by store");
+    metrics::describe_counter!(STORE_BYTES_READ, metrics::Unit::Bytes, "Bytes read from a data store, by store");
+    metrics::describe_counter!(CACHE_HITS, "Block reads served by a cache tier (tier=memory|disk)");
+    metrics::describe_counter!(CACHE_MISSES, "Block reads that went to the data store");
+    metrics::describe_counter!(CACHE_BYTES_SERVED, metrics::Unit::Bytes, "Bytes of blocks served, by source (memory|disk|store)");
+    metrics::describe_counter!(CACHE_SINGLE_FLIGHT_JOINS, "Block misses that waited for another request's fetch instead of fetching");
+    metrics::describe_counter!(CACHE_ERRORS, "Cache tier failures answered as misses");
+    metrics::describe_histogram!(BLOCK_FETCH_SECONDS, metrics::Unit::Seconds, "Time to obtain a block, by source (memory|disk|store)");
 }

@@ -11,6 +11,7 @@ use object_store::prefix::PrefixStore;
 use object_store::ObjectStore;
 
 use crate::error::{CacheError, Result};
+use crate::instrumented::InstrumentedStore;
 
 /// One store: its configuration and a client for it.
 #[derive(Debug, Clone)]
@@ -105,6 +106,8 @@ fn open_store(spec: &StoreSpec) -> Result<StoreHandle> {
     } else {
         Arc::new(PrefixStore::new(client, spec.prefix.as_str()))
     };
+    let client: Arc<dyn ObjectStore> =
+        Arc::new(InstrumentedStore::new(client, &spec.name).with_latency(Some(spec.simulated_latency)));
     Ok(StoreHandle {
         name: spec.name.clone(),
         spec: spec.clone(),

@@ -11,7 +11,7 @@ mod raw;
 mod store;
 
 pub use error::{ConfigError, Result};
-pub use raw::{RawConfig, RawCredential, RawGc, RawMeta, RawServer, RawStore};
+pub use raw::{RawCache, RawConfig, RawCredential, RawGc, RawMeta, RawServer, RawStore};
 pub use store::{Secret, StoreKind, StoreSpec};
 
 /// Values given as command-line flags; they win over the file and `FERRY_*`.
@@ -45,6 +45,7 @@ pub struct Config {
     /// The store new blobs are written to; always a key of `stores`.
     pub data_store: String,
     pub gc: GcConfig,
+    pub cache: CacheConfig,
     /// Credentials from the file and the environment. Empty means the binary
     /// generates a pair on first start.
     pub credentials: Vec<Credential>,
@@ -78,6 +79,18 @@ pub enum MetaConfig {
         /// Accept a Redis without AOF persistence.
         allow_volatile: bool,
     },
+}
+
+/// The block cache.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheConfig {
+    /// Memory tier in bytes; `None`: sized from the machine at start.
+    pub memory: Option<u64>,
+    /// Disk tier in bytes; 0: no disk tier.
+    pub disk: u64,
+    pub dir: PathBuf,
+    pub block_size: u64,
+    pub readahead: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

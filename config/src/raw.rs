@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::error::{ConfigError, Result};
 use crate::store::StoreSpec;
-use crate::{Config, Credential, GcConfig, MetaConfig, Overrides, ServerConfig, DEFAULT_DATA_STORE};
+use crate::{CacheConfig, Config, Credential, GcConfig, MetaConfig, Overrides, ServerConfig, DEFAULT_DATA_STORE};
 
 /// A whole `ferry.toml`.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -27,6 +27,8 @@ pub struct RawConfig {
     pub stores: BTreeMap<String, RawStore>,
     #[serde(default)]
     pub volume: RawGc,
+    #[serde(default)]
+    pub cache: RawCache,
     /// `[[credentials]]` entries.
     #[serde(default)]
     pub credentials: Vec<RawCredential>,
@@ -84,9 +86,30 @@ pub struct RawStore {
     /// Whether this volume owns the blobs in this store and may delete them.
     /// Default true; set false for an imported bucket.
     pub owned: Option<bool>,
+    /// Latency added to every request, to measure Ferry against a distant
+    /// store on one machine. Default none.
+    #[serde(default, with = "humantime_serde")]
+    pub simulated_latency: Option<Duration>,
     /// Further object_store options passed through as key/value pairs.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+}
+
+/// `[cache]`: the block cache in front of the stores.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    /// Memory tier. Default: a quarter of the machine's memory, at most 8 GiB.
+    pub memory: Option<ByteSize>,
+    /// Disk tier; `0` turns it off. Default `10GiB`.
+    pub disk: Option<ByteSize>,
+    /// Folder of the disk tier. Default `<data_dir>/cache`.
+    pub dir: Option<PathBuf>,
+    /// Block size, 1 MiB to 64 MiB. Default `4MiB`.
+    pub block_size: Option<ByteSize>,
+    /// Bytes one streaming read keeps in flight ahead of the client.
+    /// Default `64MiB`.
+    pub readahead: Option<ByteSize>,
 }
 
 /// `[volume]`: where blobs go and how they are collected.
@@ -379,7 +402,24 @@ impl RawConfig {
             });
         }
 
+        let block_size = self.cache.block_size.map_or(4 << 20, |b| b.as_u64());
+        if !((1 << 20)..=(64 << 20)).contains(&block_size) {
+            return Err(ConfigError::invalid("cache.block_size", "must be between 1MiB and 64MiB"));
+        }
+        let readahead = self.cache.readahead.map_or(64 << 20, |b| b.as_u64());
+        if readahead > (1 << 30) {
+            return Err(ConfigError::invalid("cache.readahead", "must be at most 1GiB"));
+        }
+        let cache = CacheConfig {
+            memory: self.cache.memory.map(|b| b.as_u64()),
+            disk: self.cache.disk.map_or(10 << 30, |b| b.as_u64()),
+            dir: self.cache.dir.unwrap_or_else(|| data_dir.join("cache")),
+            block_size,
+            readahead,
+        };
+
         Ok(Config {
+            cache,
             data_dir,
             server,
             meta,

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::error::{ConfigError, Result};
 use crate::raw::RawStore;
@@ -46,6 +47,9 @@ pub struct StoreSpec {
     pub allow_http: bool,
     /// Whether the volume may delete blobs here.
     pub owned: bool,
+    /// Added to every request; simulates a distant object store in
+    /// benchmarks. Zero in production.
+    pub simulated_latency: Duration,
     pub options: BTreeMap<String, String>,
 }
 
@@ -64,6 +68,7 @@ impl StoreSpec {
             secret_access_key: None,
             allow_http: false,
             owned: true,
+            simulated_latency: Duration::ZERO,
             options: BTreeMap::new(),
         }
     }
@@ -145,6 +150,7 @@ impl StoreSpec {
             secret_access_key: raw.secret_access_key.map(Secret),
             allow_http,
             owned: raw.owned.unwrap_or(true),
+            simulated_latency: raw.simulated_latency.unwrap_or_default(),
             options: raw.options,
         })
     }

@@ -109,6 +109,8 @@ fn bad_values_name_their_field() {
         "volume.data_store"
     );
     assert_eq!(invalid_field(build("[volume]\ngc_grace = \"0s\"\n")), "volume.gc_grace");
+    assert_eq!(invalid_field(build("[cache]\nblock_size = \"512KiB\"\n")), "cache.block_size");
+    assert_eq!(invalid_field(build("[cache]\nblock_size = \"128MiB\"\n")), "cache.block_size");
     assert_eq!(
         invalid_field(build("[[credentials]]\naccess_key = \"a\"\nsecret_key = \"long-enough\"\n")),
         "credentials[0].access_key"

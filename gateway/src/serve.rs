@@ -4,7 +4,9 @@
 use std::io::Write;
 use std::time::Duration;
 
-use ferry_cache::{Collector, Stores};
+use std::sync::Arc;
+
+use ferry_cache::{BlockCache, BlockCacheConfig, Collector, Stores};
 use ferry_config::Config;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
@@ -54,6 +56,43 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
+/// A quarter of the machine's memory, at most 8 GiB (1 GiB if unknown).
+fn default_memory_tier() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+    });
+    total.map_or(1 << 30, |bytes| (bytes / 4).min(8 << 30))
+}
+
+async fn open_cache(config: &Config) -> Result<Option<Arc<BlockCache>>, String> {
+    let memory = config.cache.memory.unwrap_or_else(default_memory_tier);
+    if memory == 0 && config.cache.disk == 0 {
+        tracing::info!("block cache off: reads go to the stores");
+        return Ok(None);
+    }
+    let cache = BlockCache::open(&BlockCacheConfig {
+        memory,
+        disk: config.cache.disk,
+        dir: config.cache.dir.clone(),
+        block_size: config.cache.block_size,
+        readahead: config.cache.readahead,
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    tracing::info!(
+        memory_mib = memory >> 20,
+        disk_mib = if cache.has_disk_tier() { config.cache.disk >> 20 } else { 0 },
+        dir = %config.cache.dir.display(),
+        block_kib = config.cache.block_size >> 10,
+        readahead_mib = config.cache.readahead >> 20,
+        "block cache"
+    );
+    Ok(Some(Arc::new(cache)))
+}
+
 pub async fn run(mut config: Config) -> Result<(), String> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
@@ -77,6 +116,7 @@ pub async fn run(mut config: Config) -> Result<(), String> {
         config.credentials.push(credential);
     }
     let keyring = Keyring::new(&config.credentials, &config.server.region);
+    let cache = open_cache(&config).await?;
 
     let s3 = FerryS3 {
         meta: meta.clone(),
@@ -85,6 +125,7 @@ pub async fn run(mut config: Config) -> Result<(), String> {
         keyring: keyring.clone(),
         region: config.server.region.clone(),
         max_put_size: config.server.max_put_size,
+        cache: cache.clone(),
     };
     let mut builder = S3ServiceBuilder::new(s3);
     builder.set_auth(keyring.clone());
@@ -173,6 +214,9 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     .await;
     if drained.is_err() {
         tracing::warn!("background tasks did not stop in time");
+    }
+    if let Some(cache) = cache {
+        cache.close().await;
     }
     drop(meta);
     tracing::info!("ferry stopped");

@@ -62,7 +62,7 @@ pub async fn dump(volume: &VolumeArgs, output: Option<&Path>, env: &HashMap<Stri
     let meta = open_meta(&config).await?;
     let bar = spinner("dumping");
     let mut progress = |s: &Summary| {
-        if s.objects % 1000 == 0 {
+        if s.objects.is_multiple_of(1000) {
             bar.set_message(format!("dumping: {}", describe(s)));
         }
     };
@@ -99,7 +99,7 @@ pub async fn load(volume: &VolumeArgs, file: &Path, env: &HashMap<String, String
     let input = std::fs::File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
     let bar = spinner("loading");
     let summary = ferry_meta::dump::load(meta.as_ref(), &mut BufReader::new(input), &mut |s| {
-        if s.objects % 1000 == 0 {
+        if s.objects.is_multiple_of(1000) {
             bar.set_message(format!("loading: {}", describe(s)));
         }
     })

@@ -84,7 +84,11 @@ pub(super) async fn get_object(s3: &FerryS3, req: S3Request<GetObjectInput>) -> 
     let (range, content_range) = byte_range(input.range.as_ref(), entry.size)?;
     let length = range.end - range.start;
     let whole = content_range.is_none();
-    let body = ferry_cache::read_range(&s3.stores, &layout, range).s3()?;
+    let body = match &s3.cache {
+        Some(cache) => cache.read_range(&s3.stores, &layout, range),
+        None => ferry_cache::read_range(&s3.stores, &layout, range),
+    }
+    .s3()?;
     let checksum = if wants_checksum(input.checksum_mode.as_ref(), whole) {
         checksums::to_dto(&entry.checksums)
     } else {

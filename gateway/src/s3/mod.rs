@@ -16,7 +16,7 @@ mod versions;
 
 use std::sync::Arc;
 
-use ferry_cache::Stores;
+use ferry_cache::{BlockCache, Stores};
 use ferry_meta::Meta;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, S3};
@@ -33,6 +33,8 @@ pub struct FerryS3 {
     pub(crate) keyring: Keyring,
     pub(crate) region: String,
     pub(crate) max_put_size: u64,
+    /// The block cache reads go through; `None` reads the stores directly.
+    pub(crate) cache: Option<Arc<BlockCache>>,
 }
 
 #[async_trait::async_trait]

@@ -1,0 +1,318 @@
+//! The block cache: every read of a file becomes reads of fixed-size blocks
+//! of its blobs, served from one foyer hybrid cache (memory, then local
+//! disk) and fetched from the store on a miss.
+//!
+//! - A block's key is (store, blob, version, block size, index, length).
+//!   Blobs never change, so a key never needs invalidation, and with the
+//!   block size in it a changed setting can never serve wrong bytes from a
+//!   recovered disk tier.
+//! - Concurrent misses of one block share one store read (foyer's
+//!   `get_or_fetch`), so a herd of readers costs one fetch per block.
+//! - A streaming read keeps a window of blocks in flight ahead of the one
+//!   being sent, which hides the store's per-request latency.
+//! - A cache failure (disk full, I/O error, corrupt entry) is a miss: the
+//!   block is read from the store, the failure counted and logged.
+//! - Blocks move as `Bytes`: the response body holds slices of cached
+//!   blocks, never copies.
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use ferry_meta::{Layout, Segment};
+use foyer::{BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder, HybridCachePolicy, RecoverMode, Source};
+use futures::stream::{self, BoxStream, StreamExt};
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange};
+
+use crate::error::{CacheError, Result};
+use crate::metrics as m;
+use crate::stores::Stores;
+
+/// Sizes and places of the cache tiers.
+#[derive(Debug, Clone)]
+pub struct BlockCacheConfig {
+    /// Memory tier capacity in bytes.
+    pub memory: u64,
+    /// Disk tier capacity in bytes; 0 disables the disk tier.
+    pub disk: u64,
+    /// Folder of the disk tier.
+    pub dir: PathBuf,
+    /// Block size in bytes.
+    pub block_size: u64,
+    /// Bytes a single streaming read keeps in flight ahead of the client.
+    pub readahead: u64,
+}
+
+pub struct BlockCache {
+    cache: HybridCache<String, Bytes>,
+    block_size: u64,
+    window: usize,
+    disk_enabled: bool,
+}
+
+/// One block of one blob and the part of it a read needs.
+#[derive(Debug, Clone)]
+struct BlockRead {
+    store: String,
+    blob: String,
+    version: String,
+    index: u64,
+    /// Bytes of the block (shorter than the block size at a segment's end).
+    len: u64,
+    /// The needed part, relative to the block's start.
+    want: Range<u64>,
+}
+
+impl BlockCache {
+    /// Opens the tiers. A disk tier that cannot be opened is left out (and
+    /// logged): the cache then runs from memory only.
+    pub async fn open(config: &BlockCacheConfig) -> Result<BlockCache> {
+        let memory = usize::try_from(config.memory).unwrap_or(usize::MAX);
+        let block_size = config.block_size.max(4096);
+        let window = usize::try_from((config.readahead / block_size).clamp(1, 256)).unwrap_or(1);
+        let build = |with_disk: bool| {
+            let builder = HybridCacheBuilder::new()
+                .with_name("ferry-blocks")
+                // Blocks go to disk when cached, not when evicted from memory,
+                // so the disk tier holds what was read even after a crash.
+                .with_policy(HybridCachePolicy::WriteOnInsertion)
+                .memory(memory)
+                .with_weighter(|key: &String, value: &Bytes| key.len() + value.len())
+                .storage();
+            let dir = config.dir.clone();
+            let disk = usize::try_from(config.disk).unwrap_or(usize::MAX);
+            async move {
+                if !with_disk {
+                    return builder.build().await.map_err(|e| e.to_string());
+                }
+                std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                let device = FsDeviceBuilder::new(&dir)
+                    .with_capacity(disk)
+                    .build()
+                    .map_err(|e| format!("{}: {e}", dir.display()))?;
+                // An entry must fit one engine block; leave room for the key
+                // and headers. Flush buffers hold a few blocks so bursts of
+                // insertions are not dropped.
+                let engine_block = usize::try_from(block_size * 2).unwrap_or(usize::MAX).max(16 << 20);
+                let engine = BlockEngineConfig::new(device)
+                    .with_block_size(engine_block)
+                    .with_buffer_pool_size(engine_block * 4)
+                    .with_submit_queue_size_threshold(engine_block * 8);
+                builder
+                    .with_engine_config(engine)
+                    .with_recover_mode(RecoverMode::Quiet)
+                    .build()
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        };
+        let want_disk = config.disk > 0;
+        let (cache, disk_enabled) = match build(want_disk).await {
+            Ok(cache) => (cache, want_disk),
+            Err(e) if want_disk => {
+                metrics::counter!(m::CACHE_ERRORS, "tier" => "disk").increment(1);
+                tracing::error!(dir = %config.dir.display(), error = %e, "disk cache tier unavailable; caching in memory only");
+                let cache = build(false).await.map_err(|e| CacheError::Body(format!("cannot build the cache: {e}")))?;
+                (cache, false)
+            }
+            Err(e) => return Err(CacheError::Body(format!("cannot build the cache: {e}"))),
+        };
+        Ok(BlockCache {
+            cache,
+            block_size,
+            window,
+            disk_enabled,
+        })
+    }
+
+    pub fn block_size(&self) -> u64 {
+        self.block_size
+    }
+
+    pub fn has_disk_tier(&self) -> bool {
+        self.disk_enabled
+    }
+
+    /// Flushes and closes the tiers; call on shutdown.
+    pub async fn close(&self) {
+        if let Err(e) = self.cache.close().await {
+            tracing::warn!(error = %e, "closing the block cache failed");
+        }
+    }
+
+    fn key(read: &BlockRead, block_size: u64) -> String {
+        format!(
+            "{}\u{0}{}\u{0}{}\u{0}{block_size}\u{0}{}\u{0}{}",
+            read.store, read.blob, read.version, read.index, read.len
+        )
+    }
+
+    /// The blocks covering bytes `range` of the file `layout` describes.
+    fn plan(&self, layout: &Layout, range: &Range<u64>) -> Vec<BlockRead> {
+        let bs = self.block_size;
+        let mut out = Vec::new();
+        let mut file_offset = 0u64;
+        for segment in &layout.segments {
+            let (seg_start, seg_end) = (file_offset, file_offset + segment.len);
+            file_offset = seg_end;
+            let start = range.start.max(seg_start);
+            let end = range.end.min(seg_end);
+            if start >= end {
+                continue;
+            }
+            // In blob coordinates.
+            let (blob_start, blob_end) = (segment.offset + start - seg_start, segment.offset + end - seg_start);
+            let segment_blob_end = segment.offset + segment.len;
+            for index in blob_start / bs..=(blob_end - 1) / bs {
+                let block_start = index * bs;
+                let len = bs.min(segment_blob_end - block_start);
+                out.push(read_of(segment, index, len, blob_start.max(block_start) - block_start..blob_end.min(block_start + len) - block_start));
+            }
+        }
+        out
+    }
+
+    /// One block, from memory, disk or the store.
+    async fn block(&self, stores: &Stores, read: &BlockRead) -> Result<Bytes> {
+        let started = Instant::now();
+        let key = Self::key(read, self.block_size);
+        let fetched = Arc::new(AtomicBool::new(false));
+        let store_error: Arc<Mutex<Option<CacheError>>> = Arc::default();
+        let fetch = {
+            let (fetched, store_error) = (fetched.clone(), store_error.clone());
+            let store = stores.get(&read.store)?.clone();
+            let read = read.clone();
+            let bs = self.block_size;
+            move || async move {
+                fetched.store(true, Ordering::Relaxed);
+                match fetch_block(&store, &read, bs).await {
+                    Ok(bytes) => Ok(bytes),
+                    Err(e) => {
+                        let message = e.to_string();
+                        if let Ok(mut slot) = store_error.lock() {
+                            *slot = Some(e);
+                        }
+                        Err(CacheError::Body(message))
+                    }
+                }
+            }
+        };
+        match self.cache.get_or_fetch(&key, fetch).await {
+            Ok(entry) => {
+                let source = match entry.source() {
+                    Source::Memory => "memory",
+                    Source::Disk => "disk",
+                    Source::Outer => "store",
+                };
+                if source == "store" {
+                    if fetched.load(Ordering::Relaxed) {
+                        metrics::counter!(m::CACHE_MISSES).increment(1);
+                    } else {
+                        metrics::counter!(m::CACHE_SINGLE_FLIGHT_JOINS).increment(1);
+                    }
+                } else {
+                    metrics::counter!(m::CACHE_HITS, "tier" => source).increment(1);
+                }
+                let bytes = entry.value().clone();
+                metrics::counter!(m::CACHE_BYTES_SERVED, "source" => source).increment(bytes.len() as u64);
+                metrics::histogram!(m::BLOCK_FETCH_SECONDS, "source" => source).record(started.elapsed().as_secs_f64());
+                Ok(bytes)
+            }
+            Err(e) => {
+                if let Some(store_failure) = store_error.lock().ok().and_then(|mut slot| slot.take()) {
+                    return Err(store_failure);
+                }
+                // The cache itself failed: answer from the store.
+                metrics::counter!(m::CACHE_ERRORS, "tier" => "hybrid").increment(1);
+                tracing::warn!(error = %e, blob = %read.blob, block = read.index, "block cache failed; reading the store");
+                let store = stores.get(&read.store)?;
+                fetch_block(store, read, self.block_size).await
+            }
+        }
+    }
+
+    /// Streams bytes `range` of the file `layout` describes, block by block,
+    /// with up to the readahead window of blocks in flight.
+    pub fn read_range(
+        self: &Arc<Self>,
+        stores: &Stores,
+        layout: &Layout,
+        range: Range<u64>,
+    ) -> Result<BoxStream<'static, Result<Bytes>>> {
+        let size = layout.total_len();
+        if range.start > range.end || range.end > size {
+            return Err(CacheError::Range {
+                start: range.start,
+                end: range.end,
+                size,
+            });
+        }
+        let plan = self.plan(layout, &range);
+        for read in &plan {
+            stores.get(&read.store)?;
+        }
+        let (cache, stores) = (self.clone(), stores.clone());
+        let window = self.window;
+        Ok(stream::iter(plan)
+            .map(move |read| {
+                let (cache, stores) = (cache.clone(), stores.clone());
+                async move {
+                    let block = cache.block(&stores, &read).await?;
+                    if (block.len() as u64) < read.want.end {
+                        return Err(CacheError::Body(format!(
+                            "block {} of {} is {} bytes, expected {}",
+                            read.index,
+                            read.blob,
+                            block.len(),
+                            read.len
+                        )));
+                    }
+                    let start = usize::try_from(read.want.start).unwrap_or(usize::MAX);
+                    let end = usize::try_from(read.want.end).unwrap_or(usize::MAX);
+                    Ok(block.slice(start..end))
+                }
+            })
+            .buffered(window)
+            .boxed())
+    }
+}
+
+fn read_of(segment: &Segment, index: u64, len: u64, want: Range<u64>) -> BlockRead {
+    BlockRead {
+        store: segment.store.clone(),
+        blob: segment.blob.clone(),
+        version: segment.version.clone(),
+        index,
+        len,
+        want,
+    }
+}
+
+/// Reads one whole block from its store.
+async fn fetch_block(store: &crate::stores::StoreHandle, read: &BlockRead, block_size: u64) -> Result<Bytes> {
+    let start = read.index * block_size;
+    let options = GetOptions {
+        range: Some(GetRange::Bounded(start..start + read.len)),
+        ..GetOptions::default()
+    };
+    let result = store
+        .client
+        .get_opts(&Path::from(read.blob.as_str()), options)
+        .await
+        .map_err(|e| CacheError::store(&store.name, e))?;
+    let bytes = result.bytes().await.map_err(|e| CacheError::store(&store.name, e))?;
+    if bytes.len() as u64 != read.len {
+        return Err(CacheError::Store {
+            store: store.name.clone(),
+            source: object_store::Error::Generic {
+                store: "ferry",
+                source: format!("block {} of {}: {} bytes, expected {}", read.index, read.blob, bytes.len(), read.len).into(),
+            },
+        });
+    }
+    Ok(bytes)
+}

@@ -1,0 +1,241 @@
+//! The block cache: byte-exact reads for any range, one store read per block
+//! under a herd, a disk tier that survives a restart, cache failures that
+//! are misses, and store failures that reach the reader.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ferry_cache::{BlockCache, BlockCacheConfig, InstrumentedStore, StoreCounters, StoreHandle, Stores};
+use ferry_config::StoreSpec;
+use ferry_meta::{Layout, Segment};
+use futures::StreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use proptest::prelude::*;
+
+const MIB: u64 = 1 << 20;
+
+fn spec(root: &std::path::Path) -> StoreSpec {
+    let raw = ferry_config::RawConfig::from_toml(&format!("[stores.data]\nurl = \"file://{}\"\n", root.display()))
+        .expect("toml");
+    let config = raw
+        .build(&Default::default(), &ferry_config::Overrides::default())
+        .expect("config");
+    config.stores["data"].clone()
+}
+
+/// A file store wrapped to count reads (and optionally fail them).
+fn counted_stores(root: &std::path::Path, fail_after: Option<u64>) -> (Stores, Arc<StoreCounters>) {
+    std::fs::create_dir_all(root).expect("mkdir");
+    let local: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(root).expect("fs"));
+    let mut wrapped = InstrumentedStore::new(local, "data");
+    if let Some(bytes) = fail_after {
+        wrapped = wrapped.failing_after(bytes);
+    }
+    let counters = wrapped.counters();
+    let handle = StoreHandle {
+        name: "data".into(),
+        spec: spec(root),
+        client: Arc::new(wrapped),
+        supports_attributes: false,
+    };
+    (Stores::from_handles([handle]), counters)
+}
+
+fn pattern(seed: u64, len: u64) -> Vec<u8> {
+    (0..len).map(|i| ((i * 7919 + seed * 31) % 251) as u8).collect()
+}
+
+async fn write_blob(root: &std::path::Path, name: &str, body: &[u8]) {
+    std::fs::create_dir_all(root).expect("mkdir");
+    let local = LocalFileSystem::new_with_prefix(root).expect("fs");
+    local
+        .put(&Path::from(name), Bytes::copy_from_slice(body).into())
+        .await
+        .expect("put");
+}
+
+fn config(dir: &std::path::Path, block_size: u64, memory: u64, disk: u64) -> BlockCacheConfig {
+    BlockCacheConfig {
+        memory,
+        disk,
+        dir: dir.join("cache"),
+        block_size,
+        readahead: 8 * block_size,
+    }
+}
+
+async fn read(cache: &Arc<BlockCache>, stores: &Stores, layout: &Layout, range: std::ops::Range<u64>) -> Result<Vec<u8>, String> {
+    let mut stream = cache.read_range(stores, layout, range).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
+    }
+    Ok(out)
+}
+
+/// A file of three segments over two blobs: part of blob a, all of blob b,
+/// then another part of blob a (what copies and multipart produce).
+async fn three_segment_file(root: &std::path::Path) -> (Layout, Vec<u8>) {
+    let a = pattern(1, 700_000);
+    let b = pattern(2, 300_001);
+    write_blob(root, "blobs/a", &a).await;
+    write_blob(root, "blobs/b", &b).await;
+    let seg = |blob: &str, offset: u64, len: u64| Segment {
+        store: "data".into(),
+        blob: blob.into(),
+        offset,
+        len,
+        version: String::new(),
+    };
+    let layout = Layout {
+        segments: vec![seg("blobs/a", 100_000, 500_000), seg("blobs/b", 0, 300_001), seg("blobs/a", 5, 70_000)],
+    };
+    let mut expected = a[100_000..600_000].to_vec();
+    expected.extend_from_slice(&b);
+    expected.extend_from_slice(&a[5..70_005]);
+    (layout, expected)
+}
+
+#[test]
+fn any_range_reads_the_same_bytes_as_the_source() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (stores, _) = counted_stores(&dir.path().join("store"), None);
+    let (layout, expected, cache) = runtime.block_on(async {
+        let (layout, expected) = three_segment_file(&dir.path().join("store")).await;
+        // 64 KiB blocks so ranges cross many block and segment boundaries.
+        let cache = Arc::new(BlockCache::open(&config(dir.path(), 65_536, 64 * MIB, 0)).await.expect("cache"));
+        (layout, expected, cache)
+    });
+    let size = expected.len() as u64;
+    proptest!(ProptestConfig::with_cases(200), |(start in 0..size, len in 0..300_000u64)| {
+        let end = (start + len).min(size);
+        let got = runtime.block_on(read(&cache, &stores, &layout, start..end)).expect("read");
+        prop_assert!(got == expected[start as usize..end as usize], "range {}..{}", start, end);
+    });
+    let whole = runtime.block_on(read(&cache, &stores, &layout, 0..size)).expect("read");
+    assert!(whole == expected);
+    assert!(runtime.block_on(read(&cache, &stores, &layout, 0..size + 1)).is_err(), "out of range");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_herd_of_cold_readers_reads_each_block_from_the_store_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    let (stores, counters) = counted_stores(&root, None);
+    let size = 64 * MIB;
+    let body = Arc::new(pattern(3, size));
+    write_blob(&root, "blobs/model", &body).await;
+    let layout = Layout {
+        segments: vec![Segment {
+            store: "data".into(),
+            blob: "blobs/model".into(),
+            offset: 0,
+            len: size,
+            version: String::new(),
+        }],
+    };
+    let cache = Arc::new(BlockCache::open(&config(dir.path(), MIB, 256 * MIB, 0)).await.expect("cache"));
+    let barrier = Arc::new(tokio::sync::Barrier::new(64));
+    let mut readers = Vec::new();
+    for _ in 0..64 {
+        let (cache, stores, layout, barrier, body) = (cache.clone(), stores.clone(), layout.clone(), barrier.clone(), body.clone());
+        readers.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let got = read(&cache, &stores, &layout, 0..size).await.expect("read");
+            assert!(got == *body);
+        }));
+    }
+    for reader in readers {
+        reader.await.expect("reader");
+    }
+    assert_eq!(counters.gets(), size / MIB, "one store read per block");
+    assert_eq!(counters.bytes(), size, "store bytes = object size");
+}
+
+#[tokio::test]
+async fn the_disk_tier_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    let (layout, expected) = three_segment_file(&root).await;
+    let size = expected.len() as u64;
+    {
+        let (stores, counters) = counted_stores(&root, None);
+        let cache = Arc::new(BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 256 * MIB)).await.expect("cache"));
+        assert!(cache.has_disk_tier());
+        assert!(read(&cache, &stores, &layout, 0..size).await.expect("read") == expected);
+        assert!(counters.gets() > 0);
+        cache.close().await;
+    }
+    // After a restart every block is a hit: the store is not asked at all.
+    let (stores, counters) = counted_stores(&root, None);
+    let cache = Arc::new(BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 256 * MIB)).await.expect("cache"));
+    assert!(read(&cache, &stores, &layout, 0..size).await.expect("read") == expected);
+    assert_eq!(counters.gets(), 0, "blocks came from the recovered disk tier");
+
+    // A different block size never reuses those blocks.
+    let (stores, counters) = counted_stores(&root, None);
+    cache.close().await;
+    drop(cache);
+    let cache = Arc::new(BlockCache::open(&config(dir.path(), 2 * MIB, 64 * MIB, 256 * MIB)).await.expect("cache"));
+    assert!(read(&cache, &stores, &layout, 0..size).await.expect("read") == expected);
+    assert!(counters.gets() > 0, "a changed block size is a miss, never wrong bytes");
+}
+
+#[tokio::test]
+async fn a_broken_disk_directory_is_a_miss_not_a_failed_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    let (layout, expected) = three_segment_file(&root).await;
+    // The cache folder is a regular file: the disk tier cannot open.
+    std::fs::write(dir.path().join("cache"), b"not a directory").expect("block the path");
+    let (stores, counters) = counted_stores(&root, None);
+    let cache = Arc::new(BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 256 * MIB)).await.expect("cache opens anyway"));
+    assert!(!cache.has_disk_tier());
+    let size = expected.len() as u64;
+    assert!(read(&cache, &stores, &layout, 0..size).await.expect("read") == expected);
+    assert!(counters.gets() > 0);
+}
+
+#[tokio::test]
+async fn a_store_failing_mid_stream_fails_the_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    let (layout, _) = three_segment_file(&root).await;
+    let (stores, _) = counted_stores(&root, Some(100_000));
+    let cache = Arc::new(BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 0)).await.expect("cache"));
+    let err = read(&cache, &stores, &layout, 0..layout.total_len()).await.expect_err("must fail");
+    assert!(err.contains("injected") || err.contains("failed"), "{err}");
+}
+
+#[tokio::test]
+async fn blocks_are_keyed_by_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    write_blob(&root, "imported/model.bin", &pattern(4, 100_000)).await;
+    let (stores, counters) = counted_stores(&root, None);
+    let cache = Arc::new(BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 0)).await.expect("cache"));
+    let layout = |version: &str| Layout {
+        segments: vec![Segment {
+            store: "data".into(),
+            blob: "imported/model.bin".into(),
+            offset: 0,
+            len: 100_000,
+            version: version.into(),
+        }],
+    };
+    read(&cache, &stores, &layout("etag-1"), 0..100_000).await.expect("read");
+    read(&cache, &stores, &layout("etag-1"), 0..100_000).await.expect("read");
+    assert_eq!(counters.gets(), 1);
+    // The imported object changed: a new version is a new block.
+    write_blob(&root, "imported/model.bin", &pattern(5, 100_000)).await;
+    let got = read(&cache, &stores, &layout("etag-2"), 0..100_000).await.expect("read");
+    assert_eq!(counters.gets(), 2);
+    assert!(got == pattern(5, 100_000));
+}
