@@ -25,6 +25,7 @@ use bytes::Bytes;
 use ferry_meta::{Layout, Segment};
 use foyer::{BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder, HybridCachePolicy, RecoverMode, Source};
 use futures::stream::{self, BoxStream, StreamExt};
+use tokio::sync::Semaphore;
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange};
 
@@ -45,6 +46,10 @@ pub struct BlockCacheConfig {
     pub block_size: u64,
     /// Bytes a single streaming read keeps in flight ahead of the client.
     pub readahead: u64,
+    /// Bytes of blocks all reads together may hold between fetching and
+    /// sending (in flight, or waiting for a slow client). When it is spent,
+    /// reads wait for their turn instead of growing memory.
+    pub inflight: u64,
 }
 
 pub struct BlockCache {
@@ -52,6 +57,8 @@ pub struct BlockCache {
     block_size: u64,
     window: usize,
     disk_enabled: bool,
+    /// One permit per block held by a read between fetch and send.
+    inflight: Arc<Semaphore>,
 }
 
 /// One block of one blob and the part of it a read needs.
@@ -121,11 +128,14 @@ impl BlockCache {
             }
             Err(e) => return Err(CacheError::Body(format!("cannot build the cache: {e}"))),
         };
+        // At least one full window, so a single read can always progress.
+        let permits = usize::try_from(config.inflight / block_size).unwrap_or(usize::MAX).max(window);
         Ok(BlockCache {
             cache,
             block_size,
             window,
             disk_enabled,
+            inflight: Arc::new(Semaphore::new(permits)),
         })
     }
 
@@ -257,10 +267,19 @@ impl BlockCache {
         }
         let (cache, stores) = (self.clone(), stores.clone());
         let window = self.window;
+        let budget = self.inflight.clone();
         Ok(stream::iter(plan)
-            .map(move |read| {
+            // Permits are taken in stream order, so a read holds permits only
+            // for its earliest blocks, which its client consumes next: reads
+            // wait for each other but never deadlock.
+            .then(move |read| {
+                let budget = budget.clone();
+                async move { (budget.acquire_owned().await, read) }
+            })
+            .map(move |(permit, read)| {
                 let (cache, stores) = (cache.clone(), stores.clone());
                 async move {
+                    let permit = permit.map_err(|_| CacheError::Body("the block cache is closing".into()))?;
                     let block = cache.block(&stores, &read).await?;
                     if (block.len() as u64) < read.want.end {
                         return Err(CacheError::Body(format!(
@@ -273,10 +292,12 @@ impl BlockCache {
                     }
                     let start = usize::try_from(read.want.start).unwrap_or(usize::MAX);
                     let end = usize::try_from(read.want.end).unwrap_or(usize::MAX);
-                    Ok(block.slice(start..end))
+                    Ok((block.slice(start..end), permit))
                 }
             })
             .buffered(window)
+            // The permit is released when the client takes the block.
+            .map(|item| item.map(|(bytes, _permit)| bytes))
             .boxed())
     }
 }

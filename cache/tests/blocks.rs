@@ -63,6 +63,7 @@ fn config(dir: &std::path::Path, block_size: u64, memory: u64, disk: u64) -> Blo
         dir: dir.join("cache"),
         block_size,
         readahead: 8 * block_size,
+        inflight: 16 * block_size,
     }
 }
 

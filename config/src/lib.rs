@@ -91,6 +91,7 @@ pub struct CacheConfig {
     pub dir: PathBuf,
     pub block_size: u64,
     pub readahead: u64,
+    pub inflight: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

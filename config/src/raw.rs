@@ -110,6 +110,9 @@ pub struct RawCache {
     /// Bytes one streaming read keeps in flight ahead of the client.
     /// Default `64MiB`.
     pub readahead: Option<ByteSize>,
+    /// Bytes of blocks all reads together may hold between fetch and send;
+    /// when spent, reads wait. Default `256MiB`.
+    pub inflight: Option<ByteSize>,
 }
 
 /// `[volume]`: where blobs go and how they are collected.
@@ -416,6 +419,7 @@ impl RawConfig {
             dir: self.cache.dir.unwrap_or_else(|| data_dir.join("cache")),
             block_size,
             readahead,
+            inflight: self.cache.inflight.map_or(256 << 20, |b| b.as_u64()),
         };
 
         Ok(Config {

@@ -79,6 +79,7 @@ async fn open_cache(config: &Config) -> Result<Option<Arc<BlockCache>>, String> 
         dir: config.cache.dir.clone(),
         block_size: config.cache.block_size,
         readahead: config.cache.readahead,
+        inflight: config.cache.inflight,
     })
     .await
     .map_err(|e| e.to_string())?;
