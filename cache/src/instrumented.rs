@@ -24,6 +24,26 @@ use object_store::{
 pub struct StoreCounters {
     pub get_requests: AtomicU64,
     pub get_bytes: AtomicU64,
+    /// Reads started and not yet finished, and the most ever at once.
+    pub in_flight: AtomicU64,
+    pub peak_in_flight: AtomicU64,
+}
+
+/// Counts a read as in flight until dropped (with its body stream).
+struct InFlight(Arc<StoreCounters>);
+
+impl InFlight {
+    fn start(counters: &Arc<StoreCounters>) -> InFlight {
+        let now = counters.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        counters.peak_in_flight.fetch_max(now, Ordering::Relaxed);
+        InFlight(counters.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl StoreCounters {
@@ -42,6 +62,9 @@ pub struct InstrumentedStore {
     latency: Option<Duration>,
     /// Tests: every read fails after this many bytes.
     fail_after: Option<u64>,
+    /// At most this many reads in flight against the store, so a cold
+    /// fleet does not set off a throttling storm.
+    limit: Option<Arc<tokio::sync::Semaphore>>,
     counters: Arc<StoreCounters>,
 }
 
@@ -52,8 +75,16 @@ impl InstrumentedStore {
             name: name.to_string(),
             latency: None,
             fail_after: None,
+            limit: None,
             counters: Arc::default(),
         }
+    }
+
+    /// Caps the reads in flight (0: no cap). A read holds its slot until
+    /// its body has been consumed.
+    pub fn with_max_requests(mut self, max: usize) -> InstrumentedStore {
+        self.limit = (max > 0).then(|| Arc::new(tokio::sync::Semaphore::new(max)));
+        self
     }
 
     pub fn with_latency(mut self, latency: Option<Duration>) -> InstrumentedStore {
@@ -102,6 +133,14 @@ impl ObjectStore for InstrumentedStore {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        let slot = match &self.limit {
+            Some(limit) => Some(limit.clone().acquire_owned().await.map_err(|e| object_store::Error::Generic {
+                store: "instrumented",
+                source: e.into(),
+            })?),
+            None => None,
+        };
+        let in_flight = InFlight::start(&self.counters);
         self.delay().await;
         self.counters.get_requests.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(crate::metrics::STORE_REQUESTS, "store" => self.name.clone()).increment(1);
@@ -115,6 +154,7 @@ impl ObjectStore for InstrumentedStore {
         let fail_after = self.fail_after;
         let mut seen = 0u64;
         let stream = stream.map(move |chunk| {
+            let _held = (&slot, &in_flight);
             let chunk = chunk?;
             seen += chunk.len() as u64;
             if fail_after.is_some_and(|limit| seen > limit) {
@@ -164,5 +204,39 @@ impl ObjectStore for InstrumentedStore {
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
         self.delay().await;
         self.inner.copy_opts(from, to, options).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+    use object_store::ObjectStoreExt;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_in_flight_never_exceed_the_cap() {
+        let memory: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        memory
+            .put(&Path::from("k"), Bytes::from(vec![7u8; 1 << 16]).into())
+            .await
+            .expect("put");
+        let store = Arc::new(
+            InstrumentedStore::new(memory, "mem")
+                .with_latency(Some(Duration::from_millis(5)))
+                .with_max_requests(2),
+        );
+        let counters = store.counters();
+        let readers: Vec<_> = (0..16)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.get(&Path::from("k")).await.expect("get").bytes().await.expect("body") })
+            })
+            .collect();
+        for reader in readers {
+            assert_eq!(reader.await.expect("join").len(), 1 << 16);
+        }
+        assert_eq!(counters.gets(), 16);
+        assert!(counters.peak_in_flight.load(Ordering::Relaxed) <= 2);
+        assert_eq!(counters.in_flight.load(Ordering::Relaxed), 0);
     }
 }

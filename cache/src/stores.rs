@@ -107,7 +107,11 @@ fn open_store(spec: &StoreSpec) -> Result<StoreHandle> {
         Arc::new(PrefixStore::new(client, spec.prefix.as_str()))
     };
     let client: Arc<dyn ObjectStore> =
-        Arc::new(InstrumentedStore::new(client, &spec.name).with_latency(Some(spec.simulated_latency)));
+        Arc::new(
+            InstrumentedStore::new(client, &spec.name)
+                .with_latency(Some(spec.simulated_latency))
+                .with_max_requests(spec.max_requests),
+        );
     Ok(StoreHandle {
         name: spec.name.clone(),
         spec: spec.clone(),

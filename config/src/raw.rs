@@ -90,7 +90,10 @@ pub struct RawStore {
     /// store on one machine. Default none.
     #[serde(default, with = "humantime_serde")]
     pub simulated_latency: Option<Duration>,
-    /// Further object_store options passed through as key/value pairs.
+    /// Reads in flight against this store at most (0: no cap). Default 256.
+    pub max_requests: Option<usize>,
+    /// Further object_store options passed through as key/value pairs
+    /// (e.g. `timeout = "30s"`, `connect_timeout = "5s"`).
     #[serde(default)]
     pub options: BTreeMap<String, String>,
 }

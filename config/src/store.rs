@@ -50,6 +50,8 @@ pub struct StoreSpec {
     /// Added to every request; simulates a distant object store in
     /// benchmarks. Zero in production.
     pub simulated_latency: Duration,
+    /// Reads in flight against this store at most; 0 means no cap.
+    pub max_requests: usize,
     pub options: BTreeMap<String, String>,
 }
 
@@ -69,6 +71,7 @@ impl StoreSpec {
             allow_http: false,
             owned: true,
             simulated_latency: Duration::ZERO,
+            max_requests: 256,
             options: BTreeMap::new(),
         }
     }
@@ -151,6 +154,7 @@ impl StoreSpec {
             allow_http,
             owned: raw.owned.unwrap_or(true),
             simulated_latency: raw.simulated_latency.unwrap_or_default(),
+            max_requests: raw.max_requests.unwrap_or(256),
             options: raw.options,
         })
     }
