@@ -31,6 +31,7 @@ use object_store::{GetOptions, GetRange};
 
 use crate::error::{CacheError, Result};
 use crate::metrics as m;
+use crate::readahead::Readahead;
 use crate::stores::Stores;
 
 /// Sizes and places of the cache tiers.
@@ -59,6 +60,7 @@ pub struct BlockCache {
     disk_enabled: bool,
     /// One permit per block held by a read between fetch and send.
     inflight: Arc<Semaphore>,
+    readahead: Readahead,
 }
 
 /// One block of one blob and the part of it a read needs.
@@ -72,6 +74,15 @@ struct BlockRead {
     len: u64,
     /// The needed part, relative to the block's start.
     want: Range<u64>,
+    /// Where the segment this block serves ends in the blob.
+    segment_end: u64,
+}
+
+impl BlockRead {
+    /// Identifies the blob version for sequential-access tracking.
+    fn stream_key(&self) -> String {
+        format!("{}\u{0}{}\u{0}{}", self.store, self.blob, self.version)
+    }
 }
 
 impl BlockCache {
@@ -136,6 +147,7 @@ impl BlockCache {
             window,
             disk_enabled,
             inflight: Arc::new(Semaphore::new(permits)),
+            readahead: Readahead::new(window as u64),
         })
     }
 
@@ -180,7 +192,9 @@ impl BlockCache {
             for index in blob_start / bs..=(blob_end - 1) / bs {
                 let block_start = index * bs;
                 let len = bs.min(segment_blob_end - block_start);
-                out.push(read_of(segment, index, len, blob_start.max(block_start) - block_start..blob_end.min(block_start + len) - block_start));
+                let mut read = read_of(segment, index, len, blob_start.max(block_start) - block_start..blob_end.min(block_start + len) - block_start);
+                read.segment_end = segment_blob_end;
+                out.push(read);
             }
         }
         out
@@ -265,6 +279,7 @@ impl BlockCache {
         for read in &plan {
             stores.get(&read.store)?;
         }
+        self.read_ahead(stores, &plan);
         let (cache, stores) = (self.clone(), stores.clone());
         let window = self.window;
         let budget = self.inflight.clone();
@@ -302,6 +317,55 @@ impl BlockCache {
     }
 }
 
+impl BlockCache {
+    /// Tells the sequential detector about this read and prefetches what
+    /// it asks for, as far as the in-flight budget allows: under memory
+    /// pressure readahead stops first, and its window shrinks.
+    fn read_ahead(self: &Arc<Self>, stores: &Stores, plan: &[BlockRead]) {
+        let mut i = 0;
+        while i < plan.len() {
+            // The run of blocks of one segment.
+            let first = &plan[i];
+            let mut j = i;
+            while j + 1 < plan.len()
+                && plan[j + 1].blob == first.blob
+                && plan[j + 1].store == first.store
+                && plan[j + 1].segment_end == first.segment_end
+                && plan[j + 1].index == plan[j].index + 1
+            {
+                j += 1;
+            }
+            let key = first.stream_key();
+            let end_block = first.segment_end.div_ceil(self.block_size);
+            let ahead = self.readahead.on_read(&key, first.index..plan[j].index + 1, end_block);
+            for index in ahead {
+                let Ok(permit) = self.inflight.clone().try_acquire_owned() else {
+                    metrics::counter!(m::READAHEAD_SKIPPED).increment(1);
+                    self.readahead.back_off(&key);
+                    break;
+                };
+                let read = BlockRead {
+                    index,
+                    len: self.block_size.min(first.segment_end - index * self.block_size),
+                    want: 0..0,
+                    ..first.clone()
+                };
+                metrics::counter!(m::READAHEAD_ISSUED).increment(1);
+                let (cache, stores) = (self.clone(), stores.clone());
+                // Short-lived and bounded by the in-flight budget; a failure
+                // is only a lost prefetch (the demand read will retry).
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    if let Err(e) = cache.block(&stores, &read).await {
+                        tracing::debug!(error = %e, blob = %read.blob, block = read.index, "prefetch failed");
+                    }
+                });
+            }
+            i = j + 1;
+        }
+    }
+}
+
 fn read_of(segment: &Segment, index: u64, len: u64, want: Range<u64>) -> BlockRead {
     BlockRead {
         store: segment.store.clone(),
@@ -310,6 +374,7 @@ fn read_of(segment: &Segment, index: u64, len: u64, want: Range<u64>) -> BlockRe
         index,
         len,
         want,
+        segment_end: segment.offset + segment.len,
     }
 }
 

@@ -11,6 +11,7 @@ mod fsck;
 mod instrumented;
 pub mod metrics;
 mod reader;
+mod readahead;
 mod stores;
 
 pub use blob::{fresh_blob_key, BlobTags, BlobUpload};

@@ -11,6 +11,8 @@ pub const CACHE_BYTES_SERVED: &str = "ferry_cache_bytes_served_total";
 pub const CACHE_SINGLE_FLIGHT_JOINS: &str = "ferry_cache_single_flight_joins_total";
 pub const CACHE_ERRORS: &str = "ferry_cache_errors_total";
 pub const BLOCK_FETCH_SECONDS: &str = "ferry_block_fetch_seconds";
+pub const READAHEAD_ISSUED: &str = "ferry_readahead_blocks_issued_total";
+pub const READAHEAD_SKIPPED: &str = "ferry_readahead_blocks_skipped_total";
 
 /// Registers descriptions with the installed recorder; call once at start.
 pub fn describe() {
@@ -24,5 +26,7 @@ pub fn describe() {
     metrics::describe_counter!(CACHE_BYTES_SERVED, metrics::Unit::Bytes, "Bytes of blocks served, by source (memory|disk|store)");
     metrics::describe_counter!(CACHE_SINGLE_FLIGHT_JOINS, "Block misses that waited for another request's fetch instead of fetching");
     metrics::describe_counter!(CACHE_ERRORS, "Cache tier failures answered as misses");
+    metrics::describe_counter!(READAHEAD_ISSUED, "Blocks prefetched because reads of a blob were sequential");
+    metrics::describe_counter!(READAHEAD_SKIPPED, "Prefetches skipped because the in-flight budget was spent");
     metrics::describe_histogram!(BLOCK_FETCH_SECONDS, metrics::Unit::Seconds, "Time to obtain a block, by source (memory|disk|store)");
 }

@@ -240,3 +240,38 @@ async fn blocks_are_keyed_by_version() {
     assert_eq!(counters.gets(), 2);
     assert!(got == pattern(5, 100_000));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_ranged_reads_prefetch_the_next_blocks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    // Four blocks: after the prefetch there is nothing left to read ahead,
+    // so the store count below is exact.
+    let size = 4 * MIB;
+    let body = pattern(6, size);
+    write_blob(&root, "blobs/seq", &body).await;
+    let (stores, counters) = counted_stores(&root, None);
+    let layout = Layout {
+        segments: vec![Segment {
+            store: "data".into(),
+            blob: "blobs/seq".into(),
+            offset: 0,
+            len: size,
+            version: String::new(),
+        }],
+    };
+    let cache = Arc::new(BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 0)).await.expect("cache"));
+    // Two ranged reads in a row, as a loader issues them.
+    assert!(read(&cache, &stores, &layout, 0..MIB).await.expect("read") == body[..MIB as usize]);
+    assert!(read(&cache, &stores, &layout, MIB..2 * MIB).await.expect("read") == body[MIB as usize..2 * MIB as usize]);
+    // The second read was sequential: blocks 2 and 3 are fetched ahead.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while counters.gets() < 4 {
+        assert!(std::time::Instant::now() < deadline, "no prefetch happened: {} reads", counters.gets());
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // Reading them now costs the store nothing more.
+    let before = counters.gets();
+    assert!(read(&cache, &stores, &layout, 2 * MIB..3 * MIB).await.expect("read") == body[2 * MIB as usize..3 * MIB as usize]);
+    assert_eq!(counters.gets() - before, 0, "block 2 came from the cache");
+}

@@ -1,0 +1,136 @@
+//! Sequential-access detection across requests. Loaders read a file as
+//! one stream or as many parallel ranged GETs over several connections;
+//! either way the reads advance through the file. For each blob this keeps
+//! the frontier of what was read and prefetched, and when a read lands near
+//! the frontier it asks for the next window of blocks, doubling the window
+//! while reads stay sequential. A read far from the frontier resets it.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Streams not touched for this long are forgotten.
+const IDLE: Duration = Duration::from_secs(30);
+/// Most blobs tracked at once.
+const MAX_TRACKED: usize = 4096;
+
+#[derive(Debug)]
+struct Stream {
+    /// The block after the furthest block read.
+    next: u64,
+    /// The block after the furthest block prefetched.
+    prefetched_to: u64,
+    /// Blocks to keep ahead of `next`.
+    window: u64,
+    touched: Instant,
+}
+
+#[derive(Debug)]
+pub(crate) struct Readahead {
+    streams: Mutex<HashMap<String, Stream>>,
+    /// Largest window, in blocks.
+    max_window: u64,
+}
+
+impl Readahead {
+    pub(crate) fn new(max_window: u64) -> Readahead {
+        Readahead {
+            streams: Mutex::new(HashMap::new()),
+            max_window: max_window.max(1),
+        }
+    }
+
+    /// Records a read of blocks `read` of the blob `key` (whose blocks end
+    /// at `end`) and returns the blocks to prefetch, if any.
+    pub(crate) fn on_read(&self, key: &str, read: Range<u64>, end: u64) -> Range<u64> {
+        let Ok(mut streams) = self.streams.lock() else { return 0..0 };
+        let now = Instant::now();
+        if streams.len() >= MAX_TRACKED {
+            streams.retain(|_, s| now.duration_since(s.touched) < IDLE);
+            if streams.len() >= MAX_TRACKED {
+                streams.clear();
+            }
+        }
+        let Some(stream) = streams.get_mut(key) else {
+            streams.insert(
+                key.to_string(),
+                Stream {
+                    next: read.end,
+                    prefetched_to: read.end,
+                    window: 1,
+                    touched: now,
+                },
+            );
+            return 0..0;
+        };
+        // Near the frontier (parallel readers land a little before or
+        // after it): sequential. Elsewhere: a new pattern, start small.
+        let sequential = read.start + self.max_window >= stream.next && read.start <= stream.next + self.max_window;
+        stream.touched = now;
+        if !sequential {
+            *stream = Stream {
+                next: read.end,
+                prefetched_to: read.end,
+                window: 1,
+                touched: now,
+            };
+            return 0..0;
+        }
+        stream.next = stream.next.max(read.end);
+        stream.window = (stream.window * 2).min(self.max_window);
+        let from = stream.prefetched_to.max(stream.next);
+        let to = (stream.next + stream.window).min(end);
+        if from >= to {
+            return 0..0;
+        }
+        stream.prefetched_to = to;
+        from..to
+    }
+
+    /// Memory is short: halve the window of `key`.
+    pub(crate) fn back_off(&self, key: &str) {
+        if let Ok(mut streams) = self.streams.lock()
+            && let Some(stream) = streams.get_mut(key)
+        {
+            stream.window = (stream.window / 2).max(1);
+            stream.prefetched_to = stream.next;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequential_reads_grow_the_window_and_random_reads_reset_it() {
+        let ra = Readahead::new(16);
+        assert_eq!(ra.on_read("b", 0..2, 1000), 0..0, "the first read only opens a stream");
+        assert_eq!(ra.on_read("b", 2..4, 1000), 4..6);
+        assert_eq!(ra.on_read("b", 4..6, 1000), 6..10);
+        assert_eq!(ra.on_read("b", 6..8, 1000), 10..16);
+        // Parallel readers arriving out of order still count as sequential.
+        assert_eq!(ra.on_read("b", 10..12, 1000), 16..28);
+        assert_eq!(ra.on_read("b", 8..10, 1000), 0..0, "already prefetched");
+        // A jump far away resets.
+        assert_eq!(ra.on_read("b", 500..502, 1000), 0..0);
+        assert_eq!(ra.on_read("b", 502..504, 1000), 504..506);
+        // Never past the end of the blob.
+        assert_eq!(ra.on_read("c", 0..1, 3), 0..0);
+        assert_eq!(ra.on_read("c", 1..2, 3), 2..3);
+        assert_eq!(ra.on_read("c", 2..3, 3), 0..0);
+    }
+
+    #[test]
+    fn back_off_halves_the_window() {
+        let ra = Readahead::new(64);
+        ra.on_read("b", 0..1, 1000);
+        for i in 1..6 {
+            ra.on_read("b", i..i + 1, 1000);
+        }
+        ra.back_off("b");
+        let next = ra.on_read("b", 6..7, 1000);
+        assert!(next.end - next.start <= 32, "{next:?}");
+    }
+}
