@@ -70,111 +70,116 @@ fn metadata(entry: &Entry) -> Option<Metadata> {
     (!entry.user_metadata.is_empty()).then(|| entry.user_metadata.clone().into_iter().collect())
 }
 
-pub(super) async fn get_object(s3: &FerryS3, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
-    let input = req.input;
-    check_key(&input.key)?;
-    let (entry, layout) = s3.meta.get(&input.bucket, &input.key).await.s3()?;
-    ReadConditions {
-        if_match: input.if_match.as_ref(),
-        if_none_match: input.if_none_match.as_ref(),
-        if_modified_since: input.if_modified_since.as_ref(),
-        if_unmodified_since: input.if_unmodified_since.as_ref(),
-    }
-    .check(&entry)?;
-    let (range, content_range) = byte_range(input.range.as_ref(), entry.size)?;
-    let length = range.end - range.start;
-    let whole = content_range.is_none();
-    let body = match &s3.cache {
-        Some(cache) => cache.read_range(&s3.stores, &layout, range),
-        None => ferry_cache::read_range(&s3.stores, &layout, range),
-    }
-    .s3()?;
-    let checksum = if wants_checksum(input.checksum_mode.as_ref(), whole) {
+/// What GET and HEAD answer about an object, after conditionals, range
+/// and overrides.
+struct ObjectView {
+    entry: Entry,
+    range: std::ops::Range<u64>,
+    content_range: Option<String>,
+    checksum: Checksum,
+    presented: Presented,
+}
+
+/// The part of a GET or HEAD request that shapes the answer.
+struct ViewRequest<'a> {
+    conditions: ReadConditions<'a>,
+    range: Option<&'a Range>,
+    checksum_mode: Option<&'a ChecksumMode>,
+    overrides: Overrides,
+}
+
+fn view(entry: Entry, request: ViewRequest<'_>) -> S3Result<ObjectView> {
+    request.conditions.check(&entry)?;
+    let (range, content_range) = byte_range(request.range, entry.size)?;
+    let checksum = if wants_checksum(request.checksum_mode, content_range.is_none()) {
         checksums::to_dto(&entry.checksums)
     } else {
         Checksum::default()
     };
-    let presented = present(
-        &entry,
-        Overrides {
-            content_type: input.response_content_type,
-            content_encoding: input.response_content_encoding,
-            content_disposition: input.response_content_disposition,
-            content_language: input.response_content_language,
-            cache_control: input.response_cache_control,
-            expires: input.response_expires,
-        },
-    );
-    Ok(S3Response::new(GetObjectOutput {
-        body: Some(StreamingBlob::wrap(sync_wrapper::SyncStream::new(body))),
-        content_length: i64::try_from(length).ok(),
+    let presented = present(&entry, request.overrides);
+    Ok(ObjectView {
+        entry,
+        range,
         content_range,
-        accept_ranges: Some("bytes".to_string()),
-        e_tag: Some(ETag::Strong(entry.etag.clone())),
-        last_modified: Some(timestamp(entry.last_modified)),
-        metadata: metadata(&entry),
-        content_type: presented.content_type,
-        content_encoding: presented.content_encoding,
-        content_disposition: presented.content_disposition,
-        content_language: presented.content_language,
-        cache_control: presented.cache_control,
-        expires: presented.expires,
-        checksum_crc32: checksum.checksum_crc32,
-        checksum_crc32c: checksum.checksum_crc32c,
-        checksum_crc64nvme: checksum.checksum_crc64nvme,
-        checksum_sha1: checksum.checksum_sha1,
-        checksum_sha256: checksum.checksum_sha256,
-        ..GetObjectOutput::default()
-    }))
+        checksum,
+        presented,
+    })
+}
+
+/// Builds GetObjectOutput or HeadObjectOutput from a view: the two carry
+/// the same headers.
+macro_rules! object_output {
+    ($output:ident, $view:expr, $($extra:tt)*) => {{
+        let v = $view;
+        $output {
+            content_length: i64::try_from(v.range.end - v.range.start).ok(),
+            content_range: v.content_range,
+            accept_ranges: Some("bytes".to_string()),
+            e_tag: Some(ETag::Strong(v.entry.etag.clone())),
+            last_modified: Some(timestamp(v.entry.last_modified)),
+            metadata: metadata(&v.entry),
+            content_type: v.presented.content_type,
+            content_encoding: v.presented.content_encoding,
+            content_disposition: v.presented.content_disposition,
+            content_language: v.presented.content_language,
+            cache_control: v.presented.cache_control,
+            expires: v.presented.expires,
+            checksum_crc32: v.checksum.checksum_crc32,
+            checksum_crc32c: v.checksum.checksum_crc32c,
+            checksum_crc64nvme: v.checksum.checksum_crc64nvme,
+            checksum_sha1: v.checksum.checksum_sha1,
+            checksum_sha256: v.checksum.checksum_sha256,
+            $($extra)*
+            ..$output::default()
+        }
+    }};
+}
+
+/// The request fields GET and HEAD share, taken from either input.
+macro_rules! view_request {
+    ($input:expr) => {
+        ViewRequest {
+            conditions: ReadConditions {
+                if_match: $input.if_match.as_ref(),
+                if_none_match: $input.if_none_match.as_ref(),
+                if_modified_since: $input.if_modified_since.as_ref(),
+                if_unmodified_since: $input.if_unmodified_since.as_ref(),
+            },
+            range: $input.range.as_ref(),
+            checksum_mode: $input.checksum_mode.as_ref(),
+            overrides: Overrides {
+                content_type: $input.response_content_type.clone(),
+                content_encoding: $input.response_content_encoding.clone(),
+                content_disposition: $input.response_content_disposition.clone(),
+                content_language: $input.response_content_language.clone(),
+                cache_control: $input.response_cache_control.clone(),
+                expires: $input.response_expires.clone(),
+            },
+        }
+    };
+}
+
+pub(super) async fn get_object(s3: &FerryS3, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+    let input = req.input;
+    check_key(&input.key)?;
+    let (entry, layout) = s3.meta.get(&input.bucket, &input.key).await.s3()?;
+    let view = view(entry, view_request!(input))?;
+    let body = match &s3.cache {
+        Some(cache) => cache.read_range(&s3.stores, &layout, view.range.clone()),
+        None => ferry_cache::read_range(&s3.stores, &layout, view.range.clone()),
+    }
+    .s3()?;
+    Ok(S3Response::new(object_output!(
+        GetObjectOutput,
+        view,
+        body: Some(StreamingBlob::wrap(sync_wrapper::SyncStream::new(body))),
+    )))
 }
 
 pub(super) async fn head_object(s3: &FerryS3, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
     let input = req.input;
     check_key(&input.key)?;
     let entry = s3.meta.head(&input.bucket, &input.key).await.s3()?;
-    ReadConditions {
-        if_match: input.if_match.as_ref(),
-        if_none_match: input.if_none_match.as_ref(),
-        if_modified_since: input.if_modified_since.as_ref(),
-        if_unmodified_since: input.if_unmodified_since.as_ref(),
-    }
-    .check(&entry)?;
-    let (range, content_range) = byte_range(input.range.as_ref(), entry.size)?;
-    let whole = content_range.is_none();
-    let checksum = if wants_checksum(input.checksum_mode.as_ref(), whole) {
-        checksums::to_dto(&entry.checksums)
-    } else {
-        Checksum::default()
-    };
-    let presented = present(
-        &entry,
-        Overrides {
-            content_type: input.response_content_type,
-            content_encoding: input.response_content_encoding,
-            content_disposition: input.response_content_disposition,
-            content_language: input.response_content_language,
-            cache_control: input.response_cache_control,
-            expires: input.response_expires,
-        },
-    );
-    Ok(S3Response::new(HeadObjectOutput {
-        content_length: i64::try_from(range.end - range.start).ok(),
-        content_range,
-        accept_ranges: Some("bytes".to_string()),
-        e_tag: Some(ETag::Strong(entry.etag.clone())),
-        last_modified: Some(timestamp(entry.last_modified)),
-        metadata: metadata(&entry),
-        content_type: presented.content_type,
-        content_encoding: presented.content_encoding,
-        content_disposition: presented.content_disposition,
-        content_language: presented.content_language,
-        cache_control: presented.cache_control,
-        expires: presented.expires,
-        checksum_crc32: checksum.checksum_crc32,
-        checksum_crc32c: checksum.checksum_crc32c,
-        checksum_crc64nvme: checksum.checksum_crc64nvme,
-        checksum_sha1: checksum.checksum_sha1,
-        checksum_sha256: checksum.checksum_sha256,
-        ..HeadObjectOutput::default()
-    }))
+    let view = view(entry, view_request!(input))?;
+    Ok(S3Response::new(object_output!(HeadObjectOutput, view,)))
 }
