@@ -66,6 +66,10 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
     },
+    /// Read workloads of model loaders (whole-object stream, parallel and
+    /// random ranges, HEAD, safetensors header, a herd of readers) against
+    /// one S3 endpoint or plain HTTP URL.
+    Read(Box<crate::bench::ReadArgs>),
 }
 
 #[derive(Debug, Args)]

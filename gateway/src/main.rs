@@ -114,6 +114,7 @@ fn main() -> ExitCode {
                         count,
                         concurrency,
                     } => bench::put(&endpoint, size, count, concurrency).await,
+                    BenchCommand::Read(args) => bench::read(&args).await,
                 }
                 .map(|()| true)
             })

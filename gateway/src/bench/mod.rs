@@ -3,6 +3,8 @@
 //! Numbers go to stdout as one JSON object per run, so scripts can compare
 //! endpoints side by side.
 
+mod reads;
 mod s3ops;
 
+pub use reads::{ReadArgs, read};
 pub use s3ops::{latency, list, populate, put};
