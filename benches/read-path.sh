@@ -145,10 +145,10 @@ ferry_bench() { # label, extra bench args...
     bench "$label" --endpoint "$ferry_s3" --bucket "$bucket" --key "$key" \
         --server-pid "$ferry_pid" --metrics-url "$ferry_admin/metrics" "${ferry_metrics[@]}" "$@"
 }
-# Whether this build of Ferry has the block cache (its metrics on /metrics).
+# Whether this build of Ferry has the block cache: its config knows [cache].
 ferry_has_cache() {
-    [ -n "${ferry_admin:-}" ] && curl -sf "$ferry_admin/metrics" >"$work/metrics.txt" &&
-        grep -q '^ferry_cache_' "$work/metrics.txt"
+    printf '[cache]\nmemory = "64MiB"\n' >"$work/has-cache.toml"
+    "$ferry" config check "$work/has-cache.toml" >/dev/null 2>&1
 }
 
 # Embedded defaults (memory tier: a quarter of RAM, at most 8 GiB), the
@@ -157,14 +157,13 @@ row_ferry_warm() {
     ferry_start ferry-warm || { skip ferry-warm "ferry serve did not start"; return 1; }
     upload "$ferry_s3"
     ferry_bench ferry-warm --warmup
-    if ferry_has_cache; then touch "$work/has-cache"; fi
     stop "$ferry_pid"
     rm -rf "$work/ferry-warm"
 }
 # A memory tier far smaller than the object: after one read, blocks come
 # from the disk tier (the blobs' own files are in the data store beside it).
 row_ferry_disk() {
-    [ -e "$work/has-cache" ] || { skip ferry-disk "n/a: this Ferry has no block cache"; return; }
+    ferry_has_cache || { skip ferry-disk "n/a: this Ferry has no block cache"; return; }
     mkdir -p "$work/ferry-disk"
     cat >"$work/ferry-disk.toml" <<TOML
 [cache]
@@ -179,10 +178,11 @@ TOML
 }
 # Every request to the data store waits 20 ms first (a distant bucket), and
 # each workload starts on a fresh server with an empty cache: the figures
-# are first reads (random runs warm up as they go, as they would in life).
+# are first reads (each random run, one per concurrency, starts cold and
+# warms up as it goes, as it would in life).
 row_ferry_cold() {
-    [ -e "$work/has-cache" ] || { skip ferry-cold "n/a: this Ferry has no block cache"; return; }
-    local dir=$work/ferry-cold workload
+    ferry_has_cache || { skip ferry-cold "n/a: this Ferry has no block cache"; return; }
+    local dir=$work/ferry-cold run concurrency
     mkdir -p "$dir"
     cat >"$dir.toml" <<TOML
 [stores.data]
@@ -195,10 +195,12 @@ TOML
     ferry_start ferry-cold --config "$dir.toml" || { skip ferry-cold "ferry serve did not start"; return 1; }
     upload "$ferry_s3"
     stop "$ferry_pid"
-    for workload in head safetensors stream parallel random256k random4m herd; do
+    for run in head safetensors stream parallel random256k:1 random256k:16 random4m:1 random4m:16 herd; do
         rm -rf "$dir/cache"
         ferry_start ferry-cold --config "$dir.toml" || return 1
-        ferry_bench ferry-cold --workloads "$workload"
+        concurrency=1
+        [[ $run == *:* ]] && concurrency=${run#*:}
+        ferry_bench ferry-cold --workloads "${run%:*}" --random-concurrency "$concurrency"
         stop "$ferry_pid"
     done
     rm -rf "$dir"
