@@ -95,9 +95,13 @@ impl BlockCache {
         let build = |with_disk: bool| {
             let builder = HybridCacheBuilder::new()
                 .with_name("ferry-blocks")
-                // Blocks go to disk when cached, not when evicted from memory,
-                // so the disk tier holds what was read even after a crash.
-                .with_policy(HybridCachePolicy::WriteOnInsertion)
+                // Blocks go to disk when memory evicts them, and all of memory
+                // is flushed on close: hot blocks cost no disk writes, and a
+                // restart still finds everything that was cached. (Writing on
+                // insertion doubled the CPU of a warm stream by writing every
+                // block while it was being served.)
+                .with_policy(HybridCachePolicy::WriteOnEviction)
+                .with_flush_on_close(true)
                 .memory(memory)
                 .with_weighter(|key: &String, value: &Bytes| key.len() + value.len())
                 .storage();
