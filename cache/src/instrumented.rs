@@ -145,9 +145,17 @@ impl ObjectStore for InstrumentedStore {
         self.counters.get_requests.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(crate::metrics::STORE_REQUESTS, "store" => self.name.clone()).increment(1);
         let result = self.inner.get_opts(location, options).await?;
+        // A local file comes back as a handle: keep it, so `bytes()` reads
+        // the whole range in one blocking call instead of the 8 KiB chunks
+        // `into_stream` would make. Its bytes are counted up front.
+        if matches!(result.payload, GetResultPayload::File(..)) && self.fail_after.is_none() {
+            let len = result.range.end - result.range.start;
+            self.counters.get_bytes.fetch_add(len, Ordering::Relaxed);
+            metrics::counter!(crate::metrics::STORE_BYTES_READ, "store" => self.name.clone()).increment(len);
+            drop((slot, in_flight));
+            return Ok(result);
+        }
         let (meta, range, attributes) = (result.meta.clone(), result.range.clone(), result.attributes.clone());
-        // Local files come back as a file handle; `into_stream` reads them in
-        // chunks, so every byte is counted the same way.
         let stream = result.into_stream();
         let counters = self.counters.clone();
         let store = self.name.clone();
