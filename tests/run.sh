@@ -25,4 +25,5 @@ echo "== rust tests"
 cargo test --workspace --locked
 
 echo "== end-to-end tests (boto3, aws-cli)"
-FERRY_BIN="$repo/target/debug/ferry" tests/run-e2e.sh "$@"
+target="${CARGO_TARGET_DIR:-$repo/target}"
+FERRY_BIN="$target/debug/ferry" tests/run-e2e.sh "$@"
