@@ -89,8 +89,12 @@ impl BlockCache {
     /// Opens the tiers. A disk tier that cannot be opened is left out (and
     /// logged): the cache then runs from memory only.
     pub async fn open(config: &BlockCacheConfig) -> Result<BlockCache> {
-        let memory = usize::try_from(config.memory).unwrap_or(usize::MAX);
         let block_size = config.block_size.max(4096);
+        // `memory` is one budget for cached blocks and blocks in flight:
+        // blocks a slow client still holds may already be evicted, so the
+        // cache gets what the in-flight budget leaves (at least half).
+        let inflight = config.inflight.min(config.memory / 2);
+        let memory = usize::try_from(config.memory - inflight).unwrap_or(usize::MAX);
         let window = usize::try_from((config.readahead / block_size).clamp(1, 256)).unwrap_or(1);
         let build = |with_disk: bool| {
             let builder = HybridCacheBuilder::new()
@@ -144,7 +148,7 @@ impl BlockCache {
             Err(e) => return Err(CacheError::Body(format!("cannot build the cache: {e}"))),
         };
         // At least one full window, so a single read can always progress.
-        let permits = usize::try_from(config.inflight / block_size).unwrap_or(usize::MAX).max(window);
+        let permits = usize::try_from(inflight / block_size).unwrap_or(usize::MAX).max(window);
         Ok(BlockCache {
             cache,
             block_size,

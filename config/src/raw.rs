@@ -114,7 +114,8 @@ pub struct RawCache {
     /// Default `64MiB`.
     pub readahead: Option<ByteSize>,
     /// Bytes of blocks all reads together may hold between fetch and send;
-    /// when spent, reads wait. Default `256MiB`.
+    /// when spent, reads wait. Part of `memory`, at most half of it.
+    /// Default `256MiB`.
     pub inflight: Option<ByteSize>,
 }
 
