@@ -183,8 +183,11 @@ fn no_retries() -> RetryConfig {
     }
 }
 
-/// The store, the object's path in it, and the 200-rewrite counter.
-fn open(args: &ReadArgs) -> Result<(Arc<dyn ObjectStore>, Path, Arc<AtomicU64>, bool), String> {
+/// The store, the object's path in it, the 200-rewrite counter, and
+/// whether the endpoint speaks S3.
+type Opened = (Arc<dyn ObjectStore>, Path, Arc<AtomicU64>, bool);
+
+fn open(args: &ReadArgs) -> Result<Opened, String> {
     let connector = Connector::default();
     let rewritten = connector.rewritten.clone();
     if let Some(url) = &args.http_url {
