@@ -275,3 +275,40 @@ async fn sequential_ranged_reads_prefetch_the_next_blocks() {
     assert!(read(&cache, &stores, &layout, 2 * MIB..3 * MIB).await.expect("read") == body[2 * MIB as usize..3 * MIB as usize]);
     assert_eq!(counters.gets() - before, 0, "block 2 came from the cache");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_cold_read_is_answered_directly_and_its_block_follows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    let size = 4 * MIB;
+    let body = pattern(8, size);
+    write_blob(&root, "blobs/header", &body).await;
+    let (stores, counters) = counted_stores(&root, None);
+    let layout = Layout {
+        segments: vec![Segment {
+            store: "data".into(),
+            blob: "blobs/header".into(),
+            offset: 0,
+            len: size,
+            version: String::new(),
+        }],
+    };
+    let cache = Arc::new(BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 0)).await.expect("cache"));
+    // The first 8 bytes (a safetensors header length) of a cold object.
+    assert_eq!(read(&cache, &stores, &layout, 0..8).await.expect("read"), body[..8]);
+    // One direct read of the 8 bytes, and the whole first block behind it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while counters.gets() < 2 {
+        assert!(std::time::Instant::now() < deadline, "the block never followed: {} reads", counters.gets());
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(counters.bytes(), 8 + MIB);
+    // A whole-block read joins that fetch (single-flight) rather than
+    // reading the block again; once it returns, the block is cached.
+    assert!(read(&cache, &stores, &layout, 0..MIB).await.expect("read") == body[..MIB as usize]);
+    // The header itself now comes from the cached block: the store sees
+    // only whole blocks from here on (readahead may fetch the next ones),
+    // never a direct read of the header's bytes.
+    assert_eq!(read(&cache, &stores, &layout, 8..30_000).await.expect("read"), body[8..30_000]);
+    assert_eq!((counters.bytes() - 8) % MIB, 0, "the header was read from the store again");
+}
