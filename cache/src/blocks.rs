@@ -303,9 +303,6 @@ impl BlockCache {
                 let (cache, stores) = (cache.clone(), stores.clone());
                 async move {
                     let permit = permit.map_err(|_| CacheError::Body("the block cache is closing".into()))?;
-                    if let Some(bytes) = cache.small_cold_read(&stores, &read).await? {
-                        return Ok((bytes, permit));
-                    }
                     let block = cache.block(&stores, &read).await?;
                     if (block.len() as u64) < read.want.end {
                         return Err(CacheError::Body(format!(
@@ -329,38 +326,6 @@ impl BlockCache {
 }
 
 impl BlockCache {
-    /// A small part of a block that is not cached (a loader's first read of
-    /// a safetensors header, say) is read straight from the store, while the
-    /// whole block is fetched into the cache behind it: the client does not
-    /// wait for a 4 MiB block to get a few KiB. `None` when the block should
-    /// be served from the cache as usual.
-    async fn small_cold_read(self: &Arc<Self>, stores: &Stores, read: &BlockRead) -> Result<Option<Bytes>> {
-        let small = (read.want.end - read.want.start) * 8 <= read.len;
-        if !small || self.cache.contains(&Self::key(read, self.block_size)) {
-            return Ok(None);
-        }
-        // The block follows in the background, if the in-flight budget allows.
-        if let Ok(permit) = self.inflight.clone().try_acquire_owned() {
-            let (cache, stores, whole) = (self.clone(), stores.clone(), read.clone());
-            tokio::spawn(async move {
-                let _permit = permit;
-                if let Err(e) = cache.block(&stores, &whole).await {
-                    tracing::debug!(error = %e, blob = %whole.blob, block = whole.index, "background block fetch failed");
-                }
-            });
-        }
-        let store = stores.get(&read.store)?;
-        let start = read.index * self.block_size + read.want.start;
-        let part = BlockRead {
-            index: 0,
-            len: read.want.end - read.want.start,
-            ..read.clone()
-        };
-        let bytes = fetch_range(store, &part, start).await?;
-        metrics::counter!(m::CACHE_BYTES_SERVED, "source" => "store-direct").increment(bytes.len() as u64);
-        Ok(Some(bytes))
-    }
-
     /// Tells the sequential detector about this read and prefetches what
     /// it asks for, as far as the in-flight budget allows: under memory
     /// pressure readahead stops first, and its window shrinks.
@@ -423,11 +388,7 @@ fn read_of(segment: &Segment, index: u64, len: u64, want: Range<u64>) -> BlockRe
 
 /// Reads one whole block from its store.
 async fn fetch_block(store: &crate::stores::StoreHandle, read: &BlockRead, block_size: u64) -> Result<Bytes> {
-    fetch_range(store, read, read.index * block_size).await
-}
-
-/// Reads `read.len` bytes of `read.blob` from `start`.
-async fn fetch_range(store: &crate::stores::StoreHandle, read: &BlockRead, start: u64) -> Result<Bytes> {
+    let start = read.index * block_size;
     let options = GetOptions {
         range: Some(GetRange::Bounded(start..start + read.len)),
         ..GetOptions::default()
