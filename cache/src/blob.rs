@@ -4,7 +4,9 @@
 use bytes::{Bytes, BytesMut};
 use ferry_meta::BlobRef;
 use object_store::path::Path;
-use object_store::{Attribute, Attributes, PutMultipartOptions, PutOptions, PutPayload, WriteMultipart};
+use object_store::{
+    Attribute, Attributes, PutMultipartOptions, PutOptions, PutPayload, WriteMultipart,
+};
 
 use crate::error::{CacheError, Result};
 use crate::stores::StoreHandle;
@@ -57,9 +59,18 @@ impl BlobUpload {
         let key = fresh_blob_key();
         let mut attributes = Attributes::new();
         if store.supports_attributes {
-            attributes.insert(Attribute::Metadata("ferry-bucket".into()), tags.bucket.clone().into());
-            attributes.insert(Attribute::Metadata("ferry-key".into()), encode_header(&tags.key).into());
-            attributes.insert(Attribute::Metadata("ferry-entry".into()), tags.entry_id.clone().into());
+            attributes.insert(
+                Attribute::Metadata("ferry-bucket".into()),
+                tags.bucket.clone().into(),
+            );
+            attributes.insert(
+                Attribute::Metadata("ferry-key".into()),
+                encode_header(&tags.key).into(),
+            );
+            attributes.insert(
+                Attribute::Metadata("ferry-entry".into()),
+                tags.entry_id.clone().into(),
+            );
         }
         BlobUpload {
             store: store.clone(),
@@ -133,7 +144,10 @@ impl BlobUpload {
                     .map_err(|e| CacheError::store(&name, e))?;
             }
             State::Parts(parts) => {
-                parts.finish().await.map_err(|e| CacheError::store(&name, e))?;
+                parts
+                    .finish()
+                    .await
+                    .map_err(|e| CacheError::store(&name, e))?;
             }
         }
         Ok(self.blob)

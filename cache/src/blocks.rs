@@ -23,11 +23,14 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use ferry_meta::{Layout, Segment};
-use foyer::{BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder, HybridCachePolicy, RecoverMode, Source};
+use foyer::{
+    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
+    HybridCachePolicy, RecoverMode, Source,
+};
 use futures::stream::{self, BoxStream, StreamExt};
-use tokio::sync::Semaphore;
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange};
+use tokio::sync::Semaphore;
 
 use crate::error::{CacheError, Result};
 use crate::metrics as m;
@@ -123,7 +126,9 @@ impl BlockCache {
                 // An entry must fit one engine block; leave room for the key
                 // and headers. Flush buffers hold a few blocks so bursts of
                 // insertions are not dropped.
-                let engine_block = usize::try_from(block_size * 2).unwrap_or(usize::MAX).max(16 << 20);
+                let engine_block = usize::try_from(block_size * 2)
+                    .unwrap_or(usize::MAX)
+                    .max(16 << 20);
                 let engine = BlockEngineConfig::new(device)
                     .with_block_size(engine_block)
                     .with_buffer_pool_size(engine_block * 4)
@@ -142,13 +147,17 @@ impl BlockCache {
             Err(e) if want_disk => {
                 metrics::counter!(m::CACHE_ERRORS, "tier" => "disk").increment(1);
                 tracing::error!(dir = %config.dir.display(), error = %e, "disk cache tier unavailable; caching in memory only");
-                let cache = build(false).await.map_err(|e| CacheError::Body(format!("cannot build the cache: {e}")))?;
+                let cache = build(false)
+                    .await
+                    .map_err(|e| CacheError::Body(format!("cannot build the cache: {e}")))?;
                 (cache, false)
             }
             Err(e) => return Err(CacheError::Body(format!("cannot build the cache: {e}"))),
         };
         // At least one full window, so a single read can always progress.
-        let permits = usize::try_from(inflight / block_size).unwrap_or(usize::MAX).max(window);
+        let permits = usize::try_from(inflight / block_size)
+            .unwrap_or(usize::MAX)
+            .max(window);
         Ok(BlockCache {
             cache,
             block_size,
@@ -195,12 +204,21 @@ impl BlockCache {
                 continue;
             }
             // In blob coordinates.
-            let (blob_start, blob_end) = (segment.offset + start - seg_start, segment.offset + end - seg_start);
+            let (blob_start, blob_end) = (
+                segment.offset + start - seg_start,
+                segment.offset + end - seg_start,
+            );
             let segment_blob_end = segment.offset + segment.len;
             for index in blob_start / bs..=(blob_end - 1) / bs {
                 let block_start = index * bs;
                 let len = bs.min(segment_blob_end - block_start);
-                let mut read = read_of(segment, index, len, blob_start.max(block_start) - block_start..blob_end.min(block_start + len) - block_start);
+                let mut read = read_of(
+                    segment,
+                    index,
+                    len,
+                    blob_start.max(block_start) - block_start
+                        ..blob_end.min(block_start + len) - block_start,
+                );
                 read.segment_end = segment_blob_end;
                 out.push(read);
             }
@@ -250,12 +268,16 @@ impl BlockCache {
                     metrics::counter!(m::CACHE_HITS, "tier" => source).increment(1);
                 }
                 let bytes = entry.value().clone();
-                metrics::counter!(m::CACHE_BYTES_SERVED, "source" => source).increment(bytes.len() as u64);
-                metrics::histogram!(m::BLOCK_FETCH_SECONDS, "source" => source).record(started.elapsed().as_secs_f64());
+                metrics::counter!(m::CACHE_BYTES_SERVED, "source" => source)
+                    .increment(bytes.len() as u64);
+                metrics::histogram!(m::BLOCK_FETCH_SECONDS, "source" => source)
+                    .record(started.elapsed().as_secs_f64());
                 Ok(bytes)
             }
             Err(e) => {
-                if let Some(store_failure) = store_error.lock().ok().and_then(|mut slot| slot.take()) {
+                if let Some(store_failure) =
+                    store_error.lock().ok().and_then(|mut slot| slot.take())
+                {
                     return Err(store_failure);
                 }
                 // The cache itself failed: answer from the store.
@@ -302,7 +324,8 @@ impl BlockCache {
             .map(move |(permit, read)| {
                 let (cache, stores) = (cache.clone(), stores.clone());
                 async move {
-                    let permit = permit.map_err(|_| CacheError::Body("the block cache is closing".into()))?;
+                    let permit = permit
+                        .map_err(|_| CacheError::Body("the block cache is closing".into()))?;
                     let block = cache.block(&stores, &read).await?;
                     if (block.len() as u64) < read.want.end {
                         return Err(CacheError::Body(format!(
@@ -345,7 +368,9 @@ impl BlockCache {
             }
             let key = first.stream_key();
             let end_block = first.segment_end.div_ceil(self.block_size);
-            let ahead = self.readahead.on_read(&key, first.index..plan[j].index + 1, end_block);
+            let ahead = self
+                .readahead
+                .on_read(&key, first.index..plan[j].index + 1, end_block);
             for index in ahead {
                 let Ok(permit) = self.inflight.clone().try_acquire_owned() else {
                     metrics::counter!(m::READAHEAD_SKIPPED).increment(1);
@@ -354,7 +379,9 @@ impl BlockCache {
                 };
                 let read = BlockRead {
                     index,
-                    len: self.block_size.min(first.segment_end - index * self.block_size),
+                    len: self
+                        .block_size
+                        .min(first.segment_end - index * self.block_size),
                     want: 0..0,
                     ..first.clone()
                 };
@@ -387,7 +414,11 @@ fn read_of(segment: &Segment, index: u64, len: u64, want: Range<u64>) -> BlockRe
 }
 
 /// Reads one whole block from its store.
-async fn fetch_block(store: &crate::stores::StoreHandle, read: &BlockRead, block_size: u64) -> Result<Bytes> {
+async fn fetch_block(
+    store: &crate::stores::StoreHandle,
+    read: &BlockRead,
+    block_size: u64,
+) -> Result<Bytes> {
     let start = read.index * block_size;
     let options = GetOptions {
         range: Some(GetRange::Bounded(start..start + read.len)),
@@ -398,13 +429,23 @@ async fn fetch_block(store: &crate::stores::StoreHandle, read: &BlockRead, block
         .get_opts(&Path::from(read.blob.as_str()), options)
         .await
         .map_err(|e| CacheError::store(&store.name, e))?;
-    let bytes = result.bytes().await.map_err(|e| CacheError::store(&store.name, e))?;
+    let bytes = result
+        .bytes()
+        .await
+        .map_err(|e| CacheError::store(&store.name, e))?;
     if bytes.len() as u64 != read.len {
         return Err(CacheError::Store {
             store: store.name.clone(),
             source: object_store::Error::Generic {
                 store: "ferry",
-                source: format!("block {} of {}: {} bytes, expected {}", read.index, read.blob, bytes.len(), read.len).into(),
+                source: format!(
+                    "block {} of {}: {} bytes, expected {}",
+                    read.index,
+                    read.blob,
+                    bytes.len(),
+                    read.len
+                )
+                .into(),
             },
         });
     }

@@ -41,7 +41,12 @@ pub struct Collector {
 }
 
 impl Collector {
-    pub fn new(meta: Arc<dyn Meta>, stores: Stores, grace: Duration, lease_ttl: Duration) -> Collector {
+    pub fn new(
+        meta: Arc<dyn Meta>,
+        stores: Stores,
+        grace: Duration,
+        lease_ttl: Duration,
+    ) -> Collector {
         Collector {
             meta,
             stores,
@@ -60,19 +65,28 @@ impl Collector {
     }
 
     async fn expire_uploads(&self, now: UnixMillis, stats: &mut CollectStats) -> Result<()> {
-        let Some(expiry) = self.upload_expiry else { return Ok(()) };
+        let Some(expiry) = self.upload_expiry else {
+            return Ok(());
+        };
         let cutoff = now.saturating_sub(i64::try_from(expiry.as_millis()).unwrap_or(i64::MAX));
         loop {
             let stale = self.meta.stale_uploads(cutoff, BATCH).await?;
             let count = stale.len();
             for (bucket, upload) in stale {
-                match self.meta.abort_upload(&bucket, &upload.key, &upload.id).await {
+                match self
+                    .meta
+                    .abort_upload(&bucket, &upload.key, &upload.id)
+                    .await
+                {
                     Ok(()) => {
                         stats.uploads_expired += 1;
                         tracing::info!(%bucket, key = %upload.key, upload = %upload.id, "expired multipart upload aborted");
                     }
                     // Completed or aborted meanwhile.
-                    Err(ferry_meta::MetaError::NoSuchUpload { .. } | ferry_meta::MetaError::NoSuchBucket { .. }) => {}
+                    Err(
+                        ferry_meta::MetaError::NoSuchUpload { .. }
+                        | ferry_meta::MetaError::NoSuchBucket { .. },
+                    ) => {}
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -117,7 +131,11 @@ impl Collector {
                     stats.not_owned += 1;
                     continue;
                 }
-                match store.client.delete(&Path::from(queued.blob.blob.as_str())).await {
+                match store
+                    .client
+                    .delete(&Path::from(queued.blob.blob.as_str()))
+                    .await
+                {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => {
                         stats.deleted += 1;
                         metrics::counter!(crate::metrics::GC_DELETED).increment(1);
@@ -126,7 +144,9 @@ impl Collector {
                         tracing::warn!(store = %store.name, blob = %queued.blob.blob, error = %e, "blob delete failed; re-queued");
                         stats.failed += 1;
                         metrics::counter!(crate::metrics::GC_FAILED).increment(1);
-                        self.meta.queue_uncommitted(std::slice::from_ref(&queued.blob)).await?;
+                        self.meta
+                            .queue_uncommitted(std::slice::from_ref(&queued.blob))
+                            .await?;
                     }
                 }
             }

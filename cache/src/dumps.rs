@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferry_meta::{dump, Meta};
+use ferry_meta::{Meta, dump};
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, WriteMultipart};
@@ -19,10 +19,16 @@ pub const DUMP_PREFIX: &str = "ferry-dumps";
 
 /// Writes one dump to `store` as `ferry-dumps/meta-<UTC time>.jsonl`, then
 /// removes all but the newest `keep`. Returns the dump's path.
-pub async fn dump_to_store(meta: Arc<dyn Meta>, store: &StoreHandle, scratch: &std::path::Path, keep: usize) -> Result<String> {
+pub async fn dump_to_store(
+    meta: Arc<dyn Meta>,
+    store: &StoreHandle,
+    scratch: &std::path::Path,
+    keep: usize,
+) -> Result<String> {
     // Stage on local disk: a dump of millions of objects never sits in memory.
-    let staging = tempfile::NamedTempFile::new_in(scratch)
-        .map_err(|e| CacheError::Body(format!("cannot stage a dump in {}: {e}", scratch.display())))?;
+    let staging = tempfile::NamedTempFile::new_in(scratch).map_err(|e| {
+        CacheError::Body(format!("cannot stage a dump in {}: {e}", scratch.display()))
+    })?;
     {
         let mut out = BufWriter::new(staging.as_file());
         dump::dump(meta.as_ref(), &mut out, &mut |_| {}).await?;
@@ -36,10 +42,14 @@ pub async fn dump_to_store(meta: Arc<dyn Meta>, store: &StoreHandle, scratch: &s
         .await
         .map_err(|e| CacheError::store(&store.name, e))?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, 8 << 20);
-    let mut file = staging.reopen().map_err(|e| CacheError::Body(e.to_string()))?;
+    let mut file = staging
+        .reopen()
+        .map_err(|e| CacheError::Body(e.to_string()))?;
     let mut buffer = vec![0u8; 4 << 20];
     loop {
-        let n = file.read(&mut buffer).map_err(|e| CacheError::Body(e.to_string()))?;
+        let n = file
+            .read(&mut buffer)
+            .map_err(|e| CacheError::Body(e.to_string()))?;
         if n == 0 {
             break;
         }
@@ -49,7 +59,10 @@ pub async fn dump_to_store(meta: Arc<dyn Meta>, store: &StoreHandle, scratch: &s
             .map_err(|e| CacheError::store(&store.name, e))?;
         writer.put(Bytes::copy_from_slice(&buffer[..n]));
     }
-    writer.finish().await.map_err(|e| CacheError::store(&store.name, e))?;
+    writer
+        .finish()
+        .await
+        .map_err(|e| CacheError::store(&store.name, e))?;
 
     let mut existing: Vec<String> = store
         .client
@@ -109,6 +122,9 @@ mod tests {
     fn time_stamps_sort_as_text() {
         let stamp = time_stamp();
         assert_eq!(stamp.len(), 16);
-        assert!(stamp.ends_with('Z') && stamp.as_bytes()[8] == b'T', "{stamp}");
+        assert!(
+            stamp.ends_with('Z') && stamp.as_bytes()[8] == b'T',
+            "{stamp}"
+        );
     }
 }

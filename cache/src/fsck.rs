@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use ferry_meta::{BlobRef, ListQuery, Meta, MetaError, UploadQuery};
 use futures::StreamExt;
-use object_store::path::Path;
 use object_store::ObjectStoreExt;
+use object_store::path::Path;
 
 use crate::blob::BLOB_PREFIX;
 use crate::error::{CacheError, Result};
@@ -46,7 +46,10 @@ impl FsckReport {
 }
 
 /// Every blob the namespace references, with one object naming each.
-async fn referenced(meta: &dyn Meta, report: &mut FsckReport) -> Result<Vec<(String, String, BlobRef)>> {
+async fn referenced(
+    meta: &dyn Meta,
+    report: &mut FsckReport,
+) -> Result<Vec<(String, String, BlobRef)>> {
     let mut out = Vec::new();
     for bucket in meta.list_buckets().await? {
         let mut start_after = None;
@@ -87,7 +90,10 @@ async fn referenced(meta: &dyn Meta, report: &mut FsckReport) -> Result<Vec<(Str
             )
             .await?;
         for upload in page.uploads {
-            let (parts, _) = match meta.list_parts(&bucket.name, &upload.key, &upload.id, 0, usize::MAX).await {
+            let (parts, _) = match meta
+                .list_parts(&bucket.name, &upload.key, &upload.id, 0, usize::MAX)
+                .await
+            {
                 Ok(found) => found,
                 Err(MetaError::NoSuchUpload { .. }) => continue,
                 Err(e) => return Err(e.into()),
@@ -108,7 +114,12 @@ async fn referenced(meta: &dyn Meta, report: &mut FsckReport) -> Result<Vec<(Str
 
 /// Checks the namespace against the stores. With `repair`, orphans older
 /// than `min_orphan_age` are queued for deletion.
-pub async fn fsck(meta: Arc<dyn Meta>, stores: &Stores, repair: bool, min_orphan_age: Duration) -> Result<FsckReport> {
+pub async fn fsck(
+    meta: Arc<dyn Meta>,
+    stores: &Stores,
+    repair: bool,
+    min_orphan_age: Duration,
+) -> Result<FsckReport> {
     let mut report = FsckReport::default();
     let started = std::time::SystemTime::now();
     let named = referenced(meta.as_ref(), &mut report).await?;
@@ -120,7 +131,9 @@ pub async fn fsck(meta: Arc<dyn Meta>, stores: &Stores, repair: bool, min_orphan
         let store = stores.get(&blob.store)?;
         match store.client.head(&Path::from(blob.blob.as_str())).await {
             Ok(_) => {}
-            Err(object_store::Error::NotFound { .. }) => report.missing.push(MissingBlob { bucket, key, blob }),
+            Err(object_store::Error::NotFound { .. }) => {
+                report.missing.push(MissingBlob { bucket, key, blob })
+            }
             Err(e) => return Err(CacheError::store(&blob.store, e)),
         }
     }

@@ -6,17 +6,17 @@
 
 use std::fmt;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::stream::BoxStream;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
 
 /// Counts of the reads that reached a store.
@@ -122,28 +122,40 @@ impl fmt::Display for InstrumentedStore {
 
 #[async_trait::async_trait]
 impl ObjectStore for InstrumentedStore {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
         self.delay().await;
         self.inner.put_opts(location, payload, opts).await
     }
 
-    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
         self.delay().await;
         self.inner.put_multipart_opts(location, opts).await
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
         let slot = match &self.limit {
-            Some(limit) => Some(limit.clone().acquire_owned().await.map_err(|e| object_store::Error::Generic {
-                store: "instrumented",
-                source: e.into(),
+            Some(limit) => Some(limit.clone().acquire_owned().await.map_err(|e| {
+                object_store::Error::Generic {
+                    store: "instrumented",
+                    source: e.into(),
+                }
             })?),
             None => None,
         };
         let in_flight = InFlight::start(&self.counters);
         self.delay().await;
         self.counters.get_requests.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(crate::metrics::STORE_REQUESTS, "store" => self.name.clone()).increment(1);
+        metrics::counter!(crate::metrics::STORE_REQUESTS, "store" => self.name.clone())
+            .increment(1);
         let result = self.inner.get_opts(location, options).await?;
         // A local file comes back as a handle: keep it, so `bytes()` reads
         // the whole range in one blocking call instead of the 8 KiB chunks
@@ -151,11 +163,16 @@ impl ObjectStore for InstrumentedStore {
         if matches!(result.payload, GetResultPayload::File(..)) && self.fail_after.is_none() {
             let len = result.range.end - result.range.start;
             self.counters.get_bytes.fetch_add(len, Ordering::Relaxed);
-            metrics::counter!(crate::metrics::STORE_BYTES_READ, "store" => self.name.clone()).increment(len);
+            metrics::counter!(crate::metrics::STORE_BYTES_READ, "store" => self.name.clone())
+                .increment(len);
             drop((slot, in_flight));
             return Ok(result);
         }
-        let (meta, range, attributes) = (result.meta.clone(), result.range.clone(), result.attributes.clone());
+        let (meta, range, attributes) = (
+            result.meta.clone(),
+            result.range.clone(),
+            result.attributes.clone(),
+        );
         let stream = result.into_stream();
         let counters = self.counters.clone();
         let store = self.name.clone();
@@ -171,8 +188,11 @@ impl ObjectStore for InstrumentedStore {
                     source: "injected read failure".into(),
                 });
             }
-            counters.get_bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            metrics::counter!(crate::metrics::STORE_BYTES_READ, "store" => store.clone()).increment(chunk.len() as u64);
+            counters
+                .get_bytes
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            metrics::counter!(crate::metrics::STORE_BYTES_READ, "store" => store.clone())
+                .increment(chunk.len() as u64);
             Ok(chunk)
         });
         Ok(GetResult {
@@ -196,7 +216,10 @@ impl ObjectStore for InstrumentedStore {
         Ok(out)
     }
 
-    fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
         self.inner.delete_stream(locations)
     }
 
@@ -218,8 +241,8 @@ impl ObjectStore for InstrumentedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use object_store::memory::InMemory;
     use object_store::ObjectStoreExt;
+    use object_store::memory::InMemory;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn reads_in_flight_never_exceed_the_cap() {
@@ -237,7 +260,15 @@ mod tests {
         let readers: Vec<_> = (0..16)
             .map(|_| {
                 let store = store.clone();
-                tokio::spawn(async move { store.get(&Path::from("k")).await.expect("get").bytes().await.expect("body") })
+                tokio::spawn(async move {
+                    store
+                        .get(&Path::from("k"))
+                        .await
+                        .expect("get")
+                        .bytes()
+                        .await
+                        .expect("body")
+                })
             })
             .collect();
         for reader in readers {

@@ -18,15 +18,46 @@ pub const READAHEAD_SKIPPED: &str = "ferry_readahead_blocks_skipped_total";
 pub fn describe() {
     metrics::describe_counter!(GC_DELETED, "Blobs the collector deleted from owned stores");
     metrics::describe_counter!(GC_FAILED, "Blob deletions that failed and were re-queued");
-    metrics::describe_counter!(STORE_BYTES_WRITTEN, metrics::Unit::Bytes, "Bytes written to data stores as new blobs");
-    metrics::describe_counter!(STORE_REQUESTS, "Read requests sent to a data store, by store");
-    metrics::describe_counter!(STORE_BYTES_READ, metrics::Unit::Bytes, "Bytes read from a data store, by store");
-    metrics::describe_counter!(CACHE_HITS, "Block reads served by a cache tier (tier=memory|disk)");
+    metrics::describe_counter!(
+        STORE_BYTES_WRITTEN,
+        metrics::Unit::Bytes,
+        "Bytes written to data stores as new blobs"
+    );
+    metrics::describe_counter!(
+        STORE_REQUESTS,
+        "Read requests sent to a data store, by store"
+    );
+    metrics::describe_counter!(
+        STORE_BYTES_READ,
+        metrics::Unit::Bytes,
+        "Bytes read from a data store, by store"
+    );
+    metrics::describe_counter!(
+        CACHE_HITS,
+        "Block reads served by a cache tier (tier=memory|disk)"
+    );
     metrics::describe_counter!(CACHE_MISSES, "Block reads that went to the data store");
-    metrics::describe_counter!(CACHE_BYTES_SERVED, metrics::Unit::Bytes, "Bytes of blocks served, by source (memory|disk|store)");
-    metrics::describe_counter!(CACHE_SINGLE_FLIGHT_JOINS, "Block misses that waited for another request's fetch instead of fetching");
+    metrics::describe_counter!(
+        CACHE_BYTES_SERVED,
+        metrics::Unit::Bytes,
+        "Bytes of blocks served, by source (memory|disk|store)"
+    );
+    metrics::describe_counter!(
+        CACHE_SINGLE_FLIGHT_JOINS,
+        "Block misses that waited for another request's fetch instead of fetching"
+    );
     metrics::describe_counter!(CACHE_ERRORS, "Cache tier failures answered as misses");
-    metrics::describe_counter!(READAHEAD_ISSUED, "Blocks prefetched because reads of a blob were sequential");
-    metrics::describe_counter!(READAHEAD_SKIPPED, "Prefetches skipped because the in-flight budget was spent");
-    metrics::describe_histogram!(BLOCK_FETCH_SECONDS, metrics::Unit::Seconds, "Time to obtain a block, by source (memory|disk|store)");
+    metrics::describe_counter!(
+        READAHEAD_ISSUED,
+        "Blocks prefetched because reads of a blob were sequential"
+    );
+    metrics::describe_counter!(
+        READAHEAD_SKIPPED,
+        "Prefetches skipped because the in-flight budget was spent"
+    );
+    metrics::describe_histogram!(
+        BLOCK_FETCH_SECONDS,
+        metrics::Unit::Seconds,
+        "Time to obtain a block, by source (memory|disk|store)"
+    );
 }

@@ -44,7 +44,9 @@ impl Readahead {
     /// Records a read of blocks `read` of the blob `key` (whose blocks end
     /// at `end`) and returns the blocks to prefetch, if any.
     pub(crate) fn on_read(&self, key: &str, read: Range<u64>, end: u64) -> Range<u64> {
-        let Ok(mut streams) = self.streams.lock() else { return 0..0 };
+        let Ok(mut streams) = self.streams.lock() else {
+            return 0..0;
+        };
         let now = Instant::now();
         if streams.len() >= MAX_TRACKED {
             streams.retain(|_, s| now.duration_since(s.touched) < IDLE);
@@ -66,7 +68,8 @@ impl Readahead {
         };
         // Near the frontier (parallel readers land a little before or
         // after it): sequential. Elsewhere: a new pattern, start small.
-        let sequential = read.start + self.max_window >= stream.next && read.start <= stream.next + self.max_window;
+        let sequential = read.start + self.max_window >= stream.next
+            && read.start <= stream.next + self.max_window;
         stream.touched = now;
         if !sequential {
             *stream = Stream {
@@ -106,7 +109,11 @@ mod tests {
     #[test]
     fn sequential_reads_grow_the_window_and_random_reads_reset_it() {
         let ra = Readahead::new(16);
-        assert_eq!(ra.on_read("b", 0..2, 1000), 0..0, "the first read only opens a stream");
+        assert_eq!(
+            ra.on_read("b", 0..2, 1000),
+            0..0,
+            "the first read only opens a stream"
+        );
         assert_eq!(ra.on_read("b", 2..4, 1000), 4..6);
         assert_eq!(ra.on_read("b", 4..6, 1000), 6..10);
         assert_eq!(ra.on_read("b", 6..8, 1000), 10..16);

@@ -59,7 +59,11 @@ pub fn slice_layout(layout: &Layout, range: Range<u64>) -> Layout {
 }
 
 /// Streams bytes `range` of the file described by `layout`.
-pub fn read_range(stores: &Stores, layout: &Layout, range: Range<u64>) -> Result<BoxStream<'static, Result<Bytes>>> {
+pub fn read_range(
+    stores: &Stores,
+    layout: &Layout,
+    range: Range<u64>,
+) -> Result<BoxStream<'static, Result<Bytes>>> {
     let size = layout.total_len();
     if range.start > range.end || range.end > size {
         return Err(CacheError::Range {
@@ -118,7 +122,9 @@ fn exact_len(
                 Some(Ok(chunk)) => {
                     let seen = seen + chunk.len() as u64;
                     if seen > expected {
-                        let err = CacheError::Body(format!("store {store:?} returned more bytes than asked"));
+                        let err = CacheError::Body(format!(
+                            "store {store:?} returned more bytes than asked"
+                        ));
                         return Some((Err(err), (body, seen, true)));
                     }
                     Some((Ok(chunk), (body, seen, false)))
@@ -157,7 +163,11 @@ mod tests {
     #[test]
     fn pieces_cover_exactly_the_range() {
         let layout = Layout {
-            segments: vec![segment("a", 0, 10), segment("b", 5, 10), segment("c", 0, 10)],
+            segments: vec![
+                segment("a", 0, 10),
+                segment("b", 5, 10),
+                segment("c", 0, 10),
+            ],
         };
         let got: Vec<(String, Range<u64>)> = pieces(&layout, &(8..22))
             .into_iter()

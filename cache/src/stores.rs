@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ferry_config::{StoreKind, StoreSpec};
+use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
-use object_store::ObjectStore;
 
 use crate::error::{CacheError, Result};
 use crate::instrumented::InstrumentedStore;
@@ -89,7 +89,9 @@ fn open_store(spec: &StoreSpec) -> Result<StoreHandle> {
                 .with_region(spec.region.as_deref().unwrap_or("us-east-1"))
                 .with_allow_http(spec.allow_http);
             if let (Some(key), Some(secret)) = (&spec.access_key_id, &spec.secret_access_key) {
-                builder = builder.with_access_key_id(key).with_secret_access_key(&secret.0);
+                builder = builder
+                    .with_access_key_id(key)
+                    .with_secret_access_key(&secret.0);
             }
             let s3 = builder.build().map_err(|e| config_err(e.to_string()))?;
             (Arc::new(s3), true)
@@ -106,12 +108,11 @@ fn open_store(spec: &StoreSpec) -> Result<StoreHandle> {
     } else {
         Arc::new(PrefixStore::new(client, spec.prefix.as_str()))
     };
-    let client: Arc<dyn ObjectStore> =
-        Arc::new(
-            InstrumentedStore::new(client, &spec.name)
-                .with_latency(Some(spec.simulated_latency))
-                .with_max_requests(spec.max_requests),
-        );
+    let client: Arc<dyn ObjectStore> = Arc::new(
+        InstrumentedStore::new(client, &spec.name)
+            .with_latency(Some(spec.simulated_latency))
+            .with_max_requests(spec.max_requests),
+    );
     Ok(StoreHandle {
         name: spec.name.clone(),
         spec: spec.clone(),

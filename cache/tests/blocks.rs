@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ferry_cache::{BlockCache, BlockCacheConfig, InstrumentedStore, StoreCounters, StoreHandle, Stores};
+use ferry_cache::{
+    BlockCache, BlockCacheConfig, InstrumentedStore, StoreCounters, StoreHandle, Stores,
+};
 use ferry_config::StoreSpec;
 use ferry_meta::{Layout, Segment};
 use futures::StreamExt;
@@ -17,8 +19,11 @@ use proptest::prelude::*;
 const MIB: u64 = 1 << 20;
 
 fn spec(root: &std::path::Path) -> StoreSpec {
-    let raw = ferry_config::RawConfig::from_toml(&format!("[stores.data]\nurl = \"file://{}\"\n", root.display()))
-        .expect("toml");
+    let raw = ferry_config::RawConfig::from_toml(&format!(
+        "[stores.data]\nurl = \"file://{}\"\n",
+        root.display()
+    ))
+    .expect("toml");
     let config = raw
         .build(&Default::default(), &ferry_config::Overrides::default())
         .expect("config");
@@ -44,7 +49,9 @@ fn counted_stores(root: &std::path::Path, fail_after: Option<u64>) -> (Stores, A
 }
 
 fn pattern(seed: u64, len: u64) -> Vec<u8> {
-    (0..len).map(|i| ((i * 7919 + seed * 31) % 251) as u8).collect()
+    (0..len)
+        .map(|i| ((i * 7919 + seed * 31) % 251) as u8)
+        .collect()
 }
 
 async fn write_blob(root: &std::path::Path, name: &str, body: &[u8]) {
@@ -67,8 +74,15 @@ fn config(dir: &std::path::Path, block_size: u64, memory: u64, disk: u64) -> Blo
     }
 }
 
-async fn read(cache: &Arc<BlockCache>, stores: &Stores, layout: &Layout, range: std::ops::Range<u64>) -> Result<Vec<u8>, String> {
-    let mut stream = cache.read_range(stores, layout, range).map_err(|e| e.to_string())?;
+async fn read(
+    cache: &Arc<BlockCache>,
+    stores: &Stores,
+    layout: &Layout,
+    range: std::ops::Range<u64>,
+) -> Result<Vec<u8>, String> {
+    let mut stream = cache
+        .read_range(stores, layout, range)
+        .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
         out.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
@@ -91,7 +105,11 @@ async fn three_segment_file(root: &std::path::Path) -> (Layout, Vec<u8>) {
         version: String::new(),
     };
     let layout = Layout {
-        segments: vec![seg("blobs/a", 100_000, 500_000), seg("blobs/b", 0, 300_001), seg("blobs/a", 5, 70_000)],
+        segments: vec![
+            seg("blobs/a", 100_000, 500_000),
+            seg("blobs/b", 0, 300_001),
+            seg("blobs/a", 5, 70_000),
+        ],
     };
     let mut expected = a[100_000..600_000].to_vec();
     expected.extend_from_slice(&b);
@@ -111,7 +129,11 @@ fn any_range_reads_the_same_bytes_as_the_source() {
     let (layout, expected, cache) = runtime.block_on(async {
         let (layout, expected) = three_segment_file(&dir.path().join("store")).await;
         // 64 KiB blocks so ranges cross many block and segment boundaries.
-        let cache = Arc::new(BlockCache::open(&config(dir.path(), 65_536, 64 * MIB, 0)).await.expect("cache"));
+        let cache = Arc::new(
+            BlockCache::open(&config(dir.path(), 65_536, 64 * MIB, 0))
+                .await
+                .expect("cache"),
+        );
         (layout, expected, cache)
     });
     let size = expected.len() as u64;
@@ -120,9 +142,16 @@ fn any_range_reads_the_same_bytes_as_the_source() {
         let got = runtime.block_on(read(&cache, &stores, &layout, start..end)).expect("read");
         prop_assert!(got == expected[start as usize..end as usize], "range {}..{}", start, end);
     });
-    let whole = runtime.block_on(read(&cache, &stores, &layout, 0..size)).expect("read");
+    let whole = runtime
+        .block_on(read(&cache, &stores, &layout, 0..size))
+        .expect("read");
     assert!(whole == expected);
-    assert!(runtime.block_on(read(&cache, &stores, &layout, 0..size + 1)).is_err(), "out of range");
+    assert!(
+        runtime
+            .block_on(read(&cache, &stores, &layout, 0..size + 1))
+            .is_err(),
+        "out of range"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,11 +171,21 @@ async fn a_herd_of_cold_readers_reads_each_block_from_the_store_once() {
             version: String::new(),
         }],
     };
-    let cache = Arc::new(BlockCache::open(&config(dir.path(), MIB, 256 * MIB, 0)).await.expect("cache"));
+    let cache = Arc::new(
+        BlockCache::open(&config(dir.path(), MIB, 256 * MIB, 0))
+            .await
+            .expect("cache"),
+    );
     let barrier = Arc::new(tokio::sync::Barrier::new(64));
     let mut readers = Vec::new();
     for _ in 0..64 {
-        let (cache, stores, layout, barrier, body) = (cache.clone(), stores.clone(), layout.clone(), barrier.clone(), body.clone());
+        let (cache, stores, layout, barrier, body) = (
+            cache.clone(),
+            stores.clone(),
+            layout.clone(),
+            barrier.clone(),
+            body.clone(),
+        );
         readers.push(tokio::spawn(async move {
             barrier.wait().await;
             let got = read(&cache, &stores, &layout, 0..size).await.expect("read");
@@ -168,7 +207,11 @@ async fn the_disk_tier_survives_a_restart() {
     let size = expected.len() as u64;
     {
         let (stores, counters) = counted_stores(&root, None);
-        let cache = Arc::new(BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 256 * MIB)).await.expect("cache"));
+        let cache = Arc::new(
+            BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 256 * MIB))
+                .await
+                .expect("cache"),
+        );
         assert!(cache.has_disk_tier());
         assert!(read(&cache, &stores, &layout, 0..size).await.expect("read") == expected);
         assert!(counters.gets() > 0);
@@ -176,17 +219,32 @@ async fn the_disk_tier_survives_a_restart() {
     }
     // After a restart every block is a hit: the store is not asked at all.
     let (stores, counters) = counted_stores(&root, None);
-    let cache = Arc::new(BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 256 * MIB)).await.expect("cache"));
+    let cache = Arc::new(
+        BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 256 * MIB))
+            .await
+            .expect("cache"),
+    );
     assert!(read(&cache, &stores, &layout, 0..size).await.expect("read") == expected);
-    assert_eq!(counters.gets(), 0, "blocks came from the recovered disk tier");
+    assert_eq!(
+        counters.gets(),
+        0,
+        "blocks came from the recovered disk tier"
+    );
 
     // A different block size never reuses those blocks.
     let (stores, counters) = counted_stores(&root, None);
     cache.close().await;
     drop(cache);
-    let cache = Arc::new(BlockCache::open(&config(dir.path(), 2 * MIB, 64 * MIB, 256 * MIB)).await.expect("cache"));
+    let cache = Arc::new(
+        BlockCache::open(&config(dir.path(), 2 * MIB, 64 * MIB, 256 * MIB))
+            .await
+            .expect("cache"),
+    );
     assert!(read(&cache, &stores, &layout, 0..size).await.expect("read") == expected);
-    assert!(counters.gets() > 0, "a changed block size is a miss, never wrong bytes");
+    assert!(
+        counters.gets() > 0,
+        "a changed block size is a miss, never wrong bytes"
+    );
 }
 
 #[tokio::test]
@@ -197,7 +255,11 @@ async fn a_broken_disk_directory_is_a_miss_not_a_failed_read() {
     // The cache folder is a regular file: the disk tier cannot open.
     std::fs::write(dir.path().join("cache"), b"not a directory").expect("block the path");
     let (stores, counters) = counted_stores(&root, None);
-    let cache = Arc::new(BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 256 * MIB)).await.expect("cache opens anyway"));
+    let cache = Arc::new(
+        BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 256 * MIB))
+            .await
+            .expect("cache opens anyway"),
+    );
     assert!(!cache.has_disk_tier());
     let size = expected.len() as u64;
     assert!(read(&cache, &stores, &layout, 0..size).await.expect("read") == expected);
@@ -210,8 +272,14 @@ async fn a_store_failing_mid_stream_fails_the_read() {
     let root = dir.path().join("store");
     let (layout, _) = three_segment_file(&root).await;
     let (stores, _) = counted_stores(&root, Some(100_000));
-    let cache = Arc::new(BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 0)).await.expect("cache"));
-    let err = read(&cache, &stores, &layout, 0..layout.total_len()).await.expect_err("must fail");
+    let cache = Arc::new(
+        BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 0))
+            .await
+            .expect("cache"),
+    );
+    let err = read(&cache, &stores, &layout, 0..layout.total_len())
+        .await
+        .expect_err("must fail");
     assert!(err.contains("injected") || err.contains("failed"), "{err}");
 }
 
@@ -221,7 +289,11 @@ async fn blocks_are_keyed_by_version() {
     let root = dir.path().join("store");
     write_blob(&root, "imported/model.bin", &pattern(4, 100_000)).await;
     let (stores, counters) = counted_stores(&root, None);
-    let cache = Arc::new(BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 0)).await.expect("cache"));
+    let cache = Arc::new(
+        BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 0))
+            .await
+            .expect("cache"),
+    );
     let layout = |version: &str| Layout {
         segments: vec![Segment {
             store: "data".into(),
@@ -231,12 +303,18 @@ async fn blocks_are_keyed_by_version() {
             version: version.into(),
         }],
     };
-    read(&cache, &stores, &layout("etag-1"), 0..100_000).await.expect("read");
-    read(&cache, &stores, &layout("etag-1"), 0..100_000).await.expect("read");
+    read(&cache, &stores, &layout("etag-1"), 0..100_000)
+        .await
+        .expect("read");
+    read(&cache, &stores, &layout("etag-1"), 0..100_000)
+        .await
+        .expect("read");
     assert_eq!(counters.gets(), 1);
     // The imported object changed: a new version is a new block.
     write_blob(&root, "imported/model.bin", &pattern(5, 100_000)).await;
-    let got = read(&cache, &stores, &layout("etag-2"), 0..100_000).await.expect("read");
+    let got = read(&cache, &stores, &layout("etag-2"), 0..100_000)
+        .await
+        .expect("read");
     assert_eq!(counters.gets(), 2);
     assert!(got == pattern(5, 100_000));
 }
@@ -260,18 +338,36 @@ async fn sequential_ranged_reads_prefetch_the_next_blocks() {
             version: String::new(),
         }],
     };
-    let cache = Arc::new(BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 0)).await.expect("cache"));
+    let cache = Arc::new(
+        BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 0))
+            .await
+            .expect("cache"),
+    );
     // Two ranged reads in a row, as a loader issues them.
     assert!(read(&cache, &stores, &layout, 0..MIB).await.expect("read") == body[..MIB as usize]);
-    assert!(read(&cache, &stores, &layout, MIB..2 * MIB).await.expect("read") == body[MIB as usize..2 * MIB as usize]);
+    assert!(
+        read(&cache, &stores, &layout, MIB..2 * MIB)
+            .await
+            .expect("read")
+            == body[MIB as usize..2 * MIB as usize]
+    );
     // The second read was sequential: blocks 2 and 3 are fetched ahead.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while counters.gets() < 4 {
-        assert!(std::time::Instant::now() < deadline, "no prefetch happened: {} reads", counters.gets());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no prefetch happened: {} reads",
+            counters.gets()
+        );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     // Reading them now costs the store nothing more.
     let before = counters.gets();
-    assert!(read(&cache, &stores, &layout, 2 * MIB..3 * MIB).await.expect("read") == body[2 * MIB as usize..3 * MIB as usize]);
+    assert!(
+        read(&cache, &stores, &layout, 2 * MIB..3 * MIB)
+            .await
+            .expect("read")
+            == body[2 * MIB as usize..3 * MIB as usize]
+    );
     assert_eq!(counters.gets() - before, 0, "block 2 came from the cache");
 }

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferry_cache::{read_range, BlobTags, BlobUpload, Collector, StoreHandle, Stores};
-use ferry_config::{RawConfig, Overrides, StoreSpec};
-use ferry_meta::{now_millis, BlobRef, EmbeddedMeta, Entry, Layout, Meta, Precondition, Segment};
+use ferry_cache::{BlobTags, BlobUpload, Collector, StoreHandle, Stores, read_range};
+use ferry_config::{Overrides, RawConfig, StoreSpec};
+use ferry_meta::{BlobRef, EmbeddedMeta, Entry, Layout, Meta, Precondition, Segment, now_millis};
 use futures::StreamExt;
-use object_store::path::Path;
 use object_store::ObjectStoreExt;
+use object_store::path::Path;
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -35,9 +35,15 @@ impl Volume {
                 },
             )
             .expect("config");
-        let meta: Arc<dyn Meta> = Arc::new(EmbeddedMeta::open(&dir.path().join("meta.redb")).expect("meta"));
+        let meta: Arc<dyn Meta> =
+            Arc::new(EmbeddedMeta::open(&dir.path().join("meta.redb")).expect("meta"));
         let stores = Stores::open(&config.stores).expect("stores");
-        let collector = Collector::new(meta.clone(), stores.clone(), Duration::from_secs(3600), Duration::from_secs(60));
+        let collector = Collector::new(
+            meta.clone(),
+            stores.clone(),
+            Duration::from_secs(3600),
+            Duration::from_secs(60),
+        );
         Volume {
             _dir: dir,
             meta,
@@ -63,7 +69,10 @@ impl Volume {
         };
         let mut upload = BlobUpload::begin(self.data(), &tags);
         for chunk in body.chunks(1 << 20) {
-            upload.write(Bytes::copy_from_slice(chunk)).await.expect("write");
+            upload
+                .write(Bytes::copy_from_slice(chunk))
+                .await
+                .expect("write");
         }
         upload.finish().await.expect("finish")
     }
@@ -85,7 +94,10 @@ impl Volume {
                 version: String::new(),
             }],
         };
-        self.meta.put("b", key, entry, layout, Precondition::None).await.expect("commit");
+        self.meta
+            .put("b", key, entry, layout, Precondition::None)
+            .await
+            .expect("commit");
     }
 
     async fn put(&self, key: &str, body: &[u8]) -> BlobRef {
@@ -95,7 +107,12 @@ impl Volume {
     }
 
     async fn exists(&self, blob: &BlobRef) -> bool {
-        match self.data().client.head(&Path::from(blob.blob.as_str())).await {
+        match self
+            .data()
+            .client
+            .head(&Path::from(blob.blob.as_str()))
+            .await
+        {
             Ok(_) => true,
             Err(object_store::Error::NotFound { .. }) => false,
             Err(e) => panic!("head failed: {e}"),
@@ -114,14 +131,19 @@ impl Volume {
 }
 
 fn pattern(seed: u8, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 #[tokio::test]
 async fn file_stores_are_built_with_fsync() {
     let volume = Volume::new();
     let debug = format!("{:?}", volume.data().client);
-    assert!(debug.contains("fsync: true"), "the local store must fsync before a PUT is acknowledged: {debug}");
+    assert!(
+        debug.contains("fsync: true"),
+        "the local store must fsync before a PUT is acknowledged: {debug}"
+    );
 }
 
 #[tokio::test]
@@ -143,13 +165,25 @@ async fn an_overwrite_does_not_disturb_a_slow_reader_of_the_old_version() {
     // The reader has looked the object up and read its first chunk...
     let (entry, layout) = volume.meta.get("b", "k").await.expect("get");
     let mut reader = read_range(&volume.stores, &layout, 0..entry.size).expect("read");
-    let mut got = reader.next().await.expect("first chunk").expect("ok").to_vec();
+    let mut got = reader
+        .next()
+        .await
+        .expect("first chunk")
+        .expect("ok")
+        .to_vec();
 
     // ...then the key is overwritten and the collector runs, now.
     let new = pattern(2, 1024 * 1024);
     let new_blob = volume.put("k", &new).await;
-    let stats = volume.collector().run_once(now_millis()).await.expect("collect");
-    assert_eq!(stats.deleted, 0, "inside the grace period nothing is deleted");
+    let stats = volume
+        .collector()
+        .run_once(now_millis())
+        .await
+        .expect("collect");
+    assert_eq!(
+        stats.deleted, 0,
+        "inside the grace period nothing is deleted"
+    );
     assert!(volume.exists(&old_blob).await);
 
     // The slow reader finishes with the old bytes, whole.
@@ -160,7 +194,11 @@ async fn an_overwrite_does_not_disturb_a_slow_reader_of_the_old_version() {
     assert!(volume.read("k").await == new);
 
     // Once the grace period has passed, the old blob goes, the new stays.
-    let stats = volume.collector().run_once(now_millis() + 2 * HOUR_MS).await.expect("collect");
+    let stats = volume
+        .collector()
+        .run_once(now_millis() + 2 * HOUR_MS)
+        .await
+        .expect("collect");
     assert_eq!(stats.deleted, 1);
     assert!(!volume.exists(&old_blob).await);
     assert!(volume.exists(&new_blob).await);
@@ -176,9 +214,16 @@ async fn the_collector_never_touches_a_written_but_uncommitted_blob() {
 
     let body = pattern(3, 100_000);
     let pending = volume.write_blob("k", &body).await;
-    let stats = volume.collector().run_once(now_millis() + 48 * HOUR_MS).await.expect("collect");
+    let stats = volume
+        .collector()
+        .run_once(now_millis() + 48 * HOUR_MS)
+        .await
+        .expect("collect");
     assert_eq!(stats.deleted, 1, "only the overwritten blob is collected");
-    assert!(volume.exists(&pending).await, "an uncommitted blob was deleted");
+    assert!(
+        volume.exists(&pending).await,
+        "an uncommitted blob was deleted"
+    );
 
     volume.commit("k", &pending, body.len() as u64).await;
     assert!(volume.read("k").await == body);
@@ -188,11 +233,29 @@ async fn the_collector_never_touches_a_written_but_uncommitted_blob() {
 async fn a_failed_upload_is_collected_after_the_grace_period() {
     let volume = Volume::new();
     let orphan = volume.write_blob("k", b"partial").await;
-    volume.meta.queue_uncommitted(std::slice::from_ref(&orphan)).await.expect("queue");
+    volume
+        .meta
+        .queue_uncommitted(std::slice::from_ref(&orphan))
+        .await
+        .expect("queue");
     let collector = volume.collector();
-    assert_eq!(collector.run_once(now_millis()).await.expect("collect").deleted, 0);
+    assert_eq!(
+        collector
+            .run_once(now_millis())
+            .await
+            .expect("collect")
+            .deleted,
+        0
+    );
     assert!(volume.exists(&orphan).await);
-    assert_eq!(collector.run_once(now_millis() + 2 * HOUR_MS).await.expect("collect").deleted, 1);
+    assert_eq!(
+        collector
+            .run_once(now_millis() + 2 * HOUR_MS)
+            .await
+            .expect("collect")
+            .deleted,
+        1
+    );
     assert!(!volume.exists(&orphan).await);
 }
 
@@ -217,14 +280,28 @@ async fn nothing_referenced_is_ever_deleted() {
                 id: uuid::Uuid::now_v7().to_string(),
                 ..entry
             };
-            volume.meta.put("b", "copy", shared, layout, Precondition::None).await.expect("share");
+            volume
+                .meta
+                .put("b", "copy", shared, layout, Precondition::None)
+                .await
+                .expect("share");
         }
-        volume.collector().run_once(now_millis() + 48 * HOUR_MS).await.expect("collect");
+        volume
+            .collector()
+            .run_once(now_millis() + 48 * HOUR_MS)
+            .await
+            .expect("collect");
 
         let mut referenced = BTreeMap::new();
         let page = volume
             .meta
-            .list("b", &ferry_meta::ListQuery { max: 1000, ..Default::default() })
+            .list(
+                "b",
+                &ferry_meta::ListQuery {
+                    max: 1000,
+                    ..Default::default()
+                },
+            )
             .await
             .expect("list");
         for (key, _) in page.entries {
@@ -236,9 +313,16 @@ async fn nothing_referenced_is_ever_deleted() {
         for blob in &written {
             let exists = volume.exists(blob).await;
             if let Some(key) = referenced.get(blob) {
-                assert!(exists, "round {round}: blob of {key} was deleted while referenced");
+                assert!(
+                    exists,
+                    "round {round}: blob of {key} was deleted while referenced"
+                );
             } else {
-                assert!(!exists, "round {round}: unreferenced blob {} survived a due pass", blob.blob);
+                assert!(
+                    !exists,
+                    "round {round}: unreferenced blob {} survived a due pass",
+                    blob.blob
+                );
             }
         }
     }
@@ -248,9 +332,26 @@ async fn nothing_referenced_is_ever_deleted() {
 async fn only_one_collector_holds_the_lease() {
     let volume = Volume::new();
     let first = volume.collector();
-    let second = Collector::new(volume.meta.clone(), volume.stores.clone(), Duration::from_secs(3600), Duration::from_secs(60));
-    assert!(!first.run_once(now_millis()).await.expect("first").lease_held_elsewhere);
-    assert!(second.run_once(now_millis()).await.expect("second").lease_held_elsewhere);
+    let second = Collector::new(
+        volume.meta.clone(),
+        volume.stores.clone(),
+        Duration::from_secs(3600),
+        Duration::from_secs(60),
+    );
+    assert!(
+        !first
+            .run_once(now_millis())
+            .await
+            .expect("first")
+            .lease_held_elsewhere
+    );
+    assert!(
+        second
+            .run_once(now_millis())
+            .await
+            .expect("second")
+            .lease_held_elsewhere
+    );
 }
 
 #[tokio::test]
@@ -277,17 +378,31 @@ async fn blobs_in_stores_the_volume_does_not_own_are_never_deleted() {
     let imported = stores.get("imported").expect("imported");
     imported
         .client
-        .put(&Path::from("model.bin"), Bytes::from_static(b"weights").into())
+        .put(
+            &Path::from("model.bin"),
+            Bytes::from_static(b"weights").into(),
+        )
         .await
         .expect("seed");
-    let meta: Arc<dyn Meta> = Arc::new(EmbeddedMeta::open(&dir.path().join("meta.redb")).expect("meta"));
+    let meta: Arc<dyn Meta> =
+        Arc::new(EmbeddedMeta::open(&dir.path().join("meta.redb")).expect("meta"));
     let blob = BlobRef {
         store: "imported".into(),
         blob: "model.bin".into(),
     };
-    meta.queue_uncommitted(std::slice::from_ref(&blob)).await.expect("queue");
-    let collector = Collector::new(meta, stores.clone(), Duration::from_secs(1), Duration::from_secs(60));
-    let stats = collector.run_once(now_millis() + HOUR_MS).await.expect("collect");
+    meta.queue_uncommitted(std::slice::from_ref(&blob))
+        .await
+        .expect("queue");
+    let collector = Collector::new(
+        meta,
+        stores.clone(),
+        Duration::from_secs(1),
+        Duration::from_secs(60),
+    );
+    let stats = collector
+        .run_once(now_millis() + HOUR_MS)
+        .await
+        .expect("collect");
     assert_eq!((stats.deleted, stats.not_owned), (0, 1));
     assert!(imported.client.head(&Path::from("model.bin")).await.is_ok());
 }
@@ -304,7 +419,11 @@ async fn stale_uploads_expire_and_their_parts_are_collected_but_completed_object
         template: Entry::default(),
         checksum_algorithm: None,
     };
-    volume.meta.create_upload("b", upload.clone()).await.expect("create upload");
+    volume
+        .meta
+        .create_upload("b", upload.clone())
+        .await
+        .expect("create upload");
     let part_blob = volume.write_blob("pending", b"part one").await;
     let part = ferry_meta::Part {
         number: 1,
@@ -320,10 +439,19 @@ async fn stale_uploads_expire_and_their_parts_are_collected_but_completed_object
         }],
         checksums: BTreeMap::new(),
     };
-    volume.meta.put_part("b", "pending", &upload.id, part).await.expect("part");
+    volume
+        .meta
+        .put_part("b", "pending", &upload.id, part)
+        .await
+        .expect("part");
 
-    let collector = Collector::new(volume.meta.clone(), volume.stores.clone(), Duration::from_secs(3600), Duration::from_secs(60))
-        .with_upload_expiry(Duration::from_secs(7 * 24 * 3600));
+    let collector = Collector::new(
+        volume.meta.clone(),
+        volume.stores.clone(),
+        Duration::from_secs(3600),
+        Duration::from_secs(60),
+    )
+    .with_upload_expiry(Duration::from_secs(7 * 24 * 3600));
     // Young: untouched.
     let stats = collector.run_once(now_millis()).await.expect("collect");
     assert_eq!(stats.uploads_expired, 0);
@@ -332,10 +460,22 @@ async fn stale_uploads_expire_and_their_parts_are_collected_but_completed_object
     let later = now_millis() + 8 * 24 * HOUR_MS;
     let stats = collector.run_once(later).await.expect("collect");
     assert_eq!(stats.uploads_expired, 1);
-    assert!(volume.meta.upload("b", "pending", &upload.id).await.is_err());
-    collector.run_once(later + 2 * HOUR_MS).await.expect("collect");
+    assert!(
+        volume
+            .meta
+            .upload("b", "pending", &upload.id)
+            .await
+            .is_err()
+    );
+    collector
+        .run_once(later + 2 * HOUR_MS)
+        .await
+        .expect("collect");
     assert!(!volume.exists(&part_blob).await);
-    assert!(volume.exists(&kept).await, "expiry never touches a completed object");
+    assert!(
+        volume.exists(&kept).await,
+        "expiry never touches a completed object"
+    );
     assert_eq!(volume.read("done").await, b"completed object");
 }
 
@@ -367,9 +507,14 @@ async fn fsck_finds_missing_and_orphaned_blobs_and_repair_never_deletes_referenc
 
     // A young unreferenced blob (an upload that may be about to commit) is
     // not called an orphan.
-    let young = ferry_cache::fsck(volume.meta.clone(), &volume.stores, false, Duration::from_secs(3600))
-        .await
-        .expect("fsck");
+    let young = ferry_cache::fsck(
+        volume.meta.clone(),
+        &volume.stores,
+        false,
+        Duration::from_secs(3600),
+    )
+    .await
+    .expect("fsck");
     assert!(young.orphans.is_empty());
     assert_eq!(young.young_unreferenced, 1);
 
@@ -382,11 +527,21 @@ async fn fsck_finds_missing_and_orphaned_blobs_and_repair_never_deletes_referenc
         .run_once(now_millis() + 2 * HOUR_MS)
         .await
         .expect("collect");
-    assert!(!volume.exists(&orphan).await, "the queued orphan is collected");
-    assert!(volume.exists(&healthy).await, "a referenced blob is never deleted");
+    assert!(
+        !volume.exists(&orphan).await,
+        "the queued orphan is collected"
+    );
+    assert!(
+        volume.exists(&healthy).await,
+        "a referenced blob is never deleted"
+    );
     let after = ferry_cache::fsck(volume.meta.clone(), &volume.stores, false, Duration::ZERO)
         .await
         .expect("fsck");
     assert!(after.orphans.is_empty());
-    assert_eq!(after.missing.len(), 1, "a missing blob is reported, not invented");
+    assert_eq!(
+        after.missing.len(),
+        1,
+        "a missing blob is reported, not invented"
+    );
 }

@@ -145,7 +145,11 @@ impl Credential {
 impl Config {
     /// Reads `path` (or starts from defaults when `None`), applies `env`
     /// (`FERRY_*` variables) over it, then `flags` over both, and validates.
-    pub fn load(path: Option<&Path>, env: &HashMap<String, String>, flags: &Overrides) -> Result<Config> {
+    pub fn load(
+        path: Option<&Path>,
+        env: &HashMap<String, String>,
+        flags: &Overrides,
+    ) -> Result<Config> {
         let raw = match path {
             Some(path) => RawConfig::from_file(path)?,
             None => RawConfig::default(),

@@ -10,7 +10,10 @@ use serde::Deserialize;
 
 use crate::error::{ConfigError, Result};
 use crate::store::StoreSpec;
-use crate::{CacheConfig, Config, Credential, GcConfig, MetaConfig, Overrides, ServerConfig, DEFAULT_DATA_STORE};
+use crate::{
+    CacheConfig, Config, Credential, DEFAULT_DATA_STORE, GcConfig, MetaConfig, Overrides,
+    ServerConfig,
+};
 
 /// A whole `ferry.toml`.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -213,7 +216,11 @@ impl RawConfig {
             self.server.region = Some(v.clone());
         }
         if let Some(v) = get("FERRY_DOMAIN") {
-            self.server.domains = v.split(',').map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).collect();
+            self.server.domains = v
+                .split(',')
+                .map(|d| d.trim().to_string())
+                .filter(|d| !d.is_empty())
+                .collect();
         }
         if let Some(v) = get("FERRY_META") {
             self.meta.engine = Some(v.clone());
@@ -254,14 +261,21 @@ impl RawConfig {
     fn validate(self) -> Result<Config> {
         let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("ferry-data"));
         let server = ServerConfig {
-            listen: parse_addr("server.listen", self.server.listen.as_deref(), "127.0.0.1:9000")?,
+            listen: parse_addr(
+                "server.listen",
+                self.server.listen.as_deref(),
+                "127.0.0.1:9000",
+            )?,
             admin_listen: parse_addr(
                 "server.admin_listen",
                 self.server.admin_listen.as_deref(),
                 "127.0.0.1:9001",
             )?,
             region: match self.server.region {
-                Some(r) if r.is_empty() || !r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => {
+                Some(r)
+                    if r.is_empty()
+                        || !r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') =>
+                {
                     return Err(ConfigError::invalid(
                         "server.region",
                         format!("{r:?} is not a region name (letters, digits and '-')"),
@@ -270,7 +284,10 @@ impl RawConfig {
                 Some(r) => r,
                 None => "us-east-1".to_string(),
             },
-            shutdown_grace: self.server.shutdown_grace.unwrap_or(Duration::from_secs(30)),
+            shutdown_grace: self
+                .server
+                .shutdown_grace
+                .unwrap_or(Duration::from_secs(30)),
             domains: self.server.domains.clone(),
             max_put_size: self.server.max_put_size.map_or(5 << 30, |s| s.as_u64()),
         };
@@ -289,7 +306,10 @@ impl RawConfig {
             }
         }
         if server.max_put_size == 0 {
-            return Err(ConfigError::invalid("server.max_put_size", "must be greater than 0"));
+            return Err(ConfigError::invalid(
+                "server.max_put_size",
+                "must be greater than 0",
+            ));
         }
 
         let meta = match self.meta.engine.as_deref() {
@@ -297,8 +317,13 @@ impl RawConfig {
                 path: self.meta.path.unwrap_or_else(|| data_dir.join("meta.redb")),
             },
             Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
-                let prefix = self.meta.redis_prefix.unwrap_or_else(|| "ferry".to_string());
-                if prefix.is_empty() || prefix.contains(|c: char| c.is_whitespace() || c == '{' || c == '}') {
+                let prefix = self
+                    .meta
+                    .redis_prefix
+                    .unwrap_or_else(|| "ferry".to_string());
+                if prefix.is_empty()
+                    || prefix.contains(|c: char| c.is_whitespace() || c == '{' || c == '}')
+                {
                     return Err(ConfigError::invalid(
                         "meta.redis_prefix",
                         format!("{prefix:?} must be non-empty, without spaces or braces"),
@@ -313,7 +338,9 @@ impl RawConfig {
             Some(other) => {
                 return Err(ConfigError::invalid(
                     "meta.engine",
-                    format!("{other:?} is not an engine: use \"embedded\" or a redis:// or rediss:// URL"),
+                    format!(
+                        "{other:?} is not an engine: use \"embedded\" or a redis:// or rediss:// URL"
+                    ),
                 ));
             }
         };
@@ -334,32 +361,49 @@ impl RawConfig {
                     format!("no store named {data_store:?} under [stores]"),
                 ));
             }
-            stores.insert(data_store.clone(), StoreSpec::local_default(&data_dir.join("blobs")));
+            stores.insert(
+                data_store.clone(),
+                StoreSpec::local_default(&data_dir.join("blobs")),
+            );
         }
         if stores.get(&data_store).is_some_and(|s| !s.owned) {
             return Err(ConfigError::invalid(
                 "volume.data_store",
-                format!("store {data_store:?} has owned = false; new blobs must go to a store the volume owns"),
+                format!(
+                    "store {data_store:?} has owned = false; new blobs must go to a store the volume owns"
+                ),
             ));
         }
 
         let gc = GcConfig {
-            grace: self.volume.gc_grace.unwrap_or(Duration::from_secs(24 * 3600)),
+            grace: self
+                .volume
+                .gc_grace
+                .unwrap_or(Duration::from_secs(24 * 3600)),
             interval: self.volume.gc_interval.unwrap_or(Duration::from_secs(60)),
             lease: self.volume.gc_lease.unwrap_or(Duration::from_secs(300)),
-            upload_expiry: self.volume.upload_expiry.unwrap_or(Duration::from_secs(7 * 24 * 3600)),
+            upload_expiry: self
+                .volume
+                .upload_expiry
+                .unwrap_or(Duration::from_secs(7 * 24 * 3600)),
             dump_interval: self.volume.dump_interval,
             dump_keep: self.volume.dump_keep.unwrap_or(7),
         };
         if gc.dump_keep == 0 {
-            return Err(ConfigError::invalid("volume.dump_keep", "must keep at least one dump"));
+            return Err(ConfigError::invalid(
+                "volume.dump_keep",
+                "must keep at least one dump",
+            ));
         }
         for (field, value) in [
             ("volume.gc_grace", gc.grace),
             ("volume.gc_interval", gc.interval),
             ("volume.gc_lease", gc.lease),
             ("volume.upload_expiry", gc.upload_expiry),
-            ("volume.dump_interval", gc.dump_interval.unwrap_or(Duration::from_secs(1))),
+            (
+                "volume.dump_interval",
+                gc.dump_interval.unwrap_or(Duration::from_secs(1)),
+            ),
         ] {
             if value.is_zero() {
                 return Err(ConfigError::invalid(field, "must be greater than 0"));
@@ -381,7 +425,12 @@ impl RawConfig {
                     "must be 3 to 128 characters of letters, digits, '-', '_' or '.'",
                 ));
             }
-            if raw.secret_key.len() < 8 || raw.secret_key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            if raw.secret_key.len() < 8
+                || raw
+                    .secret_key
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control())
+            {
                 return Err(ConfigError::invalid(
                     field("secret_key"),
                     "must be at least 8 characters without spaces",
@@ -411,11 +460,17 @@ impl RawConfig {
 
         let block_size = self.cache.block_size.map_or(4 << 20, |b| b.as_u64());
         if !((1 << 20)..=(64 << 20)).contains(&block_size) {
-            return Err(ConfigError::invalid("cache.block_size", "must be between 1MiB and 64MiB"));
+            return Err(ConfigError::invalid(
+                "cache.block_size",
+                "must be between 1MiB and 64MiB",
+            ));
         }
         let readahead = self.cache.readahead.map_or(64 << 20, |b| b.as_u64());
         if readahead > (1 << 30) {
-            return Err(ConfigError::invalid("cache.readahead", "must be at most 1GiB"));
+            return Err(ConfigError::invalid(
+                "cache.readahead",
+                "must be at most 1GiB",
+            ));
         }
         let cache = CacheConfig {
             memory: self.cache.memory.map(|b| b.as_u64()),

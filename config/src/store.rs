@@ -78,7 +78,11 @@ impl StoreSpec {
 
     pub(crate) fn from_raw(name: &str, raw: RawStore) -> Result<StoreSpec> {
         let field = |f: &str| format!("stores.{name}.{f}");
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+        {
             return Err(ConfigError::invalid(
                 format!("stores.{name}"),
                 "a store name is letters, digits, '-' and '_'",
@@ -87,7 +91,10 @@ impl StoreSpec {
         let (scheme, rest) = raw.url.split_once("://").ok_or_else(|| {
             ConfigError::invalid(
                 field("url"),
-                format!("{:?} has no scheme; use file://, memory://, s3://, gs:// or az://", raw.url),
+                format!(
+                    "{:?} has no scheme; use file://, memory://, s3://, gs:// or az://",
+                    raw.url
+                ),
             )
         })?;
         let (kind, prefix) = match scheme {
@@ -96,7 +103,10 @@ impl StoreSpec {
                 if !root.is_absolute() {
                     return Err(ConfigError::invalid(
                         field("url"),
-                        format!("{:?}: a file store needs an absolute path (file:///path)", raw.url),
+                        format!(
+                            "{:?}: a file store needs an absolute path (file:///path)",
+                            raw.url
+                        ),
                     ));
                 }
                 (StoreKind::File { root }, String::new())
@@ -121,7 +131,9 @@ impl StoreSpec {
             other => {
                 return Err(ConfigError::invalid(
                     field("url"),
-                    format!("unknown scheme {other:?}; use file://, memory://, s3://, gs:// or az://"),
+                    format!(
+                        "unknown scheme {other:?}; use file://, memory://, s3://, gs:// or az://"
+                    ),
                 ));
             }
         };
@@ -139,9 +151,11 @@ impl StoreSpec {
                 "access_key_id and secret_access_key are given together or not at all",
             ));
         }
-        let allow_http = raw
-            .allow_http
-            .unwrap_or_else(|| raw.endpoint.as_deref().is_some_and(|e| e.starts_with("http://")));
+        let allow_http = raw.allow_http.unwrap_or_else(|| {
+            raw.endpoint
+                .as_deref()
+                .is_some_and(|e| e.starts_with("http://"))
+        });
         Ok(StoreSpec {
             name: name.to_string(),
             url: raw.url,

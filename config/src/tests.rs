@@ -5,7 +5,9 @@ use std::time::Duration;
 use crate::{Config, ConfigError, MetaConfig, Overrides, RawConfig, StoreKind};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
 }
 
 fn build(toml: &str) -> Result<Config, ConfigError> {
@@ -45,12 +47,21 @@ fn empty_config_gives_the_zero_setup_defaults() {
 
 #[test]
 fn full_fixture_parses_every_section() {
-    let config = Config::load(Some(&fixture("full.toml")), &HashMap::new(), &Overrides::default())
-        .expect("fixture is valid");
+    let config = Config::load(
+        Some(&fixture("full.toml")),
+        &HashMap::new(),
+        &Overrides::default(),
+    )
+    .expect("fixture is valid");
     assert_eq!(config.server.region, "eu-west-1");
     assert_eq!(config.server.max_put_size, 1 << 30);
     let data = &config.stores["data"];
-    assert_eq!(data.kind, StoreKind::S3 { bucket: "models".into() });
+    assert_eq!(
+        data.kind,
+        StoreKind::S3 {
+            bucket: "models".into()
+        }
+    );
     assert_eq!(data.prefix, "ferry");
     assert!(data.allow_http, "an http:// endpoint implies allow_http");
     assert!(!config.stores["imported"].owned);
@@ -63,8 +74,12 @@ fn full_fixture_parses_every_section() {
 
 #[test]
 fn unknown_key_is_an_error_naming_the_key() {
-    let err = Config::load(Some(&fixture("unknown-key.toml")), &HashMap::new(), &Overrides::default())
-        .expect_err("unknown key must fail");
+    let err = Config::load(
+        Some(&fixture("unknown-key.toml")),
+        &HashMap::new(),
+        &Overrides::default(),
+    )
+    .expect_err("unknown key must fail");
     let text = err.to_string();
     assert!(text.contains("listne"), "{text}");
     assert!(text.contains("unknown-key.toml"), "{text}");
@@ -72,8 +87,12 @@ fn unknown_key_is_an_error_naming_the_key() {
 
 #[test]
 fn missing_file_is_a_read_error_naming_the_path() {
-    let err = Config::load(Some(Path::new("/nonexistent/ferry.toml")), &HashMap::new(), &Overrides::default())
-        .expect_err("missing file");
+    let err = Config::load(
+        Some(Path::new("/nonexistent/ferry.toml")),
+        &HashMap::new(),
+        &Overrides::default(),
+    )
+    .expect_err("missing file");
     assert!(matches!(err, ConfigError::Read { .. }));
     assert!(err.to_string().contains("/nonexistent/ferry.toml"));
 }
@@ -88,35 +107,76 @@ fn wrong_type_names_the_field() {
 
 #[test]
 fn bad_values_name_their_field() {
-    assert_eq!(invalid_field(build("[server]\nlisten = \"localhost\"\n")), "server.listen");
-    assert_eq!(invalid_field(build("[server]\nregion = \"eu west\"\n")), "server.region");
-    assert_eq!(invalid_field(build("[meta]\nengine = \"postgres://x\"\n")), "meta.engine");
-    assert_eq!(invalid_field(build("[server]\ndomains = [\"bad domain\"]\n")), "server.domains[0]");
-    assert_eq!(invalid_field(build("[stores.a]\nurl = \"ftp://x\"\n")), "stores.a.url");
-    assert_eq!(invalid_field(build("[stores.a]\nurl = \"file://relative\"\n")), "stores.a.url");
-    assert_eq!(invalid_field(build("[stores.a]\nurl = \"s3://\"\n")), "stores.a.url");
     assert_eq!(
-        invalid_field(build("[stores.a]\nurl = \"s3://b\"\nendpoint = \"localhost:9000\"\n")),
+        invalid_field(build("[server]\nlisten = \"localhost\"\n")),
+        "server.listen"
+    );
+    assert_eq!(
+        invalid_field(build("[server]\nregion = \"eu west\"\n")),
+        "server.region"
+    );
+    assert_eq!(
+        invalid_field(build("[meta]\nengine = \"postgres://x\"\n")),
+        "meta.engine"
+    );
+    assert_eq!(
+        invalid_field(build("[server]\ndomains = [\"bad domain\"]\n")),
+        "server.domains[0]"
+    );
+    assert_eq!(
+        invalid_field(build("[stores.a]\nurl = \"ftp://x\"\n")),
+        "stores.a.url"
+    );
+    assert_eq!(
+        invalid_field(build("[stores.a]\nurl = \"file://relative\"\n")),
+        "stores.a.url"
+    );
+    assert_eq!(
+        invalid_field(build("[stores.a]\nurl = \"s3://\"\n")),
+        "stores.a.url"
+    );
+    assert_eq!(
+        invalid_field(build(
+            "[stores.a]\nurl = \"s3://b\"\nendpoint = \"localhost:9000\"\n"
+        )),
         "stores.a.endpoint"
     );
     assert_eq!(
-        invalid_field(build("[stores.a]\nurl = \"s3://b\"\naccess_key_id = \"x\"\n")),
+        invalid_field(build(
+            "[stores.a]\nurl = \"s3://b\"\naccess_key_id = \"x\"\n"
+        )),
         "stores.a.secret_access_key"
     );
-    assert_eq!(invalid_field(build("[volume]\ndata_store = \"nope\"\n")), "volume.data_store");
+    assert_eq!(
+        invalid_field(build("[volume]\ndata_store = \"nope\"\n")),
+        "volume.data_store"
+    );
     assert_eq!(
         invalid_field(build("[stores.data]\nurl = \"s3://b\"\nowned = false\n")),
         "volume.data_store"
     );
-    assert_eq!(invalid_field(build("[volume]\ngc_grace = \"0s\"\n")), "volume.gc_grace");
-    assert_eq!(invalid_field(build("[cache]\nblock_size = \"512KiB\"\n")), "cache.block_size");
-    assert_eq!(invalid_field(build("[cache]\nblock_size = \"128MiB\"\n")), "cache.block_size");
     assert_eq!(
-        invalid_field(build("[[credentials]]\naccess_key = \"a\"\nsecret_key = \"long-enough\"\n")),
+        invalid_field(build("[volume]\ngc_grace = \"0s\"\n")),
+        "volume.gc_grace"
+    );
+    assert_eq!(
+        invalid_field(build("[cache]\nblock_size = \"512KiB\"\n")),
+        "cache.block_size"
+    );
+    assert_eq!(
+        invalid_field(build("[cache]\nblock_size = \"128MiB\"\n")),
+        "cache.block_size"
+    );
+    assert_eq!(
+        invalid_field(build(
+            "[[credentials]]\naccess_key = \"a\"\nsecret_key = \"long-enough\"\n"
+        )),
         "credentials[0].access_key"
     );
     assert_eq!(
-        invalid_field(build("[[credentials]]\naccess_key = \"abc\"\nsecret_key = \"short\"\n")),
+        invalid_field(build(
+            "[[credentials]]\naccess_key = \"abc\"\nsecret_key = \"short\"\n"
+        )),
         "credentials[0].secret_key"
     );
     assert_eq!(
@@ -136,7 +196,9 @@ fn bad_values_name_their_field() {
 
 #[test]
 fn environment_overrides_file_and_flags_override_environment() {
-    let raw = RawConfig::from_toml("[server]\nlisten = \"127.0.0.1:1000\"\nregion = \"eu-west-1\"\n").expect("parse");
+    let raw =
+        RawConfig::from_toml("[server]\nlisten = \"127.0.0.1:1000\"\nregion = \"eu-west-1\"\n")
+            .expect("parse");
     let env: HashMap<String, String> = [
         ("FERRY_LISTEN", "127.0.0.1:2000"),
         ("FERRY_REGION", "ap-south-1"),
@@ -153,7 +215,11 @@ fn environment_overrides_file_and_flags_override_environment() {
         ..Overrides::default()
     };
     let config = raw.clone().build(&env, &flags).expect("valid");
-    assert_eq!(config.server.listen.to_string(), "127.0.0.1:3000", "flag wins");
+    assert_eq!(
+        config.server.listen.to_string(),
+        "127.0.0.1:3000",
+        "flag wins"
+    );
     assert_eq!(config.server.region, "ap-south-1", "env wins over file");
     assert_eq!(
         config.meta,
@@ -167,7 +233,11 @@ fn environment_overrides_file_and_flags_override_environment() {
     assert_eq!(config.credentials[0].access_key, "envkey");
 
     let config = raw.build(&env, &Overrides::default()).expect("valid");
-    assert_eq!(config.server.listen.to_string(), "127.0.0.1:2000", "env wins without flag");
+    assert_eq!(
+        config.server.listen.to_string(),
+        "127.0.0.1:2000",
+        "env wins without flag"
+    );
 }
 
 #[test]
@@ -176,7 +246,10 @@ fn half_a_credential_pair_in_the_environment_is_refused() {
     let err = RawConfig::default()
         .build(&env, &Overrides::default())
         .expect_err("secret missing");
-    assert!(matches!(err, ConfigError::Env { ref var, .. } if var == "FERRY_SECRET_KEY"), "{err}");
+    assert!(
+        matches!(err, ConfigError::Env { ref var, .. } if var == "FERRY_SECRET_KEY"),
+        "{err}"
+    );
     let env: HashMap<String, String> = [("FERRY_GC_GRACE".to_string(), "soon".to_string())].into();
     let err = RawConfig::default()
         .build(&env, &Overrides::default())
@@ -186,7 +259,12 @@ fn half_a_credential_pair_in_the_environment_is_refused() {
 
 #[test]
 fn secrets_do_not_show_in_debug_output() {
-    let config = Config::load(Some(&fixture("full.toml")), &HashMap::new(), &Overrides::default()).expect("valid");
+    let config = Config::load(
+        Some(&fixture("full.toml")),
+        &HashMap::new(),
+        &Overrides::default(),
+    )
+    .expect("valid");
     let text = format!("{config:?}");
     assert!(!text.contains("admin-secret"), "{text}");
     assert!(!text.contains("\"SK\""), "{text}");

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::Router;
 use ferry_meta::Meta;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -26,13 +26,19 @@ pub fn app(state: AdminState) -> Router {
 async fn health(State(state): State<AdminState>) -> (StatusCode, String) {
     match state.meta.last_seq().await {
         Ok(_) => (StatusCode::OK, "ok\n".to_string()),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("metadata unavailable: {e}\n")),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("metadata unavailable: {e}\n"),
+        ),
     }
 }
 
 async fn render_metrics(State(state): State<AdminState>) -> (StatusCode, String) {
     match &state.metrics {
         Some(handle) => (StatusCode::OK, handle.render()),
-        None => (StatusCode::NOT_FOUND, "metrics recorder not installed\n".to_string()),
+        None => (
+            StatusCode::NOT_FOUND,
+            "metrics recorder not installed\n".to_string(),
+        ),
     }
 }

@@ -8,7 +8,7 @@ use ferry_config::Credential;
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::path::S3Path;
-use s3s::{s3_error, S3Result};
+use s3s::{S3Result, s3_error};
 
 /// The credentials a gateway accepts, by access key, and the region
 /// signatures must be scoped to.
@@ -72,16 +72,25 @@ pub(crate) fn is_read_operation(name: &str) -> bool {
 /// The region of a SigV4 credential scope (`AK/date/region/s3/aws4_request`),
 /// from the Authorization header or a presigned URL's X-Amz-Credential.
 fn signed_region(headers: &http::HeaderMap, uri: &http::Uri) -> Option<String> {
-    let scope = if let Some(auth) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    let scope = if let Some(auth) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         let rest = auth.strip_prefix("AWS4-HMAC-SHA256")?;
         let at = rest.find("Credential=")?;
-        rest[at + "Credential=".len()..].split([',', ' ']).next()?.to_string()
+        rest[at + "Credential=".len()..]
+            .split([',', ' '])
+            .next()?
+            .to_string()
     } else {
         let query = uri.query()?;
         let raw = query
             .split('&')
             .find_map(|pair| pair.strip_prefix("X-Amz-Credential="))?;
-        percent_encoding::percent_decode_str(raw).decode_utf8().ok()?.into_owned()
+        percent_encoding::percent_decode_str(raw)
+            .decode_utf8()
+            .ok()?
+            .into_owned()
     };
     scope.split('/').nth(2).map(str::to_string)
 }
@@ -92,7 +101,10 @@ impl S3Access for Keyring {
         let operation = cx.s3_op().name().to_string();
         crate::http::note_operation(&operation);
         let Some(credentials) = cx.credentials() else {
-            return Err(s3_error!(AccessDenied, "Anonymous access is not allowed; sign the request"));
+            return Err(s3_error!(
+                AccessDenied,
+                "Anonymous access is not allowed; sign the request"
+            ));
         };
         let Some(credential) = self.get(&credentials.access_key) else {
             return Err(s3_error!(InvalidAccessKeyId));
@@ -113,7 +125,10 @@ impl S3Access for Keyring {
         if let Some(bucket) = bucket
             && !credential.allows_bucket(bucket)
         {
-            return Err(s3_error!(AccessDenied, "This key may not access bucket {bucket}"));
+            return Err(s3_error!(
+                AccessDenied,
+                "This key may not access bucket {bucket}"
+            ));
         }
         if credential.read_only && !is_read_operation(&operation) {
             return Err(s3_error!(AccessDenied, "This key is read-only"));
@@ -140,7 +155,10 @@ mod tests {
         let presigned: http::Uri = "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AK%2F20261129%2Fus-east-1%2Fs3%2Faws4_request"
             .parse()
             .expect("uri");
-        assert_eq!(signed_region(&http::HeaderMap::new(), &presigned).as_deref(), Some("us-east-1"));
+        assert_eq!(
+            signed_region(&http::HeaderMap::new(), &presigned).as_deref(),
+            Some("us-east-1")
+        );
         assert_eq!(signed_region(&http::HeaderMap::new(), &uri), None);
     }
 }

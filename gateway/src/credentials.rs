@@ -35,7 +35,10 @@ pub fn load_or_generate(data_dir: &Path) -> Result<(Credential, Origin), String>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut rng = rand::rng();
             let stored = Stored {
-                access_key: format!("FERRY{}", Alphanumeric.sample_string(&mut rng, 15).to_uppercase()),
+                access_key: format!(
+                    "FERRY{}",
+                    Alphanumeric.sample_string(&mut rng, 15).to_uppercase()
+                ),
                 secret_key: Alphanumeric.sample_string(&mut rng, 40),
             };
             write_private(&path, &toml::to_string(&stored).map_err(|e| e.to_string())?)
@@ -89,7 +92,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(FILE_NAME)).expect("stat").permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(FILE_NAME))
+                .expect("stat")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

@@ -17,9 +17,10 @@ pub(crate) trait IntoS3Error {
 impl IntoS3Error for MetaError {
     fn into_s3(self) -> S3Error {
         match self {
-            MetaError::NoSuchBucket { bucket } => {
-                S3Error::with_message(S3ErrorCode::NoSuchBucket, format!("The bucket {bucket} does not exist"))
-            }
+            MetaError::NoSuchBucket { bucket } => S3Error::with_message(
+                S3ErrorCode::NoSuchBucket,
+                format!("The bucket {bucket} does not exist"),
+            ),
             MetaError::BucketExists { bucket } => S3Error::with_message(
                 S3ErrorCode::BucketAlreadyOwnedByYou,
                 format!("The bucket {bucket} already exists and is yours"),
@@ -70,9 +71,9 @@ impl IntoS3Error for CacheError {
                     "The data store is unavailable; retry the request",
                 )
             }
-            e @ (CacheError::UnknownStore(_) | CacheError::StoreConfig { .. } | CacheError::MissingBlob { .. }) => {
-                internal(e)
-            }
+            e @ (CacheError::UnknownStore(_)
+            | CacheError::StoreConfig { .. }
+            | CacheError::MissingBlob { .. }) => internal(e),
         }
     }
 }
@@ -80,7 +81,10 @@ impl IntoS3Error for CacheError {
 /// An error the client cannot act on: logged in full, answered generically.
 pub(crate) fn internal(cause: impl std::fmt::Display) -> S3Error {
     tracing::error!(%cause, "internal error");
-    S3Error::with_message(S3ErrorCode::InternalError, "We encountered an internal error. Please try again.")
+    S3Error::with_message(
+        S3ErrorCode::InternalError,
+        "We encountered an internal error. Please try again.",
+    )
 }
 
 /// `result.s3()?` in handlers.
@@ -101,9 +105,18 @@ mod tests {
     #[test]
     fn meta_errors_map_to_their_s3_codes() {
         let cases = [
-            (MetaError::NoSuchBucket { bucket: "b".into() }, S3ErrorCode::NoSuchBucket),
-            (MetaError::BucketExists { bucket: "b".into() }, S3ErrorCode::BucketAlreadyOwnedByYou),
-            (MetaError::BucketNotEmpty { bucket: "b".into() }, S3ErrorCode::BucketNotEmpty),
+            (
+                MetaError::NoSuchBucket { bucket: "b".into() },
+                S3ErrorCode::NoSuchBucket,
+            ),
+            (
+                MetaError::BucketExists { bucket: "b".into() },
+                S3ErrorCode::BucketAlreadyOwnedByYou,
+            ),
+            (
+                MetaError::BucketNotEmpty { bucket: "b".into() },
+                S3ErrorCode::BucketNotEmpty,
+            ),
             (
                 MetaError::NoSuchKey {
                     bucket: "b".into(),
@@ -118,8 +131,14 @@ mod tests {
                 },
                 S3ErrorCode::PreconditionFailed,
             ),
-            (MetaError::Unavailable("down".into()), S3ErrorCode::ServiceUnavailable),
-            (MetaError::Internal("corrupt".into()), S3ErrorCode::InternalError),
+            (
+                MetaError::Unavailable("down".into()),
+                S3ErrorCode::ServiceUnavailable,
+            ),
+            (
+                MetaError::Internal("corrupt".into()),
+                S3ErrorCode::InternalError,
+            ),
         ];
         for (error, code) in cases {
             assert_eq!(error.into_s3().code(), &code);
@@ -128,7 +147,8 @@ mod tests {
 
     #[test]
     fn internal_detail_never_reaches_the_client() {
-        let err = MetaError::Internal("redb: page 7 checksum mismatch at /secret/path".into()).into_s3();
+        let err =
+            MetaError::Internal("redb: page 7 checksum mismatch at /secret/path".into()).into_s3();
         assert!(!err.message().unwrap_or_default().contains("/secret/path"));
         let err = CacheError::MissingBlob {
             store: "data".into(),

@@ -2,8 +2,8 @@
 //! Host header. Any other host (an IP, `localhost`, the bare domain) is
 //! path style, so both styles work side by side.
 
-use s3s::host::{S3Host, VirtualHost};
 use s3s::S3Result;
+use s3s::host::{S3Host, VirtualHost};
 
 #[derive(Debug, Clone)]
 pub struct VirtualHosts {
@@ -31,7 +31,9 @@ impl VirtualHosts {
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         // [v6]:port
-        return host.split_once(']').map_or(host, |(h, _)| &host[..=h.len()]);
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| &host[..=h.len()]);
     }
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
@@ -54,8 +56,14 @@ mod tests {
     fn buckets_come_from_subdomains_of_the_configured_domains() {
         let hosts = VirtualHosts::new(&["s3.example.com".to_string(), "localhost".to_string()]);
         assert_eq!(hosts.bucket_of("models.s3.example.com"), Some("models"));
-        assert_eq!(hosts.bucket_of("models.s3.example.com:9000"), Some("models"));
-        assert_eq!(hosts.bucket_of("my.dotted.bucket.localhost:9000"), Some("my.dotted.bucket"));
+        assert_eq!(
+            hosts.bucket_of("models.s3.example.com:9000"),
+            Some("models")
+        );
+        assert_eq!(
+            hosts.bucket_of("my.dotted.bucket.localhost:9000"),
+            Some("my.dotted.bucket")
+        );
         assert_eq!(hosts.bucket_of("s3.example.com"), None);
         assert_eq!(hosts.bucket_of("127.0.0.1:9000"), None);
         assert_eq!(hosts.bucket_of("evil-s3.example.com"), None);

@@ -43,7 +43,9 @@ pub struct Instrumented {
 
 impl Instrumented {
     pub fn new(inner: S3Service) -> Instrumented {
-        Instrumented { inner: Arc::new(inner) }
+        Instrumented {
+            inner: Arc::new(inner),
+        }
     }
 }
 
@@ -78,9 +80,10 @@ impl hyper::service::Service<http::Request<Incoming>> for Instrumented {
                     if response.status().is_client_error() || response.status().is_server_error() {
                         add_request_id_to_error(&mut response, &request_id);
                         if close_on_error {
-                            response
-                                .headers_mut()
-                                .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                            response.headers_mut().insert(
+                                http::header::CONNECTION,
+                                http::HeaderValue::from_static("close"),
+                            );
                         }
                     }
                     let status = response.status().as_u16();
@@ -119,8 +122,12 @@ fn has_body(request: &http::Request<Incoming>) -> bool {
 /// S3 error bodies carry the request id too; s3s only knows it for errors
 /// Ferry raised itself, so it is added here for all of them.
 fn add_request_id_to_error(response: &mut HttpResponse, request_id: &str) {
-    let Some(body) = response.body().bytes() else { return };
-    let Ok(text) = std::str::from_utf8(&body) else { return };
+    let Some(body) = response.body().bytes() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return;
+    };
     if !text.ends_with("</Error>") || text.contains("<RequestId>") {
         return;
     }
@@ -129,7 +136,9 @@ fn add_request_id_to_error(response: &mut HttpResponse, request_id: &str) {
         &text[..text.len() - "</Error>".len()]
     );
     if let Ok(length) = http::HeaderValue::from_str(&patched.len().to_string()) {
-        response.headers_mut().insert(http::header::CONTENT_LENGTH, length);
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_LENGTH, length);
     }
     *response.body_mut() = s3s::Body::from(patched);
 }

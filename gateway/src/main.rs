@@ -1,8 +1,8 @@
 //! The `ferry` binary.
 
 mod admin;
-mod bench;
 mod auth;
+mod bench;
 mod cli;
 mod credentials;
 mod error;
@@ -41,14 +41,19 @@ fn init_logging(json: bool) {
 
 /// The only place that reads the process environment.
 fn environment() -> HashMap<String, String> {
-    std::env::vars().filter(|(k, _)| k.starts_with("FERRY_")).collect()
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("FERRY_"))
+        .collect()
 }
 
 /// Runs a one-shot tool: exit 0 when it succeeds with a clean result, 1 when
 /// it finds problems, 2 when it cannot run.
 fn run_tool(work: impl std::future::Future<Output = Result<bool, String>>) -> ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -75,8 +80,14 @@ fn main() -> ExitCode {
                     println!("  s3 listen:   {}", config.server.listen);
                     println!("  admin:       {}", config.server.admin_listen);
                     println!("  metadata:    {:?}", config.meta);
-                    println!("  data store:  {} ({})", config.data_store, config.stores[&config.data_store].url);
-                    println!("  stores:      {}", config.stores.keys().cloned().collect::<Vec<_>>().join(", "));
+                    println!(
+                        "  data store:  {} ({})",
+                        config.data_store, config.stores[&config.data_store].url
+                    );
+                    println!(
+                        "  stores:      {}",
+                        config.stores.keys().cloned().collect::<Vec<_>>().join(", ")
+                    );
                     println!("  credentials: {}", config.credentials.len());
                     ExitCode::SUCCESS
                 }
@@ -91,7 +102,9 @@ fn main() -> ExitCode {
             let env = environment();
             run_tool(async move {
                 match command {
-                    MetaCommand::Dump { volume, output } => tools::dump(&volume, output.as_deref(), &env).await,
+                    MetaCommand::Dump { volume, output } => {
+                        tools::dump(&volume, output.as_deref(), &env).await
+                    }
                     MetaCommand::Load { volume, file } => tools::load(&volume, &file, &env).await,
                 }
                 .map(|()| true)
@@ -107,7 +120,11 @@ fn main() -> ExitCode {
                         bench::populate(meta, &args).await
                     }
                     BenchCommand::List { endpoint, walk } => bench::list(&endpoint, walk).await,
-                    BenchCommand::Latency { endpoint, size, count } => bench::latency(&endpoint, size, count).await,
+                    BenchCommand::Latency {
+                        endpoint,
+                        size,
+                        count,
+                    } => bench::latency(&endpoint, size, count).await,
                     BenchCommand::Put {
                         endpoint,
                         size,
@@ -141,7 +158,10 @@ fn main() -> ExitCode {
             };
             // TLS to cloud stores goes through rustls; pick its provider once.
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(runtime) => runtime,
                 Err(e) => {
                     eprintln!("error: cannot start the runtime: {e}");

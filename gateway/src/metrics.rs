@@ -15,22 +15,36 @@ pub fn install() -> Result<PrometheusHandle, String> {
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Full(REQUEST_SECONDS.to_string()),
             &[
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                30.0, 60.0,
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
             ],
         )
         .map_err(|e| e.to_string())?
         .install_recorder()
         .map_err(|e| e.to_string())?;
-    metrics::describe_counter!(REQUESTS, "S3 requests by operation and HTTP status (0: connection aborted)");
-    metrics::describe_histogram!(REQUEST_SECONDS, metrics::Unit::Seconds, "S3 request latency by operation and status, to the response head");
-    metrics::describe_counter!(PUT_BYTES, metrics::Unit::Bytes, "Object bytes received by PutObject");
+    metrics::describe_counter!(
+        REQUESTS,
+        "S3 requests by operation and HTTP status (0: connection aborted)"
+    );
+    metrics::describe_histogram!(
+        REQUEST_SECONDS,
+        metrics::Unit::Seconds,
+        "S3 request latency by operation and status, to the response head"
+    );
+    metrics::describe_counter!(
+        PUT_BYTES,
+        metrics::Unit::Bytes,
+        "Object bytes received by PutObject"
+    );
     ferry_cache::metrics::describe();
     Ok(handle)
 }
 
 pub fn record_request(operation: &str, status: u16, elapsed: Duration) {
-    let labels = [("operation", operation.to_string()), ("status", status.to_string())];
+    let labels = [
+        ("operation", operation.to_string()),
+        ("status", status.to_string()),
+    ];
     metrics::counter!(REQUESTS, &labels).increment(1);
     metrics::histogram!(REQUEST_SECONDS, &labels).record(elapsed.as_secs_f64());
 }

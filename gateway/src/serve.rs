@@ -30,7 +30,7 @@ async fn bind(what: &str, addr: std::net::SocketAddr) -> Result<TcpListener, Str
 fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
+        use tokio::signal::unix::{SignalKind, signal};
         let term = signal(SignalKind::terminate());
         let int = signal(SignalKind::interrupt());
         async move {
@@ -42,7 +42,11 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
                     }
                 }
                 (term, int) => {
-                    tracing::warn!(term_ok = term.is_ok(), int_ok = int.is_ok(), "cannot watch signals; falling back to Ctrl-C");
+                    tracing::warn!(
+                        term_ok = term.is_ok(),
+                        int_ok = int.is_ok(),
+                        "cannot watch signals; falling back to Ctrl-C"
+                    );
                     let _ = tokio::signal::ctrl_c().await;
                 }
             }
@@ -58,12 +62,14 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 
 /// A quarter of the machine's memory, at most 8 GiB (1 GiB if unknown).
 fn default_memory_tier() -> u64 {
-    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
-        text.lines()
-            .find_map(|l| l.strip_prefix("MemTotal:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map(|kib| kib * 1024)
-    });
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .map(|kib| kib * 1024)
+        });
     total.map_or(1 << 30, |bytes| (bytes / 4).min(8 << 30))
 }
 
@@ -104,7 +110,9 @@ pub async fn run(mut config: Config) -> Result<(), String> {
             None
         }
     };
-    let meta = ferry_meta::open(&config.meta).await.map_err(|e| e.to_string())?;
+    let meta = ferry_meta::open(&config.meta)
+        .await
+        .map_err(|e| e.to_string())?;
     let stores = Stores::open(&config.stores).map_err(|e| e.to_string())?;
 
     let mut banner = None;
@@ -112,7 +120,9 @@ pub async fn run(mut config: Config) -> Result<(), String> {
         let (credential, origin) = credentials::load_or_generate(&config.data_dir)?;
         match origin {
             Origin::Generated(path) => banner = Some((credential.clone(), path)),
-            Origin::Loaded(path) => tracing::info!(access_key = %credential.access_key, file = %path.display(), "using generated credentials"),
+            Origin::Loaded(path) => {
+                tracing::info!(access_key = %credential.access_key, file = %path.display(), "using generated credentials")
+            }
         }
         config.credentials.push(credential);
     }
@@ -145,18 +155,33 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     let mut tasks = tokio::task::JoinSet::new();
 
     if let Some(interval) = config.gc.dump_interval {
-        let store = stores.get(&config.data_store).map_err(|e| e.to_string())?.clone();
+        let store = stores
+            .get(&config.data_store)
+            .map_err(|e| e.to_string())?
+            .clone();
         let dump_stop = stop.clone();
         let (meta, scratch, keep) = (meta.clone(), config.data_dir.clone(), config.gc.dump_keep);
         tasks.spawn(async move {
-            ferry_cache::run_scheduled_dumps(meta, store, scratch, interval, keep, dump_stop.cancelled_owned()).await;
+            ferry_cache::run_scheduled_dumps(
+                meta,
+                store,
+                scratch,
+                interval,
+                keep,
+                dump_stop.cancelled_owned(),
+            )
+            .await;
         });
     }
-    let collector =
-        Collector::new(meta.clone(), stores, config.gc.grace, config.gc.lease).with_upload_expiry(config.gc.upload_expiry);
+    let collector = Collector::new(meta.clone(), stores, config.gc.grace, config.gc.lease)
+        .with_upload_expiry(config.gc.upload_expiry);
     let interval = config.gc.interval;
     let collector_stop = stop.clone();
-    tasks.spawn(async move { collector.run(interval, collector_stop.cancelled_owned()).await });
+    tasks.spawn(async move {
+        collector
+            .run(interval, collector_stop.cancelled_owned())
+            .await
+    });
 
     let admin_app = admin::app(AdminState {
         meta: meta.clone(),
@@ -187,7 +212,10 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     let shutdown = shutdown_signal();
     let endpoint = format!("http://{s3_addr}");
     if let Some((credential, path)) = banner {
-        println!("Generated credentials, kept in {} (mode 0600):", path.display());
+        println!(
+            "Generated credentials, kept in {} (mode 0600):",
+            path.display()
+        );
         println!("  access key: {}", credential.access_key);
         println!("  secret key: {}", credential.secret_key);
         println!("Try:");

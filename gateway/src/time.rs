@@ -6,7 +6,9 @@ use time::OffsetDateTime;
 
 pub fn timestamp(millis: UnixMillis) -> Timestamp {
     let nanos = i128::from(millis) * 1_000_000;
-    Timestamp::from(OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH))
+    Timestamp::from(
+        OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+    )
 }
 
 /// Whole seconds: HTTP dates carry no more, so comparisons against
@@ -18,7 +20,8 @@ pub fn unix_seconds(ts: &Timestamp) -> i64 {
 /// Formats for storing the `Expires` header as the client gave it.
 pub fn http_date(ts: &Timestamp) -> Option<String> {
     let mut out = Vec::new();
-    ts.format(s3s::dto::TimestampFormat::HttpDate, &mut out).ok()?;
+    ts.format(s3s::dto::TimestampFormat::HttpDate, &mut out)
+        .ok()?;
     String::from_utf8(out).ok()
 }
 
@@ -35,6 +38,9 @@ mod tests {
         let ts = timestamp(1_700_000_000_123);
         assert_eq!(unix_seconds(&ts), 1_700_000_000);
         let text = http_date(&ts).expect("format");
-        assert_eq!(unix_seconds(&parse_http_date(&text).expect("parse")), 1_700_000_000);
+        assert_eq!(
+            unix_seconds(&parse_http_date(&text).expect("parse")),
+            1_700_000_000
+        );
     }
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use ferry_cache::Stores;
 use ferry_config::{Config, Overrides};
-use ferry_meta::dump::Summary;
 use ferry_meta::Meta;
+use ferry_meta::dump::Summary;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::{FsckArgs, VolumeArgs};
@@ -36,14 +36,18 @@ async fn open_meta(config: &Config) -> Result<Arc<dyn Meta>, String> {
 }
 
 /// The metadata engine of the volume the arguments name.
-pub async fn open_volume_meta(volume: &VolumeArgs, env: &HashMap<String, String>) -> Result<Arc<dyn Meta>, String> {
+pub async fn open_volume_meta(
+    volume: &VolumeArgs,
+    env: &HashMap<String, String>,
+) -> Result<Arc<dyn Meta>, String> {
     open_meta(&open_config(volume, env)?).await
 }
 
 fn spinner(what: &str) -> ProgressBar {
     let bar = ProgressBar::new_spinner();
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {elapsed} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar.set_message(what.to_string());
     bar.enable_steady_tick(Duration::from_millis(200));
@@ -57,7 +61,11 @@ fn describe(summary: &Summary) -> String {
     )
 }
 
-pub async fn dump(volume: &VolumeArgs, output: Option<&Path>, env: &HashMap<String, String>) -> Result<(), String> {
+pub async fn dump(
+    volume: &VolumeArgs,
+    output: Option<&Path>,
+    env: &HashMap<String, String>,
+) -> Result<(), String> {
     let config = open_config(volume, env)?;
     let meta = open_meta(&config).await?;
     let bar = spinner("dumping");
@@ -68,7 +76,8 @@ pub async fn dump(volume: &VolumeArgs, output: Option<&Path>, env: &HashMap<Stri
     };
     let summary = match output {
         Some(path) => {
-            let file = std::fs::File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            let file = std::fs::File::create(path)
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
             let mut out = BufWriter::new(file);
             let summary = ferry_meta::dump::dump(meta.as_ref(), &mut out, &mut progress)
                 .await
@@ -93,10 +102,15 @@ pub async fn dump(volume: &VolumeArgs, output: Option<&Path>, env: &HashMap<Stri
     Ok(())
 }
 
-pub async fn load(volume: &VolumeArgs, file: &Path, env: &HashMap<String, String>) -> Result<(), String> {
+pub async fn load(
+    volume: &VolumeArgs,
+    file: &Path,
+    env: &HashMap<String, String>,
+) -> Result<(), String> {
     let config = open_config(volume, env)?;
     let meta = open_meta(&config).await?;
-    let input = std::fs::File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
+    let input =
+        std::fs::File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
     let bar = spinner("loading");
     let summary = ferry_meta::dump::load(meta.as_ref(), &mut BufReader::new(input), &mut |s| {
         if s.objects.is_multiple_of(1000) {

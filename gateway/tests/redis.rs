@@ -20,8 +20,8 @@ use futures::StreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
 use object_store::{
-    Attribute, Attributes, BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
-    RetryConfig,
+    Attribute, Attributes, BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode,
+    PutOptions, RetryConfig,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -94,7 +94,13 @@ impl Drop for Namespace {
 }
 
 /// A config file for a Redis-backed volume whose data store is `blobs`.
-fn redis_config(dir: &FsPath, name: &str, ns: &Namespace, allow_volatile: Option<bool>, blobs: &FsPath) -> PathBuf {
+fn redis_config(
+    dir: &FsPath,
+    name: &str,
+    ns: &Namespace,
+    allow_volatile: Option<bool>,
+    blobs: &FsPath,
+) -> PathBuf {
     std::fs::create_dir_all(blobs).expect("mkdir blobs");
     let volatile = match allow_volatile {
         Some(v) => format!("allow_volatile_redis = {v}\n"),
@@ -134,7 +140,16 @@ impl RedisServer {
             .expect("redis log");
         let mut command = Command::new("redis-server");
         command
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--daemonize", "no", "--save", ""])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--daemonize",
+                "no",
+                "--save",
+                "",
+            ])
             .arg("--dir")
             .arg(dir)
             .stdin(Stdio::null())
@@ -157,7 +172,10 @@ impl RedisServer {
                 let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
                 panic!("redis-server exited with {status}: {log}");
             }
-            assert!(Instant::now() < deadline, "redis-server on port {port} did not answer PING");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {port} did not answer PING"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -197,13 +215,20 @@ fn client(server: &Server, bucket: &str) -> Arc<dyn ObjectStore> {
                 max_retries: 0,
                 retry_timeout: Duration::from_secs(20),
             })
-            .with_client_options(ClientOptions::new().with_allow_http(true).with_timeout(Duration::from_secs(20)))
+            .with_client_options(
+                ClientOptions::new()
+                    .with_allow_http(true)
+                    .with_timeout(Duration::from_secs(20)),
+            )
             .build()
             .expect("client"),
     )
 }
 
-async fn read(store: &dyn ObjectStore, key: &str) -> object_store::Result<(Vec<u8>, Option<String>)> {
+async fn read(
+    store: &dyn ObjectStore,
+    key: &str,
+) -> object_store::Result<(Vec<u8>, Option<String>)> {
     let got = store.get(&Path::parse(key).expect("plain path")).await?;
     let etag = got.meta.e_tag.clone();
     Ok((got.bytes().await?.to_vec(), etag))
@@ -230,16 +255,22 @@ fn seeded_rng(test: &str) -> StdRng {
 /// Characters of generated keys: plain ASCII, characters that URL
 /// encodings disagree about, and multi-byte UTF-8.
 const KEY_CHARS: &[char] = &[
-    'a', 'b', 'c', 'x', 'y', 'z', 'A', 'Q', '0', '1', '7', '9', '-', '_', '.', ' ', '+', '=', '&', '@', ',', ';',
-    '(', ')', '!', '$', '\'', 'é', 'ß', 'ü', 'Ω', 'ж', '日', '本', '語', '🦀', '😀',
+    'a', 'b', 'c', 'x', 'y', 'z', 'A', 'Q', '0', '1', '7', '9', '-', '_', '.', ' ', '+', '=', '&',
+    '@', ',', ';', '(', ')', '!', '$', '\'', 'é', 'ß', 'ü', 'Ω', 'ж', '日', '本', '語', '🦀', '😀',
 ];
 
 /// Shared first segments, so that prefix listings have many results.
 const DIRS: &[&str] = &["models", "data set", "日本", "ünï+cødé"];
 
 fn random_segment(rng: &mut StdRng) -> String {
-    let len = if rng.random_bool(0.1) { rng.random_range(20..120) } else { rng.random_range(1..12) };
-    let mut segment: String = (0..len).map(|_| KEY_CHARS[rng.random_range(0..KEY_CHARS.len())]).collect();
+    let len = if rng.random_bool(0.1) {
+        rng.random_range(20..120)
+    } else {
+        rng.random_range(1..12)
+    };
+    let mut segment: String = (0..len)
+        .map(|_| KEY_CHARS[rng.random_range(0..KEY_CHARS.len())])
+        .collect();
     // object_store encodes "." and ".." segments; keep keys as written.
     if segment.chars().all(|c| c == '.') {
         segment.push('x');
@@ -267,7 +298,10 @@ fn random_body(rng: &mut StdRng) -> Vec<u8> {
 
 /// A precondition error as object_store reports a refused `PutMode::Create`.
 fn is_precondition(err: &object_store::Error) -> bool {
-    matches!(err, object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. })
+    matches!(
+        err,
+        object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }
+    )
 }
 
 fn is_unavailable(err: &str) -> bool {
@@ -285,7 +319,13 @@ struct Pair {
 async fn start_pair(bucket: &str) -> Pair {
     let ns = Namespace::new(SHARED_REDIS_PORT);
     let dir = temp_dir();
-    let config = redis_config(dir.path(), "ferry.toml", &ns, Some(true), &dir.path().join("blobs"));
+    let config = redis_config(
+        dir.path(),
+        "ferry.toml",
+        &ns,
+        Some(true),
+        &dir.path().join("blobs"),
+    );
     let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
     std::fs::create_dir_all(&a_dir).expect("mkdir");
     std::fs::create_dir_all(&b_dir).expect("mkdir");
@@ -298,7 +338,12 @@ async fn start_pair(bucket: &str) -> Pair {
         ..Launch::new(&b_dir)
     });
     create_bucket(&a.endpoint, bucket).await;
-    Pair { a, b, _dir: dir, _ns: ns }
+    Pair {
+        a,
+        b,
+        _dir: dir,
+        _ns: ns,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -313,9 +358,17 @@ async fn assert_listing(
     rng: &mut StdRng,
 ) {
     let all: Vec<String> = expected.keys().cloned().collect();
-    assert_eq!(list_keys(store, None).await, all, "full listing through {through} after {i} writes");
+    assert_eq!(
+        list_keys(store, None).await,
+        all,
+        "full listing through {through} after {i} writes"
+    );
     for dir in DIRS {
-        let wanted: Vec<String> = all.iter().filter(|k| k.starts_with(&format!("{dir}/"))).cloned().collect();
+        let wanted: Vec<String> = all
+            .iter()
+            .filter(|k| k.starts_with(&format!("{dir}/")))
+            .cloned()
+            .collect();
         assert_eq!(
             list_keys(store, Some(dir)).await,
             wanted,
@@ -330,18 +383,44 @@ async fn assert_listing(
             .map(|m| m.expect("list").location.to_string())
             .collect()
             .await;
-        let wanted: Vec<String> = all.iter().filter(|k| k.as_str() > offset.as_str()).cloned().collect();
-        assert_eq!(listed, wanted, "listing after {offset:?} through {through} after {i} writes");
+        let wanted: Vec<String> = all
+            .iter()
+            .filter(|k| k.as_str() > offset.as_str())
+            .cloned()
+            .collect();
+        assert_eq!(
+            listed, wanted,
+            "listing after {offset:?} through {through} after {i} writes"
+        );
     }
 }
 
 /// A delimiter listing of the whole bucket: the keys without '/' and the
 /// first segments of those with one.
-async fn assert_delimited(store: &dyn ObjectStore, through: &str, expected: &BTreeMap<String, Vec<u8>>) {
-    let listing = store.list_with_delimiter(None).await.expect("delimiter listing");
-    let objects: Vec<String> = listing.objects.iter().map(|o| o.location.to_string()).collect();
-    let prefixes: Vec<String> = listing.common_prefixes.iter().map(|p| p.to_string()).collect();
-    let wanted_objects: Vec<String> = expected.keys().filter(|k| !k.contains('/')).cloned().collect();
+async fn assert_delimited(
+    store: &dyn ObjectStore,
+    through: &str,
+    expected: &BTreeMap<String, Vec<u8>>,
+) {
+    let listing = store
+        .list_with_delimiter(None)
+        .await
+        .expect("delimiter listing");
+    let objects: Vec<String> = listing
+        .objects
+        .iter()
+        .map(|o| o.location.to_string())
+        .collect();
+    let prefixes: Vec<String> = listing
+        .common_prefixes
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    let wanted_objects: Vec<String> = expected
+        .keys()
+        .filter(|k| !k.contains('/'))
+        .cloned()
+        .collect();
     // object_store sorts common prefixes without their delimiter.
     let wanted_prefixes: Vec<String> = expected
         .keys()
@@ -349,18 +428,32 @@ async fn assert_delimited(store: &dyn ObjectStore, through: &str, expected: &BTr
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    assert_eq!(objects, wanted_objects, "objects of a delimiter listing through {through}");
-    assert_eq!(prefixes, wanted_prefixes, "common prefixes of a delimiter listing through {through}");
+    assert_eq!(
+        objects, wanted_objects,
+        "objects of a delimiter listing through {through}"
+    );
+    assert_eq!(
+        prefixes, wanted_prefixes,
+        "common prefixes of a delimiter listing through {through}"
+    );
     for object in &listing.objects {
         let body = &expected[object.location.as_ref()];
-        assert_eq!(object.size, body.len() as u64, "size of {} in a listing", object.location);
+        assert_eq!(
+            object.size,
+            body.len() as u64,
+            "size of {} in a listing",
+            object.location
+        );
     }
 }
 
 #[tokio::test]
 async fn a_write_through_one_gateway_is_read_at_once_through_the_other() {
     let pair = start_pair("shared").await;
-    let gateways = [(client(&pair.a, "shared"), "A"), (client(&pair.b, "shared"), "B")];
+    let gateways = [
+        (client(&pair.a, "shared"), "A"),
+        (client(&pair.b, "shared"), "B"),
+    ];
     let mut rng = seeded_rng("read-after-write");
     let mut expected: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let started = Instant::now();
@@ -383,12 +476,14 @@ async fn a_write_through_one_gateway_is_read_at_once_through_the_other() {
             .unwrap_or_else(|e| panic!("GET {key:?} through {r} right after PUT through {w}: {e}"));
         assert_eq!(got.meta.e_tag, put.e_tag, "GET ETag of {key:?} through {r}");
         let bytes = got.bytes().await.expect("body");
-        assert!(bytes[..] == body[..], "GET {key:?} through {r}: bytes differ from the PUT through {w}");
+        assert!(
+            bytes[..] == body[..],
+            "GET {key:?} through {r}: bytes differ from the PUT through {w}"
+        );
 
-        let head = reader
-            .head(&path)
-            .await
-            .unwrap_or_else(|e| panic!("HEAD {key:?} through {r} right after PUT through {w}: {e}"));
+        let head = reader.head(&path).await.unwrap_or_else(|e| {
+            panic!("HEAD {key:?} through {r} right after PUT through {w}: {e}")
+        });
         assert_eq!(head.e_tag, put.e_tag, "HEAD ETag of {key:?} through {r}");
         assert_eq!(head.size, body.len() as u64, "HEAD size of {key:?}");
         assert_eq!(head.location.as_ref(), key, "HEAD location");
@@ -396,7 +491,11 @@ async fn a_write_through_one_gateway_is_read_at_once_through_the_other() {
 
         if i % 10 == 0 {
             // Delete a random earlier key through the writer.
-            let victim = expected.keys().nth(rng.random_range(0..expected.len())).expect("a key").clone();
+            let victim = expected
+                .keys()
+                .nth(rng.random_range(0..expected.len()))
+                .expect("a key")
+                .clone();
             let path = Path::parse(&victim).expect("path");
             writer
                 .delete(&path)
@@ -460,18 +559,36 @@ async fn racing_writes_from_two_gateways_leave_exactly_one_winner() {
 
         let (via_a, etag_a) = read(a.as_ref(), &key).await.expect("GET through A");
         let (via_b, etag_b) = read(b.as_ref(), &key).await.expect("GET through B");
-        assert!(via_a == via_b, "round {round}: the gateways disagree on {key}");
-        assert_eq!(etag_a, etag_b, "round {round}: the gateways disagree on the ETag");
+        assert!(
+            via_a == via_b,
+            "round {round}: the gateways disagree on {key}"
+        );
+        assert_eq!(
+            etag_a, etag_b,
+            "round {round}: the gateways disagree on the ETag"
+        );
         if via_a[..] == body_a[..] {
-            assert_eq!(etag_a, put_a.e_tag, "round {round}: A's body with another ETag");
+            assert_eq!(
+                etag_a, put_a.e_tag,
+                "round {round}: A's body with another ETag"
+            );
             wins[0] += 1;
         } else {
-            assert!(via_a[..] == body_b[..], "round {round}: the body is neither written one");
-            assert_eq!(etag_a, put_b.e_tag, "round {round}: B's body with another ETag");
+            assert!(
+                via_a[..] == body_b[..],
+                "round {round}: the body is neither written one"
+            );
+            assert_eq!(
+                etag_a, put_b.e_tag,
+                "round {round}: B's body with another ETag"
+            );
             wins[1] += 1;
         }
     }
-    eprintln!("overwrite races won by A {} times, by B {} times", wins[0], wins[1]);
+    eprintln!(
+        "overwrite races won by A {} times, by B {} times",
+        wins[0], wins[1]
+    );
 
     let create = || PutOptions {
         mode: PutMode::Create,
@@ -480,7 +597,10 @@ async fn racing_writes_from_two_gateways_leave_exactly_one_winner() {
     let mut wins = [0usize; 2];
     for round in 0..20 {
         let key = format!("create/{round}");
-        let bodies = [Bytes::from(format!("A{round}")), Bytes::from(format!("B{round}"))];
+        let bodies = [
+            Bytes::from(format!("A{round}")),
+            Bytes::from(format!("B{round}")),
+        ];
         let tasks: Vec<_> = [&a, &b]
             .into_iter()
             .zip(bodies.clone())
@@ -500,20 +620,38 @@ async fn racing_writes_from_two_gateways_leave_exactly_one_winner() {
         };
         wins[winner] += 1;
         if round == 0 {
-            eprintln!("the losing conditional create: {}", results[1 - winner].as_ref().expect_err("loser"));
+            eprintln!(
+                "the losing conditional create: {}",
+                results[1 - winner].as_ref().expect_err("loser")
+            );
         }
         let etag = results[winner].as_ref().expect("winner").e_tag.clone();
         for (store, name) in [(&a, "A"), (&b, "B")] {
             let (body, got_etag) = read(store.as_ref(), &key).await.expect("GET");
-            assert!(body[..] == bodies[winner][..], "round {round}: {name} serves the loser's body");
+            assert!(
+                body[..] == bodies[winner][..],
+                "round {round}: {name} serves the loser's body"
+            );
             assert_eq!(got_etag, etag, "round {round}: ETag through {name}");
         }
         // A late conditional create through the loser is refused too.
         let loser = if winner == 0 { &b } else { &a };
-        let late = loser.put_opts(&Path::from(key.as_str()), Bytes::from_static(b"late").into(), create()).await;
-        assert!(matches!(&late, Err(e) if is_precondition(e)), "round {round}: late create: {late:?}");
+        let late = loser
+            .put_opts(
+                &Path::from(key.as_str()),
+                Bytes::from_static(b"late").into(),
+                create(),
+            )
+            .await;
+        assert!(
+            matches!(&late, Err(e) if is_precondition(e)),
+            "round {round}: late create: {late:?}"
+        );
     }
-    eprintln!("create races won by A {} times, by B {} times", wins[0], wins[1]);
+    eprintln!(
+        "create races won by A {} times, by B {} times",
+        wins[0], wins[1]
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -544,7 +682,13 @@ async fn a_redis_crash_fails_requests_fast_and_loses_no_acknowledged_put() {
     let mut redis = RedisServer::start(port, &redis_dir, true);
     let ns = Namespace::new(port);
     // allow_volatile_redis = false: a Redis with AOF is accepted.
-    let config = redis_config(dir.path(), "ferry.toml", &ns, Some(false), &dir.path().join("blobs"));
+    let config = redis_config(
+        dir.path(),
+        "ferry.toml",
+        &ns,
+        Some(false),
+        &dir.path().join("blobs"),
+    );
     let server = Server::start(Launch {
         config: Some(&config),
         ..Launch::new(dir.path())
@@ -563,7 +707,9 @@ async fn a_redis_crash_fails_requests_fast_and_loses_no_acknowledged_put() {
                 let mut body = format!("{key}:").into_bytes();
                 body.extend(pattern(i as u8, 100 + (i as usize * 37) % 2000));
                 let started = Instant::now();
-                let result = s3.put(&Path::from(key.as_str()), Bytes::from(body.clone()).into()).await;
+                let result = s3
+                    .put(&Path::from(key.as_str()), Bytes::from(body.clone()).into())
+                    .await;
                 let attempt = Attempt {
                     key,
                     body,
@@ -604,7 +750,11 @@ async fn a_redis_crash_fails_requests_fast_and_loses_no_acknowledged_put() {
             Ok(()) => panic!("PUT {} succeeded with redis killed", attempt.key),
             Err(e) => e,
         };
-        assert!(attempt.elapsed < Duration::from_secs(5), "PUT took {:?} to fail: {err}", attempt.elapsed);
+        assert!(
+            attempt.elapsed < Duration::from_secs(5),
+            "PUT took {:?} to fail: {err}",
+            attempt.elapsed
+        );
         assert!(is_unavailable(&err), "PUT with redis down: {err}");
         failed_after_kill.push(attempt.key);
     }
@@ -612,7 +762,11 @@ async fn a_redis_crash_fails_requests_fast_and_loses_no_acknowledged_put() {
     while let Some(attempt) = rx.recv().await {
         assert!(attempt.started >= killed, "ordering of attempts");
         let err = attempt.result.expect_err("PUT succeeded with redis killed");
-        assert!(attempt.elapsed < Duration::from_secs(5), "PUT took {:?} to fail: {err}", attempt.elapsed);
+        assert!(
+            attempt.elapsed < Duration::from_secs(5),
+            "PUT took {:?} to fail: {err}",
+            attempt.elapsed
+        );
         assert!(is_unavailable(&err), "PUT with redis down: {err}");
         failed_after_kill.push(attempt.key);
     }
@@ -621,14 +775,38 @@ async fn a_redis_crash_fails_requests_fast_and_loses_no_acknowledged_put() {
     // Reads fail fast too: GET, HEAD, LIST.
     let (first_key, _) = &acknowledged[0];
     let started = Instant::now();
-    let err = s3.get(&Path::from(first_key.as_str())).await.expect_err("GET with redis down").to_string();
-    assert!(started.elapsed() < Duration::from_secs(5) && is_unavailable(&err), "GET: {err} after {:?}", started.elapsed());
+    let err = s3
+        .get(&Path::from(first_key.as_str()))
+        .await
+        .expect_err("GET with redis down")
+        .to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(5) && is_unavailable(&err),
+        "GET: {err} after {:?}",
+        started.elapsed()
+    );
     let started = Instant::now();
-    let err = s3.head(&Path::from(first_key.as_str())).await.expect_err("HEAD with redis down").to_string();
-    assert!(started.elapsed() < Duration::from_secs(5) && is_unavailable(&err), "HEAD: {err} after {:?}", started.elapsed());
+    let err = s3
+        .head(&Path::from(first_key.as_str()))
+        .await
+        .expect_err("HEAD with redis down")
+        .to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(5) && is_unavailable(&err),
+        "HEAD: {err} after {:?}",
+        started.elapsed()
+    );
     let started = Instant::now();
-    let err = s3.list_with_delimiter(None).await.expect_err("LIST with redis down").to_string();
-    assert!(started.elapsed() < Duration::from_secs(5) && is_unavailable(&err), "LIST: {err} after {:?}", started.elapsed());
+    let err = s3
+        .list_with_delimiter(None)
+        .await
+        .expect_err("LIST with redis down")
+        .to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(5) && is_unavailable(&err),
+        "LIST: {err} after {:?}",
+        started.elapsed()
+    );
 
     // Same port, same AOF; Ferry is not restarted.
     let restart = Instant::now();
@@ -636,11 +814,20 @@ async fn a_redis_crash_fails_requests_fast_and_loses_no_acknowledged_put() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut failures = 0;
     loop {
-        match s3.put(&Path::from("after-restart"), Bytes::from_static(b"back").into()).await {
+        match s3
+            .put(
+                &Path::from("after-restart"),
+                Bytes::from_static(b"back").into(),
+            )
+            .await
+        {
             Ok(_) => break,
             Err(e) => {
                 failures += 1;
-                assert!(Instant::now() < deadline, "no PUT succeeded within 30 s of the restart: {e}");
+                assert!(
+                    Instant::now() < deadline,
+                    "no PUT succeeded within 30 s of the restart: {e}"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -651,7 +838,10 @@ async fn a_redis_crash_fails_requests_fast_and_loses_no_acknowledged_put() {
         failed_after_kill.len(),
         restart.elapsed()
     );
-    assert_eq!(read(s3.as_ref(), "after-restart").await.expect("GET").0, b"back");
+    assert_eq!(
+        read(s3.as_ref(), "after-restart").await.expect("GET").0,
+        b"back"
+    );
 
     for (key, body) in &acknowledged {
         let (got, _) = read(s3.as_ref(), key)
@@ -662,9 +852,15 @@ async fn a_redis_crash_fails_requests_fast_and_loses_no_acknowledged_put() {
     // A PUT that failed while redis was down left nothing behind.
     for key in &failed_after_kill {
         let head = s3.head(&Path::from(key.as_str())).await;
-        assert!(matches!(head, Err(object_store::Error::NotFound { .. })), "{key} failed yet exists: {head:?}");
+        assert!(
+            matches!(head, Err(object_store::Error::NotFound { .. })),
+            "{key} failed yet exists: {head:?}"
+        );
     }
-    let listed: BTreeSet<String> = list_keys(s3.as_ref(), Some("loop")).await.into_iter().collect();
+    let listed: BTreeSet<String> = list_keys(s3.as_ref(), Some("loop"))
+        .await
+        .into_iter()
+        .collect();
     for (key, _) in &acknowledged {
         assert!(listed.contains(key), "{key} missing from the listing");
     }
@@ -673,7 +869,10 @@ async fn a_redis_crash_fails_requests_fast_and_loses_no_acknowledged_put() {
 }
 
 fn signal(pid: u32, signal: &str) {
-    let status = Command::new("kill").args([signal, &pid.to_string()]).status().expect("kill");
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("kill");
     assert!(status.success(), "kill {signal} {pid}");
 }
 
@@ -686,14 +885,22 @@ async fn a_hung_redis_fails_requests_within_the_deadline_and_recovers() {
     std::fs::create_dir_all(&redis_dir).expect("mkdir");
     let redis = RedisServer::start(free_port(), &redis_dir, true);
     let ns = Namespace::new(redis.port);
-    let config = redis_config(dir.path(), "ferry.toml", &ns, Some(false), &dir.path().join("blobs"));
+    let config = redis_config(
+        dir.path(),
+        "ferry.toml",
+        &ns,
+        Some(false),
+        &dir.path().join("blobs"),
+    );
     let server = Server::start(Launch {
         config: Some(&config),
         ..Launch::new(dir.path())
     });
     create_bucket(&server.endpoint, "hang").await;
     let s3 = client(&server, "hang");
-    s3.put(&Path::from("before"), Bytes::from_static(b"before").into()).await.expect("put");
+    s3.put(&Path::from("before"), Bytes::from_static(b"before").into())
+        .await
+        .expect("put");
 
     signal(redis.child.id(), "-STOP");
     for op in ["PUT", "GET", "HEAD", "PUT again"] {
@@ -701,11 +908,19 @@ async fn a_hung_redis_fails_requests_within_the_deadline_and_recovers() {
         let result = match op {
             "GET" => s3.get(&Path::from("before")).await.map(|_| ()),
             "HEAD" => s3.head(&Path::from("before")).await.map(|_| ()),
-            _ => s3.put(&Path::from("during"), Bytes::from_static(b"during").into()).await.map(|_| ()),
+            _ => s3
+                .put(&Path::from("during"), Bytes::from_static(b"during").into())
+                .await
+                .map(|_| ()),
         };
         let elapsed = started.elapsed();
-        let err = result.expect_err("a request succeeded with redis stopped").to_string();
-        assert!(elapsed < Duration::from_secs(5), "{op} took {elapsed:?} to fail with redis stopped: {err}");
+        let err = result
+            .expect_err("a request succeeded with redis stopped")
+            .to_string();
+        assert!(
+            elapsed < Duration::from_secs(5),
+            "{op} took {elapsed:?} to fail with redis stopped: {err}"
+        );
         assert!(is_unavailable(&err), "{op} with redis stopped: {err}");
         eprintln!("{op} with redis stopped failed after {elapsed:?}");
     }
@@ -720,17 +935,25 @@ async fn a_hung_redis_fails_requests_within_the_deadline_and_recovers() {
                 break;
             }
             Err(e) => {
-                assert!(Instant::now() < deadline, "no GET succeeded within 30 s of SIGCONT: {e}");
+                assert!(
+                    Instant::now() < deadline,
+                    "no GET succeeded within 30 s of SIGCONT: {e}"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }
-    eprintln!("first GET after SIGCONT succeeded after {:?}", resumed.elapsed());
+    eprintln!(
+        "first GET after SIGCONT succeeded after {:?}",
+        resumed.elapsed()
+    );
     // A PUT answered 503 may still commit when the hung Redis runs its
     // queued script: S3 clients must treat a 5xx PUT as "maybe written".
     let during = s3.head(&Path::from("during")).await;
     eprintln!("the PUT answered 503 while redis was stopped: afterwards {during:?}");
-    s3.put(&Path::from("after"), Bytes::from_static(b"after").into()).await.expect("PUT after SIGCONT");
+    s3.put(&Path::from("after"), Bytes::from_static(b"after").into())
+        .await
+        .expect("PUT after SIGCONT");
     assert_eq!(read(s3.as_ref(), "after").await.expect("GET").0, b"after");
     // Replies to the timed-out calls must not be taken for later calls' replies.
     for _ in 0..20 {
@@ -752,7 +975,13 @@ async fn a_gateway_refuses_a_redis_without_aof_unless_volatile_is_allowed() {
     std::fs::create_dir_all(&redis_dir).expect("mkdir");
     let _redis = RedisServer::start(free_port(), &redis_dir, false);
     let ns = Namespace::new(_redis.port);
-    let config = redis_config(dir.path(), "ferry.toml", &ns, None, &dir.path().join("blobs"));
+    let config = redis_config(
+        dir.path(),
+        "ferry.toml",
+        &ns,
+        None,
+        &dir.path().join("blobs"),
+    );
 
     let stderr_path = dir.path().join("stderr.log");
     let mut child = ferry()
@@ -787,14 +1016,22 @@ async fn a_gateway_refuses_a_redis_without_aof_unless_volatile_is_allowed() {
     assert_eq!(ns.key_count(), 0, "a refused gateway wrote nothing");
 
     // The same Redis is accepted once volatility is allowed.
-    let volatile = redis_config(dir.path(), "volatile.toml", &ns, Some(true), &dir.path().join("blobs"));
+    let volatile = redis_config(
+        dir.path(),
+        "volatile.toml",
+        &ns,
+        Some(true),
+        &dir.path().join("blobs"),
+    );
     let server = Server::start(Launch {
         config: Some(&volatile),
         ..Launch::new(dir.path())
     });
     create_bucket(&server.endpoint, "volatile").await;
     let s3 = client(&server, "volatile");
-    s3.put(&Path::from("k"), Bytes::from_static(b"v").into()).await.expect("put on a volatile redis");
+    s3.put(&Path::from("k"), Bytes::from_static(b"v").into())
+        .await
+        .expect("put on a volatile redis");
     assert_eq!(read(s3.as_ref(), "k").await.expect("get").0, b"v");
     let status = server.stop();
     assert!(status.success(), "SIGTERM: ferry exited with {status}");
@@ -835,9 +1072,19 @@ async fn a_dump_moves_between_embedded_and_redis_volumes_exactly() {
         create_bucket(&server.endpoint, "models").await;
         create_bucket(&server.endpoint, "empty-bucket").await;
         let s3 = client(&server, "models");
-        s3.put(&Path::from("overwritten"), Bytes::from_static(b"first").into()).await.expect("put");
+        s3.put(
+            &Path::from("overwritten"),
+            Bytes::from_static(b"first").into(),
+        )
+        .await
+        .expect("put");
         for (key, body) in &objects {
-            s3.put(&Path::parse(*key).expect("path"), Bytes::from(body.clone()).into()).await.expect("put");
+            s3.put(
+                &Path::parse(*key).expect("path"),
+                Bytes::from(body.clone()).into(),
+            )
+            .await
+            .expect("put");
         }
         let mut attributes = Attributes::new();
         attributes.insert(Attribute::ContentType, "text/plain".into());
@@ -852,31 +1099,63 @@ async fn a_dump_moves_between_embedded_and_redis_volumes_exactly() {
         )
         .await
         .expect("put with attributes");
-        s3.put(&Path::from("deleted"), Bytes::from_static(b"gone").into()).await.expect("put");
+        s3.put(&Path::from("deleted"), Bytes::from_static(b"gone").into())
+            .await
+            .expect("put");
         s3.delete(&Path::from("deleted")).await.expect("delete");
         // An upload left in progress, with one part.
-        let mut upload = s3.put_multipart(&Path::from("uploading/big.bin")).await.expect("create upload");
-        upload.put_part(Bytes::from(pattern(3, 5 * 1024 * 1024)).into()).await.expect("part");
+        let mut upload = s3
+            .put_multipart(&Path::from("uploading/big.bin"))
+            .await
+            .expect("create upload");
+        upload
+            .put_part(Bytes::from(pattern(3, 5 * 1024 * 1024)).into())
+            .await
+            .expect("part");
         drop(upload);
         let status = server.stop();
-    assert!(status.success(), "SIGTERM: ferry exited with {status}");
+        assert!(status.success(), "SIGTERM: ferry exited with {status}");
     }
     let first = source.path().join("first.jsonl");
-    ferry_ok(&["meta", "dump", "-o", first.to_str().expect("utf8")], None, source.path());
+    ferry_ok(
+        &["meta", "dump", "-o", first.to_str().expect("utf8")],
+        None,
+        source.path(),
+    );
     let first_text = std::fs::read_to_string(&first).expect("first dump");
-    assert!(first_text.contains("uploading/big.bin"), "the dump holds the upload: {first_text}");
-    assert!(first_text.contains("日本/データ set+1.bin"), "the dump holds the unicode key: {first_text}");
+    assert!(
+        first_text.contains("uploading/big.bin"),
+        "the dump holds the upload: {first_text}"
+    );
+    assert!(
+        first_text.contains("日本/データ set+1.bin"),
+        "the dump holds the unicode key: {first_text}"
+    );
 
     // Into Redis, sharing the source's blobs.
     let ns = Namespace::new(SHARED_REDIS_PORT);
     let redis_volume = temp_dir();
     let redis_cfg = redis_config(redis_volume.path(), "ferry.toml", &ns, Some(true), &blobs);
-    let loaded = ferry_ok(&["meta", "load", first.to_str().expect("utf8")], Some(&redis_cfg), redis_volume.path());
-    eprintln!("load into redis: {}", String::from_utf8_lossy(&loaded.stderr).trim());
+    let loaded = ferry_ok(
+        &["meta", "load", first.to_str().expect("utf8")],
+        Some(&redis_cfg),
+        redis_volume.path(),
+    );
+    eprintln!(
+        "load into redis: {}",
+        String::from_utf8_lossy(&loaded.stderr).trim()
+    );
     let second = redis_volume.path().join("second.jsonl");
-    ferry_ok(&["meta", "dump", "-o", second.to_str().expect("utf8")], Some(&redis_cfg), redis_volume.path());
+    ferry_ok(
+        &["meta", "dump", "-o", second.to_str().expect("utf8")],
+        Some(&redis_cfg),
+        redis_volume.path(),
+    );
     let second_text = std::fs::read_to_string(&second).expect("second dump");
-    assert!(first_text == second_text, "embedded dump -> redis load -> dump differs:\n{first_text}\n---\n{second_text}");
+    assert!(
+        first_text == second_text,
+        "embedded dump -> redis load -> dump differs:\n{first_text}\n---\n{second_text}"
+    );
 
     // Loading into a namespace that is no longer empty is refused.
     let again = ferry()
@@ -886,7 +1165,10 @@ async fn a_dump_moves_between_embedded_and_redis_volumes_exactly() {
         .arg(redis_volume.path())
         .output()
         .expect("load");
-    assert!(!again.status.success(), "a second load into redis is refused");
+    assert!(
+        !again.status.success(),
+        "a second load into redis is refused"
+    );
 
     // A gateway on the Redis volume serves the objects.
     {
@@ -896,12 +1178,15 @@ async fn a_dump_moves_between_embedded_and_redis_volumes_exactly() {
         });
         let s3 = client(&server, "models");
         for (key, body) in &objects {
-            assert!(&read(s3.as_ref(), key).await.expect("get").0 == body, "{key} differs in redis");
+            assert!(
+                &read(s3.as_ref(), key).await.expect("get").0 == body,
+                "{key} differs in redis"
+            );
         }
         let head = s3.head(&Path::from("typed.txt")).await.expect("head");
         assert_eq!(head.size, 5);
         let status = server.stop();
-    assert!(status.success(), "SIGTERM: ferry exited with {status}");
+        assert!(status.success(), "SIGTERM: ferry exited with {status}");
     }
 
     // And back into a fresh embedded volume.
@@ -911,9 +1196,20 @@ async fn a_dump_moves_between_embedded_and_redis_volumes_exactly() {
         "ferry.toml",
         &format!("[stores.data]\nurl = \"file://{}\"\n", blobs.display()),
     );
-    ferry_ok(&["meta", "load", second.to_str().expect("utf8")], Some(&embedded_cfg), embedded.path());
+    ferry_ok(
+        &["meta", "load", second.to_str().expect("utf8")],
+        Some(&embedded_cfg),
+        embedded.path(),
+    );
     let third = embedded.path().join("third.jsonl");
-    ferry_ok(&["meta", "dump", "-o", third.to_str().expect("utf8")], Some(&embedded_cfg), embedded.path());
+    ferry_ok(
+        &["meta", "dump", "-o", third.to_str().expect("utf8")],
+        Some(&embedded_cfg),
+        embedded.path(),
+    );
     let third_text = std::fs::read_to_string(&third).expect("third dump");
-    assert!(first_text == third_text, "redis dump -> embedded load -> dump differs:\n{first_text}\n---\n{third_text}");
+    assert!(
+        first_text == third_text,
+        "redis dump -> embedded load -> dump differs:\n{first_text}\n---\n{third_text}"
+    );
 }

@@ -8,8 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use object_store::path::Path;
 use object_store::ObjectStoreExt;
+use object_store::path::Path;
 
 use common::*;
 
@@ -25,10 +25,60 @@ fn openssl(dir: &FsPath, args: &[&str]) {
 
 /// A CA, and a certificate for 127.0.0.1 signed by it.
 fn certificates(dir: &FsPath) {
-    openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=ferry-test-ca"]);
-    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "redis.key", "-out", "redis.csr", "-subj", "/CN=127.0.0.1"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=ferry-test-ca",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "redis.key",
+            "-out",
+            "redis.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
     std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
-    openssl(dir, &["x509", "-req", "-in", "redis.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "redis.crt", "-days", "2", "-extfile", "ext.cnf"]);
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "redis.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "redis.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
 }
 
 struct TlsRedis(Child);
@@ -57,8 +107,24 @@ async fn a_gateway_stores_its_namespace_in_a_tls_only_redis() {
     let redis = TlsRedis(
         Command::new("redis-server")
             .args(["--port", "0", "--tls-port", &port.to_string()])
-            .args(["--tls-cert-file", "redis.crt", "--tls-key-file", "redis.key", "--tls-ca-cert-file", "ca.crt"])
-            .args(["--tls-auth-clients", "no", "--save", "", "--appendonly", "yes", "--dir", "."])
+            .args([
+                "--tls-cert-file",
+                "redis.crt",
+                "--tls-key-file",
+                "redis.key",
+                "--tls-ca-cert-file",
+                "ca.crt",
+            ])
+            .args([
+                "--tls-auth-clients",
+                "no",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--dir",
+                ".",
+            ])
             .current_dir(&tls)
             .stdout(Stdio::null())
             .spawn()
@@ -81,10 +147,19 @@ async fn a_gateway_stores_its_namespace_in_a_tls_only_redis() {
     });
     create_bucket(&server.endpoint, "over-tls").await;
     let s3 = server.client("over-tls");
-    s3.put(&Path::from("model.bin"), Bytes::from_static(b"weights").into())
+    s3.put(
+        &Path::from("model.bin"),
+        Bytes::from_static(b"weights").into(),
+    )
+    .await
+    .expect("put");
+    let got = s3
+        .get(&Path::from("model.bin"))
         .await
-        .expect("put");
-    let got = s3.get(&Path::from("model.bin")).await.expect("get").bytes().await.expect("body");
+        .expect("get")
+        .bytes()
+        .await
+        .expect("body");
     assert_eq!(&got[..], b"weights");
     assert!(server.stop().success());
     drop(redis);

@@ -29,33 +29,60 @@ async fn objects_round_trip_through_a_rust_s3_client() {
     let s3 = server.client("models");
 
     let big = pattern(1, 20 * 1024 * 1024 + 17);
-    s3.put(&Path::from("llama/model-00001.safetensors"), Bytes::from(big.clone()).into())
+    s3.put(
+        &Path::from("llama/model-00001.safetensors"),
+        Bytes::from(big.clone()).into(),
+    )
+    .await
+    .expect("put big");
+    s3.put(
+        &Path::from("llama/config.json"),
+        Bytes::from_static(b"{}").into(),
+    )
+    .await
+    .expect("put small");
+    s3.put(&Path::from("README"), Bytes::new().into())
         .await
-        .expect("put big");
-    s3.put(&Path::from("llama/config.json"), Bytes::from_static(b"{}").into())
-        .await
-        .expect("put small");
-    s3.put(&Path::from("README"), Bytes::new().into()).await.expect("put empty");
+        .expect("put empty");
 
     assert!(read_all(s3.as_ref(), "llama/model-00001.safetensors").await == big);
     assert_eq!(read_all(s3.as_ref(), "README").await, b"");
     let range = s3
-        .get_range(&Path::from("llama/model-00001.safetensors"), 4_194_000..4_195_000)
+        .get_range(
+            &Path::from("llama/model-00001.safetensors"),
+            4_194_000..4_195_000,
+        )
         .await
         .expect("range across a 4 MiB boundary");
     assert_eq!(&range[..], &big[4_194_000..4_195_000]);
 
-    let head = s3.head(&Path::from("llama/config.json")).await.expect("head");
+    let head = s3
+        .head(&Path::from("llama/config.json"))
+        .await
+        .expect("head");
     assert_eq!(head.size, 2);
-    assert_eq!(head.e_tag.as_deref(), Some("\"99914b932bd37a50b983c5e7c90ae93b\""));
+    assert_eq!(
+        head.e_tag.as_deref(),
+        Some("\"99914b932bd37a50b983c5e7c90ae93b\"")
+    );
 
     let listing = s3.list_with_delimiter(None).await.expect("list");
-    let prefixes: Vec<String> = listing.common_prefixes.iter().map(|p| p.to_string()).collect();
-    let keys: Vec<String> = listing.objects.iter().map(|o| o.location.to_string()).collect();
+    let prefixes: Vec<String> = listing
+        .common_prefixes
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    let keys: Vec<String> = listing
+        .objects
+        .iter()
+        .map(|o| o.location.to_string())
+        .collect();
     assert_eq!(prefixes, ["llama"]);
     assert_eq!(keys, ["README"]);
 
-    s3.delete(&Path::from("llama/config.json")).await.expect("delete");
+    s3.delete(&Path::from("llama/config.json"))
+        .await
+        .expect("delete");
     assert!(matches!(
         s3.get(&Path::from("llama/config.json")).await,
         Err(object_store::Error::NotFound { .. })
@@ -66,21 +93,31 @@ async fn objects_round_trip_through_a_rust_s3_client() {
 async fn a_restart_keeps_every_object_byte_for_byte() {
     let dir = temp_dir();
     let objects: Vec<(String, Vec<u8>)> = (0..6u8)
-        .map(|i| (format!("dir{}/obj-{i}", i % 2), pattern(i, 1000 + usize::from(i) * 300_000)))
+        .map(|i| {
+            (
+                format!("dir{}/obj-{i}", i % 2),
+                pattern(i, 1000 + usize::from(i) * 300_000),
+            )
+        })
         .collect();
     {
         let server = Server::start(Launch::new(dir.path()));
         create_bucket(&server.endpoint, "keep").await;
         let s3 = server.client("keep");
         for (key, body) in &objects {
-            s3.put(&Path::from(key.as_str()), Bytes::from(body.clone()).into()).await.expect("put");
+            s3.put(&Path::from(key.as_str()), Bytes::from(body.clone()).into())
+                .await
+                .expect("put");
         }
         assert!(server.stop().success(), "SIGTERM exits cleanly");
     }
     let server = Server::start(Launch::new(dir.path()));
     let s3 = server.client("keep");
     for (key, body) in &objects {
-        assert!(&read_all(s3.as_ref(), key).await == body, "{key} changed across a restart");
+        assert!(
+            &read_all(s3.as_ref(), key).await == body,
+            "{key} changed across a restart"
+        );
     }
     let listed: Vec<String> = s3
         .list(None)
@@ -99,10 +136,17 @@ async fn sigterm_lets_an_inflight_download_finish() {
     create_bucket(&server.endpoint, "drain").await;
     let s3 = server.client("drain");
     let body = pattern(9, 48 * 1024 * 1024);
-    s3.put(&Path::from("big"), Bytes::from(body.clone()).into()).await.expect("put");
+    s3.put(&Path::from("big"), Bytes::from(body.clone()).into())
+        .await
+        .expect("put");
 
     let mut stream = s3.get(&Path::from("big")).await.expect("get").into_stream();
-    let mut got = stream.next().await.expect("first chunk").expect("ok").to_vec();
+    let mut got = stream
+        .next()
+        .await
+        .expect("first chunk")
+        .expect("ok")
+        .to_vec();
     signal_term(server.pid());
     while let Some(chunk) = stream.next().await {
         got.extend_from_slice(&chunk.expect("the download is not cut off"));
@@ -117,14 +161,23 @@ async fn a_wrong_secret_or_unknown_key_is_refused() {
     let server = Server::start(Launch::new(dir.path()));
     create_bucket(&server.endpoint, "auth").await;
     let wrong = server.client_as("auth", ACCESS_KEY, "not-the-secret");
-    let err = wrong.put(&Path::from("k"), Bytes::from_static(b"x").into()).await.expect_err("refused");
+    let err = wrong
+        .put(&Path::from("k"), Bytes::from_static(b"x").into())
+        .await
+        .expect_err("refused");
     assert!(err.to_string().contains("SignatureDoesNotMatch"), "{err}");
     let unknown = server.client_as("auth", "nobody", "whatever-secret");
     let err = unknown.get(&Path::from("k")).await.expect_err("refused");
-    assert!(err.to_string().contains("403") || err.to_string().contains("InvalidAccessKeyId"), "{err}");
+    assert!(
+        err.to_string().contains("403") || err.to_string().contains("InvalidAccessKeyId"),
+        "{err}"
+    );
     // Nothing was written by the refused PUT.
     let s3 = server.client("auth");
-    assert!(matches!(s3.get(&Path::from("k")).await, Err(object_store::Error::NotFound { .. })));
+    assert!(matches!(
+        s3.get(&Path::from("k")).await,
+        Err(object_store::Error::NotFound { .. })
+    ));
 }
 
 #[tokio::test]
@@ -159,15 +212,30 @@ buckets = ["mine"]
 
     let reader = server.client_as("theirs", "reader", "reader-secret");
     assert_eq!(read_all(reader.as_ref(), "secret").await, b"s");
-    let err = reader.put(&Path::from("x"), Bytes::from_static(b"x").into()).await.expect_err("read-only");
+    let err = reader
+        .put(&Path::from("x"), Bytes::from_static(b"x").into())
+        .await
+        .expect_err("read-only");
     assert!(err.to_string().contains("AccessDenied"), "{err}");
 
     let limited_mine = server.client_as("mine", "limited", "limited-secret");
-    limited_mine.put(&Path::from("ok"), Bytes::from_static(b"ok").into()).await.expect("own bucket");
+    limited_mine
+        .put(&Path::from("ok"), Bytes::from_static(b"ok").into())
+        .await
+        .expect("own bucket");
     let limited_theirs = server.client_as("theirs", "limited", "limited-secret");
-    let err = limited_theirs.get(&Path::from("secret")).await.expect_err("other bucket");
-    assert!(err.to_string().contains("403") || err.to_string().contains("AccessDenied"), "{err}");
-    let err = limited_theirs.list_with_delimiter(None).await.expect_err("no listing of other buckets");
+    let err = limited_theirs
+        .get(&Path::from("secret"))
+        .await
+        .expect_err("other bucket");
+    assert!(
+        err.to_string().contains("403") || err.to_string().contains("AccessDenied"),
+        "{err}"
+    );
+    let err = limited_theirs
+        .list_with_delimiter(None)
+        .await
+        .expect_err("no listing of other buckets");
     assert!(err.to_string().contains("AccessDenied"), "{err}");
 }
 
@@ -198,24 +266,45 @@ async fn zero_setup_generates_credentials_once() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("credentials.toml")).expect("stat").permissions().mode();
+        let mode = std::fs::metadata(dir.path().join("credentials.toml"))
+            .expect("stat")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
     let second = Server::start(Launch {
         env_credentials: false,
         ..Launch::new(dir.path())
     });
-    assert!(second.banner.is_empty(), "the secret is printed only once: {:?}", second.banner);
+    assert!(
+        second.banner.is_empty(),
+        "the secret is printed only once: {:?}",
+        second.banner
+    );
     let s3 = second.client_as("gen", &access_key, &secret_key);
-    s3.put(&Path::from("k"), Bytes::from_static(b"v").into()).await.expect("same credentials work");
+    s3.put(&Path::from("k"), Bytes::from_static(b"v").into())
+        .await
+        .expect("same credentials work");
 }
 
 fn create_bucket_as(endpoint: &str, bucket: &str, access_key: &str, secret_key: &str) {
-    let out = ferry_curl(endpoint, access_key, secret_key, &["-X", "PUT"], &format!("/{bucket}"));
+    let out = ferry_curl(
+        endpoint,
+        access_key,
+        secret_key,
+        &["-X", "PUT"],
+        &format!("/{bucket}"),
+    );
     assert_eq!(out, "200");
 }
 
-fn ferry_curl(endpoint: &str, access_key: &str, secret_key: &str, extra: &[&str], path: &str) -> String {
+fn ferry_curl(
+    endpoint: &str,
+    access_key: &str,
+    secret_key: &str,
+    extra: &[&str],
+    path: &str,
+) -> String {
     let output = std::process::Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
         .args(extra)
@@ -239,10 +328,18 @@ async fn admin_endpoints_answer() {
     let server = Server::start(Launch::new(dir.path()));
     create_bucket(&server.endpoint, "metrics-test").await;
     let health = std::process::Command::new("curl")
-        .args(["-s", "-w", " %{http_code}", &format!("{}/health", server.admin)])
+        .args([
+            "-s",
+            "-w",
+            " %{http_code}",
+            &format!("{}/health", server.admin),
+        ])
         .output()
         .expect("curl");
-    assert_eq!(String::from_utf8_lossy(&health.stdout).replace('\n', ""), "ok 200");
+    assert_eq!(
+        String::from_utf8_lossy(&health.stdout).replace('\n', ""),
+        "ok 200"
+    );
     let metrics = std::process::Command::new("curl")
         .args(["-s", &format!("{}/metrics", server.admin)])
         .output()
@@ -268,13 +365,29 @@ fn a_bad_config_is_refused_with_the_field_named() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("server.listen"), "{stderr}");
 
-    let unknown = write_file(dir.path(), "unknown.toml", "[server]\nlisen = \"127.0.0.1:1\"\n");
-    let output = ferry().args(["config", "check"]).arg(&unknown).output().expect("run");
+    let unknown = write_file(
+        dir.path(),
+        "unknown.toml",
+        "[server]\nlisen = \"127.0.0.1:1\"\n",
+    );
+    let output = ferry()
+        .args(["config", "check"])
+        .arg(&unknown)
+        .output()
+        .expect("run");
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("lisen"));
 
-    let good = write_file(dir.path(), "good.toml", "[server]\nlisten = \"127.0.0.1:9000\"\n");
-    let output = ferry().args(["config", "check"]).arg(&good).output().expect("run");
+    let good = write_file(
+        dir.path(),
+        "good.toml",
+        "[server]\nlisten = \"127.0.0.1:9000\"\n",
+    );
+    let output = ferry()
+        .args(["config", "check"])
+        .arg(&good)
+        .output()
+        .expect("run");
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("ok"));
 }

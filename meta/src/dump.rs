@@ -8,9 +8,9 @@ use std::io::{BufRead, Write};
 
 use serde::{Deserialize, Serialize};
 
+use crate::Meta;
 use crate::error::{MetaError, Result};
 use crate::types::*;
-use crate::Meta;
 
 pub const FORMAT: &str = "ferry-meta-dump";
 pub const VERSION: u32 = 1;
@@ -19,7 +19,10 @@ pub const VERSION: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Record {
-    Header { format: String, version: u32 },
+    Header {
+        format: String,
+        version: u32,
+    },
     Bucket(BucketInfo),
     Object {
         bucket: String,
@@ -27,7 +30,10 @@ pub enum Record {
         entry: Box<Entry>,
         layout: Layout,
     },
-    Upload { bucket: String, upload: Upload },
+    Upload {
+        bucket: String,
+        upload: Upload,
+    },
     Part {
         bucket: String,
         key: String,
@@ -52,7 +58,11 @@ fn write_record(out: &mut (dyn Write + Send), record: &Record) -> Result<()> {
 
 /// Writes every bucket, object (with its layout), upload and part.
 /// `progress` is called after each object.
-pub async fn dump(meta: &dyn Meta, out: &mut (dyn Write + Send), progress: &mut (dyn FnMut(&Summary) + Send)) -> Result<Summary> {
+pub async fn dump(
+    meta: &dyn Meta,
+    out: &mut (dyn Write + Send),
+    progress: &mut (dyn FnMut(&Summary) + Send),
+) -> Result<Summary> {
     let mut summary = Summary::default();
     write_record(
         out,
@@ -118,7 +128,10 @@ pub async fn dump(meta: &dyn Meta, out: &mut (dyn Write + Send), progress: &mut 
                 summary.uploads += 1;
                 let mut after = 0;
                 loop {
-                    let (parts, more) = match meta.list_parts(&name, &upload.key, &upload.id, after, 1000).await {
+                    let (parts, more) = match meta
+                        .list_parts(&name, &upload.key, &upload.id, after, 1000)
+                        .await
+                    {
                         Ok(found) => found,
                         Err(MetaError::NoSuchUpload { .. }) => break,
                         Err(e) => return Err(e),
@@ -154,7 +167,11 @@ pub async fn dump(meta: &dyn Meta, out: &mut (dyn Write + Send), progress: &mut 
 }
 
 /// Loads a dump into `meta`, which must hold no buckets.
-pub async fn load(meta: &dyn Meta, input: &mut (dyn BufRead + Send), progress: &mut (dyn FnMut(&Summary) + Send)) -> Result<Summary> {
+pub async fn load(
+    meta: &dyn Meta,
+    input: &mut (dyn BufRead + Send),
+    progress: &mut (dyn FnMut(&Summary) + Send),
+) -> Result<Summary> {
     if !meta.list_buckets().await?.is_empty() {
         return Err(MetaError::Internal(
             "the target namespace is not empty; load only into an empty one".into(),
@@ -192,7 +209,8 @@ pub async fn load(meta: &dyn Meta, input: &mut (dyn BufRead + Send), progress: &
                 entry,
                 layout,
             } => {
-                meta.put(&bucket, &key, *entry, layout, Precondition::IfAbsent).await?;
+                meta.put(&bucket, &key, *entry, layout, Precondition::IfAbsent)
+                    .await?;
                 summary.objects += 1;
                 progress(&summary);
             }

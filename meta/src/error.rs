@@ -15,7 +15,11 @@ pub enum MetaError {
     NoSuchKey { bucket: String, key: String },
     /// The multipart upload does not exist (never did, completed or aborted).
     #[error("no upload {upload_id:?} for {bucket:?}/{key:?}")]
-    NoSuchUpload { bucket: String, key: String, upload_id: String },
+    NoSuchUpload {
+        bucket: String,
+        key: String,
+        upload_id: String,
+    },
     /// A conditional put whose condition did not hold.
     #[error("precondition failed for {bucket:?}/{key:?}")]
     PreconditionFailed { bucket: String, key: String },

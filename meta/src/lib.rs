@@ -89,7 +89,13 @@ pub trait Meta: Send + Sync + 'static {
     /// Records a part (its blob gains a reference). A part with the same
     /// number is replaced and returned; its blob loses its reference.
     /// `NoSuchUpload` when the upload is gone: the caller owns the blob then.
-    async fn put_part(&self, bucket: &str, key: &str, upload_id: &str, part: Part) -> Result<Option<Part>>;
+    async fn put_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part: Part,
+    ) -> Result<Option<Part>>;
     /// Parts numbered above `after`, ascending, at most `max`; and whether
     /// more follow.
     async fn list_parts(
@@ -117,7 +123,11 @@ pub trait Meta: Send + Sync + 'static {
     /// Ends an upload without an object; every part's blob is queued.
     async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()>;
     /// Uploads of any bucket initiated at or before `initiated_before`, at most `limit`.
-    async fn stale_uploads(&self, initiated_before: UnixMillis, limit: usize) -> Result<Vec<(String, Upload)>>;
+    async fn stale_uploads(
+        &self,
+        initiated_before: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<(String, Upload)>>;
 
     /// Change-log records with `seq > after`, oldest first, at most `limit`.
     async fn changes_since(&self, after: Seq, limit: usize) -> Result<Vec<Change>>;
@@ -129,7 +139,11 @@ pub trait Meta: Send + Sync + 'static {
     async fn queue_uncommitted(&self, blobs: &[BlobRef]) -> Result<()>;
     /// Queued blobs whose `queued_at` is at or before `queued_before`, oldest
     /// first, at most `limit`.
-    async fn due_deletions(&self, queued_before: UnixMillis, limit: usize) -> Result<Vec<QueuedBlob>>;
+    async fn due_deletions(
+        &self,
+        queued_before: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<QueuedBlob>>;
     /// Removes `blob` from the queue and returns true if no committed layout
     /// references it; the caller then deletes it from its store. Returns
     /// false (and drops the stale queue record) if it is referenced again.
@@ -151,6 +165,8 @@ pub async fn open(config: &MetaConfig) -> Result<Arc<dyn Meta>> {
             url,
             prefix,
             allow_volatile,
-        } => Ok(Arc::new(RedisMeta::open(url, prefix, *allow_volatile).await?)),
+        } => Ok(Arc::new(
+            RedisMeta::open(url, prefix, *allow_volatile).await?,
+        )),
     }
 }

@@ -24,7 +24,9 @@ use futures::{StreamExt, TryStreamExt};
 use http::StatusCode;
 use http::header::{CONTENT_RANGE, RANGE};
 use object_store::aws::AmazonS3Builder;
-use object_store::client::{HttpClient, HttpConnector, HttpError, HttpRequest, HttpResponse, HttpService, ReqwestConnector};
+use object_store::client::{
+    HttpClient, HttpConnector, HttpError, HttpRequest, HttpResponse, HttpService, ReqwestConnector,
+};
 use object_store::http::HttpBuilder;
 use object_store::path::Path;
 use object_store::{ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig};
@@ -34,7 +36,15 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MIB: u64 = 1024 * 1024;
-const ALL_WORKLOADS: &[&str] = &["head", "safetensors", "stream", "parallel", "random256k", "random4m", "herd"];
+const ALL_WORKLOADS: &[&str] = &[
+    "head",
+    "safetensors",
+    "stream",
+    "parallel",
+    "random256k",
+    "random4m",
+    "herd",
+];
 
 /// `ferry bench read`: which endpoint, which workloads.
 #[derive(Debug, Args)]
@@ -49,7 +59,12 @@ pub struct ReadArgs {
     pub key: Option<String>,
     #[arg(long, env = "AWS_ACCESS_KEY_ID", default_value = "")]
     pub access_key: String,
-    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true, default_value = "")]
+    #[arg(
+        long,
+        env = "AWS_SECRET_ACCESS_KEY",
+        hide_env_values = true,
+        default_value = ""
+    )]
     pub secret_key: String,
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
@@ -98,12 +113,20 @@ pub struct ReadArgs {
 }
 
 /// Streams a response body to nowhere; returns the byte count.
-async fn drain(store: &dyn ObjectStore, path: &Path, range: Option<Range<u64>>) -> Result<u64, String> {
+async fn drain(
+    store: &dyn ObjectStore,
+    path: &Path,
+    range: Option<Range<u64>>,
+) -> Result<u64, String> {
     let options = GetOptions {
         range: range.map(GetRange::Bounded),
         ..GetOptions::default()
     };
-    let mut body = store.get_opts(path, options).await.map_err(|e| e.to_string())?.into_stream();
+    let mut body = store
+        .get_opts(path, options)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_stream();
     let mut n = 0u64;
     while let Some(chunk) = body.next().await {
         n += chunk.map_err(|e| e.to_string())?.len() as u64;
@@ -112,7 +135,11 @@ async fn drain(store: &dyn ObjectStore, path: &Path, range: Option<Range<u64>>) 
 }
 
 /// Reads one range and checks that exactly its bytes came back.
-async fn read_range(store: &dyn ObjectStore, path: &Path, range: Range<u64>) -> Result<u64, String> {
+async fn read_range(
+    store: &dyn ObjectStore,
+    path: &Path,
+    range: Range<u64>,
+) -> Result<u64, String> {
     let want = range.end - range.start;
     let got = drain(store, path, Some(range.clone())).await?;
     if got != want {
@@ -206,7 +233,8 @@ fn open(args: &ReadArgs) -> Result<Opened, String> {
         let path = Path::parse(name).map_err(|e| e.to_string())?;
         return Ok((Arc::new(store), path, rewritten, false));
     }
-    let (Some(endpoint), Some(bucket), Some(key)) = (&args.endpoint, &args.bucket, &args.key) else {
+    let (Some(endpoint), Some(bucket), Some(key)) = (&args.endpoint, &args.bucket, &args.key)
+    else {
         return Err("give --endpoint, --bucket and --key, or --http-url".into());
     };
     let store = AmazonS3Builder::new()
@@ -227,7 +255,10 @@ fn open(args: &ReadArgs) -> Result<Opened, String> {
 
 /// CPU seconds (user + system) of a process so far.
 fn cpu_seconds(pid: Option<u32>, ticks: f64) -> Option<f64> {
-    let file = pid.map_or_else(|| "/proc/self/stat".to_string(), |p| format!("/proc/{p}/stat"));
+    let file = pid.map_or_else(
+        || "/proc/self/stat".to_string(),
+        |p| format!("/proc/{p}/stat"),
+    );
     let stat = std::fs::read_to_string(file).ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces:
     // state is field 3, utime 14, stime 15.
@@ -255,10 +286,11 @@ fn clock_ticks() -> f64 {
 async fn scrape(url: &str, selectors: &[String]) -> Option<Vec<f64>> {
     let rest = url.strip_prefix("http://")?;
     let (host, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
-    let mut conn = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(host))
-        .await
-        .ok()?
-        .ok()?;
+    let mut conn =
+        tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(host))
+            .await
+            .ok()?
+            .ok()?;
     conn.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
         .await
         .ok()?;
@@ -271,11 +303,16 @@ async fn scrape(url: &str, selectors: &[String]) -> Option<Vec<f64>> {
         .iter()
         .map(|selector| {
             let (name, labels) = selector.split_once('{').unwrap_or((selector, ""));
-            let labels: Vec<&str> = labels.trim_end_matches('}').split(',').filter(|l| !l.is_empty()).collect();
+            let labels: Vec<&str> = labels
+                .trim_end_matches('}')
+                .split(',')
+                .filter(|l| !l.is_empty())
+                .collect();
             page.lines()
                 .filter(|line| {
                     line.strip_prefix(name).is_some_and(|after| {
-                        (after.starts_with('{') || after.starts_with(' ')) && labels.iter().all(|l| after.contains(l))
+                        (after.starts_with('{') || after.starts_with(' '))
+                            && labels.iter().all(|l| after.contains(l))
                     })
                 })
                 .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
@@ -326,11 +363,13 @@ impl Bench {
     async fn parallel(&self, part: u64, in_flight: usize) -> Result<Outcome, String> {
         let size = self.size;
         let t = Instant::now();
-        let bytes: u64 = futures::stream::iter((0..size.div_ceil(part)).map(|i| i * part..((i + 1) * part).min(size)))
-            .map(|range| read_range(self.store.as_ref(), &self.path, range))
-            .buffer_unordered(in_flight.max(1))
-            .try_fold(0u64, |acc, n| async move { Ok(acc + n) })
-            .await?;
+        let bytes: u64 = futures::stream::iter(
+            (0..size.div_ceil(part)).map(|i| i * part..((i + 1) * part).min(size)),
+        )
+        .map(|range| read_range(self.store.as_ref(), &self.path, range))
+        .buffer_unordered(in_flight.max(1))
+        .try_fold(0u64, |acc, n| async move { Ok(acc + n) })
+        .await?;
         Ok(Outcome {
             fields: json!({"seconds": round3(t.elapsed().as_secs_f64()), "part_bytes": part, "in_flight": in_flight}),
             bytes,
@@ -349,7 +388,8 @@ impl Bench {
             let (store, path, size) = (self.store.clone(), self.path.clone(), self.size);
             workers.spawn(async move {
                 let mut rng = StdRng::seed_from_u64(0x5eed + w as u64);
-                let (mut latencies, mut bytes, mut errors, mut last_error) = (Vec::new(), 0u64, 0u64, None);
+                let (mut latencies, mut bytes, mut errors, mut last_error) =
+                    (Vec::new(), 0u64, 0u64, None);
                 while Instant::now() < deadline {
                     let start = if rng.random_bool(0.5) {
                         rng.random_range(0..size / len) * len
@@ -399,13 +439,20 @@ impl Bench {
 
     async fn head(&self, count: usize, seconds: u64) -> Result<Outcome, String> {
         for _ in 0..5 {
-            self.store.head(&self.path).await.map_err(|e| e.to_string())?;
+            self.store
+                .head(&self.path)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         let deadline = Instant::now() + Duration::from_secs(seconds);
         let mut latencies = Vec::with_capacity(count);
         while latencies.len() < count && Instant::now() < deadline {
             let t = Instant::now();
-            let meta = self.store.head(&self.path).await.map_err(|e| e.to_string())?;
+            let meta = self
+                .store
+                .head(&self.path)
+                .await
+                .map_err(|e| e.to_string())?;
             latencies.push(t.elapsed());
             if meta.size != self.size {
                 return Err(format!("HEAD size {} instead of {}", meta.size, self.size));
@@ -423,7 +470,9 @@ impl Bench {
     /// header length, then the JSON header. Each sample is the pair.
     async fn safetensors(&self, count: usize, seconds: u64) -> Result<Outcome, String> {
         let header_len = |b: &[u8]| -> Result<u64, String> {
-            let raw: [u8; 8] = b.try_into().map_err(|_| format!("{} length bytes instead of 8", b.len()))?;
+            let raw: [u8; 8] = b
+                .try_into()
+                .map_err(|_| format!("{} length bytes instead of 8", b.len()))?;
             let n = u64::from_le_bytes(raw);
             if n == 0 || n > 100 * MIB || 8 + n > self.size {
                 return Err(format!("not a safetensors file: header length {n}"));
@@ -431,17 +480,36 @@ impl Bench {
             Ok(n)
         };
         // Check once that the header is JSON, outside the timed loop.
-        let n = header_len(&self.store.get_range(&self.path, 0..8).await.map_err(|e| e.to_string())?)?;
-        let header = self.store.get_range(&self.path, 8..8 + n).await.map_err(|e| e.to_string())?;
-        serde_json::from_slice::<Value>(&header).map_err(|e| format!("safetensors header is not JSON: {e}"))?;
+        let n = header_len(
+            &self
+                .store
+                .get_range(&self.path, 0..8)
+                .await
+                .map_err(|e| e.to_string())?,
+        )?;
+        let header = self
+            .store
+            .get_range(&self.path, 8..8 + n)
+            .await
+            .map_err(|e| e.to_string())?;
+        serde_json::from_slice::<Value>(&header)
+            .map_err(|e| format!("safetensors header is not JSON: {e}"))?;
         let deadline = Instant::now() + Duration::from_secs(seconds);
         let mut latencies = Vec::with_capacity(count);
         let mut bytes = 0;
         while latencies.len() < count && Instant::now() < deadline {
             let t = Instant::now();
-            let head = self.store.get_range(&self.path, 0..8).await.map_err(|e| e.to_string())?;
+            let head = self
+                .store
+                .get_range(&self.path, 0..8)
+                .await
+                .map_err(|e| e.to_string())?;
             let n = header_len(&head)?;
-            let header = self.store.get_range(&self.path, 8..8 + n).await.map_err(|e| e.to_string())?;
+            let header = self
+                .store
+                .get_range(&self.path, 8..8 + n)
+                .await
+                .map_err(|e| e.to_string())?;
             latencies.push(t.elapsed());
             if header.len() as u64 != n {
                 return Err(format!("header: {} bytes instead of {n}", header.len()));
@@ -527,7 +595,12 @@ pub async fn read(args: &ReadArgs) -> Result<(), String> {
             let w = w.trim();
             match ALL_WORKLOADS.iter().find(|&&a| a == w) {
                 Some(a) => chosen.push(*a),
-                None => return Err(format!("--workloads: unknown workload '{w}' (known: {})", ALL_WORKLOADS.join(", "))),
+                None => {
+                    return Err(format!(
+                        "--workloads: unknown workload '{w}' (known: {})",
+                        ALL_WORKLOADS.join(", ")
+                    ));
+                }
             }
         }
         chosen
@@ -536,7 +609,11 @@ pub async fn read(args: &ReadArgs) -> Result<(), String> {
         chosen.insert(0, "warmup");
     }
     let (store, path, rewritten, is_s3) = open(args)?;
-    let size = store.head(&path).await.map_err(|e| format!("HEAD {path}: {e}"))?.size;
+    let size = store
+        .head(&path)
+        .await
+        .map_err(|e| format!("HEAD {path}: {e}"))?
+        .size;
     if size == 0 {
         return Err(format!("{path} is empty"));
     }
@@ -546,7 +623,10 @@ pub async fn read(args: &ReadArgs) -> Result<(), String> {
         if args.server_pids.is_empty() {
             return None;
         }
-        args.server_pids.iter().map(|&p| cpu_seconds(Some(p), ticks)).sum()
+        args.server_pids
+            .iter()
+            .map(|&p| cpu_seconds(Some(p), ticks))
+            .sum()
     };
     let target = args.http_url.clone().unwrap_or_else(|| {
         format!(
@@ -574,9 +654,21 @@ pub async fn read(args: &ReadArgs) -> Result<(), String> {
         let rewritten0 = rewritten.load(Ordering::Relaxed);
         let outcome = match workload {
             "warmup" | "stream" => bench.stream().await,
-            "parallel" => bench.parallel(args.part_mib.max(1) * MIB, args.parallel).await,
-            "random256k" => bench.random(256 * 1024, concurrency.unwrap_or(1), args.seconds).await,
-            "random4m" => bench.random(4 * MIB, concurrency.unwrap_or(1), args.seconds).await,
+            "parallel" => {
+                bench
+                    .parallel(args.part_mib.max(1) * MIB, args.parallel)
+                    .await
+            }
+            "random256k" => {
+                bench
+                    .random(256 * 1024, concurrency.unwrap_or(1), args.seconds)
+                    .await
+            }
+            "random4m" => {
+                bench
+                    .random(4 * MIB, concurrency.unwrap_or(1), args.seconds)
+                    .await
+            }
             "head" => bench.head(args.count, args.seconds).await,
             "safetensors" => bench.safetensors(args.count, args.seconds).await,
             "herd" => bench.herd(args.herd).await,

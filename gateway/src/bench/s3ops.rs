@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferry_meta::{now_millis, Entry, Layout, Meta, Precondition};
+use ferry_meta::{Entry, Layout, Meta, Precondition, now_millis};
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
@@ -31,7 +31,12 @@ fn client(endpoint: &BenchEndpoint) -> Result<Arc<dyn ObjectStore>, String> {
 /// `tree` spreads them over a 3-level tree of 100-way directories.
 fn key_for(layout: &str, i: u64) -> String {
     match layout {
-        "tree" => format!("d{:02}/s{:02}/f{:06}.bin", (i / 10_000) % 100, (i / 100) % 100, i),
+        "tree" => format!(
+            "d{:02}/s{:02}/f{:06}.bin",
+            (i / 10_000) % 100,
+            (i / 100) % 100,
+            i
+        ),
         _ => format!("dir/f{i:07}.bin"),
     }
 }
@@ -60,9 +65,15 @@ pub async fn populate(meta: Arc<dyn Meta>, args: &PopulateArgs) -> Result<(), St
                     content_type: Some("binary/octet-stream".into()),
                     ..Entry::default()
                 };
-                meta.put(&bucket, &key_for(&layout, i), entry, Layout::default(), Precondition::None)
-                    .await
-                    .map_err(|e| e.to_string())
+                meta.put(
+                    &bucket,
+                    &key_for(&layout, i),
+                    entry,
+                    Layout::default(),
+                    Precondition::None,
+                )
+                .await
+                .map_err(|e| e.to_string())
             }
         })
         .buffer_unordered(64)
@@ -87,7 +98,10 @@ pub async fn list(endpoint: &BenchEndpoint, walk: bool) -> Result<(), String> {
         let mut queue: VecDeque<Option<Path>> = VecDeque::from([None]);
         let (mut keys, mut prefixes, mut requests) = (0u64, 0u64, 0u64);
         while let Some(prefix) = queue.pop_front() {
-            let listing = store.list_with_delimiter(prefix.as_ref()).await.map_err(|e| e.to_string())?;
+            let listing = store
+                .list_with_delimiter(prefix.as_ref())
+                .await
+                .map_err(|e| e.to_string())?;
             requests += 1 + (listing.objects.len() + listing.common_prefixes.len()) as u64 / 1000;
             keys += listing.objects.len() as u64;
             prefixes += listing.common_prefixes.len() as u64;
@@ -112,7 +126,12 @@ pub async fn list(endpoint: &BenchEndpoint, walk: bool) -> Result<(), String> {
 }
 
 /// PUTs `count` objects of `size` bytes with `concurrency` in flight.
-pub async fn put(endpoint: &BenchEndpoint, size: usize, count: u64, concurrency: usize) -> Result<(), String> {
+pub async fn put(
+    endpoint: &BenchEndpoint,
+    size: usize,
+    count: u64,
+    concurrency: usize,
+) -> Result<(), String> {
     let store = client(endpoint)?;
     let body = Bytes::from(vec![0x5a; size]);
     let run = uuid::Uuid::new_v4().simple().to_string();

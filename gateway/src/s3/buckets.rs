@@ -16,7 +16,10 @@ fn to_s3(info: BucketInfo) -> Bucket {
     }
 }
 
-pub(super) async fn list(s3: &FerryS3, req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+pub(super) async fn list(
+    s3: &FerryS3,
+    req: S3Request<ListBucketsInput>,
+) -> S3Result<S3Response<ListBucketsOutput>> {
     let credential = req
         .credentials
         .as_ref()
@@ -41,14 +44,20 @@ pub(super) async fn list(s3: &FerryS3, req: S3Request<ListBucketsInput>) -> S3Re
     }))
 }
 
-pub(super) async fn create(s3: &FerryS3, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+pub(super) async fn create(
+    s3: &FerryS3,
+    req: S3Request<CreateBucketInput>,
+) -> S3Result<S3Response<CreateBucketOutput>> {
     s3.meta.create_bucket(&req.input.bucket).await.s3()?;
     Ok(S3Response::new(CreateBucketOutput {
         location: Some(format!("/{}", req.input.bucket)),
     }))
 }
 
-pub(super) async fn head(s3: &FerryS3, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+pub(super) async fn head(
+    s3: &FerryS3,
+    req: S3Request<HeadBucketInput>,
+) -> S3Result<S3Response<HeadBucketOutput>> {
     s3.meta.bucket(&req.input.bucket).await.s3()?;
     Ok(S3Response::new(HeadBucketOutput {
         bucket_region: Some(s3.region.clone()),
@@ -56,7 +65,10 @@ pub(super) async fn head(s3: &FerryS3, req: S3Request<HeadBucketInput>) -> S3Res
     }))
 }
 
-pub(super) async fn delete(s3: &FerryS3, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
+pub(super) async fn delete(
+    s3: &FerryS3,
+    req: S3Request<DeleteBucketInput>,
+) -> S3Result<S3Response<DeleteBucketOutput>> {
     s3.meta.delete_bucket(&req.input.bucket).await.s3()?;
     Ok(S3Response::new(DeleteBucketOutput::default()))
 }
@@ -67,6 +79,9 @@ pub(super) async fn location(
 ) -> S3Result<S3Response<GetBucketLocationOutput>> {
     s3.meta.bucket(&req.input.bucket).await.s3()?;
     // S3 answers an empty constraint for us-east-1.
-    let location_constraint = (s3.region != "us-east-1").then(|| BucketLocationConstraint::from(s3.region.clone()));
-    Ok(S3Response::new(GetBucketLocationOutput { location_constraint }))
+    let location_constraint =
+        (s3.region != "us-east-1").then(|| BucketLocationConstraint::from(s3.region.clone()));
+    Ok(S3Response::new(GetBucketLocationOutput {
+        location_constraint,
+    }))
 }

@@ -10,7 +10,7 @@ use http::HeaderMap;
 use s3s::checksum::ChecksumHasher;
 use s3s::crypto::{Checksum as _, Crc32, Crc32c, Crc64Nvme, Md5, Sha1, Sha256};
 use s3s::dto::{Checksum, ChecksumAlgorithm, PutObjectInput, UploadPartInput};
-use s3s::{s3_error, S3Result};
+use s3s::{S3Result, s3_error};
 
 /// The checksum algorithms S3 defines, by their wire name.
 const ALGORITHMS: [&str; 5] = ["CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"];
@@ -33,7 +33,10 @@ pub struct Claims {
 }
 
 pub fn algorithm_named(name: &str) -> Option<&'static str> {
-    ALGORITHMS.iter().copied().find(|a| a.eq_ignore_ascii_case(name))
+    ALGORITHMS
+        .iter()
+        .copied()
+        .find(|a| a.eq_ignore_ascii_case(name))
 }
 
 impl Claims {
@@ -82,13 +85,20 @@ impl Claims {
         }
         if let Some(requested) = algorithm {
             let Some(algorithm) = algorithm_named(requested.as_str()) else {
-                return Err(s3_error!(InvalidRequest, "Unknown checksum algorithm {}", requested.as_str()));
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "Unknown checksum algorithm {}",
+                    requested.as_str()
+                ));
             };
             claims.algorithms.push(algorithm);
         }
         if let Some(trailer) = headers.get("x-amz-trailer").and_then(|v| v.to_str().ok()) {
             let name = trailer.trim().to_ascii_lowercase();
-            if let Some(algorithm) = name.strip_prefix("x-amz-checksum-").and_then(algorithm_named) {
+            if let Some(algorithm) = name
+                .strip_prefix("x-amz-checksum-")
+                .and_then(algorithm_named)
+            {
                 claims.trailer = Some(algorithm);
                 claims.algorithms.push(algorithm);
             }
@@ -96,15 +106,24 @@ impl Claims {
         claims.algorithms.sort_unstable();
         claims.algorithms.dedup();
         if claims.algorithms.len() > 1 {
-            return Err(s3_error!(InvalidRequest, "Expecting a single x-amz-checksum- header"));
+            return Err(s3_error!(
+                InvalidRequest,
+                "Expecting a single x-amz-checksum- header"
+            ));
         }
         if let Some(md5) = content_md5 {
-            let bytes = BASE64
-                .decode(md5.trim())
-                .map_err(|_| s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid base64"))?;
-            let digest: [u8; 16] = bytes
-                .try_into()
-                .map_err(|_| s3_error!(InvalidDigest, "The Content-MD5 you specified is not 16 bytes"))?;
+            let bytes = BASE64.decode(md5.trim()).map_err(|_| {
+                s3_error!(
+                    InvalidDigest,
+                    "The Content-MD5 you specified is not valid base64"
+                )
+            })?;
+            let digest: [u8; 16] = bytes.try_into().map_err(|_| {
+                s3_error!(
+                    InvalidDigest,
+                    "The Content-MD5 you specified is not 16 bytes"
+                )
+            })?;
             claims.content_md5 = Some(digest);
         }
         Ok(claims)
@@ -157,7 +176,10 @@ impl BodyDigest {
         if let Some(expected) = claims.content_md5
             && expected != md5
         {
-            return Err(s3_error!(BadDigest, "The Content-MD5 you specified did not match what we received."));
+            return Err(s3_error!(
+                BadDigest,
+                "The Content-MD5 you specified did not match what we received."
+            ));
         }
         let computed = by_name(self.checksums.finalize());
         let mut claimed = claims.values.clone();
@@ -165,7 +187,13 @@ impl BodyDigest {
             let value = trailers
                 .and_then(|t| t.get(header_name(algorithm)))
                 .and_then(|v| v.to_str().ok())
-                .ok_or_else(|| s3_error!(InvalidRequest, "The trailing {} checksum is missing", header_name(algorithm)))?;
+                .ok_or_else(|| {
+                    s3_error!(
+                        InvalidRequest,
+                        "The trailing {} checksum is missing",
+                        header_name(algorithm)
+                    )
+                })?;
             claimed.insert(algorithm, value.trim().to_string());
         }
         for (algorithm, value) in &claimed {
@@ -178,7 +206,10 @@ impl BodyDigest {
         }
         Ok(Verified {
             md5_hex: hex::encode(md5),
-            checksums: computed.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            checksums: computed
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
         })
     }
 }
@@ -241,14 +272,26 @@ mod tests {
     fn trailer_checksum_is_required_and_verified() {
         let input = put_input();
         let mut headers = HeaderMap::new();
-        headers.insert("x-amz-trailer", "x-amz-checksum-crc32".parse().expect("header"));
+        headers.insert(
+            "x-amz-trailer",
+            "x-amz-checksum-crc32".parse().expect("header"),
+        );
         let claims = Claims::from_put(&input, &headers).expect("claims");
         let mut digest = BodyDigest::new(&claims);
         digest.update(b"hello");
-        assert!(digest.verify(&claims, None).is_err(), "a missing trailer is refused");
+        assert!(
+            digest.verify(&claims, None).is_err(),
+            "a missing trailer is refused"
+        );
 
         let mut trailers = HeaderMap::new();
-        trailers.insert("x-amz-checksum-crc32", BASE64.encode(0x3610_a686_u32.to_be_bytes()).parse().expect("value"));
+        trailers.insert(
+            "x-amz-checksum-crc32",
+            BASE64
+                .encode(0x3610_a686_u32.to_be_bytes())
+                .parse()
+                .expect("value"),
+        );
         let mut digest = BodyDigest::new(&claims);
         digest.update(b"hello");
         assert!(digest.verify(&claims, Some(&trailers)).is_ok());
@@ -259,7 +302,8 @@ mod tests {
         let mut input = put_input();
         input.content_md5 = Some("not base64!".into());
         assert!(Claims::from_put(&input, &HeaderMap::new()).is_err());
-        input.content_md5 = Some(BASE64.encode(hex::decode("5d41402abc4b2a76b9719d911017c592").expect("hex")));
+        input.content_md5 =
+            Some(BASE64.encode(hex::decode("5d41402abc4b2a76b9719d911017c592").expect("hex")));
         let claims = Claims::from_put(&input, &HeaderMap::new()).expect("claims");
         let mut digest = BodyDigest::new(&claims);
         digest.update(b"hello");

@@ -3,7 +3,7 @@
 
 use ferry_meta::{Entry, Precondition};
 use s3s::dto::{ETagCondition, Timestamp};
-use s3s::{s3_error, S3Result};
+use s3s::{S3Result, s3_error};
 
 use crate::time::unix_seconds;
 
@@ -30,12 +30,18 @@ impl ReadConditions<'_> {
         let modified = entry.last_modified.div_euclid(1000);
         if let Some(condition) = self.if_match {
             if !matches(condition, &entry.etag) {
-                return Err(s3_error!(PreconditionFailed, "If-Match did not match the object's ETag"));
+                return Err(s3_error!(
+                    PreconditionFailed,
+                    "If-Match did not match the object's ETag"
+                ));
             }
         } else if let Some(since) = self.if_unmodified_since
             && modified > unix_seconds(since)
         {
-            return Err(s3_error!(PreconditionFailed, "The object was modified after If-Unmodified-Since"));
+            return Err(s3_error!(
+                PreconditionFailed,
+                "The object was modified after If-Unmodified-Since"
+            ));
         }
         let not_modified = match self.if_none_match {
             Some(condition) => matches(condition, &entry.etag),
@@ -74,12 +80,17 @@ pub fn write_precondition(
     match (if_match, if_none_match) {
         (None, None) => Ok(Precondition::None),
         (None, Some(ETagCondition::Any)) => Ok(Precondition::IfAbsent),
-        (Some(ETagCondition::ETag(tag)), None) => Ok(Precondition::IfMatch(tag.value().to_string())),
+        (Some(ETagCondition::ETag(tag)), None) => {
+            Ok(Precondition::IfMatch(tag.value().to_string()))
+        }
         (None, Some(ETagCondition::ETag(_))) => Err(s3_error!(
             NotImplemented,
             "If-None-Match on writes supports only '*'"
         )),
-        (Some(ETagCondition::Any), None) => Err(s3_error!(NotImplemented, "If-Match on writes needs an ETag, not '*'")),
+        (Some(ETagCondition::Any), None) => Err(s3_error!(
+            NotImplemented,
+            "If-Match on writes needs an ETag, not '*'"
+        )),
         (Some(_), Some(_)) => Err(s3_error!(
             InvalidArgument,
             "If-Match and If-None-Match cannot be combined on a write"
@@ -90,8 +101,8 @@ pub fn write_precondition(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use s3s::dto::ETag;
     use s3s::S3ErrorCode;
+    use s3s::dto::ETag;
 
     fn entry() -> Entry {
         Entry {
@@ -120,8 +131,14 @@ mod tests {
             if_unmodified_since: None,
         };
         assert_eq!(code(none.check(&entry())), None);
-        let c = ReadConditions { if_match: Some(&wrong), ..none };
-        assert_eq!(code(c.check(&entry())), Some(S3ErrorCode::PreconditionFailed));
+        let c = ReadConditions {
+            if_match: Some(&wrong),
+            ..none
+        };
+        assert_eq!(
+            code(c.check(&entry())),
+            Some(S3ErrorCode::PreconditionFailed)
+        );
         // If-Match wins over a failing If-Unmodified-Since.
         let past = at(1_600_000_000);
         let c = ReadConditions {
@@ -134,7 +151,10 @@ mod tests {
             if_unmodified_since: Some(&past),
             ..none
         };
-        assert_eq!(code(c.check(&entry())), Some(S3ErrorCode::PreconditionFailed));
+        assert_eq!(
+            code(c.check(&entry())),
+            Some(S3ErrorCode::PreconditionFailed)
+        );
         let c = ReadConditions {
             if_none_match: Some(&right),
             ..none
@@ -156,7 +176,10 @@ mod tests {
 
     #[test]
     fn write_preconditions() {
-        assert_eq!(write_precondition(None, None).ok(), Some(Precondition::None));
+        assert_eq!(
+            write_precondition(None, None).ok(),
+            Some(Precondition::None)
+        );
         assert_eq!(
             write_precondition(None, Some(&ETagCondition::Any)).ok(),
             Some(Precondition::IfAbsent)

@@ -1,15 +1,15 @@
 //! CopyObject as a metadata operation: the destination shares the source's
 //! segments (its blobs gain a reference), whatever the object's size.
 
-use ferry_meta::{now_millis, Entry, Layout, Precondition};
+use ferry_meta::{Entry, Layout, Precondition, now_millis};
 use s3s::auth::Credentials;
 use s3s::dto::*;
-use s3s::{s3_error, S3Request, S3Response, S3Result};
+use s3s::{S3Request, S3Response, S3Result, s3_error};
 
+use super::FerryS3;
 use super::conditions::ReadConditions;
 use super::names::check_key;
-use super::put::{check_user_metadata, object_content_encoding, DEFAULT_CONTENT_TYPE};
-use super::FerryS3;
+use super::put::{DEFAULT_CONTENT_TYPE, check_user_metadata, object_content_encoding};
 use crate::error::ResultExt;
 use crate::time::{http_date, timestamp};
 
@@ -30,13 +30,25 @@ pub(super) async fn resolve_source(
     conditions: SourceConditions<'_>,
 ) -> S3Result<(Entry, Layout)> {
     let (bucket, key, version) = match source {
-        CopySource::Bucket { bucket, key, version_id } => (bucket, key, version_id),
-        _ => return Err(s3_error!(NotImplemented, "Only bucket/key copy sources are supported")),
+        CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } => (bucket, key, version_id),
+        _ => {
+            return Err(s3_error!(
+                NotImplemented,
+                "Only bucket/key copy sources are supported"
+            ));
+        }
     };
     if let Some(version) = version
         && version.as_ref() != "null"
     {
-        return Err(s3_error!(NoSuchVersion, "Ferry keeps one version of each object, named null"));
+        return Err(s3_error!(
+            NoSuchVersion,
+            "Ferry keeps one version of each object, named null"
+        ));
     }
     check_key(key)?;
     // The access check saw only the destination bucket.
@@ -44,7 +56,10 @@ pub(super) async fn resolve_source(
         .and_then(|c| s3.keyring.get(&c.access_key))
         .is_some_and(|c| c.allows_bucket(bucket));
     if !allowed {
-        return Err(s3_error!(AccessDenied, "This key may not read bucket {bucket}"));
+        return Err(s3_error!(
+            AccessDenied,
+            "This key may not read bucket {bucket}"
+        ));
     }
     let (entry, layout) = s3.meta.get(bucket, key).await.s3()?;
     ReadConditions {
@@ -56,7 +71,10 @@ pub(super) async fn resolve_source(
     .check(&entry)
     .map_err(|e| {
         if *e.code() == s3s::S3ErrorCode::NotModified {
-            s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
+            s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold"
+            )
         } else {
             e
         }
@@ -68,11 +86,17 @@ fn replaces_metadata(directive: Option<&MetadataDirective>) -> S3Result<bool> {
     match directive.map(MetadataDirective::as_str) {
         None | Some(MetadataDirective::COPY) => Ok(false),
         Some(MetadataDirective::REPLACE) => Ok(true),
-        Some(other) => Err(s3_error!(InvalidArgument, "Unknown metadata directive {other}")),
+        Some(other) => Err(s3_error!(
+            InvalidArgument,
+            "Unknown metadata directive {other}"
+        )),
     }
 }
 
-pub(super) async fn copy_object(s3: &FerryS3, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+pub(super) async fn copy_object(
+    s3: &FerryS3,
+    req: S3Request<CopyObjectInput>,
+) -> S3Result<S3Response<CopyObjectOutput>> {
     let credentials = req.credentials;
     let input = req.input;
     check_key(&input.key)?;
@@ -109,7 +133,11 @@ pub(super) async fn copy_object(s3: &FerryS3, req: S3Request<CopyObjectInput>) -
         ..source
     };
     if replace {
-        entry.content_type = Some(input.content_type.unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_string()));
+        entry.content_type = Some(
+            input
+                .content_type
+                .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_string()),
+        );
         entry.content_encoding = object_content_encoding(input.content_encoding);
         entry.content_disposition = input.content_disposition;
         entry.content_language = input.content_language;

@@ -1,10 +1,10 @@
 //! DeleteObject and DeleteObjects. Deleting an absent key succeeds, as in S3.
 
 use s3s::dto::*;
-use s3s::{s3_error, S3Request, S3Response, S3Result};
+use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use super::names::check_key;
 use super::FerryS3;
+use super::names::check_key;
 use crate::error::{IntoS3Error, ResultExt};
 
 /// S3's limit on keys per DeleteObjects request.
@@ -15,7 +15,10 @@ pub(super) async fn delete_object(
     req: S3Request<DeleteObjectInput>,
 ) -> S3Result<S3Response<DeleteObjectOutput>> {
     check_key(&req.input.key)?;
-    s3.meta.delete(&req.input.bucket, &req.input.key).await.s3()?;
+    s3.meta
+        .delete(&req.input.bucket, &req.input.key)
+        .await
+        .s3()?;
     Ok(S3Response::new(DeleteObjectOutput::default()))
 }
 
@@ -36,7 +39,11 @@ pub(super) async fn delete_objects(
     let mut errors = Vec::new();
     for object in input.delete.objects {
         let outcome = match check_key(&object.key) {
-            Ok(()) => s3.meta.delete(&input.bucket, &object.key).await.map_err(IntoS3Error::into_s3),
+            Ok(()) => s3
+                .meta
+                .delete(&input.bucket, &object.key)
+                .await
+                .map_err(IntoS3Error::into_s3),
             Err(e) => Err(e),
         };
         match outcome {

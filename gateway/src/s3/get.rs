@@ -5,11 +5,11 @@ use ferry_meta::Entry;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result};
 
+use super::FerryS3;
 use super::checksums;
 use super::conditions::ReadConditions;
 use super::names::check_key;
 use super::put::DEFAULT_CONTENT_TYPE;
-use super::FerryS3;
 use crate::error::ResultExt;
 use crate::time::{parse_http_date, timestamp};
 
@@ -38,10 +38,18 @@ fn present(entry: &Entry, overrides: Overrides) -> Presented {
             .content_type
             .or_else(|| entry.content_type.clone())
             .or_else(|| Some(DEFAULT_CONTENT_TYPE.to_string())),
-        content_encoding: overrides.content_encoding.or_else(|| entry.content_encoding.clone()),
-        content_disposition: overrides.content_disposition.or_else(|| entry.content_disposition.clone()),
-        content_language: overrides.content_language.or_else(|| entry.content_language.clone()),
-        cache_control: overrides.cache_control.or_else(|| entry.cache_control.clone()),
+        content_encoding: overrides
+            .content_encoding
+            .or_else(|| entry.content_encoding.clone()),
+        content_disposition: overrides
+            .content_disposition
+            .or_else(|| entry.content_disposition.clone()),
+        content_language: overrides
+            .content_language
+            .or_else(|| entry.content_language.clone()),
+        cache_control: overrides
+            .cache_control
+            .or_else(|| entry.cache_control.clone()),
         expires: overrides
             .expires
             .or_else(|| entry.expires.as_deref().and_then(parse_http_date)),
@@ -49,7 +57,10 @@ fn present(entry: &Entry, overrides: Overrides) -> Presented {
 }
 
 /// The byte range to serve and its Content-Range, or the whole object.
-fn byte_range(range: Option<&Range>, size: u64) -> S3Result<(std::ops::Range<u64>, Option<String>)> {
+fn byte_range(
+    range: Option<&Range>,
+    size: u64,
+) -> S3Result<(std::ops::Range<u64>, Option<String>)> {
     match range {
         None => Ok((0..size, None)),
         Some(range) => {
@@ -159,7 +170,10 @@ macro_rules! view_request {
     };
 }
 
-pub(super) async fn get_object(s3: &FerryS3, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+pub(super) async fn get_object(
+    s3: &FerryS3,
+    req: S3Request<GetObjectInput>,
+) -> S3Result<S3Response<GetObjectOutput>> {
     let input = req.input;
     check_key(&input.key)?;
     let (entry, layout) = s3.meta.get(&input.bucket, &input.key).await.s3()?;
@@ -176,7 +190,10 @@ pub(super) async fn get_object(s3: &FerryS3, req: S3Request<GetObjectInput>) -> 
     )))
 }
 
-pub(super) async fn head_object(s3: &FerryS3, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+pub(super) async fn head_object(
+    s3: &FerryS3,
+    req: S3Request<HeadObjectInput>,
+) -> S3Result<S3Response<HeadObjectOutput>> {
     let input = req.input;
     check_key(&input.key)?;
     let entry = s3.meta.head(&input.bucket, &input.key).await.s3()?;

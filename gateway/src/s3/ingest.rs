@@ -7,10 +7,10 @@ use ferry_cache::{BlobTags, BlobUpload};
 use ferry_meta::BlobRef;
 use futures::StreamExt;
 use s3s::dto::StreamingBlob;
-use s3s::{s3_error, S3Error, S3Result, TrailingHeaders};
+use s3s::{S3Error, S3Result, TrailingHeaders, s3_error};
 
-use super::checksums::{BodyDigest, Claims, Verified};
 use super::FerryS3;
+use super::checksums::{BodyDigest, Claims, Verified};
 use crate::error::{IntoS3Error, ResultExt};
 
 /// A received body.
@@ -33,7 +33,10 @@ pub struct BodySpec<'a> {
 }
 
 fn too_large(max: u64) -> S3Error {
-    s3_error!(EntityTooLarge, "Your upload exceeds the maximum allowed size of {max} bytes")
+    s3_error!(
+        EntityTooLarge,
+        "Your upload exceeds the maximum allowed size of {max} bytes"
+    )
 }
 
 fn body_error(error: s3s::StdError) -> S3Error {
@@ -53,8 +56,12 @@ fn body_error(error: s3s::StdError) -> S3Error {
         e.set_status_code(http::StatusCode::BAD_REQUEST);
         e
     } else if text.contains("SignatureMismatch") {
-        s3_error!(SignatureDoesNotMatch, "A chunk signature of the body does not match")
-    } else if text.contains("FormatError") || text.contains("TooLarge") || text.contains("TooMany") {
+        s3_error!(
+            SignatureDoesNotMatch,
+            "A chunk signature of the body does not match"
+        )
+    } else if text.contains("FormatError") || text.contains("TooLarge") || text.contains("TooMany")
+    {
         s3_error!(InvalidRequest, "The aws-chunked body is malformed: {text}")
     } else {
         s3_error!(IncompleteBody, "The request body ended early or failed")
@@ -89,7 +96,9 @@ pub async fn ingest(
     }
     let store = s3.stores.get(&s3.data_store).s3()?;
     let mut digest = BodyDigest::new(spec.claims);
-    let mut upload: Option<BlobUpload> = spec.always_blob.then(|| BlobUpload::begin(store, &spec.tags));
+    let mut upload: Option<BlobUpload> = spec
+        .always_blob
+        .then(|| BlobUpload::begin(store, &spec.tags));
     if let Some(mut body) = body {
         while let Some(chunk) = body.next().await {
             let chunk = match chunk {
@@ -137,5 +146,9 @@ pub async fn ingest(
         Some(upload) => Some(upload.finish().await.s3()?),
         None => None,
     };
-    Ok(Ingested { blob, size, verified })
+    Ok(Ingested {
+        blob,
+        size,
+        verified,
+    })
 }

@@ -3,9 +3,9 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ferry_meta::{Entry, ListPage, ListQuery};
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use s3s::dto::*;
-use s3s::{s3_error, S3Request, S3Response, S3Result};
+use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::FerryS3;
 use crate::error::ResultExt;
@@ -15,7 +15,12 @@ use crate::time::timestamp;
 const MAX_KEYS: i32 = 1000;
 
 /// `encoding-type=url` escapes everything but unreserved characters and '/'.
-const URL_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+const URL_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
 
 pub(crate) fn owner() -> Owner {
     Owner {
@@ -42,7 +47,10 @@ impl Encoder {
         match encoding.map(EncodingType::as_str) {
             None => Ok(Encoder { url: false }),
             Some(EncodingType::URL) => Ok(Encoder { url: true }),
-            Some(other) => Err(s3_error!(InvalidArgument, "Invalid Encoding Method specified in Request: {other}")),
+            Some(other) => Err(s3_error!(
+                InvalidArgument,
+                "Invalid Encoding Method specified in Request: {other}"
+            )),
         }
     }
 
@@ -65,7 +73,9 @@ fn object(encoder: &Encoder, key: String, entry: Entry, with_owner: bool) -> Obj
         size: i64::try_from(entry.size).ok(),
         e_tag: Some(ETag::Strong(entry.etag)),
         last_modified: Some(timestamp(entry.last_modified)),
-        storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+        storage_class: Some(ObjectStorageClass::from_static(
+            ObjectStorageClass::STANDARD,
+        )),
         owner: with_owner.then(owner),
         ..Object::default()
     }
@@ -94,7 +104,12 @@ fn decode_token(token: &str) -> S3Result<String> {
         .decode(token)
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or_else(|| s3_error!(InvalidArgument, "The continuation token provided is incorrect"))
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "The continuation token provided is incorrect"
+            )
+        })
 }
 
 fn encode_token(start_after: &str) -> String {
@@ -200,13 +215,19 @@ mod tests {
     #[test]
     fn url_encoding_keeps_slashes_and_unreserved() {
         let encoder = Encoder { url: true };
-        assert_eq!(encoder.name("a b/c+d%e\u{e9}~".into()), "a%20b/c%2Bd%25e%C3%A9~");
+        assert_eq!(
+            encoder.name("a b/c+d%e\u{e9}~".into()),
+            "a%20b/c%2Bd%25e%C3%A9~"
+        );
     }
 
     #[test]
     fn tokens_round_trip_and_garbage_is_refused() {
         let token = encode_token("dir/\u{65e5}\u{672c}");
-        assert_eq!(decode_token(&token).ok().as_deref(), Some("dir/\u{65e5}\u{672c}"));
+        assert_eq!(
+            decode_token(&token).ok().as_deref(),
+            Some("dir/\u{65e5}\u{672c}")
+        );
         assert!(decode_token("!!!").is_err());
     }
 

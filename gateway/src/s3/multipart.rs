@@ -7,19 +7,19 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ferry_cache::BlobTags;
-use ferry_meta::{now_millis, Entry, Layout, Part, Upload, UploadQuery};
+use ferry_meta::{Entry, Layout, Part, Upload, UploadQuery, now_millis};
 use s3s::crypto::{Checksum as _, Crc32, Crc32c, Crc64Nvme, Md5, Sha1, Sha256};
 use s3s::dto::*;
-use s3s::{s3_error, S3Request, S3Response, S3Result};
+use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use super::checksums::{self, algorithm_named, Claims};
+use super::FerryS3;
+use super::checksums::{self, Claims, algorithm_named};
 use super::conditions::write_precondition;
 use super::copy::resolve_source;
-use super::ingest::{forget, ingest, BodySpec, Ingested};
+use super::ingest::{BodySpec, Ingested, forget, ingest};
 use super::list::owner;
 use super::names::check_key;
-use super::put::{check_user_metadata, object_content_encoding, DEFAULT_CONTENT_TYPE};
-use super::FerryS3;
+use super::put::{DEFAULT_CONTENT_TYPE, check_user_metadata, object_content_encoding};
 use crate::error::{IntoS3Error, ResultExt};
 use crate::time::{http_date, timestamp};
 
@@ -43,7 +43,10 @@ fn part_number(n: i32) -> S3Result<u32> {
 fn page(max: Option<i32>) -> S3Result<usize> {
     match max {
         None => Ok(MAX_PAGE as usize),
-        Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "The page size must not be negative")),
+        Some(n) if n < 0 => Err(s3_error!(
+            InvalidArgument,
+            "The page size must not be negative"
+        )),
         Some(n) => Ok(usize::try_from(n.min(MAX_PAGE)).unwrap_or(0)),
     }
 }
@@ -58,7 +61,9 @@ pub(super) async fn create(
     let checksum_algorithm = match &input.checksum_algorithm {
         Some(a) => Some(
             algorithm_named(a.as_str())
-                .ok_or_else(|| s3_error!(InvalidRequest, "Unknown checksum algorithm {}", a.as_str()))?
+                .ok_or_else(|| {
+                    s3_error!(InvalidRequest, "Unknown checksum algorithm {}", a.as_str())
+                })?
                 .to_string(),
         ),
         None => None,
@@ -68,7 +73,11 @@ pub(super) async fn create(
         key: input.key.clone(),
         initiated: now_millis(),
         template: Entry {
-            content_type: Some(input.content_type.unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_string())),
+            content_type: Some(
+                input
+                    .content_type
+                    .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_string()),
+            ),
             content_encoding: object_content_encoding(input.content_encoding),
             content_disposition: input.content_disposition,
             content_language: input.content_language,
@@ -79,7 +88,10 @@ pub(super) async fn create(
         },
         checksum_algorithm,
     };
-    s3.meta.create_upload(&input.bucket, upload.clone()).await.s3()?;
+    s3.meta
+        .create_upload(&input.bucket, upload.clone())
+        .await
+        .s3()?;
     Ok(S3Response::new(CreateMultipartUploadOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
@@ -105,9 +117,16 @@ pub(super) async fn upload_part(
     } = req;
     let number = part_number(input.part_number)?;
     // Refuse early rather than after receiving gigabytes.
-    s3.meta.upload(&input.bucket, &input.key, &input.upload_id).await.s3()?;
+    s3.meta
+        .upload(&input.bucket, &input.key, &input.upload_id)
+        .await
+        .s3()?;
     let claims = Claims::from_part(&input, &headers)?;
-    let Ingested { blob, size, verified } = ingest(
+    let Ingested {
+        blob,
+        size,
+        verified,
+    } = ingest(
         s3,
         input.body,
         trailing_headers,
@@ -142,7 +161,11 @@ pub(super) async fn upload_part(
         checksums: verified.checksums,
     };
     let checksums = checksums::to_dto(&part.checksums);
-    if let Err(e) = s3.meta.put_part(&input.bucket, &input.key, &input.upload_id, part).await {
+    if let Err(e) = s3
+        .meta
+        .put_part(&input.bucket, &input.key, &input.upload_id, part)
+        .await
+    {
         // Aborted or completed while the body arrived: the blob is ours to drop.
         forget(s3, &blob).await;
         return Err(e.into_s3());
@@ -160,8 +183,15 @@ pub(super) async fn upload_part(
 
 /// `bytes=first-last` of x-amz-copy-source-range, inclusive.
 fn copy_range(header: Option<&str>, size: u64) -> S3Result<std::ops::Range<u64>> {
-    let Some(header) = header else { return Ok(0..size) };
-    let invalid = || s3_error!(InvalidArgument, "The x-amz-copy-source-range value must be of the form bytes=first-last");
+    let Some(header) = header else {
+        return Ok(0..size);
+    };
+    let invalid = || {
+        s3_error!(
+            InvalidArgument,
+            "The x-amz-copy-source-range value must be of the form bytes=first-last"
+        )
+    };
     let spec = header.trim().strip_prefix("bytes=").ok_or_else(invalid)?;
     let (first, last) = spec.split_once('-').ok_or_else(invalid)?;
     let first: u64 = first.trim().parse().map_err(|_| invalid())?;
@@ -184,7 +214,10 @@ pub(super) async fn upload_part_copy(
 ) -> S3Result<S3Response<UploadPartCopyOutput>> {
     let input = req.input;
     let number = part_number(input.part_number)?;
-    s3.meta.upload(&input.bucket, &input.key, &input.upload_id).await.s3()?;
+    s3.meta
+        .upload(&input.bucket, &input.key, &input.upload_id)
+        .await
+        .s3()?;
     let (entry, layout) = resolve_source(
         s3,
         req.credentials.as_ref(),
@@ -203,7 +236,9 @@ pub(super) async fn upload_part_copy(
     // The bytes are not read, so the part's ETag cannot be their MD5; it is
     // derived from the source's ETag and the range, which identifies the
     // same bytes just as well. Clients only echo it back on completion.
-    let etag = hex::encode(Md5::checksum(format!("{}:{}-{}", entry.etag, range.start, range.end).as_bytes()));
+    let etag = hex::encode(Md5::checksum(
+        format!("{}:{}-{}", entry.etag, range.start, range.end).as_bytes(),
+    ));
     let part = Part {
         number,
         etag: etag.clone(),
@@ -232,7 +267,11 @@ async fn all_parts(s3: &FerryS3, bucket: &str, key: &str, upload_id: &str) -> S3
     let mut parts = Vec::new();
     let mut after = 0;
     loop {
-        let (page, truncated) = s3.meta.list_parts(bucket, key, upload_id, after, 1000).await.s3()?;
+        let (page, truncated) = s3
+            .meta
+            .list_parts(bucket, key, upload_id, after, 1000)
+            .await
+            .s3()?;
         after = page.last().map_or(after, |p| p.number);
         parts.extend(page);
         if !truncated {
@@ -275,7 +314,11 @@ pub(super) async fn complete(
 ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
     let input = req.input;
     let condition = write_precondition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
-    let upload = s3.meta.upload(&input.bucket, &input.key, &input.upload_id).await.s3()?;
+    let upload = s3
+        .meta
+        .upload(&input.bucket, &input.key, &input.upload_id)
+        .await
+        .s3()?;
     let requested = input
         .multipart_upload
         .and_then(|m| m.parts)
@@ -293,16 +336,22 @@ pub(super) async fn complete(
     for wanted in &requested {
         let number = part_number(wanted.part_number.unwrap_or(0))?;
         if number <= previous {
-            return Err(s3_error!(InvalidPartOrder, "The list of parts was not in ascending order."));
+            return Err(s3_error!(
+                InvalidPartOrder,
+                "The list of parts was not in ascending order."
+            ));
         }
         previous = number;
-        let part = stored.get(&number).ok_or_else(|| {
-            s3_error!(InvalidPart, "Part {number} has not been uploaded.")
-        })?;
+        let part = stored
+            .get(&number)
+            .ok_or_else(|| s3_error!(InvalidPart, "Part {number} has not been uploaded."))?;
         if let Some(etag) = &wanted.e_tag
             && etag.value().trim_matches('"') != part.etag
         {
-            return Err(s3_error!(InvalidPart, "The ETag given for part {number} does not match the uploaded part."));
+            return Err(s3_error!(
+                InvalidPart,
+                "The ETag given for part {number} does not match the uploaded part."
+            ));
         }
         for (algorithm, value) in claimed_part_checksums(wanted) {
             if let Some(value) = value
@@ -339,7 +388,10 @@ pub(super) async fn complete(
         checksums.insert(algorithm.clone(), value);
     }
     let layout = Layout {
-        segments: chosen.iter().flat_map(|p| p.segments.iter().cloned()).collect(),
+        segments: chosen
+            .iter()
+            .flat_map(|p| p.segments.iter().cloned())
+            .collect(),
     };
     let entry = Entry {
         id: uuid::Uuid::now_v7().to_string(),
@@ -351,7 +403,14 @@ pub(super) async fn complete(
     };
     let dto = checksums::to_dto(&entry.checksums);
     s3.meta
-        .complete_upload(&input.bucket, &input.key, &input.upload_id, entry, layout, condition)
+        .complete_upload(
+            &input.bucket,
+            &input.key,
+            &input.upload_id,
+            entry,
+            layout,
+            condition,
+        )
         .await
         .map_err(IntoS3Error::into_s3)?;
     Ok(S3Response::new(CompleteMultipartUploadOutput {
@@ -384,10 +443,17 @@ pub(super) async fn abort(
     Ok(S3Response::new(AbortMultipartUploadOutput::default()))
 }
 
-pub(super) async fn list_parts(s3: &FerryS3, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+pub(super) async fn list_parts(
+    s3: &FerryS3,
+    req: S3Request<ListPartsInput>,
+) -> S3Result<S3Response<ListPartsOutput>> {
     let input = req.input;
     let max = page(input.max_parts)?;
-    let upload = s3.meta.upload(&input.bucket, &input.key, &input.upload_id).await.s3()?;
+    let upload = s3
+        .meta
+        .upload(&input.bucket, &input.key, &input.upload_id)
+        .await
+        .s3()?;
     let after = u32::try_from(input.part_number_marker.unwrap_or(0).max(0)).unwrap_or(0);
     let (parts, truncated) = if max == 0 {
         (Vec::new(), false)
@@ -397,7 +463,9 @@ pub(super) async fn list_parts(s3: &FerryS3, req: S3Request<ListPartsInput>) -> 
             .await
             .s3()?
     };
-    let next = parts.last().map(|p| i32::try_from(p.number).unwrap_or(MAX_PART_NUMBER));
+    let next = parts
+        .last()
+        .map(|p| i32::try_from(p.number).unwrap_or(MAX_PART_NUMBER));
     let parts: Vec<s3s::dto::Part> = parts
         .into_iter()
         .map(|p| {

@@ -1,13 +1,16 @@
 //! Checks on names that s3s leaves to the implementation.
 
-use s3s::{s3_error, S3Result};
+use s3s::{S3Result, s3_error};
 
 /// S3's limit on a key's UTF-8 length.
 pub const MAX_KEY_BYTES: usize = 1024;
 
 pub fn check_key(key: &str) -> S3Result<()> {
     if key.is_empty() {
-        return Err(s3_error!(InvalidArgument, "The object key must not be empty"));
+        return Err(s3_error!(
+            InvalidArgument,
+            "The object key must not be empty"
+        ));
     }
     if key.len() > MAX_KEY_BYTES {
         return Err(s3_error!(

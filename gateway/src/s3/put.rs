@@ -5,15 +5,15 @@
 use std::collections::BTreeMap;
 
 use ferry_cache::BlobTags;
-use ferry_meta::{now_millis, Entry, Layout, Segment};
+use ferry_meta::{Entry, Layout, Segment, now_millis};
 use s3s::dto::*;
-use s3s::{s3_error, S3Request, S3Response, S3Result};
+use s3s::{S3Request, S3Response, S3Result, s3_error};
 
+use super::FerryS3;
 use super::checksums::{self, Claims};
 use super::conditions::write_precondition;
-use super::ingest::{forget, ingest, BodySpec, Ingested};
+use super::ingest::{BodySpec, Ingested, forget, ingest};
 use super::names::check_key;
-use super::FerryS3;
 use crate::error::{IntoS3Error, ResultExt};
 use crate::metrics as m;
 
@@ -48,7 +48,10 @@ pub(super) fn check_user_metadata(metadata: Option<&Metadata>) -> S3Result<()> {
     Ok(())
 }
 
-pub(super) async fn put_object(s3: &FerryS3, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+pub(super) async fn put_object(
+    s3: &FerryS3,
+    req: S3Request<PutObjectInput>,
+) -> S3Result<S3Response<PutObjectOutput>> {
     let S3Request {
         input,
         headers,
@@ -61,7 +64,11 @@ pub(super) async fn put_object(s3: &FerryS3, req: S3Request<PutObjectInput>) -> 
     let condition = write_precondition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
     let claims = Claims::from_put(&input, &headers)?;
     let entry_id = uuid::Uuid::now_v7().to_string();
-    let Ingested { blob, size, verified } = ingest(
+    let Ingested {
+        blob,
+        size,
+        verified,
+    } = ingest(
         s3,
         input.body,
         trailing_headers,
@@ -95,17 +102,29 @@ pub(super) async fn put_object(s3: &FerryS3, req: S3Request<PutObjectInput>) -> 
         size,
         etag: verified.md5_hex.clone(),
         last_modified: now_millis(),
-        content_type: Some(input.content_type.unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_string())),
+        content_type: Some(
+            input
+                .content_type
+                .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_string()),
+        ),
         content_encoding: object_content_encoding(input.content_encoding),
         content_disposition: input.content_disposition,
         content_language: input.content_language,
         cache_control: input.cache_control,
         expires: input.expires.as_ref().and_then(crate::time::http_date),
-        user_metadata: input.metadata.unwrap_or_default().into_iter().collect::<BTreeMap<_, _>>(),
+        user_metadata: input
+            .metadata
+            .unwrap_or_default()
+            .into_iter()
+            .collect::<BTreeMap<_, _>>(),
         checksums: verified.checksums,
     };
     let checksums = checksums::to_dto(&entry.checksums);
-    if let Err(e) = s3.meta.put(&input.bucket, &input.key, entry, layout, condition).await {
+    if let Err(e) = s3
+        .meta
+        .put(&input.bucket, &input.key, entry, layout, condition)
+        .await
+    {
         if let Some(blob) = &blob {
             forget(s3, blob).await;
         }
@@ -131,8 +150,14 @@ mod tests {
     #[test]
     fn aws_chunked_is_not_an_object_encoding() {
         assert_eq!(object_content_encoding(Some("aws-chunked".into())), None);
-        assert_eq!(object_content_encoding(Some("aws-chunked, gzip".into())), Some("gzip".into()));
-        assert_eq!(object_content_encoding(Some("gzip".into())), Some("gzip".into()));
+        assert_eq!(
+            object_content_encoding(Some("aws-chunked, gzip".into())),
+            Some("gzip".into())
+        );
+        assert_eq!(
+            object_content_encoding(Some("gzip".into())),
+            Some("gzip".into())
+        );
         assert_eq!(object_content_encoding(None), None);
     }
 }

@@ -4,10 +4,10 @@
 
 use ferry_meta::ListQuery;
 use s3s::dto::*;
-use s3s::{s3_error, S3Request, S3Response, S3Result};
+use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use super::list::owner;
 use super::FerryS3;
+use super::list::owner;
 use crate::error::ResultExt;
 use crate::time::timestamp;
 
@@ -28,7 +28,9 @@ pub(super) async fn list_object_versions(
     let input = req.input;
     let max = match input.max_keys {
         None => MAX_KEYS as usize,
-        Some(n) if n < 0 => return Err(s3_error!(InvalidArgument, "max-keys must not be negative")),
+        Some(n) if n < 0 => {
+            return Err(s3_error!(InvalidArgument, "max-keys must not be negative"));
+        }
         Some(n) => usize::try_from(n.min(MAX_KEYS)).unwrap_or(0),
     };
     let page = if max == 0 {
@@ -59,7 +61,9 @@ pub(super) async fn list_object_versions(
             size: i64::try_from(entry.size).ok(),
             last_modified: Some(timestamp(entry.last_modified)),
             owner: Some(owner()),
-            storage_class: Some(ObjectVersionStorageClass::from_static(ObjectVersionStorageClass::STANDARD)),
+            storage_class: Some(ObjectVersionStorageClass::from_static(
+                ObjectVersionStorageClass::STANDARD,
+            )),
             ..ObjectVersion::default()
         })
         .collect();

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use object_store::aws::AmazonS3Builder;
 use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
 
 pub const ACCESS_KEY: &str = "test-admin";
 pub const SECRET_KEY: &str = "test-admin-secret";
@@ -69,7 +69,9 @@ impl Server {
             command.arg("--config").arg(config);
         }
         if launch.env_credentials {
-            command.env("FERRY_ACCESS_KEY", ACCESS_KEY).env("FERRY_SECRET_KEY", SECRET_KEY);
+            command
+                .env("FERRY_ACCESS_KEY", ACCESS_KEY)
+                .env("FERRY_SECRET_KEY", SECRET_KEY);
         }
         for (key, value) in launch.extra_env {
             command.env(key, value);
@@ -115,7 +117,12 @@ impl Server {
         self.client_as(bucket, ACCESS_KEY, SECRET_KEY)
     }
 
-    pub fn client_as(&self, bucket: &str, access_key: &str, secret_key: &str) -> Arc<dyn ObjectStore> {
+    pub fn client_as(
+        &self,
+        bucket: &str,
+        access_key: &str,
+        secret_key: &str,
+    ) -> Arc<dyn ObjectStore> {
         Arc::new(
             AmazonS3Builder::new()
                 .with_endpoint(&self.endpoint)
@@ -192,5 +199,7 @@ pub async fn create_bucket(endpoint: &str, bucket: &str) {
 }
 
 pub fn pattern(seed: u8, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(131).wrapping_add(seed) ^ (i >> 12) as u8).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(131).wrapping_add(seed) ^ (i >> 12) as u8)
+        .collect()
 }

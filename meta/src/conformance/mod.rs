@@ -55,41 +55,89 @@ pub async fn put_simple(meta: &dyn Meta, bucket: &str, key: &str, etag: &str) ->
 
 async fn keys_of(meta: &dyn Meta, bucket: &str, query: ListQuery) -> (Vec<String>, Vec<String>) {
     let page = meta.list(bucket, &query).await.expect("list");
-    (page.entries.into_iter().map(|(k, _)| k).collect(), page.common_prefixes)
+    (
+        page.entries.into_iter().map(|(k, _)| k).collect(),
+        page.common_prefixes,
+    )
 }
 
 pub async fn buckets(meta: &dyn Meta) {
     meta.create_bucket("zeta").await.expect("create zeta");
     meta.create_bucket("alpha").await.expect("create alpha");
-    assert!(matches!(meta.create_bucket("alpha").await, Err(MetaError::BucketExists { .. })));
-    let names: Vec<String> = meta.list_buckets().await.expect("list").into_iter().map(|b| b.name).collect();
+    assert!(matches!(
+        meta.create_bucket("alpha").await,
+        Err(MetaError::BucketExists { .. })
+    ));
+    let names: Vec<String> = meta
+        .list_buckets()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
     assert_eq!(names, ["alpha", "zeta"]);
     assert_eq!(meta.bucket("alpha").await.expect("head").name, "alpha");
-    assert!(matches!(meta.bucket("nope").await, Err(MetaError::NoSuchBucket { .. })));
+    assert!(matches!(
+        meta.bucket("nope").await,
+        Err(MetaError::NoSuchBucket { .. })
+    ));
 
     put_simple(meta, "zeta", "k", "e1").await;
-    assert!(matches!(meta.delete_bucket("zeta").await, Err(MetaError::BucketNotEmpty { .. })));
+    assert!(matches!(
+        meta.delete_bucket("zeta").await,
+        Err(MetaError::BucketNotEmpty { .. })
+    ));
     meta.delete("zeta", "k").await.expect("delete key");
-    meta.delete_bucket("zeta").await.expect("delete empty bucket");
-    assert!(matches!(meta.delete_bucket("zeta").await, Err(MetaError::NoSuchBucket { .. })));
+    meta.delete_bucket("zeta")
+        .await
+        .expect("delete empty bucket");
+    assert!(matches!(
+        meta.delete_bucket("zeta").await,
+        Err(MetaError::NoSuchBucket { .. })
+    ));
 
     // Operations on a missing bucket say so, never NoSuchKey.
     let (entry, layout) = simple_entry("x", 1);
     assert!(matches!(
-        meta.put("zeta", "k", entry, layout, Precondition::None).await,
+        meta.put("zeta", "k", entry, layout, Precondition::None)
+            .await,
         Err(MetaError::NoSuchBucket { .. })
     ));
-    assert!(matches!(meta.head("zeta", "k").await, Err(MetaError::NoSuchBucket { .. })));
-    assert!(matches!(meta.get("zeta", "k").await, Err(MetaError::NoSuchBucket { .. })));
-    assert!(matches!(meta.delete("zeta", "k").await, Err(MetaError::NoSuchBucket { .. })));
     assert!(matches!(
-        meta.list("zeta", &ListQuery { max: 10, ..ListQuery::default() }).await,
+        meta.head("zeta", "k").await,
+        Err(MetaError::NoSuchBucket { .. })
+    ));
+    assert!(matches!(
+        meta.get("zeta", "k").await,
+        Err(MetaError::NoSuchBucket { .. })
+    ));
+    assert!(matches!(
+        meta.delete("zeta", "k").await,
+        Err(MetaError::NoSuchBucket { .. })
+    ));
+    assert!(matches!(
+        meta.list(
+            "zeta",
+            &ListQuery {
+                max: 10,
+                ..ListQuery::default()
+            }
+        )
+        .await,
         Err(MetaError::NoSuchBucket { .. })
     ));
     // A bucket that shares a name prefix with another does not see its keys.
     meta.create_bucket("alpha2").await.expect("create alpha2");
     put_simple(meta, "alpha2", "k", "e").await;
-    let (keys, _) = keys_of(meta, "alpha", ListQuery { max: 10, ..ListQuery::default() }).await;
+    let (keys, _) = keys_of(
+        meta,
+        "alpha",
+        ListQuery {
+            max: 10,
+            ..ListQuery::default()
+        },
+    )
+    .await;
     assert!(keys.is_empty(), "alpha sees alpha2's keys: {keys:?}");
     meta.delete("alpha2", "k").await.expect("delete");
     meta.delete_bucket("alpha2").await.expect("delete alpha2");
@@ -97,42 +145,74 @@ pub async fn buckets(meta: &dyn Meta) {
 
 pub async fn objects(meta: &dyn Meta) {
     meta.create_bucket("objects").await.expect("create");
-    assert!(matches!(meta.head("objects", "k").await, Err(MetaError::NoSuchKey { .. })));
+    assert!(matches!(
+        meta.head("objects", "k").await,
+        Err(MetaError::NoSuchKey { .. })
+    ));
     let (mut entry, layout) = simple_entry("etag-1", 3);
     entry.content_type = Some("text/plain".into());
     entry.user_metadata.insert("owner".into(), "me".into());
     entry.checksums.insert("CRC32".into(), "AAAAAA==".into());
     let outcome = meta
-        .put("objects", "k", entry.clone(), layout.clone(), Precondition::None)
+        .put(
+            "objects",
+            "k",
+            entry.clone(),
+            layout.clone(),
+            Precondition::None,
+        )
         .await
         .expect("put");
     assert!(outcome.replaced.is_none());
     assert_eq!(meta.head("objects", "k").await.expect("head"), entry);
-    assert_eq!(meta.get("objects", "k").await.expect("get"), (entry.clone(), layout));
+    assert_eq!(
+        meta.get("objects", "k").await.expect("get"),
+        (entry.clone(), layout)
+    );
 
     let (entry2, layout2) = simple_entry("etag-2", 5);
     let outcome = meta
-        .put("objects", "k", entry2.clone(), layout2.clone(), Precondition::None)
+        .put(
+            "objects",
+            "k",
+            entry2.clone(),
+            layout2.clone(),
+            Precondition::None,
+        )
         .await
         .expect("overwrite");
     assert_eq!(outcome.replaced, Some(entry));
-    assert_eq!(meta.get("objects", "k").await.expect("get"), (entry2.clone(), layout2));
+    assert_eq!(
+        meta.get("objects", "k").await.expect("get"),
+        (entry2.clone(), layout2)
+    );
 
     let seq = meta.last_seq().await.expect("seq");
-    assert_eq!(meta.delete("objects", "k").await.expect("delete"), Some(entry2));
-    assert_eq!(meta.delete("objects", "k").await.expect("delete again"), None);
+    assert_eq!(
+        meta.delete("objects", "k").await.expect("delete"),
+        Some(entry2)
+    );
+    assert_eq!(
+        meta.delete("objects", "k").await.expect("delete again"),
+        None
+    );
     assert_eq!(
         meta.last_seq().await.expect("seq"),
         seq + 1,
         "deleting an absent key logs nothing"
     );
-    assert!(matches!(meta.get("objects", "k").await, Err(MetaError::NoSuchKey { .. })));
+    assert!(matches!(
+        meta.get("objects", "k").await,
+        Err(MetaError::NoSuchKey { .. })
+    ));
 }
 
 pub async fn conditional_puts(meta: &dyn Meta) {
     meta.create_bucket("cond").await.expect("create");
     let (e, l) = simple_entry("v1", 1);
-    meta.put("cond", "k", e, l, Precondition::IfAbsent).await.expect("create-only on absent key");
+    meta.put("cond", "k", e, l, Precondition::IfAbsent)
+        .await
+        .expect("create-only on absent key");
     let before = meta.last_seq().await.expect("seq");
     let (e, l) = simple_entry("v2", 1);
     assert!(matches!(
@@ -141,15 +221,21 @@ pub async fn conditional_puts(meta: &dyn Meta) {
     ));
     let (e, l) = simple_entry("v2", 1);
     assert!(matches!(
-        meta.put("cond", "k", e, l, Precondition::IfMatch("wrong".into())).await,
+        meta.put("cond", "k", e, l, Precondition::IfMatch("wrong".into()))
+            .await,
         Err(MetaError::PreconditionFailed { .. })
     ));
     let (e, l) = simple_entry("v2", 1);
     assert!(matches!(
-        meta.put("cond", "absent", e, l, Precondition::IfMatch("v1".into())).await,
+        meta.put("cond", "absent", e, l, Precondition::IfMatch("v1".into()))
+            .await,
         Err(MetaError::PreconditionFailed { .. })
     ));
-    assert_eq!(meta.last_seq().await.expect("seq"), before, "failed conditions log nothing");
+    assert_eq!(
+        meta.last_seq().await.expect("seq"),
+        before,
+        "failed conditions log nothing"
+    );
     let (e, l) = simple_entry("v2", 1);
     meta.put("cond", "k", e, l, Precondition::IfMatch("v1".into()))
         .await
@@ -206,8 +292,20 @@ pub async fn listing_order_and_delimiters(meta: &dyn Meta) {
     for key in TRICKY_KEYS.iter().rev().filter(|k| !k.is_empty()) {
         put_simple(meta, "order", key, "e").await;
     }
-    let expected: Vec<String> = TRICKY_KEYS.iter().filter(|k| !k.is_empty()).map(|k| k.to_string()).collect();
-    let (keys, prefixes) = keys_of(meta, "order", ListQuery { max: 1000, ..ListQuery::default() }).await;
+    let expected: Vec<String> = TRICKY_KEYS
+        .iter()
+        .filter(|k| !k.is_empty())
+        .map(|k| k.to_string())
+        .collect();
+    let (keys, prefixes) = keys_of(
+        meta,
+        "order",
+        ListQuery {
+            max: 1000,
+            ..ListQuery::default()
+        },
+    )
+    .await;
     assert_eq!(keys, expected, "byte order");
     assert!(prefixes.is_empty());
 
@@ -265,7 +363,10 @@ pub async fn listing_order_and_delimiters(meta: &dyn Meta) {
         },
     )
     .await;
-    assert!(prefixes.contains(&"a.".to_string()) && prefixes.contains(&"a/.".to_string()), "{prefixes:?}");
+    assert!(
+        prefixes.contains(&"a.".to_string()) && prefixes.contains(&"a/.".to_string()),
+        "{prefixes:?}"
+    );
     assert!(!keys.contains(&"a.txt".to_string()));
 }
 
@@ -289,7 +390,14 @@ pub async fn pagination(meta: &dyn Meta) {
     let mut start_after = None;
     loop {
         let page = meta
-            .list("pages", &ListQuery { max: 7, start_after: start_after.clone(), ..ListQuery::default() })
+            .list(
+                "pages",
+                &ListQuery {
+                    max: 7,
+                    start_after: start_after.clone(),
+                    ..ListQuery::default()
+                },
+            )
             .await
             .expect("list");
         assert!(page.entries.len() <= 7);
@@ -299,7 +407,10 @@ pub async fn pagination(meta: &dyn Meta) {
             break;
         }
         start_after = page.next_start_after;
-        assert!(start_after.is_some(), "a truncated page says where to continue");
+        assert!(
+            start_after.is_some(),
+            "a truncated page says where to continue"
+        );
     }
     assert_eq!(seen, all);
 
@@ -353,7 +464,14 @@ pub async fn pagination(meta: &dyn Meta) {
 
     // An exactly full last page is not truncated.
     let page = meta
-        .list("pages", &ListQuery { prefix: "d0/".into(), max: 5, ..ListQuery::default() })
+        .list(
+            "pages",
+            &ListQuery {
+                prefix: "d0/".into(),
+                max: 5,
+                ..ListQuery::default()
+            },
+        )
         .await
         .expect("list");
     assert_eq!(page.entries.len(), 5);
@@ -369,18 +487,53 @@ pub async fn change_log(meta: &dyn Meta) {
     let changes = meta.changes_since(start, 100).await.expect("changes");
     let seqs: Vec<Seq> = changes.iter().map(|c| c.seq).collect();
     assert_eq!(seqs, [start + 1, start + 2, start + 3, start + 4]);
-    assert_eq!(changes[0].op, ChangeOp::CreateBucket { bucket: "log".into() });
+    assert_eq!(
+        changes[0].op,
+        ChangeOp::CreateBucket {
+            bucket: "log".into()
+        }
+    );
     match &changes[1].op {
-        ChangeOp::Put { bucket, key, entry, layout: logged } => {
-            assert_eq!((bucket.as_str(), key.as_str(), entry.etag.as_str()), ("log", "k", "v1"));
+        ChangeOp::Put {
+            bucket,
+            key,
+            entry,
+            layout: logged,
+        } => {
+            assert_eq!(
+                (bucket.as_str(), key.as_str(), entry.etag.as_str()),
+                ("log", "k", "v1")
+            );
             assert_eq!(logged, &layout);
         }
         other => panic!("expected a put, got {other:?}"),
     }
-    assert_eq!(changes[2].op, ChangeOp::Delete { bucket: "log".into(), key: "k".into() });
-    assert_eq!(changes[3].op, ChangeOp::DeleteBucket { bucket: "log".into() });
-    assert_eq!(meta.changes_since(start + 2, 1).await.expect("changes").len(), 1);
-    assert!(meta.changes_since(start + 4, 10).await.expect("changes").is_empty());
+    assert_eq!(
+        changes[2].op,
+        ChangeOp::Delete {
+            bucket: "log".into(),
+            key: "k".into()
+        }
+    );
+    assert_eq!(
+        changes[3].op,
+        ChangeOp::DeleteBucket {
+            bucket: "log".into()
+        }
+    );
+    assert_eq!(
+        meta.changes_since(start + 2, 1)
+            .await
+            .expect("changes")
+            .len(),
+        1
+    );
+    assert!(
+        meta.changes_since(start + 4, 10)
+            .await
+            .expect("changes")
+            .is_empty()
+    );
 }
 
 pub async fn blob_references(meta: &dyn Meta) {
@@ -391,30 +544,51 @@ pub async fn blob_references(meta: &dyn Meta) {
 
     // A second entry sharing the blob (what a copy does).
     let (entry, _) = simple_entry("v1", 3);
-    meta.put("refs", "b", entry, layout.clone(), Precondition::None).await.expect("share");
+    meta.put("refs", "b", entry, layout.clone(), Precondition::None)
+        .await
+        .expect("share");
     assert_eq!(meta.blob_refs(&blob).await.expect("refs"), 2);
 
     let far_future = now_millis() + 3_600_000;
     let queued = |q: &[QueuedBlob]| q.iter().any(|q| q.blob == blob);
     put_simple(meta, "refs", "a", "v2").await; // overwrite drops one reference
     assert_eq!(meta.blob_refs(&blob).await.expect("refs"), 1);
-    assert!(!queued(&meta.due_deletions(far_future, 1000).await.expect("due")), "still referenced");
+    assert!(
+        !queued(&meta.due_deletions(far_future, 1000).await.expect("due")),
+        "still referenced"
+    );
 
     meta.delete("refs", "b").await.expect("delete"); // last reference
     assert_eq!(meta.blob_refs(&blob).await.expect("refs"), 0);
     let due = meta.due_deletions(far_future, 1000).await.expect("due");
-    let record = due.iter().find(|q| q.blob == blob).expect("queued after last reference").clone();
+    let record = due
+        .iter()
+        .find(|q| q.blob == blob)
+        .expect("queued after last reference")
+        .clone();
     assert_eq!(record.refs_when_queued, 0);
     assert!(
-        !queued(&meta.due_deletions(record.queued_at - 1, 1000).await.expect("due")),
+        !queued(
+            &meta
+                .due_deletions(record.queued_at - 1, 1000)
+                .await
+                .expect("due")
+        ),
         "not due before its time"
     );
 
     // Referenced again before the collector ran: it leaves the queue.
     let (entry, _) = simple_entry("v1", 3);
-    meta.put("refs", "c", entry, layout.clone(), Precondition::None).await.expect("resurrect");
-    assert!(!queued(&meta.due_deletions(far_future, 1000).await.expect("due")));
-    assert!(!meta.claim_deletion(&record).await.expect("claim"), "a referenced blob is never claimed");
+    meta.put("refs", "c", entry, layout.clone(), Precondition::None)
+        .await
+        .expect("resurrect");
+    assert!(!queued(
+        &meta.due_deletions(far_future, 1000).await.expect("due")
+    ));
+    assert!(
+        !meta.claim_deletion(&record).await.expect("claim"),
+        "a referenced blob is never claimed"
+    );
     meta.delete("refs", "c").await.expect("delete");
     let record = meta
         .due_deletions(far_future, 1000)
@@ -424,11 +598,19 @@ pub async fn blob_references(meta: &dyn Meta) {
         .find(|q| q.blob == blob)
         .expect("queued again");
     assert!(meta.claim_deletion(&record).await.expect("claim"));
-    assert!(!meta.claim_deletion(&record).await.expect("claim twice"), "claimed once only");
+    assert!(
+        !meta.claim_deletion(&record).await.expect("claim twice"),
+        "claimed once only"
+    );
 
     // A blob that was written but never committed.
-    let orphan = BlobRef { store: "data".into(), blob: "never-committed".into() };
-    meta.queue_uncommitted(std::slice::from_ref(&orphan)).await.expect("queue");
+    let orphan = BlobRef {
+        store: "data".into(),
+        blob: "never-committed".into(),
+    };
+    meta.queue_uncommitted(std::slice::from_ref(&orphan))
+        .await
+        .expect("queue");
     let record = meta
         .due_deletions(far_future, 1000)
         .await
@@ -438,24 +620,61 @@ pub async fn blob_references(meta: &dyn Meta) {
         .expect("queued");
     assert!(meta.claim_deletion(&record).await.expect("claim"));
     // queue_uncommitted never queues a referenced blob.
-    let live = put_simple(meta, "refs", "live", "v").await.blobs().remove(0);
-    meta.queue_uncommitted(std::slice::from_ref(&live)).await.expect("queue");
-    assert!(!meta.due_deletions(far_future, 1000).await.expect("due").iter().any(|q| q.blob == live));
+    let live = put_simple(meta, "refs", "live", "v")
+        .await
+        .blobs()
+        .remove(0);
+    meta.queue_uncommitted(std::slice::from_ref(&live))
+        .await
+        .expect("queue");
+    assert!(
+        !meta
+            .due_deletions(far_future, 1000)
+            .await
+            .expect("due")
+            .iter()
+            .any(|q| q.blob == live)
+    );
 }
 
 pub async fn leases(meta: &dyn Meta) {
-    assert!(meta.try_lease("collector", "node-a", 60_000).await.expect("lease"));
-    assert!(!meta.try_lease("collector", "node-b", 60_000).await.expect("lease"), "held by a");
-    assert!(meta.try_lease("collector", "node-a", 60_000).await.expect("renew"));
-    assert!(meta.try_lease("other", "node-b", 60_000).await.expect("independent names"));
+    assert!(
+        meta.try_lease("collector", "node-a", 60_000)
+            .await
+            .expect("lease")
+    );
+    assert!(
+        !meta
+            .try_lease("collector", "node-b", 60_000)
+            .await
+            .expect("lease"),
+        "held by a"
+    );
+    assert!(
+        meta.try_lease("collector", "node-a", 60_000)
+            .await
+            .expect("renew")
+    );
+    assert!(
+        meta.try_lease("other", "node-b", 60_000)
+            .await
+            .expect("independent names")
+    );
     // An expired lease passes to another holder.
     assert!(meta.try_lease("short", "node-a", 1).await.expect("lease"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        if meta.try_lease("short", "node-b", 60_000).await.expect("lease") {
+        if meta
+            .try_lease("short", "node-b", 60_000)
+            .await
+            .expect("lease")
+        {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "an expired lease was never released");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "an expired lease was never released"
+        );
         tokio::task::yield_now().await;
     }
 }
@@ -501,8 +720,13 @@ pub async fn multipart(meta: &dyn Meta) {
         meta.create_upload("nope", upload.clone()).await,
         Err(MetaError::NoSuchBucket { .. })
     ));
-    meta.create_upload("mpu", upload.clone()).await.expect("create upload");
-    assert_eq!(meta.upload("mpu", "big", &upload.id).await.expect("upload"), upload);
+    meta.create_upload("mpu", upload.clone())
+        .await
+        .expect("create upload");
+    assert_eq!(
+        meta.upload("mpu", "big", &upload.id).await.expect("upload"),
+        upload
+    );
     assert!(matches!(
         meta.upload("mpu", "other-key", &upload.id).await,
         Err(MetaError::NoSuchUpload { .. })
@@ -513,27 +737,67 @@ pub async fn multipart(meta: &dyn Meta) {
     let p1 = part(1, "a");
     let p1_again = part(1, "a2");
     let p3 = part(3, "c");
-    assert!(meta.put_part("mpu", "big", &upload.id, p2.clone()).await.expect("p2").is_none());
-    assert!(meta.put_part("mpu", "big", &upload.id, p1.clone()).await.expect("p1").is_none());
-    assert_eq!(meta.put_part("mpu", "big", &upload.id, p1_again.clone()).await.expect("p1 again"), Some(p1.clone()));
-    meta.put_part("mpu", "big", &upload.id, p3.clone()).await.expect("p3");
+    assert!(
+        meta.put_part("mpu", "big", &upload.id, p2.clone())
+            .await
+            .expect("p2")
+            .is_none()
+    );
+    assert!(
+        meta.put_part("mpu", "big", &upload.id, p1.clone())
+            .await
+            .expect("p1")
+            .is_none()
+    );
+    assert_eq!(
+        meta.put_part("mpu", "big", &upload.id, p1_again.clone())
+            .await
+            .expect("p1 again"),
+        Some(p1.clone())
+    );
+    meta.put_part("mpu", "big", &upload.id, p3.clone())
+        .await
+        .expect("p3");
     let due = meta.due_deletions(far_future, 1000).await.expect("due");
-    assert!(queued(&due, &blob_of(&p1)), "a replaced part's blob is queued");
+    assert!(
+        queued(&due, &blob_of(&p1)),
+        "a replaced part's blob is queued"
+    );
     assert!(!queued(&due, &blob_of(&p1_again)));
 
-    let (parts, truncated) = meta.list_parts("mpu", "big", &upload.id, 0, 1000).await.expect("parts");
+    let (parts, truncated) = meta
+        .list_parts("mpu", "big", &upload.id, 0, 1000)
+        .await
+        .expect("parts");
     assert_eq!(parts, [p1_again.clone(), p2.clone(), p3.clone()]);
     assert!(!truncated);
-    let (parts, truncated) = meta.list_parts("mpu", "big", &upload.id, 1, 1).await.expect("parts");
+    let (parts, truncated) = meta
+        .list_parts("mpu", "big", &upload.id, 1, 1)
+        .await
+        .expect("parts");
     assert_eq!(parts, std::slice::from_ref(&p2));
     assert!(truncated);
 
     // Complete with parts 1 and 2: part 3's blob is queued, the others are the object's.
-    let layout = Layout { segments: [p1_again.segments.clone(), p2.segments.clone()].concat() };
-    let entry = Entry { id: uuid::Uuid::now_v7().to_string(), size: 10, etag: "x-2".into(), ..upload.template.clone() };
-    meta.complete_upload("mpu", "big", &upload.id, entry.clone(), layout.clone(), Precondition::None)
-        .await
-        .expect("complete");
+    let layout = Layout {
+        segments: [p1_again.segments.clone(), p2.segments.clone()].concat(),
+    };
+    let entry = Entry {
+        id: uuid::Uuid::now_v7().to_string(),
+        size: 10,
+        etag: "x-2".into(),
+        ..upload.template.clone()
+    };
+    meta.complete_upload(
+        "mpu",
+        "big",
+        &upload.id,
+        entry.clone(),
+        layout.clone(),
+        Precondition::None,
+    )
+    .await
+    .expect("complete");
     assert_eq!(meta.get("mpu", "big").await.expect("get"), (entry, layout));
     assert!(matches!(
         meta.upload("mpu", "big", &upload.id).await,
@@ -551,11 +815,20 @@ pub async fn multipart(meta: &dyn Meta) {
 
     // Abort queues every part and never touches the completed object.
     let second = new_upload("big");
-    meta.create_upload("mpu", second.clone()).await.expect("create");
+    meta.create_upload("mpu", second.clone())
+        .await
+        .expect("create");
     let q = part(1, "q");
-    meta.put_part("mpu", "big", &second.id, q.clone()).await.expect("part");
-    meta.abort_upload("mpu", "big", &second.id).await.expect("abort");
-    assert!(queued(&meta.due_deletions(far_future, 1000).await.expect("due"), &blob_of(&q)));
+    meta.put_part("mpu", "big", &second.id, q.clone())
+        .await
+        .expect("part");
+    meta.abort_upload("mpu", "big", &second.id)
+        .await
+        .expect("abort");
+    assert!(queued(
+        &meta.due_deletions(far_future, 1000).await.expect("due"),
+        &blob_of(&q)
+    ));
     assert_eq!(meta.head("mpu", "big").await.expect("head").etag, "x-2");
     assert!(matches!(
         meta.abort_upload("mpu", "big", &second.id).await,
@@ -564,26 +837,59 @@ pub async fn multipart(meta: &dyn Meta) {
 
     // A failed condition on completion leaves the upload in place.
     let third = new_upload("big");
-    meta.create_upload("mpu", third.clone()).await.expect("create");
+    meta.create_upload("mpu", third.clone())
+        .await
+        .expect("create");
     let r = part(1, "r");
-    meta.put_part("mpu", "big", &third.id, r.clone()).await.expect("part");
-    let entry = Entry { id: uuid::Uuid::now_v7().to_string(), size: 5, etag: "y-1".into(), ..Entry::default() };
-    let layout = Layout { segments: r.segments.clone() };
+    meta.put_part("mpu", "big", &third.id, r.clone())
+        .await
+        .expect("part");
+    let entry = Entry {
+        id: uuid::Uuid::now_v7().to_string(),
+        size: 5,
+        etag: "y-1".into(),
+        ..Entry::default()
+    };
+    let layout = Layout {
+        segments: r.segments.clone(),
+    };
     assert!(matches!(
-        meta.complete_upload("mpu", "big", &third.id, entry, layout, Precondition::IfAbsent).await,
+        meta.complete_upload(
+            "mpu",
+            "big",
+            &third.id,
+            entry,
+            layout,
+            Precondition::IfAbsent
+        )
+        .await,
         Err(MetaError::PreconditionFailed { .. })
     ));
     assert!(meta.upload("mpu", "big", &third.id).await.is_ok());
 
     // Stale uploads are found by age.
-    let stale = meta.stale_uploads(now_millis() + 1000, 100).await.expect("stale");
+    let stale = meta
+        .stale_uploads(now_millis() + 1000, 100)
+        .await
+        .expect("stale");
     assert!(stale.iter().any(|(b, u)| b == "mpu" && u.id == third.id));
-    assert!(meta.stale_uploads(third.initiated - 1, 100).await.expect("stale").iter().all(|(_, u)| u.id != third.id));
+    assert!(
+        meta.stale_uploads(third.initiated - 1, 100)
+            .await
+            .expect("stale")
+            .iter()
+            .all(|(_, u)| u.id != third.id)
+    );
 
     // Deleting the bucket aborts what is left.
     meta.delete("mpu", "big").await.expect("delete");
-    meta.delete_bucket("mpu").await.expect("delete bucket with an upload in progress");
-    assert!(queued(&meta.due_deletions(far_future, 1000).await.expect("due"), &blob_of(&r)));
+    meta.delete_bucket("mpu")
+        .await
+        .expect("delete bucket with an upload in progress");
+    assert!(queued(
+        &meta.due_deletions(far_future, 1000).await.expect("due"),
+        &blob_of(&r)
+    ));
 }
 
 pub async fn multipart_listing(meta: &dyn Meta) {
@@ -591,26 +897,54 @@ pub async fn multipart_listing(meta: &dyn Meta) {
     let mut made = Vec::new();
     for key in ["b/x", "a", "b/y", "a", "c"] {
         let upload = new_upload(key);
-        meta.create_upload("uploads", upload.clone()).await.expect("create");
+        meta.create_upload("uploads", upload.clone())
+            .await
+            .expect("create");
         made.push(upload);
     }
     let all = meta
-        .list_uploads("uploads", &UploadQuery { max: 100, ..UploadQuery::default() })
+        .list_uploads(
+            "uploads",
+            &UploadQuery {
+                max: 100,
+                ..UploadQuery::default()
+            },
+        )
         .await
         .expect("list");
-    let order: Vec<(&str, &str)> = all.uploads.iter().map(|u| (u.key.as_str(), u.id.as_str())).collect();
-    let mut expected: Vec<(&str, &str)> = made.iter().map(|u| (u.key.as_str(), u.id.as_str())).collect();
+    let order: Vec<(&str, &str)> = all
+        .uploads
+        .iter()
+        .map(|u| (u.key.as_str(), u.id.as_str()))
+        .collect();
+    let mut expected: Vec<(&str, &str)> = made
+        .iter()
+        .map(|u| (u.key.as_str(), u.id.as_str()))
+        .collect();
     expected.sort();
     assert_eq!(order, expected, "by key, then by initiation");
 
     let prefixed = meta
-        .list_uploads("uploads", &UploadQuery { prefix: "b/".into(), max: 100, ..UploadQuery::default() })
+        .list_uploads(
+            "uploads",
+            &UploadQuery {
+                prefix: "b/".into(),
+                max: 100,
+                ..UploadQuery::default()
+            },
+        )
         .await
         .expect("list");
     assert_eq!(prefixed.uploads.len(), 2);
 
     let page = meta
-        .list_uploads("uploads", &UploadQuery { max: 2, ..UploadQuery::default() })
+        .list_uploads(
+            "uploads",
+            &UploadQuery {
+                max: 2,
+                ..UploadQuery::default()
+            },
+        )
         .await
         .expect("list");
     assert!(page.truncated);
@@ -629,7 +963,14 @@ pub async fn multipart_listing(meta: &dyn Meta) {
         .expect("list");
     assert_eq!(page.uploads.len() + rest.uploads.len(), 5);
     let after_a = meta
-        .list_uploads("uploads", &UploadQuery { key_marker: Some("a".into()), max: 100, ..UploadQuery::default() })
+        .list_uploads(
+            "uploads",
+            &UploadQuery {
+                key_marker: Some("a".into()),
+                max: 100,
+                ..UploadQuery::default()
+            },
+        )
         .await
         .expect("list");
     assert!(after_a.uploads.iter().all(|u| u.key.as_str() > "a"));
@@ -640,14 +981,25 @@ pub async fn multipart_listing(meta: &dyn Meta) {
 /// `target` (empty) gives a namespace whose dump is byte-identical.
 pub async fn dump_round_trip(source: &dyn Meta, target: &dyn Meta) {
     let mut first = Vec::new();
-    crate::dump::dump(source, &mut first, &mut |_| {}).await.expect("dump");
-    let summary = crate::dump::load(target, &mut first.as_slice(), &mut |_| {}).await.expect("load");
+    crate::dump::dump(source, &mut first, &mut |_| {})
+        .await
+        .expect("dump");
+    let summary = crate::dump::load(target, &mut first.as_slice(), &mut |_| {})
+        .await
+        .expect("load");
     assert!(summary.buckets > 0 && summary.objects > 0, "{summary:?}");
     let mut second = Vec::new();
-    crate::dump::dump(target, &mut second, &mut |_| {}).await.expect("dump again");
-    assert!(first == second, "a dump/load round trip changed the namespace");
+    crate::dump::dump(target, &mut second, &mut |_| {})
+        .await
+        .expect("dump again");
     assert!(
-        crate::dump::load(target, &mut first.as_slice(), &mut |_| {}).await.is_err(),
+        first == second,
+        "a dump/load round trip changed the namespace"
+    );
+    assert!(
+        crate::dump::load(target, &mut first.as_slice(), &mut |_| {})
+            .await
+            .is_err(),
         "loading into a non-empty namespace is refused"
     );
 }
@@ -660,10 +1012,18 @@ pub async fn populate(meta: &dyn Meta) {
         let (mut entry, layout) = simple_entry("e", 3);
         entry.user_metadata.insert("k".into(), "v".into());
         entry.checksums.insert("CRC32".into(), "AAAAAA==".into());
-        meta.put("dump-a", key, entry, layout, Precondition::None).await.expect("put");
+        meta.put("dump-a", key, entry, layout, Precondition::None)
+            .await
+            .expect("put");
     }
     let upload = new_upload("in/progress");
-    meta.create_upload("dump-b", upload.clone()).await.expect("upload");
-    meta.put_part("dump-b", "in/progress", &upload.id, part(1, "p1")).await.expect("part");
-    meta.put_part("dump-b", "in/progress", &upload.id, part(2, "p2")).await.expect("part");
+    meta.create_upload("dump-b", upload.clone())
+        .await
+        .expect("upload");
+    meta.put_part("dump-b", "in/progress", &upload.id, part(1, "p1"))
+        .await
+        .expect("part");
+    meta.put_part("dump-b", "in/progress", &upload.id, part(2, "p2"))
+        .await
+        .expect("part");
 }

@@ -14,17 +14,41 @@ use crate::{Meta, MetaError};
 
 #[derive(Debug, Clone)]
 pub enum Op {
-    Put { key: String, etag: u8 },
-    Delete { key: String },
-    List { prefix: String, delimiter: Option<String>, page: usize },
+    Put {
+        key: String,
+        etag: u8,
+    },
+    Delete {
+        key: String,
+    },
+    List {
+        prefix: String,
+        delimiter: Option<String>,
+        page: usize,
+    },
 }
 
 /// Key segments chosen to hit S3's awkward cases: empty segments, dots,
 /// characters on either side of '/' in byte order, multibyte text.
-const SEGMENTS: &[&str] = &["", "a", "b", "a-b", "a.b", ".", "..", "0", "\u{e9}", "\u{65e5}\u{672c}", " "];
+const SEGMENTS: &[&str] = &[
+    "",
+    "a",
+    "b",
+    "a-b",
+    "a.b",
+    ".",
+    "..",
+    "0",
+    "\u{e9}",
+    "\u{65e5}\u{672c}",
+    " ",
+];
 
 fn key_strategy() -> impl Strategy<Value = String> {
-    (prop::collection::vec(prop::sample::select(SEGMENTS), 1..4), any::<bool>())
+    (
+        prop::collection::vec(prop::sample::select(SEGMENTS), 1..4),
+        any::<bool>(),
+    )
         .prop_map(|(parts, trailing)| {
             let mut key = parts.join("/");
             if trailing {
@@ -58,7 +82,11 @@ fn op_strategy() -> impl Strategy<Value = Op> {
 }
 
 /// What a full listing must return: keys and common prefixes, in order.
-fn model_list(model: &BTreeMap<String, String>, prefix: &str, delimiter: Option<&str>) -> (Vec<String>, Vec<String>) {
+fn model_list(
+    model: &BTreeMap<String, String>,
+    prefix: &str,
+    delimiter: Option<&str>,
+) -> (Vec<String>, Vec<String>) {
     let mut keys = Vec::new();
     let mut groups = BTreeSet::new();
     for key in model.keys().filter(|k| k.starts_with(prefix)) {
@@ -73,7 +101,12 @@ fn model_list(model: &BTreeMap<String, String>, prefix: &str, delimiter: Option<
     (keys, groups.into_iter().collect())
 }
 
-async fn engine_list(meta: &dyn Meta, prefix: &str, delimiter: Option<&str>, page: usize) -> (Vec<String>, Vec<String>) {
+async fn engine_list(
+    meta: &dyn Meta,
+    prefix: &str,
+    delimiter: Option<&str>,
+    page: usize,
+) -> (Vec<String>, Vec<String>) {
     let mut keys = Vec::new();
     let mut groups = Vec::new();
     let mut start_after = None;
@@ -90,7 +123,10 @@ async fn engine_list(meta: &dyn Meta, prefix: &str, delimiter: Option<&str>, pag
             )
             .await
             .expect("list");
-        assert!(result.entries.len() + result.common_prefixes.len() <= page, "page too long");
+        assert!(
+            result.entries.len() + result.common_prefixes.len() <= page,
+            "page too long"
+        );
         keys.extend(result.entries.into_iter().map(|(k, _)| k));
         groups.extend(result.common_prefixes);
         if !result.truncated {
@@ -110,36 +146,59 @@ pub async fn run_ops(meta: &dyn Meta, ops: &[Op]) {
         match op {
             Op::Put { key, etag } => {
                 let (entry, layout) = super::simple_entry(&etag.to_string(), 1);
-                meta.put("model", key, entry, layout, Precondition::None).await.expect("put");
+                meta.put("model", key, entry, layout, Precondition::None)
+                    .await
+                    .expect("put");
                 model.insert(key.clone(), etag.to_string());
             }
             Op::Delete { key } => {
                 let removed = meta.delete("model", key).await.expect("delete");
-                assert_eq!(removed.map(|e| e.etag), model.remove(key), "delete of {key:?}");
+                assert_eq!(
+                    removed.map(|e| e.etag),
+                    model.remove(key),
+                    "delete of {key:?}"
+                );
             }
-            Op::List { prefix, delimiter, page } => {
+            Op::List {
+                prefix,
+                delimiter,
+                page,
+            } => {
                 let got = engine_list(meta, prefix, delimiter.as_deref(), *page).await;
                 let want = model_list(&model, prefix, delimiter.as_deref());
-                assert_eq!(got, want, "list prefix={prefix:?} delimiter={delimiter:?} page={page}");
+                assert_eq!(
+                    got, want,
+                    "list prefix={prefix:?} delimiter={delimiter:?} page={page}"
+                );
             }
         }
     }
     for (key, etag) in &model {
-        assert_eq!(&meta.head("model", key).await.expect("head").etag, etag, "head {key:?}");
+        assert_eq!(
+            &meta.head("model", key).await.expect("head").etag,
+            etag,
+            "head {key:?}"
+        );
     }
     let (all, _) = engine_list(meta, "", None, 1000).await;
     assert_eq!(all, model.keys().cloned().collect::<Vec<_>>());
     if let Some(Op::Delete { key }) = ops.iter().rev().find(|o| matches!(o, Op::Delete { .. }))
         && !model.contains_key(key)
     {
-        assert!(matches!(meta.head("model", key).await, Err(MetaError::NoSuchKey { .. })));
+        assert!(matches!(
+            meta.head("model", key).await,
+            Err(MetaError::NoSuchKey { .. })
+        ));
     }
 }
 
 /// Sequences that once failed, or that pin a corner case; run before the
 /// random ones.
 pub fn regressions() -> Vec<Vec<Op>> {
-    let put = |key: &str| Op::Put { key: key.into(), etag: 1 };
+    let put = |key: &str| Op::Put {
+        key: key.into(),
+        etag: 1,
+    };
     let list = |prefix: &str, delimiter: Option<&str>, page: usize| Op::List {
         prefix: prefix.into(),
         delimiter: delimiter.map(str::to_string),
@@ -147,13 +206,37 @@ pub fn regressions() -> Vec<Vec<Op>> {
     };
     vec![
         // A marker object equal to its own common prefix, paged one at a time.
-        vec![put("a/"), put("a"), put("a//b"), put("a/b/"), list("", Some("/"), 1), list("a/", Some("/"), 1)],
+        vec![
+            put("a/"),
+            put("a"),
+            put("a//b"),
+            put("a/b/"),
+            list("", Some("/"), 1),
+            list("a/", Some("/"), 1),
+        ],
         // Keys that sort between "a" and "a/" ('-' and '.' are below '/').
-        vec![put("a/x"), put("a-b"), put("a.b"), put("a"), list("a", Some("/"), 1), list("", None, 2)],
+        vec![
+            put("a/x"),
+            put("a-b"),
+            put("a.b"),
+            put("a"),
+            list("a", Some("/"), 1),
+            list("", None, 2),
+        ],
         // A delimiter that is also part of the prefix.
-        vec![put("a.b.c"), put("a.b"), put(".."), list("a.", Some("."), 1), list(".", Some("."), 1)],
+        vec![
+            put("a.b.c"),
+            put("a.b"),
+            put(".."),
+            list("a.", Some("."), 1),
+            list(".", Some("."), 1),
+        ],
         // Deleting the only key under a group removes the group.
-        vec![put("x/y"), Op::Delete { key: "x/y".into() }, list("", Some("/"), 3)],
+        vec![
+            put("x/y"),
+            Op::Delete { key: "x/y".into() },
+            list("", Some("/"), 3),
+        ],
     ]
 }
 

@@ -12,14 +12,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use self::tables::*;
+use crate::Meta;
 use crate::error::{MetaError, Result};
 use crate::listing::{self, KeyScan};
 use crate::types::*;
-use crate::Meta;
 
 /// Handle to a redb-backed namespace. Cheap to clone.
 #[derive(Clone)]
@@ -50,8 +50,9 @@ impl EmbeddedMeta {
     /// Opens (or creates) the namespace file at `path`.
     pub fn open(path: &Path) -> Result<EmbeddedMeta> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| MetaError::Internal(format!("cannot create {}: {e}", parent.display())))?;
+            std::fs::create_dir_all(parent).map_err(|e| {
+                MetaError::Internal(format!("cannot create {}: {e}", parent.display()))
+            })?;
         }
         let db = Database::create(path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => MetaError::Internal(format!(
@@ -106,10 +107,17 @@ impl EmbeddedMeta {
         self.writer.write(f).await
     }
 
-    fn read_entry(&self, bucket: &str, key: &str) -> Result<Option<(Entry, redb::ReadTransaction)>> {
+    fn read_entry(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<(Entry, redb::ReadTransaction)>> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let entries = txn.open_table(ENTRIES).map_err(db_err)?;
-        match entries.get(entry_key(bucket, key.as_bytes()).as_slice()).map_err(db_err)? {
+        match entries
+            .get(entry_key(bucket, key.as_bytes()).as_slice())
+            .map_err(db_err)?
+        {
             Some(value) => {
                 let entry = decode(value.value())?;
                 drop(entries);
@@ -118,7 +126,9 @@ impl EmbeddedMeta {
             None => {
                 let buckets = txn.open_table(BUCKETS).map_err(db_err)?;
                 if buckets.get(bucket).map_err(db_err)?.is_none() {
-                    return Err(MetaError::NoSuchBucket { bucket: bucket.into() });
+                    return Err(MetaError::NoSuchBucket {
+                        bucket: bucket.into(),
+                    });
                 }
                 Ok(None)
             }
@@ -128,7 +138,11 @@ impl EmbeddedMeta {
 
 fn append_change(txn: &WriteTransaction, op: ChangeOp) -> Result<Seq> {
     let mut state = txn.open_table(STATE).map_err(db_err)?;
-    let seq = state.get("last_seq").map_err(db_err)?.map_or(0, |v| v.value()) + 1;
+    let seq = state
+        .get("last_seq")
+        .map_err(db_err)?
+        .map_or(0, |v| v.value())
+        + 1;
     state.insert("last_seq", seq).map_err(db_err)?;
     let change = Change {
         seq,
@@ -145,7 +159,9 @@ fn append_change(txn: &WriteTransaction, op: ChangeOp) -> Result<Seq> {
 fn require_bucket(txn: &WriteTransaction, bucket: &str) -> Result<()> {
     let buckets = txn.open_table(BUCKETS).map_err(db_err)?;
     if buckets.get(bucket).map_err(db_err)?.is_none() {
-        return Err(MetaError::NoSuchBucket { bucket: bucket.into() });
+        return Err(MetaError::NoSuchBucket {
+            bucket: bucket.into(),
+        });
     }
     Ok(())
 }
@@ -153,12 +169,19 @@ fn require_bucket(txn: &WriteTransaction, bucket: &str) -> Result<()> {
 fn add_ref(txn: &WriteTransaction, blob: &BlobRef) -> Result<()> {
     let key = blob_key(blob);
     let mut refs = txn.open_table(BLOB_REFS).map_err(db_err)?;
-    let count = refs.get(key.as_slice()).map_err(db_err)?.map_or(0, |v| v.value());
+    let count = refs
+        .get(key.as_slice())
+        .map_err(db_err)?
+        .map_or(0, |v| v.value());
     refs.insert(key.as_slice(), count + 1).map_err(db_err)?;
     // A queued blob that is referenced again (a copy that read its layout
     // before the last reference went away) leaves the queue.
     let mut queued_at = txn.open_table(QUEUED_AT).map_err(db_err)?;
-    if let Some(at) = queued_at.remove(key.as_slice()).map_err(db_err)?.map(|v| v.value()) {
+    if let Some(at) = queued_at
+        .remove(key.as_slice())
+        .map_err(db_err)?
+        .map(|v| v.value())
+    {
         txn.open_table(DELETION_QUEUE)
             .map_err(db_err)?
             .remove(queue_key(at, blob).as_slice())
@@ -178,10 +201,15 @@ fn queue_blob(txn: &WriteTransaction, blob: &BlobRef, refs_when_queued: u64) -> 
         queued_at: now_millis(),
         refs_when_queued,
     };
-    queued_at.insert(key.as_slice(), record.queued_at).map_err(db_err)?;
+    queued_at
+        .insert(key.as_slice(), record.queued_at)
+        .map_err(db_err)?;
     txn.open_table(DELETION_QUEUE)
         .map_err(db_err)?
-        .insert(queue_key(record.queued_at, blob).as_slice(), encode(&record)?.as_slice())
+        .insert(
+            queue_key(record.queued_at, blob).as_slice(),
+            encode(&record)?.as_slice(),
+        )
         .map_err(db_err)?;
     Ok(())
 }
@@ -190,7 +218,10 @@ fn drop_ref(txn: &WriteTransaction, blob: &BlobRef) -> Result<()> {
     let key = blob_key(blob);
     let count = {
         let mut refs = txn.open_table(BLOB_REFS).map_err(db_err)?;
-        let count = refs.get(key.as_slice()).map_err(db_err)?.map_or(0, |v| v.value());
+        let count = refs
+            .get(key.as_slice())
+            .map_err(db_err)?
+            .map_or(0, |v| v.value());
         if count > 1 {
             refs.insert(key.as_slice(), count - 1).map_err(db_err)?;
         } else {
@@ -287,7 +318,10 @@ fn commit_entry(
 
 /// Removes an upload and its part records, dropping each part's reference.
 fn remove_upload(txn: &WriteTransaction, ukey: &[u8], upload_id: &str) -> Result<()> {
-    txn.open_table(UPLOADS).map_err(db_err)?.remove(ukey).map_err(db_err)?;
+    txn.open_table(UPLOADS)
+        .map_err(db_err)?
+        .remove(ukey)
+        .map_err(db_err)?;
     let parts: Vec<Part> = {
         let mut table = txn.open_table(PARTS).map_err(db_err)?;
         let start = part_key(upload_id, 0);
@@ -308,7 +342,12 @@ fn remove_upload(txn: &WriteTransaction, ukey: &[u8], upload_id: &str) -> Result
     Ok(())
 }
 
-fn require_upload(txn: &WriteTransaction, bucket: &str, key: &str, upload_id: &str) -> Result<Vec<u8>> {
+fn require_upload(
+    txn: &WriteTransaction,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+) -> Result<Vec<u8>> {
     let ukey = upload_key(bucket, key, upload_id);
     let uploads = txn.open_table(UPLOADS).map_err(db_err)?;
     if uploads.get(ukey.as_slice()).map_err(db_err)?.is_none() {
@@ -369,7 +408,9 @@ impl Meta for EmbeddedMeta {
                 if buckets.get(bucket.as_str()).map_err(db_err)?.is_some() {
                     return Err(MetaError::BucketExists { bucket });
                 }
-                buckets.insert(bucket.as_str(), encode(&info)?.as_slice()).map_err(db_err)?;
+                buckets
+                    .insert(bucket.as_str(), encode(&info)?.as_slice())
+                    .map_err(db_err)?;
             }
             append_change(txn, ChangeOp::CreateBucket { bucket })
         })
@@ -398,7 +439,10 @@ impl Meta for EmbeddedMeta {
                 let start = entry_key(&bucket, b"");
                 let end = bucket_end(&bucket);
                 let mut found = Vec::new();
-                for item in table.range(start.as_slice()..end.as_slice()).map_err(db_err)? {
+                for item in table
+                    .range(start.as_slice()..end.as_slice())
+                    .map_err(db_err)?
+                {
                     let (k, v) = item.map_err(db_err)?;
                     let upload: Upload = decode(v.value())?;
                     found.push((k.value().to_vec(), upload.id));
@@ -422,7 +466,9 @@ impl Meta for EmbeddedMeta {
         let buckets = txn.open_table(BUCKETS).map_err(db_err)?;
         match buckets.get(bucket).map_err(db_err)? {
             Some(v) => decode(v.value()),
-            None => Err(MetaError::NoSuchBucket { bucket: bucket.into() }),
+            None => Err(MetaError::NoSuchBucket {
+                bucket: bucket.into(),
+            }),
         }
     }
 
@@ -550,7 +596,13 @@ impl Meta for EmbeddedMeta {
         }
     }
 
-    async fn put_part(&self, bucket: &str, key: &str, upload_id: &str, part: Part) -> Result<Option<Part>> {
+    async fn put_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part: Part,
+    ) -> Result<Option<Part>> {
         let (bucket, key, upload_id) = (bucket.to_string(), key.to_string(), upload_id.to_string());
         self.write(move |txn| {
             require_upload(txn, &bucket, &key, &upload_id)?;
@@ -594,7 +646,10 @@ impl Meta for EmbeddedMeta {
         if after == u32::MAX {
             return Ok((out, false));
         }
-        for item in parts.range(start.as_slice()..end.as_slice()).map_err(db_err)? {
+        for item in parts
+            .range(start.as_slice()..end.as_slice())
+            .map_err(db_err)?
+        {
             let (_, v) = item.map_err(db_err)?;
             if out.len() == max {
                 truncated = true;
@@ -625,7 +680,10 @@ impl Meta for EmbeddedMeta {
         };
         let end = bucket_end(bucket);
         let mut page = UploadPage::default();
-        for item in uploads.range(start.as_slice()..end.as_slice()).map_err(db_err)? {
+        for item in uploads
+            .range(start.as_slice()..end.as_slice())
+            .map_err(db_err)?
+        {
             let (_, v) = item.map_err(db_err)?;
             let upload: Upload = decode(v.value())?;
             if !upload.key.starts_with(&query.prefix) {
@@ -673,7 +731,11 @@ impl Meta for EmbeddedMeta {
         .await
     }
 
-    async fn stale_uploads(&self, initiated_before: UnixMillis, limit: usize) -> Result<Vec<(String, Upload)>> {
+    async fn stale_uploads(
+        &self,
+        initiated_before: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<(String, Upload)>> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let uploads = txn.open_table(UPLOADS).map_err(db_err)?;
         let mut out = Vec::new();
@@ -698,7 +760,11 @@ impl Meta for EmbeddedMeta {
         let txn = self.db.begin_read().map_err(db_err)?;
         let changes = txn.open_table(CHANGES).map_err(db_err)?;
         let mut out = Vec::new();
-        for item in changes.range(after.saturating_add(1)..).map_err(db_err)?.take(limit) {
+        for item in changes
+            .range(after.saturating_add(1)..)
+            .map_err(db_err)?
+            .take(limit)
+        {
             let (_, v) = item.map_err(db_err)?;
             out.push(decode(v.value())?);
         }
@@ -708,7 +774,10 @@ impl Meta for EmbeddedMeta {
     async fn last_seq(&self) -> Result<Seq> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let state = txn.open_table(STATE).map_err(db_err)?;
-        Ok(state.get("last_seq").map_err(db_err)?.map_or(0, |v| v.value()))
+        Ok(state
+            .get("last_seq")
+            .map_err(db_err)?
+            .map_or(0, |v| v.value()))
     }
 
     async fn queue_uncommitted(&self, blobs: &[BlobRef]) -> Result<()> {
@@ -730,7 +799,11 @@ impl Meta for EmbeddedMeta {
         .await
     }
 
-    async fn due_deletions(&self, queued_before: UnixMillis, limit: usize) -> Result<Vec<QueuedBlob>> {
+    async fn due_deletions(
+        &self,
+        queued_before: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<QueuedBlob>> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let queue = txn.open_table(DELETION_QUEUE).map_err(db_err)?;
         let upper = queue_upper(queued_before);
@@ -747,7 +820,10 @@ impl Meta for EmbeddedMeta {
         self.write(move |txn| {
             let key = blob_key(&blob.blob);
             let mut queued_at = txn.open_table(QUEUED_AT).map_err(db_err)?;
-            let current = queued_at.get(key.as_slice()).map_err(db_err)?.map(|v| v.value());
+            let current = queued_at
+                .get(key.as_slice())
+                .map_err(db_err)?
+                .map(|v| v.value());
             if current != Some(blob.queued_at) {
                 // Already claimed, or re-queued under a newer record.
                 return Ok(false);
@@ -797,7 +873,9 @@ impl Meta for EmbeddedMeta {
                 holder,
                 expires: now.saturating_add(i64::try_from(ttl_ms).unwrap_or(i64::MAX)),
             };
-            leases.insert(name.as_str(), encode(&lease)?.as_slice()).map_err(db_err)?;
+            leases
+                .insert(name.as_str(), encode(&lease)?.as_slice())
+                .map_err(db_err)?;
             Ok(true)
         })
         .await
@@ -830,7 +908,10 @@ mod tests {
     fn namespace_matches_reference_model() {
         crate::conformance::model::check(|| {
             let (dir, meta) = engine();
-            (Box::new(dir) as Box<dyn std::any::Any>, Arc::new(meta) as Arc<dyn Meta>)
+            (
+                Box::new(dir) as Box<dyn std::any::Any>,
+                Arc::new(meta) as Arc<dyn Meta>,
+            )
         });
     }
 

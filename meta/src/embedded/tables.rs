@@ -19,7 +19,8 @@ pub(super) const LAYOUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("l
 /// `store 0x00 blob` -> number of committed layouts naming the blob
 pub(super) const BLOB_REFS: TableDefinition<&[u8], u64> = TableDefinition::new("blob_refs");
 /// `queued_at (u64 BE) store 0x00 blob` -> `QueuedBlob`
-pub(super) const DELETION_QUEUE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("deletion_queue");
+pub(super) const DELETION_QUEUE: TableDefinition<&[u8], &[u8]> =
+    TableDefinition::new("deletion_queue");
 /// `store 0x00 blob` -> queued_at, to find a blob's queue record
 pub(super) const QUEUED_AT: TableDefinition<&[u8], i64> = TableDefinition::new("queued_at");
 /// `bucket 0x00 key 0x00 upload id` -> `Upload`
@@ -59,7 +60,10 @@ pub(super) fn blob_key(blob: &BlobRef) -> Vec<u8> {
 }
 
 pub(super) fn queue_key(queued_at: i64, blob: &BlobRef) -> Vec<u8> {
-    let mut out = u64::try_from(queued_at.max(0)).unwrap_or(0).to_be_bytes().to_vec();
+    let mut out = u64::try_from(queued_at.max(0))
+        .unwrap_or(0)
+        .to_be_bytes()
+        .to_vec();
     out.extend_from_slice(&blob_key(blob));
     out
 }

@@ -64,14 +64,19 @@ where
 
 impl<T: Send + 'static> Done for Outcome<T> {
     fn poisons(&self) -> bool {
-        matches!(self.result, Err(MetaError::Internal(_) | MetaError::Unavailable(_)))
+        matches!(
+            self.result,
+            Err(MetaError::Internal(_) | MetaError::Unavailable(_))
+        )
     }
 
     fn deliver(self: Box<Self>, batch: Result<(), String>) {
         let result = match (self.result, batch) {
             (Err(e), _) => Err(e),
             (Ok(value), Ok(())) => Ok(value),
-            (Ok(_), Err(cause)) => Err(MetaError::Internal(format!("the transaction was abandoned: {cause}"))),
+            (Ok(_), Err(cause)) => Err(MetaError::Internal(format!(
+                "the transaction was abandoned: {cause}"
+            ))),
         };
         let _ = self.reply.send(result);
     }
@@ -169,7 +174,9 @@ fn run(db: &Database, jobs: &mpsc::Receiver<Box<dyn Job>>) {
         }
         for job in pending {
             job.reject(MetaError::Internal(
-                fate.clone().err().unwrap_or_else(|| "the batch was abandoned".into()),
+                fate.clone()
+                    .err()
+                    .unwrap_or_else(|| "the batch was abandoned".into()),
             ));
         }
     }

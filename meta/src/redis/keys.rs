@@ -230,7 +230,10 @@ mod tests {
             blob: "a\u{0}b:c/d".into(),
         };
         assert_eq!(parse_blob_field(&blob_field(&blob)), Some(blob.clone()));
-        assert_eq!(blob_list(std::slice::from_ref(&blob)), b"12:data\0a\0b:c/d".to_vec());
+        assert_eq!(
+            blob_list(std::slice::from_ref(&blob)),
+            b"12:data\0a\0b:c/d".to_vec()
+        );
     }
 
     #[test]

@@ -27,9 +27,9 @@ use serde::de::DeserializeOwned;
 
 use self::keys::*;
 use self::scripts::Scripts;
+use crate::Meta;
 use crate::error::{MetaError, Result};
 use crate::types::*;
-use crate::Meta;
 
 /// How long one Redis call may take before it is `Unavailable`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -71,7 +71,11 @@ fn redact(url: &str) -> String {
     match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            let shown = if user.is_empty() { "***".to_string() } else { format!("{user}:***") };
+            let shown = if user.is_empty() {
+                "***".to_string()
+            } else {
+                format!("{user}:***")
+            };
             format!("{scheme}://{shown}@{host}{path}")
         }
         None => url.to_string(),
@@ -156,7 +160,9 @@ fn string_of(bytes: Vec<u8>, what: &str) -> Result<String> {
 /// A script's status and the rest of its reply.
 fn status_of(value: Value, what: &str) -> Result<(String, std::vec::IntoIter<Value>)> {
     let mut items = array_of(value, what)?.into_iter();
-    let status = items.next().ok_or_else(|| MetaError::Internal(format!("empty reply for {what}")))?;
+    let status = items
+        .next()
+        .ok_or_else(|| MetaError::Internal(format!("empty reply for {what}")))?;
     let status = string_of(bytes_of(status, what)?, what)?;
     Ok((status, items))
 }
@@ -164,9 +170,15 @@ fn status_of(value: Value, what: &str) -> Result<(String, std::vec::IntoIter<Val
 /// Turns a script's error status into the error the trait promises.
 fn status_error(status: &str, bucket: &str, key: &str, upload_id: &str) -> MetaError {
     match status {
-        "nobucket" => MetaError::NoSuchBucket { bucket: bucket.into() },
-        "exists" => MetaError::BucketExists { bucket: bucket.into() },
-        "notempty" => MetaError::BucketNotEmpty { bucket: bucket.into() },
+        "nobucket" => MetaError::NoSuchBucket {
+            bucket: bucket.into(),
+        },
+        "exists" => MetaError::BucketExists {
+            bucket: bucket.into(),
+        },
+        "notempty" => MetaError::BucketNotEmpty {
+            bucket: bucket.into(),
+        },
         "nokey" => MetaError::NoSuchKey {
             bucket: bucket.into(),
             key: key.into(),
@@ -255,9 +267,18 @@ impl RedisMeta {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
-        let conn = match tokio::time::timeout(timeout * 2, ConnectionManager::new_with_config(client, config)).await {
+        let conn = match tokio::time::timeout(
+            timeout * 2,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        {
             Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return Err(MetaError::Unavailable(format!("cannot connect to redis at {shown}: {e}"))),
+            Ok(Err(e)) => {
+                return Err(MetaError::Unavailable(format!(
+                    "cannot connect to redis at {shown}: {e}"
+                )));
+            }
             Err(_) => {
                 return Err(MetaError::Unavailable(format!(
                     "redis at {shown} did not answer within {timeout:?}"
@@ -403,7 +424,13 @@ impl RedisMeta {
             .arg(encode(&key)?))
     }
 
-    fn put_outcome(&self, reply: Value, bucket: &str, key: &str, upload_id: &str) -> Result<PutOutcome> {
+    fn put_outcome(
+        &self,
+        reply: Value,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<PutOutcome> {
         let (status, mut rest) = status_of(reply, "put")?;
         if status != "ok" {
             return Err(status_error(&status, bucket, key, upload_id));
@@ -420,7 +447,14 @@ impl RedisMeta {
     }
 
     /// Values of `hash` for the members of `zset` in a lex range.
-    async fn range(&self, zset: String, hash: String, min: &[u8], max: &[u8], limit: usize) -> Result<Vec<Vec<u8>>> {
+    async fn range(
+        &self,
+        zset: String,
+        hash: String,
+        min: &[u8],
+        max: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>> {
         let mut invocation = self.scripts.range.prepare_invoke();
         invocation.key(zset).key(hash).arg(min).arg(max).arg(limit);
         let reply = self.invoke(&invocation).await?;
@@ -435,7 +469,13 @@ fn seq_of(n: i64) -> Result<Seq> {
     Seq::try_from(n).map_err(|_| MetaError::Internal(format!("negative sequence number {n}")))
 }
 
-fn ok_or_status(reply: Value, what: &str, bucket: &str, key: &str, upload_id: &str) -> Result<std::vec::IntoIter<Value>> {
+fn ok_or_status(
+    reply: Value,
+    what: &str,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+) -> Result<std::vec::IntoIter<Value>> {
     let (status, rest) = status_of(reply, what)?;
     if status == "ok" {
         Ok(rest)
@@ -456,7 +496,9 @@ impl Meta for RedisMeta {
 
     async fn restore_bucket(&self, info: &BucketInfo) -> Result<Seq> {
         let bucket = info.name.as_str();
-        let op = ChangeOp::CreateBucket { bucket: bucket.into() };
+        let op = ChangeOp::CreateBucket {
+            bucket: bucket.into(),
+        };
         let k = &self.keys;
         let mut invocation = self.scripts.create_bucket.prepare_invoke();
         invocation
@@ -469,11 +511,16 @@ impl Meta for RedisMeta {
             .arg(encode(&op)?);
         let reply = self.invoke(&invocation).await?;
         let mut rest = ok_or_status(reply, "create_bucket", bucket, "", "")?;
-        seq_of(int_of(next_value(&mut rest, "create_bucket")?, "create_bucket")?)
+        seq_of(int_of(
+            next_value(&mut rest, "create_bucket")?,
+            "create_bucket",
+        )?)
     }
 
     async fn delete_bucket(&self, bucket: &str) -> Result<Seq> {
-        let op = ChangeOp::DeleteBucket { bucket: bucket.into() };
+        let op = ChangeOp::DeleteBucket {
+            bucket: bucket.into(),
+        };
         let k = &self.keys;
         let mut invocation = self.scripts.delete_bucket.prepare_invoke();
         invocation
@@ -495,7 +542,10 @@ impl Meta for RedisMeta {
             .arg(encode(&op)?);
         let reply = self.invoke(&invocation).await?;
         let mut rest = ok_or_status(reply, "delete_bucket", bucket, "", "")?;
-        seq_of(int_of(next_value(&mut rest, "delete_bucket")?, "delete_bucket")?)
+        seq_of(int_of(
+            next_value(&mut rest, "delete_bucket")?,
+            "delete_bucket",
+        )?)
     }
 
     async fn bucket(&self, bucket: &str) -> Result<BucketInfo> {
@@ -503,7 +553,9 @@ impl Meta for RedisMeta {
         cmd.arg(self.keys.buckets()).arg(bucket);
         match self.query::<Option<Vec<u8>>>(&cmd).await? {
             Some(bytes) => decode(&bytes),
-            None => Err(MetaError::NoSuchBucket { bucket: bucket.into() }),
+            None => Err(MetaError::NoSuchBucket {
+                bucket: bucket.into(),
+            }),
         }
     }
 
@@ -511,7 +563,10 @@ impl Meta for RedisMeta {
         let mut cmd = redis::cmd("HVALS");
         cmd.arg(self.keys.buckets());
         let values: Vec<Vec<u8>> = self.query(&cmd).await?;
-        let mut out = values.iter().map(|v| decode::<BucketInfo>(v)).collect::<Result<Vec<_>>>()?;
+        let mut out = values
+            .iter()
+            .map(|v| decode::<BucketInfo>(v))
+            .collect::<Result<Vec<_>>>()?;
         out.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
         Ok(out)
     }
@@ -524,7 +579,9 @@ impl Meta for RedisMeta {
         let (entry, bucket_exists): (Option<Vec<u8>>, bool) = self.query_pipe(&pipe).await?;
         match entry {
             Some(bytes) => decode(&bytes),
-            None if !bucket_exists => Err(MetaError::NoSuchBucket { bucket: bucket.into() }),
+            None if !bucket_exists => Err(MetaError::NoSuchBucket {
+                bucket: bucket.into(),
+            }),
             None => Err(MetaError::NoSuchKey {
                 bucket: bucket.into(),
                 key: key.into(),
@@ -625,7 +682,9 @@ impl Meta for RedisMeta {
         let entries = strings(next_value(&mut rest, "list")?)?;
         let prefixes = strings(next_value(&mut rest, "list")?)?;
         if keys.len() != entries.len() {
-            return Err(MetaError::Internal("list: keys and entries differ in number".into()));
+            return Err(MetaError::Internal(
+                "list: keys and entries differ in number".into(),
+            ));
         }
         let mut page = ListPage {
             truncated,
@@ -661,12 +720,17 @@ impl Meta for RedisMeta {
 
     async fn upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Upload> {
         let mut pipe = redis::pipe();
-        pipe.hget(self.keys.upload_records(bucket), upload_member(key, upload_id))
-            .hexists(self.keys.buckets(), bucket);
+        pipe.hget(
+            self.keys.upload_records(bucket),
+            upload_member(key, upload_id),
+        )
+        .hexists(self.keys.buckets(), bucket);
         let (upload, bucket_exists): (Option<Vec<u8>>, bool) = self.query_pipe(&pipe).await?;
         match upload {
             Some(bytes) => decode(&bytes),
-            None if !bucket_exists => Err(MetaError::NoSuchBucket { bucket: bucket.into() }),
+            None if !bucket_exists => Err(MetaError::NoSuchBucket {
+                bucket: bucket.into(),
+            }),
             None => Err(MetaError::NoSuchUpload {
                 bucket: bucket.into(),
                 key: key.into(),
@@ -675,7 +739,13 @@ impl Meta for RedisMeta {
         }
     }
 
-    async fn put_part(&self, bucket: &str, key: &str, upload_id: &str, part: Part) -> Result<Option<Part>> {
+    async fn put_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part: Part,
+    ) -> Result<Option<Part>> {
         let k = &self.keys;
         let mut invocation = self.scripts.put_part.prepare_invoke();
         invocation
@@ -716,9 +786,18 @@ impl Meta for RedisMeta {
         let low = lex_from(&part_member(upload_id, after + 1));
         let (_, high) = parts_range(upload_id);
         let values = self
-            .range(self.keys.parts(bucket), self.keys.part_records(bucket), &low, &high, max + 1)
+            .range(
+                self.keys.parts(bucket),
+                self.keys.part_records(bucket),
+                &low,
+                &high,
+                max + 1,
+            )
             .await?;
-        let mut parts = values.iter().map(|v| decode::<Part>(v)).collect::<Result<Vec<_>>>()?;
+        let mut parts = values
+            .iter()
+            .map(|v| decode::<Part>(v))
+            .collect::<Result<Vec<_>>>()?;
         let truncated = parts.len() > max;
         parts.truncate(max);
         Ok((parts, truncated))
@@ -818,7 +897,11 @@ impl Meta for RedisMeta {
         Ok(())
     }
 
-    async fn stale_uploads(&self, initiated_before: UnixMillis, limit: usize) -> Result<Vec<(String, Upload)>> {
+    async fn stale_uploads(
+        &self,
+        initiated_before: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<(String, Upload)>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -879,7 +962,10 @@ impl Meta for RedisMeta {
             return Ok(());
         }
         let mut invocation = self.scripts.queue_uncommitted.prepare_invoke();
-        invocation.key(self.keys.refs()).key(self.keys.queue()).arg(now_millis());
+        invocation
+            .key(self.keys.refs())
+            .key(self.keys.queue())
+            .arg(now_millis());
         for blob in blobs {
             invocation.arg(blob_field(blob));
         }
@@ -888,7 +974,11 @@ impl Meta for RedisMeta {
         Ok(())
     }
 
-    async fn due_deletions(&self, queued_before: UnixMillis, limit: usize) -> Result<Vec<QueuedBlob>> {
+    async fn due_deletions(
+        &self,
+        queued_before: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<QueuedBlob>> {
         if limit == 0 {
             return Ok(Vec::new());
         }

@@ -78,7 +78,9 @@ fn cleanup(url: &str, prefix: &str) -> Cleanup {
 async fn engine() -> (Cleanup, RedisMeta) {
     let prefix = fresh_prefix();
     let guard = cleanup(SHARED, &prefix);
-    let meta = RedisMeta::open(SHARED, &prefix, true).await.expect("open redis engine");
+    let meta = RedisMeta::open(SHARED, &prefix, true)
+        .await
+        .expect("open redis engine");
     (guard, meta)
 }
 
@@ -90,7 +92,10 @@ async fn conformance() {
     eprintln!("conformance suite on redis: {:?}", started.elapsed());
     let pattern = guard.pattern.clone();
     drop(guard);
-    assert!(scan_keys(SHARED, &pattern).expect("scan").is_empty(), "cleanup left keys behind");
+    assert!(
+        scan_keys(SHARED, &pattern).expect("scan").is_empty(),
+        "cleanup left keys behind"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,7 +139,10 @@ fn namespace_matches_reference_model() {
         let meta = SETUP
             .block_on(RedisMeta::open(SHARED, &prefix, true))
             .expect("open redis engine");
-        (Box::new(guard) as Box<dyn std::any::Any>, Arc::new(meta) as Arc<dyn Meta>)
+        (
+            Box::new(guard) as Box<dyn std::any::Any>,
+            Arc::new(meta) as Arc<dyn Meta>,
+        )
     });
 }
 
@@ -155,14 +163,23 @@ async fn a_redis_without_aof_is_refused_unless_allowed() {
     let _guard = cleanup(SHARED, &prefix);
     match RedisMeta::open(SHARED, &prefix, false).await {
         Err(MetaError::Internal(message)) => {
-            for needed in ["appendonly yes", "appendfsync", "meta.allow_volatile_redis = true"] {
-                assert!(message.contains(needed), "{message:?} does not mention {needed:?}");
+            for needed in [
+                "appendonly yes",
+                "appendfsync",
+                "meta.allow_volatile_redis = true",
+            ] {
+                assert!(
+                    message.contains(needed),
+                    "{message:?} does not mention {needed:?}"
+                );
             }
         }
         Err(other) => panic!("refused with the wrong error: {other}"),
         Ok(_) => panic!("a redis without AOF was accepted"),
     }
-    RedisMeta::open(SHARED, &prefix, true).await.expect("accepted when volatile is allowed");
+    RedisMeta::open(SHARED, &prefix, true)
+        .await
+        .expect("accepted when volatile is allowed");
 }
 
 #[tokio::test]
@@ -176,8 +193,15 @@ async fn an_unreachable_redis_is_unavailable_quickly() {
         Duration::from_secs(1),
     )
     .await;
-    assert!(matches!(result, Err(MetaError::Unavailable(_))), "{result:?}");
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(
+        matches!(result, Err(MetaError::Unavailable(_))),
+        "{result:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -185,9 +209,14 @@ async fn prefixes_keep_volumes_apart() {
     let (_a, one) = engine().await;
     let (_b, two) = engine().await;
     one.create_bucket("same").await.expect("create");
-    two.create_bucket("same").await.expect("create in the other volume");
+    two.create_bucket("same")
+        .await
+        .expect("create in the other volume");
     put_simple(&one, "same", "k", "from-one").await;
-    assert!(matches!(two.head("same", "k").await, Err(MetaError::NoSuchKey { .. })));
+    assert!(matches!(
+        two.head("same", "k").await,
+        Err(MetaError::NoSuchKey { .. })
+    ));
     assert_eq!(one.last_seq().await.expect("seq"), 2);
     assert_eq!(two.last_seq().await.expect("seq"), 1);
 }
@@ -199,17 +228,29 @@ async fn prefixes_keep_volumes_apart() {
 async fn two_gateways_racing_on_one_key_leave_no_orphaned_reference() {
     let (guard, first) = engine().await;
     let prefix = guard.pattern.trim_end_matches(":*").to_string();
-    let second = RedisMeta::open(SHARED, &prefix, true).await.expect("second gateway");
+    let second = RedisMeta::open(SHARED, &prefix, true)
+        .await
+        .expect("second gateway");
     first.create_bucket("race").await.expect("create");
     let start_seq = first.last_seq().await.expect("seq");
 
     let mut tasks = Vec::new();
     for i in 0..32 {
-        let meta = if i % 2 == 0 { first.clone() } else { second.clone() };
+        let meta = if i % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
         tasks.push(tokio::spawn(async move {
             let (entry, layout) = simple_entry(&format!("w{i}"), 3);
             let outcome = meta
-                .put("race", "k", entry.clone(), layout.clone(), Precondition::None)
+                .put(
+                    "race",
+                    "k",
+                    entry.clone(),
+                    layout.clone(),
+                    Precondition::None,
+                )
                 .await
                 .expect("put");
             (entry, layout, outcome)
@@ -224,14 +265,25 @@ async fn two_gateways_racing_on_one_key_leave_no_orphaned_reference() {
         .iter()
         .filter_map(|(_, _, o)| o.replaced.as_ref().map(|e| e.id.clone()))
         .collect();
-    assert_eq!(replaced.len(), 31, "every put but the first replaced one version");
+    assert_eq!(
+        replaced.len(),
+        31,
+        "every put but the first replaced one version"
+    );
     let mut all: Vec<String> = replaced.clone();
     all.push(winner.id.clone());
     all.sort();
     all.dedup();
-    assert_eq!(all.len(), 32, "each version was replaced once, except the winner");
+    assert_eq!(
+        all.len(),
+        32,
+        "each version was replaced once, except the winner"
+    );
 
-    let due = first.due_deletions(now_millis() + 3_600_000, 10_000).await.expect("due");
+    let due = first
+        .due_deletions(now_millis() + 3_600_000, 10_000)
+        .await
+        .expect("due");
     for (entry, layout, _) in &written {
         let blob = layout.blobs().remove(0);
         let refs = first.blob_refs(&blob).await.expect("refs");
@@ -249,7 +301,11 @@ async fn two_gateways_racing_on_one_key_leave_no_orphaned_reference() {
         .iter()
         .map(|c| c.seq)
         .collect();
-    assert_eq!(seqs, (start_seq + 1..=start_seq + 32).collect::<Vec<_>>(), "one record per put, no gaps");
+    assert_eq!(
+        seqs,
+        (start_seq + 1..=start_seq + 32).collect::<Vec<_>>(),
+        "one record per put, no gaps"
+    );
 }
 
 /// Read-modify-write with `IfMatch` from two gateways: every increment
@@ -258,7 +314,9 @@ async fn two_gateways_racing_on_one_key_leave_no_orphaned_reference() {
 async fn compare_and_swap_across_gateways_loses_no_update() {
     let (guard, first) = engine().await;
     let prefix = guard.pattern.trim_end_matches(":*").to_string();
-    let second = RedisMeta::open(SHARED, &prefix, true).await.expect("second gateway");
+    let second = RedisMeta::open(SHARED, &prefix, true)
+        .await
+        .expect("second gateway");
     first.create_bucket("cas").await.expect("create");
     put_simple(&first, "cas", "counter", "0").await;
     let mut tasks = Vec::new();
@@ -271,7 +329,13 @@ async fn compare_and_swap_across_gateways_loses_no_update() {
                     let n: u32 = current.etag.parse().expect("number");
                     let (entry, layout) = simple_entry(&(n + 1).to_string(), 3);
                     match meta
-                        .put("cas", "counter", entry, layout, Precondition::IfMatch(current.etag))
+                        .put(
+                            "cas",
+                            "counter",
+                            entry,
+                            layout,
+                            Precondition::IfMatch(current.etag),
+                        )
                         .await
                     {
                         Ok(_) => break,
@@ -326,7 +390,14 @@ impl TestServer {
     fn spawn(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -347,7 +418,11 @@ impl TestServer {
             {
                 panic!("redis-server exited with {status}");
             }
-            assert!(Instant::now() < deadline, "redis-server on port {} never answered PING", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {} never answered PING",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -362,7 +437,10 @@ impl TestServer {
 
     fn info_number(&self, field: &str) -> u64 {
         let mut conn = sync_conn(&self.url()).expect("connect");
-        let info: String = redis::cmd("INFO").arg("stats").query(&mut conn).expect("info");
+        let info: String = redis::cmd("INFO")
+            .arg("stats")
+            .query(&mut conn)
+            .expect("info");
         info.lines()
             .find_map(|line| line.strip_prefix(&format!("{field}:")))
             .and_then(|v| v.trim().parse().ok())
@@ -435,11 +513,31 @@ async fn survives_a_redis_crash_and_restart_without_reopening() {
         acked.lock().expect("lock").len(),
         failures[0].1
     );
-    assert!(slowest < timeout + Duration::from_millis(500), "a call hung for {slowest:?}");
+    assert!(
+        slowest < timeout + Duration::from_millis(500),
+        "a call hung for {slowest:?}"
+    );
     let started = Instant::now();
-    assert!(matches!(meta.head("b", "k000000").await, Err(MetaError::Unavailable(_))));
-    assert!(matches!(meta.list("b", &ListQuery { max: 10, ..ListQuery::default() }).await, Err(MetaError::Unavailable(_))));
-    assert!(started.elapsed() < timeout * 2, "reads while down took {:?}", started.elapsed());
+    assert!(matches!(
+        meta.head("b", "k000000").await,
+        Err(MetaError::Unavailable(_))
+    ));
+    assert!(matches!(
+        meta.list(
+            "b",
+            &ListQuery {
+                max: 10,
+                ..ListQuery::default()
+            }
+        )
+        .await,
+        Err(MetaError::Unavailable(_))
+    ));
+    assert!(
+        started.elapsed() < timeout * 2,
+        "reads while down took {:?}",
+        started.elapsed()
+    );
 
     server.spawn();
     // The same handle works again: the connection manager reconnects.
@@ -455,14 +553,29 @@ async fn survives_a_redis_crash_and_restart_without_reopening() {
     }
     let acked = acked.lock().expect("lock").clone();
     for (key, etag) in &acked {
-        let entry = meta.head("b", key).await.expect("an acknowledged put survived the crash");
+        let entry = meta
+            .head("b", key)
+            .await
+            .expect("an acknowledged put survived the crash");
         assert_eq!(&entry.etag, etag, "{key}");
     }
-    let page = meta.list("b", &ListQuery { max: 10_000, ..ListQuery::default() }).await.expect("list");
+    let page = meta
+        .list(
+            "b",
+            &ListQuery {
+                max: 10_000,
+                ..ListQuery::default()
+            },
+        )
+        .await
+        .expect("list");
     assert!(page.entries.len() >= acked.len());
     // Writes work again, scripts included (Redis lost its script cache).
     put_simple(&meta, "b", "after-restart", "new").await;
-    assert_eq!(meta.head("b", "after-restart").await.expect("head").etag, "new");
+    assert_eq!(
+        meta.head("b", "after-restart").await.expect("head").etag,
+        "new"
+    );
     assert!(meta.last_seq().await.expect("seq") >= acked.len() as u64 + 2);
 }
 
@@ -473,7 +586,9 @@ async fn survives_a_redis_crash_and_restart_without_reopening() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn head_and_list_never_read_layouts() {
     let server = TestServer::start();
-    let meta = RedisMeta::open(&server.url(), "layouts", false).await.expect("open");
+    let meta = RedisMeta::open(&server.url(), "layouts", false)
+        .await
+        .expect("open");
     let keys = Keys::new("layouts");
     meta.create_bucket("b").await.expect("create");
     let segments: Vec<Segment> = (0..10_000)
@@ -490,10 +605,19 @@ async fn head_and_list_never_read_layouts() {
     let (mut entry, _) = simple_entry("big", 0);
     entry.size = layout.total_len();
     let started = Instant::now();
-    meta.put("b", "big", entry.clone(), layout.clone(), Precondition::None)
-        .await
-        .expect("put big");
-    eprintln!("put with 10,000 segments ({layout_bytes} bytes of layout): {:?}", started.elapsed());
+    meta.put(
+        "b",
+        "big",
+        entry.clone(),
+        layout.clone(),
+        Precondition::None,
+    )
+    .await
+    .expect("put big");
+    eprintln!(
+        "put with 10,000 segments ({layout_bytes} bytes of layout): {:?}",
+        started.elapsed()
+    );
     put_simple(&meta, "b", "small", "small").await;
 
     let time = |key: &'static str| {
@@ -513,10 +637,26 @@ async fn head_and_list_never_read_layouts() {
     while started.elapsed() < Duration::from_millis(2500) {
         head_big = time("big").await;
         head_small = time("small").await;
-        let page = meta.list("b", &ListQuery { max: 10, ..ListQuery::default() }).await.expect("list");
+        let page = meta
+            .list(
+                "b",
+                &ListQuery {
+                    max: 10,
+                    ..ListQuery::default()
+                },
+            )
+            .await
+            .expect("list");
         assert_eq!(page.entries.len(), 2);
         let page = meta
-            .list("b", &ListQuery { prefix: "b".into(), max: 1, ..ListQuery::default() })
+            .list(
+                "b",
+                &ListQuery {
+                    prefix: "b".into(),
+                    max: 1,
+                    ..ListQuery::default()
+                },
+            )
             .await
             .expect("list");
         assert_eq!(page.entries[0].1, entry);
@@ -527,7 +667,11 @@ async fn head_and_list_never_read_layouts() {
         "{ops} HEAD/LIST calls: {} bytes from redis per call; HEAD of the big object {head_big:?}, of a small one {head_small:?}",
         sent / ops
     );
-    assert!(sent / ops < 1024, "HEAD/LIST sent {} bytes per call", sent / ops);
+    assert!(
+        sent / ops < 1024,
+        "HEAD/LIST sent {} bytes per call",
+        sent / ops
+    );
     for key in [keys.layouts(), keys.layout_blobs()] {
         let idle = server.idle_seconds(&key);
         assert!(idle >= 2, "{key} was read during HEAD/LIST (idle {idle}s)");
@@ -544,13 +688,22 @@ async fn head_and_list_never_read_layouts() {
     let started = Instant::now();
     meta.delete("b", "big").await.expect("delete");
     eprintln!("delete with 10,000 segments: {:?}", started.elapsed());
-    let due = meta.due_deletions(now_millis() + 1000, 20_000).await.expect("due");
+    let due = meta
+        .due_deletions(now_millis() + 1000, 20_000)
+        .await
+        .expect("due");
     assert_eq!(due.len(), 10_000);
 }
 
 #[test]
 fn passwords_are_redacted() {
-    assert_eq!(redact("redis://:secret@host:6379/0"), "redis://***@host:6379/0");
-    assert_eq!(redact("redis://user:secret@host/1"), "redis://user:***@host/1");
+    assert_eq!(
+        redact("redis://:secret@host:6379/0"),
+        "redis://***@host:6379/0"
+    );
+    assert_eq!(
+        redact("redis://user:secret@host/1"),
+        "redis://user:***@host/1"
+    );
     assert_eq!(redact("redis://host:6379"), "redis://host:6379");
 }
