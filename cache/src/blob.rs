@@ -50,7 +50,6 @@ pub struct BlobUpload {
     path: Path,
     attributes: Attributes,
     state: State,
-    written: u64,
 }
 
 impl BlobUpload {
@@ -81,7 +80,6 @@ impl BlobUpload {
             path: Path::from(key),
             attributes,
             state: State::Small(BytesMut::new()),
-            written: 0,
         }
     }
 
@@ -90,14 +88,9 @@ impl BlobUpload {
         &self.blob
     }
 
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
     /// Appends `chunk`. Waits while too many parts are in flight, which
     /// passes backpressure to the client's connection.
     pub async fn write(&mut self, chunk: Bytes) -> Result<()> {
-        self.written += chunk.len() as u64;
         match &mut self.state {
             State::Small(buffer) => {
                 buffer.extend_from_slice(&chunk);

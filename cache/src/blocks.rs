@@ -168,10 +168,6 @@ impl BlockCache {
         })
     }
 
-    pub fn block_size(&self) -> u64 {
-        self.block_size
-    }
-
     pub fn has_disk_tier(&self) -> bool {
         self.disk_enabled
     }

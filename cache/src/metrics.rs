@@ -2,7 +2,6 @@
 
 pub const GC_DELETED: &str = "ferry_gc_blobs_deleted_total";
 pub const GC_FAILED: &str = "ferry_gc_delete_failures_total";
-pub const STORE_BYTES_WRITTEN: &str = "ferry_store_bytes_written_total";
 pub const STORE_REQUESTS: &str = "ferry_store_get_requests_total";
 pub const STORE_BYTES_READ: &str = "ferry_store_bytes_read_total";
 pub const CACHE_HITS: &str = "ferry_cache_hits_total";
@@ -18,11 +17,6 @@ pub const READAHEAD_SKIPPED: &str = "ferry_readahead_blocks_skipped_total";
 pub fn describe() {
     metrics::describe_counter!(GC_DELETED, "Blobs the collector deleted from owned stores");
     metrics::describe_counter!(GC_FAILED, "Blob deletions that failed and were re-queued");
-    metrics::describe_counter!(
-        STORE_BYTES_WRITTEN,
-        metrics::Unit::Bytes,
-        "Bytes written to data stores as new blobs"
-    );
     metrics::describe_counter!(
         STORE_REQUESTS,
         "Read requests sent to a data store, by store"

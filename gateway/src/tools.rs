@@ -25,14 +25,9 @@ fn open_config(volume: &VolumeArgs, env: &HashMap<String, String>) -> Result<Con
 }
 
 async fn open_meta(config: &Config) -> Result<Arc<dyn Meta>, String> {
-    ferry_meta::open(&config.meta).await.map_err(|e| {
-        let text = e.to_string();
-        if text.contains("already open") {
-            format!("{text}; stop `ferry serve` first, or use the Redis engine to work beside it")
-        } else {
-            text
-        }
-    })
+    ferry_meta::open(&config.meta)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// The metadata engine of the volume the arguments name.

@@ -39,16 +39,24 @@ pub fn algorithm_named(name: &str) -> Option<&'static str> {
         .find(|a| a.eq_ignore_ascii_case(name))
 }
 
+/// The five `checksum_*` fields of any s3s input or part, by algorithm.
+macro_rules! checksum_fields {
+    ($x:expr) => {
+        [
+            ("CRC32", $x.checksum_crc32.as_ref()),
+            ("CRC32C", $x.checksum_crc32c.as_ref()),
+            ("CRC64NVME", $x.checksum_crc64nvme.as_ref()),
+            ("SHA1", $x.checksum_sha1.as_ref()),
+            ("SHA256", $x.checksum_sha256.as_ref()),
+        ]
+    };
+}
+pub(super) use checksum_fields;
+
 impl Claims {
     pub fn from_put(input: &PutObjectInput, headers: &HeaderMap) -> S3Result<Claims> {
         Claims::new(
-            [
-                ("CRC32", &input.checksum_crc32),
-                ("CRC32C", &input.checksum_crc32c),
-                ("CRC64NVME", &input.checksum_crc64nvme),
-                ("SHA1", &input.checksum_sha1),
-                ("SHA256", &input.checksum_sha256),
-            ],
+            checksum_fields!(input),
             input.checksum_algorithm.as_ref(),
             input.content_md5.as_ref(),
             headers,
@@ -57,13 +65,7 @@ impl Claims {
 
     pub fn from_part(input: &UploadPartInput, headers: &HeaderMap) -> S3Result<Claims> {
         Claims::new(
-            [
-                ("CRC32", &input.checksum_crc32),
-                ("CRC32C", &input.checksum_crc32c),
-                ("CRC64NVME", &input.checksum_crc64nvme),
-                ("SHA1", &input.checksum_sha1),
-                ("SHA256", &input.checksum_sha256),
-            ],
+            checksum_fields!(input),
             input.checksum_algorithm.as_ref(),
             input.content_md5.as_ref(),
             headers,
@@ -71,7 +73,7 @@ impl Claims {
     }
 
     fn new(
-        header_values: [(&'static str, &Option<String>); 5],
+        header_values: [(&'static str, Option<&String>); 5],
         algorithm: Option<&ChecksumAlgorithm>,
         content_md5: Option<&String>,
         headers: &HeaderMap,

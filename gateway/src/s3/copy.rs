@@ -9,9 +9,9 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use super::FerryS3;
 use super::conditions::ReadConditions;
 use super::names::check_key;
-use super::put::{DEFAULT_CONTENT_TYPE, check_user_metadata, object_content_encoding};
+use super::put::{check_user_metadata, object_attributes};
 use crate::error::ResultExt;
-use crate::time::{http_date, timestamp};
+use crate::time::timestamp;
 
 /// x-amz-copy-source-if-* headers.
 pub(super) struct SourceConditions<'a> {
@@ -133,17 +133,14 @@ pub(super) async fn copy_object(
         ..source
     };
     if replace {
-        entry.content_type = Some(
-            input
-                .content_type
-                .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_string()),
-        );
-        entry.content_encoding = object_content_encoding(input.content_encoding);
-        entry.content_disposition = input.content_disposition;
-        entry.content_language = input.content_language;
-        entry.cache_control = input.cache_control;
-        entry.expires = input.expires.as_ref().and_then(http_date);
-        entry.user_metadata = input.metadata.unwrap_or_default().into_iter().collect();
+        entry = Entry {
+            id: entry.id,
+            size: entry.size,
+            etag: entry.etag,
+            last_modified: entry.last_modified,
+            checksums: entry.checksums,
+            ..object_attributes!(input)
+        };
     }
     let etag = entry.etag.clone();
     let last_modified = entry.last_modified;

@@ -29,7 +29,8 @@ pub(crate) fn owner() -> Owner {
     }
 }
 
-fn page_size(max_keys: Option<i32>) -> S3Result<usize> {
+/// A requested page size, capped at S3's 1,000 (also for parts and uploads).
+pub(super) fn page_size(max_keys: Option<i32>) -> S3Result<usize> {
     match max_keys {
         None => Ok(MAX_KEYS as usize),
         Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "max-keys must not be negative")),
@@ -91,12 +92,42 @@ fn prefixes(encoder: &Encoder, page: &mut ListPage) -> Vec<CommonPrefix> {
 }
 
 /// Runs one listing; `max == 0` answers an empty, complete page as S3 does.
-async fn run(s3: &FerryS3, bucket: &str, query: ListQuery) -> S3Result<ListPage> {
+pub(super) async fn run(s3: &FerryS3, bucket: &str, query: ListQuery) -> S3Result<ListPage> {
     if query.max == 0 {
         s3.meta.bucket(bucket).await.s3()?;
         return Ok(ListPage::default());
     }
     s3.meta.list(bucket, &query).await.s3()
+}
+
+/// One page, in the shape both ListObjects versions answer with.
+struct Listing {
+    contents: Vec<Object>,
+    common_prefixes: Vec<CommonPrefix>,
+    truncated: bool,
+    next_start_after: Option<String>,
+}
+
+async fn listing(
+    s3: &FerryS3,
+    bucket: &str,
+    query: ListQuery,
+    encoder: &Encoder,
+    with_owner: bool,
+) -> S3Result<Listing> {
+    let mut page = run(s3, bucket, query).await?;
+    let common_prefixes = prefixes(encoder, &mut page);
+    let contents = page
+        .entries
+        .into_iter()
+        .map(|(key, entry)| object(encoder, key, entry, with_owner))
+        .collect();
+    Ok(Listing {
+        contents,
+        common_prefixes,
+        truncated: page.truncated,
+        next_start_after: page.next_start_after,
+    })
 }
 
 fn decode_token(token: &str) -> S3Result<String> {
@@ -131,7 +162,7 @@ pub(super) async fn list_objects_v2(
         Some(token) => Some(decode_token(token)?),
         None => input.start_after.clone(),
     };
-    let mut page = run(
+    let page = listing(
         s3,
         &input.bucket,
         ListQuery {
@@ -140,16 +171,11 @@ pub(super) async fn list_objects_v2(
             start_after,
             max,
         },
+        &encoder,
+        input.fetch_owner.unwrap_or(false),
     )
     .await?;
-    let common_prefixes = prefixes(&encoder, &mut page);
-    let with_owner = input.fetch_owner.unwrap_or(false);
-    let key_count = page.entries.len() + common_prefixes.len();
-    let contents: Vec<Object> = page
-        .entries
-        .into_iter()
-        .map(|(key, entry)| object(&encoder, key, entry, with_owner))
-        .collect();
+    let key_count = page.contents.len() + page.common_prefixes.len();
     Ok(S3Response::new(ListObjectsV2Output {
         name: Some(input.bucket),
         prefix: Some(encoder.name(input.prefix.unwrap_or_default())),
@@ -160,8 +186,8 @@ pub(super) async fn list_objects_v2(
         is_truncated: Some(page.truncated),
         continuation_token: input.continuation_token,
         next_continuation_token: page.next_start_after.as_deref().map(encode_token),
-        contents: Some(contents),
-        common_prefixes: Some(common_prefixes),
+        contents: Some(page.contents),
+        common_prefixes: Some(page.common_prefixes),
         encoding_type: input.encoding_type,
         ..ListObjectsV2Output::default()
     }))
@@ -174,7 +200,7 @@ pub(super) async fn list_objects(
     let input = req.input;
     let encoder = Encoder::new(input.encoding_type.as_ref())?;
     let max = page_size(input.max_keys)?;
-    let mut page = run(
+    let page = listing(
         s3,
         &input.bucket,
         ListQuery {
@@ -183,14 +209,10 @@ pub(super) async fn list_objects(
             start_after: input.marker.clone().filter(|m| !m.is_empty()),
             max,
         },
+        &encoder,
+        true,
     )
     .await?;
-    let common_prefixes = prefixes(&encoder, &mut page);
-    let contents: Vec<Object> = page
-        .entries
-        .into_iter()
-        .map(|(key, entry)| object(&encoder, key, entry, true))
-        .collect();
     Ok(S3Response::new(ListObjectsOutput {
         name: Some(input.bucket),
         prefix: Some(encoder.name(input.prefix.unwrap_or_default())),
@@ -201,8 +223,8 @@ pub(super) async fn list_objects(
         // S3 sends NextMarker only with a delimiter; sending it always is
         // allowed and saves clients from guessing.
         next_marker: encoder.opt(page.next_start_after),
-        contents: Some(contents),
-        common_prefixes: Some(common_prefixes),
+        contents: Some(page.contents),
+        common_prefixes: Some(page.common_prefixes),
         encoding_type: input.encoding_type,
         ..ListObjectsOutput::default()
     }))

@@ -13,22 +13,20 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::FerryS3;
-use super::checksums::{self, Claims, algorithm_named};
+use super::checksums::{self, Claims, algorithm_named, checksum_fields};
 use super::conditions::write_precondition;
 use super::copy::resolve_source;
 use super::ingest::{BodySpec, Ingested, forget, ingest};
-use super::list::owner;
+use super::list::{owner, page_size};
 use super::names::check_key;
-use super::put::{DEFAULT_CONTENT_TYPE, check_user_metadata, object_content_encoding};
+use super::put::{check_user_metadata, object_attributes};
 use crate::error::{IntoS3Error, ResultExt};
-use crate::time::{http_date, timestamp};
+use crate::time::timestamp;
 
 /// S3's limits on parts.
 const MAX_PART_NUMBER: i32 = 10_000;
 const MIN_PART_SIZE: u64 = 5 << 20;
 const MAX_PART_SIZE: u64 = 5 << 30;
-/// Most parts or uploads per listing page.
-const MAX_PAGE: i32 = 1000;
 
 fn part_number(n: i32) -> S3Result<u32> {
     if !(1..=MAX_PART_NUMBER).contains(&n) {
@@ -38,17 +36,6 @@ fn part_number(n: i32) -> S3Result<u32> {
         ));
     }
     u32::try_from(n).map_err(|_| s3_error!(InvalidArgument, "bad part number"))
-}
-
-fn page(max: Option<i32>) -> S3Result<usize> {
-    match max {
-        None => Ok(MAX_PAGE as usize),
-        Some(n) if n < 0 => Err(s3_error!(
-            InvalidArgument,
-            "The page size must not be negative"
-        )),
-        Some(n) => Ok(usize::try_from(n.min(MAX_PAGE)).unwrap_or(0)),
-    }
 }
 
 pub(super) async fn create(
@@ -72,20 +59,7 @@ pub(super) async fn create(
         id: uuid::Uuid::now_v7().simple().to_string(),
         key: input.key.clone(),
         initiated: now_millis(),
-        template: Entry {
-            content_type: Some(
-                input
-                    .content_type
-                    .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_string()),
-            ),
-            content_encoding: object_content_encoding(input.content_encoding),
-            content_disposition: input.content_disposition,
-            content_language: input.content_language,
-            cache_control: input.cache_control,
-            expires: input.expires.as_ref().and_then(http_date),
-            user_metadata: input.metadata.unwrap_or_default().into_iter().collect(),
-            ..Entry::default()
-        },
+        template: object_attributes!(input),
         checksum_algorithm,
     };
     s3.meta
@@ -280,16 +254,6 @@ async fn all_parts(s3: &FerryS3, bucket: &str, key: &str, upload_id: &str) -> S3
     }
 }
 
-fn claimed_part_checksums(part: &CompletedPart) -> [(&'static str, Option<&String>); 5] {
-    [
-        ("CRC32", part.checksum_crc32.as_ref()),
-        ("CRC32C", part.checksum_crc32c.as_ref()),
-        ("CRC64NVME", part.checksum_crc64nvme.as_ref()),
-        ("SHA1", part.checksum_sha1.as_ref()),
-        ("SHA256", part.checksum_sha256.as_ref()),
-    ]
-}
-
 /// S3's composite checksum: the algorithm over the concatenated raw part
 /// checksums, then `-N`.
 fn composite_checksum(algorithm: &str, parts: &[&Part]) -> Option<String> {
@@ -353,7 +317,7 @@ pub(super) async fn complete(
                 "The ETag given for part {number} does not match the uploaded part."
             ));
         }
-        for (algorithm, value) in claimed_part_checksums(wanted) {
+        for (algorithm, value) in checksum_fields!(wanted) {
             if let Some(value) = value
                 && part.checksums.get(algorithm) != Some(value)
             {
@@ -448,7 +412,7 @@ pub(super) async fn list_parts(
     req: S3Request<ListPartsInput>,
 ) -> S3Result<S3Response<ListPartsOutput>> {
     let input = req.input;
-    let max = page(input.max_parts)?;
+    let max = page_size(input.max_parts)?;
     let upload = s3
         .meta
         .upload(&input.bucket, &input.key, &input.upload_id)
@@ -487,7 +451,7 @@ pub(super) async fn list_parts(
         bucket: Some(input.bucket),
         key: Some(input.key),
         upload_id: Some(input.upload_id),
-        max_parts: Some(i32::try_from(max).unwrap_or(MAX_PAGE)),
+        max_parts: Some(i32::try_from(max).unwrap_or(i32::MAX)),
         part_number_marker: input.part_number_marker,
         next_part_number_marker: if truncated { next } else { None },
         is_truncated: Some(truncated),
@@ -508,7 +472,7 @@ pub(super) async fn list_uploads(
     req: S3Request<ListMultipartUploadsInput>,
 ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
     let input = req.input;
-    let max = page(input.max_uploads)?;
+    let max = page_size(input.max_uploads)?;
     let result = if max == 0 {
         s3.meta.bucket(&input.bucket).await.s3()?;
         ferry_meta::UploadPage::default()
@@ -553,7 +517,7 @@ pub(super) async fn list_uploads(
         prefix: input.prefix,
         key_marker: input.key_marker,
         upload_id_marker: input.upload_id_marker,
-        max_uploads: Some(i32::try_from(max).unwrap_or(MAX_PAGE)),
+        max_uploads: Some(i32::try_from(max).unwrap_or(i32::MAX)),
         is_truncated: Some(result.truncated),
         next_key_marker,
         next_upload_id_marker,

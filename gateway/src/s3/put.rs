@@ -2,8 +2,6 @@
 //! then commit the entry in one metadata transaction. A failure at any step
 //! leaves the old object untouched and the new blob queued for collection.
 
-use std::collections::BTreeMap;
-
 use ferry_cache::BlobTags;
 use ferry_meta::{Entry, Layout, Segment, now_millis};
 use s3s::dto::*;
@@ -19,6 +17,30 @@ use crate::metrics as m;
 
 /// S3's default for objects stored without a Content-Type.
 pub(crate) const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
+
+/// The attributes a client sets on an object (content type and the other
+/// headers S3 stores, user metadata), taken from any input that carries
+/// them: PutObject, CreateMultipartUpload, CopyObject with REPLACE.
+/// Moves those fields out of `$input`.
+macro_rules! object_attributes {
+    ($input:expr) => {
+        ferry_meta::Entry {
+            content_type: Some(
+                $input
+                    .content_type
+                    .unwrap_or_else(|| $crate::s3::put::DEFAULT_CONTENT_TYPE.to_string()),
+            ),
+            content_encoding: $crate::s3::put::object_content_encoding($input.content_encoding),
+            content_disposition: $input.content_disposition,
+            content_language: $input.content_language,
+            cache_control: $input.cache_control,
+            expires: $input.expires.as_ref().and_then($crate::time::http_date),
+            user_metadata: $input.metadata.unwrap_or_default().into_iter().collect(),
+            ..ferry_meta::Entry::default()
+        }
+    };
+}
+pub(super) use object_attributes;
 
 /// `aws-chunked` describes the request's framing, not the object: it must
 /// not be stored as the object's Content-Encoding.
@@ -102,22 +124,8 @@ pub(super) async fn put_object(
         size,
         etag: verified.md5_hex.clone(),
         last_modified: now_millis(),
-        content_type: Some(
-            input
-                .content_type
-                .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_string()),
-        ),
-        content_encoding: object_content_encoding(input.content_encoding),
-        content_disposition: input.content_disposition,
-        content_language: input.content_language,
-        cache_control: input.cache_control,
-        expires: input.expires.as_ref().and_then(crate::time::http_date),
-        user_metadata: input
-            .metadata
-            .unwrap_or_default()
-            .into_iter()
-            .collect::<BTreeMap<_, _>>(),
         checksums: verified.checksums,
+        ..object_attributes!(input)
     };
     let checksums = checksums::to_dto(&entry.checksums);
     if let Err(e) = s3

@@ -4,14 +4,12 @@
 
 use ferry_meta::ListQuery;
 use s3s::dto::*;
-use s3s::{S3Request, S3Response, S3Result, s3_error};
+use s3s::{S3Request, S3Response, S3Result};
 
 use super::FerryS3;
-use super::list::owner;
+use super::list::{owner, page_size, run};
 use crate::error::ResultExt;
 use crate::time::timestamp;
-
-const MAX_KEYS: i32 = 1000;
 
 pub(super) async fn get_bucket_versioning(
     s3: &FerryS3,
@@ -26,30 +24,18 @@ pub(super) async fn list_object_versions(
     req: S3Request<ListObjectVersionsInput>,
 ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
     let input = req.input;
-    let max = match input.max_keys {
-        None => MAX_KEYS as usize,
-        Some(n) if n < 0 => {
-            return Err(s3_error!(InvalidArgument, "max-keys must not be negative"));
-        }
-        Some(n) => usize::try_from(n.min(MAX_KEYS)).unwrap_or(0),
-    };
-    let page = if max == 0 {
-        s3.meta.bucket(&input.bucket).await.s3()?;
-        ferry_meta::ListPage::default()
-    } else {
-        s3.meta
-            .list(
-                &input.bucket,
-                &ListQuery {
-                    prefix: input.prefix.clone().unwrap_or_default(),
-                    delimiter: input.delimiter.clone().filter(|d| !d.is_empty()),
-                    start_after: input.key_marker.clone().filter(|k| !k.is_empty()),
-                    max,
-                },
-            )
-            .await
-            .s3()?
-    };
+    let max = page_size(input.max_keys)?;
+    let page = run(
+        s3,
+        &input.bucket,
+        ListQuery {
+            prefix: input.prefix.clone().unwrap_or_default(),
+            delimiter: input.delimiter.clone().filter(|d| !d.is_empty()),
+            start_after: input.key_marker.clone().filter(|k| !k.is_empty()),
+            max,
+        },
+    )
+    .await?;
     let versions: Vec<ObjectVersion> = page
         .entries
         .into_iter()
@@ -79,7 +65,7 @@ pub(super) async fn list_object_versions(
         delimiter: input.delimiter,
         key_marker: input.key_marker,
         version_id_marker: input.version_id_marker,
-        max_keys: Some(i32::try_from(max).unwrap_or(MAX_KEYS)),
+        max_keys: Some(i32::try_from(max).unwrap_or(i32::MAX)),
         is_truncated: Some(page.truncated),
         next_version_id_marker: next.as_ref().map(|_| "null".to_string()),
         next_key_marker: next,

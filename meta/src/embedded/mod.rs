@@ -56,7 +56,7 @@ impl EmbeddedMeta {
         }
         let db = Database::create(path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => MetaError::Internal(format!(
-                "{} is already open in another ferry process",
+                "{} is already open in another ferry process; stop `ferry serve` first, or use the Redis engine to work beside it",
                 path.display()
             )),
             other => MetaError::Internal(format!("cannot open {}: {other}", path.display())),
