@@ -17,16 +17,12 @@
 
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use ferry_meta::{Layout, Segment};
-use foyer::{
-    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
-    HybridCachePolicy, RecoverMode, Source,
-};
+use futures::FutureExt;
 use futures::stream::{self, BoxStream, StreamExt};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange};
@@ -36,6 +32,7 @@ use crate::error::{CacheError, Result};
 use crate::metrics as m;
 use crate::readahead::Readahead;
 use crate::stores::Stores;
+use crate::tier::{BlockTier, FoyerTier, FoyerTierConfig, Source};
 
 /// Sizes and places of the cache tiers.
 #[derive(Debug, Clone)]
@@ -57,10 +54,9 @@ pub struct BlockCacheConfig {
 }
 
 pub struct BlockCache {
-    cache: HybridCache<String, Bytes>,
+    tier: Arc<dyn BlockTier>,
     block_size: u64,
     window: usize,
-    disk_enabled: bool,
     /// One permit per block held by a read between fetch and send.
     inflight: Arc<Semaphore>,
     readahead: Readahead,
@@ -89,92 +85,50 @@ impl BlockRead {
 }
 
 impl BlockCache {
-    /// Opens the tiers. A disk tier that cannot be opened is left out (and
-    /// logged): the cache then runs from memory only.
+    /// Opens foyer's memory and disk tiers. A disk tier that cannot be
+    /// opened is left out (and logged): the cache then runs from memory.
     pub async fn open(config: &BlockCacheConfig) -> Result<BlockCache> {
         let block_size = config.block_size.max(4096);
         // `memory` is one budget for cached blocks and blocks in flight:
         // blocks a slow client still holds may already be evicted, so the
         // cache gets what the in-flight budget leaves (at least half).
         let inflight = config.inflight.min(config.memory / 2);
-        let memory = usize::try_from(config.memory - inflight).unwrap_or(usize::MAX);
+        let tier = FoyerTier::open(&FoyerTierConfig {
+            memory: config.memory - inflight,
+            disk: config.disk,
+            dir: config.dir.clone(),
+            block_size,
+        })
+        .await?;
+        Ok(Self::with_tier(Arc::new(tier), config))
+    }
+
+    /// A block cache over any tier; `config`'s memory and disk sizes are
+    /// the tier's business.
+    pub fn with_tier(tier: Arc<dyn BlockTier>, config: &BlockCacheConfig) -> BlockCache {
+        let block_size = config.block_size.max(4096);
+        let inflight = config.inflight.min(config.memory / 2);
         let window = usize::try_from((config.readahead / block_size).clamp(1, 256)).unwrap_or(1);
-        let build = |with_disk: bool| {
-            let builder = HybridCacheBuilder::new()
-                .with_name("ferry-blocks")
-                // Blocks go to disk when memory evicts them, and all of memory
-                // is flushed on close: hot blocks cost no disk writes, and a
-                // restart still finds everything that was cached. (Writing on
-                // insertion doubled the CPU of a warm stream by writing every
-                // block while it was being served.)
-                .with_policy(HybridCachePolicy::WriteOnEviction)
-                .with_flush_on_close(true)
-                .memory(memory)
-                .with_weighter(|key: &String, value: &Bytes| key.len() + value.len())
-                .storage();
-            let dir = config.dir.clone();
-            let disk = usize::try_from(config.disk).unwrap_or(usize::MAX);
-            async move {
-                if !with_disk {
-                    return builder.build().await.map_err(|e| e.to_string());
-                }
-                std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-                let device = FsDeviceBuilder::new(&dir)
-                    .with_capacity(disk)
-                    .build()
-                    .map_err(|e| format!("{}: {e}", dir.display()))?;
-                // An entry must fit one engine block; leave room for the key
-                // and headers. Flush buffers hold a few blocks so bursts of
-                // insertions are not dropped.
-                let engine_block = usize::try_from(block_size * 2)
-                    .unwrap_or(usize::MAX)
-                    .max(16 << 20);
-                let engine = BlockEngineConfig::new(device)
-                    .with_block_size(engine_block)
-                    .with_buffer_pool_size(engine_block * 4)
-                    .with_submit_queue_size_threshold(engine_block * 8);
-                builder
-                    .with_engine_config(engine)
-                    .with_recover_mode(RecoverMode::Quiet)
-                    .build()
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-        };
-        let want_disk = config.disk > 0;
-        let (cache, disk_enabled) = match build(want_disk).await {
-            Ok(cache) => (cache, want_disk),
-            Err(e) if want_disk => {
-                metrics::counter!(m::CACHE_ERRORS, "tier" => "disk").increment(1);
-                tracing::error!(dir = %config.dir.display(), error = %e, "disk cache tier unavailable; caching in memory only");
-                let cache = build(false)
-                    .await
-                    .map_err(|e| CacheError::Body(format!("cannot build the cache: {e}")))?;
-                (cache, false)
-            }
-            Err(e) => return Err(CacheError::Body(format!("cannot build the cache: {e}"))),
-        };
         // At least one full window, so a single read can always progress.
         let permits = usize::try_from(inflight / block_size)
             .unwrap_or(usize::MAX)
             .max(window);
-        Ok(BlockCache {
-            cache,
+        BlockCache {
+            tier,
             block_size,
             window,
-            disk_enabled,
             inflight: Arc::new(Semaphore::new(permits)),
             readahead: Readahead::new(window as u64),
-        })
+        }
     }
 
     pub fn has_disk_tier(&self) -> bool {
-        self.disk_enabled
+        self.tier.has_disk()
     }
 
     /// Flushes and closes the tiers; call on shutdown.
     pub async fn close(&self) {
-        if let Err(e) = self.cache.close().await {
+        if let Err(e) = self.tier.close().await {
             tracing::warn!(error = %e, "closing the block cache failed");
         }
     }
@@ -226,63 +180,38 @@ impl BlockCache {
     async fn block(&self, stores: &Stores, read: &BlockRead) -> Result<Bytes> {
         let started = Instant::now();
         let key = Self::key(read, self.block_size);
-        let fetched = Arc::new(AtomicBool::new(false));
-        let store_error: Arc<Mutex<Option<CacheError>>> = Arc::default();
+        let store = stores.get(&read.store)?.clone();
         let fetch = {
-            let (fetched, store_error) = (fetched.clone(), store_error.clone());
-            let store = stores.get(&read.store)?.clone();
             let read = read.clone();
-            let bs = self.block_size;
-            move || async move {
-                fetched.store(true, Ordering::Relaxed);
-                match fetch_block(&store, &read, bs).await {
-                    Ok(bytes) => Ok(bytes),
-                    Err(e) => {
-                        let message = e.to_string();
-                        if let Ok(mut slot) = store_error.lock() {
-                            *slot = Some(e);
-                        }
-                        Err(CacheError::Body(message))
-                    }
-                }
-            }
+            let block_size = self.block_size;
+            async move { fetch_block(&store, &read, block_size).await }.boxed()
         };
-        match self.cache.get_or_fetch(&key, fetch).await {
-            Ok(entry) => {
-                let source = match entry.source() {
-                    Source::Memory => "memory",
-                    Source::Disk => "disk",
-                    Source::Outer => "store",
-                };
-                if source == "store" {
-                    if fetched.load(Ordering::Relaxed) {
-                        metrics::counter!(m::CACHE_MISSES).increment(1);
-                    } else {
-                        metrics::counter!(m::CACHE_SINGLE_FLIGHT_JOINS).increment(1);
-                    }
-                } else {
-                    metrics::counter!(m::CACHE_HITS, "tier" => source).increment(1);
-                }
-                let bytes = entry.value().clone();
-                metrics::counter!(m::CACHE_BYTES_SERVED, "source" => source)
-                    .increment(bytes.len() as u64);
-                metrics::histogram!(m::BLOCK_FETCH_SECONDS, "source" => source)
-                    .record(started.elapsed().as_secs_f64());
-                Ok(bytes)
-            }
-            Err(e) => {
-                if let Some(store_failure) =
-                    store_error.lock().ok().and_then(|mut slot| slot.take())
-                {
-                    return Err(store_failure);
-                }
+        let (bytes, source) = match self.tier.get_or_fetch(&key, fetch).await {
+            Ok(found) => found,
+            Err(CacheError::Tier(e)) => {
                 // The cache itself failed: answer from the store.
                 metrics::counter!(m::CACHE_ERRORS, "tier" => "hybrid").increment(1);
                 tracing::warn!(error = %e, blob = %read.blob, block = read.index, "block cache failed; reading the store");
                 let store = stores.get(&read.store)?;
-                fetch_block(store, read, self.block_size).await
+                (
+                    fetch_block(store, read, self.block_size).await?,
+                    Source::Fetched,
+                )
             }
+            Err(store_failure) => return Err(store_failure),
+        };
+        match source {
+            Source::Memory | Source::Disk => {
+                metrics::counter!(m::CACHE_HITS, "tier" => source.label()).increment(1);
+            }
+            Source::Fetched => metrics::counter!(m::CACHE_MISSES).increment(1),
+            Source::Joined => metrics::counter!(m::CACHE_SINGLE_FLIGHT_JOINS).increment(1),
         }
+        metrics::counter!(m::CACHE_BYTES_SERVED, "source" => source.label())
+            .increment(bytes.len() as u64);
+        metrics::histogram!(m::BLOCK_FETCH_SECONDS, "source" => source.label())
+            .record(started.elapsed().as_secs_f64());
+        Ok(bytes)
     }
 
     /// Streams bytes `range` of the file `layout` describes, block by block,
@@ -367,10 +296,10 @@ impl BlockCache {
             let ahead = self
                 .readahead
                 .on_read(&key, first.index..plan[j].index + 1, end_block);
-            for index in ahead {
+            for index in ahead.clone() {
                 let Ok(permit) = self.inflight.clone().try_acquire_owned() else {
-                    metrics::counter!(m::READAHEAD_SKIPPED).increment(1);
-                    self.readahead.back_off(&key);
+                    metrics::counter!(m::READAHEAD_SKIPPED).increment(ahead.end - index);
+                    self.readahead.back_off(&key, index..ahead.end);
                     break;
                 };
                 let read = BlockRead {

@@ -27,6 +27,10 @@ pub enum CacheError {
     /// A range outside the object.
     #[error("range {start}..{end} is outside an object of {size} bytes")]
     Range { start: u64, end: u64, size: u64 },
+    /// A cache tier failed (disk I/O, a corrupt entry); the read falls
+    /// back to the store.
+    #[error("block cache: {0}")]
+    Tier(String),
     #[error(transparent)]
     Meta(#[from] MetaError),
 }

@@ -13,6 +13,7 @@ pub mod metrics;
 mod readahead;
 mod reader;
 mod stores;
+pub mod tier;
 
 pub use blob::{BlobTags, BlobUpload, fresh_blob_key};
 pub use blocks::{BlockCache, BlockCacheConfig};

@@ -12,6 +12,9 @@ pub const CACHE_ERRORS: &str = "ferry_cache_errors_total";
 pub const BLOCK_FETCH_SECONDS: &str = "ferry_block_fetch_seconds";
 pub const READAHEAD_ISSUED: &str = "ferry_readahead_blocks_issued_total";
 pub const READAHEAD_SKIPPED: &str = "ferry_readahead_blocks_skipped_total";
+pub const READAHEAD_USED: &str = "ferry_readahead_blocks_used_total";
+pub const READAHEAD_WASTED: &str = "ferry_readahead_blocks_wasted_total";
+pub const CACHE_DISK_WRITES_DROPPED: &str = "ferry_cache_disk_writes_dropped_total";
 
 /// Registers descriptions with the installed recorder; call once at start.
 pub fn describe() {
@@ -48,6 +51,18 @@ pub fn describe() {
     metrics::describe_counter!(
         READAHEAD_SKIPPED,
         "Prefetches skipped because the in-flight budget was spent"
+    );
+    metrics::describe_counter!(
+        READAHEAD_USED,
+        "Prefetched blocks that a read then asked for"
+    );
+    metrics::describe_counter!(
+        READAHEAD_WASTED,
+        "Prefetched blocks no read asked for before their stream was reset or forgotten"
+    );
+    metrics::describe_counter!(
+        CACHE_DISK_WRITES_DROPPED,
+        "Blocks the disk tier did not write because its flush buffers (reason=buffer_full) or queue (reason=queue_full) were full; such a block is a later miss"
     );
     metrics::describe_histogram!(
         BLOCK_FETCH_SECONDS,

@@ -73,7 +73,8 @@ impl IntoS3Error for CacheError {
             }
             e @ (CacheError::UnknownStore(_)
             | CacheError::StoreConfig { .. }
-            | CacheError::MissingBlob { .. }) => internal(e),
+            | CacheError::MissingBlob { .. }
+            | CacheError::Tier(_)) => internal(e),
         }
     }
 }

@@ -1,0 +1,298 @@
+//! The conformance suite of the [`BlockTier`] seam: functions any tier must
+//! pass, called from each implementation's tests. Every check uses keys of
+//! its own, so they can share one tier.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use futures::FutureExt;
+
+use super::{BlockTier, Fetch, Source};
+use crate::error::CacheError;
+
+/// Runs every check that needs no restart on `tier`.
+pub async fn run_all(tier: &Arc<dyn BlockTier>, block_size: usize) {
+    a_miss_then_a_put_then_a_hit(tier.as_ref()).await;
+    a_fetch_runs_once_and_its_block_is_kept(tier.as_ref()).await;
+    concurrent_misses_share_one_fetch(tier).await;
+    a_failed_fetch_passes_through_and_keeps_nothing(tier.as_ref()).await;
+    keys_never_alias(tier.as_ref()).await;
+    full_blocks_round_trip(tier.as_ref(), block_size).await;
+}
+
+/// Distinct bytes for each (seed, length).
+pub fn block_bytes(seed: u64, len: usize) -> Bytes {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn fresh_key(name: &str) -> String {
+    format!("conformance\0{name}\0{}", uuid::Uuid::new_v4())
+}
+
+/// A fetch returning `bytes` that counts its runs in `runs`.
+fn counting_fetch(bytes: Bytes, runs: &Arc<AtomicUsize>) -> Fetch {
+    let runs = runs.clone();
+    async move {
+        runs.fetch_add(1, Ordering::SeqCst);
+        Ok(bytes)
+    }
+    .boxed()
+}
+
+fn failing_fetch() -> Fetch {
+    async { Err(CacheError::Body("the store is gone".into())) }.boxed()
+}
+
+fn is_hit(source: Source) -> bool {
+    matches!(source, Source::Memory | Source::Disk)
+}
+
+pub async fn a_miss_then_a_put_then_a_hit(tier: &dyn BlockTier) {
+    let key = fresh_key("put");
+    assert!(
+        tier.get(&key).await.expect("get").is_none(),
+        "an unknown key is a miss"
+    );
+    let block = block_bytes(1, 10_000);
+    tier.put(&key, block.clone());
+    let (got, source) = tier
+        .get(&key)
+        .await
+        .expect("get")
+        .expect("a put block is a hit");
+    assert_eq!(got, block);
+    assert!(is_hit(source), "{source:?}");
+}
+
+pub async fn a_fetch_runs_once_and_its_block_is_kept(tier: &dyn BlockTier) {
+    let key = fresh_key("fetch");
+    let block = block_bytes(2, 70_000);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (got, source) = tier
+        .get_or_fetch(&key, counting_fetch(block.clone(), &runs))
+        .await
+        .expect("fetch");
+    assert_eq!((got, source), (block.clone(), Source::Fetched));
+    let (got, source) = tier
+        .get_or_fetch(&key, counting_fetch(block.clone(), &runs))
+        .await
+        .expect("hit");
+    assert_eq!(got, block);
+    assert!(is_hit(source), "a fetched block is kept: {source:?}");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    let (got, _) = tier.get(&key).await.expect("get").expect("kept");
+    assert_eq!(got, block);
+}
+
+/// However the callers interleave, one fetch runs and all get its bytes:
+/// those that came while it ran joined it, later ones hit.
+pub async fn concurrent_misses_share_one_fetch(tier: &Arc<dyn BlockTier>) {
+    let key = fresh_key("herd");
+    let block = block_bytes(3, 300_000);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let callers: Vec<_> = (0..32)
+        .map(|_| {
+            let (tier, key, block, runs) = (tier.clone(), key.clone(), block.clone(), runs.clone());
+            tokio::spawn(async move {
+                let fetch = counting_fetch(block, &runs);
+                tier.get_or_fetch(&key, fetch).await
+            })
+        })
+        .collect();
+    let mut fetched = 0;
+    for caller in callers {
+        let (got, source) = caller.await.expect("join").expect("get_or_fetch");
+        assert_eq!(got, block);
+        fetched += usize::from(source == Source::Fetched);
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "one fetch for 32 callers");
+    assert_eq!(fetched, 1, "exactly one caller reports the fetch");
+}
+
+pub async fn a_failed_fetch_passes_through_and_keeps_nothing(tier: &dyn BlockTier) {
+    let key = fresh_key("failure");
+    match tier.get_or_fetch(&key, failing_fetch()).await {
+        Err(CacheError::Body(message)) => assert_eq!(message, "the store is gone"),
+        other => panic!("the fetch's own error must come back, got {other:?}"),
+    }
+    assert!(tier.get(&key).await.expect("get").is_none(), "nothing kept");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let block = block_bytes(4, 1000);
+    let (got, source) = tier
+        .get_or_fetch(&key, counting_fetch(block.clone(), &runs))
+        .await
+        .expect("retry");
+    assert_eq!(
+        (got, source),
+        (block, Source::Fetched),
+        "a later read fetches again"
+    );
+}
+
+/// Keys that differ only in their last field (as block size, index or
+/// length do) hold their own bytes.
+pub async fn keys_never_alias(tier: &dyn BlockTier) {
+    let base = fresh_key("alias");
+    let keys: Vec<String> = ["", "1", "2", "\u{0}", "10", "01"]
+        .iter()
+        .map(|suffix| format!("{base}{suffix}"))
+        .collect();
+    for (i, key) in keys.iter().enumerate() {
+        tier.put(key, block_bytes(100 + i as u64, 4096 + i));
+    }
+    for (i, key) in keys.iter().enumerate() {
+        let (got, _) = tier.get(key).await.expect("get").expect("kept");
+        assert_eq!(got, block_bytes(100 + i as u64, 4096 + i), "key {i}");
+    }
+}
+
+/// Blocks of the configured size, the largest the tier must keep.
+pub async fn full_blocks_round_trip(tier: &dyn BlockTier, block_size: usize) {
+    let base = fresh_key("full");
+    for i in 0..3u64 {
+        tier.put(&format!("{base}{i}"), block_bytes(200 + i, block_size));
+    }
+    for i in 0..3u64 {
+        let (got, _) = tier
+            .get(&format!("{base}{i}"))
+            .await
+            .expect("get")
+            .expect("a full block is kept");
+        assert!(got == block_bytes(200 + i, block_size), "block {i} differs");
+    }
+}
+
+/// For a tier with a disk smaller memory than `count` blocks: blocks
+/// evicted from memory are served from disk, byte for byte.
+pub async fn evicted_blocks_come_back_from_disk(
+    tier: &dyn BlockTier,
+    block_size: usize,
+    count: u64,
+) {
+    assert!(tier.has_disk());
+    let base = fresh_key("evicted");
+    for i in 0..count {
+        tier.put(&format!("{base}{i}"), block_bytes(300 + i, block_size));
+    }
+    let mut from_disk = 0;
+    for i in 0..count {
+        let (got, source) = tier
+            .get(&format!("{base}{i}"))
+            .await
+            .expect("get")
+            .expect("an evicted block is on disk");
+        assert!(got == block_bytes(300 + i, block_size), "block {i} differs");
+        from_disk += usize::from(source == Source::Disk);
+    }
+    assert!(
+        from_disk > 0,
+        "memory cannot hold {count} blocks, so some came from disk"
+    );
+}
+
+/// Opens a tier over the same folder again.
+pub type Reopen<'a> =
+    &'a (dyn Fn() -> futures::future::BoxFuture<'static, Arc<dyn BlockTier>> + Sync);
+
+/// Blocks put before a graceful close are hits after reopening.
+pub async fn blocks_survive_a_restart(open: Reopen<'_>, block_size: usize) {
+    let keys: Vec<String> = (0..4)
+        .map(|i| format!("{}{i}", fresh_key("restart")))
+        .collect();
+    let tier = open().await;
+    for (i, key) in keys.iter().enumerate() {
+        tier.put(key, block_bytes(400 + i as u64, block_size));
+    }
+    tier.close().await.expect("close");
+    drop(tier);
+    let tier = open().await;
+    for (i, key) in keys.iter().enumerate() {
+        let (got, source) = tier
+            .get(key)
+            .await
+            .expect("get")
+            .expect("a block put before the restart is a hit");
+        assert!(
+            got == block_bytes(400 + i as u64, block_size),
+            "block {i} differs"
+        );
+        assert_eq!(source, Source::Disk);
+    }
+    tier.close().await.expect("close");
+}
+
+/// Damaged bytes on disk are misses, never wrong bytes: blocks are put,
+/// the tier closed, every file under `dir` damaged at regular offsets, and
+/// the tier reopened.
+pub async fn corrupt_blocks_are_misses(open: Reopen<'_>, dir: &Path, block_size: usize) {
+    let keys: Vec<String> = (0..6)
+        .map(|i| format!("{}{i}", fresh_key("corrupt")))
+        .collect();
+    let tier = open().await;
+    for (i, key) in keys.iter().enumerate() {
+        tier.put(key, block_bytes(500 + i as u64, block_size));
+    }
+    tier.close().await.expect("close");
+    drop(tier);
+    damage_files(dir, (block_size / 4).max(4096));
+    let tier = open().await;
+    assert!(
+        tier.has_disk(),
+        "damaged entries must not take the whole disk tier down"
+    );
+    let mut misses = 0;
+    for (i, key) in keys.iter().enumerate() {
+        let expected = block_bytes(500 + i as u64, block_size);
+        match tier.get(key).await {
+            Ok(Some((got, _))) => assert!(got == expected, "block {i}: damaged bytes were served"),
+            Ok(None) | Err(CacheError::Tier(_)) => misses += 1,
+            Err(other) => panic!("block {i}: {other}"),
+        }
+        // Whatever the tier found, a read still gets the right bytes.
+        let refetch = {
+            let expected = expected.clone();
+            async move { Ok(expected) }.boxed()
+        };
+        match tier.get_or_fetch(key, refetch).await {
+            Ok((got, _)) => assert!(got == expected, "block {i}: wrong bytes after damage"),
+            Err(CacheError::Tier(_)) => {}
+            Err(other) => panic!("block {i}: {other}"),
+        }
+    }
+    assert!(
+        misses > 0,
+        "the damage reached no block: the check proves nothing"
+    );
+    tier.close().await.expect("close");
+}
+
+/// Flips bytes every `stride` bytes of every file under `dir`.
+fn damage_files(dir: &Path, stride: usize) {
+    let entries = std::fs::read_dir(dir).expect("read the cache folder");
+    for entry in entries {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            damage_files(&path, stride);
+            continue;
+        }
+        let mut bytes = std::fs::read(&path).expect("read a cache file");
+        let (mut at, len) = (stride / 2, bytes.len());
+        while at < len {
+            for b in &mut bytes[at..(at + 64).min(len)] {
+                *b ^= 0x5A;
+            }
+            at += stride;
+        }
+        std::fs::write(&path, bytes).expect("write a cache file");
+    }
+}

@@ -1,0 +1,166 @@
+//! The block tier on foyer's hybrid cache: a memory tier in front of a
+//! disk tier (foyer's block engine over files in one folder).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use foyer::{
+    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
+    HybridCachePolicy, RecoverMode,
+};
+
+use super::foyer_metrics::MetricsBridge;
+use super::{BlockTier, Fetch, Source};
+use crate::error::{CacheError, Result};
+use crate::metrics as m;
+
+#[derive(Debug, Clone)]
+pub struct FoyerTierConfig {
+    /// Memory tier capacity in bytes.
+    pub memory: u64,
+    /// Disk tier capacity in bytes; 0: memory only.
+    pub disk: u64,
+    /// Folder of the disk tier.
+    pub dir: PathBuf,
+    /// The largest block that will be kept, in bytes: the disk tier's
+    /// engine blocks are sized from it, since an entry must fit one.
+    pub block_size: u64,
+}
+
+pub struct FoyerTier {
+    cache: HybridCache<String, Bytes>,
+    disk: bool,
+}
+
+impl FoyerTier {
+    /// Opens the tiers. A disk tier that cannot be opened is left out (and
+    /// logged): the tier then keeps blocks in memory only.
+    pub async fn open(config: &FoyerTierConfig) -> Result<FoyerTier> {
+        let want_disk = config.disk > 0;
+        match build(config, want_disk).await {
+            Ok(cache) => Ok(FoyerTier {
+                cache,
+                disk: want_disk,
+            }),
+            Err(e) if want_disk => {
+                metrics::counter!(m::CACHE_ERRORS, "tier" => "disk").increment(1);
+                tracing::error!(dir = %config.dir.display(), error = %e, "disk cache tier unavailable; caching in memory only");
+                let cache = build(config, false)
+                    .await
+                    .map_err(|e| CacheError::Tier(format!("cannot build the cache: {e}")))?;
+                Ok(FoyerTier { cache, disk: false })
+            }
+            Err(e) => Err(CacheError::Tier(format!("cannot build the cache: {e}"))),
+        }
+    }
+}
+
+async fn build(
+    config: &FoyerTierConfig,
+    with_disk: bool,
+) -> std::result::Result<HybridCache<String, Bytes>, String> {
+    let builder = HybridCacheBuilder::new()
+        .with_name("ferry-blocks")
+        .with_metrics_registry(Box::new(MetricsBridge))
+        // Blocks go to disk when memory evicts them, and all of memory is
+        // flushed on close: hot blocks cost no disk writes, and a restart
+        // still finds everything that was cached. (Writing on insertion
+        // doubled the CPU of a warm stream by writing every block while it
+        // was being served.)
+        .with_policy(HybridCachePolicy::WriteOnEviction)
+        .with_flush_on_close(true)
+        .memory(usize::try_from(config.memory).unwrap_or(usize::MAX))
+        .with_weighter(|key: &String, value: &Bytes| key.len() + value.len())
+        .storage();
+    if !with_disk {
+        return builder.build().await.map_err(|e| e.to_string());
+    }
+    let dir = &config.dir;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let device = FsDeviceBuilder::new(dir)
+        .with_capacity(usize::try_from(config.disk).unwrap_or(usize::MAX))
+        .build()
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    // An entry must fit one engine block; leave room for the key and
+    // headers. Flush buffers hold a few blocks so bursts of evictions are
+    // not dropped (drops are counted: CACHE_DISK_WRITES_DROPPED).
+    let engine_block = usize::try_from(config.block_size.saturating_mul(2))
+        .unwrap_or(usize::MAX)
+        .max(16 << 20);
+    let engine = BlockEngineConfig::new(device)
+        .with_block_size(engine_block)
+        .with_buffer_pool_size(engine_block * 4)
+        .with_submit_queue_size_threshold(engine_block * 8);
+    builder
+        .with_engine_config(engine)
+        .with_recover_mode(RecoverMode::Quiet)
+        .build()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn source_of(source: foyer::Source, fetched_here: bool) -> Source {
+    match source {
+        foyer::Source::Memory => Source::Memory,
+        foyer::Source::Disk => Source::Disk,
+        foyer::Source::Outer if fetched_here => Source::Fetched,
+        foyer::Source::Outer => Source::Joined,
+    }
+}
+
+#[async_trait]
+impl BlockTier for FoyerTier {
+    async fn get(&self, key: &str) -> Result<Option<(Bytes, Source)>> {
+        match self.cache.get(key).await {
+            Ok(entry) => Ok(entry.map(|e| (e.value().clone(), source_of(e.source(), false)))),
+            Err(e) => Err(CacheError::Tier(e.to_string())),
+        }
+    }
+
+    fn put(&self, key: &str, block: Bytes) {
+        self.cache.insert(key.to_string(), block);
+    }
+
+    async fn get_or_fetch(&self, key: &str, fetch: Fetch) -> Result<(Bytes, Source)> {
+        // foyer wraps the fetch's error; keep the original to pass through.
+        let fetched = Arc::new(AtomicBool::new(false));
+        let fetch_error: Arc<Mutex<Option<CacheError>>> = Arc::default();
+        let run = {
+            let (fetched, fetch_error) = (fetched.clone(), fetch_error.clone());
+            move || async move {
+                fetched.store(true, Ordering::Relaxed);
+                fetch.await.map_err(|e| {
+                    let message = e.to_string();
+                    if let Ok(mut slot) = fetch_error.lock() {
+                        *slot = Some(e);
+                    }
+                    CacheError::Tier(message)
+                })
+            }
+        };
+        match self.cache.get_or_fetch(key, run).await {
+            Ok(entry) => Ok((
+                entry.value().clone(),
+                source_of(entry.source(), fetched.load(Ordering::Relaxed)),
+            )),
+            Err(e) => match fetch_error.lock().ok().and_then(|mut slot| slot.take()) {
+                Some(fetch_failure) => Err(fetch_failure),
+                None => Err(CacheError::Tier(e.to_string())),
+            },
+        }
+    }
+
+    fn has_disk(&self) -> bool {
+        self.disk
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.cache
+            .close()
+            .await
+            .map_err(|e| CacheError::Tier(e.to_string()))
+    }
+}

@@ -1,0 +1,75 @@
+//! The cache seam: where blocks live between the stores and the clients.
+//!
+//! [`BlockCache`](crate::BlockCache) plans reads as blocks and asks a
+//! [`BlockTier`] for each one. The tier keeps blocks, answers hits, and on
+//! a miss runs the caller's fetch once however many callers wait for the
+//! same block. Every implementation must pass [`conformance`].
+//!
+//! Contract:
+//! - A key names immutable bytes: a tier never needs to invalidate, and
+//!   must never answer a key with bytes put under another key.
+//! - `put` is best effort: a tier may drop a block (full buffers, eviction)
+//!   and a later `get` is then a miss. A dropped or corrupt block is a miss,
+//!   never wrong bytes and never an error the client sees.
+//! - `get_or_fetch` passes a failed fetch's error through unchanged and
+//!   keeps nothing for that key; a failure of the tier itself is
+//!   [`CacheError::Tier`], which the caller answers from the store.
+
+pub mod conformance;
+mod foyer_metrics;
+mod foyer_tier;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+#[cfg(doc)]
+use crate::error::CacheError;
+use crate::error::Result;
+
+pub use foyer_tier::{FoyerTier, FoyerTierConfig};
+
+/// Where a block came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Memory,
+    Disk,
+    /// This caller's fetch ran.
+    Fetched,
+    /// Another caller's fetch of the same block ran; this one waited.
+    Joined,
+}
+
+impl Source {
+    /// The metric label of the source (`fetched` and `joined` are both reads
+    /// of the store).
+    pub fn label(self) -> &'static str {
+        match self {
+            Source::Memory => "memory",
+            Source::Disk => "disk",
+            Source::Fetched | Source::Joined => "store",
+        }
+    }
+}
+
+/// Reads a missing block (from its store); runs only on a miss.
+pub type Fetch = BoxFuture<'static, Result<Bytes>>;
+
+#[async_trait]
+pub trait BlockTier: Send + Sync + 'static {
+    /// The block under `key`, if the tier holds it.
+    async fn get(&self, key: &str) -> Result<Option<(Bytes, Source)>>;
+
+    /// Keeps `block` under `key`, if there is room.
+    fn put(&self, key: &str, block: Bytes);
+
+    /// The block under `key`, or on a miss the result of `fetch`, which is
+    /// then kept. Concurrent callers for one key share one fetch.
+    async fn get_or_fetch(&self, key: &str, fetch: Fetch) -> Result<(Bytes, Source)>;
+
+    /// Whether blocks outlive memory (and a restart).
+    fn has_disk(&self) -> bool;
+
+    /// Writes out what must survive a restart and stops; call on shutdown.
+    async fn close(&self) -> Result<()>;
+}

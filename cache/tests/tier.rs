@@ -1,0 +1,63 @@
+//! The block tier conformance suite, run on each configuration of each
+//! implementation: memory only, memory and disk, and a memory tier too
+//! small for the data (so blocks live on disk).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ferry_cache::tier::{BlockTier, FoyerTier, FoyerTierConfig, conformance};
+use futures::FutureExt;
+
+const BLOCK: usize = 1 << 20;
+
+fn foyer_config(dir: &Path, memory: u64, disk: u64) -> FoyerTierConfig {
+    FoyerTierConfig {
+        memory,
+        disk,
+        dir: dir.to_path_buf(),
+        block_size: BLOCK as u64,
+    }
+}
+
+async fn open(config: FoyerTierConfig) -> Arc<dyn BlockTier> {
+    Arc::new(FoyerTier::open(&config).await.expect("open the tier"))
+}
+
+#[tokio::test]
+async fn foyer_memory_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tier = open(foyer_config(dir.path(), 64 << 20, 0)).await;
+    assert!(!tier.has_disk());
+    conformance::run_all(&tier, BLOCK).await;
+}
+
+#[tokio::test]
+async fn foyer_memory_and_disk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = foyer_config(dir.path(), 64 << 20, 128 << 20);
+    let tier = open(config.clone()).await;
+    assert!(tier.has_disk());
+    conformance::run_all(&tier, BLOCK).await;
+    tier.close().await.expect("close");
+    drop(tier);
+    let reopen = move || open(config.clone()).boxed();
+    conformance::blocks_survive_a_restart(&reopen, BLOCK).await;
+}
+
+#[tokio::test]
+async fn foyer_mostly_disk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Memory for about four blocks; the checks use more.
+    let tier = open(foyer_config(dir.path(), 4 * BLOCK as u64 + 4096, 128 << 20)).await;
+    conformance::run_all(&tier, BLOCK).await;
+    conformance::evicted_blocks_come_back_from_disk(tier.as_ref(), BLOCK, 12).await;
+}
+
+#[tokio::test]
+async fn foyer_damaged_disk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = foyer_config(dir.path(), 64 << 20, 64 << 20);
+    let folder = dir.path().to_path_buf();
+    let reopen = move || open(config.clone()).boxed();
+    conformance::corrupt_blocks_are_misses(&reopen, &folder, BLOCK).await;
+}
