@@ -1,5 +1,7 @@
-//! A store wrapper that counts what goes to the store (requests and bytes
-//! by store, for metrics and tests), can add a fixed latency to every
+//! A store wrapper that admits reads by priority within the store's limits
+//! (requests in flight, bytes per second: see [`crate::admission`]), counts
+//! what goes to the store (requests and bytes by store, for metrics and
+//! tests), can add a fixed latency to every
 //! request (a 20 ms object store on a laptop, for benchmarks), and can fail
 //! reads after some bytes (for tests of a store dying mid-stream).
 //! object_store's own `throttle` wrapper cannot be used over local files.
@@ -15,9 +17,15 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
-    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+    CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ListResult, MultipartUpload,
+    ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
+
+use crate::admission::{Admission, current_priority};
+
+/// Time a read waited for admission, by store and priority (moves to
+/// `crate::metrics`).
+const ADMISSION_WAIT_SECONDS: &str = "ferry_store_admission_wait_seconds";
 
 /// Counts of the reads that reached a store.
 #[derive(Debug, Default)]
@@ -62,9 +70,12 @@ pub struct InstrumentedStore {
     latency: Option<Duration>,
     /// Tests: every read fails after this many bytes.
     fail_after: Option<u64>,
-    /// At most this many reads in flight against the store, so a cold
-    /// fleet does not set off a throttling storm.
-    limit: Option<Arc<tokio::sync::Semaphore>>,
+    /// Reads in flight at most (0: no cap) and bytes per second at most,
+    /// so a cold fleet does not set off a throttling storm.
+    max_requests: usize,
+    max_bytes_per_sec: Option<u64>,
+    /// `None` when neither limit is set.
+    admission: Option<Admission>,
     counters: Arc<StoreCounters>,
 }
 
@@ -75,15 +86,33 @@ impl InstrumentedStore {
             name: name.to_string(),
             latency: None,
             fail_after: None,
-            limit: None,
+            max_requests: 0,
+            max_bytes_per_sec: None,
+            admission: None,
             counters: Arc::default(),
         }
     }
 
     /// Caps the reads in flight (0: no cap). A read holds its slot until
-    /// its body has been consumed.
+    /// its body has been consumed or dropped.
     pub fn with_max_requests(mut self, max: usize) -> InstrumentedStore {
-        self.limit = (max > 0).then(|| Arc::new(tokio::sync::Semaphore::new(max)));
+        self.max_requests = max;
+        self.with_admission()
+    }
+
+    /// Caps the bytes requested per second (`None` or 0: no limit), with
+    /// a burst of one second's worth. A read of a known range pays for it
+    /// before it starts; a read of unknown length (a whole object, or from
+    /// an offset to the end) pays nothing up front and is charged its
+    /// length once the store has answered, as a debt later reads pay.
+    pub fn with_max_bytes_per_sec(mut self, rate: Option<u64>) -> InstrumentedStore {
+        self.max_bytes_per_sec = rate.filter(|&r| r > 0);
+        self.with_admission()
+    }
+
+    fn with_admission(mut self) -> InstrumentedStore {
+        self.admission = (self.max_requests > 0 || self.max_bytes_per_sec.is_some())
+            .then(|| Admission::new(self.max_requests, self.max_bytes_per_sec));
         self
     }
 
@@ -142,13 +171,26 @@ impl ObjectStore for InstrumentedStore {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        let slot = match &self.limit {
-            Some(limit) => Some(limit.clone().acquire_owned().await.map_err(|e| {
-                object_store::Error::Generic {
-                    store: "instrumented",
-                    source: e.into(),
-                }
-            })?),
+        // Bytes the read asks for, when the request says.
+        let known_len = match &options.range {
+            _ if options.head => Some(0),
+            Some(GetRange::Bounded(range)) => Some(range.end.saturating_sub(range.start)),
+            Some(GetRange::Suffix(len)) => Some(*len),
+            Some(GetRange::Offset(_)) | None => None,
+        };
+        let slot = match &self.admission {
+            Some(admission) => {
+                let priority = current_priority();
+                let started = std::time::Instant::now();
+                let permit = admission.acquire(priority, known_len.unwrap_or(0)).await;
+                metrics::histogram!(
+                    ADMISSION_WAIT_SECONDS,
+                    "store" => self.name.clone(),
+                    "priority" => priority.label()
+                )
+                .record(started.elapsed().as_secs_f64());
+                Some(permit)
+            }
             None => None,
         };
         let in_flight = InFlight::start(&self.counters);
@@ -157,6 +199,11 @@ impl ObjectStore for InstrumentedStore {
         metrics::counter!(crate::metrics::STORE_REQUESTS, "store" => self.name.clone())
             .increment(1);
         let result = self.inner.get_opts(location, options).await?;
+        if known_len.is_none()
+            && let Some(admission) = &self.admission
+        {
+            admission.charge(result.range.end.saturating_sub(result.range.start));
+        }
         // A local file comes back as a handle: keep it, so `bytes()` reads
         // the whole range in one blocking call instead of the 8 KiB chunks
         // `into_stream` would make. Its bytes are counted up front.
@@ -276,6 +323,91 @@ mod tests {
         }
         assert_eq!(counters.gets(), 16);
         assert!(counters.peak_in_flight.load(Ordering::Relaxed) <= 2);
+        assert_eq!(counters.in_flight.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reads_are_admitted_by_priority_within_the_byte_rate() {
+        use crate::admission::{ReadPriority, with_priority};
+        use futures::future::BoxFuture;
+        use tokio::time::Instant;
+
+        const KIB: u64 = 1 << 10;
+        let memory: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let key = Path::from("k");
+        memory
+            .put(&key, Bytes::from(vec![7u8; 256 << 10]).into())
+            .await
+            .expect("put");
+        let store = Arc::new(
+            InstrumentedStore::new(memory, "mem")
+                .with_max_requests(1)
+                .with_max_bytes_per_sec(Some(64 * KIB)),
+        );
+        let counters = store.counters();
+
+        // Four 64 KiB reads: the first from the burst, then one a second.
+        let started = Instant::now();
+        for i in 0..4 {
+            store
+                .get_range(&key, i * 64 * KIB..(i + 1) * 64 * KIB)
+                .await
+                .expect("range");
+        }
+        let elapsed = started.elapsed();
+        assert!(
+            (Duration::from_millis(2900)..=Duration::from_millis(4100)).contains(&elapsed),
+            "{elapsed:?}"
+        );
+
+        // A whole-object read pays for its 256 KiB once answered.
+        let started = Instant::now();
+        assert_eq!(
+            store
+                .get(&key)
+                .await
+                .expect("get")
+                .bytes()
+                .await
+                .expect("body")
+                .len(),
+            256 << 10
+        );
+        assert!(started.elapsed() < Duration::from_millis(1100));
+        let started = Instant::now();
+        store.get_range(&key, 0..1).await.expect("byte");
+        assert!(
+            started.elapsed() >= Duration::from_millis(3900),
+            "{:?}",
+            started.elapsed()
+        );
+
+        // With the only slot held, a later demand read overtakes a warm-up.
+        let held = store.get(&key).await.expect("held");
+        let read = |priority| -> BoxFuture<'static, (ReadPriority, Instant)> {
+            let store = store.clone();
+            let key = key.clone();
+            Box::pin(with_priority(priority, async move {
+                store.get_range(&key, 0..KIB).await.expect("read");
+                (priority, Instant::now())
+            }))
+        };
+        let mut warmup = read(ReadPriority::Warmup);
+        assert!(futures::poll!(&mut warmup).is_pending());
+        let mut demand = read(ReadPriority::Demand);
+        assert!(futures::poll!(&mut demand).is_pending());
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for waiter in [warmup, demand] {
+            let tx = tx.clone();
+            tokio::spawn(async move { tx.send(waiter.await).expect("receiver alive") });
+        }
+        drop((tx, held));
+        let mut order = Vec::new();
+        while let Some((priority, _)) = rx.recv().await {
+            order.push(priority);
+        }
+        assert_eq!(order, [ReadPriority::Demand, ReadPriority::Warmup]);
+        assert_eq!(counters.peak_in_flight.load(Ordering::Relaxed), 1);
         assert_eq!(counters.in_flight.load(Ordering::Relaxed), 0);
     }
 }

@@ -2,6 +2,7 @@
 //! reading byte ranges of a file from its layout, and collecting blobs
 //! that nothing references any more.
 
+pub mod admission;
 mod blob;
 mod blocks;
 mod collector;

@@ -111,7 +111,8 @@ fn open_store(spec: &StoreSpec) -> Result<StoreHandle> {
     let client: Arc<dyn ObjectStore> = Arc::new(
         InstrumentedStore::new(client, &spec.name)
             .with_latency(Some(spec.simulated_latency))
-            .with_max_requests(spec.max_requests),
+            .with_max_requests(spec.max_requests)
+            .with_max_bytes_per_sec(spec.max_bytes_per_sec),
     );
     Ok(StoreHandle {
         name: spec.name.clone(),

@@ -95,6 +95,10 @@ pub struct RawStore {
     pub simulated_latency: Option<Duration>,
     /// Reads in flight against this store at most (0: no cap). Default 256.
     pub max_requests: Option<usize>,
+    /// Bytes per second read from this store at most, e.g. `"200MiB"`,
+    /// with a burst of one second's worth; demand reads go before
+    /// readahead, readahead before warm-up. `0` or absent: no limit.
+    pub max_bytes_per_sec: Option<ByteSize>,
     /// Further object_store options passed through as key/value pairs
     /// (e.g. `timeout = "30s"`, `connect_timeout = "5s"`).
     #[serde(default)]

@@ -7,6 +7,11 @@ use std::time::Duration;
 use crate::error::{ConfigError, Result};
 use crate::raw::RawStore;
 
+/// The lowest `max_bytes_per_sec` accepted: below it a store could not
+/// serve a block in reasonable time, and the value is most likely a size
+/// written without its unit.
+const MIN_BYTES_PER_SEC: u64 = 64 << 10;
+
 /// Which object_store backend a URL selects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreKind {
@@ -52,6 +57,8 @@ pub struct StoreSpec {
     pub simulated_latency: Duration,
     /// Reads in flight against this store at most; 0 means no cap.
     pub max_requests: usize,
+    /// Bytes per second read from this store at most; `None`: no limit.
+    pub max_bytes_per_sec: Option<u64>,
     pub options: BTreeMap<String, String>,
 }
 
@@ -72,6 +79,7 @@ impl StoreSpec {
             owned: true,
             simulated_latency: Duration::ZERO,
             max_requests: 256,
+            max_bytes_per_sec: None,
             options: BTreeMap::new(),
         }
     }
@@ -151,6 +159,21 @@ impl StoreSpec {
                 "access_key_id and secret_access_key are given together or not at all",
             ));
         }
+        let max_bytes_per_sec = raw
+            .max_bytes_per_sec
+            .map(|rate| rate.as_u64())
+            .filter(|&rate| rate > 0);
+        if let Some(rate) = max_bytes_per_sec
+            && rate < MIN_BYTES_PER_SEC
+        {
+            return Err(ConfigError::invalid(
+                field("max_bytes_per_sec"),
+                format!(
+                    "{rate} bytes per second is too low to serve a read; a bare number is bytes: \
+                     write a size like \"200MiB\", or 0 for no limit (at least 64KiB)"
+                ),
+            ));
+        }
         let allow_http = raw.allow_http.unwrap_or_else(|| {
             raw.endpoint
                 .as_deref()
@@ -169,6 +192,7 @@ impl StoreSpec {
             owned: raw.owned.unwrap_or(true),
             simulated_latency: raw.simulated_latency.unwrap_or_default(),
             max_requests: raw.max_requests.unwrap_or(256),
+            max_bytes_per_sec,
             options: raw.options,
         })
     }

@@ -103,6 +103,35 @@ fn wrong_type_names_the_field() {
     assert!(err.to_string().contains("shutdown_grace"), "{err}");
     let err = build("[server]\nmax_put_size = \"lots\"\n").expect_err("not a size");
     assert!(err.to_string().contains("max_put_size"), "{err}");
+    let err = build("[stores.a]\nurl = \"s3://b\"\nmax_bytes_per_sec = \"fast\"\n")
+        .expect_err("not a size");
+    assert!(err.to_string().contains("max_bytes_per_sec"), "{err}");
+}
+
+#[test]
+fn a_store_byte_rate_is_a_size_and_zero_is_no_limit() {
+    let rate = |line: &str| {
+        build(&format!("[stores.a]\nurl = \"s3://b\"\n{line}\n"))
+            .map(|config| config.stores["a"].max_bytes_per_sec)
+    };
+    assert_eq!(rate("").expect("valid"), None);
+    assert_eq!(rate("max_bytes_per_sec = 0").expect("valid"), None);
+    assert_eq!(
+        rate("max_bytes_per_sec = \"200MiB\"").expect("valid"),
+        Some(200 << 20)
+    );
+    assert_eq!(
+        rate("max_bytes_per_sec = \"1.5GB\"").expect("valid"),
+        Some(1_500_000_000)
+    );
+    let err = rate("max_bytes_per_sec = 200").expect_err("200 bytes per second");
+    assert!(
+        matches!(&err, ConfigError::Invalid { field, .. } if field == "stores.a.max_bytes_per_sec"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("200MiB"), "{err}");
+    let config = build("").expect("defaults");
+    assert_eq!(config.stores[&config.data_store].max_bytes_per_sec, None);
 }
 
 #[test]
