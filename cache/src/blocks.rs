@@ -28,6 +28,7 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange};
 use tokio::sync::Semaphore;
 
+use crate::admission::{self, ReadPriority};
 use crate::error::{CacheError, Result};
 use crate::metrics as m;
 use crate::readahead::Readahead;
@@ -184,7 +185,13 @@ impl BlockCache {
         let fetch = {
             let read = read.clone();
             let block_size = self.block_size;
-            async move { fetch_block(&store, &read, block_size).await }.boxed()
+            // The tier may run the fetch in a task of its own: carry the
+            // caller's priority into it.
+            let priority = admission::current_priority();
+            admission::with_priority(priority, async move {
+                fetch_block(&store, &read, block_size).await
+            })
+            .boxed()
         };
         let (bytes, source) = match self.tier.get_or_fetch(&key, fetch).await {
             Ok(found) => found,
@@ -314,12 +321,15 @@ impl BlockCache {
                 let (cache, stores) = (self.clone(), stores.clone());
                 // Short-lived and bounded by the in-flight budget; a failure
                 // is only a lost prefetch (the demand read will retry).
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    if let Err(e) = cache.block(&stores, &read).await {
-                        tracing::debug!(error = %e, blob = %read.blob, block = read.index, "prefetch failed");
-                    }
-                });
+                tokio::spawn(admission::with_priority(
+                    ReadPriority::Readahead,
+                    async move {
+                        let _permit = permit;
+                        if let Err(e) = cache.block(&stores, &read).await {
+                            tracing::debug!(error = %e, blob = %read.blob, block = read.index, "prefetch failed");
+                        }
+                    },
+                ));
             }
             i = j + 1;
         }

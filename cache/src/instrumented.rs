@@ -22,10 +22,7 @@ use object_store::{
 };
 
 use crate::admission::{Admission, current_priority};
-
-/// Time a read waited for admission, by store and priority (moves to
-/// `crate::metrics`).
-const ADMISSION_WAIT_SECONDS: &str = "ferry_store_admission_wait_seconds";
+use crate::metrics::STORE_ADMISSION_WAIT_SECONDS;
 
 /// Counts of the reads that reached a store.
 #[derive(Debug, Default)]
@@ -184,7 +181,7 @@ impl ObjectStore for InstrumentedStore {
                 let started = std::time::Instant::now();
                 let permit = admission.acquire(priority, known_len.unwrap_or(0)).await;
                 metrics::histogram!(
-                    ADMISSION_WAIT_SECONDS,
+                    STORE_ADMISSION_WAIT_SECONDS,
                     "store" => self.name.clone(),
                     "priority" => priority.label()
                 )

@@ -10,6 +10,7 @@ mod dumps;
 mod error;
 mod fsck;
 mod instrumented;
+mod layouts;
 pub mod metrics;
 mod readahead;
 mod reader;
@@ -23,5 +24,6 @@ pub use dumps::{DUMP_PREFIX, dump_to_store, run_scheduled as run_scheduled_dumps
 pub use error::{CacheError, Result};
 pub use fsck::{FsckReport, MissingBlob, fsck};
 pub use instrumented::{InstrumentedStore, StoreCounters};
+pub use layouts::Layouts;
 pub use reader::{read_range, slice_layout};
 pub use stores::{StoreHandle, Stores};

@@ -4,6 +4,7 @@ pub const GC_DELETED: &str = "ferry_gc_blobs_deleted_total";
 pub const GC_FAILED: &str = "ferry_gc_delete_failures_total";
 pub const STORE_REQUESTS: &str = "ferry_store_get_requests_total";
 pub const STORE_BYTES_READ: &str = "ferry_store_bytes_read_total";
+pub const STORE_ADMISSION_WAIT_SECONDS: &str = "ferry_store_admission_wait_seconds";
 pub const CACHE_HITS: &str = "ferry_cache_hits_total";
 pub const CACHE_MISSES: &str = "ferry_cache_misses_total";
 pub const CACHE_BYTES_SERVED: &str = "ferry_cache_bytes_served_total";
@@ -28,6 +29,11 @@ pub fn describe() {
         STORE_BYTES_READ,
         metrics::Unit::Bytes,
         "Bytes read from a data store, by store"
+    );
+    metrics::describe_histogram!(
+        STORE_ADMISSION_WAIT_SECONDS,
+        metrics::Unit::Seconds,
+        "Time a store read waited for a request slot and byte budget, by store and priority (demand|readahead|warmup)"
     );
     metrics::describe_counter!(
         CACHE_HITS,

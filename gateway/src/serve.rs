@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use ferry_cache::{BlockCache, BlockCacheConfig, Collector, Stores};
+use ferry_cache::{BlockCache, BlockCacheConfig, Collector, Layouts, Stores};
 use ferry_config::Config;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
@@ -137,6 +137,7 @@ pub async fn run(mut config: Config) -> Result<(), String> {
         region: config.server.region.clone(),
         max_put_size: config.server.max_put_size,
         cache: cache.clone(),
+        layouts: Layouts::default(),
     };
     let mut builder = S3ServiceBuilder::new(s3);
     builder.set_auth(keyring.clone());

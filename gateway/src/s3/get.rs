@@ -176,7 +176,11 @@ pub(super) async fn get_object(
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let input = req.input;
     check_key(&input.key)?;
-    let (entry, layout) = s3.meta.get(&input.bucket, &input.key).await.s3()?;
+    let (entry, layout) = s3
+        .layouts
+        .current(s3.meta.as_ref(), &input.bucket, &input.key)
+        .await
+        .s3()?;
     let view = view(entry, view_request!(input))?;
     let body = match &s3.cache {
         Some(cache) => cache.read_range(&s3.stores, &layout, view.range.clone()),

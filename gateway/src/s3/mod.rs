@@ -16,7 +16,7 @@ mod versions;
 
 use std::sync::Arc;
 
-use ferry_cache::{BlockCache, Stores};
+use ferry_cache::{BlockCache, Layouts, Stores};
 use ferry_meta::Meta;
 use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result};
@@ -35,6 +35,8 @@ pub struct FerryS3 {
     pub(crate) max_put_size: u64,
     /// The block cache reads go through; `None` reads the stores directly.
     pub(crate) cache: Option<Arc<BlockCache>>,
+    /// Decoded layouts of recently read entries.
+    pub(crate) layouts: Layouts,
 }
 
 #[async_trait::async_trait]
