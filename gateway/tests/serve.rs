@@ -327,6 +327,23 @@ async fn admin_endpoints_answer() {
     let dir = temp_dir();
     let server = Server::start(Launch::new(dir.path()));
     create_bucket(&server.endpoint, "metrics-test").await;
+    // A file read front to back in 1 MiB ranges, as loaders do: readahead
+    // prefetches the next 4 MiB blocks and the reads use them.
+    let s3 = server.client("metrics-test");
+    let body = pattern(7, 24 << 20);
+    s3.put(&Path::from("model"), Bytes::from(body.clone()).into())
+        .await
+        .expect("put");
+    for start in (0..body.len()).step_by(1 << 20) {
+        let got = s3
+            .get_range(
+                &Path::from("model"),
+                start as u64..(start + (1 << 20)) as u64,
+            )
+            .await
+            .expect("range");
+        assert!(got[..] == body[start..start + (1 << 20)]);
+    }
     let health = std::process::Command::new("curl")
         .args([
             "-s",
@@ -347,6 +364,17 @@ async fn admin_endpoints_answer() {
     let text = String::from_utf8_lossy(&metrics.stdout);
     assert!(text.contains("ferry_s3_requests_total"), "{text}");
     assert!(text.contains("operation=\"CreateBucket\""), "{text}");
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .filter(|line| line.starts_with(name))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert!(value("ferry_readahead_blocks_issued_total") > 0.0, "{text}");
+    assert!(value("ferry_readahead_blocks_used_total") > 0.0, "{text}");
+    assert!(value("ferry_cache_hits_total") > 0.0, "{text}");
+    // foyer's own metrics come through the bridge.
+    assert!(value("foyer_memory_op_total") > 0.0, "{text}");
     assert!(!text.contains("bucket=\""), "no bucket labels: {text}");
 }
 
