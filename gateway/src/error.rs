@@ -80,6 +80,17 @@ impl IntoS3Error for CacheError {
 }
 
 /// An error the client cannot act on: logged in full, answered generically.
+/// A `partNumber` beyond the object's parts. s3s has no code for it; S3
+/// answers 416 with this code.
+pub(crate) fn invalid_part_number() -> S3Error {
+    let mut error = S3Error::with_message(
+        S3ErrorCode::Custom("InvalidPartNumber".into()),
+        "The requested partnumber is not satisfiable",
+    );
+    error.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+    error
+}
+
 pub(crate) fn internal(cause: impl std::fmt::Display) -> S3Error {
     tracing::error!(%cause, "internal error");
     S3Error::with_message(

@@ -54,6 +54,11 @@ pub struct Entry {
     /// `SHA1`, `SHA256`), base64 as S3 sends them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub checksums: BTreeMap<String, String>,
+    /// Sizes of the parts a multipart upload was completed with, in order
+    /// (GET and HEAD with `partNumber` serve one of them); empty for an
+    /// object written in one piece.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<u64>,
 }
 
 /// Where one contiguous run of a file's bytes lives.

@@ -437,3 +437,69 @@ def test_if_match_complete(s3, bucket):
     done = upload_parts(s3, bucket, "k", upload_id, [b"v3"])
     complete(s3, bucket, "k", upload_id, done, IfMatch=new)
     assert read(s3, bucket, "k") == b"v3"
+
+
+# -- GET and HEAD by part number ---------------------------------------------
+
+def test_get_and_head_by_part_number(s3, bucket):
+    """SDKs that download in parts (the Java transfer manager, s5cmd) ask for
+    part 1, read x-amz-mp-parts-count, then fetch each part by number."""
+    parts = [random_bytes(MIN_PART), random_bytes(MIN_PART + 3), random_bytes(1234)]
+    upload_id = create(s3, bucket, "parts")
+    complete(s3, bucket, "parts", upload_id, upload_parts(s3, bucket, "parts", upload_id, parts))
+    total = sum(len(p) for p in parts)
+    start = 0
+    for n, data in enumerate(parts, start=1):
+        head = s3.head_object(Bucket=bucket, Key="parts", PartNumber=n)
+        assert head["ContentLength"] == len(data)
+        assert head["PartsCount"] == 3
+        got = s3.get_object(Bucket=bucket, Key="parts", PartNumber=n)
+        assert got["ResponseMetadata"]["HTTPStatusCode"] == 206
+        assert got["PartsCount"] == 3
+        assert got["ContentRange"] == f"bytes {start}-{start + len(data) - 1}/{total}"
+        assert got["ETag"] == multipart_etag(parts), "the ETag is the object's"
+        assert got["Body"].read() == data
+        start += len(data)
+    # The transfer manager's way: the parts, fetched in parallel, rebuild the object.
+    assert b"".join(
+        s3.get_object(Bucket=bucket, Key="parts", PartNumber=n)["Body"].read() for n in (1, 2, 3)
+    ) == b"".join(parts)
+
+
+def test_part_number_errors(s3, bucket):
+    parts = [random_bytes(MIN_PART), random_bytes(10)]
+    upload_id = create(s3, bucket, "two")
+    complete(s3, bucket, "two", upload_id, upload_parts(s3, bucket, "two", upload_id, parts))
+    with s3_error("InvalidPartNumber", 416):
+        s3.get_object(Bucket=bucket, Key="two", PartNumber=3)
+    with s3_error("InvalidRequest", 400):
+        s3.get_object(Bucket=bucket, Key="two", PartNumber=1, Range="bytes=0-9")
+    with s3_error("InvalidArgument", 400):
+        s3.get_object(Bucket=bucket, Key="two", PartNumber=0)
+    # HEAD answers have no body: botocore reports the status as the code.
+    with s3_error("416", 416):
+        s3.head_object(Bucket=bucket, Key="two", PartNumber=3)
+
+
+def test_an_object_put_in_one_piece_is_its_only_part(s3, bucket):
+    body = random_bytes(100_000)
+    s3.put_object(Bucket=bucket, Key="single", Body=body)
+    got = s3.get_object(Bucket=bucket, Key="single", PartNumber=1)
+    assert got["Body"].read() == body
+    assert got["ContentLength"] == len(body)
+    assert "PartsCount" not in got
+    with s3_error("InvalidPartNumber", 416):
+        s3.get_object(Bucket=bucket, Key="single", PartNumber=2)
+    s3.put_object(Bucket=bucket, Key="empty", Body=b"")
+    empty = s3.get_object(Bucket=bucket, Key="empty", PartNumber=1)
+    assert empty["Body"].read() == b""
+
+
+def test_a_copy_keeps_the_parts_of_its_source(s3, bucket):
+    parts = [random_bytes(MIN_PART), random_bytes(777)]
+    upload_id = create(s3, bucket, "src")
+    complete(s3, bucket, "src", upload_id, upload_parts(s3, bucket, "src", upload_id, parts))
+    s3.copy_object(Bucket=bucket, Key="dst", CopySource={"Bucket": bucket, "Key": "src"})
+    head = s3.head_object(Bucket=bucket, Key="dst", PartNumber=2)
+    assert (head["ContentLength"], head["PartsCount"]) == (777, 2)
+    assert s3.get_object(Bucket=bucket, Key="dst", PartNumber=2)["Body"].read() == parts[1]

@@ -139,6 +139,8 @@ pub(super) async fn copy_object(
             etag: entry.etag,
             last_modified: entry.last_modified,
             checksums: entry.checksums,
+            // The copy keeps the source's ETag, so it keeps its parts too.
+            parts: entry.parts,
             ..object_attributes!(input)
         };
     }

@@ -3,14 +3,14 @@
 
 use ferry_meta::Entry;
 use s3s::dto::*;
-use s3s::{S3Request, S3Response, S3Result};
+use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::FerryS3;
 use super::checksums;
 use super::conditions::ReadConditions;
 use super::names::check_key;
 use super::put::DEFAULT_CONTENT_TYPE;
-use crate::error::ResultExt;
+use crate::error::{ResultExt, invalid_part_number};
 use crate::time::{parse_http_date, timestamp};
 
 /// The headers describing an object, after response-* overrides.
@@ -59,16 +59,56 @@ fn present(entry: &Entry, overrides: Overrides) -> Presented {
 /// The byte range to serve and its Content-Range, or the whole object.
 fn byte_range(
     range: Option<&Range>,
-    size: u64,
+    part_number: Option<i32>,
+    entry: &Entry,
 ) -> S3Result<(std::ops::Range<u64>, Option<String>)> {
-    match range {
-        None => Ok((0..size, None)),
-        Some(range) => {
-            let r = range.check(size)?;
-            let header = format!("bytes {}-{}/{}", r.start, r.end.saturating_sub(1), size);
-            Ok((r, Some(header)))
+    let size = entry.size;
+    let r = match (range, part_number) {
+        (None, None) => return Ok((0..size, None)),
+        (Some(_), Some(_)) => {
+            return Err(s3_error!(
+                InvalidRequest,
+                "Cannot specify both Range header and partNumber query parameter"
+            ));
         }
+        (Some(range), None) => range.check(size)?,
+        (None, Some(n)) => part_range(entry, n)?,
+    };
+    if r.is_empty() {
+        // Part 1 of an empty object: nothing to describe a range of.
+        return Ok((r, None));
     }
+    let header = format!("bytes {}-{}/{}", r.start, r.end - 1, size);
+    Ok((r, Some(header)))
+}
+
+/// Bytes of part `n` (from 1): a part of a multipart upload, or the whole
+/// of an object written in one piece, which is its only part.
+fn part_range(entry: &Entry, n: i32) -> S3Result<std::ops::Range<u64>> {
+    if !(1..=10_000).contains(&n) {
+        return Err(s3_error!(
+            InvalidArgument,
+            "Part number must be an integer between 1 and 10000, inclusive"
+        ));
+    }
+    let index = usize::try_from(n - 1).unwrap_or(usize::MAX);
+    let sizes: &[u64] = if entry.parts.is_empty() {
+        std::slice::from_ref(&entry.size)
+    } else {
+        &entry.parts
+    };
+    let Some(len) = sizes.get(index) else {
+        return Err(invalid_part_number());
+    };
+    let start: u64 = sizes[..index].iter().sum();
+    Ok(start..start + len)
+}
+
+/// What S3 sends as `x-amz-mp-parts-count`: the number of parts, for a
+/// request naming a part of a multipart object.
+fn parts_count(entry: &Entry, part_number: Option<i32>) -> Option<i32> {
+    part_number?;
+    (!entry.parts.is_empty()).then(|| i32::try_from(entry.parts.len()).unwrap_or(i32::MAX))
 }
 
 fn wants_checksum(mode: Option<&ChecksumMode>, whole: bool) -> bool {
@@ -87,6 +127,7 @@ struct ObjectView {
     entry: Entry,
     range: std::ops::Range<u64>,
     content_range: Option<String>,
+    parts_count: Option<i32>,
     checksum: Checksum,
     presented: Presented,
 }
@@ -95,13 +136,15 @@ struct ObjectView {
 struct ViewRequest<'a> {
     conditions: ReadConditions<'a>,
     range: Option<&'a Range>,
+    part_number: Option<i32>,
     checksum_mode: Option<&'a ChecksumMode>,
     overrides: Overrides,
 }
 
 fn view(entry: Entry, request: ViewRequest<'_>) -> S3Result<ObjectView> {
     request.conditions.check(&entry)?;
-    let (range, content_range) = byte_range(request.range, entry.size)?;
+    let (range, content_range) = byte_range(request.range, request.part_number, &entry)?;
+    let parts_count = parts_count(&entry, request.part_number);
     let checksum = if wants_checksum(request.checksum_mode, content_range.is_none()) {
         checksums::to_dto(&entry.checksums)
     } else {
@@ -112,6 +155,7 @@ fn view(entry: Entry, request: ViewRequest<'_>) -> S3Result<ObjectView> {
         entry,
         range,
         content_range,
+        parts_count,
         checksum,
         presented,
     })
@@ -125,6 +169,7 @@ macro_rules! object_output {
         $output {
             content_length: i64::try_from(v.range.end - v.range.start).ok(),
             content_range: v.content_range,
+            parts_count: v.parts_count,
             accept_ranges: Some("bytes".to_string()),
             e_tag: Some(ETag::Strong(v.entry.etag.clone())),
             last_modified: Some(timestamp(v.entry.last_modified)),
@@ -157,6 +202,7 @@ macro_rules! view_request {
                 if_unmodified_since: $input.if_unmodified_since.as_ref(),
             },
             range: $input.range.as_ref(),
+            part_number: $input.part_number,
             checksum_mode: $input.checksum_mode.as_ref(),
             overrides: Overrides {
                 content_type: $input.response_content_type.clone(),

@@ -363,6 +363,7 @@ pub(super) async fn complete(
         etag: etag.clone(),
         last_modified: now_millis(),
         checksums,
+        parts: chosen.iter().map(|p| p.size).collect(),
         ..upload.template
     };
     let dto = checksums::to_dto(&entry.checksums);
