@@ -32,7 +32,7 @@ pub enum Record {
     },
     Upload {
         bucket: String,
-        upload: Upload,
+        upload: Box<Upload>,
     },
     Part {
         bucket: String,
@@ -122,7 +122,7 @@ pub async fn dump(
                     out,
                     &Record::Upload {
                         bucket: name.clone(),
-                        upload: upload.clone(),
+                        upload: Box::new(upload.clone()),
                     },
                 )?;
                 summary.uploads += 1;
@@ -215,7 +215,7 @@ pub async fn load(
                 progress(&summary);
             }
             Record::Upload { bucket, upload } => {
-                meta.create_upload(&bucket, upload).await?;
+                meta.create_upload(&bucket, *upload).await?;
                 summary.uploads += 1;
             }
             Record::Part {
