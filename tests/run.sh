@@ -18,6 +18,18 @@ if command -v redis-cli >/dev/null && ! redis-cli -h 127.0.0.1 -p 6379 ping >/de
     fi
 fi
 
+# s3s-fs: an independent S3 server, the origin of gateway/tests/s3_origin.rs.
+# Built once into .tools/ (gitignored); the test fails without it.
+s3s_fs="$repo/.tools/bin/s3s-fs"
+if [ ! -x "$s3s_fs" ]; then
+    echo "== installing s3s-fs 0.14.1 into .tools/ (once; a few minutes)"
+    cargo install --locked s3s-fs@0.14.1 --features binary --root "$repo/.tools" || {
+        echo "tests/run.sh: could not install s3s-fs into $repo/.tools (needs crates.io)" >&2
+        exit 1
+    }
+fi
+export FERRY_TEST_S3S_FS="$s3s_fs"
+
 echo "== building"
 cargo build --workspace --locked
 

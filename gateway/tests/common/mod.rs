@@ -30,6 +30,9 @@ pub struct Launch<'a> {
     /// Pass FERRY_ACCESS_KEY / FERRY_SECRET_KEY.
     pub env_credentials: bool,
     pub extra_env: Vec<(&'a str, String)>,
+    /// The S3 listen address; default `127.0.0.1:0` (any free port). A
+    /// fixed one lets a restarted server come back where clients expect it.
+    pub listen: Option<&'a str>,
 }
 
 impl<'a> Launch<'a> {
@@ -39,6 +42,7 @@ impl<'a> Launch<'a> {
             config: None,
             env_credentials: true,
             extra_env: Vec::new(),
+            listen: None,
         }
     }
 }
@@ -61,7 +65,8 @@ impl Server {
             .arg("serve")
             .arg("--data-dir")
             .arg(launch.data_dir)
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(["--listen", launch.listen.unwrap_or("127.0.0.1:0")])
+            .args(["--admin-listen", "127.0.0.1:0"])
             .env("FERRY_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
