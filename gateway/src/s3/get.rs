@@ -1,7 +1,9 @@
 //! GetObject and HeadObject: conditionals, ranges, response overrides, and
 //! a body streamed from the blobs without holding the object in memory.
 
+use bytes::Bytes;
 use ferry_meta::Entry;
+use futures::stream::{self, BoxStream, StreamExt};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
@@ -10,7 +12,7 @@ use super::checksums;
 use super::conditions::ReadConditions;
 use super::names::check_key;
 use super::put::DEFAULT_CONTENT_TYPE;
-use crate::error::{ResultExt, invalid_part_number};
+use crate::error::{IntoS3Error, ResultExt, invalid_part_number};
 use crate::time::{parse_http_date, timestamp};
 
 /// The headers describing an object, after response-* overrides.
@@ -233,11 +235,28 @@ pub(super) async fn get_object(
         None => ferry_cache::read_range(&s3.stores, &layout, view.range.clone()),
     }
     .s3()?;
+    let body = first_chunk_ready(body).await?;
     Ok(S3Response::new(object_output!(
         GetObjectOutput,
         view,
         body: Some(StreamingBlob::wrap(sync_wrapper::SyncStream::new(body))),
     )))
+}
+
+/// Waits for the body's first chunk before the status line goes out, so a
+/// store that is down or a blob that is missing is answered with its S3
+/// error (503, 500) instead of a 200 whose body breaks off. The first chunk
+/// is also what the client waits for, so this adds nothing to its time to
+/// first byte. A failure after it can only abort the connection.
+async fn first_chunk_ready(
+    mut body: BoxStream<'static, ferry_cache::Result<Bytes>>,
+) -> S3Result<BoxStream<'static, ferry_cache::Result<Bytes>>> {
+    match body.next().await {
+        // A finished stream must not be polled again.
+        None => Ok(stream::empty().boxed()),
+        Some(Err(e)) => Err(e.into_s3()),
+        Some(Ok(first)) => Ok(stream::once(async { Ok(first) }).chain(body).boxed()),
+    }
 }
 
 pub(super) async fn head_object(
