@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ferry_config::{StoreKind, StoreSpec};
-use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
+use object_store::{ObjectStore, RetryConfig};
 
 use crate::error::{CacheError, Result};
 use crate::instrumented::InstrumentedStore;
@@ -87,7 +87,12 @@ fn open_store(spec: &StoreSpec) -> Result<StoreHandle> {
             }
             builder = builder
                 .with_region(spec.region.as_deref().unwrap_or("us-east-1"))
-                .with_allow_http(spec.allow_http);
+                .with_allow_http(spec.allow_http)
+                .with_retry(RetryConfig {
+                    max_retries: spec.max_retries,
+                    retry_timeout: spec.retry_timeout,
+                    ..RetryConfig::default()
+                });
             if let (Some(key), Some(secret)) = (&spec.access_key_id, &spec.secret_access_key) {
                 builder = builder
                     .with_access_key_id(key)

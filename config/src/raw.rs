@@ -99,6 +99,14 @@ pub struct RawStore {
     /// with a burst of one second's worth; demand reads go before
     /// readahead, readahead before warm-up. `0` or absent: no limit.
     pub max_bytes_per_sec: Option<ByteSize>,
+    /// Retries of a failed request (5xx, throttling, connection errors),
+    /// with exponential backoff. Default 10; 0 disables retries.
+    pub max_retries: Option<usize>,
+    /// How long a request keeps retrying before its failure is answered
+    /// (503 to the client). Default 30s: a client gives up long before
+    /// object_store's own 3 minutes, and a failure it sees can be retried.
+    #[serde(default, with = "humantime_serde")]
+    pub retry_timeout: Option<Duration>,
     /// Further object_store options passed through as key/value pairs
     /// (e.g. `timeout = "30s"`, `connect_timeout = "5s"`).
     #[serde(default)]

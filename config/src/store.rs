@@ -11,6 +11,10 @@ use crate::raw::RawStore;
 /// serve a block in reasonable time, and the value is most likely a size
 /// written without its unit.
 const MIN_BYTES_PER_SEC: u64 = 64 << 10;
+/// Retries of a failed store request, as object_store's default.
+const DEFAULT_MAX_RETRIES: usize = 10;
+/// How long a store request may keep retrying before failing.
+const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Which object_store backend a URL selects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +63,9 @@ pub struct StoreSpec {
     pub max_requests: usize,
     /// Bytes per second read from this store at most; `None`: no limit.
     pub max_bytes_per_sec: Option<u64>,
+    /// Retries of a failed request, and how long retrying may take.
+    pub max_retries: usize,
+    pub retry_timeout: Duration,
     pub options: BTreeMap<String, String>,
 }
 
@@ -80,6 +87,8 @@ impl StoreSpec {
             simulated_latency: Duration::ZERO,
             max_requests: 256,
             max_bytes_per_sec: None,
+            max_retries: DEFAULT_MAX_RETRIES,
+            retry_timeout: DEFAULT_RETRY_TIMEOUT,
             options: BTreeMap::new(),
         }
     }
@@ -174,6 +183,13 @@ impl StoreSpec {
                 ),
             ));
         }
+        let retry_timeout = raw.retry_timeout.unwrap_or(DEFAULT_RETRY_TIMEOUT);
+        if retry_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                field("retry_timeout"),
+                "must be longer than zero (set max_retries = 0 to disable retries)",
+            ));
+        }
         let allow_http = raw.allow_http.unwrap_or_else(|| {
             raw.endpoint
                 .as_deref()
@@ -193,6 +209,8 @@ impl StoreSpec {
             simulated_latency: raw.simulated_latency.unwrap_or_default(),
             max_requests: raw.max_requests.unwrap_or(256),
             max_bytes_per_sec,
+            max_retries: raw.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
+            retry_timeout,
             options: raw.options,
         })
     }

@@ -298,3 +298,28 @@ fn secrets_do_not_show_in_debug_output() {
     assert!(!text.contains("admin-secret"), "{text}");
     assert!(!text.contains("\"SK\""), "{text}");
 }
+
+#[test]
+fn store_retries_have_defaults_and_a_zero_timeout_is_refused() {
+    let store = |line: &str| {
+        build(&format!("[stores.a]\nurl = \"s3://b\"\n{line}\n")).map(|config| {
+            let a = &config.stores["a"];
+            (a.max_retries, a.retry_timeout)
+        })
+    };
+    assert_eq!(
+        store("").expect("valid"),
+        (10, std::time::Duration::from_secs(30))
+    );
+    assert_eq!(
+        store("max_retries = 2\nretry_timeout = \"5s\"").expect("valid"),
+        (2, std::time::Duration::from_secs(5))
+    );
+    let err = store("retry_timeout = \"0s\"").expect_err("zero");
+    assert!(
+        matches!(&err, ConfigError::Invalid { field, .. } if field == "stores.a.retry_timeout"),
+        "{err}"
+    );
+    let err = store("retry_timeout = 5").expect_err("a bare number is not a duration");
+    assert!(err.to_string().contains("retry_timeout"), "{err}");
+}

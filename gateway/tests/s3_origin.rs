@@ -28,10 +28,9 @@ const ORIGIN_SECRET: &str = "origin-secret-not-the-gateways";
 /// The bucket on the origin that holds B's blobs.
 const ORIGIN_BUCKET: &str = "origin";
 /// How long a request against a dead origin may take before it must have
-/// failed. object_store retries a refused connection 10 times with
-/// jittered backoff (at most about 55 s in all, a few seconds typically);
-/// the retry count cannot be set from Ferry's config.
-const DEAD_ORIGIN_BOUND: Duration = Duration::from_secs(90);
+/// failed: gateway B retries for at most `retry_timeout` (5 s below), plus
+/// room for a busy machine.
+const DEAD_ORIGIN_BOUND: Duration = Duration::from_secs(20);
 
 /// Origin A: a plain Ferry over its local folder, with its own credentials.
 fn start_origin(dir: &std::path::Path, listen: Option<&str>) -> Server {
@@ -63,6 +62,8 @@ region = "us-east-1"
 access_key_id = "{access_key}"
 secret_access_key = "{secret_key}"
 allow_http = true
+max_retries = 3
+retry_timeout = "5s"
 
 [stores.data.options]
 connect_timeout = "2s"
