@@ -32,6 +32,15 @@ async fn foyer_memory_only() {
 }
 
 #[tokio::test]
+async fn foyer_small_memory_keeps_what_fits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Eight blocks and a little room for keys: a gateway with a small
+    // `cache.memory`.
+    let tier = open(foyer_config(dir.path(), 8 * BLOCK as u64 + 8192, 0)).await;
+    conformance::keeps_what_fits_in_memory(tier.as_ref(), BLOCK, 7).await;
+}
+
+#[tokio::test]
 async fn foyer_memory_and_disk() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = foyer_config(dir.path(), 64 << 20, 128 << 20);

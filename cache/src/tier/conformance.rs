@@ -172,6 +172,24 @@ pub async fn full_blocks_round_trip(tier: &dyn BlockTier, block_size: usize) {
     }
 }
 
+/// A memory tier sized for `fits` blocks keeps that many: nothing is
+/// evicted while there is room.
+pub async fn keeps_what_fits_in_memory(tier: &dyn BlockTier, block_size: usize, fits: u64) {
+    let base = fresh_key("fits");
+    for i in 0..fits {
+        tier.put(&format!("{base}{i}"), block_bytes(600 + i, block_size));
+    }
+    for i in 0..fits {
+        let (got, source) = tier
+            .get(&format!("{base}{i}"))
+            .await
+            .expect("get")
+            .unwrap_or_else(|| panic!("block {i} of {fits} was evicted although it fitted"));
+        assert!(got == block_bytes(600 + i, block_size), "block {i} differs");
+        assert_eq!(source, Source::Memory, "block {i}");
+    }
+}
+
 /// For a tier with a disk smaller memory than `count` blocks: blocks
 /// evicted from memory are served from disk, byte for byte.
 pub async fn evicted_blocks_come_back_from_disk(

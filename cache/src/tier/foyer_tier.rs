@@ -73,6 +73,7 @@ async fn build(
         .with_policy(HybridCachePolicy::WriteOnEviction)
         .with_flush_on_close(true)
         .memory(usize::try_from(config.memory).unwrap_or(usize::MAX))
+        .with_shards(memory_shards(config))
         .with_weighter(|key: &String, value: &Bytes| key.len() + value.len())
         .storage();
     if !with_disk {
@@ -100,6 +101,17 @@ async fn build(
         .build()
         .await
         .map_err(|e| e.to_string())
+}
+
+/// foyer splits the memory tier into shards that evict on their own, so a
+/// shard must hold many blocks: with its default of 8 shards, a 32 MiB tier
+/// of 4 MiB blocks kept one block per shard and evicted blocks that fitted.
+fn memory_shards(config: &FoyerTierConfig) -> usize {
+    const BLOCKS_PER_SHARD: u64 = 32;
+    let blocks = config.memory / config.block_size.max(1);
+    usize::try_from(blocks / BLOCKS_PER_SHARD)
+        .unwrap_or(usize::MAX)
+        .clamp(1, 8)
 }
 
 fn source_of(source: foyer::Source, fetched_here: bool) -> Source {
