@@ -202,55 +202,6 @@ fn get_objects_answered(server: &Server) -> u64 {
         .sum::<f64>() as u64
 }
 
-/// What a raw signed request got: curl's exit code, the HTTP status and
-/// the body.
-struct Answer {
-    exit: Option<i32>,
-    status: u16,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).to_string()
-    }
-}
-
-/// A SigV4-signed request with curl, which checks the body against
-/// Content-Length (exit code 18 for a short body).
-fn signed_curl(
-    endpoint: &str,
-    (access_key, secret_key): (&str, &str),
-    extra: &[&str],
-    path: &str,
-) -> Answer {
-    let out_dir = temp_dir();
-    let out = out_dir.path().join("body");
-    let output = Command::new("curl")
-        .args(["-s", "--max-time", "150", "-w", "%{http_code}", "-o"])
-        .arg(&out)
-        .args(extra)
-        .args([
-            "--aws-sigv4",
-            "aws:amz:us-east-1:s3",
-            "--user",
-            &format!("{access_key}:{secret_key}"),
-            "-H",
-            "x-amz-content-sha256: UNSIGNED-PAYLOAD",
-            &format!("{endpoint}{path}"),
-        ])
-        .output()
-        .expect("curl");
-    Answer {
-        exit: output.status.code(),
-        status: String::from_utf8_lossy(&output.stdout)
-            .trim()
-            .parse()
-            .unwrap_or(0),
-        body: std::fs::read(&out).unwrap_or_default(),
-    }
-}
-
 fn create_bucket_with(endpoint: &str, bucket: &str, key: (&str, &str)) {
     let answer = signed_curl(endpoint, key, &["-X", "PUT"], &format!("/{bucket}"));
     assert_eq!(

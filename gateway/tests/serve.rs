@@ -288,38 +288,13 @@ async fn zero_setup_generates_credentials_once() {
 }
 
 fn create_bucket_as(endpoint: &str, bucket: &str, access_key: &str, secret_key: &str) {
-    let out = ferry_curl(
+    let answer = signed_curl(
         endpoint,
-        access_key,
-        secret_key,
+        (access_key, secret_key),
         &["-X", "PUT"],
         &format!("/{bucket}"),
     );
-    assert_eq!(out, "200");
-}
-
-fn ferry_curl(
-    endpoint: &str,
-    access_key: &str,
-    secret_key: &str,
-    extra: &[&str],
-    path: &str,
-) -> String {
-    let output = std::process::Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
-        .args(extra)
-        .args([
-            "--aws-sigv4",
-            "aws:amz:us-east-1:s3",
-            "--user",
-            &format!("{access_key}:{secret_key}"),
-            "-H",
-            "x-amz-content-sha256: UNSIGNED-PAYLOAD",
-            &format!("{endpoint}{path}"),
-        ])
-        .output()
-        .expect("curl");
-    String::from_utf8_lossy(&output.stdout).to_string()
+    assert_eq!(answer.status, 200, "{}", answer.text());
 }
 
 #[tokio::test]

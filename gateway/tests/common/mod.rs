@@ -208,3 +208,52 @@ pub fn pattern(seed: u8, len: usize) -> Vec<u8> {
         .map(|i| (i as u8).wrapping_mul(131).wrapping_add(seed) ^ (i >> 12) as u8)
         .collect()
 }
+
+/// What a raw signed request got: curl's exit code, the HTTP status and
+/// the body.
+pub struct Answer {
+    pub exit: Option<i32>,
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).to_string()
+    }
+}
+
+/// A SigV4-signed request with curl, which checks the body against
+/// Content-Length (exit code 18 for a short body).
+pub fn signed_curl(
+    endpoint: &str,
+    (access_key, secret_key): (&str, &str),
+    extra: &[&str],
+    path: &str,
+) -> Answer {
+    let out_dir = temp_dir();
+    let out = out_dir.path().join("body");
+    let output = Command::new("curl")
+        .args(["-s", "--max-time", "150", "-w", "%{http_code}", "-o"])
+        .arg(&out)
+        .args(extra)
+        .args([
+            "--aws-sigv4",
+            "aws:amz:us-east-1:s3",
+            "--user",
+            &format!("{access_key}:{secret_key}"),
+            "-H",
+            "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+            &format!("{endpoint}{path}"),
+        ])
+        .output()
+        .expect("curl");
+    Answer {
+        exit: output.status.code(),
+        status: String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0),
+        body: std::fs::read(&out).unwrap_or_default(),
+    }
+}
