@@ -66,29 +66,10 @@ impl Layouts {
 
 #[cfg(test)]
 mod tests {
-    use ferry_meta::{EmbeddedMeta, Precondition, Segment};
+    use ferry_meta::conformance::simple_entry;
+    use ferry_meta::{EmbeddedMeta, Precondition};
 
     use super::*;
-
-    fn simple_entry(etag: &str, size: u64) -> (Entry, Layout) {
-        let id = uuid::Uuid::now_v7().to_string();
-        let layout = Layout {
-            segments: vec![Segment {
-                store: "data".into(),
-                blob: format!("blob-{id}"),
-                offset: 0,
-                len: size,
-                version: String::new(),
-            }],
-        };
-        let entry = Entry {
-            id,
-            size,
-            etag: etag.into(),
-            ..Entry::default()
-        };
-        (entry, layout)
-    }
 
     #[tokio::test]
     async fn an_overwritten_key_never_answers_with_the_old_layout() {
