@@ -3,7 +3,9 @@
 # file:// store, each after dropping the page cache (root only) and, for
 # Ferry, with an empty block cache and a fresh process. Measures the first
 # safetensors header (bytes 0-7, then the JSON header) and 8x8 MiB parallel
-# ranges of the whole object. Prints one JSON line per run.
+# ranges of the whole object. Prints one JSON line per run. Before each
+# drop, each server reads a small other object once, so its code is paged
+# in: what is cold is the data.
 # Usage: benches/cold.sh [object-MiB (1024)] [runs (3)]
 set -euo pipefail
 
@@ -27,7 +29,8 @@ drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # A safetensors-shaped object: 8-byte header length, JSON header, data.
-python3 - "$work/model.safetensors" "$mib" <<'PY'
+make_object() { # path, MiB
+python3 - "$1" "$2" <<'PY'
 import json, os, struct, sys
 path, total = sys.argv[1], int(sys.argv[2]) << 20
 tensor = 4 << 20
@@ -46,12 +49,20 @@ with open(path, "wb") as f:
         f.write(os.urandom(n))
         left -= n
 PY
+}
+make_object "$work/model.safetensors" "$mib"
+# A second, small object read once before each measurement, after the
+# server started and before the page cache is dropped: it pages in the
+# server's code for the read path, so the measurement is of cold data
+# behind a running server (as in production), not of a cold binary.
+make_object "$work/warmup.safetensors" 8
 
 # nginx over the file.
 port=$(free_port)
 mkdir -p "$work/nginx/www" "$work/nginx/tmp"
 chmod a+rx "$work" "$work/nginx" "$work/nginx/www"
 ln "$work/model.safetensors" "$work/nginx/www/model.safetensors"
+ln "$work/warmup.safetensors" "$work/nginx/www/warmup.safetensors"
 cat >"$work/nginx/nginx.conf" <<CONF
 daemon off;
 worker_processes 2;
@@ -66,6 +77,8 @@ pids+=($!)
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
 for run in $(seq "$runs"); do
     for workload in safetensors parallel; do
+        "$ferry" bench read --http-url "http://127.0.0.1:$port/warmup.safetensors" \
+            --workloads safetensors --count 1 >/dev/null
         drop
         "$ferry" bench read --label nginx-cold --http-url "http://127.0.0.1:$port/model.safetensors" \
             --workloads "$workload" --count 1 --seconds 30
@@ -87,12 +100,15 @@ start_ferry
 curl -sf -X PUT --aws-sigv4 aws:amz:us-east-1:s3 --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
     -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$endpoint/models" >/dev/null
 "$repo/.venv/bin/aws" --endpoint-url "$endpoint" s3 cp --only-show-errors "$work/model.safetensors" s3://models/model.safetensors
+"$repo/.venv/bin/aws" --endpoint-url "$endpoint" s3 cp --only-show-errors "$work/warmup.safetensors" s3://models/warmup.safetensors
 stop_ferry
 for run in $(seq "$runs"); do
     for workload in safetensors parallel; do
         rm -rf "$work/ferry/cache"
-        drop
         start_ferry
+        "$ferry" bench read --endpoint "$endpoint" --bucket models --key warmup.safetensors \
+            --workloads safetensors --count 1 >/dev/null
+        drop
         "$ferry" bench read --label ferry-cold-local --endpoint "$endpoint" --bucket models --key model.safetensors \
             --workloads "$workload" --count 1 --seconds 30
         stop_ferry
