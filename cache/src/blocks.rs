@@ -29,6 +29,7 @@ use object_store::{GetOptions, GetRange};
 use tokio::sync::Semaphore;
 
 use crate::admission::{self, ReadPriority};
+use crate::direct::DirectReads;
 use crate::error::{CacheError, Result};
 use crate::metrics as m;
 use crate::readahead::Readahead;
@@ -61,6 +62,7 @@ pub struct BlockCache {
     /// One permit per block held by a read between fetch and send.
     inflight: Arc<Semaphore>,
     readahead: Readahead,
+    direct: DirectReads,
 }
 
 /// One block of one blob and the part of it a read needs.
@@ -120,6 +122,7 @@ impl BlockCache {
             window,
             inflight: Arc::new(Semaphore::new(permits)),
             readahead: Readahead::new(window as u64),
+            direct: DirectReads::new(block_size),
         }
     }
 
@@ -207,18 +210,58 @@ impl BlockCache {
             }
             Err(store_failure) => return Err(store_failure),
         };
-        match source {
-            Source::Memory | Source::Disk => {
-                metrics::counter!(m::CACHE_HITS, "tier" => source.label()).increment(1);
-            }
-            Source::Fetched => metrics::counter!(m::CACHE_MISSES).increment(1),
-            Source::Joined => metrics::counter!(m::CACHE_SINGLE_FLIGHT_JOINS).increment(1),
-        }
-        metrics::counter!(m::CACHE_BYTES_SERVED, "source" => source.label())
-            .increment(bytes.len() as u64);
-        metrics::histogram!(m::BLOCK_FETCH_SECONDS, "source" => source.label())
-            .record(started.elapsed().as_secs_f64());
+        record(source, bytes.len(), started);
         Ok(bytes)
+    }
+
+    /// A small read of a block: from the tier if it holds the block, else
+    /// straight from the store while the block is left for a large read
+    /// to fetch (see `direct.rs`). `None`: read the block instead.
+    async fn small_read(&self, stores: &Stores, read: &BlockRead) -> Result<Option<Bytes>> {
+        if !self
+            .direct
+            .is_small(read.want.end - read.want.start, read.len)
+        {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        let key = Self::key(read, self.block_size);
+        match self.tier.get(&key).await {
+            Ok(Some((block, source))) if block.len() as u64 >= read.want.end => {
+                record(source, block.len(), started);
+                return Ok(Some(slice(&block, &read.want)));
+            }
+            Ok(None) if self.direct.admit(&key) => {}
+            // Cached but short, a tier failure, or read directly enough:
+            // the block path deals with it.
+            _ => return Ok(None),
+        }
+        let store = stores.get(&read.store)?;
+        let start = read.index * self.block_size;
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(
+                start + read.want.start..start + read.want.end,
+            )),
+            ..GetOptions::default()
+        };
+        let path = Path::from(read.blob.as_str());
+        let bytes = match store.client.get_opts(&path, options).await {
+            Ok(result) => result.bytes().await,
+            Err(e) => Err(e),
+        }
+        .map_err(|e| CacheError::store(&store.name, e))?;
+        if bytes.len() as u64 != read.want.end - read.want.start {
+            return Err(CacheError::Body(format!(
+                "bytes {:?} of block {} of {}: the store sent {}",
+                read.want,
+                read.index,
+                read.blob,
+                bytes.len()
+            )));
+        }
+        metrics::counter!(m::CACHE_DIRECT_READS).increment(1);
+        metrics::counter!(m::CACHE_BYTES_SERVED, "source" => "store").increment(bytes.len() as u64);
+        Ok(Some(bytes))
     }
 
     /// Streams bytes `range` of the file `layout` describes, block by block,
@@ -258,6 +301,9 @@ impl BlockCache {
                 async move {
                     let permit = permit
                         .map_err(|_| CacheError::Body("the block cache is closing".into()))?;
+                    if let Some(bytes) = cache.small_read(&stores, &read).await? {
+                        return Ok((bytes, permit));
+                    }
                     let block = cache.block(&stores, &read).await?;
                     if (block.len() as u64) < read.want.end {
                         return Err(CacheError::Body(format!(
@@ -268,9 +314,7 @@ impl BlockCache {
                             read.len
                         )));
                     }
-                    let start = usize::try_from(read.want.start).unwrap_or(usize::MAX);
-                    let end = usize::try_from(read.want.end).unwrap_or(usize::MAX);
-                    Ok((block.slice(start..end), permit))
+                    Ok((slice(&block, &read.want), permit))
                 }
             })
             .buffered(window)
@@ -334,6 +378,27 @@ impl BlockCache {
             i = j + 1;
         }
     }
+}
+
+/// The part `want` of a block (checked to be within it).
+fn slice(block: &Bytes, want: &Range<u64>) -> Bytes {
+    let start = usize::try_from(want.start).unwrap_or(usize::MAX);
+    let end = usize::try_from(want.end).unwrap_or(usize::MAX);
+    block.slice(start..end)
+}
+
+/// Counts a block served from `source`.
+fn record(source: Source, len: usize, started: Instant) {
+    match source {
+        Source::Memory | Source::Disk => {
+            metrics::counter!(m::CACHE_HITS, "tier" => source.label()).increment(1);
+        }
+        Source::Fetched => metrics::counter!(m::CACHE_MISSES).increment(1),
+        Source::Joined => metrics::counter!(m::CACHE_SINGLE_FLIGHT_JOINS).increment(1),
+    }
+    metrics::counter!(m::CACHE_BYTES_SERVED, "source" => source.label()).increment(len as u64);
+    metrics::histogram!(m::BLOCK_FETCH_SECONDS, "source" => source.label())
+        .record(started.elapsed().as_secs_f64());
 }
 
 fn read_of(segment: &Segment, index: u64, len: u64, want: Range<u64>) -> BlockRead {

@@ -6,6 +6,7 @@ pub mod admission;
 mod blob;
 mod blocks;
 mod collector;
+mod direct;
 mod dumps;
 mod error;
 mod fsck;

@@ -10,6 +10,7 @@ pub const CACHE_MISSES: &str = "ferry_cache_misses_total";
 pub const CACHE_BYTES_SERVED: &str = "ferry_cache_bytes_served_total";
 pub const CACHE_SINGLE_FLIGHT_JOINS: &str = "ferry_cache_single_flight_joins_total";
 pub const CACHE_ERRORS: &str = "ferry_cache_errors_total";
+pub const CACHE_DIRECT_READS: &str = "ferry_cache_direct_reads_total";
 pub const BLOCK_FETCH_SECONDS: &str = "ferry_block_fetch_seconds";
 pub const READAHEAD_ISSUED: &str = "ferry_readahead_blocks_issued_total";
 pub const READAHEAD_SKIPPED: &str = "ferry_readahead_blocks_skipped_total";
@@ -50,6 +51,10 @@ pub fn describe() {
         "Block misses that waited for another request's fetch instead of fetching"
     );
     metrics::describe_counter!(CACHE_ERRORS, "Cache tier failures answered as misses");
+    metrics::describe_counter!(
+        CACHE_DIRECT_READS,
+        "Small reads of uncached blocks answered with just their range from the store"
+    );
     metrics::describe_counter!(
         READAHEAD_ISSUED,
         "Blocks prefetched because reads of a blob were sequential"

@@ -381,3 +381,80 @@ async fn sequential_ranged_reads_prefetch_the_next_blocks() {
     );
     assert_eq!(counters.gets() - before, 0, "block 2 came from the cache");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_reads_of_a_cold_block_read_only_their_range_until_it_is_fetched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    // One-block blobs: no readahead can add store reads to the counts.
+    let one_block = |blob: &str| Layout {
+        segments: vec![Segment {
+            store: "data".into(),
+            blob: blob.into(),
+            offset: 0,
+            len: MIB,
+            version: String::new(),
+        }],
+    };
+    let (model, herd) = (pattern(9, MIB), pattern(10, MIB));
+    write_blob(&root, "blobs/model", &model).await;
+    write_blob(&root, "blobs/herd", &herd).await;
+    let (stores, counters) = counted_stores(&root, None);
+    let cache = Arc::new(
+        BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 0))
+            .await
+            .expect("cache"),
+    );
+    // A loader's first reads: 8 bytes, then the header. Only those bytes
+    // leave the store.
+    let layout = one_block("blobs/model");
+    assert!(read(&cache, &stores, &layout, 0..8).await.expect("read") == model[..8]);
+    assert!(read(&cache, &stores, &layout, 8..5000).await.expect("read") == model[8..5000]);
+    assert_eq!((counters.gets(), counters.bytes()), (2, 5000));
+    // A large read fetches the whole block; small reads then hit it.
+    assert!(
+        read(&cache, &stores, &layout, 100..MIB)
+            .await
+            .expect("read")
+            == model[100..]
+    );
+    assert_eq!((counters.gets(), counters.bytes()), (3, 5000 + MIB));
+    assert!(read(&cache, &stores, &layout, 10..20).await.expect("read") == model[10..20]);
+    assert_eq!(counters.gets(), 3, "a cached block is a hit");
+
+    // A herd of small readers of one cold block: a few direct reads, then
+    // one fetch of the block, whatever the interleaving.
+    let layout = one_block("blobs/herd");
+    let herd = Arc::new(herd);
+    let barrier = Arc::new(tokio::sync::Barrier::new(64));
+    let mut readers = Vec::new();
+    for i in 0..64u64 {
+        let (cache, stores, layout, barrier, herd) = (
+            cache.clone(),
+            stores.clone(),
+            layout.clone(),
+            barrier.clone(),
+            herd.clone(),
+        );
+        let range = i * 100..i * 100 + 50;
+        readers.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let got = read(&cache, &stores, &layout, range.clone())
+                .await
+                .expect("read");
+            assert!(got == herd[range.start as usize..range.end as usize]);
+        }));
+    }
+    for reader in readers {
+        reader.await.expect("reader");
+    }
+    let (gets, bytes) = (counters.gets() - 3, counters.bytes() - 5000 - MIB);
+    assert!(
+        gets <= 5,
+        "4 direct reads and one block fetch at most: {gets}"
+    );
+    assert!(
+        bytes <= MIB + 4 * 50,
+        "the block once and 4 small ranges at most: {bytes}"
+    );
+}
