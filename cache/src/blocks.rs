@@ -214,13 +214,18 @@ impl BlockCache {
         Ok(bytes)
     }
 
-    /// A small read of a block: from the tier if it holds the block, else
-    /// straight from the store while the block is left for a large read
-    /// to fetch (see `direct.rs`). `None`: read the block instead.
+    /// A small read of a blob's first block: from the tier if it holds the
+    /// block, else straight from the store while the block is left for a
+    /// large read to fetch (see `direct.rs`). `None`: read the block
+    /// instead.
     async fn small_read(&self, stores: &Stores, read: &BlockRead) -> Result<Option<Bytes>> {
-        if !self
-            .direct
-            .is_small(read.want.end - read.want.start, read.len)
+        // Only a blob's first block, where model files keep their header:
+        // elsewhere small reads are random access, and fetching the block
+        // on first touch serves the reads that follow.
+        if read.index != 0
+            || !self
+                .direct
+                .is_small(read.want.end - read.want.start, read.len)
         {
             return Ok(None);
         }

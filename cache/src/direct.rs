@@ -1,12 +1,14 @@
-//! Small reads of blocks that are not cached, answered straight from the
-//! store.
+//! Small reads of a blob's first block, when it is not cached, answered
+//! straight from the store.
 //!
 //! A loader's first reads of a model file are tiny: 8 bytes, then the
-//! safetensors header. Fetching the whole block for them makes the first
-//! answer wait for a 4 MiB read (6-10 ms from a cold local disk, against
-//! well under a millisecond for the bytes asked for). So a small read of an
-//! uncached block reads just its range, and leaves the block to be fetched
-//! by the next large read that needs it (the first tensor, or readahead).
+//! safetensors (or GGUF) header. Fetching the whole block for them makes
+//! the first answer wait for a 4 MiB read (6-10 ms from a cold local disk,
+//! against well under a millisecond for the bytes asked for). So a small
+//! read of an uncached first block reads just its range, and leaves the
+//! block to be fetched by the next large read that needs it (the first
+//! tensor). Small reads elsewhere are random access: their blocks are
+//! fetched on first touch, which serves the reads that follow.
 //! A block read small many times is fetched after a few direct reads, so a
 //! herd of loaders still takes each block from the store once, plus a few
 //! small ranges.

@@ -383,7 +383,7 @@ async fn sequential_ranged_reads_prefetch_the_next_blocks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn small_reads_of_a_cold_block_read_only_their_range_until_it_is_fetched() {
+async fn small_reads_of_a_cold_first_block_read_only_their_range_until_it_is_fetched() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("store");
     // One-block blobs: no readahead can add store reads to the counts.
@@ -422,6 +422,28 @@ async fn small_reads_of_a_cold_block_read_only_their_range_until_it_is_fetched()
     assert!(read(&cache, &stores, &layout, 10..20).await.expect("read") == model[10..20]);
     assert_eq!(counters.gets(), 3, "a cached block is a hit");
 
+    // Elsewhere in a blob a small read is random access: its block is
+    // fetched on first touch.
+    let two = pattern(11, 2 * MIB);
+    write_blob(&root, "blobs/two", &two).await;
+    let layout = Layout {
+        segments: vec![Segment {
+            store: "data".into(),
+            blob: "blobs/two".into(),
+            offset: 0,
+            len: 2 * MIB,
+            version: String::new(),
+        }],
+    };
+    let at = (MIB + 10) as usize;
+    assert!(
+        read(&cache, &stores, &layout, MIB + 10..MIB + 20)
+            .await
+            .expect("read")
+            == two[at..at + 10]
+    );
+    assert_eq!((counters.gets(), counters.bytes()), (4, 5000 + 2 * MIB));
+
     // A herd of small readers of one cold block: a few direct reads, then
     // one fetch of the block, whatever the interleaving.
     let layout = one_block("blobs/herd");
@@ -448,7 +470,7 @@ async fn small_reads_of_a_cold_block_read_only_their_range_until_it_is_fetched()
     for reader in readers {
         reader.await.expect("reader");
     }
-    let (gets, bytes) = (counters.gets() - 3, counters.bytes() - 5000 - MIB);
+    let (gets, bytes) = (counters.gets() - 4, counters.bytes() - 5000 - 2 * MIB);
     assert!(
         gets <= 5,
         "4 direct reads and one block fetch at most: {gets}"
