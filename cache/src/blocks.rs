@@ -78,6 +78,9 @@ struct BlockRead {
     want: Range<u64>,
     /// Where the segment this block serves ends in the blob.
     segment_end: u64,
+    /// Whether this is the block holding the file's first byte, where
+    /// model files keep their header.
+    file_head: bool,
 }
 
 impl BlockRead {
@@ -174,6 +177,7 @@ impl BlockCache {
                         ..blob_end.min(block_start + len) - block_start,
                 );
                 read.segment_end = segment_blob_end;
+                read.file_head = seg_start == 0 && index == segment.offset / bs;
                 out.push(read);
             }
         }
@@ -214,15 +218,16 @@ impl BlockCache {
         Ok(bytes)
     }
 
-    /// A small read of a blob's first block: from the tier if it holds the
-    /// block, else straight from the store while the block is left for a
+    /// A small read of the file's first block: from the tier if it holds
+    /// the block, else straight from the store while the block is left for a
     /// large read to fetch (see `direct.rs`). `None`: read the block
     /// instead.
     async fn small_read(&self, stores: &Stores, read: &BlockRead) -> Result<Option<Bytes>> {
-        // Only a blob's first block, where model files keep their header:
+        // Only the file's first block, where model files keep their header:
         // elsewhere small reads are random access, and fetching the block
-        // on first touch serves the reads that follow.
-        if read.index != 0
+        // on first touch serves the reads that follow. (Not a blob's first
+        // block: every part of a multipart file is a blob of its own.)
+        if !read.file_head
             || !self
                 .direct
                 .is_small(read.want.end - read.want.start, read.len)
@@ -415,6 +420,7 @@ fn read_of(segment: &Segment, index: u64, len: u64, want: Range<u64>) -> BlockRe
         len,
         want,
         segment_end: segment.offset + segment.len,
+        file_head: false,
     }
 }
 

@@ -1,4 +1,4 @@
-//! Small reads of a blob's first block, when it is not cached, answered
+//! Small reads of a file's first block, when it is not cached, answered
 //! straight from the store.
 //!
 //! A loader's first reads of a model file are tiny: 8 bytes, then the
