@@ -26,7 +26,7 @@ use futures::FutureExt;
 use futures::stream::{self, BoxStream, StreamExt};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::admission::{self, ReadPriority};
 use crate::direct::DirectReads;
@@ -222,7 +222,11 @@ impl BlockCache {
     /// the block, else straight from the store while the block is left for a
     /// large read to fetch (see `direct.rs`). `None`: read the block
     /// instead.
-    async fn small_read(&self, stores: &Stores, read: &BlockRead) -> Result<Option<Bytes>> {
+    async fn small_read(
+        self: &Arc<Self>,
+        stores: &Stores,
+        read: &BlockRead,
+    ) -> Result<Option<Bytes>> {
         // Only the file's first block, where model files keep their header:
         // elsewhere small reads are random access, and fetching the block
         // on first touch serves the reads that follow. (Not a blob's first
@@ -241,11 +245,16 @@ impl BlockCache {
                 record(source, block.len(), started);
                 return Ok(Some(slice(&block, &read.want)));
             }
-            Ok(None) if self.direct.admit(&key) => {}
-            // Cached but short, a tier failure, or read directly enough:
-            // the block path deals with it.
+            Ok(None) => {}
+            // Cached but short, or a tier failure: the block path deals
+            // with it.
             _ => return Ok(None),
         }
+        let nth = match self.direct.admit(&key) {
+            Some(nth) => nth,
+            // Read directly often enough: fetch the block.
+            None => return Ok(None),
+        };
         let store = stores.get(&read.store)?;
         let start = read.index * self.block_size;
         let options = GetOptions {
@@ -271,6 +280,18 @@ impl BlockCache {
         }
         metrics::counter!(m::CACHE_DIRECT_READS).increment(1);
         metrics::counter!(m::CACHE_BYTES_SERVED, "source" => "store").increment(bytes.len() as u64);
+        // The first small read of a cold file prefetches the block, once
+        // its own answer is in: the tensors after the header are in it.
+        if nth == 1
+            && let Ok(permit) = self.inflight.clone().try_acquire_owned()
+        {
+            metrics::counter!(m::READAHEAD_ISSUED).increment(1);
+            let block = BlockRead {
+                want: 0..0,
+                ..read.clone()
+            };
+            self.spawn_prefetch(stores, block, permit);
+        }
         Ok(Some(bytes))
     }
 
@@ -372,21 +393,32 @@ impl BlockCache {
                     ..first.clone()
                 };
                 metrics::counter!(m::READAHEAD_ISSUED).increment(1);
-                let (cache, stores) = (self.clone(), stores.clone());
-                // Short-lived and bounded by the in-flight budget; a failure
-                // is only a lost prefetch (the demand read will retry).
-                tokio::spawn(admission::with_priority(
-                    ReadPriority::Readahead,
-                    async move {
-                        let _permit = permit;
-                        if let Err(e) = cache.block(&stores, &read).await {
-                            tracing::debug!(error = %e, blob = %read.blob, block = read.index, "prefetch failed");
-                        }
-                    },
-                ));
+                self.spawn_prefetch(stores, read, permit);
             }
             i = j + 1;
         }
+    }
+
+    /// Fetches a block into the cache in the background, at readahead
+    /// priority, holding `permit` of the in-flight budget until it is in.
+    fn spawn_prefetch(
+        self: &Arc<Self>,
+        stores: &Stores,
+        read: BlockRead,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let (cache, stores) = (self.clone(), stores.clone());
+        // Short-lived and bounded by the in-flight budget; a failure is
+        // only a lost prefetch (the demand read will retry).
+        tokio::spawn(admission::with_priority(
+            ReadPriority::Readahead,
+            async move {
+                let _permit = permit;
+                if let Err(e) = cache.block(&stores, &read).await {
+                    tracing::debug!(error = %e, blob = %read.blob, block = read.index, "prefetch failed");
+                }
+            },
+        ));
     }
 }
 

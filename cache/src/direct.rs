@@ -5,13 +5,12 @@
 //! safetensors (or GGUF) header. Fetching the whole block for them makes
 //! the first answer wait for a 4 MiB read (6-10 ms from a cold local disk,
 //! against well under a millisecond for the bytes asked for). So a small
-//! read of an uncached first block reads just its range, and leaves the
-//! block to be fetched by the next large read that needs it (the first
-//! tensor). Small reads elsewhere are random access: their blocks are
-//! fetched on first touch, which serves the reads that follow.
-//! A block read small many times is fetched after a few direct reads, so a
-//! herd of loaders still takes each block from the store once, plus a few
-//! small ranges.
+//! read of an uncached first block reads just its range, and once it is
+//! answered the block is prefetched for the tensors that follow. Small
+//! reads elsewhere are random access: their blocks are fetched on first
+//! touch, which serves the reads that follow. A first block read small
+//! many times is fetched after a few direct reads, so a herd of loaders
+//! still takes each block from the store once, plus a few small ranges.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -44,11 +43,12 @@ impl DirectReads {
         len <= self.max_len && len <= block_len / 4
     }
 
-    /// Counts a direct read of the uncached block `key`; false when the
-    /// block has been read directly often enough and should be fetched.
-    pub(crate) fn admit(&self, key: &str) -> bool {
+    /// Counts a direct read of the uncached block `key` and says which it
+    /// is (1 for the first); `None` when the block has been read directly
+    /// often enough and should be fetched.
+    pub(crate) fn admit(&self, key: &str) -> Option<u32> {
         let Ok(mut counts) = self.counts.lock() else {
-            return false;
+            return None;
         };
         if counts.len() >= MAX_TRACKED && !counts.contains_key(key) {
             counts.clear();
@@ -57,10 +57,10 @@ impl DirectReads {
         // until it is cached, joins the fetch.
         let count = counts.entry(key.to_string()).or_insert(0);
         if *count >= DIRECT_READS_PER_BLOCK {
-            return false;
+            return None;
         }
         *count += 1;
-        true
+        Some(*count)
     }
 }
 
@@ -76,11 +76,15 @@ mod tests {
         assert!(direct.is_small(8, 4 << 20));
         assert!(!direct.is_small(333, 333), "a short block read whole");
         assert!(!direct.is_small(100, 333), "most of a short block");
-        for _ in 0..DIRECT_READS_PER_BLOCK {
-            assert!(direct.admit("a"));
+        for nth in 1..=DIRECT_READS_PER_BLOCK {
+            assert_eq!(direct.admit("a"), Some(nth));
         }
-        assert!(!direct.admit("a"), "then the block is fetched");
-        assert!(!direct.admit("a"), "and stays fetched");
-        assert!(direct.admit("b"), "other blocks count on their own");
+        assert_eq!(direct.admit("a"), None, "then the block is fetched");
+        assert_eq!(direct.admit("a"), None, "and stays fetched");
+        assert_eq!(
+            direct.admit("b"),
+            Some(1),
+            "other blocks count on their own"
+        );
     }
 }
