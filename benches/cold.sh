@@ -33,27 +33,7 @@ drop() { sync; echo 3 >/proc/sys/vm/drop_caches; cat "$ferry" >/dev/null; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # A safetensors-shaped object: 8-byte header length, JSON header, data.
-make_object() { # path, MiB
-python3 - "$1" "$2" <<'PY'
-import json, os, struct, sys
-path, total = sys.argv[1], int(sys.argv[2]) << 20
-tensor = 4 << 20
-count = max(1, (total - 64 * 1024) // tensor)
-header = {"__metadata__": {"format": "pt"}}
-for i in range(count):
-    header[f"model.layers.{i // 8}.w{i % 8}.weight"] = {
-        "dtype": "BF16", "shape": [1024, tensor // 2048], "data_offsets": [i * tensor, (i + 1) * tensor]}
-raw = json.dumps(header, separators=(",", ":")).encode()
-raw += b" " * (-(8 + len(raw)) % 8)
-with open(path, "wb") as f:
-    f.write(struct.pack("<Q", len(raw)) + raw)
-    left = total - 8 - len(raw)
-    while left > 0:
-        n = min(left, 16 << 20)
-        f.write(os.urandom(n))
-        left -= n
-PY
-}
+make_object() { python3 "$repo/benches/safetensors.py" "$@"; } # path, MiB
 make_object "$work/model.safetensors" "$mib"
 # A second, small object read once before each measurement, after the
 # server started and before the page cache is dropped: it pages in the

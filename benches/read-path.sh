@@ -83,25 +83,7 @@ bench() { # label, then `ferry bench read` arguments
 
 # --- the object ------------------------------------------------------------
 say "writing a ${mib} MiB safetensors-shaped object"
-python3 - "$work/$key" "$mib" <<'PY'
-import json, os, struct, sys
-path, total = sys.argv[1], int(sys.argv[2]) << 20
-tensor = 4 << 20   # 4 MiB tensors, like the layers of a small model shard
-count = max(1, (total - 64 * 1024) // tensor)
-header = {"__metadata__": {"format": "pt"}}
-for i in range(count):
-    header[f"model.layers.{i // 8}.w{i % 8}.weight"] = {
-        "dtype": "BF16", "shape": [1024, tensor // 2048], "data_offsets": [i * tensor, (i + 1) * tensor]}
-raw = json.dumps(header, separators=(",", ":")).encode()
-raw += b" " * (-(8 + len(raw)) % 8)              # pad so tensor data starts 8-aligned
-with open(path, "wb") as f:
-    f.write(struct.pack("<Q", len(raw)) + raw)
-    left = total - 8 - len(raw)
-    while left > 0:
-        n = min(left, 16 << 20)
-        f.write(os.urandom(n))
-        left -= n
-PY
+python3 "$repo/benches/safetensors.py" "$work/$key" "$mib"
 [ "$(stat -c %s "$work/$key")" -eq $((mib << 20)) ] || { say "object has the wrong size"; exit 1; }
 
 # --- tools -------------------------------------------------------------------

@@ -257,27 +257,12 @@ impl BlockCache {
         };
         let store = stores.get(&read.store)?;
         let start = read.index * self.block_size;
-        let options = GetOptions {
-            range: Some(GetRange::Bounded(
-                start + read.want.start..start + read.want.end,
-            )),
-            ..GetOptions::default()
-        };
-        let path = Path::from(read.blob.as_str());
-        let bytes = match store.client.get_opts(&path, options).await {
-            Ok(result) => result.bytes().await,
-            Err(e) => Err(e),
-        }
-        .map_err(|e| CacheError::store(&store.name, e))?;
-        if bytes.len() as u64 != read.want.end - read.want.start {
-            return Err(CacheError::Body(format!(
-                "bytes {:?} of block {} of {}: the store sent {}",
-                read.want,
-                read.index,
-                read.blob,
-                bytes.len()
-            )));
-        }
+        let bytes = read_exact(
+            store,
+            &read.blob,
+            start + read.want.start..start + read.want.end,
+        )
+        .await?;
         metrics::counter!(m::CACHE_DIRECT_READS).increment(1);
         metrics::counter!(m::CACHE_BYTES_SERVED, "source" => "store").increment(bytes.len() as u64);
         // The first small read of a cold file prefetches the block, once
@@ -463,30 +448,38 @@ async fn fetch_block(
     block_size: u64,
 ) -> Result<Bytes> {
     let start = read.index * block_size;
+    read_exact(store, &read.blob, start..start + read.len).await
+}
+
+/// Bytes `range` of `blob` from its store; a short answer is a store
+/// failure.
+async fn read_exact(
+    store: &crate::stores::StoreHandle,
+    blob: &str,
+    range: Range<u64>,
+) -> Result<Bytes> {
+    let expected = range.end - range.start;
     let options = GetOptions {
-        range: Some(GetRange::Bounded(start..start + read.len)),
+        range: Some(GetRange::Bounded(range.clone())),
         ..GetOptions::default()
     };
     let result = store
         .client
-        .get_opts(&Path::from(read.blob.as_str()), options)
+        .get_opts(&Path::from(blob), options)
         .await
         .map_err(|e| CacheError::store(&store.name, e))?;
     let bytes = result
         .bytes()
         .await
         .map_err(|e| CacheError::store(&store.name, e))?;
-    if bytes.len() as u64 != read.len {
+    if bytes.len() as u64 != expected {
         return Err(CacheError::Store {
             store: store.name.clone(),
             source: object_store::Error::Generic {
                 store: "ferry",
                 source: format!(
-                    "block {} of {}: {} bytes, expected {}",
-                    read.index,
-                    read.blob,
-                    bytes.len(),
-                    read.len
+                    "bytes {range:?} of {blob}: {} bytes, expected {expected}",
+                    bytes.len()
                 )
                 .into(),
             },

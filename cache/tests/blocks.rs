@@ -48,6 +48,19 @@ fn counted_stores(root: &std::path::Path, fail_after: Option<u64>) -> (Stores, A
     (Stores::from_handles([handle]), counters)
 }
 
+/// A file that is the whole of one blob in the `data` store.
+fn whole_blob(blob: &str, len: u64) -> Layout {
+    Layout {
+        segments: vec![Segment {
+            store: "data".into(),
+            blob: blob.into(),
+            offset: 0,
+            len,
+            version: String::new(),
+        }],
+    }
+}
+
 fn pattern(seed: u64, len: u64) -> Vec<u8> {
     (0..len)
         .map(|i| ((i * 7919 + seed * 31) % 251) as u8)
@@ -162,15 +175,7 @@ async fn a_herd_of_cold_readers_reads_each_block_from_the_store_once() {
     let (size, block) = (256 * MIB, 4 * MIB);
     let body = Arc::new(pattern(3, size));
     write_blob(&root, "blobs/model", &body).await;
-    let layout = Layout {
-        segments: vec![Segment {
-            store: "data".into(),
-            blob: "blobs/model".into(),
-            offset: 0,
-            len: size,
-            version: String::new(),
-        }],
-    };
+    let layout = whole_blob("blobs/model", size);
     let cache = Arc::new(
         BlockCache::open(&config(dir.path(), block, 512 * MIB, 0))
             .await
@@ -339,15 +344,7 @@ async fn sequential_ranged_reads_prefetch_the_next_blocks() {
     let body = pattern(6, size);
     write_blob(&root, "blobs/seq", &body).await;
     let (stores, counters) = counted_stores(&root, None);
-    let layout = Layout {
-        segments: vec![Segment {
-            store: "data".into(),
-            blob: "blobs/seq".into(),
-            offset: 0,
-            len: size,
-            version: String::new(),
-        }],
-    };
+    let layout = whole_blob("blobs/seq", size);
     let cache = Arc::new(
         BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 0))
             .await
@@ -387,15 +384,6 @@ async fn a_small_read_of_a_cold_first_block_reads_its_range_and_prefetches_the_b
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("store");
     // One-block blobs: no readahead can add store reads to the counts.
-    let one_block = |blob: &str| Layout {
-        segments: vec![Segment {
-            store: "data".into(),
-            blob: blob.into(),
-            offset: 0,
-            len: MIB,
-            version: String::new(),
-        }],
-    };
     let (model, herd) = (pattern(9, MIB), pattern(10, MIB));
     write_blob(&root, "blobs/model", &model).await;
     write_blob(&root, "blobs/herd", &herd).await;
@@ -407,7 +395,7 @@ async fn a_small_read_of_a_cold_first_block_reads_its_range_and_prefetches_the_b
     );
     // A loader's first read: 8 bytes. Only they leave the store; then the
     // block is prefetched for what follows.
-    let layout = one_block("blobs/model");
+    let layout = whole_blob("blobs/model", MIB);
     assert!(read(&cache, &stores, &layout, 0..8).await.expect("read") == model[..8]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while counters.gets() < 2 {
@@ -432,15 +420,7 @@ async fn a_small_read_of_a_cold_first_block_reads_its_range_and_prefetches_the_b
     // fetched on first touch.
     let two = pattern(11, 2 * MIB);
     write_blob(&root, "blobs/two", &two).await;
-    let layout = Layout {
-        segments: vec![Segment {
-            store: "data".into(),
-            blob: "blobs/two".into(),
-            offset: 0,
-            len: 2 * MIB,
-            version: String::new(),
-        }],
-    };
+    let layout = whole_blob("blobs/two", 2 * MIB);
     let at = (MIB + 10) as usize;
     assert!(
         read(&cache, &stores, &layout, MIB + 10..MIB + 20)
@@ -475,7 +455,7 @@ async fn a_small_read_of_a_cold_first_block_reads_its_range_and_prefetches_the_b
 
     // A herd of small readers of one cold block: a few direct reads, then
     // one fetch of the block, whatever the interleaving.
-    let layout = one_block("blobs/herd");
+    let layout = whole_blob("blobs/herd", MIB);
     let herd = Arc::new(herd);
     let barrier = Arc::new(tokio::sync::Barrier::new(64));
     let mut readers = Vec::new();

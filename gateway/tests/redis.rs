@@ -774,39 +774,13 @@ async fn a_redis_crash_fails_requests_fast_and_loses_no_acknowledged_put() {
 
     // Reads fail fast too: GET, HEAD, LIST.
     let (first_key, _) = &acknowledged[0];
-    let started = Instant::now();
-    let err = s3
-        .get(&Path::from(first_key.as_str()))
-        .await
-        .expect_err("GET with redis down")
-        .to_string();
-    assert!(
-        started.elapsed() < Duration::from_secs(5) && is_unavailable(&err),
-        "GET: {err} after {:?}",
-        started.elapsed()
-    );
-    let started = Instant::now();
-    let err = s3
-        .head(&Path::from(first_key.as_str()))
-        .await
-        .expect_err("HEAD with redis down")
-        .to_string();
-    assert!(
-        started.elapsed() < Duration::from_secs(5) && is_unavailable(&err),
-        "HEAD: {err} after {:?}",
-        started.elapsed()
-    );
-    let started = Instant::now();
-    let err = s3
-        .list_with_delimiter(None)
-        .await
-        .expect_err("LIST with redis down")
-        .to_string();
-    assert!(
-        started.elapsed() < Duration::from_secs(5) && is_unavailable(&err),
-        "LIST: {err} after {:?}",
-        started.elapsed()
-    );
+    let path = Path::from(first_key.as_str());
+    fails_fast("GET", async { s3.get(&path).await.map(|_| ()) }).await;
+    fails_fast("HEAD", async { s3.head(&path).await.map(|_| ()) }).await;
+    fails_fast("LIST", async {
+        s3.list_with_delimiter(None).await.map(|_| ())
+    })
+    .await;
 
     // Same port, same AOF; Ferry is not restarted.
     let restart = Instant::now();
@@ -1211,5 +1185,22 @@ async fn a_dump_moves_between_embedded_and_redis_volumes_exactly() {
     assert!(
         first_text == third_text,
         "redis dump -> embedded load -> dump differs:\n{first_text}\n---\n{third_text}"
+    );
+}
+
+/// `request` fails, as unavailable, within 5 s.
+async fn fails_fast(
+    label: &str,
+    request: impl std::future::Future<Output = object_store::Result<()>>,
+) {
+    let started = Instant::now();
+    let err = request
+        .await
+        .expect_err(&format!("{label} with redis down"))
+        .to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(5) && is_unavailable(&err),
+        "{label}: {err} after {:?}",
+        started.elapsed()
     );
 }
