@@ -27,6 +27,8 @@ pub struct CollectStats {
     pub failed: u64,
     /// Multipart uploads aborted for being older than the expiry.
     pub uploads_expired: u64,
+    /// Records of completed uploads past their keep time, dropped.
+    pub completions_expired: u64,
     /// Whether another gateway holds the lease (then nothing was done).
     pub lease_held_elsewhere: bool,
 }
@@ -106,6 +108,13 @@ impl Collector {
             return Ok(stats);
         }
         self.expire_uploads(now, &mut stats).await?;
+        loop {
+            let dropped = self.meta.expire_completions(now, BATCH).await?;
+            stats.completions_expired += dropped as u64;
+            if dropped < BATCH {
+                break;
+            }
+        }
         let grace = i64::try_from(self.grace.as_millis()).unwrap_or(i64::MAX);
         let cutoff = now.saturating_sub(grace);
         loop {

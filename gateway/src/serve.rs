@@ -138,6 +138,7 @@ pub async fn run(mut config: Config) -> Result<(), String> {
         max_put_size: config.server.max_put_size,
         cache: cache.clone(),
         layouts: Layouts::default(),
+        completion_ttl: config.gc.upload_expiry,
     };
     let mut builder = S3ServiceBuilder::new(s3);
     builder.set_auth(keyring.clone());

@@ -50,8 +50,9 @@ use ferry_config::MetaConfig;
 pub trait Meta: Send + Sync + 'static {
     /// Creates an empty bucket. `BucketExists` if it is already there.
     async fn create_bucket(&self, bucket: &str) -> Result<Seq>;
-    /// Creates an empty bucket with a given creation time: what loading a
-    /// dump needs to give back exactly what was dumped.
+    /// Creates an empty bucket with the given attributes (creation time,
+    /// ACL): what CreateBucket with an ACL needs, and loading a dump to
+    /// give back exactly what was dumped. `BucketExists` if it is there.
     async fn restore_bucket(&self, info: &BucketInfo) -> Result<Seq>;
     /// Removes an empty bucket. `BucketNotEmpty` if any key remains;
     /// uploads still in progress are aborted with it.
@@ -59,6 +60,8 @@ pub trait Meta: Send + Sync + 'static {
     async fn bucket(&self, bucket: &str) -> Result<BucketInfo>;
     /// All buckets, by name.
     async fn list_buckets(&self) -> Result<Vec<BucketInfo>>;
+    /// Sets a bucket's canned ACL (logged like every mutation).
+    async fn set_bucket_acl(&self, bucket: &str, acl: CannedAcl) -> Result<Seq>;
 
     /// The current entry of a key, without its layout.
     async fn head(&self, bucket: &str, key: &str) -> Result<Entry>;
@@ -75,6 +78,9 @@ pub trait Meta: Send + Sync + 'static {
         layout: Layout,
         condition: Precondition,
     ) -> Result<PutOutcome>;
+    /// Sets the canned ACL of a key's current entry, changing nothing else
+    /// (same entry id, same layout). `NoSuchKey` when the key is absent.
+    async fn set_object_acl(&self, bucket: &str, key: &str, acl: CannedAcl) -> Result<Seq>;
     /// Removes a key. Returns the removed entry, or `None` (and changes
     /// nothing, logs nothing) when the key was absent.
     async fn delete(&self, bucket: &str, key: &str) -> Result<Option<Entry>>;
@@ -109,17 +115,26 @@ pub trait Meta: Send + Sync + 'static {
     /// Uploads in progress in a bucket, by key then initiation.
     async fn list_uploads(&self, bucket: &str, query: &UploadQuery) -> Result<UploadPage>;
     /// Commits `entry` with `layout` (built from this upload's parts) like
-    /// [`Meta::put`] and ends the upload in the same transaction: parts the
-    /// layout uses keep their blobs, the others are queued.
+    /// [`Meta::put`] and ends the upload `completion.upload_id` of
+    /// `completion.key` in the same transaction: parts the layout uses keep
+    /// their blobs, the others are queued, and `completion` is kept until
+    /// its `keep_until` for [`Meta::completion`].
     async fn complete_upload(
         &self,
         bucket: &str,
-        key: &str,
-        upload_id: &str,
+        completion: Completion,
         entry: Entry,
         layout: Layout,
         condition: Precondition,
     ) -> Result<PutOutcome>;
+    /// The record of a completed upload of `key`, while it is kept
+    /// (`None` once `keep_until` has passed, or if it never completed).
+    async fn completion(&self, bucket: &str, key: &str, upload_id: &str)
+    -> Result<Option<Completion>>;
+    /// Drops completion records whose `keep_until` is at or before
+    /// `before`, at most `limit`; returns how many. An engine that expires
+    /// them by itself returns 0.
+    async fn expire_completions(&self, before: UnixMillis, limit: usize) -> Result<usize>;
     /// Ends an upload without an object; every part's blob is queued.
     async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()>;
     /// Uploads of any bucket initiated at or before `initiated_before`, at most `limit`.

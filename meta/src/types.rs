@@ -23,6 +23,37 @@ pub fn now_millis() -> UnixMillis {
 pub struct BucketInfo {
     pub name: String,
     pub created: UnixMillis,
+    /// Who besides the owner may read the bucket's listing and objects.
+    #[serde(default, skip_serializing_if = "CannedAcl::is_private")]
+    pub acl: CannedAcl,
+}
+
+impl BucketInfo {
+    /// A private bucket created now.
+    pub fn new(name: &str) -> BucketInfo {
+        BucketInfo {
+            name: name.to_string(),
+            created: now_millis(),
+            acl: CannedAcl::Private,
+        }
+    }
+}
+
+/// A canned ACL. Ferry keeps the two that mean something for a gateway
+/// whose callers all hold the owner's keys: `private` (only signed
+/// requests) and `public-read` (anonymous reads too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CannedAcl {
+    #[default]
+    Private,
+    PublicRead,
+}
+
+impl CannedAcl {
+    pub fn is_private(&self) -> bool {
+        *self == CannedAcl::Private
+    }
 }
 
 /// A file's attributes: everything HEAD and LIST need, and nothing that grows
@@ -59,6 +90,10 @@ pub struct Entry {
     /// object written in one piece.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<u64>,
+    /// The object's own canned ACL (a public-read object in a private
+    /// bucket may be read anonymously).
+    #[serde(default, skip_serializing_if = "CannedAcl::is_private")]
+    pub acl: CannedAcl,
 }
 
 /// Where one contiguous run of a file's bytes lives.
@@ -115,10 +150,46 @@ pub struct BlobRef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Precondition {
     None,
-    /// Only if the key has no entry.
+    /// Only if the key has no entry (`If-None-Match: *`).
     IfAbsent,
-    /// Only if the key's current entry has this ETag (unquoted).
+    /// Only if the key has an entry (`If-Match: *`); `NoSuchKey` otherwise.
+    IfExists,
+    /// Only if the key's current entry has this ETag (unquoted);
+    /// `NoSuchKey` when the key has no entry, as S3 answers.
     IfMatch(String),
+    /// Unless the key's current entry has this ETag (unquoted); an absent
+    /// key passes.
+    IfNoneMatch(String),
+}
+
+/// Why a [`Precondition`] refused a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The condition needs an entry and there is none.
+    NoKey,
+    /// The entry there does not satisfy it.
+    Failed,
+}
+
+impl Precondition {
+    /// Checks the condition against the key's current entry, if any. The
+    /// engines evaluate this inside the write's transaction (the Redis
+    /// engine's scripts mirror it in Lua).
+    pub fn check(&self, current: Option<&Entry>) -> std::result::Result<(), Refusal> {
+        match (self, current) {
+            (Precondition::None, _) => Ok(()),
+            (Precondition::IfAbsent, None) => Ok(()),
+            (Precondition::IfAbsent, Some(_)) => Err(Refusal::Failed),
+            (Precondition::IfExists | Precondition::IfMatch(_), None) => Err(Refusal::NoKey),
+            (Precondition::IfExists, Some(_)) => Ok(()),
+            (Precondition::IfMatch(etag), Some(current)) if &current.etag == etag => Ok(()),
+            (Precondition::IfMatch(_), Some(_)) => Err(Refusal::Failed),
+            (Precondition::IfNoneMatch(etag), Some(current)) if &current.etag == etag => {
+                Err(Refusal::Failed)
+            }
+            (Precondition::IfNoneMatch(_), _) => Ok(()),
+        }
+    }
 }
 
 /// What a successful put did.
@@ -170,6 +241,8 @@ pub struct Change {
 pub enum ChangeOp {
     CreateBucket {
         bucket: String,
+        #[serde(default, skip_serializing_if = "CannedAcl::is_private")]
+        acl: CannedAcl,
     },
     DeleteBucket {
         bucket: String,
@@ -184,6 +257,16 @@ pub enum ChangeOp {
     Delete {
         bucket: String,
         key: String,
+    },
+    SetBucketAcl {
+        bucket: String,
+        acl: CannedAcl,
+    },
+    /// The key's entry is unchanged but for its ACL.
+    SetObjectAcl {
+        bucket: String,
+        key: String,
+        acl: CannedAcl,
     },
 }
 
@@ -236,6 +319,24 @@ impl Part {
         }
         .blobs()
     }
+}
+
+/// What a completed multipart upload answered, kept (until `keep_until`)
+/// so that a retried CompleteMultipartUpload of the same parts gets the
+/// same answer instead of `NoSuchUpload`: SDKs retry Complete after a
+/// timeout, when the first attempt may well have committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completion {
+    pub upload_id: String,
+    pub key: String,
+    /// The ETag of the object the upload became (unquoted).
+    pub etag: String,
+    /// The part numbers and part ETags it was completed with, in order.
+    pub parts: Vec<(u32, String)>,
+    /// The whole-object checksums answered (composite, `<b64>-N`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checksums: BTreeMap<String, String>,
+    pub keep_until: UnixMillis,
 }
 
 /// A page of multipart uploads of one bucket.

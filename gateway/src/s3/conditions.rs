@@ -73,6 +73,10 @@ fn not_modified_error(entry: &Entry) -> s3s::S3Error {
 }
 
 /// The precondition of a write from its If-Match / If-None-Match headers.
+/// `If-Match` on an absent key answers NoSuchKey, as S3 does (the engine
+/// decides that, atomically with the write); `If-None-Match: <etag>` is
+/// HTTP's meaning beyond S3's `*`: refused only when the current ETag
+/// matches.
 pub fn write_precondition(
     if_match: Option<&ETagCondition>,
     if_none_match: Option<&ETagCondition>,
@@ -80,17 +84,13 @@ pub fn write_precondition(
     match (if_match, if_none_match) {
         (None, None) => Ok(Precondition::None),
         (None, Some(ETagCondition::Any)) => Ok(Precondition::IfAbsent),
+        (None, Some(ETagCondition::ETag(tag))) => {
+            Ok(Precondition::IfNoneMatch(tag.value().to_string()))
+        }
+        (Some(ETagCondition::Any), None) => Ok(Precondition::IfExists),
         (Some(ETagCondition::ETag(tag)), None) => {
             Ok(Precondition::IfMatch(tag.value().to_string()))
         }
-        (None, Some(ETagCondition::ETag(_))) => Err(s3_error!(
-            NotImplemented,
-            "If-None-Match on writes supports only '*'"
-        )),
-        (Some(ETagCondition::Any), None) => Err(s3_error!(
-            NotImplemented,
-            "If-Match on writes needs an ETag, not '*'"
-        )),
         (Some(_), Some(_)) => Err(s3_error!(
             InvalidArgument,
             "If-Match and If-None-Match cannot be combined on a write"
@@ -188,6 +188,14 @@ mod tests {
         assert_eq!(
             write_precondition(Some(&tag), None).ok(),
             Some(Precondition::IfMatch("abc".into()))
+        );
+        assert_eq!(
+            write_precondition(Some(&ETagCondition::Any), None).ok(),
+            Some(Precondition::IfExists)
+        );
+        assert_eq!(
+            write_precondition(None, Some(&tag)).ok(),
+            Some(Precondition::IfNoneMatch("abc".into()))
         );
         assert!(write_precondition(Some(&tag), Some(&ETagCondition::Any)).is_err());
     }

@@ -37,6 +37,9 @@ pub struct FerryS3 {
     pub(crate) cache: Option<Arc<BlockCache>>,
     /// Decoded layouts of recently read entries.
     pub(crate) layouts: Layouts,
+    /// How long a completed multipart upload is remembered, so a retried
+    /// Complete gets the first answer (the upload expiry).
+    pub(crate) completion_ttl: std::time::Duration,
 }
 
 #[async_trait::async_trait]

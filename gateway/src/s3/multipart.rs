@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ferry_cache::BlobTags;
-use ferry_meta::{Entry, Layout, Part, Upload, UploadQuery, now_millis};
+use ferry_meta::{Completion, Entry, Layout, MetaError, Part, Upload, UploadQuery, now_millis};
 use s3s::crypto::{Checksum as _, Crc32, Crc32c, Crc64Nvme, Md5, Sha1, Sha256};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
@@ -277,18 +277,21 @@ pub(super) async fn complete(
     req: S3Request<CompleteMultipartUploadInput>,
 ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
     let input = req.input;
-    let condition = write_precondition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
-    let upload = s3
-        .meta
-        .upload(&input.bucket, &input.key, &input.upload_id)
-        .await
-        .s3()?;
     let requested = input
         .multipart_upload
         .and_then(|m| m.parts)
         .filter(|p| !p.is_empty())
         .ok_or_else(|| s3_error!(MalformedXML, "The request names no parts"))?;
-    let stored: BTreeMap<u32, Part> = all_parts(s3, &input.bucket, &input.key, &input.upload_id)
+    let (bucket, key, upload_id) = (&input.bucket, &input.key, &input.upload_id);
+    let upload = match s3.meta.upload(bucket, key, upload_id).await {
+        Ok(upload) => upload,
+        Err(MetaError::NoSuchUpload { .. }) => {
+            return retried(s3, bucket, key, upload_id, &requested).await;
+        }
+        Err(e) => return Err(e.into_s3()),
+    };
+    let condition = write_precondition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+    let stored: BTreeMap<u32, Part> = all_parts(s3, bucket, key, upload_id)
         .await?
         .into_iter()
         .map(|p| (p.number, p))
@@ -357,43 +360,92 @@ pub(super) async fn complete(
             .flat_map(|p| p.segments.iter().cloned())
             .collect(),
     };
+    let completion = Completion {
+        upload_id: upload_id.clone(),
+        key: key.clone(),
+        etag: etag.clone(),
+        parts: chosen.iter().map(|p| (p.number, p.etag.clone())).collect(),
+        checksums: checksums.clone(),
+        keep_until: now_millis()
+            .saturating_add(i64::try_from(s3.completion_ttl.as_millis()).unwrap_or(i64::MAX)),
+    };
     let entry = Entry {
         id: uuid::Uuid::now_v7().to_string(),
         size: chosen.iter().map(|p| p.size).sum(),
-        etag: etag.clone(),
+        etag,
         last_modified: now_millis(),
         checksums,
         parts: chosen.iter().map(|p| p.size).collect(),
         ..upload.template
     };
-    let dto = checksums::to_dto(&entry.checksums);
-    s3.meta
-        .complete_upload(
-            &input.bucket,
-            &input.key,
-            &input.upload_id,
-            entry,
-            layout,
-            condition,
-        )
+    match s3
+        .meta
+        .complete_upload(bucket, completion.clone(), entry, layout, condition)
         .await
-        .map_err(IntoS3Error::into_s3)?;
-    Ok(S3Response::new(CompleteMultipartUploadOutput {
-        bucket: Some(input.bucket.clone()),
-        key: Some(input.key.clone()),
-        location: Some(format!("/{}/{}", input.bucket, input.key)),
-        e_tag: Some(ETag::Strong(etag)),
+    {
+        Ok(_) => Ok(S3Response::new(completed(bucket, key, &completion))),
+        // Another Complete of this upload committed first.
+        Err(MetaError::NoSuchUpload { .. }) => retried(s3, bucket, key, upload_id, &requested).await,
+        Err(e) => Err(e.into_s3()),
+    }
+}
+
+/// The answer to a Complete of an upload that is no longer in progress: if
+/// it was completed with these parts (within the keep time), the same
+/// answer as the first time, without evaluating any condition again or
+/// committing anything; otherwise NoSuchUpload.
+async fn retried(
+    s3: &FerryS3,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    requested: &[CompletedPart],
+) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+    let no_upload = || {
+        MetaError::NoSuchUpload {
+            bucket: bucket.into(),
+            key: key.into(),
+            upload_id: upload_id.into(),
+        }
+        .into_s3()
+    };
+    let Some(completion) = s3.meta.completion(bucket, key, upload_id).await.s3()? else {
+        return Err(no_upload());
+    };
+    let same_parts = requested.len() == completion.parts.len()
+        && requested
+            .iter()
+            .zip(&completion.parts)
+            .all(|(wanted, (number, etag))| {
+                wanted.part_number.and_then(|n| u32::try_from(n).ok()) == Some(*number)
+                    && wanted
+                        .e_tag
+                        .as_ref()
+                        .is_none_or(|e| e.value().trim_matches('"') == etag)
+            });
+    if !same_parts {
+        return Err(no_upload());
+    }
+    tracing::info!(%bucket, %key, upload = %upload_id, "repeated CompleteMultipartUpload answered from its record");
+    Ok(S3Response::new(completed(bucket, key, &completion)))
+}
+
+fn completed(bucket: &str, key: &str, completion: &Completion) -> CompleteMultipartUploadOutput {
+    let dto = checksums::to_dto(&completion.checksums);
+    CompleteMultipartUploadOutput {
+        bucket: Some(bucket.to_string()),
+        key: Some(key.to_string()),
+        location: Some(format!("/{bucket}/{key}")),
+        e_tag: Some(ETag::Strong(completion.etag.clone())),
         checksum_crc32: dto.checksum_crc32,
         checksum_crc32c: dto.checksum_crc32c,
         checksum_crc64nvme: dto.checksum_crc64nvme,
         checksum_sha1: dto.checksum_sha1,
         checksum_sha256: dto.checksum_sha256,
-        checksum_type: upload
-            .checksum_algorithm
-            .as_ref()
-            .map(|_| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+        checksum_type: (!completion.checksums.is_empty())
+            .then(|| ChecksumType::from_static(ChecksumType::COMPOSITE)),
         ..CompleteMultipartUploadOutput::default()
-    }))
+    }
 }
 
 pub(super) async fn abort(

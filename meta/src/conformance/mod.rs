@@ -13,6 +13,7 @@ pub async fn run_all(meta: &dyn Meta) {
     buckets(meta).await;
     objects(meta).await;
     conditional_puts(meta).await;
+    acls(meta).await;
     listing_order_and_delimiters(meta).await;
     pagination(meta).await;
     change_log(meta).await;
@@ -20,6 +21,7 @@ pub async fn run_all(meta: &dyn Meta) {
     leases(meta).await;
     multipart(meta).await;
     multipart_listing(meta).await;
+    completion_expiry(meta).await;
 }
 
 /// An entry with a fresh id whose layout is one blob named after the id.
@@ -225,9 +227,17 @@ pub async fn conditional_puts(meta: &dyn Meta) {
             .await,
         Err(MetaError::PreconditionFailed { .. })
     ));
+    // Conditions that need an entry answer NoSuchKey on an absent key.
+    for condition in [Precondition::IfMatch("v1".into()), Precondition::IfExists] {
+        let (e, l) = simple_entry("v2", 1);
+        assert!(matches!(
+            meta.put("cond", "absent", e, l, condition).await,
+            Err(MetaError::NoSuchKey { .. })
+        ));
+    }
     let (e, l) = simple_entry("v2", 1);
     assert!(matches!(
-        meta.put("cond", "absent", e, l, Precondition::IfMatch("v1".into()))
+        meta.put("cond", "k", e, l, Precondition::IfNoneMatch("v1".into()))
             .await,
         Err(MetaError::PreconditionFailed { .. })
     ));
@@ -241,6 +251,114 @@ pub async fn conditional_puts(meta: &dyn Meta) {
         .await
         .expect("compare-and-swap with the right etag");
     assert_eq!(meta.head("cond", "k").await.expect("head").etag, "v2");
+    let (e, l) = simple_entry("v3", 1);
+    meta.put("cond", "k", e, l, Precondition::IfExists)
+        .await
+        .expect("If-Match: * on a present key");
+    let (e, l) = simple_entry("v4", 1);
+    meta.put("cond", "k", e, l, Precondition::IfNoneMatch("v2".into()))
+        .await
+        .expect("If-None-Match with another etag");
+    let (e, l) = simple_entry("n1", 1);
+    meta.put("cond", "new", e, l, Precondition::IfNoneMatch("x".into()))
+        .await
+        .expect("If-None-Match with an etag on an absent key");
+    assert_eq!(meta.head("cond", "k").await.expect("head").etag, "v4");
+    assert_eq!(meta.head("cond", "new").await.expect("head").etag, "n1");
+}
+
+/// Canned ACLs of buckets and objects: kept, logged, and changing nothing
+/// else.
+pub async fn acls(meta: &dyn Meta) {
+    meta.create_bucket("acl").await.expect("create");
+    assert_eq!(
+        meta.bucket("acl").await.expect("bucket").acl,
+        CannedAcl::Private
+    );
+    let before = meta.last_seq().await.expect("seq");
+    meta.set_bucket_acl("acl", CannedAcl::PublicRead)
+        .await
+        .expect("set bucket acl");
+    assert_eq!(
+        meta.bucket("acl").await.expect("bucket").acl,
+        CannedAcl::PublicRead
+    );
+    assert!(matches!(
+        meta.set_bucket_acl("no-such", CannedAcl::Private).await,
+        Err(MetaError::NoSuchBucket { .. })
+    ));
+    let layout = put_simple(meta, "acl", "k", "v1").await;
+    let (entry, _) = meta.get("acl", "k").await.expect("get");
+    meta.set_object_acl("acl", "k", CannedAcl::PublicRead)
+        .await
+        .expect("set object acl");
+    let (after, kept) = meta.get("acl", "k").await.expect("get");
+    assert_eq!(after.acl, CannedAcl::PublicRead);
+    assert_eq!(
+        Entry {
+            acl: CannedAcl::Private,
+            ..after
+        },
+        entry,
+        "an ACL change keeps the entry otherwise as it was"
+    );
+    assert_eq!(kept, layout);
+    assert_eq!(
+        meta.blob_refs(&layout.blobs()[0]).await.expect("refs"),
+        1,
+        "an ACL change leaves references alone"
+    );
+    assert!(matches!(
+        meta.set_object_acl("acl", "absent", CannedAcl::Private)
+            .await,
+        Err(MetaError::NoSuchKey { .. })
+    ));
+    assert!(matches!(
+        meta.set_object_acl("no-such", "k", CannedAcl::Private)
+            .await,
+        Err(MetaError::NoSuchBucket { .. })
+    ));
+    let ops: Vec<ChangeOp> = meta
+        .changes_since(before, 10)
+        .await
+        .expect("changes")
+        .into_iter()
+        .map(|c| c.op)
+        .filter(|op| !matches!(op, ChangeOp::Put { .. }))
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            ChangeOp::SetBucketAcl {
+                bucket: "acl".into(),
+                acl: CannedAcl::PublicRead
+            },
+            ChangeOp::SetObjectAcl {
+                bucket: "acl".into(),
+                key: "k".into(),
+                acl: CannedAcl::PublicRead
+            },
+        ]
+    );
+    // A bucket created with an ACL has it from the start, in the log too.
+    let seq = meta
+        .restore_bucket(&BucketInfo {
+            acl: CannedAcl::PublicRead,
+            ..BucketInfo::new("acl-public")
+        })
+        .await
+        .expect("create public");
+    assert_eq!(
+        meta.bucket("acl-public").await.expect("bucket").acl,
+        CannedAcl::PublicRead
+    );
+    assert_eq!(
+        meta.changes_since(seq - 1, 1).await.expect("changes")[0].op,
+        ChangeOp::CreateBucket {
+            bucket: "acl-public".into(),
+            acl: CannedAcl::PublicRead
+        }
+    );
 }
 
 /// Concurrent create-only puts of one key from many tasks: exactly one wins.
@@ -490,7 +608,8 @@ pub async fn change_log(meta: &dyn Meta) {
     assert_eq!(
         changes[0].op,
         ChangeOp::CreateBucket {
-            bucket: "log".into()
+            bucket: "log".into(),
+            acl: CannedAcl::Private
         }
     );
     match &changes[1].op {
@@ -788,10 +907,24 @@ pub async fn multipart(meta: &dyn Meta) {
         etag: "x-2".into(),
         ..upload.template.clone()
     };
+    let completion = Completion {
+        upload_id: upload.id.clone(),
+        key: "big".into(),
+        etag: "x-2".into(),
+        parts: vec![(1, p1_again.etag.clone()), (2, p2.etag.clone())],
+        checksums: Default::default(),
+        keep_until: now_millis() + 60_000,
+    };
+    assert_eq!(
+        meta.completion("mpu", "big", &upload.id)
+            .await
+            .expect("completion"),
+        None,
+        "no record before completion"
+    );
     meta.complete_upload(
         "mpu",
-        "big",
-        &upload.id,
+        completion.clone(),
         entry.clone(),
         layout.clone(),
         Precondition::None,
@@ -803,6 +936,34 @@ pub async fn multipart(meta: &dyn Meta) {
         meta.upload("mpu", "big", &upload.id).await,
         Err(MetaError::NoSuchUpload { .. })
     ));
+    // The completion is kept for retries, for this key only.
+    assert_eq!(
+        meta.completion("mpu", "big", &upload.id)
+            .await
+            .expect("completion"),
+        Some(completion.clone())
+    );
+    assert_eq!(
+        meta.completion("mpu", "other", &upload.id)
+            .await
+            .expect("completion"),
+        None
+    );
+    // A second completion of the same upload commits nothing.
+    let seq = meta.last_seq().await.expect("seq");
+    let (again, again_layout) = simple_entry("x-2", 10);
+    assert!(matches!(
+        meta.complete_upload(
+            "mpu",
+            completion.clone(),
+            again,
+            again_layout,
+            Precondition::None
+        )
+        .await,
+        Err(MetaError::NoSuchUpload { .. })
+    ));
+    assert_eq!(meta.last_seq().await.expect("seq"), seq);
     let due = meta.due_deletions(far_future, 1000).await.expect("due");
     assert!(queued(&due, &blob_of(&p3)), "an unused part is queued");
     assert!(!queued(&due, &blob_of(&p1_again)) && !queued(&due, &blob_of(&p2)));
@@ -853,19 +1014,27 @@ pub async fn multipart(meta: &dyn Meta) {
     let layout = Layout {
         segments: r.segments.clone(),
     };
+    let refused = Completion {
+        upload_id: third.id.clone(),
+        key: "big".into(),
+        etag: "y-1".into(),
+        parts: vec![(1, r.etag.clone())],
+        checksums: Default::default(),
+        keep_until: now_millis() + 60_000,
+    };
     assert!(matches!(
-        meta.complete_upload(
-            "mpu",
-            "big",
-            &third.id,
-            entry,
-            layout,
-            Precondition::IfAbsent
-        )
-        .await,
+        meta.complete_upload("mpu", refused, entry, layout, Precondition::IfAbsent)
+            .await,
         Err(MetaError::PreconditionFailed { .. })
     ));
     assert!(meta.upload("mpu", "big", &third.id).await.is_ok());
+    assert_eq!(
+        meta.completion("mpu", "big", &third.id)
+            .await
+            .expect("completion"),
+        None,
+        "a refused completion keeps no record"
+    );
 
     // Stale uploads are found by age.
     let stale = meta
@@ -890,6 +1059,65 @@ pub async fn multipart(meta: &dyn Meta) {
         &meta.due_deletions(far_future, 1000).await.expect("due"),
         &blob_of(&r)
     ));
+}
+
+/// A completion record is gone once its `keep_until` has passed, and the
+/// sweep removes what has expired.
+pub async fn completion_expiry(meta: &dyn Meta) {
+    meta.create_bucket("done").await.expect("create");
+    let mut ids = Vec::new();
+    for (i, keep_until) in [now_millis() - 1, now_millis() + 3_600_000]
+        .into_iter()
+        .enumerate()
+    {
+        let upload = Upload {
+            id: uuid::Uuid::now_v7().to_string(),
+            key: format!("k{i}"),
+            initiated: now_millis(),
+            template: Entry::default(),
+            checksum_algorithm: None,
+        };
+        meta.create_upload("done", upload.clone())
+            .await
+            .expect("create upload");
+        let (entry, layout) = simple_entry("e-1", 1);
+        let completion = Completion {
+            upload_id: upload.id.clone(),
+            key: upload.key.clone(),
+            etag: "e-1".into(),
+            parts: vec![(1, "p".into())],
+            checksums: Default::default(),
+            keep_until,
+        };
+        meta.complete_upload("done", completion, entry, layout, Precondition::None)
+            .await
+            .expect("complete");
+        ids.push((upload.key, upload.id));
+    }
+    let (expired, kept) = (&ids[0], &ids[1]);
+    assert_eq!(
+        meta.completion("done", &expired.0, &expired.1)
+            .await
+            .expect("completion"),
+        None,
+        "an expired record is not answered"
+    );
+    assert!(
+        meta.completion("done", &kept.0, &kept.1)
+            .await
+            .expect("completion")
+            .is_some()
+    );
+    meta.expire_completions(now_millis(), 100)
+        .await
+        .expect("sweep");
+    assert!(
+        meta.completion("done", &kept.0, &kept.1)
+            .await
+            .expect("completion")
+            .is_some(),
+        "the sweep keeps records that have not expired"
+    );
 }
 
 pub async fn multipart_listing(meta: &dyn Meta) {

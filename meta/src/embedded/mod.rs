@@ -75,6 +75,8 @@ impl EmbeddedMeta {
             txn.open_table(LEASES).map_err(db_err)?;
             txn.open_table(UPLOADS).map_err(db_err)?;
             txn.open_table(PARTS).map_err(db_err)?;
+            txn.open_table(COMPLETIONS).map_err(db_err)?;
+            txn.open_table(COMPLETIONS_DUE).map_err(db_err)?;
             let mut state = txn.open_table(STATE).map_err(db_err)?;
             let schema = state.get("schema").map_err(db_err)?.map(|v| v.value());
             match schema {
@@ -281,14 +283,10 @@ fn commit_entry(
             None => None,
         }
     };
-    let holds = match (condition, &current) {
-        (Precondition::None, _) => true,
-        (Precondition::IfAbsent, current) => current.is_none(),
-        (Precondition::IfMatch(etag), Some(current)) => &current.etag == etag,
-        (Precondition::IfMatch(_), None) => false,
-    };
-    if !holds {
-        return Err(MetaError::PreconditionFailed { bucket, key });
+    match condition.check(current.as_ref()) {
+        Ok(()) => {}
+        Err(Refusal::NoKey) => return Err(MetaError::NoSuchKey { bucket, key }),
+        Err(Refusal::Failed) => return Err(MetaError::PreconditionFailed { bucket, key }),
     }
     // Add the new references before dropping the old ones, so a blob
     // shared by both never passes through the queue.
@@ -392,11 +390,7 @@ impl<T: ReadableTable<&'static [u8], &'static [u8]>> KeyScan for RedbScan<'_, T>
 #[async_trait::async_trait]
 impl Meta for EmbeddedMeta {
     async fn create_bucket(&self, bucket: &str) -> Result<Seq> {
-        self.restore_bucket(&BucketInfo {
-            name: bucket.to_string(),
-            created: now_millis(),
-        })
-        .await
+        self.restore_bucket(&BucketInfo::new(bucket)).await
     }
 
     async fn restore_bucket(&self, info: &BucketInfo) -> Result<Seq> {
@@ -412,7 +406,13 @@ impl Meta for EmbeddedMeta {
                     .insert(bucket.as_str(), encode(&info)?.as_slice())
                     .map_err(db_err)?;
             }
-            append_change(txn, ChangeOp::CreateBucket { bucket })
+            append_change(
+                txn,
+                ChangeOp::CreateBucket {
+                    bucket,
+                    acl: info.acl,
+                },
+            )
         })
         .await
     }
@@ -481,6 +481,46 @@ impl Meta for EmbeddedMeta {
             out.push(decode(v.value())?);
         }
         Ok(out)
+    }
+
+    async fn set_bucket_acl(&self, bucket: &str, acl: CannedAcl) -> Result<Seq> {
+        let bucket = bucket.to_string();
+        self.write(move |txn| {
+            {
+                let mut buckets = txn.open_table(BUCKETS).map_err(db_err)?;
+                let mut info: BucketInfo = match buckets.get(bucket.as_str()).map_err(db_err)? {
+                    Some(v) => decode(v.value())?,
+                    None => return Err(MetaError::NoSuchBucket { bucket }),
+                };
+                info.acl = acl;
+                buckets
+                    .insert(bucket.as_str(), encode(&info)?.as_slice())
+                    .map_err(db_err)?;
+            }
+            append_change(txn, ChangeOp::SetBucketAcl { bucket, acl })
+        })
+        .await
+    }
+
+    async fn set_object_acl(&self, bucket: &str, key: &str, acl: CannedAcl) -> Result<Seq> {
+        let (bucket, key) = (bucket.to_string(), key.to_string());
+        self.write(move |txn| {
+            require_bucket(txn, &bucket)?;
+            let ekey = entry_key(&bucket, key.as_bytes());
+            {
+                let mut entries = txn.open_table(ENTRIES).map_err(db_err)?;
+                let mut entry: Entry = match entries.get(ekey.as_slice()).map_err(db_err)? {
+                    Some(v) => decode(v.value())?,
+                    None => return Err(MetaError::NoSuchKey { bucket, key }),
+                };
+                entry.acl = acl;
+                entries
+                    .insert(ekey.as_slice(), encode(&entry)?.as_slice())
+                    .map_err(db_err)?;
+            }
+            append_change(txn, ChangeOp::SetObjectAcl { bucket, key, acl })
+        })
+        .await
     }
 
     async fn head(&self, bucket: &str, key: &str) -> Result<Entry> {
@@ -704,20 +744,75 @@ impl Meta for EmbeddedMeta {
     async fn complete_upload(
         &self,
         bucket: &str,
-        key: &str,
-        upload_id: &str,
+        completion: Completion,
         entry: Entry,
         layout: Layout,
         condition: Precondition,
     ) -> Result<PutOutcome> {
-        let (bucket, key, upload_id) = (bucket.to_string(), key.to_string(), upload_id.to_string());
+        let bucket = bucket.to_string();
         self.write(move |txn| {
+            let (key, upload_id) = (completion.key.clone(), completion.upload_id.clone());
             let ukey = require_upload(txn, &bucket, &key, &upload_id)?;
             // The entry's references are added before the parts' are
             // dropped, so parts it uses never pass through the queue.
+            let ckey = completion_key(&bucket, &upload_id);
             let outcome = commit_entry(txn, bucket, key, entry, layout, &condition)?;
             remove_upload(txn, &ukey, &upload_id)?;
+            txn.open_table(COMPLETIONS)
+                .map_err(db_err)?
+                .insert(ckey.as_slice(), encode(&completion)?.as_slice())
+                .map_err(db_err)?;
+            txn.open_table(COMPLETIONS_DUE)
+                .map_err(db_err)?
+                .insert(due_key(completion.keep_until, &ckey).as_slice(), ())
+                .map_err(db_err)?;
             Ok(outcome)
+        })
+        .await
+    }
+
+    async fn completion(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<Completion>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(COMPLETIONS).map_err(db_err)?;
+        let Some(value) = table
+            .get(completion_key(bucket, upload_id).as_slice())
+            .map_err(db_err)?
+        else {
+            return Ok(None);
+        };
+        let completion: Completion = decode(value.value())?;
+        // Until the collector's next sweep, an expired record is not there.
+        Ok((completion.key == key && completion.keep_until > now_millis()).then_some(completion))
+    }
+
+    async fn expire_completions(&self, before: UnixMillis, limit: usize) -> Result<usize> {
+        self.write(move |txn| {
+            let due: Vec<Vec<u8>> = {
+                let table = txn.open_table(COMPLETIONS_DUE).map_err(db_err)?;
+                let end = queue_upper(before);
+                let mut found = Vec::new();
+                for item in table
+                    .range(..end.as_slice())
+                    .map_err(db_err)?
+                    .take(limit)
+                {
+                    let (k, _) = item.map_err(db_err)?;
+                    found.push(k.value().to_vec());
+                }
+                found
+            };
+            let mut due_table = txn.open_table(COMPLETIONS_DUE).map_err(db_err)?;
+            let mut completions = txn.open_table(COMPLETIONS).map_err(db_err)?;
+            for key in &due {
+                due_table.remove(key.as_slice()).map_err(db_err)?;
+                completions.remove(&key[8..]).map_err(db_err)?;
+            }
+            Ok(due.len())
         })
         .await
     }

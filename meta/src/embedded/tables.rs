@@ -27,6 +27,11 @@ pub(super) const QUEUED_AT: TableDefinition<&[u8], i64> = TableDefinition::new("
 pub(super) const UPLOADS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("uploads");
 /// `upload id 0x00 part number (u32 BE)` -> `Part`
 pub(super) const PARTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("parts");
+/// `bucket 0x00 upload id` -> `Completion` of a completed upload
+pub(super) const COMPLETIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("completions");
+/// `keep_until (u64 BE) bucket 0x00 upload id` -> (), to expire completions
+pub(super) const COMPLETIONS_DUE: TableDefinition<&[u8], ()> =
+    TableDefinition::new("completions_due");
 /// seq -> `Change`
 pub(super) const CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("changes");
 /// lease name -> `Lease`
@@ -60,12 +65,7 @@ pub(super) fn blob_key(blob: &BlobRef) -> Vec<u8> {
 }
 
 pub(super) fn queue_key(queued_at: i64, blob: &BlobRef) -> Vec<u8> {
-    let mut out = u64::try_from(queued_at.max(0))
-        .unwrap_or(0)
-        .to_be_bytes()
-        .to_vec();
-    out.extend_from_slice(&blob_key(blob));
-    out
+    due_key(queued_at, &blob_key(blob))
 }
 
 pub(super) fn queue_upper(queued_before: i64) -> Vec<u8> {
@@ -94,5 +94,19 @@ pub(super) fn part_key(upload_id: &str, number: u32) -> Vec<u8> {
 pub(super) fn parts_end(upload_id: &str) -> Vec<u8> {
     let mut out = upload_id.as_bytes().to_vec();
     out.push(1);
+    out
+}
+
+pub(super) fn completion_key(bucket: &str, upload_id: &str) -> Vec<u8> {
+    entry_key(bucket, upload_id.as_bytes())
+}
+
+/// A time-ordered key: `at` (u64 BE, as in the deletion queue) then `rest`.
+pub(super) fn due_key(at: i64, rest: &[u8]) -> Vec<u8> {
+    let mut out = u64::try_from(at.max(0))
+        .unwrap_or(0)
+        .to_be_bytes()
+        .to_vec();
+    out.extend_from_slice(rest);
     out
 }

@@ -18,6 +18,7 @@
 //! | `P:gcq` | zset | deletion queue: score queued_at (ms), member the blob |
 //! | `P:ustale` | zset | score initiated (ms), member `bucket 0x00 key 0x00 upload id` |
 //! | `P:lease:{name}` | string | the holder, with a `PX` expiry |
+//! | `P:done:B:{upload id}` | string | `Completion` (JSON) of a completed upload, expiring at its `keep_until` |
 //!
 //! Per bucket `B`:
 //!
@@ -97,6 +98,11 @@ impl Keys {
     }
     pub(super) fn lease(&self, name: &str) -> String {
         format!("{}:lease:{name}", self.prefix)
+    }
+    /// Bucket names contain no `:`, so the upload id starts after the
+    /// bucket's name unambiguously.
+    pub(super) fn completion(&self, bucket: &str, upload_id: &str) -> String {
+        format!("{}:done:{bucket}:{upload_id}", self.prefix)
     }
 
     pub(super) fn keys(&self, bucket: &str) -> String {

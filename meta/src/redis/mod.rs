@@ -207,7 +207,9 @@ fn condition_args(condition: &Precondition) -> (&'static str, &str) {
     match condition {
         Precondition::None => ("none", ""),
         Precondition::IfAbsent => ("absent", ""),
+        Precondition::IfExists => ("exists", ""),
         Precondition::IfMatch(etag) => ("match", etag.as_str()),
+        Precondition::IfNoneMatch(etag) => ("nonematch", etag.as_str()),
     }
 }
 
@@ -446,6 +448,52 @@ impl RedisMeta {
         })
     }
 
+    /// Rewrites `field` of `hash` with `edit` applied to its value, and
+    /// logs `op`, as one compare-and-swap: a concurrent writer of the field
+    /// makes it start over from the new value. `None` when the field is
+    /// absent.
+    async fn edit_field(
+        &self,
+        hash: String,
+        field: &str,
+        op: &ChangeOp,
+        edit: impl Fn(&[u8]) -> Result<Vec<u8>>,
+    ) -> Result<Option<Seq>> {
+        const ATTEMPTS: usize = 16;
+        for _ in 0..ATTEMPTS {
+            let mut cmd = redis::cmd("HGET");
+            cmd.arg(&hash).arg(field);
+            let Some(old) = self.query::<Option<Vec<u8>>>(&cmd).await? else {
+                return Ok(None);
+            };
+            let new = edit(&old)?;
+            let mut invocation = self.scripts.swap_field.prepare_invoke();
+            invocation
+                .key(&hash)
+                .key(self.keys.seq())
+                .key(self.keys.log())
+                .arg(field)
+                .arg(old)
+                .arg(new)
+                .arg(now_millis())
+                .arg(encode(op)?);
+            let (status, mut rest) = status_of(self.invoke(&invocation).await?, "swap_field")?;
+            match status.as_str() {
+                "ok" => {
+                    return Ok(Some(seq_of(int_of(
+                        next_value(&mut rest, "swap_field")?,
+                        "swap_field",
+                    )?)?));
+                }
+                "changed" => continue,
+                other => return Err(MetaError::Internal(format!("swap_field answered {other}"))),
+            }
+        }
+        Err(MetaError::Unavailable(format!(
+            "{field:?} kept changing under {ATTEMPTS} attempts to edit it"
+        )))
+    }
+
     /// Values of `hash` for the members of `zset` in a lex range.
     async fn range(
         &self,
@@ -487,17 +535,14 @@ fn ok_or_status(
 #[async_trait::async_trait]
 impl Meta for RedisMeta {
     async fn create_bucket(&self, bucket: &str) -> Result<Seq> {
-        self.restore_bucket(&BucketInfo {
-            name: bucket.to_string(),
-            created: now_millis(),
-        })
-        .await
+        self.restore_bucket(&BucketInfo::new(bucket)).await
     }
 
     async fn restore_bucket(&self, info: &BucketInfo) -> Result<Seq> {
         let bucket = info.name.as_str();
         let op = ChangeOp::CreateBucket {
             bucket: bucket.into(),
+            acl: info.acl,
         };
         let k = &self.keys;
         let mut invocation = self.scripts.create_bucket.prepare_invoke();
@@ -569,6 +614,47 @@ impl Meta for RedisMeta {
             .collect::<Result<Vec<_>>>()?;
         out.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
         Ok(out)
+    }
+
+    async fn set_bucket_acl(&self, bucket: &str, acl: CannedAcl) -> Result<Seq> {
+        let op = ChangeOp::SetBucketAcl {
+            bucket: bucket.into(),
+            acl,
+        };
+        self.edit_field(self.keys.buckets(), bucket, &op, |raw| {
+            let mut info: BucketInfo = decode(raw)?;
+            info.acl = acl;
+            encode(&info)
+        })
+        .await?
+        .ok_or_else(|| MetaError::NoSuchBucket {
+            bucket: bucket.into(),
+        })
+    }
+
+    async fn set_object_acl(&self, bucket: &str, key: &str, acl: CannedAcl) -> Result<Seq> {
+        let op = ChangeOp::SetObjectAcl {
+            bucket: bucket.into(),
+            key: key.into(),
+            acl,
+        };
+        let edited = self
+            .edit_field(self.keys.entries(bucket), key, &op, |raw| {
+                let mut entry: Entry = decode(raw)?;
+                entry.acl = acl;
+                encode(&entry)
+            })
+            .await?;
+        match edited {
+            Some(seq) => Ok(seq),
+            None => {
+                self.bucket(bucket).await?;
+                Err(MetaError::NoSuchKey {
+                    bucket: bucket.into(),
+                    key: key.into(),
+                })
+            }
+        }
     }
 
     async fn head(&self, bucket: &str, key: &str) -> Result<Entry> {
@@ -851,13 +937,13 @@ impl Meta for RedisMeta {
     async fn complete_upload(
         &self,
         bucket: &str,
-        key: &str,
-        upload_id: &str,
+        completion: Completion,
         entry: Entry,
         layout: Layout,
         condition: Precondition,
     ) -> Result<PutOutcome> {
         let k = &self.keys;
+        let (key, upload_id) = (completion.key.as_str(), completion.upload_id.as_str());
         let mut invocation = self.scripts.complete_upload.prepare_invoke();
         self.commit_keys(&mut invocation, bucket)
             .key(k.uploads(bucket))
@@ -865,13 +951,36 @@ impl Meta for RedisMeta {
             .key(k.parts(bucket))
             .key(k.part_records(bucket))
             .key(k.part_blobs(bucket))
-            .key(k.stale());
+            .key(k.stale())
+            .key(k.completion(bucket, upload_id));
         Self::commit_args(&mut invocation, bucket, key, &entry, &layout, &condition)?
             .arg(upload_member(key, upload_id))
             .arg(upload_id)
-            .arg(stale_member(bucket, key, upload_id));
+            .arg(stale_member(bucket, key, upload_id))
+            .arg(encode(&completion)?)
+            .arg(completion.keep_until.max(1));
         let reply = self.invoke(&invocation).await?;
         self.put_outcome(reply, bucket, key, upload_id)
+    }
+
+    async fn completion(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<Completion>> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.keys.completion(bucket, upload_id));
+        let Some(raw) = self.query::<Option<Vec<u8>>>(&cmd).await? else {
+            return Ok(None);
+        };
+        let completion: Completion = decode(&raw)?;
+        Ok((completion.key == key).then_some(completion))
+    }
+
+    async fn expire_completions(&self, _before: UnixMillis, _limit: usize) -> Result<usize> {
+        // Completion records carry a Redis expiry (`PXAT keep_until`).
+        Ok(0)
     }
 
     async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {

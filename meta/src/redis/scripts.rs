@@ -7,7 +7,8 @@
 //! checks and decodes everything first and writes only after that.
 //!
 //! Scripts return a table whose first element is a status: `ok`, or one of
-//! `nobucket`, `exists`, `notempty`, `nokey`, `precondition`, `noupload`
+//! `nobucket`, `exists`, `notempty`, `nokey`, `precondition`, `noupload`,
+//! `changed`
 //! (see [`super::status_error`]). Times come from the caller (`now` is the
 //! gateway's `now_millis()`), so queue times compare with the collector's.
 //! Every key a script touches is passed in `KEYS`.
@@ -85,11 +86,16 @@ local function check_commit(buckets, entries, bucket, key, cond, etag)
   local cur = redis.call('HGET', entries, key)
   local cur_id = false
   if cur then cur_id = cjson.decode(cur).id end
+  -- As `Precondition::check`.
   if cond == 'absent' then
     if cur then return 'precondition' end
+  elseif cond == 'exists' then
+    if not cur then return 'nokey' end
   elseif cond == 'match' then
-    if not cur then return 'precondition' end
+    if not cur then return 'nokey' end
     if cjson.decode(cur).etag ~= etag then return 'precondition' end
+  elseif cond == 'nonematch' then
+    if cur and cjson.decode(cur).etag == etag then return 'precondition' end
   end
   return nil, cur, cur_id
 end
@@ -159,8 +165,9 @@ return {'ok', seq, cur or false}
 "#;
 
 /// KEYS: buckets keys entries layouts lblobs refs queue seq log uploads
-/// upload_records parts part_records part_blobs stale.
-/// ARGV: as PUT, then upload_member upload_id stale_member.
+/// upload_records parts part_records part_blobs stale completion.
+/// ARGV: as PUT, then upload_member upload_id stale_member completion_json
+/// keep_until. The completion record expires by itself (`PXAT`).
 const COMPLETE_UPLOAD: &str = r#"
 if redis.call('HEXISTS', KEYS[11], ARGV[12]) == 0 then
   if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {'nobucket'} end
@@ -173,7 +180,18 @@ if err then return {err} end
 local seq = write_commit(KEYS, ARGV, cur_id)
 remove_upload(KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[6], KEYS[7], KEYS[15],
               ARGV[12], ARGV[13], ARGV[14], ARGV[9])
+redis.call('SET', KEYS[16], ARGV[15], 'PXAT', ARGV[16])
 return {'ok', seq, cur or false}
+"#;
+
+/// Replaces one hash field's value if it is still `old`, and logs the
+/// change: a compare-and-swap for edits the caller computes (an ACL).
+/// KEYS: hash seq log. ARGV: field old new now op_json.
+/// Returns ok seq, or `changed` when the field holds something else.
+const SWAP_FIELD: &str = r#"
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return {'changed'} end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return {'ok', append_change(KEYS[2], KEYS[3], ARGV[4], ARGV[5])}
 "#;
 
 /// KEYS: buckets keys entries layouts lblobs refs queue seq log.
@@ -322,6 +340,7 @@ pub(super) struct Scripts {
     pub get: Script,
     pub put: Script,
     pub complete_upload: Script,
+    pub swap_field: Script,
     pub delete: Script,
     pub list: Script,
     pub range: Script,
@@ -345,6 +364,7 @@ impl Scripts {
             get: Script::new(GET),
             put: with_prelude(PUT),
             complete_upload: with_prelude(COMPLETE_UPLOAD),
+            swap_field: with_prelude(SWAP_FIELD),
             delete: with_prelude(DELETE),
             list: Script::new(LIST),
             range: Script::new(RANGE),
