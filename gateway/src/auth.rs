@@ -1,14 +1,18 @@
-//! Who may do what: SigV4 secrets by access key, and per-credential rules
-//! (read-only keys, keys limited to some buckets).
+//! Who may do what: SigV4 secrets by access key, per-credential rules
+//! (read-only keys, keys limited to some buckets), and anonymous reads of
+//! what a canned `public-read` ACL opens.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use ferry_config::Credential;
+use ferry_meta::{CannedAcl, Meta, MetaError};
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::path::S3Path;
 use s3s::{S3Result, s3_error};
+
+use crate::error::IntoS3Error;
 
 /// The credentials a gateway accepts, by access key, and the region
 /// signatures must be scoped to.
@@ -60,6 +64,8 @@ const READ_OPERATIONS: &[&str] = &[
     "HeadBucket",
     "GetBucketLocation",
     "GetBucketVersioning",
+    "GetBucketAcl",
+    "GetObjectAcl",
     "ListParts",
     "ListMultipartUploads",
     "GetObjectAttributes",
@@ -95,27 +101,82 @@ fn signed_region(headers: &http::HeaderMap, uri: &http::Uri) -> Option<String> {
     scope.split('/').nth(2).map(str::to_string)
 }
 
+/// Operations an anonymous request may make of a public-read bucket (or,
+/// for the object reads, of a public-read object).
+const ANONYMOUS_READS: &[&str] = &[
+    "GetObject",
+    "HeadObject",
+    "ListObjects",
+    "ListObjectsV2",
+    "HeadBucket",
+];
+
+/// The access check: signed requests by their key's rules, anonymous ones
+/// by the canned ACL of the bucket (or object) they read.
+#[derive(Clone)]
+pub struct Access {
+    keyring: Keyring,
+    meta: Arc<dyn Meta>,
+}
+
+impl Access {
+    pub fn new(keyring: Keyring, meta: Arc<dyn Meta>) -> Access {
+        Access { keyring, meta }
+    }
+
+    /// An anonymous request passes only as a read of a public-read bucket
+    /// or object. A private or missing bucket or key is AccessDenied alike,
+    /// so anonymous callers learn nothing about what exists.
+    async fn check_anonymous(&self, operation: &str, path: &S3Path) -> S3Result<()> {
+        let denied = || {
+            s3_error!(
+                AccessDenied,
+                "Anonymous access is not allowed here; sign the request"
+            )
+        };
+        if !ANONYMOUS_READS.contains(&operation) {
+            return Err(denied());
+        }
+        let (bucket, key) = match path {
+            S3Path::Root => return Err(denied()),
+            S3Path::Bucket { bucket } => (bucket.as_ref(), None),
+            S3Path::Object { bucket, key } => (bucket.as_ref(), Some(key.as_ref())),
+        };
+        let refused = |e: MetaError| match e {
+            MetaError::Unavailable(_) | MetaError::Internal(_) => e.into_s3(),
+            _ => denied(),
+        };
+        let info = self.meta.bucket(bucket).await.map_err(refused)?;
+        if info.acl == CannedAcl::PublicRead {
+            return Ok(());
+        }
+        if let Some(key) = key
+            && self.meta.head(bucket, key).await.map_err(refused)?.acl == CannedAcl::PublicRead
+        {
+            return Ok(());
+        }
+        Err(denied())
+    }
+}
+
 #[async_trait::async_trait]
-impl S3Access for Keyring {
+impl S3Access for Access {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         let operation = cx.s3_op().name().to_string();
         crate::http::note_operation(&operation);
         let Some(credentials) = cx.credentials() else {
-            return Err(s3_error!(
-                AccessDenied,
-                "Anonymous access is not allowed; sign the request"
-            ));
+            return self.check_anonymous(&operation, cx.s3_path()).await;
         };
-        let Some(credential) = self.get(&credentials.access_key) else {
+        let Some(credential) = self.keyring.get(&credentials.access_key) else {
             return Err(s3_error!(InvalidAccessKeyId));
         };
         if let Some(region) = signed_region(cx.headers(), cx.uri())
-            && region != *self.region
+            && region != *self.keyring.region
         {
             return Err(s3_error!(
                 AuthorizationHeaderMalformed,
                 "the region '{region}' is wrong; expecting '{}'",
-                self.region
+                self.keyring.region
             ));
         }
         let bucket = match cx.s3_path() {

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use crate::metrics as m;
+use crate::preflight::{self, Spool};
 
 tokio::task_local! {
     /// The S3 operation of the request this task serves, noted by the
@@ -39,12 +40,14 @@ fn new_request_id() -> String {
 #[derive(Clone)]
 pub struct Instrumented {
     inner: Arc<S3Service>,
+    spool: Arc<Spool>,
 }
 
 impl Instrumented {
-    pub fn new(inner: S3Service) -> Instrumented {
+    pub fn new(inner: S3Service, spool: Spool) -> Instrumented {
         Instrumented {
             inner: Arc::new(inner),
+            spool: Arc::new(spool),
         }
     }
 }
@@ -56,6 +59,7 @@ impl hyper::service::Service<http::Request<Incoming>> for Instrumented {
 
     fn call(&self, request: http::Request<Incoming>) -> Self::Future {
         let inner = self.inner.clone();
+        let spool = self.spool.clone();
         let request_id = new_request_id();
         let method = request.method().clone();
         let span = tracing::info_span!("request", id = %request_id);
@@ -65,7 +69,12 @@ impl hyper::service::Service<http::Request<Incoming>> for Instrumented {
             // with Expect: 100-continue) leaves the connection unusable:
             // say so, or the client reuses it and its next request fails.
             let close_on_error = request.version() <= http::Version::HTTP_11 && has_body(&request);
-            let response = S3Service::call(&inner, request.map(s3s::Body::from)).await;
+            let response = match preflight::prepare(request.map(s3s::Body::from), &spool).await {
+                Ok(request) => S3Service::call(&inner, request).await,
+                Err(refused) => refused
+                    .to_http_response()
+                    .map_err(|e| HttpError::new(Box::new(e))),
+            };
             let operation = OPERATION
                 .try_with(|slot| slot.borrow().clone())
                 .ok()
@@ -74,6 +83,9 @@ impl hyper::service::Service<http::Request<Incoming>> for Instrumented {
             let elapsed = started.elapsed();
             match response {
                 Ok(mut response) => {
+                    if method == http::Method::HEAD {
+                        partial_head(&mut response);
+                    }
                     if let Ok(value) = http::HeaderValue::from_str(&request_id) {
                         response.headers_mut().insert("x-amz-request-id", value);
                     }
@@ -117,6 +129,17 @@ fn has_body(request: &http::Request<Incoming>) -> bool {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .is_some_and(|n| n > 0)
+}
+
+/// S3 answers a HEAD with a Range (or a part number) 206, as it would the
+/// GET; s3s 0.14 answers 206 only for a GET and ignores the status a
+/// handler sets, so a HEAD that carries a Content-Range is marked here.
+fn partial_head(response: &mut HttpResponse) {
+    if response.status() == http::StatusCode::OK
+        && response.headers().contains_key(http::header::CONTENT_RANGE)
+    {
+        *response.status_mut() = http::StatusCode::PARTIAL_CONTENT;
+    }
 }
 
 /// S3 error bodies carry the request id too; s3s only knows it for errors

@@ -9,6 +9,7 @@ mod error;
 mod host;
 mod http;
 mod metrics;
+mod preflight;
 mod s3;
 mod serve;
 mod time;

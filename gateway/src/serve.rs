@@ -13,9 +13,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
-use crate::auth::Keyring;
+use crate::auth::{Access, Keyring};
 use crate::credentials::{self, Origin};
 use crate::http::{self, Instrumented};
+use crate::preflight::Spool;
 use crate::s3::FerryS3;
 
 async fn bind(what: &str, addr: std::net::SocketAddr) -> Result<TcpListener, String> {
@@ -142,11 +143,20 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     };
     let mut builder = S3ServiceBuilder::new(s3);
     builder.set_auth(keyring.clone());
-    builder.set_access(keyring);
+    builder.set_access(Access::new(keyring, meta.clone()));
     if !config.server.domains.is_empty() {
         builder.set_host(crate::host::VirtualHosts::new(&config.server.domains));
     }
-    let service = Instrumented::new(builder.build());
+    let spool_dir = config.data_dir.join("spool");
+    std::fs::create_dir_all(&spool_dir)
+        .map_err(|e| format!("cannot create {}: {e}", spool_dir.display()))?;
+    let service = Instrumented::new(
+        builder.build(),
+        Spool {
+            dir: spool_dir,
+            max_size: config.server.max_put_size,
+        },
+    );
 
     let s3_listener = bind("S3", config.server.listen).await?;
     let admin_listener = bind("admin", config.server.admin_listen).await?;

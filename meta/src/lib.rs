@@ -129,8 +129,12 @@ pub trait Meta: Send + Sync + 'static {
     ) -> Result<PutOutcome>;
     /// The record of a completed upload of `key`, while it is kept
     /// (`None` once `keep_until` has passed, or if it never completed).
-    async fn completion(&self, bucket: &str, key: &str, upload_id: &str)
-    -> Result<Option<Completion>>;
+    async fn completion(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<Completion>>;
     /// Drops completion records whose `keep_until` is at or before
     /// `before`, at most `limit`; returns how many. An engine that expires
     /// them by itself returns 0.

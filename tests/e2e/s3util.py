@@ -375,3 +375,23 @@ def signed_streaming_put(endpoint: str, access_key: str, secret_key: str, path: 
         return RawResponse(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
     finally:
         conn.close()
+
+
+def chunked_put(endpoint: str, access_key: str, secret_key: str, path: str, chunks, *,
+                content_sha256: str = "UNSIGNED-PAYLOAD") -> RawResponse:
+    """PUT a body with `Transfer-Encoding: chunked` and no Content-Length,
+    as streaming clients send a body of unknown size. `content_sha256` is
+    UNSIGNED-PAYLOAD or the body's SHA-256 (a signed payload)."""
+    url = endpoint.rstrip("/") + path
+    request = AWSRequest(method="PUT", url=url, data=b"", headers={})
+    _PresetPayloadSigner(Credentials(access_key, secret_key), "s3", REGION, content_sha256).add_auth(request)
+    parsed = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=120)
+    try:
+        headers = dict(request.headers.items())
+        headers["Transfer-Encoding"] = "chunked"
+        conn.request("PUT", parsed.path, body=iter(chunks), headers=headers, encode_chunked=True)
+        resp = conn.getresponse()
+        return RawResponse(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
+    finally:
+        conn.close()

@@ -83,6 +83,40 @@ def test_expired_presigned_url_is_403(s3, presigner, bucket):
     assert resp.error_code() == "AccessDenied", resp.body[:300]
 
 
+@pytest.mark.parametrize("signature_version", ["s3v4", "s3"])
+@pytest.mark.parametrize("method", ["GET", "PUT", "HEAD"])
+def test_presigned_url_that_expired_before_it_was_made_is_403(clients, s3, bucket, signature_version, method):
+    # A negative lifetime: the URL is expired already (SigV4 carries
+    # X-Amz-Expires=-1000, SigV2 an Expires in the past).
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    signer = clients.admin(signature_version=signature_version)
+    operation = {"GET": "get_object", "PUT": "put_object", "HEAD": "head_object"}[method]
+    url = signer.generate_presigned_url(operation, Params={"Bucket": bucket, "Key": "k"}, ExpiresIn=-1000)
+    data = b"should not land" if method == "PUT" else None
+    headers = {"Content-Type": ""} if data is not None else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method=method, data=data, headers=headers),
+                                    timeout=30) as resp:
+            status, body = resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        status, body = e.code, e.read()
+    assert status == 403, body[:300]
+    if method != "HEAD":
+        assert RawResponse(status, {}, body).error_code() == "AccessDenied"
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x"
+
+
+def test_presigned_url_valid_for_more_than_a_week_is_403(s3, presigner, bucket):
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    url = presigner.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "k"},
+                                           ExpiresIn=7 * 24 * 3600 + 1)
+    resp = fetch(url)
+    assert resp.status == 403 and resp.error_code() == "AccessDenied", resp.body[:300]
+    week = presigner.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "k"},
+                                            ExpiresIn=7 * 24 * 3600)
+    assert fetch(week).status == 200
+
+
 # -- bad credentials ---------------------------------------------------------
 
 def test_wrong_secret_is_signature_does_not_match(clients):

@@ -3,7 +3,8 @@
 import pytest
 from botocore.exceptions import ClientError
 
-from s3util import http_status, s3_error, unique_bucket
+from ferry_server import ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, CONFIG_TOML, FerryServer
+from s3util import http_status, make_client, s3_error, unique_bucket
 
 
 def test_create_bucket_then_list_buckets_shows_it(s3):
@@ -70,9 +71,27 @@ def test_bucket_can_be_deleted_after_emptying(s3, bucket):
     assert http_status(s3.delete_bucket(Bucket=bucket)) == 204
 
 
-def test_create_existing_bucket_is_refused(s3, bucket):
-    with s3_error({"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}, 409):
-        s3.create_bucket(Bucket=bucket)
+def test_create_owned_bucket_again_in_us_east_1_succeeds_and_changes_nothing(s3, bucket):
+    # S3's legacy answer in us-east-1 (this server's region).
+    s3.put_object(Bucket=bucket, Key="kept", Body=b"x")
+    created = [b for b in s3.list_buckets()["Buckets"] if b["Name"] == bucket][0]["CreationDate"]
+    assert http_status(s3.create_bucket(Bucket=bucket)) == 200
+    assert s3.get_object(Bucket=bucket, Key="kept")["Body"].read() == b"x"
+    again = [b for b in s3.list_buckets()["Buckets"] if b["Name"] == bucket][0]["CreationDate"]
+    assert again == created
+
+
+def test_create_owned_bucket_again_elsewhere_is_already_owned(tmp_path):
+    srv = FerryServer(tmp_path / "ferry", config_text='[server]\nregion = "eu-west-1"\n\n' + CONFIG_TOML)
+    srv.start()
+    try:
+        s3 = make_client(srv.s3_url, ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, region="eu-west-1")
+        name = unique_bucket()
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        with s3_error("BucketAlreadyOwnedByYou", 409):
+            s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    finally:
+        srv.stop()
 
 
 def test_recreating_a_deleted_bucket_starts_empty(s3):

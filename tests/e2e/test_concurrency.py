@@ -62,7 +62,11 @@ def test_reader_started_before_delete_gets_all_bytes(s3, bucket):
         "a GET that started before a delete did not finish with the object's bytes"
 
 
-def test_racing_create_bucket_exactly_one_wins(s3):
+def test_racing_create_bucket_makes_one_bucket(s3):
+    # In us-east-1 creating a bucket you own again succeeds (S3's legacy
+    # answer), so every racer gets 200; there must still be exactly one
+    # bucket, created once (the metadata conformance suite checks that one
+    # create wins).
     name = unique_bucket("race")
 
     def create(_):
@@ -74,8 +78,8 @@ def test_racing_create_bucket_exactly_one_wins(s3):
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         outcomes = list(pool.map(create, range(6)))
-    assert outcomes.count("created") == 1, f"outcomes: {outcomes}"
-    assert set(outcomes) - {"created"} <= {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}, outcomes
+    assert outcomes == ["created"] * 6, outcomes
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]].count(name) == 1
 
 
 def test_parallel_puts_to_distinct_keys_all_land(s3, bucket):

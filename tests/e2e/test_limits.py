@@ -4,7 +4,7 @@ import pytest
 
 from ferry_server import ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, CONFIG_TOML, FerryServer
 from s3util import (
-    MiB, aws_chunked_body, crc32_b64, md5_etag, object_exists, random_bytes, s3_error, signed_request,
+    MiB, aws_chunked_body, chunked_put, crc32_b64, md5_etag, object_exists, random_bytes, s3_error, signed_request,
 )
 
 LIMIT = MiB
@@ -50,4 +50,11 @@ def test_aws_chunked_put_declaring_too_much_is_entity_too_large(server, s3, buck
                           }, content_sha256="STREAMING-UNSIGNED-PAYLOAD-TRAILER")
     assert resp.status == 400, f"{resp.status}: {resp.body[:300]!r}"
     assert resp.error_code() == "EntityTooLarge", resp.body[:300]
+    assert not object_exists(s3, bucket, "k")
+
+
+def test_chunked_put_without_length_over_the_limit_is_entity_too_large(server, s3, bucket):
+    chunks = [random_bytes(256 * 1024) for _ in range(5)]
+    resp = chunked_put(server.s3_url, ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, f"/{bucket}/k", chunks)
+    assert resp.status == 400 and resp.error_code() == "EntityTooLarge", resp.body[:300]
     assert not object_exists(s3, bucket, "k")

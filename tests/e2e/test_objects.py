@@ -10,9 +10,10 @@ import hashlib
 import pytest
 from botocore.exceptions import ClientError
 
+from ferry_server import ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY
 from s3util import (
     CHECKSUM_FUNCS, MiB, content_md5, crc32_b64, http_status, md5_etag, object_exists,
-    random_bytes, s3_error, sha256_b64, unique_bucket,
+    random_bytes, s3_error, sha256_b64, signed_request, unique_bucket,
 )
 
 SIZES = {"empty": 0, "one-byte": 1, "1MiB+7": MiB + 7, "20MiB": 20 * MiB}
@@ -69,6 +70,13 @@ def test_wrong_content_md5_is_bad_digest_and_creates_nothing(put_client, s3, buc
     with s3_error({"BadDigest", "InvalidDigest"}, 400):
         put_client.put_object(Bucket=bucket, Key="k", Body=data, ContentMD5=content_md5(b"other data"))
     assert not object_exists(s3, bucket, "k"), "object was created despite a wrong Content-MD5"
+
+
+def test_empty_content_md5_is_invalid_digest(server, s3, bucket):
+    resp = signed_request(server.s3_url, ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, "PUT", f"/{bucket}/k",
+                          b"body", {"Content-MD5": ""})
+    assert resp.status == 400 and resp.error_code() == "InvalidDigest", resp.body[:300]
+    assert not object_exists(s3, bucket, "k")
 
 
 def test_wrong_content_md5_leaves_existing_object_unchanged(put_client, s3, bucket):

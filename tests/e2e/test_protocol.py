@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from ferry_server import ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, READER_ACCESS_KEY, READER_SECRET_KEY
 from s3util import (
-    aws_chunked_body, content_md5, crc32_b64, md5_etag, object_exists, quote_key, random_bytes,
+    aws_chunked_body, chunked_put, content_md5, crc32_b64, md5_etag, object_exists, quote_key, random_bytes,
     s3_error, signed_request, signed_streaming_put, unique_bucket,
 )
 
@@ -155,6 +155,42 @@ def test_raw_unsigned_payload_put(server, s3, bucket):
     resp = raw(server, "PUT", f"/{bucket}/k", body, content_sha256="UNSIGNED-PAYLOAD")
     assert resp.status == 200, f"{resp.status}: {resp.body[:300]!r}"
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == body
+
+
+# -- bodies without a Content-Length ------------------------------------------
+
+@pytest.mark.parametrize("size", [0, 1000, 20 * 1024 * 1024], ids=["empty", "small", "20MiB"])
+@pytest.mark.parametrize("payload", ["unsigned", "signed"])
+def test_chunked_put_without_content_length(server, s3, bucket, size, payload):
+    data = random_bytes(size)
+    chunks = [data[i:i + 300_000] for i in range(0, len(data), 300_000)]
+    sha = "UNSIGNED-PAYLOAD" if payload == "unsigned" else hashlib.sha256(data).hexdigest()
+    resp = chunked_put(server.s3_url, ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, f"/{bucket}/k", chunks,
+                       content_sha256=sha)
+    assert resp.status == 200, f"{resp.status}: {resp.body[:300]!r}"
+    assert resp.headers["etag"] == md5_etag(data)
+    got = s3.get_object(Bucket=bucket, Key="k")
+    assert got["ContentLength"] == size
+    assert got["Body"].read() == data
+
+
+def test_chunked_put_whose_signed_hash_is_wrong_is_refused(server, s3, bucket):
+    resp = chunked_put(server.s3_url, ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, f"/{bucket}/k", [b"real body"],
+                       content_sha256=hashlib.sha256(b"another body").hexdigest())
+    assert resp.status in (400, 403), resp.body[:300]
+    assert not object_exists(s3, bucket, "k")
+
+
+def test_curl_streams_stdin_without_content_length(server, s3, bucket):
+    data = random_bytes(3 * 1024 * 1024)
+    result = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-T", "-",
+         "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+         "--aws-sigv4", "aws:amz:us-east-1:s3", "--user", f"{ADMIN_ACCESS_KEY}:{ADMIN_SECRET_KEY}",
+         f"{server.s3_url}/{bucket}/from-stdin"],
+        input=data, capture_output=True, timeout=60, check=True)
+    assert result.stdout == b"200", result.stderr
+    assert s3.get_object(Bucket=bucket, Key="from-stdin")["Body"].read() == data
 
 
 # -- unsupported operations --------------------------------------------------

@@ -216,3 +216,82 @@ def test_put_if_match_wrong_etag_does_not_overwrite(s3, obj):
         s3.put_object(Bucket=bucket, Key=key, Body=b"should not land", IfMatch='"0123456789abcdef0123456789abcdef"')
     assert exc.value.response["Error"]["Code"] in ("PreconditionFailed", "NotImplemented"), exc.value.response["Error"]
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == data
+
+
+# -- HEAD with a range -------------------------------------------------------
+
+@pytest.mark.parametrize("header,start,end", [("bytes=0-9", 0, 9), ("bytes=-5", SIZE - 5, SIZE - 1)])
+def test_head_with_range_is_206_with_the_range_length(s3, obj, header, start, end):
+    bucket, key, _, etag = obj
+    resp = s3.head_object(Bucket=bucket, Key=key, Range=header)
+    assert http_status(resp) == 206
+    assert resp["ContentLength"] == end - start + 1
+    assert resp["ContentRange"] == f"bytes {start}-{end}/{SIZE}"
+    assert resp["ETag"] == etag
+    whole = s3.head_object(Bucket=bucket, Key=key)
+    assert http_status(whole) == 200 and whole["ContentLength"] == SIZE
+
+
+def test_head_with_unsatisfiable_range_is_416(s3, obj):
+    bucket, key, _, _ = obj
+    with pytest.raises(ClientError) as exc:
+        s3.head_object(Bucket=bucket, Key=key, Range=f"bytes={SIZE}-")
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 416
+
+
+# -- the conditional write forms beyond If-None-Match: * and If-Match: etag ---
+
+def test_put_if_match_on_missing_key_is_no_such_key(s3, bucket):
+    for condition in ('"0123456789abcdef0123456789abcdef"', "*"):
+        with s3_error("NoSuchKey", 404):
+            s3.put_object(Bucket=bucket, Key="absent", Body=b"x", IfMatch=condition)
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=bucket, Key="absent")
+
+
+def test_put_if_match_star_overwrites_an_existing_key(s3, obj):
+    bucket, key, _, _ = obj
+    s3.put_object(Bucket=bucket, Key=key, Body=b"replaced", IfMatch="*")
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"replaced"
+
+
+def test_put_if_none_match_etag(s3, obj):
+    bucket, key, data, etag = obj
+    # The current ETag matches: refused, nothing written.
+    with s3_error("PreconditionFailed", 412):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"not this", IfNoneMatch=etag)
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == data
+    # Another ETag, or no object at all: the write goes through.
+    s3.put_object(Bucket=bucket, Key=key, Body=b"this", IfNoneMatch='"0123456789abcdef0123456789abcdef"')
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"this"
+    s3.put_object(Bucket=bucket, Key="fresh", Body=b"new", IfNoneMatch=etag)
+    assert s3.get_object(Bucket=bucket, Key="fresh")["Body"].read() == b"new"
+
+
+def _one_part_upload(s3, bucket, key, body=b"part one"):
+    upload = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    part = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=1, Body=body)
+    return upload, {"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}
+
+
+def test_complete_if_match_on_missing_key_is_no_such_key_and_keeps_the_upload(s3, bucket):
+    upload, parts = _one_part_upload(s3, bucket, "mp")
+    for condition in ('"0123456789abcdef0123456789abcdef"', "*"):
+        with s3_error("NoSuchKey", 404):
+            s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload,
+                                         MultipartUpload=parts, IfMatch=condition)
+    # The upload is still there and completes without the condition.
+    s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload, MultipartUpload=parts)
+    assert s3.get_object(Bucket=bucket, Key="mp")["Body"].read() == b"part one"
+
+
+def test_complete_if_none_match_etag(s3, obj):
+    bucket, key, data, etag = obj
+    upload, parts = _one_part_upload(s3, bucket, key)
+    with s3_error("PreconditionFailed", 412):
+        s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload,
+                                     MultipartUpload=parts, IfNoneMatch=etag)
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == data
+    s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload, MultipartUpload=parts,
+                                 IfMatch="*")
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"part one"

@@ -1,11 +1,11 @@
 //! Bucket operations.
 
-use ferry_meta::BucketInfo;
+use ferry_meta::{BucketInfo, MetaError};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result};
 
-use super::FerryS3;
-use crate::error::ResultExt;
+use super::{FerryS3, acl};
+use crate::error::{IntoS3Error, ResultExt};
 use crate::time::timestamp;
 
 fn to_s3(info: BucketInfo) -> Bucket {
@@ -48,9 +48,23 @@ pub(super) async fn create(
     s3: &FerryS3,
     req: S3Request<CreateBucketInput>,
 ) -> S3Result<S3Response<CreateBucketOutput>> {
-    s3.meta.create_bucket(&req.input.bucket).await.s3()?;
+    let input = req.input;
+    let info = BucketInfo {
+        acl: acl::canned(
+            input.acl.as_ref().map(BucketCannedACL::as_str),
+            &req.headers,
+        )?,
+        ..BucketInfo::new(&input.bucket)
+    };
+    match s3.meta.restore_bucket(&info).await {
+        Ok(_) => {}
+        // S3's legacy answer in us-east-1: creating a bucket you own again
+        // succeeds (and changes nothing); other regions refuse it.
+        Err(MetaError::BucketExists { .. }) if s3.region == "us-east-1" => {}
+        Err(e) => return Err(e.into_s3()),
+    }
     Ok(S3Response::new(CreateBucketOutput {
-        location: Some(format!("/{}", req.input.bucket)),
+        location: Some(format!("/{}", input.bucket)),
     }))
 }
 

@@ -6,10 +6,10 @@ use s3s::auth::Credentials;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use super::FerryS3;
 use super::conditions::ReadConditions;
 use super::names::check_key;
 use super::put::{check_user_metadata, object_attributes};
+use super::{FerryS3, acl};
 use crate::error::ResultExt;
 use crate::time::timestamp;
 
@@ -100,6 +100,11 @@ pub(super) async fn copy_object(
     let credentials = req.credentials;
     let input = req.input;
     check_key(&input.key)?;
+    // A copy never keeps the source's ACL: it gets the request's, as in S3.
+    let acl = acl::canned(
+        input.acl.as_ref().map(ObjectCannedACL::as_str),
+        &req.headers,
+    )?;
     let replace = replaces_metadata(input.metadata_directive.as_ref())?;
     if replace {
         check_user_metadata(input.metadata.as_ref())?;
@@ -144,6 +149,7 @@ pub(super) async fn copy_object(
             ..object_attributes!(input)
         };
     }
+    entry.acl = acl;
     let etag = entry.etag.clone();
     let last_modified = entry.last_modified;
     s3.meta

@@ -267,5 +267,6 @@ pub(super) async fn head_object(
     check_key(&input.key)?;
     let entry = s3.meta.head(&input.bucket, &input.key).await.s3()?;
     let view = view(entry, view_request!(input))?;
+    // With a Content-Range this is answered 206 (see `http::partial_head`).
     Ok(S3Response::new(object_output!(HeadObjectOutput, view,)))
 }

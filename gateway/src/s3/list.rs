@@ -38,13 +38,17 @@ pub(super) fn page_size(max_keys: Option<i32>) -> S3Result<usize> {
     }
 }
 
-/// Applies `encoding-type` to a name that goes back to the client.
-struct Encoder {
+/// Applies `encoding-type` to a name that goes back to the client: every
+/// listing (objects V1 and V2, versions, uploads) encodes the keys and the
+/// echoed prefix, delimiter and markers the same way, so a client that
+/// asked for `url` can decode all of them (boto3 decodes with
+/// `unquote_plus`, so a literal `+` must travel as `%2B`).
+pub(super) struct Encoder {
     url: bool,
 }
 
 impl Encoder {
-    fn new(encoding: Option<&EncodingType>) -> S3Result<Encoder> {
+    pub(super) fn new(encoding: Option<&EncodingType>) -> S3Result<Encoder> {
         match encoding.map(EncodingType::as_str) {
             None => Ok(Encoder { url: false }),
             Some(EncodingType::URL) => Ok(Encoder { url: true }),
@@ -55,7 +59,7 @@ impl Encoder {
         }
     }
 
-    fn name(&self, value: String) -> String {
+    pub(super) fn name(&self, value: String) -> String {
         if self.url {
             utf8_percent_encode(&value, URL_ENCODE).to_string()
         } else {
@@ -63,7 +67,7 @@ impl Encoder {
         }
     }
 
-    fn opt(&self, value: Option<String>) -> Option<String> {
+    pub(super) fn opt(&self, value: Option<String>) -> Option<String> {
         value.map(|v| self.name(v))
     }
 }
@@ -147,7 +151,9 @@ fn encode_token(start_after: &str) -> String {
     URL_SAFE_NO_PAD.encode(start_after)
 }
 
-fn delimiter(value: Option<String>) -> Option<String> {
+/// An empty delimiter is no delimiter: not applied, and not echoed back
+/// (S3 omits the element).
+pub(super) fn delimiter(value: Option<String>) -> Option<String> {
     value.filter(|d| !d.is_empty())
 }
 
@@ -179,7 +185,7 @@ pub(super) async fn list_objects_v2(
     Ok(S3Response::new(ListObjectsV2Output {
         name: Some(input.bucket),
         prefix: Some(encoder.name(input.prefix.unwrap_or_default())),
-        delimiter: encoder.opt(input.delimiter),
+        delimiter: encoder.opt(delimiter(input.delimiter)),
         start_after: encoder.opt(input.start_after),
         max_keys: Some(i32::try_from(max).unwrap_or(MAX_KEYS)),
         key_count: Some(i32::try_from(key_count).unwrap_or(i32::MAX)),
@@ -216,7 +222,7 @@ pub(super) async fn list_objects(
     Ok(S3Response::new(ListObjectsOutput {
         name: Some(input.bucket),
         prefix: Some(encoder.name(input.prefix.unwrap_or_default())),
-        delimiter: encoder.opt(input.delimiter),
+        delimiter: encoder.opt(delimiter(input.delimiter)),
         marker: Some(encoder.name(input.marker.unwrap_or_default())),
         max_keys: Some(i32::try_from(max).unwrap_or(MAX_KEYS)),
         is_truncated: Some(page.truncated),

@@ -12,14 +12,14 @@ use s3s::crypto::{Checksum as _, Crc32, Crc32c, Crc64Nvme, Md5, Sha1, Sha256};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use super::FerryS3;
 use super::checksums::{self, Claims, algorithm_named, checksum_fields};
 use super::conditions::write_precondition;
 use super::copy::resolve_source;
 use super::ingest::{BodySpec, Ingested, forget, ingest};
-use super::list::{owner, page_size};
+use super::list::{Encoder, delimiter, owner, page_size};
 use super::names::check_key;
 use super::put::{check_user_metadata, object_attributes};
+use super::{FerryS3, acl};
 use crate::error::{IntoS3Error, ResultExt};
 use crate::time::timestamp;
 
@@ -45,6 +45,10 @@ pub(super) async fn create(
     let input = req.input;
     check_key(&input.key)?;
     check_user_metadata(input.metadata.as_ref())?;
+    let acl = acl::canned(
+        input.acl.as_ref().map(ObjectCannedACL::as_str),
+        &req.headers,
+    )?;
     let checksum_algorithm = match &input.checksum_algorithm {
         Some(a) => Some(
             algorithm_named(a.as_str())
@@ -59,7 +63,10 @@ pub(super) async fn create(
         id: uuid::Uuid::now_v7().simple().to_string(),
         key: input.key.clone(),
         initiated: now_millis(),
-        template: object_attributes!(input),
+        template: Entry {
+            acl,
+            ..object_attributes!(input)
+        },
         checksum_algorithm,
     };
     s3.meta
@@ -385,7 +392,9 @@ pub(super) async fn complete(
     {
         Ok(_) => Ok(S3Response::new(completed(bucket, key, &completion))),
         // Another Complete of this upload committed first.
-        Err(MetaError::NoSuchUpload { .. }) => retried(s3, bucket, key, upload_id, &requested).await,
+        Err(MetaError::NoSuchUpload { .. }) => {
+            retried(s3, bucket, key, upload_id, &requested).await
+        }
         Err(e) => Err(e.into_s3()),
     }
 }
@@ -525,6 +534,7 @@ pub(super) async fn list_uploads(
     req: S3Request<ListMultipartUploadsInput>,
 ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
     let input = req.input;
+    let encoder = Encoder::new(input.encoding_type.as_ref())?;
     let max = page_size(input.max_uploads)?;
     let result = if max == 0 {
         s3.meta.bucket(&input.bucket).await.s3()?;
@@ -548,7 +558,7 @@ pub(super) async fn list_uploads(
         .uploads
         .into_iter()
         .map(|u| MultipartUpload {
-            key: Some(u.key),
+            key: Some(encoder.name(u.key)),
             upload_id: Some(u.id),
             initiated: Some(timestamp(u.initiated)),
             checksum_algorithm: u.checksum_algorithm.map(ChecksumAlgorithm::from),
@@ -567,15 +577,15 @@ pub(super) async fn list_uploads(
     };
     Ok(S3Response::new(ListMultipartUploadsOutput {
         bucket: Some(input.bucket),
-        prefix: input.prefix,
-        key_marker: input.key_marker,
+        prefix: encoder.opt(input.prefix),
+        key_marker: encoder.opt(input.key_marker),
         upload_id_marker: input.upload_id_marker,
         max_uploads: Some(i32::try_from(max).unwrap_or(i32::MAX)),
         is_truncated: Some(result.truncated),
-        next_key_marker,
+        next_key_marker: encoder.opt(next_key_marker),
         next_upload_id_marker,
         uploads: Some(uploads),
-        delimiter: input.delimiter,
+        delimiter: encoder.opt(delimiter(input.delimiter)),
         encoding_type: input.encoding_type,
         ..ListMultipartUploadsOutput::default()
     }))

@@ -7,11 +7,11 @@ use ferry_meta::{Entry, Layout, Segment, now_millis};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use super::FerryS3;
 use super::checksums::{self, Claims};
 use super::conditions::write_precondition;
 use super::ingest::{BodySpec, Ingested, forget, ingest};
 use super::names::check_key;
+use super::{FerryS3, acl};
 use crate::error::{IntoS3Error, ResultExt};
 use crate::metrics as m;
 
@@ -82,6 +82,7 @@ pub(super) async fn put_object(
     } = req;
     check_key(&input.key)?;
     check_user_metadata(input.metadata.as_ref())?;
+    let acl = acl::canned(input.acl.as_ref().map(ObjectCannedACL::as_str), &headers)?;
     s3.meta.bucket(&input.bucket).await.s3()?;
     let condition = write_precondition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
     let claims = Claims::from_put(&input, &headers)?;
@@ -125,6 +126,7 @@ pub(super) async fn put_object(
         etag: verified.md5_hex.clone(),
         last_modified: now_millis(),
         checksums: verified.checksums,
+        acl,
         ..object_attributes!(input)
     };
     let checksums = checksums::to_dto(&entry.checksums);

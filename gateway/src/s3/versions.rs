@@ -7,7 +7,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result};
 
 use super::FerryS3;
-use super::list::{owner, page_size, run};
+use super::list::{Encoder, delimiter, owner, page_size, run};
 use crate::error::ResultExt;
 use crate::time::timestamp;
 
@@ -24,13 +24,14 @@ pub(super) async fn list_object_versions(
     req: S3Request<ListObjectVersionsInput>,
 ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
     let input = req.input;
+    let encoder = Encoder::new(input.encoding_type.as_ref())?;
     let max = page_size(input.max_keys)?;
     let page = run(
         s3,
         &input.bucket,
         ListQuery {
             prefix: input.prefix.clone().unwrap_or_default(),
-            delimiter: input.delimiter.clone().filter(|d| !d.is_empty()),
+            delimiter: delimiter(input.delimiter.clone()),
             start_after: input.key_marker.clone().filter(|k| !k.is_empty()),
             max,
         },
@@ -40,7 +41,7 @@ pub(super) async fn list_object_versions(
         .entries
         .into_iter()
         .map(|(key, entry)| ObjectVersion {
-            key: Some(key),
+            key: Some(encoder.name(key)),
             version_id: Some("null".to_string()),
             is_latest: Some(true),
             e_tag: Some(ETag::Strong(entry.etag)),
@@ -56,19 +57,21 @@ pub(super) async fn list_object_versions(
     let common_prefixes: Vec<CommonPrefix> = page
         .common_prefixes
         .into_iter()
-        .map(|p| CommonPrefix { prefix: Some(p) })
+        .map(|p| CommonPrefix {
+            prefix: Some(encoder.name(p)),
+        })
         .collect();
     let next = page.next_start_after.filter(|_| page.truncated);
     Ok(S3Response::new(ListObjectVersionsOutput {
         name: Some(input.bucket),
-        prefix: input.prefix,
-        delimiter: input.delimiter,
-        key_marker: input.key_marker,
+        prefix: encoder.opt(input.prefix),
+        delimiter: encoder.opt(delimiter(input.delimiter)),
+        key_marker: encoder.opt(input.key_marker),
         version_id_marker: input.version_id_marker,
         max_keys: Some(i32::try_from(max).unwrap_or(i32::MAX)),
         is_truncated: Some(page.truncated),
         next_version_id_marker: next.as_ref().map(|_| "null".to_string()),
-        next_key_marker: next,
+        next_key_marker: encoder.opt(next),
         versions: Some(versions),
         common_prefixes: Some(common_prefixes),
         encoding_type: input.encoding_type,

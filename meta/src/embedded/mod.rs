@@ -796,11 +796,7 @@ impl Meta for EmbeddedMeta {
                 let table = txn.open_table(COMPLETIONS_DUE).map_err(db_err)?;
                 let end = queue_upper(before);
                 let mut found = Vec::new();
-                for item in table
-                    .range(..end.as_slice())
-                    .map_err(db_err)?
-                    .take(limit)
-                {
+                for item in table.range(..end.as_slice()).map_err(db_err)?.take(limit) {
                     let (k, _) = item.map_err(db_err)?;
                     found.push(k.value().to_vec());
                 }

@@ -103,10 +103,7 @@ pub(super) fn completion_key(bucket: &str, upload_id: &str) -> Vec<u8> {
 
 /// A time-ordered key: `at` (u64 BE, as in the deletion queue) then `rest`.
 pub(super) fn due_key(at: i64, rest: &[u8]) -> Vec<u8> {
-    let mut out = u64::try_from(at.max(0))
-        .unwrap_or(0)
-        .to_be_bytes()
-        .to_vec();
+    let mut out = u64::try_from(at.max(0)).unwrap_or(0).to_be_bytes().to_vec();
     out.extend_from_slice(rest);
     out
 }

@@ -1,0 +1,179 @@
+//! What a request needs before s3s sees it, where s3s 0.14 would answer
+//! otherwise than S3 or refuse what clients send:
+//!
+//! - a presigned URL whose `X-Amz-Expires` is negative or beyond a week:
+//!   s3s cannot parse it and answers 400; S3 answers 403 AccessDenied;
+//! - a PUT whose body has no Content-Length (`Transfer-Encoding: chunked`
+//!   from `curl -T -` and streaming clients): s3s refuses it with
+//!   MissingContentLength. Ferry reads such a body to its end first, in
+//!   memory up to [`IN_MEMORY`] and in an unlinked temporary file beyond,
+//!   at most `max_put_size`, and hands s3s the request with its length.
+//!   The signature is still checked by s3s over the same bytes.
+
+use std::path::PathBuf;
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use hyper::body::Body as _;
+use s3s::{S3Error, s3_error};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+
+/// Bodies up to this size are held in memory; larger ones go to a file.
+const IN_MEMORY: usize = 8 << 20;
+
+/// SigV4's longest presigned validity: seven days.
+const MAX_PRESIGNED_SECS: i64 = 7 * 24 * 3600;
+
+/// Where bodies without a length wait, and how large they may be.
+#[derive(Clone, Debug)]
+pub struct Spool {
+    pub dir: PathBuf,
+    pub max_size: u64,
+}
+
+/// The request as s3s should see it, or the error to answer instead.
+pub async fn prepare(
+    request: http::Request<s3s::Body>,
+    spool: &Spool,
+) -> Result<http::Request<s3s::Body>, S3Error> {
+    presigned_expiry(request.uri())?;
+    if needs_length(&request) {
+        return sized(request, spool).await;
+    }
+    Ok(request)
+}
+
+fn presigned_expiry(uri: &http::Uri) -> Result<(), S3Error> {
+    let Some(query) = uri.query() else {
+        return Ok(());
+    };
+    let Some(value) = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("X-Amz-Expires="))
+    else {
+        return Ok(());
+    };
+    match value.parse::<i64>() {
+        Ok(secs) if secs < 0 => Err(s3_error!(AccessDenied, "Request has expired")),
+        Ok(secs) if secs > MAX_PRESIGNED_SECS => Err(s3_error!(
+            AccessDenied,
+            "X-Amz-Expires must be less than a week (in seconds) that is {MAX_PRESIGNED_SECS}"
+        )),
+        // Anything else is s3s's to check (and to refuse if malformed).
+        _ => Ok(()),
+    }
+}
+
+/// A PUT whose length is unknown until its body ends. aws-chunked bodies
+/// declare their length in `x-amz-decoded-content-length` and need none.
+fn needs_length(request: &http::Request<s3s::Body>) -> bool {
+    request.method() == http::Method::PUT
+        && !request.headers().contains_key(http::header::CONTENT_LENGTH)
+        && !request
+            .headers()
+            .contains_key("x-amz-decoded-content-length")
+        && request.body().size_hint().exact().is_none()
+}
+
+fn too_large(max: u64) -> S3Error {
+    s3_error!(
+        EntityTooLarge,
+        "Your upload exceeds the maximum allowed size of {max} bytes"
+    )
+}
+
+/// Where a body is being collected.
+enum Held {
+    Memory(BytesMut),
+    File(tokio::fs::File),
+}
+
+async fn sized(
+    request: http::Request<s3s::Body>,
+    spool: &Spool,
+) -> Result<http::Request<s3s::Body>, S3Error> {
+    let (mut parts, mut body) = request.into_parts();
+    let mut held = Held::Memory(BytesMut::new());
+    let mut len: u64 = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| {
+            s3_error!(
+                IncompleteBody,
+                "The request body ended early or failed: {e}"
+            )
+        })?;
+        len += chunk.len() as u64;
+        if len > spool.max_size {
+            return Err(too_large(spool.max_size));
+        }
+        held = hold(held, &chunk, spool).await?;
+    }
+    let body = match held {
+        Held::Memory(bytes) => s3s::Body::from(bytes.freeze()),
+        Held::File(mut file) => {
+            file.flush().await.map_err(spool_error)?;
+            file.rewind().await.map_err(spool_error)?;
+            let stream = tokio_util::io::ReaderStream::new(file);
+            s3s::Body::from(s3s::dto::StreamingBlob::wrap(
+                sync_wrapper::SyncStream::new(stream),
+            ))
+        }
+    };
+    parts.headers.remove(http::header::TRANSFER_ENCODING);
+    parts
+        .headers
+        .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+    Ok(http::Request::from_parts(parts, body))
+}
+
+async fn hold(held: Held, chunk: &Bytes, spool: &Spool) -> Result<Held, S3Error> {
+    match held {
+        Held::Memory(mut bytes) if bytes.len() + chunk.len() <= IN_MEMORY => {
+            bytes.extend_from_slice(chunk);
+            Ok(Held::Memory(bytes))
+        }
+        Held::Memory(bytes) => {
+            // Unlinked at once: nothing is left behind, whatever happens.
+            let file = tempfile::tempfile_in(&spool.dir).map_err(spool_error)?;
+            let mut file = tokio::fs::File::from_std(file);
+            file.write_all(&bytes).await.map_err(spool_error)?;
+            file.write_all(chunk).await.map_err(spool_error)?;
+            Ok(Held::File(file))
+        }
+        Held::File(mut file) => {
+            file.write_all(chunk).await.map_err(spool_error)?;
+            Ok(Held::File(file))
+        }
+    }
+}
+
+fn spool_error(e: std::io::Error) -> S3Error {
+    crate::error::internal(format!("spooling a body without a length: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(uri: &str) -> Option<String> {
+        let uri: http::Uri = uri.parse().expect("uri");
+        presigned_expiry(&uri)
+            .err()
+            .map(|e| e.code().as_str().to_string())
+    }
+
+    #[test]
+    fn presigned_expiry_outside_a_week_is_access_denied() {
+        assert_eq!(
+            code("/b/k?X-Amz-Expires=-1000&X-Amz-Signature=x").as_deref(),
+            Some("AccessDenied")
+        );
+        assert_eq!(
+            code("/b/k?X-Amz-Expires=604801").as_deref(),
+            Some("AccessDenied")
+        );
+        assert_eq!(code("/b/k?X-Amz-Expires=604800"), None);
+        assert_eq!(code("/b/k?X-Amz-Expires=junk"), None);
+        assert_eq!(code("/b/k"), None);
+    }
+}
