@@ -1,6 +1,7 @@
 //! The block cache: every read of a file becomes reads of fixed-size blocks
 //! of its blobs, served from one foyer hybrid cache (memory, then local
-//! disk) and fetched from the store on a miss.
+//! disk) and fetched from outside this node on a miss (a
+//! [`BlockSource`]: the store, or the block's owner in a cluster).
 //!
 //! - A block's key is (store, blob, version, block size, index, length).
 //!   Blobs never change, so a key never needs invalidation, and with the
@@ -24,8 +25,6 @@ use bytes::Bytes;
 use ferry_meta::{Layout, Segment};
 use futures::FutureExt;
 use futures::stream::{self, BoxStream, StreamExt};
-use object_store::path::Path;
-use object_store::{GetOptions, GetRange};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::admission::{self, ReadPriority};
@@ -33,7 +32,7 @@ use crate::direct::DirectReads;
 use crate::error::{CacheError, Result};
 use crate::metrics as m;
 use crate::readahead::Readahead;
-use crate::stores::Stores;
+use crate::source::{BlockAddr, BlockSource, whole};
 use crate::tier::{BlockTier, FoyerTier, FoyerTierConfig, Source};
 
 /// Sizes and places of the cache tiers.
@@ -57,6 +56,8 @@ pub struct BlockCacheConfig {
 
 pub struct BlockCache {
     tier: Arc<dyn BlockTier>,
+    /// Where a block neither tier holds comes from.
+    source: Arc<dyn BlockSource>,
     block_size: u64,
     window: usize,
     /// One permit per block held by a read between fetch and send.
@@ -84,6 +85,17 @@ struct BlockRead {
 }
 
 impl BlockRead {
+    fn addr(&self, block_size: u64) -> BlockAddr {
+        BlockAddr {
+            store: self.store.clone(),
+            blob: self.blob.clone(),
+            version: self.version.clone(),
+            block_size,
+            index: self.index,
+            len: self.len,
+        }
+    }
+
     /// Identifies the blob version for sequential-access tracking.
     fn stream_key(&self) -> String {
         format!("{}\u{0}{}\u{0}{}", self.store, self.blob, self.version)
@@ -91,9 +103,13 @@ impl BlockRead {
 }
 
 impl BlockCache {
-    /// Opens foyer's memory and disk tiers. A disk tier that cannot be
-    /// opened is left out (and logged): the cache then runs from memory.
-    pub async fn open(config: &BlockCacheConfig) -> Result<BlockCache> {
+    /// Opens foyer's memory and disk tiers over `source`. A disk tier that
+    /// cannot be opened is left out (and logged): the cache then runs from
+    /// memory.
+    pub async fn open(
+        config: &BlockCacheConfig,
+        source: Arc<dyn BlockSource>,
+    ) -> Result<BlockCache> {
         let block_size = config.block_size.max(4096);
         // `memory` is one budget for cached blocks and blocks in flight:
         // blocks a slow client still holds may already be evicted, so the
@@ -106,12 +122,16 @@ impl BlockCache {
             block_size,
         })
         .await?;
-        Ok(Self::with_tier(Arc::new(tier), config))
+        Ok(Self::with_tier(Arc::new(tier), config, source))
     }
 
     /// A block cache over any tier; `config`'s memory and disk sizes are
     /// the tier's business.
-    pub fn with_tier(tier: Arc<dyn BlockTier>, config: &BlockCacheConfig) -> BlockCache {
+    pub fn with_tier(
+        tier: Arc<dyn BlockTier>,
+        config: &BlockCacheConfig,
+        source: Arc<dyn BlockSource>,
+    ) -> BlockCache {
         let block_size = config.block_size.max(4096);
         let inflight = config.inflight.min(config.memory / 2);
         let window = usize::try_from((config.readahead / block_size).clamp(1, 256)).unwrap_or(1);
@@ -121,6 +141,7 @@ impl BlockCache {
             .max(window);
         BlockCache {
             tier,
+            source,
             block_size,
             window,
             inflight: Arc::new(Semaphore::new(permits)),
@@ -138,13 +159,6 @@ impl BlockCache {
         if let Err(e) = self.tier.close().await {
             tracing::warn!(error = %e, "closing the block cache failed");
         }
-    }
-
-    fn key(read: &BlockRead, block_size: u64) -> String {
-        format!(
-            "{}\u{0}{}\u{0}{}\u{0}{block_size}\u{0}{}\u{0}{}",
-            read.store, read.blob, read.version, read.index, read.len
-        )
     }
 
     /// The blocks covering bytes `range` of the file `layout` describes.
@@ -184,33 +198,30 @@ impl BlockCache {
         out
     }
 
-    /// One block, from memory, disk or the store.
-    async fn block(&self, stores: &Stores, read: &BlockRead) -> Result<Bytes> {
+    /// One block, from memory, disk or outside this node.
+    async fn block(&self, read: &BlockRead) -> Result<Bytes> {
         let started = Instant::now();
-        let key = Self::key(read, self.block_size);
-        let store = stores.get(&read.store)?.clone();
+        let addr = read.addr(self.block_size);
+        let key = addr.cache_key();
         let fetch = {
-            let read = read.clone();
-            let block_size = self.block_size;
+            let (source, addr) = (self.source.clone(), addr.clone());
             // The tier may run the fetch in a task of its own: carry the
             // caller's priority into it.
             let priority = admission::current_priority();
-            admission::with_priority(priority, async move {
-                fetch_block(&store, &read, block_size).await
-            })
+            admission::with_priority(
+                priority,
+                async move { source.fetch(&addr, whole(&addr)).await },
+            )
             .boxed()
         };
         let (bytes, source) = match self.tier.get_or_fetch(&key, fetch).await {
             Ok(found) => found,
             Err(CacheError::Tier(e)) => {
-                // The cache itself failed: answer from the store.
+                // The cache itself failed: answer from outside.
                 metrics::counter!(m::CACHE_ERRORS, "tier" => "hybrid").increment(1);
-                tracing::warn!(error = %e, blob = %read.blob, block = read.index, "block cache failed; reading the store");
-                let store = stores.get(&read.store)?;
-                (
-                    fetch_block(store, read, self.block_size).await?,
-                    Source::Fetched,
-                )
+                tracing::warn!(error = %e, blob = %read.blob, block = read.index, "block cache failed; reading past it");
+                let fetched = self.source.fetch(&addr, whole(&addr)).await?;
+                (fetched.bytes, Source::Fetched)
             }
             Err(store_failure) => return Err(store_failure),
         };
@@ -222,11 +233,7 @@ impl BlockCache {
     /// the block, else straight from the store while the block is left for a
     /// large read to fetch (see `direct.rs`). `None`: read the block
     /// instead.
-    async fn small_read(
-        self: &Arc<Self>,
-        stores: &Stores,
-        read: &BlockRead,
-    ) -> Result<Option<Bytes>> {
+    async fn small_read(self: &Arc<Self>, read: &BlockRead) -> Result<Option<Bytes>> {
         // Only the file's first block, where model files keep their header:
         // elsewhere small reads are random access, and fetching the block
         // on first touch serves the reads that follow. (Not a blob's first
@@ -239,7 +246,8 @@ impl BlockCache {
             return Ok(None);
         }
         let started = Instant::now();
-        let key = Self::key(read, self.block_size);
+        let addr = read.addr(self.block_size);
+        let key = addr.cache_key();
         match self.tier.get(&key).await {
             Ok(Some((block, source))) if block.len() as u64 >= read.want.end => {
                 record(source, block.len(), started);
@@ -255,14 +263,7 @@ impl BlockCache {
             // Read directly often enough: fetch the block.
             None => return Ok(None),
         };
-        let store = stores.get(&read.store)?;
-        let start = read.index * self.block_size;
-        let bytes = read_exact(
-            store,
-            &read.blob,
-            start + read.want.start..start + read.want.end,
-        )
-        .await?;
+        let bytes = self.source.fetch(&addr, read.want.clone()).await?.bytes;
         metrics::counter!(m::CACHE_DIRECT_READS).increment(1);
         metrics::counter!(m::CACHE_BYTES_SERVED, "source" => "store").increment(bytes.len() as u64);
         // The first small read of a cold file prefetches the block, once
@@ -275,7 +276,7 @@ impl BlockCache {
                 want: 0..0,
                 ..read.clone()
             };
-            self.spawn_prefetch(stores, block, permit);
+            self.spawn_prefetch(block, permit);
         }
         Ok(Some(bytes))
     }
@@ -284,7 +285,6 @@ impl BlockCache {
     /// with up to the readahead window of blocks in flight.
     pub fn read_range(
         self: &Arc<Self>,
-        stores: &Stores,
         layout: &Layout,
         range: Range<u64>,
     ) -> Result<BoxStream<'static, Result<Bytes>>> {
@@ -298,10 +298,10 @@ impl BlockCache {
         }
         let plan = self.plan(layout, &range);
         for read in &plan {
-            stores.get(&read.store)?;
+            self.source.check_store(&read.store)?;
         }
-        self.read_ahead(stores, &plan);
-        let (cache, stores) = (self.clone(), stores.clone());
+        self.read_ahead(&plan);
+        let cache = self.clone();
         let window = self.window;
         let budget = self.inflight.clone();
         Ok(stream::iter(plan)
@@ -313,14 +313,14 @@ impl BlockCache {
                 async move { (budget.acquire_owned().await, read) }
             })
             .map(move |(permit, read)| {
-                let (cache, stores) = (cache.clone(), stores.clone());
+                let cache = cache.clone();
                 async move {
                     let permit = permit
                         .map_err(|_| CacheError::Body("the block cache is closing".into()))?;
-                    if let Some(bytes) = cache.small_read(&stores, &read).await? {
+                    if let Some(bytes) = cache.small_read(&read).await? {
                         return Ok((bytes, permit));
                     }
-                    let block = cache.block(&stores, &read).await?;
+                    let block = cache.block(&read).await?;
                     if (block.len() as u64) < read.want.end {
                         return Err(CacheError::Body(format!(
                             "block {} of {} is {} bytes, expected {}",
@@ -344,7 +344,7 @@ impl BlockCache {
     /// Tells the sequential detector about this read and prefetches what
     /// it asks for, as far as the in-flight budget allows: under memory
     /// pressure readahead stops first, and its window shrinks.
-    fn read_ahead(self: &Arc<Self>, stores: &Stores, plan: &[BlockRead]) {
+    fn read_ahead(self: &Arc<Self>, plan: &[BlockRead]) {
         let mut i = 0;
         while i < plan.len() {
             // The run of blocks of one segment.
@@ -378,7 +378,7 @@ impl BlockCache {
                     ..first.clone()
                 };
                 metrics::counter!(m::READAHEAD_ISSUED).increment(1);
-                self.spawn_prefetch(stores, read, permit);
+                self.spawn_prefetch(read, permit);
             }
             i = j + 1;
         }
@@ -386,20 +386,15 @@ impl BlockCache {
 
     /// Fetches a block into the cache in the background, at readahead
     /// priority, holding `permit` of the in-flight budget until it is in.
-    fn spawn_prefetch(
-        self: &Arc<Self>,
-        stores: &Stores,
-        read: BlockRead,
-        permit: OwnedSemaphorePermit,
-    ) {
-        let (cache, stores) = (self.clone(), stores.clone());
+    fn spawn_prefetch(self: &Arc<Self>, read: BlockRead, permit: OwnedSemaphorePermit) {
+        let cache = self.clone();
         // Short-lived and bounded by the in-flight budget; a failure is
         // only a lost prefetch (the demand read will retry).
         tokio::spawn(admission::with_priority(
             ReadPriority::Readahead,
             async move {
                 let _permit = permit;
-                if let Err(e) = cache.block(&stores, &read).await {
+                if let Err(e) = cache.block(&read).await {
                     tracing::debug!(error = %e, blob = %read.blob, block = read.index, "prefetch failed");
                 }
             },
@@ -439,51 +434,4 @@ fn read_of(segment: &Segment, index: u64, len: u64, want: Range<u64>) -> BlockRe
         segment_end: segment.offset + segment.len,
         file_head: false,
     }
-}
-
-/// Reads one whole block from its store.
-async fn fetch_block(
-    store: &crate::stores::StoreHandle,
-    read: &BlockRead,
-    block_size: u64,
-) -> Result<Bytes> {
-    let start = read.index * block_size;
-    read_exact(store, &read.blob, start..start + read.len).await
-}
-
-/// Bytes `range` of `blob` from its store; a short answer is a store
-/// failure.
-async fn read_exact(
-    store: &crate::stores::StoreHandle,
-    blob: &str,
-    range: Range<u64>,
-) -> Result<Bytes> {
-    let expected = range.end - range.start;
-    let options = GetOptions {
-        range: Some(GetRange::Bounded(range.clone())),
-        ..GetOptions::default()
-    };
-    let result = store
-        .client
-        .get_opts(&Path::from(blob), options)
-        .await
-        .map_err(|e| CacheError::store(&store.name, e))?;
-    let bytes = result
-        .bytes()
-        .await
-        .map_err(|e| CacheError::store(&store.name, e))?;
-    if bytes.len() as u64 != expected {
-        return Err(CacheError::Store {
-            store: store.name.clone(),
-            source: object_store::Error::Generic {
-                store: "ferry",
-                source: format!(
-                    "bytes {range:?} of {blob}: {} bytes, expected {expected}",
-                    bytes.len()
-                )
-                .into(),
-            },
-        });
-    }
-    Ok(bytes)
 }

@@ -15,6 +15,7 @@ mod layouts;
 pub mod metrics;
 mod readahead;
 mod reader;
+pub mod source;
 mod stores;
 pub mod tier;
 
@@ -27,4 +28,5 @@ pub use fsck::{FsckReport, MissingBlob, fsck};
 pub use instrumented::{InstrumentedStore, StoreCounters};
 pub use layouts::Layouts;
 pub use reader::{read_range, slice_layout};
+pub use source::{BlockAddr, BlockSource, StoreSource};
 pub use stores::{StoreHandle, Stores};

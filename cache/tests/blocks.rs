@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use ferry_cache::{
-    BlockCache, BlockCacheConfig, InstrumentedStore, StoreCounters, StoreHandle, Stores,
+    BlockCache, BlockCacheConfig, BlockSource, InstrumentedStore, StoreCounters, StoreHandle,
+    StoreSource, Stores,
 };
 use ferry_config::StoreSpec;
 use ferry_meta::{Layout, Segment};
@@ -87,15 +88,16 @@ fn config(dir: &std::path::Path, block_size: u64, memory: u64, disk: u64) -> Blo
     }
 }
 
+fn store_source(stores: &Stores) -> Arc<dyn BlockSource> {
+    Arc::new(StoreSource::new(stores.clone()))
+}
+
 async fn read(
     cache: &Arc<BlockCache>,
-    stores: &Stores,
     layout: &Layout,
     range: std::ops::Range<u64>,
 ) -> Result<Vec<u8>, String> {
-    let mut stream = cache
-        .read_range(stores, layout, range)
-        .map_err(|e| e.to_string())?;
+    let mut stream = cache.read_range(layout, range).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
         out.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
@@ -143,25 +145,28 @@ fn any_range_reads_the_same_bytes_as_the_source() {
         let (layout, expected) = three_segment_file(&dir.path().join("store")).await;
         // 64 KiB blocks so ranges cross many block and segment boundaries.
         let cache = Arc::new(
-            BlockCache::open(&config(dir.path(), 65_536, 64 * MIB, 0))
-                .await
-                .expect("cache"),
+            BlockCache::open(
+                &config(dir.path(), 65_536, 64 * MIB, 0),
+                store_source(&stores),
+            )
+            .await
+            .expect("cache"),
         );
         (layout, expected, cache)
     });
     let size = expected.len() as u64;
     proptest!(ProptestConfig::with_cases(200), |(start in 0..size, len in 0..300_000u64)| {
         let end = (start + len).min(size);
-        let got = runtime.block_on(read(&cache, &stores, &layout, start..end)).expect("read");
+        let got = runtime.block_on(read(&cache, &layout, start..end)).expect("read");
         prop_assert!(got == expected[start as usize..end as usize], "range {}..{}", start, end);
     });
     let whole = runtime
-        .block_on(read(&cache, &stores, &layout, 0..size))
+        .block_on(read(&cache, &layout, 0..size))
         .expect("read");
     assert!(whole == expected);
     assert!(
         runtime
-            .block_on(read(&cache, &stores, &layout, 0..size + 1))
+            .block_on(read(&cache, &layout, 0..size + 1))
             .is_err(),
         "out of range"
     );
@@ -177,24 +182,22 @@ async fn a_herd_of_cold_readers_reads_each_block_from_the_store_once() {
     write_blob(&root, "blobs/model", &body).await;
     let layout = whole_blob("blobs/model", size);
     let cache = Arc::new(
-        BlockCache::open(&config(dir.path(), block, 512 * MIB, 0))
-            .await
-            .expect("cache"),
+        BlockCache::open(
+            &config(dir.path(), block, 512 * MIB, 0),
+            store_source(&stores),
+        )
+        .await
+        .expect("cache"),
     );
     let barrier = Arc::new(tokio::sync::Barrier::new(64));
     let mut readers = Vec::new();
     for _ in 0..64 {
-        let (cache, stores, layout, barrier, body) = (
-            cache.clone(),
-            stores.clone(),
-            layout.clone(),
-            barrier.clone(),
-            body.clone(),
-        );
+        let (cache, layout, barrier, body) =
+            (cache.clone(), layout.clone(), barrier.clone(), body.clone());
         readers.push(tokio::spawn(async move {
             barrier.wait().await;
             // Compared as it streams: 64 copies of the object would not fit.
-            let mut stream = cache.read_range(&stores, &layout, 0..size).expect("read");
+            let mut stream = cache.read_range(&layout, 0..size).expect("read");
             let mut at = 0usize;
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.expect("chunk");
@@ -223,23 +226,29 @@ async fn the_disk_tier_survives_a_restart() {
     {
         let (stores, counters) = counted_stores(&root, None);
         let cache = Arc::new(
-            BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 256 * MIB))
-                .await
-                .expect("cache"),
+            BlockCache::open(
+                &config(dir.path(), MIB, 64 * MIB, 256 * MIB),
+                store_source(&stores),
+            )
+            .await
+            .expect("cache"),
         );
         assert!(cache.has_disk_tier());
-        assert!(read(&cache, &stores, &layout, 0..size).await.expect("read") == expected);
+        assert!(read(&cache, &layout, 0..size).await.expect("read") == expected);
         assert!(counters.gets() > 0);
         cache.close().await;
     }
     // After a restart every block is a hit: the store is not asked at all.
     let (stores, counters) = counted_stores(&root, None);
     let cache = Arc::new(
-        BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 256 * MIB))
-            .await
-            .expect("cache"),
+        BlockCache::open(
+            &config(dir.path(), MIB, 64 * MIB, 256 * MIB),
+            store_source(&stores),
+        )
+        .await
+        .expect("cache"),
     );
-    assert!(read(&cache, &stores, &layout, 0..size).await.expect("read") == expected);
+    assert!(read(&cache, &layout, 0..size).await.expect("read") == expected);
     assert_eq!(
         counters.gets(),
         0,
@@ -251,11 +260,14 @@ async fn the_disk_tier_survives_a_restart() {
     cache.close().await;
     drop(cache);
     let cache = Arc::new(
-        BlockCache::open(&config(dir.path(), 2 * MIB, 64 * MIB, 256 * MIB))
-            .await
-            .expect("cache"),
+        BlockCache::open(
+            &config(dir.path(), 2 * MIB, 64 * MIB, 256 * MIB),
+            store_source(&stores),
+        )
+        .await
+        .expect("cache"),
     );
-    assert!(read(&cache, &stores, &layout, 0..size).await.expect("read") == expected);
+    assert!(read(&cache, &layout, 0..size).await.expect("read") == expected);
     assert!(
         counters.gets() > 0,
         "a changed block size is a miss, never wrong bytes"
@@ -271,13 +283,16 @@ async fn a_broken_disk_directory_is_a_miss_not_a_failed_read() {
     std::fs::write(dir.path().join("cache"), b"not a directory").expect("block the path");
     let (stores, counters) = counted_stores(&root, None);
     let cache = Arc::new(
-        BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 256 * MIB))
-            .await
-            .expect("cache opens anyway"),
+        BlockCache::open(
+            &config(dir.path(), MIB, 64 * MIB, 256 * MIB),
+            store_source(&stores),
+        )
+        .await
+        .expect("cache opens anyway"),
     );
     assert!(!cache.has_disk_tier());
     let size = expected.len() as u64;
-    assert!(read(&cache, &stores, &layout, 0..size).await.expect("read") == expected);
+    assert!(read(&cache, &layout, 0..size).await.expect("read") == expected);
     assert!(counters.gets() > 0);
 }
 
@@ -288,11 +303,11 @@ async fn a_store_failing_mid_stream_fails_the_read() {
     let (layout, _) = three_segment_file(&root).await;
     let (stores, _) = counted_stores(&root, Some(100_000));
     let cache = Arc::new(
-        BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 0))
+        BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 0), store_source(&stores))
             .await
             .expect("cache"),
     );
-    let err = read(&cache, &stores, &layout, 0..layout.total_len())
+    let err = read(&cache, &layout, 0..layout.total_len())
         .await
         .expect_err("must fail");
     assert!(err.contains("injected") || err.contains("failed"), "{err}");
@@ -305,7 +320,7 @@ async fn blocks_are_keyed_by_version() {
     write_blob(&root, "imported/model.bin", &pattern(4, 100_000)).await;
     let (stores, counters) = counted_stores(&root, None);
     let cache = Arc::new(
-        BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 0))
+        BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 0), store_source(&stores))
             .await
             .expect("cache"),
     );
@@ -318,16 +333,16 @@ async fn blocks_are_keyed_by_version() {
             version: version.into(),
         }],
     };
-    read(&cache, &stores, &layout("etag-1"), 0..100_000)
+    read(&cache, &layout("etag-1"), 0..100_000)
         .await
         .expect("read");
-    read(&cache, &stores, &layout("etag-1"), 0..100_000)
+    read(&cache, &layout("etag-1"), 0..100_000)
         .await
         .expect("read");
     assert_eq!(counters.gets(), 1);
     // The imported object changed: a new version is a new block.
     write_blob(&root, "imported/model.bin", &pattern(5, 100_000)).await;
-    let got = read(&cache, &stores, &layout("etag-2"), 0..100_000)
+    let got = read(&cache, &layout("etag-2"), 0..100_000)
         .await
         .expect("read");
     assert_eq!(counters.gets(), 2);
@@ -346,16 +361,14 @@ async fn sequential_ranged_reads_prefetch_the_next_blocks() {
     let (stores, counters) = counted_stores(&root, None);
     let layout = whole_blob("blobs/seq", size);
     let cache = Arc::new(
-        BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 0))
+        BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 0), store_source(&stores))
             .await
             .expect("cache"),
     );
     // Two ranged reads in a row, as a loader issues them.
-    assert!(read(&cache, &stores, &layout, 0..MIB).await.expect("read") == body[..MIB as usize]);
+    assert!(read(&cache, &layout, 0..MIB).await.expect("read") == body[..MIB as usize]);
     assert!(
-        read(&cache, &stores, &layout, MIB..2 * MIB)
-            .await
-            .expect("read")
+        read(&cache, &layout, MIB..2 * MIB).await.expect("read")
             == body[MIB as usize..2 * MIB as usize]
     );
     // The second read was sequential: blocks 2 and 3 are fetched ahead.
@@ -371,9 +384,7 @@ async fn sequential_ranged_reads_prefetch_the_next_blocks() {
     // Reading them now costs the store nothing more.
     let before = counters.gets();
     assert!(
-        read(&cache, &stores, &layout, 2 * MIB..3 * MIB)
-            .await
-            .expect("read")
+        read(&cache, &layout, 2 * MIB..3 * MIB).await.expect("read")
             == body[2 * MIB as usize..3 * MIB as usize]
     );
     assert_eq!(counters.gets() - before, 0, "block 2 came from the cache");
@@ -389,14 +400,14 @@ async fn a_small_read_of_a_cold_first_block_reads_its_range_and_prefetches_the_b
     write_blob(&root, "blobs/herd", &herd).await;
     let (stores, counters) = counted_stores(&root, None);
     let cache = Arc::new(
-        BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 0))
+        BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 0), store_source(&stores))
             .await
             .expect("cache"),
     );
     // A loader's first read: 8 bytes. Only they leave the store; then the
     // block is prefetched for what follows.
     let layout = whole_blob("blobs/model", MIB);
-    assert!(read(&cache, &stores, &layout, 0..8).await.expect("read") == model[..8]);
+    assert!(read(&cache, &layout, 0..8).await.expect("read") == model[..8]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while counters.gets() < 2 {
         assert!(
@@ -407,13 +418,8 @@ async fn a_small_read_of_a_cold_first_block_reads_its_range_and_prefetches_the_b
     }
     assert_eq!((counters.gets(), counters.bytes()), (2, 8 + MIB));
     // The header and the first tensor are then hits.
-    assert!(read(&cache, &stores, &layout, 8..5000).await.expect("read") == model[8..5000]);
-    assert!(
-        read(&cache, &stores, &layout, 100..MIB)
-            .await
-            .expect("read")
-            == model[100..]
-    );
+    assert!(read(&cache, &layout, 8..5000).await.expect("read") == model[8..5000]);
+    assert!(read(&cache, &layout, 100..MIB).await.expect("read") == model[100..]);
     assert_eq!(counters.gets(), 2, "a cached block is a hit");
 
     // Elsewhere in a blob a small read is random access: its block is
@@ -423,7 +429,7 @@ async fn a_small_read_of_a_cold_first_block_reads_its_range_and_prefetches_the_b
     let layout = whole_blob("blobs/two", 2 * MIB);
     let at = (MIB + 10) as usize;
     assert!(
-        read(&cache, &stores, &layout, MIB + 10..MIB + 20)
+        read(&cache, &layout, MIB + 10..MIB + 20)
             .await
             .expect("read")
             == two[at..at + 10]
@@ -446,7 +452,7 @@ async fn a_small_read_of_a_cold_first_block_reads_its_range_and_prefetches_the_b
     let part2 = pattern(12, MIB);
     write_blob(&root, "blobs/part2", &part2).await;
     assert!(
-        read(&cache, &stores, &parts, MIB + 10..MIB + 20)
+        read(&cache, &parts, MIB + 10..MIB + 20)
             .await
             .expect("read")
             == part2[10..20]
@@ -460,19 +466,12 @@ async fn a_small_read_of_a_cold_first_block_reads_its_range_and_prefetches_the_b
     let barrier = Arc::new(tokio::sync::Barrier::new(64));
     let mut readers = Vec::new();
     for i in 0..64u64 {
-        let (cache, stores, layout, barrier, herd) = (
-            cache.clone(),
-            stores.clone(),
-            layout.clone(),
-            barrier.clone(),
-            herd.clone(),
-        );
+        let (cache, layout, barrier, herd) =
+            (cache.clone(), layout.clone(), barrier.clone(), herd.clone());
         let range = i * 100..i * 100 + 50;
         readers.push(tokio::spawn(async move {
             barrier.wait().await;
-            let got = read(&cache, &stores, &layout, range.clone())
-                .await
-                .expect("read");
+            let got = read(&cache, &layout, range.clone()).await.expect("read");
             assert!(got == herd[range.start as usize..range.end as usize]);
         }));
     }

@@ -51,6 +51,7 @@ async fn foyer_memory_and_disk() {
     drop(tier);
     let reopen = move || open(config.clone()).boxed();
     conformance::blocks_survive_a_restart(&reopen, BLOCK).await;
+    conformance::memory_only_blocks_stay_off_disk(&reopen, BLOCK).await;
 }
 
 #[tokio::test]

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use ferry_cache::{BlockCache, BlockCacheConfig, Collector, Layouts, Stores};
+use ferry_cache::{
+    BlockCache, BlockCacheConfig, BlockSource, Collector, Layouts, StoreSource, Stores,
+};
 use ferry_config::Config;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
@@ -74,20 +76,26 @@ fn default_memory_tier() -> u64 {
     total.map_or(1 << 30, |bytes| (bytes / 4).min(8 << 30))
 }
 
-async fn open_cache(config: &Config) -> Result<Option<Arc<BlockCache>>, String> {
+async fn open_cache(
+    config: &Config,
+    source: Arc<dyn BlockSource>,
+) -> Result<Option<Arc<BlockCache>>, String> {
     let memory = config.cache.memory.unwrap_or_else(default_memory_tier);
     if memory == 0 && config.cache.disk == 0 {
         tracing::info!("block cache off: reads go to the stores");
         return Ok(None);
     }
-    let cache = BlockCache::open(&BlockCacheConfig {
-        memory,
-        disk: config.cache.disk,
-        dir: config.cache.dir.clone(),
-        block_size: config.cache.block_size,
-        readahead: config.cache.readahead,
-        inflight: config.cache.inflight,
-    })
+    let cache = BlockCache::open(
+        &BlockCacheConfig {
+            memory,
+            disk: config.cache.disk,
+            dir: config.cache.dir.clone(),
+            block_size: config.cache.block_size,
+            readahead: config.cache.readahead,
+            inflight: config.cache.inflight,
+        },
+        source,
+    )
     .await
     .map_err(|e| e.to_string())?;
     tracing::info!(
@@ -128,7 +136,7 @@ pub async fn run(mut config: Config) -> Result<(), String> {
         config.credentials.push(credential);
     }
     let keyring = Keyring::new(&config.credentials, &config.server.region);
-    let cache = open_cache(&config).await?;
+    let cache = open_cache(&config, Arc::new(StoreSource::new(stores.clone()))).await?;
 
     let s3 = FerryS3 {
         meta: meta.clone(),

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use futures::FutureExt;
 
-use super::{BlockTier, Fetch, Source};
+use super::{BlockTier, Fetch, Fetched, Source};
 use crate::error::CacheError;
 
 /// Runs every check that needs no restart on `tier`.
@@ -44,7 +44,7 @@ fn counting_fetch(bytes: Bytes, runs: &Arc<AtomicUsize>) -> Fetch {
     let runs = runs.clone();
     async move {
         runs.fetch_add(1, Ordering::SeqCst);
-        Ok(bytes)
+        Ok(bytes.into())
     }
     .boxed()
 }
@@ -249,6 +249,50 @@ pub async fn blocks_survive_a_restart(open: Reopen<'_>, block_size: usize) {
     tier.close().await.expect("close");
 }
 
+/// A fetch that says `memory_only` is served like any other, but never
+/// reaches the disk: it is gone after a restart, while a block fetched
+/// beside it the normal way is still there.
+pub async fn memory_only_blocks_stay_off_disk(open: Reopen<'_>, block_size: usize) {
+    let (kept, memory) = (fresh_key("kept"), fresh_key("memory-only"));
+    let tier = open().await;
+    let fetch = |seed: u64, memory_only: bool| -> Fetch {
+        async move {
+            Ok(Fetched {
+                bytes: block_bytes(seed, block_size),
+                memory_only,
+            })
+        }
+        .boxed()
+    };
+    let (got, source) = tier
+        .get_or_fetch(&memory, fetch(600, true))
+        .await
+        .expect("memory-only fetch");
+    assert_eq!(
+        (got, source),
+        (block_bytes(600, block_size), Source::Fetched)
+    );
+    assert!(
+        tier.get(&memory).await.expect("get").is_some(),
+        "a memory-only block is still a hit"
+    );
+    tier.get_or_fetch(&kept, fetch(601, false))
+        .await
+        .expect("fetch");
+    tier.close().await.expect("close");
+    drop(tier);
+    let tier = open().await;
+    assert!(
+        tier.get(&kept).await.expect("get").is_some(),
+        "the block fetched normally survives the restart"
+    );
+    assert!(
+        tier.get(&memory).await.expect("get").is_none(),
+        "a memory-only block must not be written to disk"
+    );
+    tier.close().await.expect("close");
+}
+
 /// Damaged bytes on disk are misses, never wrong bytes: blocks are put,
 /// the tier closed, every file under `dir` damaged at regular offsets, and
 /// the tier reopened.
@@ -279,7 +323,7 @@ pub async fn corrupt_blocks_are_misses(open: Reopen<'_>, dir: &Path, block_size:
         // Whatever the tier found, a read still gets the right bytes.
         let refetch = {
             let expected = expected.clone();
-            async move { Ok(expected) }.boxed()
+            async move { Ok(expected.into()) }.boxed()
         };
         match tier.get_or_fetch(key, refetch).await {
             Ok((got, _)) => assert!(got == expected, "block {i}: wrong bytes after damage"),

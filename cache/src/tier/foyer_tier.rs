@@ -1,6 +1,7 @@
 //! The block tier on foyer's hybrid cache: a memory tier in front of a
 //! disk tier (foyer's block engine over files in one folder).
 
+use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,7 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use foyer::{
     BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
-    HybridCachePolicy, RecoverMode,
+    HybridCachePolicy, HybridCacheProperties, Location, RecoverMode,
 };
 
 use super::foyer_metrics::MetricsBridge;
@@ -33,6 +34,52 @@ pub struct FoyerTierConfig {
 pub struct FoyerTier {
     cache: HybridCache<String, Bytes>,
     disk: bool,
+    memory_only: MemoryOnlyKeys,
+}
+
+/// Keys of recent memory-only blocks. foyer never writes an entry marked
+/// `Location::InMem` to disk on eviction, but its flush on close writes
+/// every entry in memory; these are removed before the close instead.
+/// Bounded to what memory can hold: a key that falls out was evicted long
+/// ago (at worst one block reaches the disk at shutdown).
+struct MemoryOnlyKeys {
+    keys: Mutex<(VecDeque<String>, HashSet<String>)>,
+    cap: usize,
+}
+
+impl MemoryOnlyKeys {
+    fn new(config: &FoyerTierConfig) -> MemoryOnlyKeys {
+        let blocks = config.memory / config.block_size.max(1);
+        MemoryOnlyKeys {
+            keys: Mutex::default(),
+            cap: usize::try_from(blocks).unwrap_or(usize::MAX).max(16),
+        }
+    }
+
+    fn note(&self, key: &str) {
+        let Ok(mut guard) = self.keys.lock() else {
+            return;
+        };
+        let (order, set) = &mut *guard;
+        if set.insert(key.to_string()) {
+            order.push_back(key.to_string());
+            while order.len() > self.cap {
+                if let Some(old) = order.pop_front() {
+                    set.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn take(&self) -> Vec<String> {
+        self.keys
+            .lock()
+            .map(|mut guard| {
+                guard.1.clear();
+                guard.0.drain(..).collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 impl FoyerTier {
@@ -44,6 +91,7 @@ impl FoyerTier {
             Ok(cache) => Ok(FoyerTier {
                 cache,
                 disk: want_disk,
+                memory_only: MemoryOnlyKeys::new(config),
             }),
             Err(e) if want_disk => {
                 metrics::counter!(m::CACHE_ERRORS, "tier" => "disk").increment(1);
@@ -51,7 +99,11 @@ impl FoyerTier {
                 let cache = build(config, false)
                     .await
                     .map_err(|e| CacheError::Tier(format!("cannot build the cache: {e}")))?;
-                Ok(FoyerTier { cache, disk: false })
+                Ok(FoyerTier {
+                    cache,
+                    disk: false,
+                    memory_only: MemoryOnlyKeys::new(config),
+                })
             }
             Err(e) => Err(CacheError::Tier(format!("cannot build the cache: {e}"))),
         }
@@ -139,25 +191,42 @@ impl BlockTier for FoyerTier {
     async fn get_or_fetch(&self, key: &str, fetch: Fetch) -> Result<(Bytes, Source)> {
         // foyer wraps the fetch's error; keep the original to pass through.
         let fetched = Arc::new(AtomicBool::new(false));
+        let memory_only = Arc::new(AtomicBool::new(false));
         let fetch_error: Arc<Mutex<Option<CacheError>>> = Arc::default();
         let run = {
-            let (fetched, fetch_error) = (fetched.clone(), fetch_error.clone());
+            let (fetched, fetch_error, memory_only) =
+                (fetched.clone(), fetch_error.clone(), memory_only.clone());
             move || async move {
                 fetched.store(true, Ordering::Relaxed);
-                fetch.await.map_err(|e| {
+                let found = fetch.await.map_err(|e| {
                     let message = e.to_string();
                     if let Ok(mut slot) = fetch_error.lock() {
                         *slot = Some(e);
                     }
                     CacheError::Tier(message)
-                })
+                })?;
+                memory_only.store(found.memory_only, Ordering::Relaxed);
+                let location = if found.memory_only {
+                    Location::InMem
+                } else {
+                    Location::Default
+                };
+                Ok::<_, CacheError>((
+                    found.bytes,
+                    HybridCacheProperties::default().with_location(location),
+                ))
             }
         };
         match self.cache.get_or_fetch(key, run).await {
-            Ok(entry) => Ok((
-                entry.value().clone(),
-                source_of(entry.source(), fetched.load(Ordering::Relaxed)),
-            )),
+            Ok(entry) => {
+                if memory_only.load(Ordering::Relaxed) {
+                    self.memory_only.note(key);
+                }
+                Ok((
+                    entry.value().clone(),
+                    source_of(entry.source(), fetched.load(Ordering::Relaxed)),
+                ))
+            }
             Err(e) => match fetch_error.lock().ok().and_then(|mut slot| slot.take()) {
                 Some(fetch_failure) => Err(fetch_failure),
                 None => Err(CacheError::Tier(e.to_string())),
@@ -170,6 +239,9 @@ impl BlockTier for FoyerTier {
     }
 
     async fn close(&self) -> Result<()> {
+        for key in self.memory_only.take() {
+            self.cache.memory().remove(&key);
+        }
         self.cache
             .close()
             .await

@@ -52,8 +52,27 @@ impl Source {
     }
 }
 
-/// Reads a missing block (from its store); runs only on a miss.
-pub type Fetch = BoxFuture<'static, Result<Bytes>>;
+/// What a fetch brought, and where the tier may keep it.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub bytes: Bytes,
+    /// Keep it in memory only, never on disk: a block this node read from
+    /// its owner in the cluster, so that each block's disk copies are on
+    /// its owners and the cluster's capacity is the sum of the disks.
+    pub memory_only: bool,
+}
+
+impl From<Bytes> for Fetched {
+    fn from(bytes: Bytes) -> Fetched {
+        Fetched {
+            bytes,
+            memory_only: false,
+        }
+    }
+}
+
+/// Reads a missing block (from outside this node); runs only on a miss.
+pub type Fetch = BoxFuture<'static, Result<Fetched>>;
 
 #[async_trait]
 pub trait BlockTier: Send + Sync + 'static {
@@ -64,7 +83,8 @@ pub trait BlockTier: Send + Sync + 'static {
     fn put(&self, key: &str, block: Bytes);
 
     /// The block under `key`, or on a miss the result of `fetch`, which is
-    /// then kept. Concurrent callers for one key share one fetch.
+    /// then kept (in memory only if the fetch says so). Concurrent callers
+    /// for one key share one fetch.
     async fn get_or_fetch(&self, key: &str, fetch: Fetch) -> Result<(Bytes, Source)>;
 
     /// Whether blocks outlive memory (and a restart).

@@ -231,7 +231,7 @@ pub(super) async fn get_object(
         .s3()?;
     let view = view(entry, view_request!(input))?;
     let body = match &s3.cache {
-        Some(cache) => cache.read_range(&s3.stores, &layout, view.range.clone()),
+        Some(cache) => cache.read_range(&layout, view.range.clone()),
         None => ferry_cache::read_range(&s3.stores, &layout, view.range.clone()),
     }
     .s3()?;

@@ -1,0 +1,70 @@
+//! The seam "get a block from outside this node": what the block cache
+//! calls on a miss of both its tiers. One node reads the block's store
+//! ([`StoreSource`]); a cluster node asks the block's owner first
+//! (`cluster::PeerSource`), and a region will read a chain of stores, all
+//! behind this one trait, so readahead, direct first-block reads and
+//! warm-up take the same path as demand reads.
+
+mod store;
+
+use std::ops::Range;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+pub use store::StoreSource;
+
+/// A block by its full address: enough to load it on any node without a
+/// metadata lookup. Blobs never change, so an address always names the
+/// same bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BlockAddr {
+    /// Logical store name.
+    pub store: String,
+    pub blob: String,
+    /// The blob's version as its store knows it (empty for Ferry's own).
+    pub version: String,
+    pub block_size: u64,
+    pub index: u64,
+    /// Bytes of this block (shorter than `block_size` at a segment's end).
+    pub len: u64,
+}
+
+impl BlockAddr {
+    /// The block's cache key: every field, so two addresses share a key
+    /// only when they name the same bytes.
+    pub fn cache_key(&self) -> String {
+        format!(
+            "{}\u{0}{}\u{0}{}\u{0}{}\u{0}{}\u{0}{}",
+            self.store, self.blob, self.version, self.block_size, self.index, self.len
+        )
+    }
+
+    /// Offset of the block's first byte in its blob.
+    pub fn offset(&self) -> u64 {
+        self.index * self.block_size
+    }
+}
+
+/// Where a block comes from when neither tier of this node holds it.
+///
+/// Contract: `fetch` answers exactly the bytes `range` (relative to the
+/// block's start, within `0..addr.len`) of the block, or an error; a short
+/// or wrong answer from anywhere is an error, never returned bytes. A
+/// store's own failure is passed on typed (`CacheError::Store`,
+/// `MissingBlob`), so the caller can tell it from a failure of the path to
+/// it. The read's priority travels in the task (see `admission`).
+#[async_trait]
+pub trait BlockSource: Send + Sync + 'static {
+    async fn fetch(&self, addr: &BlockAddr, range: Range<u64>) -> Result<Fetched>;
+
+    /// Fails with `UnknownStore` unless this source can read `store`.
+    fn check_store(&self, store: &str) -> Result<()>;
+}
+
+pub use crate::tier::Fetched;
+
+/// The whole block: what a cache fill asks for.
+pub fn whole(addr: &BlockAddr) -> Range<u64> {
+    0..addr.len
+}

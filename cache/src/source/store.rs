@@ -1,0 +1,77 @@
+//! A block from its store: the source of a single node, and of the node
+//! that loads a block for the cluster.
+
+use std::ops::Range;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange};
+
+use super::{BlockAddr, BlockSource, Fetched};
+use crate::error::{CacheError, Result};
+use crate::stores::{StoreHandle, Stores};
+
+/// Reads blocks from the configured stores (through their admission and
+/// counters, see `InstrumentedStore`).
+#[derive(Clone)]
+pub struct StoreSource {
+    stores: Stores,
+}
+
+impl StoreSource {
+    pub fn new(stores: Stores) -> StoreSource {
+        StoreSource { stores }
+    }
+}
+
+#[async_trait]
+impl BlockSource for StoreSource {
+    async fn fetch(&self, addr: &BlockAddr, range: Range<u64>) -> Result<Fetched> {
+        let store = self.stores.get(&addr.store)?;
+        let start = addr.offset();
+        let bytes = read_exact(store, &addr.blob, start + range.start..start + range.end).await?;
+        Ok(bytes.into())
+    }
+
+    fn check_store(&self, store: &str) -> Result<()> {
+        self.stores.get(store).map(|_| ())
+    }
+}
+
+/// Bytes `range` of `blob` from its store; a short answer is a store
+/// failure.
+pub(crate) async fn read_exact(
+    store: &StoreHandle,
+    blob: &str,
+    range: Range<u64>,
+) -> Result<Bytes> {
+    let expected = range.end - range.start;
+    let options = GetOptions {
+        range: Some(GetRange::Bounded(range.clone())),
+        ..GetOptions::default()
+    };
+    let result = store
+        .client
+        .get_opts(&Path::from(blob), options)
+        .await
+        .map_err(|e| CacheError::store(&store.name, e))?;
+    let bytes = result
+        .bytes()
+        .await
+        .map_err(|e| CacheError::store(&store.name, e))?;
+    if bytes.len() as u64 != expected {
+        return Err(CacheError::Store {
+            store: store.name.clone(),
+            source: object_store::Error::Generic {
+                store: "ferry",
+                source: format!(
+                    "bytes {range:?} of {blob}: {} bytes, expected {expected}",
+                    bytes.len()
+                )
+                .into(),
+            },
+        });
+    }
+    Ok(bytes)
+}
