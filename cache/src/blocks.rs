@@ -56,8 +56,11 @@ pub struct BlockCacheConfig {
 
 pub struct BlockCache {
     tier: Arc<dyn BlockTier>,
-    /// Where a block neither tier holds comes from.
+    /// Where a block neither tier holds comes from, for this node's reads.
     source: Arc<dyn BlockSource>,
+    /// How this node loads a block it is to hold for others (peer
+    /// requests): never through another peer's forwarding.
+    pub(crate) owner_source: Arc<dyn BlockSource>,
     block_size: u64,
     window: usize,
     /// One permit per block held by a read between fetch and send.
@@ -141,6 +144,7 @@ impl BlockCache {
             .max(window);
         BlockCache {
             tier,
+            owner_source: source.clone(),
             source,
             block_size,
             window,
@@ -148,6 +152,21 @@ impl BlockCache {
             readahead: Readahead::new(window as u64),
             direct: DirectReads::new(block_size),
         }
+    }
+
+    /// Loads blocks asked for by peers through `source` instead of this
+    /// node's own source (a cluster node: the store, after handoff).
+    pub fn with_owner_source(mut self, source: Arc<dyn BlockSource>) -> BlockCache {
+        self.owner_source = source;
+        self
+    }
+
+    pub(crate) fn tier(&self) -> &Arc<dyn BlockTier> {
+        &self.tier
+    }
+
+    pub(crate) fn direct(&self) -> &DirectReads {
+        &self.direct
     }
 
     pub fn has_disk_tier(&self) -> bool {
@@ -410,7 +429,7 @@ fn slice(block: &Bytes, want: &Range<u64>) -> Bytes {
 }
 
 /// Counts a block served from `source`.
-fn record(source: Source, len: usize, started: Instant) {
+pub(crate) fn record(source: Source, len: usize, started: Instant) {
     match source {
         Source::Memory | Source::Disk => {
             metrics::counter!(m::CACHE_HITS, "tier" => source.label()).increment(1);

@@ -5,6 +5,7 @@
 pub mod admission;
 mod blob;
 mod blocks;
+pub mod cluster;
 mod collector;
 mod direct;
 mod dumps;

@@ -17,9 +17,67 @@ pub const READAHEAD_SKIPPED: &str = "ferry_readahead_blocks_skipped_total";
 pub const READAHEAD_USED: &str = "ferry_readahead_blocks_used_total";
 pub const READAHEAD_WASTED: &str = "ferry_readahead_blocks_wasted_total";
 pub const CACHE_DISK_WRITES_DROPPED: &str = "ferry_cache_disk_writes_dropped_total";
+pub const PEER_REQUESTS: &str = "ferry_peer_requests_total";
+pub const PEER_REQUEST_SECONDS: &str = "ferry_peer_request_seconds";
+pub const PEER_BYTES_RECEIVED: &str = "ferry_peer_bytes_received_total";
+pub const PEER_CORRUPT: &str = "ferry_peer_corrupt_answers_total";
+pub const PEER_NO_LIVE_OWNER: &str = "ferry_peer_no_live_owner_total";
+pub const PEER_SERVED: &str = "ferry_peer_served_total";
+pub const PEER_BYTES_SERVED: &str = "ferry_peer_bytes_served_total";
+pub const PEER_REFUSED: &str = "ferry_peer_refused_total";
+pub const HANDOFF_READS: &str = "ferry_handoff_reads_total";
+pub const CLUSTER_MEMBERSHIP_CHANGES: &str = "ferry_cluster_membership_changes_total";
+pub const CLUSTER_EXPECTED_SHARE: &str = "ferry_cluster_expected_share";
 
 /// Registers descriptions with the installed recorder; call once at start.
 pub fn describe() {
+    metrics::describe_counter!(
+        PEER_REQUESTS,
+        "Requests to peers, by verb (get|prefetch|probe) and outcome (ok|not_cached|store_error|failed)"
+    );
+    metrics::describe_histogram!(
+        PEER_REQUEST_SECONDS,
+        metrics::Unit::Seconds,
+        "Time of a request to a peer, by verb"
+    );
+    metrics::describe_counter!(
+        PEER_BYTES_RECEIVED,
+        metrics::Unit::Bytes,
+        "Block bytes received from peers"
+    );
+    metrics::describe_counter!(
+        PEER_CORRUPT,
+        "Peer answers refused for a wrong length or checksum (the peer is marked down)"
+    );
+    metrics::describe_counter!(
+        PEER_NO_LIVE_OWNER,
+        "Block reads that found no live member and read the store directly"
+    );
+    metrics::describe_counter!(
+        PEER_SERVED,
+        "Peer requests answered, by verb and outcome (hit|loaded|not_cached|error)"
+    );
+    metrics::describe_counter!(
+        PEER_BYTES_SERVED,
+        metrics::Unit::Bytes,
+        "Block bytes sent to peers"
+    );
+    metrics::describe_counter!(
+        PEER_REFUSED,
+        "Peer requests refused, by reason (signature|expired|protocol|malformed)"
+    );
+    metrics::describe_counter!(
+        HANDOFF_READS,
+        "Asks of a block's previous owner after a membership change, by outcome (hit|miss)"
+    );
+    metrics::describe_counter!(
+        CLUSTER_MEMBERSHIP_CHANGES,
+        "Changes of this node's view of the cluster"
+    );
+    metrics::describe_gauge!(
+        CLUSTER_EXPECTED_SHARE,
+        "Each member's expected share of the blocks (weight over total), by node"
+    );
     metrics::describe_counter!(GC_DELETED, "Blobs the collector deleted from owned stores");
     metrics::describe_counter!(GC_FAILED, "Blob deletions that failed and were re-queued");
     metrics::describe_counter!(

@@ -6,10 +6,12 @@
 //! [`Config`]. Only the binary's `main` reads the process environment; this
 //! crate never does, so every behaviour here is testable with a plain map.
 
+mod cluster;
 mod error;
 mod raw;
 mod store;
 
+pub use cluster::{ClusterConfig, Membership, Peer, RawCluster, RawPeer};
 pub use error::{ConfigError, Result};
 pub use raw::{RawCache, RawConfig, RawCredential, RawGc, RawMeta, RawServer, RawStore};
 pub use store::{Secret, StoreKind, StoreSpec};
@@ -49,6 +51,10 @@ pub struct Config {
     /// Credentials from the file and the environment. Empty means the binary
     /// generates a pair on first start.
     pub credentials: Vec<Credential>,
+    /// `None`: a single node.
+    pub cluster: Option<ClusterConfig>,
+    /// The admin API's token for mutating endpoints; `None`: they answer 401.
+    pub admin_token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

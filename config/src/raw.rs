@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::Deserialize;
 
+use crate::cluster::RawCluster;
 use crate::error::{ConfigError, Result};
 use crate::store::StoreSpec;
 use crate::{
@@ -35,6 +36,19 @@ pub struct RawConfig {
     /// `[[credentials]]` entries.
     #[serde(default)]
     pub credentials: Vec<RawCredential>,
+    /// `[cluster]`; absent: a single node.
+    pub cluster: Option<RawCluster>,
+    #[serde(default)]
+    pub admin: RawAdmin,
+}
+
+/// `[admin]`: the admin API's mutating endpoints (cluster weights).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Bearer token those endpoints require (or `FERRY_ADMIN_TOKEN`).
+    /// Default none: they answer 401. `/health` and `/metrics` stay open.
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -242,6 +256,12 @@ impl RawConfig {
         }
         if let Some(v) = get("FERRY_GC_INTERVAL") {
             self.volume.gc_interval = Some(parse_env_duration("FERRY_GC_INTERVAL", v)?);
+        }
+        if let Some(cluster) = &mut self.cluster {
+            cluster.apply_env(env);
+        }
+        if let Some(v) = get("FERRY_ADMIN_TOKEN") {
+            self.admin.token = Some(v.clone());
         }
         if let Some(v) = get("FERRY_UPLOAD_EXPIRY") {
             self.volume.upload_expiry = Some(parse_env_duration("FERRY_UPLOAD_EXPIRY", v)?);
@@ -493,6 +513,16 @@ impl RawConfig {
             inflight: self.cache.inflight.map_or(256 << 20, |b| b.as_u64()),
         };
 
+        let cluster = self.cluster.map(RawCluster::validate).transpose()?;
+        let admin_token = self.admin.token.filter(|t| !t.is_empty());
+        if let Some(token) = &admin_token
+            && token.len() < 16
+        {
+            return Err(ConfigError::invalid(
+                "admin.token",
+                "must be at least 16 characters",
+            ));
+        }
         Ok(Config {
             cache,
             data_dir,
@@ -502,6 +532,8 @@ impl RawConfig {
             data_store,
             gc,
             credentials,
+            cluster,
+            admin_token,
         })
     }
 }

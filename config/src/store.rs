@@ -70,6 +70,12 @@ pub struct StoreSpec {
 }
 
 impl StoreSpec {
+    /// What the store is, without credentials or tuning: two specs with
+    /// the same identity name the same bytes.
+    pub fn identity(&self) -> String {
+        format!("{}|{}", self.url, self.endpoint.as_deref().unwrap_or(""))
+    }
+
     pub(crate) fn local_default(root: &Path) -> StoreSpec {
         StoreSpec {
             name: crate::DEFAULT_DATA_STORE.to_string(),

@@ -30,6 +30,9 @@ pub enum Command {
     /// Measure a gateway (see benches/).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// See and steer the cache cluster through a node's admin API.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -175,4 +178,39 @@ pub enum ConfigCommand {
         /// The file to check.
         file: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Members with weights, expected shares, health and last heartbeat.
+    Status {
+        #[command(flatten)]
+        admin: AdminEndpoint,
+        /// Print the status as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a node's weight at run time (kept in Redis, it wins over the
+    /// node's configured weight until reset; 0 drains the node).
+    Weight {
+        /// The node's id.
+        node: String,
+        /// The new weight; omit with --reset.
+        weight: Option<u32>,
+        /// Go back to the weight the node's config gives.
+        #[arg(long, conflicts_with = "weight")]
+        reset: bool,
+        #[command(flatten)]
+        admin: AdminEndpoint,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AdminEndpoint {
+    /// Any node's admin endpoint.
+    #[arg(long, default_value = "http://127.0.0.1:9001")]
+    pub admin: String,
+    /// The admin token ([admin] token of the nodes).
+    #[arg(long, env = "FERRY_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }

@@ -4,11 +4,13 @@ mod admin;
 mod auth;
 mod bench;
 mod cli;
+mod cluster_cli;
 mod credentials;
 mod error;
 mod host;
 mod http;
 mod metrics;
+mod peer;
 mod preflight;
 mod s3;
 mod serve;
@@ -42,9 +44,16 @@ fn init_logging(json: bool) {
 
 /// The only place that reads the process environment.
 fn environment() -> HashMap<String, String> {
-    std::env::vars()
-        .filter(|(k, _)| k.starts_with("FERRY_"))
-        .collect()
+    let mut env: HashMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("FERRY_") || k == "HOSTNAME")
+        .collect();
+    // The default cluster node id.
+    if !env.contains_key("HOSTNAME")
+        && let Ok(name) = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    {
+        env.insert("HOSTNAME".into(), name.trim().to_string());
+    }
+    env
 }
 
 /// Runs a one-shot tool: exit 0 when it succeeds with a clean result, 1 when
@@ -136,6 +145,10 @@ fn main() -> ExitCode {
                 }
                 .map(|()| true)
             })
+        }
+        Command::Cluster(command) => {
+            init_logging(false);
+            run_tool(cluster_cli::run(command))
         }
         Command::Fsck(args) => {
             init_logging(false);

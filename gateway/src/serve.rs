@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use ferry_cache::cluster::{Cluster, OwnerSource, PeerSource, store_fingerprint};
 use ferry_cache::{
     BlockCache, BlockCacheConfig, BlockSource, Collector, Layouts, StoreSource, Stores,
 };
-use ferry_config::Config;
+use ferry_config::{ClusterConfig, Config};
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -18,6 +19,7 @@ use crate::admin::{self, AdminState};
 use crate::auth::{Access, Keyring};
 use crate::credentials::{self, Origin};
 use crate::http::{self, Instrumented};
+use crate::peer::{self, PeerState};
 use crate::preflight::Spool;
 use crate::s3::FerryS3;
 
@@ -76,12 +78,22 @@ fn default_memory_tier() -> u64 {
     total.map_or(1 << 30, |bytes| (bytes / 4).min(8 << 30))
 }
 
-async fn open_cache(
-    config: &Config,
-    source: Arc<dyn BlockSource>,
-) -> Result<Option<Arc<BlockCache>>, String> {
+/// The sources a node's block cache reads through: its own reads, and
+/// the loads it makes for peers.
+struct Sources {
+    own: Arc<dyn BlockSource>,
+    owner: Arc<dyn BlockSource>,
+}
+
+async fn open_cache(config: &Config, sources: Sources) -> Result<Option<Arc<BlockCache>>, String> {
     let memory = config.cache.memory.unwrap_or_else(default_memory_tier);
     if memory == 0 && config.cache.disk == 0 {
+        if config.cluster.is_some() {
+            return Err(
+                "cache.memory and cache.disk are both 0, but a cluster node needs a block cache"
+                    .into(),
+            );
+        }
         tracing::info!("block cache off: reads go to the stores");
         return Ok(None);
     }
@@ -94,10 +106,11 @@ async fn open_cache(
             readahead: config.cache.readahead,
             inflight: config.cache.inflight,
         },
-        source,
+        sources.own,
     )
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| e.to_string())?
+    .with_owner_source(sources.owner);
     tracing::info!(
         memory_mib = memory >> 20,
         disk_mib = if cache.has_disk_tier() { config.cache.disk >> 20 } else { 0 },
@@ -107,6 +120,43 @@ async fn open_cache(
         "block cache"
     );
     Ok(Some(Arc::new(cache)))
+}
+
+/// Binds the peer endpoint and joins the cluster (refused when the
+/// members disagree on block size, protocol or stores).
+async fn join_cluster(
+    config: &Config,
+    cluster: &ClusterConfig,
+) -> Result<(Cluster, TcpListener), String> {
+    let listener = bind("peers", cluster.peer_listen).await?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let advertise = match &cluster.advertise {
+        Some(address) => address.clone(),
+        None if bound.ip().is_unspecified() => {
+            return Err(format!(
+                "cluster.advertise: peer_listen {bound} is a wildcard address; set advertise to the host:port peers reach this node at"
+            ));
+        }
+        None => bound.to_string(),
+    };
+    let joined = Cluster::start(
+        cluster,
+        advertise.clone(),
+        config.cache.block_size,
+        store_fingerprint(&config.stores),
+    )
+    .await?;
+    tracing::info!(
+        node = %cluster.node_id,
+        peer = %bound,
+        advertise = %advertise,
+        weight = cluster.weight,
+        replicas = cluster.replicas,
+        serve = cluster.serve,
+        members = joined.node.membership.current().members.len(),
+        "joined the cluster"
+    );
+    Ok((joined, listener))
 }
 
 pub async fn run(mut config: Config) -> Result<(), String> {
@@ -136,7 +186,28 @@ pub async fn run(mut config: Config) -> Result<(), String> {
         config.credentials.push(credential);
     }
     let keyring = Keyring::new(&config.credentials, &config.server.region);
-    let cache = open_cache(&config, Arc::new(StoreSource::new(stores.clone()))).await?;
+    let store_source: Arc<dyn BlockSource> = Arc::new(StoreSource::new(stores.clone()));
+    let (cluster, peer_listener) = match &config.cluster {
+        Some(cluster_config) => {
+            let (cluster, listener) = join_cluster(&config, cluster_config).await?;
+            (Some(Arc::new(cluster)), Some(listener))
+        }
+        None => (None, None),
+    };
+    let sources = match &cluster {
+        Some(cluster) => {
+            let owner = Arc::new(OwnerSource::new(cluster.node.clone(), store_source));
+            Sources {
+                own: Arc::new(PeerSource::new(cluster.node.clone(), owner.clone())),
+                owner,
+            }
+        }
+        None => Sources {
+            own: store_source.clone(),
+            owner: store_source,
+        },
+    };
+    let cache = open_cache(&config, sources).await?;
 
     let s3 = FerryS3 {
         meta: meta.clone(),
@@ -206,6 +277,8 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     let admin_app = admin::app(AdminState {
         meta: meta.clone(),
         metrics: prometheus.clone(),
+        cluster: cluster.clone(),
+        token: config.admin_token.clone().map(Into::into),
     });
     let admin_stop = stop.clone();
     tasks.spawn(async move {
@@ -229,7 +302,44 @@ pub async fn run(mut config: Config) -> Result<(), String> {
         });
     }
 
-    let shutdown = shutdown_signal();
+    // SIGTERM: leave the cluster first (peers route around this node at
+    // once), stop taking S3 requests and drain them, and keep answering
+    // peers for the shutdown grace so handoff can drain this node's cache.
+    let term = CancellationToken::new();
+    {
+        let term = term.clone();
+        let signal = shutdown_signal();
+        tasks.spawn(async move {
+            signal.await;
+            term.cancel();
+        });
+    }
+    let mut peer_server = None;
+    if let (Some(cluster), Some(peer_listener), Some(cache), Some(cluster_config)) =
+        (&cluster, peer_listener, &cache, &config.cluster)
+    {
+        let peer_app = peer::app(PeerState {
+            cache: cache.clone(),
+            node: cluster.node.clone(),
+            secret: cluster_config.secret.clone().into(),
+        });
+        let (peer_term, grace) = (term.clone(), config.server.shutdown_grace);
+        peer_server = Some(tokio::spawn(async move {
+            let until = async move {
+                peer_term.cancelled().await;
+                tokio::time::sleep(grace).await;
+            };
+            if let Err(e) = axum::serve(peer_listener, peer_app.into_make_service())
+                .with_graceful_shutdown(until)
+                .await
+            {
+                tracing::error!(error = %e, "peer server failed");
+            }
+        }));
+        let (cluster, leave) = (cluster.clone(), term.clone());
+        tasks.spawn(async move { cluster.run(leave.cancelled_owned()).await });
+    }
+    let shutdown = term.clone().cancelled_owned();
     let endpoint = format!("http://{s3_addr}");
     if let Some((credential, path)) = banner {
         println!(
@@ -256,6 +366,10 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     let _ = std::io::stdout().flush();
 
     http::serve(s3_listener, service, shutdown, config.server.shutdown_grace).await;
+    if let Some(peer_server) = peer_server {
+        // Peers may still be draining this node's cache (handoff).
+        let _ = peer_server.await;
+    }
     stop.cancel();
     let drained = tokio::time::timeout(Duration::from_secs(5), async {
         while tasks.join_next().await.is_some() {}

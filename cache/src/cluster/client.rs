@@ -1,0 +1,254 @@
+//! Asking a peer for a block: pooled keep-alive connections with
+//! TCP_NODELAY, short connect and answer timeouts, every request signed,
+//! every answer's length and checksum verified, and peers that fail marked
+//! down with a growing backoff so reads go elsewhere until they are back.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::wire::{self, Verb};
+use crate::admission::{self, ReadPriority};
+use crate::error::CacheError;
+use crate::metrics as m;
+use crate::source::BlockAddr;
+
+/// What went wrong asking a peer.
+#[derive(Debug)]
+pub enum PeerError {
+    /// Refused, unreachable, timed out, or answered something that is not
+    /// the block (wrong length, bad checksum, garbage): the peer is marked
+    /// down and the read goes on elsewhere.
+    Failed(String),
+    /// A tiers-only get the peer does not hold.
+    NotCached,
+    /// The block's store failed at the peer; the asker passes this on
+    /// rather than reading the store itself.
+    Store(CacheError),
+}
+
+/// Connect and answer limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub request: Duration,
+}
+
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy)]
+struct Down {
+    until: Instant,
+    backoff: Duration,
+}
+
+pub struct PeerClient {
+    http: reqwest::Client,
+    node: String,
+    secret: Vec<u8>,
+    down: Mutex<HashMap<String, Down>>,
+}
+
+/// An answered request: the body for `get`, whether it was cached for
+/// `probe`.
+#[derive(Debug)]
+pub struct Answer {
+    pub bytes: Bytes,
+    pub cached: bool,
+}
+
+impl PeerClient {
+    pub fn new(node: &str, secret: &str, timeouts: Timeouts) -> Result<PeerClient, String> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeouts.connect)
+            .timeout(timeouts.request)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(64)
+            .no_proxy()
+            .build()
+            .map_err(|e| format!("cannot build the peer client: {e}"))?;
+        Ok(PeerClient {
+            http,
+            node: node.to_string(),
+            secret: secret.as_bytes().to_vec(),
+            down: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Whether `peer` (an id) is marked down now.
+    pub fn is_down(&self, peer: &str) -> bool {
+        self.down
+            .lock()
+            .ok()
+            .and_then(|down| down.get(peer).map(|d| d.until > Instant::now()))
+            .unwrap_or(false)
+    }
+
+    fn mark_down(&self, peer: &str, why: &str) {
+        let Ok(mut down) = self.down.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        let backoff = match down.get(peer) {
+            // Requests that were in flight when it went down fail together:
+            // one outage, one step of backoff.
+            Some(d) if d.until > now => return,
+            Some(d) => (d.backoff * 2).min(BACKOFF_MAX),
+            None => BACKOFF_FIRST,
+        };
+        down.insert(
+            peer.to_string(),
+            Down {
+                until: now + backoff,
+                backoff,
+            },
+        );
+        tracing::warn!(%peer, reason = why, backoff_ms = backoff.as_millis() as u64, "peer marked down");
+    }
+
+    /// Forgets `peer`'s failures: it came back (a new incarnation).
+    pub fn forget_failures(&self, peer: &str) {
+        self.mark_up(peer);
+    }
+
+    fn mark_up(&self, peer: &str) {
+        if let Ok(mut down) = self.down.lock()
+            && down.remove(peer).is_some()
+        {
+            tracing::info!(%peer, "peer answering again");
+        }
+    }
+
+    /// Sends one request to the peer `id` at `address`; see [`PeerError`]
+    /// for what a failure means.
+    pub async fn ask(
+        &self,
+        id: &str,
+        address: &str,
+        addr: &BlockAddr,
+        range: Range<u64>,
+        verb: Verb,
+        tiers_only: bool,
+    ) -> Result<Answer, PeerError> {
+        let priority = admission::current_priority();
+        let started = Instant::now();
+        let result = self
+            .send(address, addr, &range, verb, tiers_only, priority)
+            .await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(PeerError::NotCached) => "not_cached",
+            Err(PeerError::Store(_)) => "store_error",
+            Err(PeerError::Failed(_)) => "failed",
+        };
+        metrics::counter!(m::PEER_REQUESTS, "verb" => verb.as_str(), "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!(m::PEER_REQUEST_SECONDS, "verb" => verb.as_str())
+            .record(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(answer) => {
+                metrics::counter!(m::PEER_BYTES_RECEIVED).increment(answer.bytes.len() as u64);
+                self.mark_up(id);
+            }
+            Err(PeerError::Failed(why)) => self.mark_down(id, why),
+            Err(_) => self.mark_up(id),
+        }
+        result
+    }
+
+    async fn send(
+        &self,
+        address: &str,
+        addr: &BlockAddr,
+        range: &Range<u64>,
+        verb: Verb,
+        tiers_only: bool,
+        priority: ReadPriority,
+    ) -> Result<Answer, PeerError> {
+        let query = wire::query(addr, range);
+        let time_ms = wire::now_ms();
+        let priority = wire::priority_str(priority);
+        let signature = wire::Signed {
+            method: "GET",
+            path: wire::PATH,
+            query: &query,
+            time_ms,
+            verb: verb.as_str(),
+            priority,
+            node: &self.node,
+        }
+        .sign(&self.secret);
+        let url = format!("http://{address}{}?{query}", wire::PATH);
+        let mut request = self
+            .http
+            .get(&url)
+            .header(wire::H_PROTOCOL, wire::PROTOCOL_MAX.to_string())
+            .header(wire::H_VERB, verb.as_str())
+            .header(wire::H_PRIORITY, priority)
+            .header(wire::H_NODE, &self.node)
+            .header(wire::H_TIME, time_ms.to_string())
+            .header(wire::H_SIGNATURE, signature)
+            .header(wire::H_NO_FORWARD, "1");
+        if tiers_only {
+            request = request.header(wire::H_TIERS_ONLY, "1");
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| PeerError::Failed(format!("request failed: {e}")))?;
+        let status = response.status();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let error = header(wire::H_ERROR);
+        let expected_sum = header(wire::H_CHECKSUM);
+        let cached = header(wire::H_CACHED).as_deref() == Some("1");
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            return Err(match error.as_deref() {
+                Some(wire::E_NOT_CACHED) => PeerError::NotCached,
+                Some(wire::E_MISSING_BLOB) => PeerError::Store(CacheError::MissingBlob {
+                    store: addr.store.clone(),
+                    blob: addr.blob.clone(),
+                }),
+                Some(wire::E_STORE) => PeerError::Store(CacheError::Store {
+                    store: addr.store.clone(),
+                    source: object_store::Error::Generic {
+                        store: "peer",
+                        source: text.into(),
+                    },
+                }),
+                _ => PeerError::Failed(format!("answered {status}: {}", text.trim())),
+            });
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| PeerError::Failed(format!("body failed: {e}")))?;
+        if verb != Verb::Get {
+            return Ok(Answer { bytes, cached });
+        }
+        let wanted = range.end - range.start;
+        if bytes.len() as u64 != wanted {
+            metrics::counter!(m::PEER_CORRUPT).increment(1);
+            return Err(PeerError::Failed(format!(
+                "answered {} bytes, expected {wanted}",
+                bytes.len()
+            )));
+        }
+        if expected_sum.as_deref() != Some(wire::checksum(&bytes).as_str()) {
+            metrics::counter!(m::PEER_CORRUPT).increment(1);
+            return Err(PeerError::Failed("checksum mismatch".into()));
+        }
+        Ok(Answer { bytes, cached })
+    }
+}

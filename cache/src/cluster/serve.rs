@@ -1,0 +1,135 @@
+//! Answering a peer: the block from this node's tiers, or loaded once
+//! (single-flight with this node's own readers) through the block cache's
+//! owner source. Nothing here asks another peer on the asker's behalf but
+//! the owner source's one handoff ask.
+
+use std::ops::Range;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::FutureExt;
+
+use super::wire::Verb;
+use crate::admission;
+use crate::blocks::{BlockCache, record};
+use crate::error::{CacheError, Result};
+use crate::metrics as m;
+use crate::source::{BlockAddr, whole};
+
+/// What a peer request got.
+#[derive(Debug)]
+pub enum Served {
+    /// The bytes asked for; `hit` when this node held the block already.
+    Bytes { bytes: Bytes, hit: bool },
+    /// A prefetch's or probe's answer: whether the block is here now.
+    Cached(bool),
+    /// A tiers-only get of a block this node does not hold.
+    NotCached,
+}
+
+impl BlockCache {
+    /// Answers a peer's `verb` for bytes `range` of `addr`. `keep_on_disk`
+    /// says whether this node is one of the block's owners (otherwise what
+    /// it loads stays in memory).
+    pub async fn serve_peer(
+        &self,
+        addr: &BlockAddr,
+        range: Range<u64>,
+        verb: Verb,
+        tiers_only: bool,
+        keep_on_disk: bool,
+    ) -> Result<Served> {
+        let key = addr.cache_key();
+        let started = Instant::now();
+        // A failed tier is a miss here too.
+        let held = self.tier().get(&key).await.unwrap_or_default();
+        if let Some((block, source)) = &held {
+            record(*source, block.len(), started);
+        }
+        let outcome = |o: &'static str| {
+            metrics::counter!(m::PEER_SERVED, "verb" => verb.as_str(), "outcome" => o).increment(1);
+        };
+        match (verb, held) {
+            (Verb::Probe, held) => {
+                outcome(if held.is_some() { "hit" } else { "not_cached" });
+                Ok(Served::Cached(held.is_some()))
+            }
+            (Verb::Prefetch, Some(_)) => {
+                outcome("hit");
+                Ok(Served::Cached(true))
+            }
+            (Verb::Get, Some((block, _))) if block.len() as u64 >= range.end => {
+                outcome("hit");
+                Ok(Served::Bytes {
+                    bytes: slice(&block, &range),
+                    hit: true,
+                })
+            }
+            (Verb::Get, _) if tiers_only => {
+                outcome("not_cached");
+                Ok(Served::NotCached)
+            }
+            (verb, _) => {
+                // A small read of a cold block (a loader's header) is
+                // answered with its range, as this node's own are, until
+                // the block is worth fetching whole.
+                let small = verb == Verb::Get && (range.start > 0 || range.end < addr.len);
+                if small
+                    && self.direct().is_small(range.end - range.start, addr.len)
+                    && self.direct().admit(&key).is_some()
+                {
+                    let bytes = self.owner_source.fetch(addr, range).await?.bytes;
+                    outcome("loaded");
+                    return Ok(Served::Bytes { bytes, hit: false });
+                }
+                let fetch = {
+                    let (source, addr) = (self.owner_source.clone(), addr.clone());
+                    let priority = admission::current_priority();
+                    admission::with_priority(priority, async move {
+                        let mut found = source.fetch(&addr, whole(&addr)).await?;
+                        found.memory_only = !keep_on_disk;
+                        Ok(found)
+                    })
+                    .boxed()
+                };
+                let block = match self.tier().get_or_fetch(&key, fetch).await {
+                    Ok((block, source)) => {
+                        record(source, block.len(), started);
+                        block
+                    }
+                    // The tier itself failed: answer past it.
+                    Err(CacheError::Tier(e)) => {
+                        metrics::counter!(m::CACHE_ERRORS, "tier" => "hybrid").increment(1);
+                        tracing::warn!(error = %e, blob = %addr.blob, "block cache failed serving a peer");
+                        self.owner_source.fetch(addr, whole(addr)).await?.bytes
+                    }
+                    Err(e) => return Err(e),
+                };
+                if (block.len() as u64) < range.end {
+                    return Err(CacheError::Body(format!(
+                        "block {} of {} is {} bytes, expected {}",
+                        addr.index,
+                        addr.blob,
+                        block.len(),
+                        addr.len
+                    )));
+                }
+                outcome("loaded");
+                if verb == Verb::Prefetch {
+                    return Ok(Served::Cached(true));
+                }
+                Ok(Served::Bytes {
+                    bytes: slice(&block, &range),
+                    hit: false,
+                })
+            }
+        }
+    }
+}
+
+/// The part `range` of a block checked to hold it.
+fn slice(block: &Bytes, range: &Range<u64>) -> Bytes {
+    let start = usize::try_from(range.start).unwrap_or(usize::MAX);
+    let end = usize::try_from(range.end).unwrap_or(usize::MAX);
+    block.slice(start..end)
+}

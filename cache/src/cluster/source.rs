@@ -1,0 +1,176 @@
+//! The cluster's block sources.
+//!
+//! [`PeerSource`] is what a cluster node's own reads use: it walks the
+//! block's members in rendezvous order, skipping those marked down; the
+//! first live one loads it — a peer by a `get`, or this node from the
+//! store (through [`OwnerSource`]). So a dead owner is replaced by the next
+//! node in that order, every reader of a block goes to the same node, and a
+//! herd costs one store read for the whole cluster. With replicas, the
+//! others fill from the top live replica (by pull, on their own miss).
+//!
+//! [`OwnerSource`] is how a node loads a block it is to hold: first one
+//! tiers-only ask of the block's owner in each earlier view (handoff, so a
+//! membership change costs peer reads, not a miss storm), then the store.
+//! Peer requests are answered through it, never forwarded further.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::client::{PeerClient, PeerError};
+use super::view::Membership;
+use super::wire::Verb;
+use crate::error::Result;
+use crate::metrics as m;
+use crate::source::{BlockAddr, BlockSource, Fetched};
+
+/// A node's place in the cluster, shared by its sources.
+pub struct Node {
+    pub id: String,
+    pub replicas: usize,
+    pub membership: Arc<Membership>,
+    pub client: PeerClient,
+}
+
+impl Node {
+    /// Whether this node is one of the block's owners now.
+    pub fn owns(&self, key: &[u8]) -> bool {
+        self.membership
+            .current()
+            .ranked(key)
+            .iter()
+            .take(self.replicas)
+            .any(|m| m.id == self.id)
+    }
+}
+
+pub struct OwnerSource {
+    node: Arc<Node>,
+    store: Arc<dyn BlockSource>,
+}
+
+impl OwnerSource {
+    pub fn new(node: Arc<Node>, store: Arc<dyn BlockSource>) -> OwnerSource {
+        OwnerSource { node, store }
+    }
+
+    /// The block from the node that held it before a membership change, if
+    /// it still has it cached.
+    async fn handoff(&self, addr: &BlockAddr, range: &Range<u64>) -> Option<Fetched> {
+        let key = addr.cache_key();
+        let mut asked = Vec::new();
+        for view in self.node.membership.previous() {
+            let Some(previous) = view
+                .ranked(key.as_bytes())
+                .into_iter()
+                .find(|m| !self.node.client.is_down(&m.id))
+                .cloned()
+            else {
+                continue;
+            };
+            if previous.id == self.node.id || asked.contains(&previous.id) {
+                continue;
+            }
+            asked.push(previous.id.clone());
+            let Some(now) = self.node.membership.current().get(&previous.id).cloned() else {
+                // It left the cluster; nobody to ask.
+                continue;
+            };
+            match self
+                .node
+                .client
+                .ask(&now.id, &now.address, addr, range.clone(), Verb::Get, true)
+                .await
+            {
+                Ok(answer) => {
+                    metrics::counter!(m::HANDOFF_READS, "outcome" => "hit").increment(1);
+                    return Some(answer.bytes.into());
+                }
+                Err(_) => {
+                    metrics::counter!(m::HANDOFF_READS, "outcome" => "miss").increment(1);
+                }
+            }
+        }
+        None
+    }
+}
+
+#[async_trait]
+impl BlockSource for OwnerSource {
+    async fn fetch(&self, addr: &BlockAddr, range: Range<u64>) -> Result<Fetched> {
+        if let Some(found) = self.handoff(addr, &range).await {
+            return Ok(found);
+        }
+        self.store.fetch(addr, range).await
+    }
+
+    fn check_store(&self, store: &str) -> Result<()> {
+        self.store.check_store(store)
+    }
+}
+
+pub struct PeerSource {
+    node: Arc<Node>,
+    owner: Arc<OwnerSource>,
+}
+
+impl PeerSource {
+    pub fn new(node: Arc<Node>, owner: Arc<OwnerSource>) -> PeerSource {
+        PeerSource { node, owner }
+    }
+}
+
+#[async_trait]
+impl BlockSource for PeerSource {
+    async fn fetch(&self, addr: &BlockAddr, range: Range<u64>) -> Result<Fetched> {
+        let key = addr.cache_key();
+        let view = self.node.membership.current();
+        // Disk holds a block only on its owners: what this node keeps for
+        // others stays in memory.
+        let memory_only = !self.node.owns(key.as_bytes());
+        for member in view.ranked(key.as_bytes()) {
+            if member.id == self.node.id {
+                let mut found = self.owner.fetch(addr, range).await?;
+                found.memory_only = memory_only;
+                return Ok(found);
+            }
+            if self.node.client.is_down(&member.id) {
+                continue;
+            }
+            match self
+                .node
+                .client
+                .ask(
+                    &member.id,
+                    &member.address,
+                    addr,
+                    range.clone(),
+                    Verb::Get,
+                    false,
+                )
+                .await
+            {
+                Ok(answer) => {
+                    return Ok(Fetched {
+                        bytes: answer.bytes,
+                        memory_only,
+                    });
+                }
+                // The owner reached the store and it failed: the same store
+                // would fail here too.
+                Err(PeerError::Store(e)) => return Err(e),
+                Err(PeerError::NotCached | PeerError::Failed(_)) => {}
+            }
+        }
+        // No member is live (or none serves): read the store directly.
+        metrics::counter!(m::PEER_NO_LIVE_OWNER).increment(1);
+        let mut found = self.owner.fetch(addr, range).await?;
+        found.memory_only = memory_only;
+        Ok(found)
+    }
+
+    fn check_store(&self, store: &str) -> Result<()> {
+        self.owner.check_store(store)
+    }
+}

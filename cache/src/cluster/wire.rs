@@ -1,0 +1,326 @@
+//! The peer protocol's wire format, shared by the client (here) and the
+//! endpoint (in the gateway).
+//!
+//! A request is `GET /v1/block?<address>` where the query names the block
+//! by its full address and the byte range wanted. Headers carry the
+//! protocol version, the verb, the read's priority, the asking node, a
+//! timestamp, and an HMAC-SHA256 with the cluster secret over method, path,
+//! query, timestamp, verb, priority and asker, so nothing of it can be
+//! changed or replayed outside a short window. Every peer request is
+//! no-forward: the answering node never asks another peer for it.
+//!
+//! An answer to `get` carries the bytes with their length and an xxh3
+//! checksum the asker verifies. Errors carry `x-ferry-error`: a store's
+//! own failure is typed (`missing-blob`, `store`) and passed on by the
+//! asker; `not-cached` answers a tiers-only get; anything else is the
+//! peer's failure.
+
+use std::ops::Range;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, KeyInit, Mac};
+use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use sha2::Sha256;
+
+use crate::admission::ReadPriority;
+use crate::source::BlockAddr;
+
+/// Versions of this protocol a node speaks; the highest common one is used.
+pub const PROTOCOL_MIN: u32 = 1;
+pub const PROTOCOL_MAX: u32 = 1;
+
+pub const PATH: &str = "/v1/block";
+
+pub const H_PROTOCOL: &str = "x-ferry-protocol";
+pub const H_VERB: &str = "x-ferry-verb";
+pub const H_PRIORITY: &str = "x-ferry-priority";
+pub const H_NODE: &str = "x-ferry-node";
+pub const H_TIME: &str = "x-ferry-time";
+pub const H_SIGNATURE: &str = "x-ferry-signature";
+pub const H_NO_FORWARD: &str = "x-ferry-no-forward";
+/// A `get` that answers from the tiers only (the handoff probe).
+pub const H_TIERS_ONLY: &str = "x-ferry-tiers-only";
+pub const H_CHECKSUM: &str = "x-ferry-checksum";
+pub const H_CACHED: &str = "x-ferry-cached";
+pub const H_ERROR: &str = "x-ferry-error";
+
+pub const E_MISSING_BLOB: &str = "missing-blob";
+pub const E_STORE: &str = "store";
+pub const E_NOT_CACHED: &str = "not-cached";
+
+/// How far a request's timestamp may be from the answering node's clock.
+pub const MAX_SKEW_MS: i64 = 30_000;
+
+/// What the asker wants done with the block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    /// The bytes (loading the block if needed).
+    Get,
+    /// Load and keep it; no body back (warm-up).
+    Prefetch,
+    /// Is it cached here? Loads nothing.
+    Probe,
+}
+
+impl Verb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::Prefetch => "prefetch",
+            Verb::Probe => "probe",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Verb> {
+        match text {
+            "get" => Some(Verb::Get),
+            "prefetch" => Some(Verb::Prefetch),
+            "probe" => Some(Verb::Probe),
+            _ => None,
+        }
+    }
+}
+
+pub fn priority_str(priority: ReadPriority) -> &'static str {
+    priority.label()
+}
+
+pub fn parse_priority(text: &str) -> Option<ReadPriority> {
+    [
+        ReadPriority::Demand,
+        ReadPriority::Readahead,
+        ReadPriority::Warmup,
+    ]
+    .into_iter()
+    .find(|p| p.label() == text)
+}
+
+/// The query naming `addr` and the bytes `range` of it.
+pub fn query(addr: &BlockAddr, range: &Range<u64>) -> String {
+    let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
+    format!(
+        "store={}&blob={}&version={}&block_size={}&index={}&len={}&start={}&end={}",
+        enc(&addr.store),
+        enc(&addr.blob),
+        enc(&addr.version),
+        addr.block_size,
+        addr.index,
+        addr.len,
+        range.start,
+        range.end
+    )
+}
+
+/// Why a query is not a block address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed(pub String);
+
+/// The address and range a query names, checked: a range within the
+/// block, a block within what a block size allows.
+pub fn parse_query(query: &str) -> Result<(BlockAddr, Range<u64>), Malformed> {
+    let mut fields: [Option<String>; 8] = Default::default();
+    const NAMES: [&str; 8] = [
+        "store",
+        "blob",
+        "version",
+        "block_size",
+        "index",
+        "len",
+        "start",
+        "end",
+    ];
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let Some(at) = NAMES.iter().position(|n| *n == name) else {
+            return Err(Malformed(format!("unknown field {name:?}")));
+        };
+        let value = percent_decode_str(value)
+            .decode_utf8()
+            .map_err(|_| Malformed(format!("{name} is not UTF-8")))?;
+        if fields[at].replace(value.into_owned()).is_some() {
+            return Err(Malformed(format!("{name} given twice")));
+        }
+    }
+    let [store, blob, version, block_size, index, len, start, end] = fields;
+    let text =
+        |name: &str, v: Option<String>| v.ok_or_else(|| Malformed(format!("{name} missing")));
+    let number = |name: &str, v: Option<String>| -> Result<u64, Malformed> {
+        text(name, v)?
+            .parse::<u64>()
+            .map_err(|_| Malformed(format!("{name} is not a number")))
+    };
+    let addr = BlockAddr {
+        store: text("store", store)?,
+        blob: text("blob", blob)?,
+        version: text("version", version)?,
+        block_size: number("block_size", block_size)?,
+        index: number("index", index)?,
+        len: number("len", len)?,
+    };
+    let range = number("start", start)?..number("end", end)?;
+    if addr.store.is_empty() || addr.blob.is_empty() {
+        return Err(Malformed("store and blob must not be empty".into()));
+    }
+    if addr.block_size == 0 || addr.len == 0 || addr.len > addr.block_size {
+        return Err(Malformed(format!(
+            "a block of {} bytes does not fit a block size of {}",
+            addr.len, addr.block_size
+        )));
+    }
+    if addr.index.checked_mul(addr.block_size).is_none() {
+        return Err(Malformed("block index out of range".into()));
+    }
+    if range.start >= range.end || range.end > addr.len {
+        return Err(Malformed(format!(
+            "range {range:?} is not within the block's {} bytes",
+            addr.len
+        )));
+    }
+    Ok((addr, range))
+}
+
+/// What a signature covers.
+pub struct Signed<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a str,
+    pub time_ms: i64,
+    pub verb: &'a str,
+    pub priority: &'a str,
+    pub node: &'a str,
+}
+
+impl Signed<'_> {
+    fn mac(&self, secret: &[u8]) -> Hmac<Sha256> {
+        // Hmac accepts keys of any length.
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        for part in [
+            self.method,
+            self.path,
+            self.query,
+            &self.time_ms.to_string(),
+            self.verb,
+            self.priority,
+            self.node,
+        ] {
+            mac.update(part.as_bytes());
+            mac.update(b"\n");
+        }
+        mac
+    }
+
+    pub fn sign(&self, secret: &[u8]) -> String {
+        hex::encode(self.mac(secret).finalize().into_bytes())
+    }
+
+    /// Whether `signature` (hex) is right, compared in constant time.
+    pub fn verify(&self, secret: &[u8], signature: &str) -> bool {
+        match hex::decode(signature) {
+            Ok(raw) => self.mac(secret).verify_slice(&raw).is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The checksum an answer carries.
+pub fn checksum(bytes: &[u8]) -> String {
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr() -> BlockAddr {
+        BlockAddr {
+            store: "data".into(),
+            blob: "blobs/ab/cd/x y&z=1".into(),
+            version: "\"etag\"".into(),
+            block_size: 4 << 20,
+            index: 7,
+            len: 1000,
+        }
+    }
+
+    #[test]
+    fn addresses_round_trip_through_the_query() {
+        let q = query(&addr(), &(10..20));
+        assert_eq!(parse_query(&q), Ok((addr(), 10..20)));
+    }
+
+    #[test]
+    fn malformed_addresses_are_refused() {
+        let good = query(&addr(), &(0..1000));
+        for bad in [
+            good.replace("len=1000", "len=0"),
+            good.replace("end=1000", "end=1001"),
+            good.replace("start=0", "start=1000"),
+            good.replace("block_size=4194304", "block_size=10"),
+            good.replace("index=7", "index=x"),
+            good.replace("store=data", "store="),
+            format!("{good}&index=3"),
+            format!("{good}&extra=1"),
+            good.replace("&version=%22etag%22", ""),
+            String::new(),
+        ] {
+            assert!(parse_query(&bad).is_err(), "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn signatures_cover_every_signed_field() {
+        let secret = b"a cluster secret of some length";
+        let q = query(&addr(), &(0..1000));
+        let signed = Signed {
+            method: "GET",
+            path: PATH,
+            query: &q,
+            time_ms: 1_700_000_000_000,
+            verb: "get",
+            priority: "demand",
+            node: "n1",
+        };
+        let sig = signed.sign(secret);
+        assert!(signed.verify(secret, &sig));
+        assert!(!signed.verify(b"another secret entirely", &sig));
+        assert!(!signed.verify(secret, "00"));
+        assert!(!signed.verify(secret, "not hex"));
+        let other_query = q.replace("index=7", "index=8");
+        for changed in [
+            Signed {
+                query: &other_query,
+                ..signed
+            },
+            Signed {
+                time_ms: 1_700_000_000_001,
+                ..signed
+            },
+            Signed {
+                verb: "prefetch",
+                ..signed
+            },
+            Signed {
+                priority: "warmup",
+                ..signed
+            },
+            Signed {
+                node: "n2",
+                ..signed
+            },
+            Signed {
+                method: "POST",
+                ..signed
+            },
+        ] {
+            assert!(!changed.verify(secret, &sig));
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The peer endpoint: serves blocks, and nothing else, to authenticated
+//! peers of the cluster (wire format in `ferry_cache::cluster::wire`).
+//! Every request must carry a valid HMAC with the cluster secret and a
+//! timestamp within the allowed skew; anything else is 403 and counted.
+//! Whoever holds the secret can read any cached block, bypassing S3
+//! credentials: keep this port on the cluster's private network.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use ferry_cache::cluster::wire::{self, Verb};
+use ferry_cache::cluster::{Node, Served};
+use ferry_cache::{BlockCache, CacheError, admission};
+
+use crate::metrics as gm;
+
+#[derive(Clone)]
+pub struct PeerState {
+    pub cache: Arc<BlockCache>,
+    pub node: Arc<Node>,
+    pub secret: Arc<str>,
+}
+
+pub fn app(state: PeerState) -> Router {
+    Router::new()
+        .route(wire::PATH, get(block))
+        .with_state(state)
+}
+
+fn refuse(status: StatusCode, reason: &'static str, message: String) -> Response {
+    metrics::counter!(ferry_cache::metrics::PEER_REFUSED, "reason" => reason).increment(1);
+    tracing::warn!(reason, %message, "peer request refused");
+    (status, message).into_response()
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn typed_error(kind: &'static str, status: StatusCode, message: String) -> Response {
+    let mut response = (status, message).into_response();
+    response
+        .headers_mut()
+        .insert(wire::H_ERROR, HeaderValue::from_static(kind));
+    response
+}
+
+async fn block(
+    State(state): State<PeerState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let query = query.unwrap_or_default();
+    let (Some(verb), Some(priority), Some(node), Some(time), Some(signature)) = (
+        header(&headers, wire::H_VERB),
+        header(&headers, wire::H_PRIORITY),
+        header(&headers, wire::H_NODE),
+        header(&headers, wire::H_TIME),
+        header(&headers, wire::H_SIGNATURE),
+    ) else {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "signature",
+            "missing peer authentication headers".into(),
+        );
+    };
+    let Ok(time_ms) = time.parse::<i64>() else {
+        return refuse(StatusCode::FORBIDDEN, "signature", "bad timestamp".into());
+    };
+    let signed = wire::Signed {
+        method: "GET",
+        path: wire::PATH,
+        query: &query,
+        time_ms,
+        verb,
+        priority,
+        node,
+    };
+    if !signed.verify(state.secret.as_bytes(), signature) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "signature",
+            format!("bad signature from {node:?}"),
+        );
+    }
+    let skew = (wire::now_ms() - time_ms).abs();
+    if skew > wire::MAX_SKEW_MS {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "expired",
+            format!("timestamp {skew} ms away from this node's clock"),
+        );
+    }
+    let protocol = header(&headers, wire::H_PROTOCOL).and_then(|p| p.parse::<u32>().ok());
+    if !protocol.is_some_and(|p| (wire::PROTOCOL_MIN..=wire::PROTOCOL_MAX).contains(&p)) {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "protocol",
+            format!(
+                "peer protocol {protocol:?} not spoken here ({}..={})",
+                wire::PROTOCOL_MIN,
+                wire::PROTOCOL_MAX
+            ),
+        );
+    }
+    let (Some(verb), Some(priority)) = (Verb::parse(verb), wire::parse_priority(priority)) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            "unknown verb or priority".into(),
+        );
+    };
+    let (addr, range) = match wire::parse_query(&query) {
+        Ok(parsed) => parsed,
+        Err(wire::Malformed(why)) => {
+            return refuse(StatusCode::BAD_REQUEST, "malformed", why);
+        }
+    };
+    let tiers_only = header(&headers, wire::H_TIERS_ONLY) == Some("1");
+    let keep_on_disk = state.node.owns(addr.cache_key().as_bytes());
+    let served = admission::with_priority(
+        priority,
+        state
+            .cache
+            .serve_peer(&addr, range, verb, tiers_only, keep_on_disk),
+    )
+    .await;
+    match served {
+        Ok(Served::Bytes { bytes, .. }) => {
+            metrics::counter!(ferry_cache::metrics::PEER_BYTES_SERVED)
+                .increment(bytes.len() as u64);
+            let sum = wire::checksum(&bytes);
+            let mut response = Response::new(Body::from(bytes));
+            if let Ok(value) = HeaderValue::from_str(&sum) {
+                response.headers_mut().insert(wire::H_CHECKSUM, value);
+            }
+            response
+        }
+        Ok(Served::Cached(cached)) => {
+            let mut response = StatusCode::OK.into_response();
+            response.headers_mut().insert(
+                wire::H_CACHED,
+                HeaderValue::from_static(if cached { "1" } else { "0" }),
+            );
+            response
+        }
+        Ok(Served::NotCached) => typed_error(
+            wire::E_NOT_CACHED,
+            StatusCode::NOT_FOUND,
+            "not cached here".into(),
+        ),
+        Err(CacheError::MissingBlob { store, blob }) => typed_error(
+            wire::E_MISSING_BLOB,
+            StatusCode::NOT_FOUND,
+            format!("blob {blob} is missing from store {store}"),
+        ),
+        Err(CacheError::Store { store, source }) => typed_error(
+            wire::E_STORE,
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store {store} failed: {source}"),
+        ),
+        Err(other) => {
+            metrics::counter!(gm::PEER_INTERNAL_ERRORS).increment(1);
+            tracing::error!(error = %other, "serving a peer failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, other.to_string()).into_response()
+        }
+    }
+}

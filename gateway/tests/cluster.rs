@@ -1,0 +1,660 @@
+//! The cache cluster end to end: real `ferry serve` processes on loopback
+//! sharing one data store (a folder), one Redis for metadata and one for
+//! membership, each test under names of its own.
+
+mod common;
+
+use std::path::{Path as FsPath, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{ACCESS_KEY, Launch, SECRET_KEY, Server, create_bucket, pattern, temp_dir};
+use ferry_cache::cluster::wire;
+use ferry_cache::source::BlockAddr;
+use futures::StreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+const MIB: usize = 1 << 20;
+const SECRET: &str = "cluster-secret-for-the-tests";
+const TOKEN: &str = "admin-token-for-the-tests";
+const REDIS: &str = "redis://127.0.0.1:6379/0";
+
+/// Names this test's cluster, metadata prefix and bucket.
+fn unique(what: &str) -> String {
+    format!(
+        "{what}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+struct Spec<'a> {
+    cluster: &'a str,
+    store: &'a FsPath,
+    id: &'a str,
+    weight: u32,
+    block_size: &'a str,
+    extra_cluster: &'a str,
+}
+
+fn config(spec: &Spec<'_>, dir: &FsPath) -> PathBuf {
+    let text = format!(
+        r#"[server]
+shutdown_grace = "1s"
+
+[meta]
+engine = "{REDIS}"
+redis_prefix = "{cluster}"
+allow_volatile_redis = true
+
+[stores.data]
+url = "file://{store}"
+
+[cache]
+memory = "96MiB"
+disk = "128MiB"
+block_size = "{block_size}"
+
+[cluster]
+node_id = "{id}"
+name = "{cluster}"
+peer_listen = "127.0.0.1:0"
+weight = {weight}
+secret = "{SECRET}"
+membership = "{REDIS}"
+request_timeout = "1s"
+{extra}
+
+[admin]
+token = "{TOKEN}"
+"#,
+        cluster = spec.cluster,
+        store = spec.store.display(),
+        block_size = spec.block_size,
+        id = spec.id,
+        weight = spec.weight,
+        extra = spec.extra_cluster,
+    );
+    let path = dir.join(format!("{}.toml", spec.id));
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+struct Node {
+    id: String,
+    server: Option<Server>,
+    data: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Node {
+    fn start(spec: &Spec<'_>) -> Node {
+        let data = temp_dir();
+        let config = config(spec, data.path());
+        let server = Server::start(Launch {
+            config: Some(&config),
+            ..Launch::new(data.path())
+        });
+        Node {
+            id: spec.id.to_string(),
+            server: Some(server),
+            data,
+            config,
+        }
+    }
+
+    fn server(&self) -> &Server {
+        self.server.as_ref().expect("node is running")
+    }
+
+    fn restart(&mut self) {
+        self.server = Some(Server::start(Launch {
+            config: Some(&self.config),
+            ..Launch::new(self.data.path())
+        }));
+    }
+
+    /// kill -9: no leave, no flush; peers find out by failing.
+    fn kill(&mut self) {
+        if let Some(server) = self.server.take() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &server.pid().to_string()])
+                .status();
+            // Reaps it.
+            drop(server);
+        }
+    }
+
+    fn client(&self, bucket: &str) -> Arc<dyn ObjectStore> {
+        Arc::new(
+            AmazonS3Builder::new()
+                .with_endpoint(&self.server().endpoint)
+                .with_allow_http(true)
+                .with_region("us-east-1")
+                .with_bucket_name(bucket)
+                .with_access_key_id(ACCESS_KEY)
+                .with_secret_access_key(SECRET_KEY)
+                .with_virtual_hosted_style_request(false)
+                .build()
+                .expect("client"),
+        )
+    }
+
+    fn admin(&self) -> String {
+        self.server().admin.clone()
+    }
+}
+
+struct TestCluster {
+    name: String,
+    store: tempfile::TempDir,
+    nodes: Vec<Node>,
+}
+
+impl TestCluster {
+    fn start(weights: &[u32]) -> TestCluster {
+        let name = unique("cl");
+        let store = temp_dir();
+        let nodes = weights
+            .iter()
+            .enumerate()
+            .map(|(i, &weight)| {
+                Node::start(&Spec {
+                    cluster: &name,
+                    store: store.path(),
+                    id: &format!("n{i}"),
+                    weight,
+                    block_size: "1MiB",
+                    extra_cluster: "",
+                })
+            })
+            .collect();
+        let cluster = TestCluster { name, store, nodes };
+        cluster.wait_for_members(weights.len());
+        cluster
+    }
+
+    /// Polls every running node's view until it has `n` members.
+    fn wait_for_members(&self, n: usize) {
+        for node in self.nodes.iter().filter(|n| n.server.is_some()) {
+            wait_until(&format!("{} sees {n} members", node.id), || {
+                members(&node.admin()).len() == n
+            });
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        // The metadata and membership keys of this test, gone.
+        for pattern in [
+            format!("{}:*", self.name),
+            format!("ferry-cluster:{}:*", self.name),
+        ] {
+            let keys = Command::new("redis-cli")
+                .args(["--scan", "--pattern", &pattern])
+                .output();
+            if let Ok(out) = keys {
+                for key in String::from_utf8_lossy(&out.stdout).lines() {
+                    let _ = Command::new("redis-cli").args(["del", key]).output();
+                }
+            }
+        }
+    }
+}
+
+fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn curl(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "20", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// (id, weight, address) of each member in a node's view.
+fn members(admin: &str) -> Vec<(String, u64, String)> {
+    let (status, body) = curl(&[&format!("{admin}/cluster/status")]);
+    if status != 200 {
+        return Vec::new();
+    }
+    let value: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    value["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            (
+                m["id"].as_str().unwrap_or_default().to_string(),
+                m["weight"].as_u64().unwrap_or(0),
+                m["address"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The sum of a counter's series on a node whose lines contain `filter`.
+fn metric(admin: &str, name: &str, filter: &str) -> f64 {
+    let (status, text) = curl(&[&format!("{admin}/metrics")]);
+    assert_eq!(status, 200, "metrics of {admin}");
+    text.lines()
+        .filter(|l| {
+            l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(filter)
+        })
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
+fn store_reads(cluster: &TestCluster) -> f64 {
+    cluster
+        .nodes
+        .iter()
+        .filter(|n| n.server.is_some())
+        .map(|n| metric(&n.admin(), "ferry_store_get_requests_total", ""))
+        .sum()
+}
+
+async fn put(store: &dyn ObjectStore, key: &str, body: &[u8]) {
+    store
+        .put(&Path::from(key), Bytes::copy_from_slice(body).into())
+        .await
+        .unwrap_or_else(|e| panic!("put {key}: {e}"));
+}
+
+async fn get(store: &dyn ObjectStore, key: &str) -> Vec<u8> {
+    store
+        .get(&Path::from(key))
+        .await
+        .unwrap_or_else(|e| panic!("get {key}: {e}"))
+        .bytes()
+        .await
+        .unwrap_or_else(|e| panic!("body of {key}: {e}"))
+        .to_vec()
+}
+
+fn set_weight(admin: &str, node: &str, weight: u32) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args([
+            "cluster",
+            "weight",
+            node,
+            &weight.to_string(),
+            "--admin",
+            admin,
+        ])
+        .env("FERRY_ADMIN_TOKEN", TOKEN)
+        .output()
+        .expect("ferry cluster weight");
+    assert!(
+        out.status.success(),
+        "ferry cluster weight: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_load_each_block_once_and_hand_off_on_a_drain() {
+    let cluster = TestCluster::start(&[100, 200, 300]);
+    let bucket = unique("b");
+    create_bucket(&cluster.nodes[0].server().endpoint, &bucket).await;
+    let body = pattern(7, 24 * MIB + 123);
+    put(
+        cluster.nodes[0].client(&bucket).as_ref(),
+        "model.bin",
+        &body,
+    )
+    .await;
+
+    // Byte-identical through every node, and one store read per block for
+    // the whole cluster.
+    for node in &cluster.nodes {
+        assert!(
+            get(node.client(&bucket).as_ref(), "model.bin").await == body,
+            "through {}",
+            node.id
+        );
+    }
+    assert_eq!(store_reads(&cluster), 25.0, "store reads for 25 blocks");
+    for node in &cluster.nodes[1..] {
+        assert!(
+            metric(&node.admin(), "ferry_peer_served_total", "") > 0.0,
+            "{} (weight > 100) served no block to a peer",
+            node.id
+        );
+    }
+
+    // A second object read through the heaviest node only, so its blocks
+    // are on their owners and on n2; then n2 is drained.
+    let second = pattern(9, 12 * MIB);
+    put(
+        cluster.nodes[0].client(&bucket).as_ref(),
+        "second.bin",
+        &second,
+    )
+    .await;
+    assert!(get(cluster.nodes[2].client(&bucket).as_ref(), "second.bin").await == second);
+    let before = store_reads(&cluster);
+    assert_eq!(before, 25.0 + 12.0);
+
+    set_weight(&cluster.nodes[0].admin(), "n2", 0);
+    for node in &cluster.nodes {
+        wait_until(&format!("{} sees n2 drained", node.id), || {
+            members(&node.admin())
+                .iter()
+                .any(|(id, weight, _)| id == "n2" && *weight == 0)
+        });
+        assert_eq!(
+            metric(&node.admin(), "ferry_cluster_expected_share", "node=\"n2\""),
+            0.0
+        );
+        let share = metric(&node.admin(), "ferry_cluster_expected_share", "node=\"n1\"");
+        assert!((share - 2.0 / 3.0).abs() < 1e-9, "n1's share {share}");
+    }
+    // The new owners of n2's blocks ask n2 before the store: no store read.
+    for node in &cluster.nodes[..2] {
+        assert!(get(node.client(&bucket).as_ref(), "second.bin").await == second);
+    }
+    assert_eq!(store_reads(&cluster), before, "a drain caused store reads");
+    let handoffs: f64 = cluster.nodes[..2]
+        .iter()
+        .map(|n| metric(&n.admin(), "ferry_handoff_reads_total", "outcome=\"hit\""))
+        .sum();
+    assert!(handoffs > 0.0, "no handoff read after the drain");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_killed_mid_stream_fails_no_read_and_is_used_again_after_a_restart() {
+    let mut cluster = TestCluster::start(&[100, 100, 100]);
+    let bucket = unique("b");
+    create_bucket(&cluster.nodes[0].server().endpoint, &bucket).await;
+    let body = Arc::new(pattern(3, 40 * MIB));
+    put(cluster.nodes[0].client(&bucket).as_ref(), "big.bin", &body).await;
+
+    // 16 streams through n0 and n1; n2 is killed once they are under way.
+    let (first_tx, mut first_rx) = tokio::sync::mpsc::channel::<()>(16);
+    let mut readers = Vec::new();
+    for i in 0..16 {
+        let client = cluster.nodes[i % 2].client(&bucket);
+        let (body, first_tx) = (body.clone(), first_tx.clone());
+        readers.push(tokio::spawn(async move {
+            let mut stream = client
+                .get(&Path::from("big.bin"))
+                .await
+                .expect("get")
+                .into_stream();
+            let mut got = Vec::with_capacity(body.len());
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.expect("a chunk of the stream");
+                if got.is_empty() {
+                    let _ = first_tx.send(()).await;
+                }
+                got.extend_from_slice(&chunk);
+            }
+            assert!(got == *body, "stream {i} read wrong bytes");
+        }));
+    }
+    drop(first_tx);
+    first_rx.recv().await.expect("a reader started");
+    cluster.nodes[2].kill();
+    for reader in readers {
+        reader
+            .await
+            .expect("every GET completes with the right bytes");
+    }
+
+    // Back again: it rejoins and owns blocks again, once n0 sees this
+    // incarnation of it.
+    cluster.nodes[2].restart();
+    cluster.wait_for_members(3);
+    let incarnation = |admin: &str| {
+        let (_, body) = curl(&[&format!("{admin}/cluster/status")]);
+        let value: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        value["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["id"] == "n2")
+            .map(|m| m["incarnation"].as_str().unwrap_or_default().to_string())
+    };
+    let current = incarnation(&cluster.nodes[2].admin());
+    wait_until("n0 sees the restarted n2", || {
+        incarnation(&cluster.nodes[0].admin()) == current
+    });
+    let served_before = metric(&cluster.nodes[2].admin(), "ferry_peer_served_total", "");
+    let after = pattern(4, 16 * MIB);
+    put(
+        cluster.nodes[0].client(&bucket).as_ref(),
+        "after.bin",
+        &after,
+    )
+    .await;
+    assert!(get(cluster.nodes[0].client(&bucket).as_ref(), "after.bin").await == after);
+    assert!(
+        metric(&cluster.nodes[2].admin(), "ferry_peer_served_total", "") > served_before,
+        "the restarted node was not asked for any block"
+    );
+}
+
+fn signed_request(address: &str, secret: &str, time_ms: i64, query: &str) -> Vec<String> {
+    let signature = wire::Signed {
+        method: "GET",
+        path: wire::PATH,
+        query,
+        time_ms,
+        verb: "get",
+        priority: "demand",
+        node: "tester",
+    }
+    .sign(secret.as_bytes());
+    vec![
+        "-H".into(),
+        format!("{}: 1", wire::H_PROTOCOL),
+        "-H".into(),
+        format!("{}: get", wire::H_VERB),
+        "-H".into(),
+        format!("{}: demand", wire::H_PRIORITY),
+        "-H".into(),
+        format!("{}: tester", wire::H_NODE),
+        "-H".into(),
+        format!("{}: {time_ms}", wire::H_TIME),
+        "-H".into(),
+        format!("{}: {signature}", wire::H_SIGNATURE),
+        format!("http://{address}{}?{query}", wire::PATH),
+    ]
+}
+
+/// A member that is not a Ferry: it answers every request with `answer`
+/// (or never, when `None`), registered in the cluster's membership with a
+/// weight that makes it the top choice for nearly every block.
+fn fake_member(cluster: &str, id: &str, answer: Option<&'static [u8]>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("addr").to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            match answer {
+                Some(bytes) => {
+                    use std::io::{Read, Write};
+                    let mut buf = [0u8; 4096];
+                    let _ = stream.read(&mut buf);
+                    let _ = stream.write_all(bytes);
+                }
+                // Hangs: keeps the connection open and silent.
+                None => held.push(stream),
+            }
+        }
+    });
+    let record = serde_json::json!({
+        "id": id, "address": address, "weight": 1_000_000, "block_size": MIB,
+        "protocol_min": 1, "protocol_max": 1, "stores": "", "heartbeat_ms": 0,
+    })
+    .to_string();
+    let prefix = format!("ferry-cluster:{cluster}");
+    for args in [
+        vec!["set".to_string(), format!("{prefix}:node:{id}"), record],
+        vec![
+            "zadd".to_string(),
+            format!("{prefix}:nodes"),
+            "99999999999999".to_string(),
+            id.to_string(),
+        ],
+    ] {
+        let out = Command::new("redis-cli")
+            .args(&args)
+            .output()
+            .expect("redis-cli");
+        assert!(out.status.success());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn peers_refuse_bad_requests_and_reads_survive_bad_peers() {
+    let cluster = TestCluster::start(&[100, 100]);
+    let bucket = unique("b");
+    create_bucket(&cluster.nodes[0].server().endpoint, &bucket).await;
+    let address = members(&cluster.nodes[1].admin())
+        .into_iter()
+        .find(|(id, _, _)| id == "n1")
+        .map(|(_, _, address)| address)
+        .expect("n1's address");
+    let addr = BlockAddr {
+        store: "data".into(),
+        blob: "blobs/none".into(),
+        version: String::new(),
+        block_size: MIB as u64,
+        index: 0,
+        len: MIB as u64,
+    };
+    let query = wire::query(&addr, &(0..10));
+    let now = wire::now_ms();
+    let url = format!("http://{address}{}?{query}", wire::PATH);
+    let cases: Vec<(&str, Vec<String>, u16)> = vec![
+        ("no authentication", vec![url.clone()], 403),
+        (
+            "wrong secret",
+            signed_request(&address, "not-the-cluster-secret!!", now, &query),
+            403,
+        ),
+        (
+            "expired timestamp",
+            signed_request(&address, SECRET, now - 120_000, &query),
+            403,
+        ),
+        (
+            "malformed address",
+            signed_request(&address, SECRET, now, "store=data&blob=x&len=oops"),
+            400,
+        ),
+        // Authentic, for a blob that does not exist: typed, not a failure.
+        (
+            "missing blob",
+            signed_request(&address, SECRET, now, &query),
+            404,
+        ),
+    ];
+    for (what, args, expected) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (status, body) = curl(&args);
+        assert_eq!(status, expected, "{what}: {body}");
+    }
+    let refused = metric(&cluster.nodes[1].admin(), "ferry_peer_refused_total", "");
+    assert_eq!(refused, 4.0, "refusals counted");
+
+    // Three members that answer garbage, a short body, or nothing, top of
+    // the ranking for nearly every block: reads still get the right bytes.
+    fake_member(
+        &cluster.name,
+        "garbage",
+        Some(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\nx-ferry-checksum: 0000000000000000\r\nconnection: close\r\n\r\nnot-block!"),
+    );
+    fake_member(
+        &cluster.name,
+        "short",
+        Some(b"HTTP/1.1 200 OK\r\ncontent-length: 1048576\r\nconnection: close\r\n\r\nonly this"),
+    );
+    fake_member(&cluster.name, "hangs", None);
+    cluster.wait_for_members(5);
+    let before = store_reads(&cluster);
+    let body = pattern(5, 6 * MIB);
+    put(cluster.nodes[0].client(&bucket).as_ref(), "m.bin", &body).await;
+    assert!(get(cluster.nodes[0].client(&bucket).as_ref(), "m.bin").await == body);
+    assert!(get(cluster.nodes[1].client(&bucket).as_ref(), "m.bin").await == body);
+    let failed: f64 = cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            metric(
+                &n.admin(),
+                "ferry_peer_requests_total",
+                "outcome=\"failed\"",
+            )
+        })
+        .sum();
+    assert!(
+        failed >= 3.0,
+        "bad peers were not tried and refused ({failed})"
+    );
+    let corrupt: f64 = cluster
+        .nodes
+        .iter()
+        .map(|n| metric(&n.admin(), "ferry_peer_corrupt_answers_total", ""))
+        .sum();
+    assert!(corrupt >= 1.0, "a garbage answer was not detected");
+    assert_eq!(
+        store_reads(&cluster),
+        before + 6.0,
+        "one store read per block"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_another_block_size_is_refused_at_start() {
+    let cluster = TestCluster::start(&[100]);
+    let data = temp_dir();
+    let config = config(
+        &Spec {
+            cluster: &cluster.name,
+            store: cluster.store.path(),
+            id: "odd",
+            weight: 100,
+            block_size: "2MiB",
+            extra_cluster: "",
+        },
+        data.path(),
+    );
+    let out = common::ferry()
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .arg("--config")
+        .arg(&config)
+        .env("FERRY_ACCESS_KEY", ACCESS_KEY)
+        .env("FERRY_SECRET_KEY", SECRET_KEY)
+        .output()
+        .expect("run ferry");
+    assert!(
+        !out.status.success(),
+        "a node with another block size joined"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("block_size") && stderr.contains("2097152") && stderr.contains("1048576"),
+        "the error does not say which value differs: {stderr}"
+    );
+    assert_eq!(members(&cluster.nodes[0].admin()).len(), 1);
+}
