@@ -217,6 +217,15 @@ impl BlockCache {
         out
     }
 
+    /// The addresses of every block of the file `layout` describes, in
+    /// order (what warm-up loads).
+    pub fn block_addrs(&self, layout: &Layout) -> Vec<BlockAddr> {
+        self.plan(layout, &(0..layout.total_len()))
+            .iter()
+            .map(|read| read.addr(self.block_size))
+            .collect()
+    }
+
     /// One block, from memory, disk or outside this node.
     async fn block(&self, read: &BlockRead) -> Result<Bytes> {
         let started = Instant::now();

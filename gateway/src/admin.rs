@@ -8,7 +8,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use ferry_cache::BlockCache;
 use ferry_cache::cluster::Cluster;
+use ferry_cache::cluster::warmup::{self, WarmupRequest};
 use ferry_meta::Meta;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
@@ -18,6 +20,7 @@ pub struct AdminState {
     pub meta: Arc<dyn Meta>,
     pub metrics: Option<PrometheusHandle>,
     pub cluster: Option<Arc<Cluster>>,
+    pub cache: Option<Arc<BlockCache>>,
     /// Bearer token of the mutating endpoints; `None`: they answer 401.
     pub token: Option<Arc<str>>,
 }
@@ -28,6 +31,7 @@ pub fn app(state: AdminState) -> Router {
         .route("/metrics", get(render_metrics))
         .route("/cluster/status", get(cluster_status))
         .route("/cluster/weight", post(set_weight))
+        .route("/warmup", post(warmup))
         .with_state(state)
 }
 
@@ -162,4 +166,74 @@ async fn render_metrics(State(state): State<AdminState>) -> (StatusCode, String)
             "metrics recorder not installed\n".to_string(),
         ),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WarmupBody {
+    bucket: String,
+    #[serde(default)]
+    prefix: String,
+    #[serde(default)]
+    check: bool,
+    #[serde(default)]
+    force: bool,
+    concurrency: Option<usize>,
+}
+
+/// Runs a warm-up (or with `check`, a probe) of a prefix on this node,
+/// answering its progress as JSON lines while it runs.
+async fn warmup(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    body: Result<Json<WarmupBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if !authorized(&state, &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "this endpoint needs the admin token ([admin] token or FERRY_ADMIN_TOKEN) as a Bearer token\n",
+        )
+            .into_response();
+    }
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    let Some(cache) = state.cache.clone() else {
+        return (
+            StatusCode::CONFLICT,
+            "this node has no block cache to warm\n",
+        )
+            .into_response();
+    };
+    let request = WarmupRequest {
+        bucket: body.bucket,
+        prefix: body.prefix,
+        check: body.check,
+        concurrency: body.concurrency.unwrap_or(16).clamp(1, 256),
+        force: body.force,
+    };
+    let node = state.cluster.as_ref().map(|c| c.node.clone());
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    // Ends when the job does, or when the client goes away (the channel
+    // closes and the job stops at its next event).
+    tokio::spawn(warmup::run(cache, node, state.meta.clone(), request, tx));
+    let lines = event_lines(rx);
+    let mut response = Response::new(axum::body::Body::from_stream(lines));
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/x-ndjson"),
+    );
+    response
+}
+
+/// Each event as one JSON line.
+fn event_lines(
+    rx: tokio::sync::mpsc::Receiver<warmup::WarmupEvent>,
+) -> impl futures::Stream<Item = Result<String, std::convert::Infallible>> {
+    futures::stream::unfold(rx, |mut rx| async move {
+        let event = rx.recv().await?;
+        let line = serde_json::to_string(&event).unwrap_or_default() + "\n";
+        Some((Ok(line), rx))
+    })
 }

@@ -33,6 +33,8 @@ pub enum Command {
     /// See and steer the cache cluster through a node's admin API.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Load every block under a prefix into its owners before a rollout.
+    Warmup(WarmupArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -213,4 +215,22 @@ pub struct AdminEndpoint {
     /// The admin token ([admin] token of the nodes).
     #[arg(long, env = "FERRY_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WarmupArgs {
+    /// BUCKET or BUCKET/PREFIX to warm.
+    pub target: String,
+    /// Report what share of the prefix's bytes is cached on its owners;
+    /// load nothing.
+    #[arg(long)]
+    pub check: bool,
+    /// Blocks in flight at once (default 16).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Go on even when the prefix is larger than the cluster's tiers.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub admin: AdminEndpoint,
 }

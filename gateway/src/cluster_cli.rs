@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::cli::{AdminEndpoint, ClusterCommand};
+use crate::cli::{AdminEndpoint, ClusterCommand, WarmupArgs};
 
 fn client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
@@ -72,7 +72,7 @@ async fn status(admin: &AdminEndpoint, json: bool) -> Result<bool, String> {
     println!(
         "node {}  replicas {}  membership {}",
         status["node"].as_str().unwrap_or("?"),
-        status["replicas"],
+        status["replicas"].as_u64().unwrap_or(0),
         if status["dynamic"].as_bool() == Some(true) {
             "redis"
         } else {
@@ -93,7 +93,7 @@ async fn status(admin: &AdminEndpoint, json: bool) -> Result<bool, String> {
             "{:<24} {:<24} {:>7} {:>6.1}% {:>10} {:>6}",
             member["id"].as_str().unwrap_or("?"),
             member["address"].as_str().unwrap_or("?"),
-            member["weight"],
+            member["weight"].as_u64().unwrap_or(0),
             member["expected_share"].as_f64().unwrap_or(0.0) * 100.0,
             age,
             if member["down"].as_bool() == Some(true) {
@@ -104,4 +104,98 @@ async fn status(admin: &AdminEndpoint, json: bool) -> Result<bool, String> {
         );
     }
     Ok(true)
+}
+
+/// `ferry warmup`: starts the job on a node and shows its progress.
+pub async fn warmup(args: WarmupArgs) -> Result<bool, String> {
+    let (bucket, prefix) = match args.target.split_once('/') {
+        Some((bucket, prefix)) => (bucket.to_string(), prefix.to_string()),
+        None => (args.target.clone(), String::new()),
+    };
+    let url = format!("{}/warmup", args.admin.admin.trim_end_matches('/'));
+    let body = serde_json::json!({
+        "bucket": bucket, "prefix": prefix, "check": args.check,
+        "force": args.force, "concurrency": args.concurrency,
+    });
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut request = http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(token) = &args.admin.token {
+        request = request.bearer_auth(token);
+    }
+    let mut response = request.send().await.map_err(|e| format!("{url}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(answer(response).await.err().unwrap_or_default());
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
+        )
+        .map_err(|e| e.to_string())?,
+    );
+    let started = std::time::Instant::now();
+    let mut pending = String::new();
+    let mut done: Option<Value> = None;
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        pending.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(at) = pending.find('\n') {
+            let line: String = pending.drain(..=at).collect();
+            let event: Value = serde_json::from_str(line.trim()).map_err(|e| e.to_string())?;
+            match event["event"].as_str() {
+                Some("plan") => {
+                    bar.set_length(event["bytes"].as_u64().unwrap_or(0));
+                    bar.set_message(format!("{} objects", event["objects"]));
+                }
+                Some("progress") => {
+                    bar.set_position(event["bytes"].as_u64().unwrap_or(0));
+                    bar.set_message(format!(
+                        "{} objects, {} failed",
+                        event["objects"], event["failures"]
+                    ));
+                }
+                Some("done") => done = Some(event),
+                Some("refused") => {
+                    bar.abandon();
+                    return Err(event["reason"].as_str().unwrap_or("refused").to_string());
+                }
+                _ => {}
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let Some(done) = done else {
+        return Err("the node ended the warm-up without a summary".into());
+    };
+    let number = |name: &str| done[name].as_u64().unwrap_or(0);
+    let (bytes, cached, loaded, failures) = (
+        number("bytes"),
+        number("bytes_cached"),
+        number("bytes_loaded"),
+        number("failures"),
+    );
+    if args.check {
+        let share = if bytes == 0 {
+            100.0
+        } else {
+            cached as f64 * 100.0 / bytes as f64
+        };
+        println!(
+            "{share:.1}% of {bytes} bytes in {} objects cached on their owners",
+            number("objects")
+        );
+    } else {
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "warmed {} objects, {bytes} bytes in {secs:.1}s ({:.1} MB/s): {loaded} bytes loaded from the store, {cached} already cached, {failures} failures",
+            number("objects"),
+            bytes as f64 / secs.max(1e-9) / 1e6
+        );
+    }
+    Ok(failures == 0)
 }

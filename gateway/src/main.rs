@@ -150,6 +150,10 @@ fn main() -> ExitCode {
             init_logging(false);
             run_tool(cluster_cli::run(command))
         }
+        Command::Warmup(args) => {
+            init_logging(false);
+            run_tool(cluster_cli::warmup(args))
+        }
         Command::Fsck(args) => {
             init_logging(false);
             let env = environment();

@@ -144,6 +144,11 @@ async fn join_cluster(
         advertise.clone(),
         config.cache.block_size,
         store_fingerprint(&config.stores),
+        config
+            .cache
+            .memory
+            .unwrap_or_else(default_memory_tier)
+            .saturating_add(config.cache.disk),
     )
     .await?;
     tracing::info!(
@@ -278,6 +283,7 @@ pub async fn run(mut config: Config) -> Result<(), String> {
         meta: meta.clone(),
         metrics: prometheus.clone(),
         cluster: cluster.clone(),
+        cache: cache.clone(),
         token: config.admin_token.clone().map(Into::into),
     });
     let admin_stop = stop.clone();

@@ -38,6 +38,8 @@ struct Spec<'a> {
     weight: u32,
     block_size: &'a str,
     extra_cluster: &'a str,
+    /// The membership Redis (default: the shared one).
+    membership: Option<&'a str>,
 }
 
 fn config(spec: &Spec<'_>, dir: &FsPath) -> PathBuf {
@@ -64,7 +66,7 @@ name = "{cluster}"
 peer_listen = "127.0.0.1:0"
 weight = {weight}
 secret = "{SECRET}"
-membership = "{REDIS}"
+membership = "{membership}"
 request_timeout = "1s"
 {extra}
 
@@ -77,6 +79,7 @@ token = "{TOKEN}"
         id = spec.id,
         weight = spec.weight,
         extra = spec.extra_cluster,
+        membership = spec.membership.unwrap_or(REDIS),
     );
     let path = dir.join(format!("{}.toml", spec.id));
     std::fs::write(&path, text).expect("write config");
@@ -156,6 +159,11 @@ struct TestCluster {
 
 impl TestCluster {
     fn start(weights: &[u32]) -> TestCluster {
+        TestCluster::start_with(weights, "")
+    }
+
+    /// With `extra` lines in every node's `[cluster]`.
+    fn start_with(weights: &[u32], extra: &str) -> TestCluster {
         let name = unique("cl");
         let store = temp_dir();
         let nodes = weights
@@ -168,7 +176,8 @@ impl TestCluster {
                     id: &format!("n{i}"),
                     weight,
                     block_size: "1MiB",
-                    extra_cluster: "",
+                    extra_cluster: extra,
+                    membership: None,
                 })
             })
             .collect();
@@ -633,6 +642,7 @@ async fn a_node_with_another_block_size_is_refused_at_start() {
             weight: 100,
             block_size: "2MiB",
             extra_cluster: "",
+            membership: None,
         },
         data.path(),
     );
@@ -657,4 +667,230 @@ async fn a_node_with_another_block_size_is_refused_at_start() {
         "the error does not say which value differs: {stderr}"
     );
     assert_eq!(members(&cluster.nodes[0].admin()).len(), 1);
+}
+
+fn ferry_warmup(admin: &str, target: &str, extra: &[&str], token: Option<&str>) -> (bool, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    command
+        .args(["warmup", target, "--admin", admin])
+        .args(extra)
+        .env_remove("FERRY_ADMIN_TOKEN");
+    if let Some(token) = token {
+        command.env("FERRY_ADMIN_TOKEN", token);
+    }
+    let out = command.output().expect("ferry warmup");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn warmup_loads_a_prefix_into_its_owners_once() {
+    let cluster = TestCluster::start(&[100, 200, 300]);
+    let bucket = unique("b");
+    create_bucket(&cluster.nodes[0].server().endpoint, &bucket).await;
+    let client = cluster.nodes[0].client(&bucket);
+    let mut shards = Vec::new();
+    for i in 0..3u8 {
+        let body = pattern(20 + i, 4 * MIB);
+        put(
+            client.as_ref(),
+            &format!("llm/shard-{i}.safetensors"),
+            &body,
+        )
+        .await;
+        shards.push(body);
+    }
+    put(client.as_ref(), "other/unrelated.bin", &pattern(1, 2 * MIB)).await;
+    let admin = cluster.nodes[0].admin();
+    let target = format!("{bucket}/llm/");
+
+    let (ok, out) = ferry_warmup(&admin, &target, &[], None);
+    assert!(
+        !ok && out.contains("401"),
+        "a warm-up without the token ran: {out}"
+    );
+    let (ok, out) = ferry_warmup(&admin, &target, &["--check"], Some(TOKEN));
+    assert!(ok && out.contains("0.0% of 12582912 bytes"), "{out}");
+
+    let (ok, out) = ferry_warmup(&admin, &target, &[], Some(TOKEN));
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("warmed 3 objects, 12582912 bytes") && out.contains("12582912 bytes loaded"),
+        "{out}"
+    );
+    assert_eq!(
+        store_reads(&cluster),
+        12.0,
+        "one store read per block of the prefix"
+    );
+    let (ok, out) = ferry_warmup(&admin, &target, &["--check"], Some(TOKEN));
+    assert!(ok && out.contains("100.0% of 12582912 bytes"), "{out}");
+
+    // Again: nothing to load. Then readers on any node find it warm.
+    let (ok, out) = ferry_warmup(&admin, &target, &[], Some(TOKEN));
+    assert!(
+        ok && out.contains("0 bytes loaded from the store, 12582912 already cached"),
+        "{out}"
+    );
+    for node in &cluster.nodes {
+        for (i, body) in shards.iter().enumerate() {
+            let got = get(
+                node.client(&bucket).as_ref(),
+                &format!("llm/shard-{i}.safetensors"),
+            )
+            .await;
+            assert!(got == *body);
+        }
+    }
+    assert_eq!(
+        store_reads(&cluster),
+        12.0,
+        "a warmed prefix was read from the store"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_two_replicas_a_lost_node_loses_no_hit() {
+    let mut cluster = TestCluster::start_with(&[100, 100, 100], "replicas = 2");
+    let bucket = unique("b");
+    create_bucket(&cluster.nodes[0].server().endpoint, &bucket).await;
+    let body = pattern(11, 12 * MIB);
+    put(cluster.nodes[0].client(&bucket).as_ref(), "m.bin", &body).await;
+    let (ok, out) = ferry_warmup(
+        &cluster.nodes[0].admin(),
+        &format!("{bucket}/m.bin"),
+        &[],
+        Some(TOKEN),
+    );
+    assert!(ok, "{out}");
+    // Both owners of every block hold it; only the top one read the store.
+    assert_eq!(store_reads(&cluster), 12.0);
+    cluster.nodes[2].kill();
+    // What the survivors read from the store from now on.
+    let before = store_reads(&cluster);
+    for node in &cluster.nodes[..2] {
+        assert!(get(node.client(&bucket).as_ref(), "m.bin").await == body);
+    }
+    assert_eq!(
+        store_reads(&cluster),
+        before,
+        "a block missed after losing one of its two owners"
+    );
+}
+
+/// A Redis of this test's own, on a free port, without persistence.
+struct OwnRedis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> OwnRedis {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        wait_until("the test's redis answers", || {
+            Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "ping"])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("PONG"))
+        });
+        OwnRedis { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_membership_outage_keeps_the_last_view() {
+    let port = free_port();
+    let redis = OwnRedis::start(port);
+    let name = unique("cl");
+    let store = temp_dir();
+    let url = redis.url();
+    let nodes: Vec<Node> = (0..2)
+        .map(|i| {
+            Node::start(&Spec {
+                cluster: &name,
+                store: store.path(),
+                id: &format!("n{i}"),
+                weight: 100,
+                block_size: "1MiB",
+                extra_cluster: "",
+                membership: Some(&url),
+            })
+        })
+        .collect();
+    let cluster = TestCluster { name, store, nodes };
+    cluster.wait_for_members(2);
+    let bucket = unique("b");
+    create_bucket(&cluster.nodes[0].server().endpoint, &bucket).await;
+
+    drop(redis);
+    // Longer than a heartbeat's TTL: a node that dropped expired members
+    // on its own would now see itself alone.
+    let outage = Instant::now();
+    while outage.elapsed() < Duration::from_secs(7) {
+        for node in &cluster.nodes {
+            assert_eq!(
+                members(&node.admin()).len(),
+                2,
+                "{} shrank its view",
+                node.id
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // And it still reads through its peer.
+    let body = pattern(8, 8 * MIB);
+    put(cluster.nodes[0].client(&bucket).as_ref(), "m.bin", &body).await;
+    assert!(get(cluster.nodes[0].client(&bucket).as_ref(), "m.bin").await == body);
+    assert!(metric(&cluster.nodes[1].admin(), "ferry_peer_served_total", "") > 0.0);
+
+    // Redis back (empty): the next heartbeats fill it again.
+    let _redis = OwnRedis::start(port);
+    wait_until("heartbeats are back in redis", || {
+        Command::new("redis-cli")
+            .args([
+                "-p",
+                &port.to_string(),
+                "zcard",
+                &format!("ferry-cluster:{}:nodes", cluster.name),
+            ])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "2")
+    });
 }

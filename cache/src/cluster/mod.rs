@@ -11,6 +11,7 @@ pub mod ring;
 mod serve;
 mod source;
 mod view;
+pub mod warmup;
 pub mod wire;
 
 use std::future::Future;
@@ -85,6 +86,7 @@ impl Cluster {
         advertise: String,
         block_size: u64,
         stores: String,
+        capacity: u64,
     ) -> Result<Cluster, String> {
         let me = config.serve.then(|| Member {
             id: config.node_id.clone(),
@@ -96,6 +98,7 @@ impl Cluster {
             stores,
             heartbeat_ms: 0,
             incarnation: uuid::Uuid::new_v4().simple().to_string(),
+            capacity,
         });
         let (view, redis) = match &config.membership {
             MembershipConfig::Static(peers) => {
@@ -111,6 +114,7 @@ impl Cluster {
                         stores: me.as_ref().map(|m| m.stores.clone()).unwrap_or_default(),
                         heartbeat_ms: 0,
                         incarnation: String::new(),
+                        capacity: 0,
                     })
                     .collect();
                 if let Some(me) = &me
@@ -243,6 +247,7 @@ mod tests {
             stores: "abc".into(),
             heartbeat_ms: 0,
             incarnation: String::new(),
+            capacity: 0,
         }
     }
 

@@ -21,7 +21,8 @@ use crate::source::{BlockAddr, whole};
 pub enum Served {
     /// The bytes asked for; `hit` when this node held the block already.
     Bytes { bytes: Bytes, hit: bool },
-    /// A prefetch's or probe's answer: whether the block is here now.
+    /// A prefetch's or probe's answer: whether the block was here
+    /// already (a prefetch that had to load it answers `false`).
     Cached(bool),
     /// A tiers-only get of a block this node does not hold.
     NotCached,
@@ -116,7 +117,7 @@ impl BlockCache {
                 }
                 outcome("loaded");
                 if verb == Verb::Prefetch {
-                    return Ok(Served::Cached(true));
+                    return Ok(Served::Cached(false));
                 }
                 Ok(Served::Bytes {
                     bytes: slice(&block, &range),

@@ -8,10 +8,12 @@
 //! herd costs one store read for the whole cluster. With replicas, the
 //! others fill from the top live replica (by pull, on their own miss).
 //!
-//! [`OwnerSource`] is how a node loads a block it is to hold: first one
-//! tiers-only ask of the block's owner in each earlier view (handoff, so a
-//! membership change costs peer reads, not a miss storm), then the store.
-//! Peer requests are answered through it, never forwarded further.
+//! [`OwnerSource`] is how a node loads a block it is to hold: first a
+//! tiers-only ask of the block's top live owner when that is another node
+//! (a replica fills from the top replica), and of its owner in each earlier
+//! view (handoff, so a membership change costs peer reads, not a miss
+//! storm), then the store. Tiers-only asks load nothing and ask no one, so
+//! nothing is ever forwarded further.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -55,12 +57,16 @@ impl OwnerSource {
         OwnerSource { node, store }
     }
 
-    /// The block from the node that held it before a membership change, if
-    /// it still has it cached.
+    /// The block from a node that holds it already, asked tiers-only (so
+    /// asks can never chain): the block's top live owner when that is not
+    /// this node (a replica filling from the top replica), then its owner
+    /// in each earlier view (handoff after a membership change).
     async fn handoff(&self, addr: &BlockAddr, range: &Range<u64>) -> Option<Fetched> {
         let key = addr.cache_key();
         let mut asked = Vec::new();
-        for view in self.node.membership.previous() {
+        let current = self.node.membership.current();
+        let views = std::iter::once(current).chain(self.node.membership.previous());
+        for (i, view) in views.enumerate() {
             let Some(previous) = view
                 .ranked(key.as_bytes())
                 .into_iter()
@@ -84,11 +90,21 @@ impl OwnerSource {
                 .await
             {
                 Ok(answer) => {
-                    metrics::counter!(m::HANDOFF_READS, "outcome" => "hit").increment(1);
+                    let counter = if i == 0 {
+                        m::REPLICA_FILLS
+                    } else {
+                        m::HANDOFF_READS
+                    };
+                    metrics::counter!(counter, "outcome" => "hit").increment(1);
                     return Some(answer.bytes.into());
                 }
                 Err(_) => {
-                    metrics::counter!(m::HANDOFF_READS, "outcome" => "miss").increment(1);
+                    let counter = if i == 0 {
+                        m::REPLICA_FILLS
+                    } else {
+                        m::HANDOFF_READS
+                    };
+                    metrics::counter!(counter, "outcome" => "miss").increment(1);
                 }
             }
         }

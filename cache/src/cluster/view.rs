@@ -30,6 +30,9 @@ pub struct Member {
     /// incarnation, whose earlier failures are forgotten at once.
     #[serde(default)]
     pub incarnation: String,
+    /// Bytes its tiers hold (memory + disk; 0: unknown).
+    #[serde(default)]
+    pub capacity: u64,
 }
 
 /// The serving members at one moment, by id.
@@ -61,6 +64,16 @@ impl View {
             .into_iter()
             .filter_map(|id| self.get(id))
             .collect()
+    }
+
+    /// What the serving members' tiers hold together; 0 when any is
+    /// unknown (static membership).
+    pub fn capacity(&self) -> u64 {
+        let serving = self.members.iter().filter(|m| m.weight > 0);
+        if serving.clone().any(|m| m.capacity == 0) {
+            return 0;
+        }
+        serving.map(|m| m.capacity).sum()
     }
 
     pub fn get(&self, id: &str) -> Option<&Member> {
@@ -192,6 +205,7 @@ mod tests {
             stores: "f".into(),
             heartbeat_ms: 0,
             incarnation: String::new(),
+            capacity: 0,
         }
     }
 

@@ -1,0 +1,262 @@
+//! Warm-up: every block of every object under a prefix is loaded by its
+//! owners before a rollout reads it, at warm-up priority (after demand
+//! and readahead) and with bounded concurrency. Each owner is sent a
+//! `prefetch` (load and keep, no body back), so the prefix never streams
+//! through one node. `check` sends `probe`s instead and loads nothing: the
+//! share of the prefix's bytes already on its owners.
+//!
+//! Progress goes out as [`WarmupEvent`]s; the job first totals the prefix
+//! and refuses (unless forced) when it exceeds what the owners' tiers can
+//! hold, since such a warm-up would evict itself.
+
+use std::sync::Arc;
+
+use ferry_meta::{ListQuery, Meta};
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::source::Node;
+use super::wire::Verb;
+use crate::admission::{self, ReadPriority};
+use crate::blocks::BlockCache;
+use crate::cluster::Served;
+use crate::source::{BlockAddr, whole};
+
+/// What to warm.
+#[derive(Debug, Clone)]
+pub struct WarmupRequest {
+    pub bucket: String,
+    pub prefix: String,
+    /// Probe only; load nothing.
+    pub check: bool,
+    /// Blocks in flight at once.
+    pub concurrency: usize,
+    /// Go on even when the prefix is larger than the cluster's tiers.
+    pub force: bool,
+}
+
+/// One line of a warm-up's progress.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum WarmupEvent {
+    /// The prefix's totals and the cluster's capacity (0: unknown).
+    Plan {
+        objects: u64,
+        bytes: u64,
+        capacity: u64,
+    },
+    Progress(Tally),
+    Done(Tally),
+    /// Nothing was done, and why.
+    Refused {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Tally {
+    pub objects: u64,
+    pub bytes: u64,
+    /// Bytes an owner loaded from the store for this warm-up.
+    pub bytes_loaded: u64,
+    /// Bytes already cached on their owner.
+    pub bytes_cached: u64,
+    pub failures: u64,
+}
+
+const PAGE: usize = 1000;
+
+/// Runs the warm-up, sending its events to `events` (a closed receiver
+/// stops it).
+pub async fn run(
+    cache: Arc<BlockCache>,
+    node: Option<Arc<Node>>,
+    meta: Arc<dyn Meta>,
+    request: WarmupRequest,
+    events: mpsc::Sender<WarmupEvent>,
+) {
+    let refuse = |reason: String| async {
+        let _ = events.send(WarmupEvent::Refused { reason }).await;
+    };
+    // The totals first, from metadata only.
+    let (mut objects, mut bytes) = (0u64, 0u64);
+    let mut after = None;
+    loop {
+        let page = match meta
+            .list(
+                &request.bucket,
+                &ListQuery {
+                    prefix: request.prefix.clone(),
+                    delimiter: None,
+                    start_after: after.clone(),
+                    max: PAGE,
+                },
+            )
+            .await
+        {
+            Ok(page) => page,
+            Err(e) => return refuse(e.to_string()).await,
+        };
+        objects += page.entries.len() as u64;
+        bytes += page.entries.iter().map(|(_, e)| e.size).sum::<u64>();
+        if !page.truncated {
+            break;
+        }
+        after = page.next_start_after;
+    }
+    let capacity = node
+        .as_ref()
+        .map_or(0, |n| n.membership.current().capacity());
+    if events
+        .send(WarmupEvent::Plan {
+            objects,
+            bytes,
+            capacity,
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    if !request.check && capacity > 0 && bytes > capacity && !request.force {
+        return refuse(format!(
+            "the prefix holds {bytes} bytes but the cluster's tiers hold {capacity}: the warm-up would evict itself (force to go on)"
+        ))
+        .await;
+    }
+
+    let mut tally = Tally::default();
+    let mut after = None;
+    loop {
+        let page = match meta
+            .list(
+                &request.bucket,
+                &ListQuery {
+                    prefix: request.prefix.clone(),
+                    delimiter: None,
+                    start_after: after.clone(),
+                    max: PAGE,
+                },
+            )
+            .await
+        {
+            Ok(page) => page,
+            Err(e) => return refuse(e.to_string()).await,
+        };
+        for (key, _) in &page.entries {
+            let layout = match meta.get(&request.bucket, key).await {
+                Ok((_, layout)) => layout,
+                // Deleted since it was listed.
+                Err(_) => continue,
+            };
+            let blocks = cache.block_addrs(&layout);
+            let results: Vec<Outcome> = stream::iter(blocks)
+                .map(|addr| {
+                    let (cache, node) = (cache.clone(), node.clone());
+                    admission::with_priority(ReadPriority::Warmup, async move {
+                        warm_block(&cache, node.as_deref(), &addr, request.check).await
+                    })
+                })
+                .buffer_unordered(request.concurrency.max(1))
+                .collect()
+                .await;
+            for outcome in results {
+                match outcome {
+                    Outcome::Cached(n) => tally.bytes_cached += n,
+                    Outcome::Loaded(n) => tally.bytes_loaded += n,
+                    Outcome::Missing(n) => {
+                        // What `check` finds absent: neither cached nor failed.
+                        let _ = n;
+                    }
+                    Outcome::Failed => tally.failures += 1,
+                }
+            }
+            tally.objects += 1;
+            tally.bytes += layout.total_len();
+            if events
+                .send(WarmupEvent::Progress(tally.clone()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        if !page.truncated {
+            break;
+        }
+        after = page.next_start_after;
+    }
+    let _ = events.send(WarmupEvent::Done(tally)).await;
+}
+
+enum Outcome {
+    Cached(u64),
+    Loaded(u64),
+    /// Probed and not cached.
+    Missing(u64),
+    Failed,
+}
+
+/// One block: a prefetch (or probe) of each of its owners that is live,
+/// the top one first (the others fill from it).
+async fn warm_block(
+    cache: &BlockCache,
+    node: Option<&Node>,
+    addr: &BlockAddr,
+    check: bool,
+) -> Outcome {
+    let verb = if check { Verb::Probe } else { Verb::Prefetch };
+    let len = addr.len;
+    let local = |keep: bool| async move {
+        match cache.serve_peer(addr, whole(addr), verb, false, keep).await {
+            Ok(Served::Cached(true)) => Outcome::Cached(len),
+            Ok(_) if check => Outcome::Missing(len),
+            Ok(_) => Outcome::Loaded(len),
+            Err(e) => {
+                tracing::warn!(error = %e, blob = %addr.blob, block = addr.index, "warm-up of a block failed");
+                Outcome::Failed
+            }
+        }
+    };
+    let Some(node) = node else {
+        return local(true).await;
+    };
+    let key = addr.cache_key();
+    let view = node.membership.current();
+    let owners: Vec<_> = view
+        .ranked(key.as_bytes())
+        .into_iter()
+        .filter(|m| m.id == node.id || !node.client.is_down(&m.id))
+        .take(node.replicas)
+        .cloned()
+        .collect();
+    if owners.is_empty() {
+        return local(false).await;
+    }
+    let mut first = None;
+    for owner in &owners {
+        let outcome = if owner.id == node.id {
+            local(true).await
+        } else {
+            match node
+                .client
+                .ask(&owner.id, &owner.address, addr, whole(addr), verb, false)
+                .await
+            {
+                Ok(answer) if answer.cached => Outcome::Cached(len),
+                Ok(_) if check => Outcome::Missing(len),
+                Ok(_) => Outcome::Loaded(len),
+                Err(e) => {
+                    tracing::warn!(peer = %owner.id, error = ?e, "warm-up ask failed");
+                    Outcome::Failed
+                }
+            }
+        };
+        first.get_or_insert(outcome);
+        if check {
+            break;
+        }
+    }
+    first.unwrap_or(Outcome::Failed)
+}
