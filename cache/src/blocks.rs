@@ -169,6 +169,10 @@ impl BlockCache {
         &self.direct
     }
 
+    pub fn block_size(&self) -> u64 {
+        self.block_size
+    }
+
     pub fn has_disk_tier(&self) -> bool {
         self.tier.has_disk()
     }

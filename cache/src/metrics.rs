@@ -27,6 +27,7 @@ pub const PEER_BYTES_SERVED: &str = "ferry_peer_bytes_served_total";
 pub const PEER_REFUSED: &str = "ferry_peer_refused_total";
 pub const HANDOFF_READS: &str = "ferry_handoff_reads_total";
 pub const REPLICA_FILLS: &str = "ferry_replica_fills_total";
+pub const WARM_ON_OPEN: &str = "ferry_warm_on_open_total";
 pub const CLUSTER_MEMBERSHIP_CHANGES: &str = "ferry_cluster_membership_changes_total";
 pub const CLUSTER_EXPECTED_SHARE: &str = "ferry_cluster_expected_share";
 
@@ -70,6 +71,10 @@ pub fn describe() {
     metrics::describe_counter!(
         HANDOFF_READS,
         "Asks of a block's previous owner after a membership change, by outcome (hit|miss)"
+    );
+    metrics::describe_counter!(
+        WARM_ON_OPEN,
+        "Objects whose first read started a warm-up, by outcome (started|elsewhere: another node started it)"
     );
     metrics::describe_counter!(
         REPLICA_FILLS,

@@ -98,6 +98,8 @@ pub struct CacheConfig {
     pub block_size: u64,
     pub readahead: u64,
     pub inflight: u64,
+    /// Key patterns whose objects warm on their first read.
+    pub warm_on_open: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -146,6 +146,11 @@ pub struct RawCache {
     /// when spent, reads wait. Part of `memory`, at most half of it.
     /// Default `256MiB`.
     pub inflight: Option<ByteSize>,
+    /// Key patterns (`*` any characters, `?` one) under which the first
+    /// read of an object's first block warms the whole object into the
+    /// cluster in the background, once per object version. Default none.
+    #[serde(default)]
+    pub warm_on_open: Vec<String>,
 }
 
 /// `[volume]`: where blobs go and how they are collected.
@@ -511,7 +516,16 @@ impl RawConfig {
             block_size,
             readahead,
             inflight: self.cache.inflight.map_or(256 << 20, |b| b.as_u64()),
+            warm_on_open: self.cache.warm_on_open.clone(),
         };
+        for (i, pattern) in cache.warm_on_open.iter().enumerate() {
+            if let Err(e) = globset::Glob::new(pattern) {
+                return Err(ConfigError::invalid(
+                    format!("cache.warm_on_open[{i}]"),
+                    format!("{pattern:?} is not a key pattern: {e}"),
+                ));
+            }
+        }
 
         let cluster = self.cluster.map(RawCluster::validate).transpose()?;
         let admin_token = self.admin.token.filter(|t| !t.is_empty());

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use ferry_cache::cluster::{Cluster, OwnerSource, PeerSource, store_fingerprint};
+use ferry_cache::cluster::{Cluster, OwnerSource, PeerSource, WarmOnOpen, store_fingerprint};
 use ferry_cache::{
     BlockCache, BlockCacheConfig, BlockSource, Collector, Layouts, StoreSource, Stores,
 };
@@ -224,6 +224,15 @@ pub async fn run(mut config: Config) -> Result<(), String> {
         cache: cache.clone(),
         layouts: Layouts::default(),
         completion_ttl: config.gc.upload_expiry,
+        warm_on_open: match &cache {
+            Some(cache) => WarmOnOpen::new(
+                &config.cache.warm_on_open,
+                cache.clone(),
+                cluster.as_ref().map(|c| c.node.clone()),
+                cluster.as_ref().and_then(|c| c.redis().cloned()),
+            )?,
+            None => None,
+        },
     };
     let mut builder = S3ServiceBuilder::new(s3);
     builder.set_auth(keyring.clone());

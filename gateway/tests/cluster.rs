@@ -40,6 +40,8 @@ struct Spec<'a> {
     extra_cluster: &'a str,
     /// The membership Redis (default: the shared one).
     membership: Option<&'a str>,
+    /// Lines added to `[cache]`.
+    extra_cache: &'a str,
 }
 
 fn config(spec: &Spec<'_>, dir: &FsPath) -> PathBuf {
@@ -59,6 +61,7 @@ url = "file://{store}"
 memory = "96MiB"
 disk = "128MiB"
 block_size = "{block_size}"
+{extra_cache}
 
 [cluster]
 node_id = "{id}"
@@ -80,6 +83,7 @@ token = "{TOKEN}"
         weight = spec.weight,
         extra = spec.extra_cluster,
         membership = spec.membership.unwrap_or(REDIS),
+        extra_cache = spec.extra_cache,
     );
     let path = dir.join(format!("{}.toml", spec.id));
     std::fs::write(&path, text).expect("write config");
@@ -164,6 +168,11 @@ impl TestCluster {
 
     /// With `extra` lines in every node's `[cluster]`.
     fn start_with(weights: &[u32], extra: &str) -> TestCluster {
+        TestCluster::start_configured(weights, extra, "")
+    }
+
+    /// With `extra` lines in `[cluster]` and `extra_cache` in `[cache]`.
+    fn start_configured(weights: &[u32], extra: &str, extra_cache: &str) -> TestCluster {
         let name = unique("cl");
         let store = temp_dir();
         let nodes = weights
@@ -178,6 +187,7 @@ impl TestCluster {
                     block_size: "1MiB",
                     extra_cluster: extra,
                     membership: None,
+                    extra_cache,
                 })
             })
             .collect();
@@ -643,6 +653,7 @@ async fn a_node_with_another_block_size_is_refused_at_start() {
             block_size: "2MiB",
             extra_cluster: "",
             membership: None,
+            extra_cache: "",
         },
         data.path(),
     );
@@ -851,6 +862,7 @@ async fn a_membership_outage_keeps_the_last_view() {
                 block_size: "1MiB",
                 extra_cluster: "",
                 membership: Some(&url),
+                extra_cache: "",
             })
         })
         .collect();
@@ -893,4 +905,81 @@ async fn a_membership_outage_keeps_the_last_view() {
             .output()
             .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "2")
     });
+}
+
+/// A signed ranged GET of the first bytes of a key, as a loader reads a
+/// safetensors header length.
+fn read_header(node: &Node, bucket: &str, key: &str) -> Vec<u8> {
+    let answer = common::signed_curl(
+        &node.server().endpoint,
+        (ACCESS_KEY, SECRET_KEY),
+        &["-H", "Range: bytes=0-7"],
+        &format!("/{bucket}/{key}"),
+    );
+    assert_eq!(answer.status, 206, "{}", answer.text());
+    answer.body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_first_header_read_warms_the_whole_model_once_for_the_cluster() {
+    let cluster =
+        TestCluster::start_configured(&[100, 100, 100], "", r#"warm_on_open = ["*.safetensors"]"#);
+    let bucket = unique("b");
+    create_bucket(&cluster.nodes[0].server().endpoint, &bucket).await;
+    let model = pattern(30, 8 * MIB);
+    let other = pattern(31, 8 * MIB);
+    let client = cluster.nodes[0].client(&bucket);
+    put(client.as_ref(), "llm/model.safetensors", &model).await;
+    put(client.as_ref(), "llm/other.bin", &other).await;
+
+    assert_eq!(
+        read_header(&cluster.nodes[0], &bucket, "llm/model.safetensors"),
+        model[..8]
+    );
+    // The 8-byte read is answered directly; its warm-up loads all 8 blocks
+    // into their owners behind it.
+    wait_until("the model is warm on its owners", || {
+        store_reads(&cluster) >= 1.0 + 8.0
+    });
+    let warmed = store_reads(&cluster);
+    for node in &cluster.nodes {
+        assert!(get(node.client(&bucket).as_ref(), "llm/model.safetensors").await == model);
+    }
+    assert_eq!(
+        store_reads(&cluster),
+        warmed,
+        "a warmed model was read from the store"
+    );
+    // Another node's first header read of the same version starts nothing.
+    read_header(&cluster.nodes[2], &bucket, "llm/model.safetensors");
+    let started: f64 = cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            metric(
+                &n.admin(),
+                "ferry_warm_on_open_total",
+                "outcome=\"started\"",
+            )
+        })
+        .sum();
+    assert_eq!(
+        started, 1.0,
+        "the warm-up ran more than once in the cluster"
+    );
+    // A key outside the patterns is not warmed: its header costs the
+    // direct read and the prefetch of its first block, as on one node.
+    let before = store_reads(&cluster);
+    read_header(&cluster.nodes[1], &bucket, "llm/other.bin");
+    wait_until("the header's block is prefetched", || {
+        store_reads(&cluster) >= before + 2.0
+    });
+    let warm_events: f64 = cluster
+        .nodes
+        .iter()
+        .map(|n| metric(&n.admin(), "ferry_warm_on_open_total", ""))
+        .sum();
+    // Started on n0; n1 and n2 each found it started (once each).
+    assert_eq!(warm_events, 3.0, "other.bin's header started a warm-up");
+    assert_eq!(store_reads(&cluster), before + 2.0);
 }

@@ -11,6 +11,7 @@ pub mod ring;
 mod serve;
 mod source;
 mod view;
+mod warm_on_open;
 pub mod warmup;
 pub mod wire;
 
@@ -24,6 +25,7 @@ pub use redis_membership::RedisMembership;
 pub use serve::Served;
 pub use source::{Node, OwnerSource, PeerSource};
 pub use view::{Member, Membership, View};
+pub use warm_on_open::WarmOnOpen;
 
 use ferry_config::{ClusterConfig, Membership as MembershipConfig, StoreSpec};
 

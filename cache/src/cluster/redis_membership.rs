@@ -141,6 +141,25 @@ impl RedisMembership {
         deadline(conn.hget(self.weights_key(), id)).await
     }
 
+    /// Takes the cluster-wide claim `name` for `ttl`: true for the one
+    /// caller that got it.
+    pub async fn claim(&self, name: &str, ttl: Duration) -> Result<bool, String> {
+        let mut conn = self.conn.clone();
+        let key = format!("{}:{name}", self.prefix);
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let set: Option<String> = deadline(
+            redis::cmd("SET")
+                .arg(key)
+                .arg(1)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl_ms)
+                .query_async(&mut conn),
+        )
+        .await?;
+        Ok(set.is_some())
+    }
+
     /// Sets (or with `None` resets to the announced one) the weight of `id`.
     pub async fn set_weight(&self, id: &str, weight: Option<u32>) -> Result<(), String> {
         let mut conn = self.conn.clone();

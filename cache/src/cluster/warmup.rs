@@ -190,7 +190,7 @@ pub async fn run(
     let _ = events.send(WarmupEvent::Done(tally)).await;
 }
 
-enum Outcome {
+pub(super) enum Outcome {
     Cached(u64),
     Loaded(u64),
     /// Probed and not cached.
@@ -200,7 +200,7 @@ enum Outcome {
 
 /// One block: a prefetch (or probe) of each of its owners that is live,
 /// the top one first (the others fill from it).
-async fn warm_block(
+pub(super) async fn warm_block(
     cache: &BlockCache,
     node: Option<&Node>,
     addr: &BlockAddr,

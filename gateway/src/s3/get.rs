@@ -223,6 +223,7 @@ pub(super) async fn get_object(
     req: S3Request<GetObjectInput>,
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let input = req.input;
+    let signed = req.credentials.is_some();
     check_key(&input.key)?;
     let (entry, layout) = s3
         .layouts
@@ -230,6 +231,9 @@ pub(super) async fn get_object(
         .await
         .s3()?;
     let view = view(entry, view_request!(input))?;
+    if signed && let Some(warm) = &s3.warm_on_open {
+        warm.on_read(&input.key, &view.entry.id, &layout, view.range.start);
+    }
     let body = match &s3.cache {
         Some(cache) => cache.read_range(&layout, view.range.clone()),
         None => ferry_cache::read_range(&s3.stores, &layout, view.range.clone()),

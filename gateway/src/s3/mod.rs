@@ -41,6 +41,9 @@ pub struct FerryS3 {
     /// How long a completed multipart upload is remembered, so a retried
     /// Complete gets the first answer (the upload expiry).
     pub(crate) completion_ttl: std::time::Duration,
+    /// Warms objects whose keys match `[cache] warm_on_open` on their
+    /// first read.
+    pub(crate) warm_on_open: Option<Arc<ferry_cache::cluster::WarmOnOpen>>,
 }
 
 #[async_trait::async_trait]
