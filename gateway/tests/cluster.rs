@@ -983,3 +983,74 @@ async fn the_first_header_read_warms_the_whole_model_once_for_the_cluster() {
     assert_eq!(warm_events, 3.0, "other.bin's header started a warm-up");
     assert_eq!(store_reads(&cluster), before + 2.0);
 }
+
+fn redis_exists(key: &str) -> bool {
+    let out = Command::new("redis-cli")
+        .args(["exists", key])
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).trim() == "1"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn client_only_nodes_own_nothing_weights_survive_restarts_and_a_stop_leaves_at_once() {
+    let mut cluster = TestCluster::start(&[100, 100]);
+    let client_only = Node::start(&Spec {
+        cluster: &cluster.name,
+        store: cluster.store.path(),
+        id: "function",
+        weight: 100,
+        block_size: "1MiB",
+        extra_cluster: "serve = false",
+        membership: None,
+        extra_cache: "",
+    });
+    // It reads the membership but is never in it.
+    wait_until("the client-only node sees the members", || {
+        members(&client_only.admin()).len() == 2
+    });
+    assert!(
+        members(&cluster.nodes[0].admin())
+            .iter()
+            .all(|(id, _, _)| id != "function")
+    );
+    let bucket = unique("b");
+    create_bucket(&cluster.nodes[0].server().endpoint, &bucket).await;
+    let body = pattern(40, 6 * MIB);
+    put(cluster.nodes[0].client(&bucket).as_ref(), "m.bin", &body).await;
+    assert!(get(client_only.client(&bucket).as_ref(), "m.bin").await == body);
+    assert_eq!(
+        metric(&client_only.admin(), "ferry_store_get_requests_total", ""),
+        0.0,
+        "a client-only node read the store itself"
+    );
+    assert_eq!(store_reads(&cluster), 6.0);
+
+    // A weight set at run time outlives a restart of the node.
+    set_weight(&cluster.nodes[0].admin(), "n1", 0);
+    wait_until("n0 sees n1 drained", || {
+        members(&cluster.nodes[0].admin())
+            .iter()
+            .any(|(id, w, _)| id == "n1" && *w == 0)
+    });
+    let server = cluster.nodes[1].server.take().expect("n1 runs");
+    assert!(server.stop().success());
+    cluster.nodes[1].restart();
+    wait_until("n1 is back, still drained", || {
+        let view = members(&cluster.nodes[1].admin());
+        view.len() == 2 && view.iter().any(|(id, w, _)| id == "n1" && *w == 0)
+    });
+
+    // SIGTERM: the heartbeat is deleted at once, not left to expire.
+    let heartbeat = format!("ferry-cluster:{}:node:n1", cluster.name);
+    assert!(redis_exists(&heartbeat));
+    let server = cluster.nodes[1].server.take().expect("n1 runs");
+    assert!(server.stop().success());
+    assert!(
+        !redis_exists(&heartbeat),
+        "a stopped node left its heartbeat to expire"
+    );
+    wait_until("n0 sees n1 gone", || {
+        members(&cluster.nodes[0].admin()).len() == 1
+    });
+}

@@ -8,7 +8,8 @@ use std::ops::Range;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use xxhash_rust::xxh3::Xxh3;
 
 use super::wire::{self, Verb};
 use crate::admission::{self, ReadPriority};
@@ -230,25 +231,45 @@ impl PeerClient {
                 _ => PeerError::Failed(format!("answered {status}: {}", text.trim())),
             });
         }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| PeerError::Failed(format!("body failed: {e}")))?;
         if verb != Verb::Get {
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| PeerError::Failed(format!("body failed: {e}")))?;
             return Ok(Answer { bytes, cached });
         }
+        // Into one buffer of the block's size, checksummed as it arrives:
+        // one copy from the socket, no reallocation, no second pass.
         let wanted = range.end - range.start;
-        if bytes.len() as u64 != wanted {
+        let mut body = BytesMut::with_capacity(usize::try_from(wanted).unwrap_or(0));
+        let mut sum = Xxh3::new();
+        let mut response = response;
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| PeerError::Failed(format!("body failed: {e}")))?
+        {
+            if (body.len() + chunk.len()) as u64 > wanted {
+                metrics::counter!(m::PEER_CORRUPT).increment(1);
+                return Err(PeerError::Failed(format!(
+                    "answered more than the {wanted} bytes asked for"
+                )));
+            }
+            sum.update(&chunk);
+            body.extend_from_slice(&chunk);
+        }
+        if body.len() as u64 != wanted {
             metrics::counter!(m::PEER_CORRUPT).increment(1);
             return Err(PeerError::Failed(format!(
                 "answered {} bytes, expected {wanted}",
-                bytes.len()
+                body.len()
             )));
         }
-        if expected_sum.as_deref() != Some(wire::checksum(&bytes).as_str()) {
+        if expected_sum.as_deref() != Some(wire::checksum_of(sum.digest()).as_str()) {
             metrics::counter!(m::PEER_CORRUPT).increment(1);
             return Err(PeerError::Failed("checksum mismatch".into()));
         }
+        let bytes = body.freeze();
         Ok(Answer { bytes, cached })
     }
 }

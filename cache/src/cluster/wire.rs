@@ -232,7 +232,12 @@ pub fn now_ms() -> i64 {
 
 /// The checksum an answer carries.
 pub fn checksum(bytes: &[u8]) -> String {
-    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes))
+    checksum_of(xxhash_rust::xxh3::xxh3_64(bytes))
+}
+
+/// The checksum header's form of an xxh3 digest.
+pub fn checksum_of(digest: u64) -> String {
+    format!("{digest:016x}")
 }
 
 #[cfg(test)]
