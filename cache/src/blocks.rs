@@ -19,6 +19,7 @@
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -67,6 +68,24 @@ pub struct BlockCache {
     inflight: Arc<Semaphore>,
     readahead: Readahead,
     direct: DirectReads,
+    served: Served,
+}
+
+/// Blocks this node served, by where they came from (for `cluster status`).
+#[derive(Default)]
+struct Served {
+    memory: AtomicU64,
+    disk: AtomicU64,
+    outside: AtomicU64,
+}
+
+/// How many blocks this node served from memory, from disk, and from
+/// outside it (a peer or a store), since it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HitCounts {
+    pub memory: u64,
+    pub disk: u64,
+    pub outside: u64,
 }
 
 /// One block of one blob and the part of it a read needs.
@@ -151,6 +170,7 @@ impl BlockCache {
             inflight: Arc::new(Semaphore::new(permits)),
             readahead: Readahead::new(window as u64),
             direct: DirectReads::new(block_size),
+            served: Served::default(),
         }
     }
 
@@ -167,6 +187,25 @@ impl BlockCache {
 
     pub(crate) fn direct(&self) -> &DirectReads {
         &self.direct
+    }
+
+    pub fn hit_counts(&self) -> HitCounts {
+        HitCounts {
+            memory: self.served.memory.load(Ordering::Relaxed),
+            disk: self.served.disk.load(Ordering::Relaxed),
+            outside: self.served.outside.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts a block served from `source`.
+    pub(crate) fn record(&self, source: Source, len: usize, started: Instant) {
+        let counter = match source {
+            Source::Memory => &self.served.memory,
+            Source::Disk => &self.served.disk,
+            Source::Fetched | Source::Joined => &self.served.outside,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        record(source, len, started);
     }
 
     pub fn block_size(&self) -> u64 {
@@ -257,7 +296,7 @@ impl BlockCache {
             }
             Err(store_failure) => return Err(store_failure),
         };
-        record(source, bytes.len(), started);
+        self.record(source, bytes.len(), started);
         Ok(bytes)
     }
 
@@ -282,7 +321,7 @@ impl BlockCache {
         let key = addr.cache_key();
         match self.tier.get(&key).await {
             Ok(Some((block, source))) if block.len() as u64 >= read.want.end => {
-                record(source, block.len(), started);
+                self.record(source, block.len(), started);
                 return Ok(Some(slice(&block, &read.want)));
             }
             Ok(None) => {}
@@ -441,8 +480,8 @@ fn slice(block: &Bytes, want: &Range<u64>) -> Bytes {
     block.slice(start..end)
 }
 
-/// Counts a block served from `source`.
-pub(crate) fn record(source: Source, len: usize, started: Instant) {
+/// Counts a block served from `source` in the metrics.
+fn record(source: Source, len: usize, started: Instant) {
     match source {
         Source::Memory | Source::Disk => {
             metrics::counter!(m::CACHE_HITS, "tier" => source.label()).increment(1);

@@ -21,7 +21,7 @@ mod stores;
 pub mod tier;
 
 pub use blob::{BlobTags, BlobUpload, fresh_blob_key};
-pub use blocks::{BlockCache, BlockCacheConfig};
+pub use blocks::{BlockCache, BlockCacheConfig, HitCounts};
 pub use collector::{CollectStats, Collector};
 pub use dumps::{DUMP_PREFIX, dump_to_store, run_scheduled as run_scheduled_dumps};
 pub use error::{CacheError, Result};

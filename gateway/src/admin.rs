@@ -53,6 +53,24 @@ fn authorized(state: &AdminState, headers: &HeaderMap) -> bool {
             == 0
 }
 
+/// The body of a mutating request, once its token is checked: 401
+/// without the admin token, 400 for a body that is not the expected JSON.
+fn admitted<T>(
+    state: &AdminState,
+    headers: &HeaderMap,
+    body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
+) -> Result<T, (StatusCode, String)> {
+    if !authorized(state, headers) {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            "this endpoint needs the admin token ([admin] token or FERRY_ADMIN_TOKEN) as a Bearer token\n"
+                .to_string(),
+        ));
+    }
+    body.map(|Json(body)| body)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("{e}\n")))
+}
+
 #[derive(Serialize)]
 struct MemberStatus {
     id: String,
@@ -73,6 +91,18 @@ struct ClusterStatus {
     replicas: usize,
     dynamic: bool,
     members: Vec<MemberStatus>,
+    /// Blocks this node served since it started, by tier.
+    served: Option<Served>,
+}
+
+#[derive(Serialize)]
+struct Served {
+    memory: u64,
+    disk: u64,
+    /// From a peer or a store.
+    outside: u64,
+    /// Memory and disk over all.
+    hit_ratio: f64,
 }
 
 async fn cluster_status(State(state): State<AdminState>) -> Response {
@@ -100,6 +130,20 @@ async fn cluster_status(State(state): State<AdminState>) -> Response {
         replicas: cluster.node.replicas,
         dynamic: cluster.redis().is_some(),
         members,
+        served: state.cache.as_ref().map(|cache| {
+            let counts = cache.hit_counts();
+            let all = counts.memory + counts.disk + counts.outside;
+            Served {
+                memory: counts.memory,
+                disk: counts.disk,
+                outside: counts.outside,
+                hit_ratio: if all == 0 {
+                    0.0
+                } else {
+                    (counts.memory + counts.disk) as f64 / all as f64
+                },
+            }
+        }),
     })
     .into_response()
 }
@@ -117,16 +161,9 @@ async fn set_weight(
     headers: HeaderMap,
     body: Result<Json<WeightChange>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if !authorized(&state, &headers) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            "this endpoint needs the admin token ([admin] token or FERRY_ADMIN_TOKEN) as a Bearer token\n",
-        )
-            .into_response();
-    }
-    let Json(change) = match body {
-        Ok(body) => body,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    let change = match admitted(&state, &headers, body) {
+        Ok(change) => change,
+        Err(refused) => return refused.into_response(),
     };
     let Some(cluster) = &state.cluster else {
         return (StatusCode::NOT_FOUND, "this node is not in a cluster\n").into_response();
@@ -188,16 +225,9 @@ async fn warmup(
     headers: HeaderMap,
     body: Result<Json<WarmupBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if !authorized(&state, &headers) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            "this endpoint needs the admin token ([admin] token or FERRY_ADMIN_TOKEN) as a Bearer token\n",
-        )
-            .into_response();
-    }
-    let Json(body) = match body {
+    let body = match admitted(&state, &headers, body) {
         Ok(body) => body,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+        Err(refused) => return refused.into_response(),
     };
     let Some(cache) = state.cache.clone() else {
         return (

@@ -103,6 +103,16 @@ async fn status(admin: &AdminEndpoint, json: bool) -> Result<bool, String> {
             }
         );
     }
+    let served = &status["served"];
+    if served.is_object() {
+        println!(
+            "this node served {} blocks from memory, {} from disk, {} from outside (hit ratio {:.1}%)",
+            served["memory"].as_u64().unwrap_or(0),
+            served["disk"].as_u64().unwrap_or(0),
+            served["outside"].as_u64().unwrap_or(0),
+            served["hit_ratio"].as_f64().unwrap_or(0.0) * 100.0
+        );
+    }
     Ok(true)
 }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use xxhash_rust::xxh3::Xxh3;
 
+use super::view::Member;
 use super::wire::{self, Verb};
 use crate::admission::{self, ReadPriority};
 use crate::error::CacheError;
@@ -45,6 +46,14 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 struct Down {
     until: Instant,
     backoff: Duration,
+}
+
+/// How one request is sent.
+struct How {
+    verb: Verb,
+    tiers_only: bool,
+    priority: ReadPriority,
+    protocol: u32,
 }
 
 pub struct PeerClient {
@@ -125,22 +134,37 @@ impl PeerClient {
         }
     }
 
-    /// Sends one request to the peer `id` at `address`; see [`PeerError`]
-    /// for what a failure means.
+    /// Sends one request to `peer`, in the highest protocol version both
+    /// speak; see [`PeerError`] for what a failure means.
     pub async fn ask(
         &self,
-        id: &str,
-        address: &str,
+        peer: &Member,
         addr: &BlockAddr,
         range: Range<u64>,
         verb: Verb,
         tiers_only: bool,
     ) -> Result<Answer, PeerError> {
+        let id = peer.id.as_str();
         let priority = admission::current_priority();
         let started = Instant::now();
-        let result = self
-            .send(address, addr, &range, verb, tiers_only, priority)
-            .await;
+        let protocol = wire::PROTOCOL_MAX.min(peer.protocol_max);
+        let result = if protocol < wire::PROTOCOL_MIN.max(peer.protocol_min) {
+            Err(PeerError::Failed(format!(
+                "no common peer protocol: {}..={} here, {}..={} there",
+                wire::PROTOCOL_MIN,
+                wire::PROTOCOL_MAX,
+                peer.protocol_min,
+                peer.protocol_max
+            )))
+        } else {
+            let how = How {
+                verb,
+                tiers_only,
+                priority,
+                protocol,
+            };
+            self.send(&peer.address, addr, &range, how).await
+        };
         let outcome = match &result {
             Ok(_) => "ok",
             Err(PeerError::NotCached) => "not_cached",
@@ -167,10 +191,14 @@ impl PeerClient {
         address: &str,
         addr: &BlockAddr,
         range: &Range<u64>,
-        verb: Verb,
-        tiers_only: bool,
-        priority: ReadPriority,
+        how: How,
     ) -> Result<Answer, PeerError> {
+        let How {
+            verb,
+            tiers_only,
+            priority,
+            protocol,
+        } = how;
         let query = wire::query(addr, range);
         let time_ms = wire::now_ms();
         let priority = wire::priority_str(priority);
@@ -188,7 +216,7 @@ impl PeerClient {
         let mut request = self
             .http
             .get(&url)
-            .header(wire::H_PROTOCOL, wire::PROTOCOL_MAX.to_string())
+            .header(wire::H_PROTOCOL, protocol.to_string())
             .header(wire::H_VERB, verb.as_str())
             .header(wire::H_PRIORITY, priority)
             .header(wire::H_NODE, &self.node)

@@ -11,7 +11,7 @@ use futures::FutureExt;
 
 use super::wire::Verb;
 use crate::admission;
-use crate::blocks::{BlockCache, record};
+use crate::blocks::BlockCache;
 use crate::error::{CacheError, Result};
 use crate::metrics as m;
 use crate::source::{BlockAddr, whole};
@@ -45,7 +45,7 @@ impl BlockCache {
         // A failed tier is a miss here too.
         let held = self.tier().get(&key).await.unwrap_or_default();
         if let Some((block, source)) = &held {
-            record(*source, block.len(), started);
+            self.record(*source, block.len(), started);
         }
         let outcome = |o: &'static str| {
             metrics::counter!(m::PEER_SERVED, "verb" => verb.as_str(), "outcome" => o).increment(1);
@@ -95,7 +95,7 @@ impl BlockCache {
                 };
                 let block = match self.tier().get_or_fetch(&key, fetch).await {
                     Ok((block, source)) => {
-                        record(source, block.len(), started);
+                        self.record(source, block.len(), started);
                         block
                     }
                     // The tier itself failed: answer past it.

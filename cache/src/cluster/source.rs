@@ -83,29 +83,21 @@ impl OwnerSource {
                 // It left the cluster; nobody to ask.
                 continue;
             };
-            match self
+            let answer = self
                 .node
                 .client
-                .ask(&now.id, &now.address, addr, range.clone(), Verb::Get, true)
-                .await
-            {
-                Ok(answer) => {
-                    let counter = if i == 0 {
-                        m::REPLICA_FILLS
-                    } else {
-                        m::HANDOFF_READS
-                    };
-                    metrics::counter!(counter, "outcome" => "hit").increment(1);
-                    return Some(answer.bytes.into());
-                }
-                Err(_) => {
-                    let counter = if i == 0 {
-                        m::REPLICA_FILLS
-                    } else {
-                        m::HANDOFF_READS
-                    };
-                    metrics::counter!(counter, "outcome" => "miss").increment(1);
-                }
+                .ask(&now, addr, range.clone(), Verb::Get, true)
+                .await;
+            // The current view's ask is a replica fill, earlier ones handoff.
+            let counter = if i == 0 {
+                m::REPLICA_FILLS
+            } else {
+                m::HANDOFF_READS
+            };
+            let outcome = if answer.is_ok() { "hit" } else { "miss" };
+            metrics::counter!(counter, "outcome" => outcome).increment(1);
+            if let Ok(answer) = answer {
+                return Some(answer.bytes.into());
             }
         }
         None
@@ -157,14 +149,7 @@ impl BlockSource for PeerSource {
             match self
                 .node
                 .client
-                .ask(
-                    &member.id,
-                    &member.address,
-                    addr,
-                    range.clone(),
-                    Verb::Get,
-                    false,
-                )
+                .ask(member, addr, range.clone(), Verb::Get, false)
                 .await
             {
                 Ok(answer) => {

@@ -16,6 +16,7 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use super::PeerError;
 use super::source::Node;
 use super::wire::Verb;
 use crate::admission::{self, ReadPriority};
@@ -83,18 +84,7 @@ pub async fn run(
     let (mut objects, mut bytes) = (0u64, 0u64);
     let mut after = None;
     loop {
-        let page = match meta
-            .list(
-                &request.bucket,
-                &ListQuery {
-                    prefix: request.prefix.clone(),
-                    delimiter: None,
-                    start_after: after.clone(),
-                    max: PAGE,
-                },
-            )
-            .await
-        {
+        let page = match page_after(meta.as_ref(), &request, after.clone()).await {
             Ok(page) => page,
             Err(e) => return refuse(e.to_string()).await,
         };
@@ -129,18 +119,7 @@ pub async fn run(
     let mut tally = Tally::default();
     let mut after = None;
     loop {
-        let page = match meta
-            .list(
-                &request.bucket,
-                &ListQuery {
-                    prefix: request.prefix.clone(),
-                    delimiter: None,
-                    start_after: after.clone(),
-                    max: PAGE,
-                },
-            )
-            .await
-        {
+        let page = match page_after(meta.as_ref(), &request, after.clone()).await {
             Ok(page) => page,
             Err(e) => return refuse(e.to_string()).await,
         };
@@ -190,6 +169,24 @@ pub async fn run(
     let _ = events.send(WarmupEvent::Done(tally)).await;
 }
 
+/// One page of the prefix's keys after `after`.
+async fn page_after(
+    meta: &dyn Meta,
+    request: &WarmupRequest,
+    after: Option<String>,
+) -> ferry_meta::Result<ferry_meta::ListPage> {
+    meta.list(
+        &request.bucket,
+        &ListQuery {
+            prefix: request.prefix.clone(),
+            delimiter: None,
+            start_after: after,
+            max: PAGE,
+        },
+    )
+    .await
+}
+
 pub(super) enum Outcome {
     Cached(u64),
     Loaded(u64),
@@ -224,35 +221,44 @@ pub(super) async fn warm_block(
     };
     let key = addr.cache_key();
     let view = node.membership.current();
-    let owners: Vec<_> = view
-        .ranked(key.as_bytes())
-        .into_iter()
-        .filter(|m| m.id == node.id || !node.client.is_down(&m.id))
-        .take(node.replicas)
-        .cloned()
-        .collect();
-    if owners.is_empty() {
+    let ranked = view.ranked(key.as_bytes());
+    if ranked.is_empty() {
         return local(false).await;
     }
+    // The first `replicas` members that answer, in rendezvous order: a
+    // peer that fails is marked down and the next one stands in, as for a
+    // read.
     let mut first = None;
-    for owner in &owners {
-        let outcome = if owner.id == node.id {
+    let mut warmed = 0;
+    for member in ranked {
+        if warmed == node.replicas {
+            break;
+        }
+        let outcome = if member.id == node.id {
             local(true).await
+        } else if node.client.is_down(&member.id) {
+            continue;
         } else {
             match node
                 .client
-                .ask(&owner.id, &owner.address, addr, whole(addr), verb, false)
+                .ask(member, addr, whole(addr), verb, false)
                 .await
             {
                 Ok(answer) if answer.cached => Outcome::Cached(len),
                 Ok(_) if check => Outcome::Missing(len),
                 Ok(_) => Outcome::Loaded(len),
-                Err(e) => {
-                    tracing::warn!(peer = %owner.id, error = ?e, "warm-up ask failed");
+                // The owner's store failed: another node's would too.
+                Err(PeerError::Store(e)) => {
+                    tracing::warn!(peer = %member.id, error = %e, "warm-up of a block failed");
                     Outcome::Failed
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %member.id, error = ?e, "warm-up ask failed; trying the next member");
+                    continue;
                 }
             }
         };
+        warmed += 1;
         first.get_or_insert(outcome);
         if check {
             break;
