@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use ferry_cache::cluster::{Cluster, OwnerSource, PeerSource, WarmOnOpen, store_fingerprint};
 use ferry_cache::{
     BlockCache, BlockCacheConfig, BlockSource, Collector, Layouts, StoreSource, Stores,
@@ -344,6 +345,13 @@ pub async fn run(mut config: Config) -> Result<(), String> {
                 peer_term.cancelled().await;
                 tokio::time::sleep(grace).await;
             };
+            // Every answer's last segment goes out at once (no Nagle wait
+            // for the asker's delayed ACK), as on the S3 port.
+            let peer_listener = peer_listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "could not set TCP_NODELAY on a peer connection");
+                }
+            });
             if let Err(e) = axum::serve(peer_listener, peer_app.into_make_service())
                 .with_graceful_shutdown(until)
                 .await
