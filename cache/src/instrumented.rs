@@ -61,10 +61,21 @@ impl StoreCounters {
     }
 }
 
+/// Faults a test can switch on and off while a store is in use: a store
+/// that goes down, or gets slow, for a while.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Every read fails while set.
+    pub down: std::sync::atomic::AtomicBool,
+    /// Added to every read, in milliseconds.
+    pub extra_delay_ms: AtomicU64,
+}
+
 pub struct InstrumentedStore {
     inner: Arc<dyn ObjectStore>,
     name: String,
     latency: Option<Duration>,
+    faults: Option<Arc<Faults>>,
     /// Tests: every read fails after this many bytes.
     fail_after: Option<u64>,
     /// Reads in flight at most (0: no cap) and bytes per second at most,
@@ -82,6 +93,7 @@ impl InstrumentedStore {
             inner,
             name: name.to_string(),
             latency: None,
+            faults: None,
             fail_after: None,
             max_requests: 0,
             max_bytes_per_sec: None,
@@ -118,6 +130,12 @@ impl InstrumentedStore {
         self
     }
 
+    /// Tests: reads obey `faults` from now on.
+    pub fn with_faults(mut self, faults: Arc<Faults>) -> InstrumentedStore {
+        self.faults = Some(faults);
+        self
+    }
+
     pub fn failing_after(mut self, bytes: u64) -> InstrumentedStore {
         self.fail_after = Some(bytes);
         self
@@ -131,6 +149,18 @@ impl InstrumentedStore {
         if let Some(latency) = self.latency {
             tokio::time::sleep(latency).await;
         }
+        if let Some(faults) = &self.faults {
+            let extra = faults.extra_delay_ms.load(Ordering::Relaxed);
+            if extra > 0 {
+                tokio::time::sleep(Duration::from_millis(extra)).await;
+            }
+        }
+    }
+
+    fn is_down(&self) -> bool {
+        self.faults
+            .as_ref()
+            .is_some_and(|f| f.down.load(Ordering::Relaxed))
     }
 }
 
@@ -193,6 +223,12 @@ impl ObjectStore for InstrumentedStore {
         let in_flight = InFlight::start(&self.counters);
         self.delay().await;
         self.counters.get_requests.fetch_add(1, Ordering::Relaxed);
+        if self.is_down() {
+            return Err(object_store::Error::Generic {
+                store: "test",
+                source: "the store is down (test fault)".into(),
+            });
+        }
         metrics::counter!(crate::metrics::STORE_REQUESTS, "store" => self.name.clone())
             .increment(1);
         let result = self.inner.get_opts(location, options).await?;

@@ -28,6 +28,9 @@ pub const PEER_REFUSED: &str = "ferry_peer_refused_total";
 pub const HANDOFF_READS: &str = "ferry_handoff_reads_total";
 pub const REPLICA_FILLS: &str = "ferry_replica_fills_total";
 pub const WARM_ON_OPEN: &str = "ferry_warm_on_open_total";
+pub const STORE_FALLBACKS: &str = "ferry_store_fallbacks_total";
+pub const STORE_HEDGES: &str = "ferry_store_hedges_total";
+pub const STORE_UNHEALTHY: &str = "ferry_store_unhealthy_total";
 pub const CLUSTER_MEMBERSHIP_CHANGES: &str = "ferry_cluster_membership_changes_total";
 pub const CLUSTER_EXPECTED_SHARE: &str = "ferry_cluster_expected_share";
 
@@ -71,6 +74,18 @@ pub fn describe() {
     metrics::describe_counter!(
         HANDOFF_READS,
         "Asks of a block's previous owner after a membership change, by outcome (hit|miss)"
+    );
+    metrics::describe_counter!(
+        STORE_FALLBACKS,
+        "Block reads answered by a later store of their chain, by logical store, answering store and reason (missing|failed|timeout|skipped|hedge)"
+    );
+    metrics::describe_counter!(
+        STORE_HEDGES,
+        "Hedged reads, by first store and outcome (won|lost|no_budget)"
+    );
+    metrics::describe_counter!(
+        STORE_UNHEALTHY,
+        "Times a store was marked unhealthy and skipped in its chain for a while"
     );
     metrics::describe_counter!(
         WARM_ON_OPEN,

@@ -125,6 +125,15 @@ pub struct RawStore {
     /// (e.g. `timeout = "30s"`, `connect_timeout = "5s"`).
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// Stores to read from, in order, when this one lacks a blob, fails
+    /// or is slow (a mirror region's chain: its own bucket, then the
+    /// source region's). Default none.
+    #[serde(default)]
+    pub fallback: Vec<String>,
+    /// With a fallback: how long one read here may take before the chain
+    /// moves on. Default `3s`.
+    #[serde(default, with = "humantime_serde")]
+    pub attempt_timeout: Option<Duration>,
 }
 
 /// `[cache]`: the block cache in front of the stores.
@@ -386,6 +395,35 @@ impl RawConfig {
         for (name, raw) in self.stores {
             let spec = StoreSpec::from_raw(&name, raw)?;
             stores.insert(name, spec);
+        }
+        for (name, spec) in &stores {
+            for (i, next) in spec.fallback.iter().enumerate() {
+                let field = format!("stores.{name}.fallback[{i}]");
+                if next == name {
+                    return Err(ConfigError::invalid(
+                        field,
+                        "a store cannot fall back to itself",
+                    ));
+                }
+                if !stores.contains_key(next) {
+                    return Err(ConfigError::invalid(
+                        field,
+                        format!("no store named {next:?} under [stores]"),
+                    ));
+                }
+                if spec.fallback[..i].contains(next) {
+                    return Err(ConfigError::invalid(
+                        field,
+                        format!("{next:?} is listed twice"),
+                    ));
+                }
+            }
+            if spec.attempt_timeout.is_zero() {
+                return Err(ConfigError::invalid(
+                    format!("stores.{name}.attempt_timeout"),
+                    "must be greater than 0",
+                ));
+            }
         }
         let data_store = self
             .volume

@@ -67,7 +67,17 @@ pub struct StoreSpec {
     pub max_retries: usize,
     pub retry_timeout: Duration,
     pub options: BTreeMap<String, String>,
+    /// The stores a read falls back to, in order, when this one lacks the
+    /// blob, fails or is slow (its chain is itself, then these).
+    pub fallback: Vec<String>,
+    /// With a fallback: how long one read of this store may take before
+    /// the chain counts it failed and moves on (its own retries included).
+    pub attempt_timeout: Duration,
 }
+
+/// Long enough for a block from a distant store with a retry or two, short
+/// enough that a dead store costs a reader a few seconds, not a 503.
+const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl StoreSpec {
     /// What the store is, without credentials or tuning: two specs with
@@ -96,6 +106,8 @@ impl StoreSpec {
             max_retries: DEFAULT_MAX_RETRIES,
             retry_timeout: DEFAULT_RETRY_TIMEOUT,
             options: BTreeMap::new(),
+            fallback: Vec::new(),
+            attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
         }
     }
 
@@ -218,6 +230,8 @@ impl StoreSpec {
             max_retries: raw.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
             retry_timeout,
             options: raw.options,
+            fallback: raw.fallback,
+            attempt_timeout: raw.attempt_timeout.unwrap_or(DEFAULT_ATTEMPT_TIMEOUT),
         })
     }
 }

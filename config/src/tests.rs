@@ -323,3 +323,32 @@ fn store_retries_have_defaults_and_a_zero_timeout_is_refused() {
     let err = store("retry_timeout = 5").expect_err("a bare number is not a duration");
     assert!(err.to_string().contains("retry_timeout"), "{err}");
 }
+
+#[test]
+fn fallbacks_must_name_other_configured_stores_once() {
+    let ok = build(
+        "[stores.data]\nurl = \"s3://edge\"\nfallback = [\"central\"]\n[stores.central]\nurl = \"s3://central\"\nowned = false\n",
+    )
+    .expect("a chain of two");
+    assert_eq!(ok.stores["data"].fallback, ["central"]);
+    for (text, field) in [
+        (
+            "[stores.data]\nurl = \"s3://edge\"\nfallback = [\"nope\"]\n",
+            "stores.data.fallback[0]",
+        ),
+        (
+            "[stores.data]\nurl = \"s3://edge\"\nfallback = [\"data\"]\n",
+            "stores.data.fallback[0]",
+        ),
+        (
+            "[stores.data]\nurl = \"s3://edge\"\nfallback = [\"c\", \"c\"]\n[stores.c]\nurl = \"s3://c\"\n",
+            "stores.data.fallback[1]",
+        ),
+        (
+            "[stores.data]\nurl = \"s3://edge\"\nattempt_timeout = \"0s\"\n",
+            "stores.data.attempt_timeout",
+        ),
+    ] {
+        assert_eq!(invalid_field(build(text)), field, "{text}");
+    }
+}

@@ -8,9 +8,8 @@ use std::sync::Arc;
 
 use axum::serve::ListenerExt;
 use ferry_cache::cluster::{Cluster, OwnerSource, PeerSource, WarmOnOpen, store_fingerprint};
-use ferry_cache::{
-    BlockCache, BlockCacheConfig, BlockSource, Collector, Layouts, StoreSource, Stores,
-};
+use ferry_cache::region::ChainSource;
+use ferry_cache::{BlockCache, BlockCacheConfig, BlockSource, Collector, Layouts, Stores};
 use ferry_config::{ClusterConfig, Config};
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
@@ -192,7 +191,9 @@ pub async fn run(mut config: Config) -> Result<(), String> {
         config.credentials.push(credential);
     }
     let keyring = Keyring::new(&config.credentials, &config.server.region);
-    let store_source: Arc<dyn BlockSource> = Arc::new(StoreSource::new(stores.clone()));
+    // Each logical store reads through its chain (itself, then its
+    // fallbacks); a store without fallbacks is read as a single store.
+    let store_source: Arc<dyn BlockSource> = Arc::new(ChainSource::new(stores.clone()));
     let (cluster, peer_listener) = match &config.cluster {
         Some(cluster_config) => {
             let (cluster, listener) = join_cluster(&config, cluster_config).await?;

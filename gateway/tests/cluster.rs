@@ -507,9 +507,18 @@ fn fake_member(cluster: &str, id: &str, answer: Option<&'static [u8]>) {
             match answer {
                 Some(bytes) => {
                     use std::io::{Read, Write};
+                    // The whole request first: closing with unread bytes
+                    // would reset the connection before the answer is read.
+                    let mut request = Vec::new();
                     let mut buf = [0u8; 4096];
-                    let _ = stream.read(&mut buf);
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
                     let _ = stream.write_all(bytes);
+                    let _ = stream.flush();
                 }
                 // Hangs: keeps the connection open and silent.
                 None => held.push(stream),

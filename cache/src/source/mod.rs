@@ -5,7 +5,7 @@
 //! behind this one trait, so readahead, direct first-block reads and
 //! warm-up take the same path as demand reads.
 
-mod store;
+pub(crate) mod store;
 
 use std::ops::Range;
 
