@@ -18,6 +18,7 @@ mod readahead;
 mod reader;
 pub mod region;
 pub mod source;
+mod store_probe;
 mod stores;
 pub mod tier;
 
@@ -31,4 +32,5 @@ pub use instrumented::{Faults, InstrumentedStore, StoreCounters};
 pub use layouts::Layouts;
 pub use reader::{read_range, slice_layout};
 pub use source::{BlockAddr, BlockSource, StoreSource};
+pub use store_probe::check_ranged_reads;
 pub use stores::{StoreHandle, Stores};

@@ -178,6 +178,9 @@ pub async fn run(mut config: Config) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let stores = Stores::open(&config.stores).map_err(|e| e.to_string())?;
+    ferry_cache::check_ranged_reads(&stores)
+        .await
+        .map_err(|e| e.to_string())?;
 
     let mut banner = None;
     if config.credentials.is_empty() {
