@@ -121,17 +121,6 @@ fn gateway_client(server: &Server, bucket: &str) -> Arc<dyn ObjectStore> {
     client(&server.endpoint, bucket, ACCESS_KEY, SECRET_KEY)
 }
 
-async fn read_all(store: &dyn ObjectStore, key: &str) -> Vec<u8> {
-    store
-        .get(&Path::from(key))
-        .await
-        .unwrap_or_else(|e| panic!("get {key}: {e}"))
-        .bytes()
-        .await
-        .unwrap_or_else(|e| panic!("body of {key}: {e}"))
-        .to_vec()
-}
-
 async fn put(store: &dyn ObjectStore, key: &str, body: &[u8]) -> object_store::PutResult {
     store
         .put(&Path::from(key), Bytes::copy_from_slice(body).into())

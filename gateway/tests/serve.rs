@@ -10,17 +10,6 @@ use object_store::{ObjectStore, ObjectStoreExt};
 
 use common::*;
 
-async fn read_all(store: &dyn ObjectStore, key: &str) -> Vec<u8> {
-    store
-        .get(&Path::from(key))
-        .await
-        .expect("get")
-        .bytes()
-        .await
-        .expect("body")
-        .to_vec()
-}
-
 #[tokio::test]
 async fn objects_round_trip_through_a_rust_s3_client() {
     let dir = temp_dir();

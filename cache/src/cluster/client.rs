@@ -301,3 +301,156 @@ impl PeerClient {
         Ok(Answer { bytes, cached })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    /// A member at a local port that answers every request with `answer`.
+    fn fake(answer: Vec<u8>) -> Member {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("addr").to_string();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(&answer);
+            }
+        });
+        Member {
+            id: "fake".into(),
+            address,
+            weight: 1,
+            block_size: 16,
+            protocol_min: 1,
+            protocol_max: 1,
+            stores: String::new(),
+            heartbeat_ms: 0,
+            incarnation: String::new(),
+            capacity: 0,
+        }
+    }
+
+    fn answer(body: &[u8], checksum: &str, length: usize) -> Vec<u8> {
+        let mut out = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {length}\r\n{}: {checksum}\r\nconnection: close\r\n\r\n",
+            wire::H_CHECKSUM
+        )
+        .into_bytes();
+        out.extend_from_slice(body);
+        out
+    }
+
+    fn addr() -> BlockAddr {
+        BlockAddr {
+            store: "data".into(),
+            blob: "b".into(),
+            version: String::new(),
+            block_size: 16,
+            index: 0,
+            len: 16,
+        }
+    }
+
+    async fn ask(member: &Member) -> Result<Answer, PeerError> {
+        let client = PeerClient::new(
+            "me",
+            "a secret that is long enough",
+            Timeouts {
+                connect: Duration::from_millis(500),
+                request: Duration::from_secs(2),
+            },
+        )
+        .expect("client");
+        client.ask(member, &addr(), 0..16, Verb::Get, false).await
+    }
+
+    #[tokio::test]
+    async fn only_the_right_length_and_checksum_are_accepted() {
+        let block = b"0123456789abcdef";
+        let right = answer(block, &wire::checksum(block), 16);
+        let got = ask(&fake(right)).await.expect("a good answer");
+        assert_eq!(&got.bytes[..], block);
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "garbage",
+                answer(b"not-block!", &wire::checksum(b"not-block!"), 10),
+            ),
+            ("bad checksum", answer(block, "0000000000000000", 16)),
+            ("no checksum", {
+                let mut out =
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 16\r\nconnection: close\r\n\r\n".to_vec();
+                out.extend_from_slice(block);
+                out
+            }),
+            ("too long", answer(b"0123456789abcdef-and-more", "x", 25)),
+            ("short body", answer(b"0123", &wire::checksum(block), 16)),
+            ("not http", b"garbage garbage garbage\r\n\r\n".to_vec()),
+        ];
+        for (what, bytes) in cases {
+            match ask(&fake(bytes)).await {
+                Err(PeerError::Failed(_)) => {}
+                other => panic!("{what}: answered {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_peer_is_down_for_a_while_and_typed_store_errors_are_not_failures() {
+        let client = PeerClient::new(
+            "me",
+            "a secret that is long enough",
+            Timeouts {
+                connect: Duration::from_millis(200),
+                request: Duration::from_secs(1),
+            },
+        )
+        .expect("client");
+        let dead = Member {
+            address: "127.0.0.1:1".into(),
+            ..fake(Vec::new())
+        };
+        assert!(!client.is_down("fake"));
+        assert!(matches!(
+            client.ask(&dead, &addr(), 0..16, Verb::Get, false).await,
+            Err(PeerError::Failed(_))
+        ));
+        assert!(client.is_down("fake"));
+        client.forget_failures("fake");
+        assert!(!client.is_down("fake"));
+        let missing = fake(
+            format!(
+                "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n{}: {}\r\nconnection: close\r\n\r\n",
+                wire::H_ERROR,
+                wire::E_MISSING_BLOB
+            )
+            .into_bytes(),
+        );
+        assert!(matches!(
+            client.ask(&missing, &addr(), 0..16, Verb::Get, false).await,
+            Err(PeerError::Store(CacheError::MissingBlob { .. }))
+        ));
+        assert!(
+            !client.is_down("fake"),
+            "a store error marked the peer down"
+        );
+        let newer = Member {
+            protocol_min: 3,
+            protocol_max: 4,
+            ..fake(Vec::new())
+        };
+        match client.ask(&newer, &addr(), 0..16, Verb::Get, false).await {
+            Err(PeerError::Failed(why)) => assert!(why.contains("protocol"), "{why}"),
+            other => panic!("no common protocol answered {other:?}"),
+        }
+    }
+}

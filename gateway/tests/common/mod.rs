@@ -257,3 +257,16 @@ pub fn signed_curl(
         body: std::fs::read(&out).unwrap_or_default(),
     }
 }
+
+/// The whole object `key` through an S3 client; panics naming the key.
+pub async fn read_all(store: &dyn ObjectStore, key: &str) -> Vec<u8> {
+    use object_store::ObjectStoreExt;
+    store
+        .get(&object_store::path::Path::from(key))
+        .await
+        .unwrap_or_else(|e| panic!("get {key}: {e}"))
+        .bytes()
+        .await
+        .unwrap_or_else(|e| panic!("body of {key}: {e}"))
+        .to_vec()
+}
