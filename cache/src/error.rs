@@ -14,6 +14,10 @@ pub enum CacheError {
     /// A blob a committed layout names is missing from its store.
     #[error("blob {blob:?} is missing from store {store:?}")]
     MissingBlob { store: String, blob: String },
+    /// An imported object changed at its source since it was imported
+    /// (its ETag differs): it must be imported again.
+    #[error("object {blob:?} in store {store:?} changed since it was imported")]
+    Changed { store: String, blob: String },
     /// The store failed (network, permissions, throttling).
     #[error("store {store:?} failed: {source}")]
     Store {

@@ -8,9 +8,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use ferry_cache::BlockCache;
 use ferry_cache::cluster::Cluster;
 use ferry_cache::cluster::warmup::{self, WarmupRequest};
+use ferry_cache::region::import::{self, ImportRequest};
+use ferry_cache::{BlockCache, Stores};
 use ferry_meta::Meta;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,7 @@ pub struct AdminState {
     pub metrics: Option<PrometheusHandle>,
     pub cluster: Option<Arc<Cluster>>,
     pub cache: Option<Arc<BlockCache>>,
+    pub stores: Stores,
     /// Bearer token of the mutating endpoints; `None`: they answer 401.
     pub token: Option<Arc<str>>,
 }
@@ -32,6 +34,7 @@ pub fn app(state: AdminState) -> Router {
         .route("/cluster/status", get(cluster_status))
         .route("/cluster/weight", post(set_weight))
         .route("/warmup", post(warmup))
+        .route("/import", post(import))
         .with_state(state)
 }
 
@@ -248,22 +251,61 @@ async fn warmup(
     // Ends when the job does, or when the client goes away (the channel
     // closes and the job stops at its next event).
     tokio::spawn(warmup::run(cache, node, state.meta.clone(), request, tx));
-    let lines = event_lines(rx);
+    ndjson(rx)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportBody {
+    store: String,
+    #[serde(default)]
+    source_prefix: String,
+    bucket: String,
+    #[serde(default)]
+    target_prefix: String,
+    #[serde(default)]
+    delete: bool,
+}
+
+/// Runs an import of a store's objects into a bucket on this node,
+/// answering its progress as JSON lines while it runs.
+async fn import(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    body: Result<Json<ImportBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let body = match admitted(&state, &headers, body) {
+        Ok(body) => body,
+        Err(refused) => return refused.into_response(),
+    };
+    let request = ImportRequest {
+        store: body.store,
+        source_prefix: body.source_prefix,
+        bucket: body.bucket,
+        target_prefix: body.target_prefix,
+        delete: body.delete,
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(import::run(
+        state.meta.clone(),
+        state.stores.clone(),
+        request,
+        tx,
+    ));
+    ndjson(rx)
+}
+
+/// A response streaming `rx`'s events, one JSON line each.
+fn ndjson<T: Serialize + Send + 'static>(rx: tokio::sync::mpsc::Receiver<T>) -> Response {
+    let lines = futures::stream::unfold(rx, |mut rx| async move {
+        let event = rx.recv().await?;
+        let line = serde_json::to_string(&event).unwrap_or_default() + "\n";
+        Some((Ok::<_, std::convert::Infallible>(line), rx))
+    });
     let mut response = Response::new(axum::body::Body::from_stream(lines));
     response.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
         axum::http::HeaderValue::from_static("application/x-ndjson"),
     );
     response
-}
-
-/// Each event as one JSON line.
-fn event_lines(
-    rx: tokio::sync::mpsc::Receiver<warmup::WarmupEvent>,
-) -> impl futures::Stream<Item = Result<String, std::convert::Infallible>> {
-    futures::stream::unfold(rx, |mut rx| async move {
-        let event = rx.recv().await?;
-        let line = serde_json::to_string(&event).unwrap_or_default() + "\n";
-        Some((Ok(line), rx))
-    })
 }

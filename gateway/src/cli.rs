@@ -35,6 +35,8 @@ pub enum Command {
     Cluster(ClusterCommand),
     /// Load every block under a prefix into its owners before a rollout.
     Warmup(WarmupArgs),
+    /// Adopt an existing bucket's objects by prefix, without copying them.
+    Import(ImportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -231,6 +233,20 @@ pub struct WarmupArgs {
     /// Go on even when the prefix is larger than the cluster's tiers.
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub admin: AdminEndpoint,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// STORE or STORE/PREFIX: a `[stores.NAME]` (owned = false) of the node.
+    pub source: String,
+    /// BUCKET or BUCKET/PREFIX the objects' keys go under.
+    #[arg(long)]
+    pub to: String,
+    /// Also remove entries this store's imports made whose object is gone.
+    #[arg(long)]
+    pub delete: bool,
     #[command(flatten)]
     pub admin: AdminEndpoint,
 }

@@ -1,9 +1,9 @@
-//! `ferry cluster status|weight`: the admin API of any node, from the
-//! command line.
+//! `ferry cluster status|weight`, `ferry warmup` and `ferry import`: the
+//! admin API of a node, from the command line.
 
 use serde_json::Value;
 
-use crate::cli::{AdminEndpoint, ClusterCommand, WarmupArgs};
+use crate::cli::{AdminEndpoint, ClusterCommand, ImportArgs, WarmupArgs};
 
 fn client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
@@ -208,4 +208,80 @@ pub async fn warmup(args: WarmupArgs) -> Result<bool, String> {
         );
     }
     Ok(failures == 0)
+}
+
+/// `ferry import`: starts the import on a node and shows its progress.
+pub async fn import(args: ImportArgs) -> Result<bool, String> {
+    let split = |text: &str| match text.split_once('/') {
+        Some((head, rest)) => (head.to_string(), rest.to_string()),
+        None => (text.to_string(), String::new()),
+    };
+    let (store, source_prefix) = split(&args.source);
+    let (bucket, target_prefix) = split(&args.to);
+    let url = format!("{}/import", args.admin.admin.trim_end_matches('/'));
+    let body = serde_json::json!({
+        "store": store, "source_prefix": source_prefix, "bucket": bucket,
+        "target_prefix": target_prefix, "delete": args.delete,
+    });
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut request = http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(token) = &args.admin.token {
+        request = request.bearer_auth(token);
+    }
+    let mut response = request.send().await.map_err(|e| format!("{url}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(answer(response).await.err().unwrap_or_default());
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {pos} objects listed {per_sec} {msg}")
+            .map_err(|e| e.to_string())?,
+    );
+    let mut pending = String::new();
+    let mut done: Option<Value> = None;
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        pending.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(at) = pending.find('\n') {
+            let line: String = pending.drain(..=at).collect();
+            let event: Value = serde_json::from_str(line.trim()).map_err(|e| e.to_string())?;
+            match event["event"].as_str() {
+                Some("progress") => {
+                    bar.set_position(event["listed"].as_u64().unwrap_or(0));
+                    bar.set_message(format!(
+                        "{} added, {} updated",
+                        event["added"], event["updated"]
+                    ));
+                }
+                Some("done") => done = Some(event),
+                Some("refused") => {
+                    bar.abandon();
+                    return Err(event["reason"].as_str().unwrap_or("refused").to_string());
+                }
+                _ => {}
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let Some(done) = done else {
+        return Err("the node ended the import without a summary".into());
+    };
+    let n = |name: &str| done[name].as_u64().unwrap_or(0);
+    println!(
+        "listed {}, added {}, updated {}, unchanged {}, deleted {}, conflicts {}, refused {}, failures {}",
+        n("listed"),
+        n("added"),
+        n("updated"),
+        n("unchanged"),
+        n("deleted"),
+        n("conflicts"),
+        n("refused"),
+        n("failures")
+    );
+    Ok(n("failures") == 0)
 }

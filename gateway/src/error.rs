@@ -60,6 +60,15 @@ impl IntoS3Error for CacheError {
                 S3ErrorCode::InvalidRange,
                 "The requested range is not satisfiable",
             ),
+            CacheError::Changed { store, blob } => {
+                tracing::warn!(%store, %blob, "an imported object changed at its source");
+                let mut error = S3Error::with_message(
+                    S3ErrorCode::Custom("ObjectChangedAtSource".into()),
+                    "The object changed in its source bucket since it was imported; import it again",
+                );
+                error.set_status_code(http::StatusCode::CONFLICT);
+                error
+            }
             CacheError::Body(cause) => S3Error::with_message(
                 S3ErrorCode::IncompleteBody,
                 format!("The request body could not be read: {cause}"),

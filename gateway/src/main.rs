@@ -154,6 +154,10 @@ fn main() -> ExitCode {
             init_logging(false);
             run_tool(cluster_cli::warmup(args))
         }
+        Command::Import(args) => {
+            init_logging(false);
+            run_tool(cluster_cli::import(args))
+        }
         Command::Fsck(args) => {
             init_logging(false);
             let env = environment();

@@ -283,8 +283,13 @@ pub async fn run(mut config: Config) -> Result<(), String> {
             .await;
         });
     }
-    let collector = Collector::new(meta.clone(), stores, config.gc.grace, config.gc.lease)
-        .with_upload_expiry(config.gc.upload_expiry);
+    let collector = Collector::new(
+        meta.clone(),
+        stores.clone(),
+        config.gc.grace,
+        config.gc.lease,
+    )
+    .with_upload_expiry(config.gc.upload_expiry);
     let interval = config.gc.interval;
     let collector_stop = stop.clone();
     tasks.spawn(async move {
@@ -298,6 +303,7 @@ pub async fn run(mut config: Config) -> Result<(), String> {
         metrics: prometheus.clone(),
         cluster: cluster.clone(),
         cache: cache.clone(),
+        stores: stores.clone(),
         token: config.admin_token.clone().map(Into::into),
     });
     let admin_stop = stop.clone();

@@ -94,6 +94,10 @@ pub struct Entry {
     /// bucket may be read anonymously).
     #[serde(default, skip_serializing_if = "CannedAcl::is_private")]
     pub acl: CannedAcl,
+    /// Set on entries an import made: the store whose object this is. An
+    /// import changes only such entries of its own store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported_from: Option<String>,
 }
 
 /// Where one contiguous run of a file's bytes lives.

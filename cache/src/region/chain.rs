@@ -165,16 +165,20 @@ impl ChainSource {
         &self,
         store: &StoreHandle,
         blob: &str,
+        version: &str,
         range: Range<u64>,
     ) -> (Result<Bytes>, Option<Reason>) {
         let started = Instant::now();
-        match tokio::time::timeout(store.spec.attempt_timeout, read_exact(store, blob, range)).await
-        {
+        let read = read_exact(store, blob, version, range);
+        match tokio::time::timeout(store.spec.attempt_timeout, read).await {
             Ok(Ok(bytes)) => {
                 self.went_well(&store.name, started.elapsed());
                 (Ok(bytes), None)
             }
-            Ok(Err(e @ CacheError::MissingBlob { .. })) => (Err(e), Some(Reason::Missing)),
+            // Another store of the chain may have the blob (as it was).
+            Ok(Err(e @ (CacheError::MissingBlob { .. } | CacheError::Changed { .. }))) => {
+                (Err(e), Some(Reason::Missing))
+            }
             Ok(Err(e)) => {
                 self.went_badly(&store.name, &e.to_string());
                 (Err(e), Some(Reason::Failed))
@@ -200,10 +204,11 @@ impl ChainSource {
         first: &StoreHandle,
         second: &StoreHandle,
         blob: &str,
+        version: &str,
         range: &Range<u64>,
     ) -> Option<(Result<Bytes>, Option<Reason>, bool)> {
         let delay = self.p95(&first.name)?;
-        let primary = self.attempt(first, blob, range.clone());
+        let primary = self.attempt(first, blob, version, range.clone());
         tokio::pin!(primary);
         if let Ok((result, reason)) = tokio::time::timeout(delay, &mut primary).await {
             return Some((result, reason, false));
@@ -213,7 +218,7 @@ impl ChainSource {
             let (result, reason) = primary.await;
             return Some((result, reason, false));
         }
-        let hedge = self.attempt(second, blob, range.clone());
+        let hedge = self.attempt(second, blob, version, range.clone());
         tokio::pin!(hedge);
         tokio::select! {
             (result, reason) = &mut primary => {
@@ -243,7 +248,9 @@ impl BlockSource for ChainSource {
         let range = start + range.start..start + range.end;
         let order = self.order(&addr.store)?;
         if order.len() == 1 {
-            return Ok(read_exact(order[0], &addr.blob, range).await?.into());
+            return Ok(read_exact(order[0], &addr.blob, &addr.version, range)
+                .await?
+                .into());
         }
         self.reads.fetch_add(1, Ordering::Relaxed);
         let demand = admission::current_priority() == ReadPriority::Demand;
@@ -252,15 +259,22 @@ impl BlockSource for ChainSource {
         while i < order.len() {
             let store = order[i];
             let (result, reason, by_hedge) = match order.get(i + 1) {
-                Some(next) if demand => match self.hedged(store, next, &addr.blob, &range).await {
+                Some(next) if demand => match self
+                    .hedged(store, next, &addr.blob, &addr.version, &range)
+                    .await
+                {
                     Some(answer) => answer,
                     None => {
-                        let (result, reason) = self.attempt(store, &addr.blob, range.clone()).await;
+                        let (result, reason) = self
+                            .attempt(store, &addr.blob, &addr.version, range.clone())
+                            .await;
                         (result, reason, false)
                     }
                 },
                 _ => {
-                    let (result, reason) = self.attempt(store, &addr.blob, range.clone()).await;
+                    let (result, reason) = self
+                        .attempt(store, &addr.blob, &addr.version, range.clone())
+                        .await;
                     (result, reason, false)
                 }
             };

@@ -3,5 +3,6 @@
 //! hedged reads; mirrors and import will live beside it.
 
 mod chain;
+pub mod import;
 
 pub use chain::ChainSource;

@@ -30,7 +30,13 @@ impl BlockSource for StoreSource {
     async fn fetch(&self, addr: &BlockAddr, range: Range<u64>) -> Result<Fetched> {
         let store = self.stores.get(&addr.store)?;
         let start = addr.offset();
-        let bytes = read_exact(store, &addr.blob, start + range.start..start + range.end).await?;
+        let bytes = read_exact(
+            store,
+            &addr.blob,
+            &addr.version,
+            start + range.start..start + range.end,
+        )
+        .await?;
         Ok(bytes.into())
     }
 
@@ -40,22 +46,35 @@ impl BlockSource for StoreSource {
 }
 
 /// Bytes `range` of `blob` from its store; a short answer is a store
-/// failure.
+/// failure. A `version` (the ETag an import recorded) pins the read: it
+/// is sent as If-Match and the answer's ETag is compared too, since some
+/// servers ignore If-Match; a changed object is `Changed`, never bytes.
 pub(crate) async fn read_exact(
     store: &StoreHandle,
     blob: &str,
+    version: &str,
     range: Range<u64>,
 ) -> Result<Bytes> {
     let expected = range.end - range.start;
+    let pinned = !version.is_empty();
     let options = GetOptions {
         range: Some(GetRange::Bounded(range.clone())),
+        if_match: pinned.then(|| version.to_string()),
         ..GetOptions::default()
     };
-    let result = store
-        .client
-        .get_opts(&Path::from(blob), options)
-        .await
-        .map_err(|e| CacheError::store(&store.name, e))?;
+    let changed = || CacheError::Changed {
+        store: store.name.clone(),
+        blob: blob.to_string(),
+    };
+    let result = match store.client.get_opts(&Path::from(blob), options).await {
+        Ok(result) => result,
+        Err(object_store::Error::Precondition { .. }) if pinned => return Err(changed()),
+        Err(e) => return Err(CacheError::store(&store.name, e)),
+    };
+    let answered = result.meta.e_tag.as_deref().map(|e| e.trim_matches('"'));
+    if pinned && answered.is_some_and(|e| e != version.trim_matches('"')) {
+        return Err(changed());
+    }
     let bytes = result
         .bytes()
         .await

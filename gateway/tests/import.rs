@@ -1,0 +1,214 @@
+//! `ferry import` end to end: a gateway adopts the objects of another S3
+//! server's bucket (here another Ferry over a folder) by prefix, without
+//! copying them, incrementally, and never serves bytes of an object that
+//! changed behind its back.
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use common::*;
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+const TOKEN: &str = "admin-token-for-imports";
+const N: usize = 300;
+
+fn gateway(dir: &std::path::Path, origin: &Server) -> Server {
+    let config = write_file(
+        dir,
+        "gateway.toml",
+        &format!(
+            r#"[stores.src]
+url = "s3://src"
+endpoint = "{}"
+region = "us-east-1"
+access_key_id = "{ACCESS_KEY}"
+secret_access_key = "{SECRET_KEY}"
+allow_http = true
+owned = false
+max_retries = 1
+
+[admin]
+token = "{TOKEN}"
+"#,
+            origin.endpoint
+        ),
+    );
+    Server::start(Launch {
+        config: Some(&config),
+        ..Launch::new(&dir.join("data"))
+    })
+}
+
+fn import(admin: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("import")
+        .args(args)
+        .args(["--admin", admin])
+        .env("FERRY_ADMIN_TOKEN", TOKEN)
+        .output()
+        .expect("ferry import");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "ferry import failed: {text}");
+    text
+}
+
+async fn put(store: &dyn ObjectStore, key: &str, body: Vec<u8>) {
+    store
+        .put(&Path::from(key), Bytes::from(body).into())
+        .await
+        .unwrap_or_else(|e| panic!("put {key}: {e}"));
+}
+
+fn body_of(i: usize, round: u8) -> Vec<u8> {
+    pattern(round.wrapping_add(i as u8), 1000 + i * 37)
+}
+
+async fn keys(store: &dyn ObjectStore, prefix: &str) -> Vec<String> {
+    let mut out: Vec<String> = store
+        .list(Some(&Path::from(prefix)))
+        .map(|m| m.expect("list").location.to_string())
+        .collect()
+        .await;
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn import_adopts_a_prefix_incrementally_and_pins_what_it_adopted() {
+    let origin_dir = temp_dir();
+    let origin = Server::start(Launch::new(origin_dir.path()));
+    create_bucket(&origin.endpoint, "src").await;
+    let src: Arc<dyn ObjectStore> = origin.client("src");
+    futures::stream::iter(0..N)
+        .for_each_concurrent(16, |i| {
+            let src = src.clone();
+            async move { put(src.as_ref(), &format!("models/m{i:04}.bin"), body_of(i, 1)).await }
+        })
+        .await;
+    put(
+        src.as_ref(),
+        "other/not-imported.bin",
+        b"elsewhere".to_vec(),
+    )
+    .await;
+
+    let dir = temp_dir();
+    let g = gateway(dir.path(), &origin);
+    create_bucket(&g.endpoint, "mine").await;
+    let mine = g.client("mine");
+    // A key a user owns already, where the import would put one.
+    put(
+        mine.as_ref(),
+        "imported/m0000.bin",
+        b"the user's own".to_vec(),
+    )
+    .await;
+
+    let out = import(&g.admin, &["src/models", "--to", "mine/imported"]);
+    assert!(
+        out.contains(&format!(
+            "listed {N}, added {}, updated 0, unchanged 0, deleted 0, conflicts 1",
+            N - 1
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        read_all(mine.as_ref(), "imported/m0000.bin").await,
+        b"the user's own"
+    );
+    for i in [1, 150, N - 1] {
+        assert_eq!(
+            read_all(mine.as_ref(), &format!("imported/m{i:04}.bin")).await,
+            body_of(i, 1)
+        );
+    }
+    assert!(keys(mine.as_ref(), "other").await.is_empty());
+
+    // Again, nothing changed: nothing is written.
+    let head = mine
+        .head(&Path::from("imported/m0002.bin"))
+        .await
+        .expect("head");
+    let out = import(&g.admin, &["src/models", "--to", "mine/imported"]);
+    assert!(
+        out.contains(&format!("added 0, updated 0, unchanged {}", N - 1)),
+        "{out}"
+    );
+    let again = mine
+        .head(&Path::from("imported/m0002.bin"))
+        .await
+        .expect("head");
+    assert_eq!(head.e_tag, again.e_tag);
+    assert_eq!(
+        head.last_modified, again.last_modified,
+        "an unchanged entry was rewritten"
+    );
+
+    // Change 5, add 3, delete 2 at the source; re-import with --delete.
+    for i in 10..15 {
+        put(src.as_ref(), &format!("models/m{i:04}.bin"), body_of(i, 2)).await;
+    }
+    for i in N..N + 3 {
+        put(src.as_ref(), &format!("models/m{i:04}.bin"), body_of(i, 1)).await;
+    }
+    for i in [20, 21] {
+        src.delete(&Path::from(format!("models/m{i:04}.bin")))
+            .await
+            .expect("delete");
+    }
+    let out = import(
+        &g.admin,
+        &["src/models", "--to", "mine/imported", "--delete"],
+    );
+    assert!(
+        out.contains(&format!(
+            "listed {}, added 3, updated 5, unchanged {}, deleted 2, conflicts 1",
+            N + 1,
+            N - 1 - 5 - 2
+        )),
+        "{out}"
+    );
+    for i in 10..15 {
+        assert_eq!(
+            read_all(mine.as_ref(), &format!("imported/m{i:04}.bin")).await,
+            body_of(i, 2)
+        );
+    }
+    let listed = keys(mine.as_ref(), "imported").await;
+    assert_eq!(listed.len(), N + 3 - 2);
+    assert!(!listed.contains(&"imported/m0020.bin".to_string()));
+    assert_eq!(
+        read_all(mine.as_ref(), "imported/m0000.bin").await,
+        b"the user's own"
+    );
+
+    // Changed at the source without a re-import: a clear error, never the
+    // new (or mixed) bytes.
+    put(src.as_ref(), "models/m0100.bin", body_of(100, 9)).await;
+    let answer = signed_curl(
+        &g.endpoint,
+        (ACCESS_KEY, SECRET_KEY),
+        &[],
+        "/mine/imported/m0100.bin",
+    );
+    assert_eq!(answer.status, 409, "{}", answer.text());
+    assert!(
+        answer.text().contains("ObjectChangedAtSource"),
+        "{}",
+        answer.text()
+    );
+    // The source was never written by the import.
+    assert_eq!(
+        read_all(src.as_ref(), "models/m0001.bin").await,
+        body_of(1, 1)
+    );
+}
