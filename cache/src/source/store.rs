@@ -46,9 +46,10 @@ impl BlockSource for StoreSource {
 }
 
 /// Bytes `range` of `blob` from its store; a short answer is a store
-/// failure. A `version` (the ETag an import recorded) pins the read: it
-/// is sent as If-Match and the answer's ETag is compared too, since some
-/// servers ignore If-Match; a changed object is `Changed`, never bytes.
+/// failure. In a store Ferry does not own, a `version` (the ETag an
+/// import recorded) pins the read: it is sent as If-Match and the answer's
+/// ETag is compared too, since some servers ignore If-Match; a changed
+/// object is `Changed`, never bytes.
 pub(crate) async fn read_exact(
     store: &StoreHandle,
     blob: &str,
@@ -56,7 +57,9 @@ pub(crate) async fn read_exact(
     range: Range<u64>,
 ) -> Result<Bytes> {
     let expected = range.end - range.start;
-    let pinned = !version.is_empty();
+    // Only objects of stores Ferry does not own can change under it (its
+    // own blobs never do); those carry the ETag they were imported with.
+    let pinned = !version.is_empty() && !store.spec.owned;
     let options = GetOptions {
         range: Some(GetRange::Bounded(range.clone())),
         if_match: pinned.then(|| version.to_string()),
