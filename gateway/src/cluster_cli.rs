@@ -122,26 +122,10 @@ pub async fn warmup(args: WarmupArgs) -> Result<bool, String> {
         Some((bucket, prefix)) => (bucket.to_string(), prefix.to_string()),
         None => (args.target.clone(), String::new()),
     };
-    let url = format!("{}/warmup", args.admin.admin.trim_end_matches('/'));
     let body = serde_json::json!({
         "bucket": bucket, "prefix": prefix, "check": args.check,
         "force": args.force, "concurrency": args.concurrency,
     });
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let mut request = http
-        .post(&url)
-        .header("content-type", "application/json")
-        .body(body.to_string());
-    if let Some(token) = &args.admin.token {
-        request = request.bearer_auth(token);
-    }
-    let mut response = request.send().await.map_err(|e| format!("{url}: {e}"))?;
-    if !response.status().is_success() {
-        return Err(answer(response).await.err().unwrap_or_default());
-    }
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -150,38 +134,28 @@ pub async fn warmup(args: WarmupArgs) -> Result<bool, String> {
         .map_err(|e| e.to_string())?,
     );
     let started = std::time::Instant::now();
-    let mut pending = String::new();
-    let mut done: Option<Value> = None;
-    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-        pending.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(at) = pending.find('\n') {
-            let line: String = pending.drain(..=at).collect();
-            let event: Value = serde_json::from_str(line.trim()).map_err(|e| e.to_string())?;
-            match event["event"].as_str() {
-                Some("plan") => {
-                    bar.set_length(event["bytes"].as_u64().unwrap_or(0));
-                    bar.set_message(format!("{} objects", event["objects"]));
-                }
-                Some("progress") => {
-                    bar.set_position(event["bytes"].as_u64().unwrap_or(0));
-                    bar.set_message(format!(
-                        "{} objects, {} failed",
-                        event["objects"], event["failures"]
-                    ));
-                }
-                Some("done") => done = Some(event),
-                Some("refused") => {
-                    bar.abandon();
-                    return Err(event["reason"].as_str().unwrap_or("refused").to_string());
-                }
-                _ => {}
+    let done = follow_job(
+        &args.admin,
+        "/warmup",
+        body,
+        &bar,
+        |event| match event["event"].as_str() {
+            Some("plan") => {
+                bar.set_length(event["bytes"].as_u64().unwrap_or(0));
+                bar.set_message(format!("{} objects", event["objects"]));
             }
-        }
-    }
-    bar.finish_and_clear();
-    let Some(done) = done else {
-        return Err("the node ended the warm-up without a summary".into());
-    };
+            Some("progress") => {
+                bar.set_position(event["bytes"].as_u64().unwrap_or(0));
+                bar.set_message(format!(
+                    "{} objects, {} failed",
+                    event["objects"], event["failures"]
+                ));
+            }
+            _ => {}
+        },
+    )
+    .await?;
+
     let number = |name: &str| done[name].as_u64().unwrap_or(0);
     let (bytes, cached, loaded, failures) = (
         number("bytes"),
@@ -218,59 +192,26 @@ pub async fn import(args: ImportArgs) -> Result<bool, String> {
     };
     let (store, source_prefix) = split(&args.source);
     let (bucket, target_prefix) = split(&args.to);
-    let url = format!("{}/import", args.admin.admin.trim_end_matches('/'));
     let body = serde_json::json!({
         "store": store, "source_prefix": source_prefix, "bucket": bucket,
         "target_prefix": target_prefix, "delete": args.delete,
     });
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let mut request = http
-        .post(&url)
-        .header("content-type", "application/json")
-        .body(body.to_string());
-    if let Some(token) = &args.admin.token {
-        request = request.bearer_auth(token);
-    }
-    let mut response = request.send().await.map_err(|e| format!("{url}: {e}"))?;
-    if !response.status().is_success() {
-        return Err(answer(response).await.err().unwrap_or_default());
-    }
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} {pos} objects listed {per_sec} {msg}")
             .map_err(|e| e.to_string())?,
     );
-    let mut pending = String::new();
-    let mut done: Option<Value> = None;
-    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-        pending.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(at) = pending.find('\n') {
-            let line: String = pending.drain(..=at).collect();
-            let event: Value = serde_json::from_str(line.trim()).map_err(|e| e.to_string())?;
-            match event["event"].as_str() {
-                Some("progress") => {
-                    bar.set_position(event["listed"].as_u64().unwrap_or(0));
-                    bar.set_message(format!(
-                        "{} added, {} updated",
-                        event["added"], event["updated"]
-                    ));
-                }
-                Some("done") => done = Some(event),
-                Some("refused") => {
-                    bar.abandon();
-                    return Err(event["reason"].as_str().unwrap_or("refused").to_string());
-                }
-                _ => {}
-            }
+    let done = follow_job(&args.admin, "/import", body, &bar, |event| {
+        if event["event"].as_str() == Some("progress") {
+            bar.set_position(event["listed"].as_u64().unwrap_or(0));
+            bar.set_message(format!(
+                "{} added, {} updated",
+                event["added"], event["updated"]
+            ));
         }
-    }
-    bar.finish_and_clear();
-    let Some(done) = done else {
-        return Err("the node ended the import without a summary".into());
-    };
+    })
+    .await?;
+
     let n = |name: &str| done[name].as_u64().unwrap_or(0);
     println!(
         "listed {}, added {}, updated {}, unchanged {}, deleted {}, conflicts {}, refused {}, failures {}",
@@ -284,4 +225,53 @@ pub async fn import(args: ImportArgs) -> Result<bool, String> {
         n("failures")
     );
     Ok(n("failures") == 0)
+}
+
+/// Starts a job with a POST of `body` to `path` on the admin endpoint and
+/// follows its JSON lines, handing each to `on_event`, until its `done`
+/// line (returned) or a `refused` one (an error with its reason).
+async fn follow_job(
+    admin: &AdminEndpoint,
+    path: &str,
+    body: Value,
+    bar: &indicatif::ProgressBar,
+    mut on_event: impl FnMut(&Value),
+) -> Result<Value, String> {
+    let url = format!("{}{path}", admin.admin.trim_end_matches('/'));
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut request = http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(token) = &admin.token {
+        request = request.bearer_auth(token);
+    }
+    let mut response = request.send().await.map_err(|e| format!("{url}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(answer(response).await.err().unwrap_or_default());
+    }
+    let mut pending = String::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        pending.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(at) = pending.find('\n') {
+            let line: String = pending.drain(..=at).collect();
+            let event: Value = serde_json::from_str(line.trim()).map_err(|e| e.to_string())?;
+            match event["event"].as_str() {
+                Some("done") => {
+                    bar.finish_and_clear();
+                    return Ok(event);
+                }
+                Some("refused") => {
+                    bar.abandon();
+                    return Err(event["reason"].as_str().unwrap_or("refused").to_string());
+                }
+                _ => on_event(&event),
+            }
+        }
+    }
+    bar.abandon();
+    Err(format!("{url}: the job ended without a summary"))
 }

@@ -619,10 +619,13 @@ async fn peers_refuse_bad_requests_and_reads_survive_bad_peers() {
     );
     // (Which answer each bad member gave is checked one by one in the
     // peer client's own tests.)
-    assert_eq!(
-        store_reads(&cluster),
-        before + 6.0,
-        "one store read per block"
+    // Each real node loads a block at most once (normally one of them
+    // does; under load a timed-out peer may be routed around, and then
+    // the other loads it too).
+    let reads = store_reads(&cluster) - before;
+    assert!(
+        (6.0..=12.0).contains(&reads),
+        "{reads} store reads for 6 blocks on 2 nodes"
     );
 }
 
