@@ -68,12 +68,12 @@ pub struct BlockCache {
     inflight: Arc<Semaphore>,
     readahead: Readahead,
     direct: DirectReads,
-    served: Served,
+    served: ServedCounts,
 }
 
 /// Blocks this node served, by where they came from (for `cluster status`).
 #[derive(Default)]
-struct Served {
+struct ServedCounts {
     memory: AtomicU64,
     disk: AtomicU64,
     outside: AtomicU64,
@@ -170,7 +170,7 @@ impl BlockCache {
             inflight: Arc::new(Semaphore::new(permits)),
             readahead: Readahead::new(window as u64),
             direct: DirectReads::new(block_size),
-            served: Served::default(),
+            served: ServedCounts::default(),
         }
     }
 

@@ -65,7 +65,7 @@ impl OwnerSource {
         let key = addr.cache_key();
         let mut asked = Vec::new();
         let current = self.node.membership.current();
-        let views = std::iter::once(current).chain(self.node.membership.previous());
+        let views = std::iter::once(current.clone()).chain(self.node.membership.previous());
         for (i, view) in views.enumerate() {
             let Some(previous) = view
                 .ranked(key.as_bytes())
@@ -79,7 +79,7 @@ impl OwnerSource {
                 continue;
             }
             asked.push(previous.id.clone());
-            let Some(now) = self.node.membership.current().get(&previous.id).cloned() else {
+            let Some(now) = current.get(&previous.id).cloned() else {
                 // It left the cluster; nobody to ask.
                 continue;
             };
@@ -136,8 +136,12 @@ impl BlockSource for PeerSource {
         let view = self.node.membership.current();
         // Disk holds a block only on its owners: what this node keeps for
         // others stays in memory.
-        let memory_only = !self.node.owns(key.as_bytes());
-        for member in view.ranked(key.as_bytes()) {
+        let ranked = view.ranked(key.as_bytes());
+        let memory_only = !ranked
+            .iter()
+            .take(self.node.replicas)
+            .any(|m| m.id == self.node.id);
+        for member in ranked {
             if member.id == self.node.id {
                 let mut found = self.owner.fetch(addr, range).await?;
                 found.memory_only = memory_only;

@@ -246,12 +246,15 @@ impl BlockSource for ChainSource {
     async fn fetch(&self, addr: &BlockAddr, range: Range<u64>) -> Result<Fetched> {
         let start = addr.offset();
         let range = start + range.start..start + range.end;
-        let order = self.order(&addr.store)?;
-        if order.len() == 1 {
-            return Ok(read_exact(order[0], &addr.blob, &addr.version, range)
+        // Most stores have no fallback: read them without the chain's
+        // bookkeeping (no health lock, no ordering), as a single store.
+        let first = self.stores.get(&addr.store)?;
+        if first.spec.fallback.is_empty() {
+            return Ok(read_exact(first, &addr.blob, &addr.version, range)
                 .await?
                 .into());
         }
+        let order = self.order(&addr.store)?;
         self.reads.fetch_add(1, Ordering::Relaxed);
         let demand = admission::current_priority() == ReadPriority::Demand;
         let mut last = None;
