@@ -298,11 +298,14 @@ pub(super) async fn complete(
         Err(e) => return Err(e.into_s3()),
     };
     let condition = write_precondition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
-    let stored: BTreeMap<u32, Part> = all_parts(s3, bucket, key, upload_id)
-        .await?
-        .into_iter()
-        .map(|p| (p.number, p))
-        .collect();
+    let stored: BTreeMap<u32, Part> = match all_parts(s3, bucket, key, upload_id).await {
+        Ok(parts) => parts.into_iter().map(|p| (p.number, p)).collect(),
+        // Another Complete of this upload committed since we looked it up.
+        Err(e) if *e.code() == s3s::S3ErrorCode::NoSuchUpload => {
+            return retried(s3, bucket, key, upload_id, &requested).await;
+        }
+        Err(e) => return Err(e),
+    };
 
     // Validate everything before anything is committed.
     let mut chosen: Vec<&Part> = Vec::with_capacity(requested.len());
