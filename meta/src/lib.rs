@@ -153,6 +153,49 @@ pub trait Meta: Send + Sync + 'static {
     /// The newest sequence number (0 when nothing happened yet).
     async fn last_seq(&self) -> Result<Seq>;
 
+    /// Removes change-log records with `seq <= through` and raises the
+    /// log floor to `through` (never lowers it). Returns how many went.
+    async fn trim_changes(&self, through: Seq) -> Result<u64>;
+    /// Records at or below this sequence number have been trimmed (0 when
+    /// nothing was). A reader whose position is below it has a gap.
+    async fn log_floor(&self) -> Result<Seq>;
+
+    /// Stores (or replaces) a mirror region's record at this source.
+    async fn put_mirror(&self, record: &MirrorRecord) -> Result<()>;
+    /// Every registered mirror, by name.
+    async fn mirrors(&self) -> Result<Vec<MirrorRecord>>;
+    /// Forgets a mirror (absent is fine).
+    async fn remove_mirror(&self, name: &str) -> Result<()>;
+
+    /// In a mirror region: the last source sequence number applied here,
+    /// or `None` before the first resync has finished (or after
+    /// [`Meta::reset_replica`]).
+    async fn replica_position(&self) -> Result<Option<Seq>>;
+    /// In a mirror region: applies the source's `change` as one
+    /// transaction with the new applied position (`change.seq`) and the
+    /// replication jobs of `replicate`. Idempotent by sequence number: a
+    /// change at or below the position changes nothing and returns false.
+    /// The source's entry ids are kept. Ops whose bucket or key is absent
+    /// are no-ops (a resync's snapshot may be ahead of the log it
+    /// replays); `DeleteBucket` removes whatever the bucket still holds.
+    /// The change is appended to this namespace's own log too.
+    async fn apply(&self, change: Change, replicate: Vec<BlobRef>) -> Result<bool>;
+    /// In a mirror region: forgets the applied position first, then
+    /// empties the namespace (buckets, entries, uploads; every referenced
+    /// blob is queued for the collector, and leaves the queue again when a
+    /// reloaded entry references it). A crash part-way leaves no position,
+    /// so the next start resyncs again.
+    async fn reset_replica(&self) -> Result<()>;
+    /// In a mirror region: records the applied position (the end of a
+    /// resync).
+    async fn set_replica_position(&self, seq: Seq) -> Result<()>;
+    /// Queues replication jobs (a blob already queued keeps its job).
+    async fn queue_replication(&self, blobs: &[BlobRef]) -> Result<()>;
+    /// Jobs with `id > after`, oldest first, at most `limit`.
+    async fn replication_jobs(&self, after: u64, limit: usize) -> Result<Vec<ReplicationJob>>;
+    /// Drops a finished (or pointless) job.
+    async fn finish_replication(&self, job: &ReplicationJob) -> Result<()>;
+
     /// Queues blobs that were written but will never be committed (a failed
     /// upload), so the collector removes them after the grace period.
     async fn queue_uncommitted(&self, blobs: &[BlobRef]) -> Result<()>;

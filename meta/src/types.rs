@@ -359,3 +359,36 @@ pub struct UploadPage {
     pub uploads: Vec<Upload>,
     pub truncated: bool,
 }
+
+/// A mirror region as its source knows it: how far it has applied the
+/// change log and when it said so. The source keeps its log, and its
+/// collector keeps deleted blobs, until every registered mirror is past
+/// them (see `ferry_cache::region::mirrors`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorRecord {
+    /// The mirror region's name (`[region] name` there).
+    pub name: String,
+    /// The last sequence number the mirror reported applied.
+    pub applied: Seq,
+    /// When it last reported (source clock).
+    pub last_seen: UnixMillis,
+    /// Oldest first: by `acked` the mirror had applied every change the
+    /// source made at or before `covered`. The collector counts a deleted
+    /// blob's grace period from the first checkpoint covering its delete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checkpoints: Vec<Checkpoint>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub covered: UnixMillis,
+    pub acked: UnixMillis,
+}
+
+/// A blob a mirror still has to copy from the source region's store into
+/// its own. `id` orders jobs oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationJob {
+    pub id: u64,
+    pub blob: BlobRef,
+}

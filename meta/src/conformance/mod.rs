@@ -22,6 +22,10 @@ pub async fn run_all(meta: &dyn Meta) {
     multipart(meta).await;
     multipart_listing(meta).await;
     completion_expiry(meta).await;
+    log_trimming(meta).await;
+    mirror_registry(meta).await;
+    // Last: a reset empties the namespace.
+    replica(meta).await;
 }
 
 /// An entry with a fresh id whose layout is one blob named after the id.
@@ -1254,4 +1258,282 @@ pub async fn populate(meta: &dyn Meta) {
     meta.put_part("dump-b", "in/progress", &upload.id, part(2, "p2"))
         .await
         .expect("part");
+}
+
+pub async fn log_trimming(meta: &dyn Meta) {
+    meta.create_bucket("trim").await.expect("create");
+    for i in 0..5 {
+        put_simple(meta, "trim", &format!("k{i}"), "x").await;
+    }
+    let last = meta.last_seq().await.expect("seq");
+    assert!(meta.log_floor().await.expect("floor") < last - 2);
+    let removed = meta.trim_changes(last - 2).await.expect("trim");
+    assert!(removed >= 3, "{removed}");
+    assert_eq!(meta.log_floor().await.expect("floor"), last - 2);
+    let left = meta.changes_since(0, 100).await.expect("changes");
+    assert_eq!(
+        left.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        [last - 1, last]
+    );
+    // The floor never goes down.
+    assert_eq!(meta.trim_changes(1).await.expect("trim"), 0);
+    assert_eq!(meta.log_floor().await.expect("floor"), last - 2);
+    // New records still follow the last sequence number.
+    let seq = put_simple_seq(meta, "trim", "after").await;
+    assert_eq!(seq, last + 1);
+}
+
+async fn put_simple_seq(meta: &dyn Meta, bucket: &str, key: &str) -> Seq {
+    let (entry, layout) = simple_entry("y", 3);
+    meta.put(bucket, key, entry, layout, Precondition::None)
+        .await
+        .expect("put")
+        .seq
+}
+
+pub async fn mirror_registry(meta: &dyn Meta) {
+    assert!(meta.mirrors().await.expect("mirrors").is_empty());
+    let record = |name: &str, applied| MirrorRecord {
+        name: name.into(),
+        applied,
+        last_seen: 1_000 + i64::try_from(applied).unwrap_or(0),
+        checkpoints: vec![Checkpoint {
+            covered: 5,
+            acked: 7,
+        }],
+    };
+    meta.put_mirror(&record("west", 3)).await.expect("put");
+    meta.put_mirror(&record("east", 9)).await.expect("put");
+    meta.put_mirror(&record("west", 4)).await.expect("replace");
+    let mirrors = meta.mirrors().await.expect("mirrors");
+    assert_eq!(mirrors, [record("east", 9), record("west", 4)]);
+    meta.remove_mirror("east").await.expect("remove");
+    meta.remove_mirror("never-there")
+        .await
+        .expect("remove absent");
+    assert_eq!(meta.mirrors().await.expect("mirrors"), [record("west", 4)]);
+    meta.remove_mirror("west").await.expect("remove");
+}
+
+fn change(seq: Seq, op: ChangeOp) -> Change {
+    Change {
+        seq,
+        at: now_millis(),
+        op,
+    }
+}
+
+fn put_op(bucket: &str, key: &str, etag: &str) -> (ChangeOp, BlobRef) {
+    let (entry, layout) = simple_entry(etag, 3);
+    let blob = layout.blobs()[0].clone();
+    (
+        ChangeOp::Put {
+            bucket: bucket.into(),
+            key: key.into(),
+            entry: Box::new(entry),
+            layout,
+        },
+        blob,
+    )
+}
+
+pub async fn replica(meta: &dyn Meta) {
+    // A namespace that never followed anything has no position.
+    assert_eq!(meta.replica_position().await.expect("position"), None);
+    let create = change(
+        10,
+        ChangeOp::CreateBucket {
+            bucket: "m".into(),
+            acl: CannedAcl::Private,
+        },
+    );
+    assert!(meta.apply(create.clone(), vec![]).await.expect("apply"));
+    assert_eq!(meta.replica_position().await.expect("position"), Some(10));
+    // The same record again changes nothing.
+    assert!(!meta.apply(create, vec![]).await.expect("apply"));
+
+    let (op, blob) = put_op("m", "k", "one");
+    let ChangeOp::Put { entry, .. } = &op else {
+        unreachable!()
+    };
+    let source_id = entry.id.clone();
+    assert!(
+        meta.apply(change(11, op.clone()), vec![blob.clone()])
+            .await
+            .expect("apply put")
+    );
+    let (head, layout) = meta.get("m", "k").await.expect("get");
+    assert_eq!(head.id, source_id, "the source's entry id is kept");
+    assert_eq!(layout.blobs(), std::slice::from_ref(&blob));
+    assert_eq!(meta.blob_refs(&blob).await.expect("refs"), 1);
+    let jobs = meta.replication_jobs(0, 10).await.expect("jobs");
+    assert_eq!(
+        jobs.iter().map(|j| j.blob.clone()).collect::<Vec<_>>(),
+        std::slice::from_ref(&blob)
+    );
+    // A replayed put (below the position) neither changes nor re-references.
+    assert!(
+        !meta
+            .apply(change(11, op), vec![blob.clone()])
+            .await
+            .expect("apply")
+    );
+    assert_eq!(meta.blob_refs(&blob).await.expect("refs"), 1);
+    assert_eq!(meta.replication_jobs(0, 10).await.expect("jobs").len(), 1);
+
+    // Ops on absent buckets or keys are no-ops that still move the position.
+    let (orphan, _) = put_op("absent", "k", "x");
+    assert!(meta.apply(change(12, orphan), vec![]).await.expect("apply"));
+    assert!(matches!(
+        meta.head("absent", "k").await,
+        Err(MetaError::NoSuchBucket { .. })
+    ));
+    let no_key = ChangeOp::SetObjectAcl {
+        bucket: "m".into(),
+        key: "nope".into(),
+        acl: CannedAcl::PublicRead,
+    };
+    assert!(meta.apply(change(13, no_key), vec![]).await.expect("apply"));
+    let gone = ChangeOp::Delete {
+        bucket: "m".into(),
+        key: "nope".into(),
+    };
+    assert!(meta.apply(change(14, gone), vec![]).await.expect("apply"));
+    assert_eq!(meta.replica_position().await.expect("position"), Some(14));
+
+    let acl = ChangeOp::SetObjectAcl {
+        bucket: "m".into(),
+        key: "k".into(),
+        acl: CannedAcl::PublicRead,
+    };
+    assert!(meta.apply(change(15, acl), vec![]).await.expect("apply"));
+    assert_eq!(
+        meta.head("m", "k").await.expect("head").acl,
+        CannedAcl::PublicRead
+    );
+    let bucket_acl = ChangeOp::SetBucketAcl {
+        bucket: "m".into(),
+        acl: CannedAcl::PublicRead,
+    };
+    assert!(
+        meta.apply(change(16, bucket_acl), vec![])
+            .await
+            .expect("apply")
+    );
+    assert_eq!(
+        meta.bucket("m").await.expect("bucket").acl,
+        CannedAcl::PublicRead
+    );
+
+    // A delete drops the reference and queues the blob.
+    let delete = ChangeOp::Delete {
+        bucket: "m".into(),
+        key: "k".into(),
+    };
+    assert!(meta.apply(change(17, delete), vec![]).await.expect("apply"));
+    assert!(matches!(
+        meta.head("m", "k").await,
+        Err(MetaError::NoSuchKey { .. })
+    ));
+    assert_eq!(meta.blob_refs(&blob).await.expect("refs"), 0);
+    let due = meta
+        .due_deletions(now_millis() + 1, 100)
+        .await
+        .expect("due");
+    assert!(due.iter().any(|q| q.blob == blob));
+
+    // DeleteBucket takes whatever the bucket still holds.
+    let (op, left_blob) = put_op("m", "left", "two");
+    assert!(meta.apply(change(18, op), vec![]).await.expect("apply"));
+    let drop_bucket = ChangeOp::DeleteBucket { bucket: "m".into() };
+    assert!(
+        meta.apply(change(19, drop_bucket), vec![])
+            .await
+            .expect("apply")
+    );
+    assert!(matches!(
+        meta.bucket("m").await,
+        Err(MetaError::NoSuchBucket { .. })
+    ));
+    assert_eq!(meta.blob_refs(&left_blob).await.expect("refs"), 0);
+
+    // Replication jobs: deduplicated by blob, oldest first, pageable.
+    let extra = [
+        BlobRef {
+            store: "data".into(),
+            blob: "r1".into(),
+        },
+        BlobRef {
+            store: "data".into(),
+            blob: "r2".into(),
+        },
+    ];
+    meta.queue_replication(&extra).await.expect("queue");
+    meta.queue_replication(&extra[..1])
+        .await
+        .expect("queue again");
+    let jobs = meta.replication_jobs(0, 10).await.expect("jobs");
+    assert_eq!(
+        jobs.iter()
+            .map(|j| j.blob.blob.as_str())
+            .collect::<Vec<_>>(),
+        [blob.blob.as_str(), "r1", "r2"]
+    );
+    assert!(jobs.windows(2).all(|w| w[0].id < w[1].id));
+    let rest = meta.replication_jobs(jobs[0].id, 1).await.expect("page");
+    assert_eq!(rest, [jobs[1].clone()]);
+    meta.finish_replication(&jobs[0]).await.expect("finish");
+    meta.finish_replication(&jobs[0])
+        .await
+        .expect("finish twice");
+    assert_eq!(meta.replication_jobs(0, 10).await.expect("jobs").len(), 2);
+
+    // A reset forgets the position and the namespace; blobs referenced
+    // before it are queued and leave the queue when referenced again.
+    let (op, kept_blob) = put_op("n", "k", "three");
+    let create_n = ChangeOp::CreateBucket {
+        bucket: "n".into(),
+        acl: CannedAcl::Private,
+    };
+    assert!(
+        meta.apply(change(20, create_n), vec![])
+            .await
+            .expect("apply")
+    );
+    let ChangeOp::Put { entry, layout, .. } = op.clone() else {
+        unreachable!()
+    };
+    assert!(meta.apply(change(21, op), vec![]).await.expect("apply"));
+    meta.reset_replica().await.expect("reset");
+    assert_eq!(meta.replica_position().await.expect("position"), None);
+    assert!(meta.list_buckets().await.expect("buckets").is_empty());
+    let due = meta
+        .due_deletions(now_millis() + 1, 1000)
+        .await
+        .expect("due");
+    let queued = due
+        .iter()
+        .find(|q| q.blob == kept_blob)
+        .expect("the reset queued the blob")
+        .clone();
+    meta.create_bucket("n").await.expect("recreate");
+    meta.put("n", "k", *entry, layout, Precondition::None)
+        .await
+        .expect("reload");
+    assert!(
+        !meta.claim_deletion(&queued).await.expect("claim"),
+        "a reloaded entry's blob is not deleted"
+    );
+    meta.set_replica_position(30).await.expect("position");
+    assert_eq!(meta.replica_position().await.expect("position"), Some(30));
+    assert!(
+        !meta
+            .apply(
+                change(30, ChangeOp::DeleteBucket { bucket: "n".into() }),
+                vec![]
+            )
+            .await
+            .expect("apply")
+    );
+    assert!(meta.head("n", "k").await.is_ok());
 }

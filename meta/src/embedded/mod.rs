@@ -77,6 +77,9 @@ impl EmbeddedMeta {
             txn.open_table(PARTS).map_err(db_err)?;
             txn.open_table(COMPLETIONS).map_err(db_err)?;
             txn.open_table(COMPLETIONS_DUE).map_err(db_err)?;
+            txn.open_table(MIRRORS).map_err(db_err)?;
+            txn.open_table(REPLICATION).map_err(db_err)?;
+            txn.open_table(REPLICATION_INDEX).map_err(db_err)?;
             let mut state = txn.open_table(STATE).map_err(db_err)?;
             let schema = state.get("schema").map_err(db_err)?.map(|v| v.value());
             match schema {
@@ -135,6 +138,14 @@ impl EmbeddedMeta {
                 Ok(None)
             }
         }
+    }
+}
+
+impl EmbeddedMeta {
+    fn read_state(&self, name: &str) -> Result<Option<u64>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let state = txn.open_table(STATE).map_err(db_err)?;
+        Ok(state.get(name).map_err(db_err)?.map(|v| v.value()))
     }
 }
 
@@ -360,6 +371,186 @@ fn require_upload(
     Ok(ukey)
 }
 
+/// Up to `limit` entry keys of `bucket` (as stored), first first.
+fn bucket_keys(txn: &WriteTransaction, bucket: &str, limit: usize) -> Result<Vec<Vec<u8>>> {
+    let entries = txn.open_table(ENTRIES).map_err(db_err)?;
+    let start = entry_key(bucket, b"");
+    let end = bucket_end(bucket);
+    let mut out = Vec::new();
+    for item in entries
+        .range(start.as_slice()..end.as_slice())
+        .map_err(db_err)?
+        .take(limit)
+    {
+        let (k, _) = item.map_err(db_err)?;
+        out.push(k.value().to_vec());
+    }
+    Ok(out)
+}
+
+/// Removes a bucket that holds no entries: aborts its uploads, logs it.
+fn remove_bucket(txn: &WriteTransaction, bucket: String) -> Result<Seq> {
+    let uploads: Vec<(Vec<u8>, String)> = {
+        let table = txn.open_table(UPLOADS).map_err(db_err)?;
+        let start = entry_key(&bucket, b"");
+        let end = bucket_end(&bucket);
+        let mut found = Vec::new();
+        for item in table
+            .range(start.as_slice()..end.as_slice())
+            .map_err(db_err)?
+        {
+            let (k, v) = item.map_err(db_err)?;
+            let upload: Upload = decode(v.value())?;
+            found.push((k.value().to_vec(), upload.id));
+        }
+        found
+    };
+    for (ukey, upload_id) in uploads {
+        remove_upload(txn, &ukey, &upload_id)?;
+    }
+    txn.open_table(BUCKETS)
+        .map_err(db_err)?
+        .remove(bucket.as_str())
+        .map_err(db_err)?;
+    append_change(txn, ChangeOp::DeleteBucket { bucket })
+}
+
+fn has_entry(txn: &WriteTransaction, bucket: &str, key: &str) -> Result<bool> {
+    let entries = txn.open_table(ENTRIES).map_err(db_err)?;
+    Ok(entries
+        .get(entry_key(bucket, key.as_bytes()).as_slice())
+        .map_err(db_err)?
+        .is_some())
+}
+
+fn has_bucket(txn: &WriteTransaction, bucket: &str) -> Result<bool> {
+    let buckets = txn.open_table(BUCKETS).map_err(db_err)?;
+    Ok(buckets.get(bucket).map_err(db_err)?.is_some())
+}
+
+fn state_value(txn: &WriteTransaction, name: &str) -> Result<Option<u64>> {
+    let state = txn.open_table(STATE).map_err(db_err)?;
+    Ok(state.get(name).map_err(db_err)?.map(|v| v.value()))
+}
+
+fn set_state(txn: &WriteTransaction, name: &str, value: u64) -> Result<()> {
+    txn.open_table(STATE)
+        .map_err(db_err)?
+        .insert(name, value)
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Sets a bucket's ACL and logs it; `None` when the bucket is absent.
+fn write_bucket_acl(txn: &WriteTransaction, bucket: String, acl: CannedAcl) -> Result<Option<Seq>> {
+    {
+        let mut buckets = txn.open_table(BUCKETS).map_err(db_err)?;
+        let mut info: BucketInfo = match buckets.get(bucket.as_str()).map_err(db_err)? {
+            Some(v) => decode(v.value())?,
+            None => return Ok(None),
+        };
+        info.acl = acl;
+        buckets
+            .insert(bucket.as_str(), encode(&info)?.as_slice())
+            .map_err(db_err)?;
+    }
+    append_change(txn, ChangeOp::SetBucketAcl { bucket, acl }).map(Some)
+}
+
+/// Sets an entry's ACL and logs it; `None` when the key is absent.
+fn write_object_acl(
+    txn: &WriteTransaction,
+    bucket: String,
+    key: String,
+    acl: CannedAcl,
+) -> Result<Option<Seq>> {
+    let ekey = entry_key(&bucket, key.as_bytes());
+    {
+        let mut entries = txn.open_table(ENTRIES).map_err(db_err)?;
+        let mut entry: Entry = match entries.get(ekey.as_slice()).map_err(db_err)? {
+            Some(v) => decode(v.value())?,
+            None => return Ok(None),
+        };
+        entry.acl = acl;
+        entries
+            .insert(ekey.as_slice(), encode(&entry)?.as_slice())
+            .map_err(db_err)?;
+    }
+    append_change(txn, ChangeOp::SetObjectAcl { bucket, key, acl }).map(Some)
+}
+
+/// Applies a source region's change here (see [`Meta::apply`]): absent
+/// buckets and keys make it a no-op, nothing refuses.
+fn apply_op(txn: &WriteTransaction, at: UnixMillis, op: ChangeOp) -> Result<()> {
+    match op {
+        ChangeOp::CreateBucket { bucket, acl } => {
+            if !has_bucket(txn, &bucket)? {
+                let info = BucketInfo {
+                    name: bucket.clone(),
+                    created: at,
+                    acl,
+                };
+                txn.open_table(BUCKETS)
+                    .map_err(db_err)?
+                    .insert(bucket.as_str(), encode(&info)?.as_slice())
+                    .map_err(db_err)?;
+                append_change(txn, ChangeOp::CreateBucket { bucket, acl })?;
+            }
+        }
+        ChangeOp::DeleteBucket { bucket } => {
+            if has_bucket(txn, &bucket)? {
+                for ekey in bucket_keys(txn, &bucket, usize::MAX)? {
+                    remove_entry(txn, &ekey)?;
+                }
+                remove_bucket(txn, bucket)?;
+            }
+        }
+        ChangeOp::Put {
+            bucket,
+            key,
+            entry,
+            layout,
+        } => {
+            if has_bucket(txn, &bucket)? {
+                commit_entry(txn, bucket, key, *entry, layout, &Precondition::None)?;
+            }
+        }
+        ChangeOp::Delete { bucket, key } => {
+            if has_bucket(txn, &bucket)?
+                && remove_entry(txn, &entry_key(&bucket, key.as_bytes()))?.is_some()
+            {
+                append_change(txn, ChangeOp::Delete { bucket, key })?;
+            }
+        }
+        ChangeOp::SetBucketAcl { bucket, acl } => {
+            write_bucket_acl(txn, bucket, acl)?;
+        }
+        ChangeOp::SetObjectAcl { bucket, key, acl } => {
+            write_object_acl(txn, bucket, key, acl)?;
+        }
+    }
+    Ok(())
+}
+
+fn queue_jobs(txn: &WriteTransaction, blobs: &[BlobRef]) -> Result<()> {
+    let mut next = state_value(txn, "replication_next")?.unwrap_or(1);
+    {
+        let mut index = txn.open_table(REPLICATION_INDEX).map_err(db_err)?;
+        let mut jobs = txn.open_table(REPLICATION).map_err(db_err)?;
+        for blob in blobs {
+            let key = blob_key(blob);
+            if index.get(key.as_slice()).map_err(db_err)?.is_some() {
+                continue;
+            }
+            index.insert(key.as_slice(), next).map_err(db_err)?;
+            jobs.insert(next, encode(blob)?.as_slice())
+                .map_err(db_err)?;
+            next += 1;
+        }
+    }
+    set_state(txn, "replication_next", next)
+}
+
 struct RedbScan<'t, T: ReadableTable<&'static [u8], &'static [u8]>> {
     entries: &'t T,
     bucket: &'t str,
@@ -421,42 +612,10 @@ impl Meta for EmbeddedMeta {
         let bucket = bucket.to_string();
         self.write(move |txn| {
             require_bucket(txn, &bucket)?;
-            {
-                let entries = txn.open_table(ENTRIES).map_err(db_err)?;
-                let start = entry_key(&bucket, b"");
-                let end = bucket_end(&bucket);
-                if entries
-                    .range(start.as_slice()..end.as_slice())
-                    .map_err(db_err)?
-                    .next()
-                    .is_some()
-                {
-                    return Err(MetaError::BucketNotEmpty { bucket });
-                }
+            if !bucket_keys(txn, &bucket, 1)?.is_empty() {
+                return Err(MetaError::BucketNotEmpty { bucket });
             }
-            let uploads: Vec<(Vec<u8>, String)> = {
-                let table = txn.open_table(UPLOADS).map_err(db_err)?;
-                let start = entry_key(&bucket, b"");
-                let end = bucket_end(&bucket);
-                let mut found = Vec::new();
-                for item in table
-                    .range(start.as_slice()..end.as_slice())
-                    .map_err(db_err)?
-                {
-                    let (k, v) = item.map_err(db_err)?;
-                    let upload: Upload = decode(v.value())?;
-                    found.push((k.value().to_vec(), upload.id));
-                }
-                found
-            };
-            for (ukey, upload_id) in uploads {
-                remove_upload(txn, &ukey, &upload_id)?;
-            }
-            txn.open_table(BUCKETS)
-                .map_err(db_err)?
-                .remove(bucket.as_str())
-                .map_err(db_err)?;
-            append_change(txn, ChangeOp::DeleteBucket { bucket })
+            remove_bucket(txn, bucket)
         })
         .await
     }
@@ -486,18 +645,8 @@ impl Meta for EmbeddedMeta {
     async fn set_bucket_acl(&self, bucket: &str, acl: CannedAcl) -> Result<Seq> {
         let bucket = bucket.to_string();
         self.write(move |txn| {
-            {
-                let mut buckets = txn.open_table(BUCKETS).map_err(db_err)?;
-                let mut info: BucketInfo = match buckets.get(bucket.as_str()).map_err(db_err)? {
-                    Some(v) => decode(v.value())?,
-                    None => return Err(MetaError::NoSuchBucket { bucket }),
-                };
-                info.acl = acl;
-                buckets
-                    .insert(bucket.as_str(), encode(&info)?.as_slice())
-                    .map_err(db_err)?;
-            }
-            append_change(txn, ChangeOp::SetBucketAcl { bucket, acl })
+            require_bucket(txn, &bucket)?;
+            write_bucket_acl(txn, bucket.clone(), acl)?.ok_or(MetaError::NoSuchBucket { bucket })
         })
         .await
     }
@@ -506,19 +655,11 @@ impl Meta for EmbeddedMeta {
         let (bucket, key) = (bucket.to_string(), key.to_string());
         self.write(move |txn| {
             require_bucket(txn, &bucket)?;
-            let ekey = entry_key(&bucket, key.as_bytes());
-            {
-                let mut entries = txn.open_table(ENTRIES).map_err(db_err)?;
-                let mut entry: Entry = match entries.get(ekey.as_slice()).map_err(db_err)? {
-                    Some(v) => decode(v.value())?,
-                    None => return Err(MetaError::NoSuchKey { bucket, key }),
-                };
-                entry.acl = acl;
-                entries
-                    .insert(ekey.as_slice(), encode(&entry)?.as_slice())
-                    .map_err(db_err)?;
+            if !has_entry(txn, &bucket, &key)? {
+                return Err(MetaError::NoSuchKey { bucket, key });
             }
-            append_change(txn, ChangeOp::SetObjectAcl { bucket, key, acl })
+            write_object_acl(txn, bucket.clone(), key.clone(), acl)?
+                .ok_or(MetaError::NoSuchKey { bucket, key })
         })
         .await
     }
@@ -863,12 +1004,163 @@ impl Meta for EmbeddedMeta {
     }
 
     async fn last_seq(&self) -> Result<Seq> {
+        self.read_state("last_seq").map(|v| v.unwrap_or(0))
+    }
+
+    async fn trim_changes(&self, through: Seq) -> Result<u64> {
+        self.write(move |txn| {
+            let floor = state_value(txn, "log_floor")?.unwrap_or(0);
+            if through <= floor {
+                return Ok(0);
+            }
+            let mut removed = 0;
+            {
+                let mut changes = txn.open_table(CHANGES).map_err(db_err)?;
+                for item in changes
+                    .extract_from_if(..=through, |_, _| true)
+                    .map_err(db_err)?
+                {
+                    item.map_err(db_err)?;
+                    removed += 1;
+                }
+            }
+            set_state(txn, "log_floor", through)?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn log_floor(&self) -> Result<Seq> {
+        self.read_state("log_floor").map(|v| v.unwrap_or(0))
+    }
+
+    async fn put_mirror(&self, record: &MirrorRecord) -> Result<()> {
+        let record = record.clone();
+        self.write(move |txn| {
+            txn.open_table(MIRRORS)
+                .map_err(db_err)?
+                .insert(record.name.as_str(), encode(&record)?.as_slice())
+                .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn mirrors(&self) -> Result<Vec<MirrorRecord>> {
         let txn = self.db.begin_read().map_err(db_err)?;
-        let state = txn.open_table(STATE).map_err(db_err)?;
-        Ok(state
-            .get("last_seq")
+        let table = txn.open_table(MIRRORS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(db_err)? {
+            let (_, v) = item.map_err(db_err)?;
+            out.push(decode(v.value())?);
+        }
+        Ok(out)
+    }
+
+    async fn remove_mirror(&self, name: &str) -> Result<()> {
+        let name = name.to_string();
+        self.write(move |txn| {
+            txn.open_table(MIRRORS)
+                .map_err(db_err)?
+                .remove(name.as_str())
+                .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn replica_position(&self) -> Result<Option<Seq>> {
+        self.read_state("replica_seq")
+    }
+
+    async fn apply(&self, change: Change, replicate: Vec<BlobRef>) -> Result<bool> {
+        self.write(move |txn| {
+            if state_value(txn, "replica_seq")?.is_some_and(|at| change.seq <= at) {
+                return Ok(false);
+            }
+            apply_op(txn, change.at, change.op)?;
+            set_state(txn, "replica_seq", change.seq)?;
+            queue_jobs(txn, &replicate)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn reset_replica(&self) -> Result<()> {
+        // One transaction: there is no half-reset state to recover from.
+        self.write(move |txn| {
+            txn.open_table(STATE)
+                .map_err(db_err)?
+                .remove("replica_seq")
+                .map_err(db_err)?;
+            let buckets: Vec<String> = {
+                let table = txn.open_table(BUCKETS).map_err(db_err)?;
+                let mut names = Vec::new();
+                for item in table.iter().map_err(db_err)? {
+                    let (k, _) = item.map_err(db_err)?;
+                    names.push(k.value().to_string());
+                }
+                names
+            };
+            for bucket in buckets {
+                for ekey in bucket_keys(txn, &bucket, usize::MAX)? {
+                    remove_entry(txn, &ekey)?;
+                }
+                remove_bucket(txn, bucket)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_replica_position(&self, seq: Seq) -> Result<()> {
+        self.write(move |txn| set_state(txn, "replica_seq", seq))
+            .await
+    }
+
+    async fn queue_replication(&self, blobs: &[BlobRef]) -> Result<()> {
+        let blobs = blobs.to_vec();
+        self.write(move |txn| queue_jobs(txn, &blobs)).await
+    }
+
+    async fn replication_jobs(&self, after: u64, limit: usize) -> Result<Vec<ReplicationJob>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let jobs = txn.open_table(REPLICATION).map_err(db_err)?;
+        let mut out = Vec::new();
+        for item in jobs
+            .range(after.saturating_add(1)..)
             .map_err(db_err)?
-            .map_or(0, |v| v.value()))
+            .take(limit)
+        {
+            let (id, v) = item.map_err(db_err)?;
+            out.push(ReplicationJob {
+                id: id.value(),
+                blob: decode(v.value())?,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn finish_replication(&self, job: &ReplicationJob) -> Result<()> {
+        let job = job.clone();
+        self.write(move |txn| {
+            let key = blob_key(&job.blob);
+            let mut index = txn.open_table(REPLICATION_INDEX).map_err(db_err)?;
+            if index
+                .get(key.as_slice())
+                .map_err(db_err)?
+                .map(|v| v.value())
+                == Some(job.id)
+            {
+                index.remove(key.as_slice()).map_err(db_err)?;
+            }
+            txn.open_table(REPLICATION)
+                .map_err(db_err)?
+                .remove(job.id)
+                .map_err(db_err)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn queue_uncommitted(&self, blobs: &[BlobRef]) -> Result<()> {

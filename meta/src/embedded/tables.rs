@@ -36,7 +36,15 @@ pub(super) const COMPLETIONS_DUE: TableDefinition<&[u8], ()> =
 pub(super) const CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("changes");
 /// lease name -> `Lease`
 pub(super) const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
-/// "schema", "last_seq"
+/// mirror name -> `MirrorRecord` (in a source region)
+pub(super) const MIRRORS: TableDefinition<&str, &[u8]> = TableDefinition::new("mirrors");
+/// job id -> `BlobRef` (in a mirror region)
+pub(super) const REPLICATION: TableDefinition<u64, &[u8]> = TableDefinition::new("replication");
+/// `store 0x00 blob` -> job id, so a blob has one job
+pub(super) const REPLICATION_INDEX: TableDefinition<&[u8], u64> =
+    TableDefinition::new("replication_index");
+/// "schema", "last_seq", "log_floor", "replica_seq" (absent until a
+/// mirror's first resync ends), "replication_next"
 pub(super) const STATE: TableDefinition<&str, u64> = TableDefinition::new("state");
 
 /// Bucket names never contain 0x00, so it separates bucket from key and

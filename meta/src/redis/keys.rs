@@ -12,6 +12,7 @@
 //! | `P:buckets` | hash | bucket name -> `BucketInfo` (JSON) |
 //! | `P:seq` | string | the last change-log sequence number |
 //! | `P:log` | zset | score seq, member the `Change` (JSON) |
+//! | `P:floor` | string | the log floor: records at or below it were trimmed (absent: 0) |
 //! | `P:layouts` | hash | entry id -> `Layout` (JSON) |
 //! | `P:lblobs` | hash | entry id -> the layout's distinct blobs ([`blob_list`]) |
 //! | `P:refs` | hash | blob ([`blob_field`]) -> reference count |
@@ -19,6 +20,10 @@
 //! | `P:ustale` | zset | score initiated (ms), member `bucket 0x00 key 0x00 upload id` |
 //! | `P:lease:{name}` | string | the holder, with a `PX` expiry |
 //! | `P:done:B:{upload id}` | string | `Completion` (JSON) of a completed upload, expiring at its `keep_until` |
+//! | `P:mirrors` | hash | in a source region: mirror name -> `MirrorRecord` (JSON) |
+//! | `P:replica` | string | in a mirror region: the last source seq applied (absent until a resync ends) |
+//! | `P:repl` | zset | in a mirror region: replication jobs, score the job id, member the blob ([`blob_field`]) |
+//! | `P:replnext` | string | the last replication job id handed out |
 //!
 //! Per bucket `B`:
 //!
@@ -95,6 +100,21 @@ impl Keys {
     }
     pub(super) fn stale(&self) -> String {
         self.global("ustale")
+    }
+    pub(super) fn floor(&self) -> String {
+        self.global("floor")
+    }
+    pub(super) fn mirrors(&self) -> String {
+        self.global("mirrors")
+    }
+    pub(super) fn replica(&self) -> String {
+        self.global("replica")
+    }
+    pub(super) fn jobs(&self) -> String {
+        self.global("repl")
+    }
+    pub(super) fn next_job(&self) -> String {
+        self.global("replnext")
     }
     pub(super) fn lease(&self, name: &str) -> String {
         format!("{}:lease:{name}", self.prefix)

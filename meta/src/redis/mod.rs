@@ -39,6 +39,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 /// A shorter page is still a valid page (it says it is truncated).
 const MAX_PAGE: usize = 10_000;
 
+/// Entries (or blob reference counts) one step of a replica reset removes:
+/// each step is one script, which blocks Redis while it runs.
+const RESET_BATCH: usize = 1_000;
+
 /// Handle to a Redis-backed namespace. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisMeta {
@@ -494,6 +498,68 @@ impl RedisMeta {
         )))
     }
 
+    /// Keys of the scripts that remove a bucket, in the order they expect.
+    fn bucket_removal_keys<'i, 's>(
+        &self,
+        invocation: &'i mut ScriptInvocation<'s>,
+        bucket: &str,
+    ) -> &'i mut ScriptInvocation<'s> {
+        let k = &self.keys;
+        invocation
+            .key(k.buckets())
+            .key(k.keys(bucket))
+            .key(k.entries(bucket))
+            .key(k.uploads(bucket))
+            .key(k.upload_records(bucket))
+            .key(k.parts(bucket))
+            .key(k.part_records(bucket))
+            .key(k.part_blobs(bucket))
+            .key(k.refs())
+            .key(k.queue())
+            .key(k.stale())
+            .key(k.seq())
+            .key(k.log())
+    }
+
+    /// The keys and arguments every `APPLY_*` script ends with: the applied
+    /// position, the replication jobs, and the change's sequence number.
+    fn replica_tail<'i, 's>(
+        &self,
+        invocation: &'i mut ScriptInvocation<'s>,
+        seq: Seq,
+        replicate: &[BlobRef],
+    ) -> &'i mut ScriptInvocation<'s> {
+        let k = &self.keys;
+        invocation
+            .key(k.replica())
+            .key(k.jobs())
+            .key(k.next_job())
+            .arg(seq)
+            .arg(blob_list(replicate))
+    }
+
+    /// Resets one bucket of a replica, a batch of entries per script.
+    async fn reset_bucket(&self, bucket: &str) -> Result<()> {
+        let op = encode(&ChangeOp::DeleteBucket {
+            bucket: bucket.into(),
+        })?;
+        loop {
+            let mut invocation = self.scripts.reset_bucket.prepare_invoke();
+            self.bucket_removal_keys(&mut invocation, bucket)
+                .key(self.keys.layouts())
+                .key(self.keys.layout_blobs())
+                .arg(bucket)
+                .arg(now_millis())
+                .arg(&op)
+                .arg(RESET_BATCH);
+            let reply = self.invoke(&invocation).await?;
+            let mut rest = ok_or_status(reply, "reset_bucket", bucket, "", "")?;
+            if int_of(next_value(&mut rest, "reset_bucket")?, "reset_bucket")? == 0 {
+                return Ok(());
+            }
+        }
+    }
+
     /// Values of `hash` for the members of `zset` in a lex range.
     async fn range(
         &self,
@@ -510,6 +576,16 @@ impl RedisMeta {
             .into_iter()
             .map(|v| bytes_of(v, "range"))
             .collect()
+    }
+}
+
+/// An ACL as the `APPLY_ACL` script sets it: empty for the default, which
+/// serde leaves out of a record.
+fn acl_json(acl: CannedAcl) -> Result<Vec<u8>> {
+    if acl.is_private() {
+        Ok(Vec::new())
+    } else {
+        encode(&acl)
     }
 }
 
@@ -566,22 +642,8 @@ impl Meta for RedisMeta {
         let op = ChangeOp::DeleteBucket {
             bucket: bucket.into(),
         };
-        let k = &self.keys;
         let mut invocation = self.scripts.delete_bucket.prepare_invoke();
-        invocation
-            .key(k.buckets())
-            .key(k.keys(bucket))
-            .key(k.entries(bucket))
-            .key(k.uploads(bucket))
-            .key(k.upload_records(bucket))
-            .key(k.parts(bucket))
-            .key(k.part_records(bucket))
-            .key(k.part_blobs(bucket))
-            .key(k.refs())
-            .key(k.queue())
-            .key(k.stale())
-            .key(k.seq())
-            .key(k.log())
+        self.bucket_removal_keys(&mut invocation, bucket)
             .arg(bucket)
             .arg(now_millis())
             .arg(encode(&op)?);
@@ -1064,6 +1126,250 @@ impl Meta for RedisMeta {
         cmd.arg(self.keys.seq());
         let seq: Option<u64> = self.query(&cmd).await?;
         Ok(seq.unwrap_or(0))
+    }
+
+    async fn trim_changes(&self, through: Seq) -> Result<u64> {
+        let mut invocation = self.scripts.trim_log.prepare_invoke();
+        invocation
+            .key(self.keys.log())
+            .key(self.keys.floor())
+            .arg(through);
+        let removed = int_of(self.invoke(&invocation).await?, "trim_changes")?;
+        u64::try_from(removed)
+            .map_err(|_| MetaError::Internal(format!("trim_changes removed {removed} records")))
+    }
+
+    async fn log_floor(&self) -> Result<Seq> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.keys.floor());
+        let floor: Option<u64> = self.query(&cmd).await?;
+        Ok(floor.unwrap_or(0))
+    }
+
+    async fn put_mirror(&self, record: &MirrorRecord) -> Result<()> {
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(self.keys.mirrors())
+            .arg(&record.name)
+            .arg(encode(record)?);
+        self.query::<()>(&cmd).await
+    }
+
+    async fn mirrors(&self) -> Result<Vec<MirrorRecord>> {
+        let mut cmd = redis::cmd("HVALS");
+        cmd.arg(self.keys.mirrors());
+        let values: Vec<Vec<u8>> = self.query(&cmd).await?;
+        let mut out = values
+            .iter()
+            .map(|v| decode::<MirrorRecord>(v))
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        Ok(out)
+    }
+
+    async fn remove_mirror(&self, name: &str) -> Result<()> {
+        let mut cmd = redis::cmd("HDEL");
+        cmd.arg(self.keys.mirrors()).arg(name);
+        self.query::<()>(&cmd).await
+    }
+
+    async fn replica_position(&self) -> Result<Option<Seq>> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.keys.replica());
+        self.query(&cmd).await
+    }
+
+    async fn apply(&self, change: Change, replicate: Vec<BlobRef>) -> Result<bool> {
+        // One script per kind of op, each checking and moving the position
+        // and queueing the jobs itself: the whole change is atomic.
+        let k = &self.keys;
+        let now = now_millis();
+        let op = encode(&change.op)?;
+        let mut invocation = match &change.op {
+            ChangeOp::CreateBucket { bucket, acl } => {
+                let info = BucketInfo {
+                    name: bucket.clone(),
+                    created: change.at,
+                    acl: *acl,
+                };
+                let mut invocation = self.scripts.apply_create_bucket.prepare_invoke();
+                invocation
+                    .key(k.buckets())
+                    .key(k.seq())
+                    .key(k.log())
+                    .arg(bucket)
+                    .arg(encode(&info)?)
+                    .arg(now)
+                    .arg(&op);
+                invocation
+            }
+            ChangeOp::DeleteBucket { bucket } => {
+                let mut invocation = self.scripts.apply_delete_bucket.prepare_invoke();
+                self.bucket_removal_keys(&mut invocation, bucket)
+                    .key(k.layouts())
+                    .key(k.layout_blobs())
+                    .arg(bucket)
+                    .arg(now)
+                    .arg(&op);
+                invocation
+            }
+            ChangeOp::Put {
+                bucket,
+                key,
+                entry,
+                layout,
+            } => {
+                let mut invocation = self.scripts.apply_put.prepare_invoke();
+                self.commit_keys(&mut invocation, bucket);
+                Self::commit_args(
+                    &mut invocation,
+                    bucket,
+                    key,
+                    entry,
+                    layout,
+                    &Precondition::None,
+                )?;
+                invocation
+            }
+            ChangeOp::Delete { bucket, key } => {
+                let mut invocation = self.scripts.apply_delete.prepare_invoke();
+                invocation
+                    .key(k.buckets())
+                    .key(k.keys(bucket))
+                    .key(k.entries(bucket))
+                    .key(k.layouts())
+                    .key(k.layout_blobs())
+                    .key(k.refs())
+                    .key(k.queue())
+                    .key(k.seq())
+                    .key(k.log())
+                    .arg(bucket)
+                    .arg(key)
+                    .arg(now)
+                    .arg(&op);
+                invocation
+            }
+            ChangeOp::SetBucketAcl { bucket, acl } => {
+                let mut invocation = self.scripts.apply_acl.prepare_invoke();
+                // `acl` is the last field of `BucketInfo`.
+                invocation
+                    .key(k.buckets())
+                    .key(k.seq())
+                    .key(k.log())
+                    .arg(bucket)
+                    .arg(acl_json(*acl)?)
+                    .arg("")
+                    .arg(now)
+                    .arg(&op);
+                invocation
+            }
+            ChangeOp::SetObjectAcl { bucket, key, acl } => {
+                let mut invocation = self.scripts.apply_acl.prepare_invoke();
+                // `Entry` declares `imported_from` right after `acl`.
+                invocation
+                    .key(k.entries(bucket))
+                    .key(k.seq())
+                    .key(k.log())
+                    .arg(key)
+                    .arg(acl_json(*acl)?)
+                    .arg("imported_from")
+                    .arg(now)
+                    .arg(&op);
+                invocation
+            }
+        };
+        self.replica_tail(&mut invocation, change.seq, &replicate);
+        let reply = self.invoke(&invocation).await?;
+        let mut rest = ok_or_status(reply, "apply", "", "", "")?;
+        Ok(int_of(next_value(&mut rest, "apply")?, "apply")? == 1)
+    }
+
+    async fn reset_replica(&self) -> Result<()> {
+        // The position goes first: a crash part-way leaves none, so the
+        // next start resyncs instead of following from a half-empty state.
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.keys.replica());
+        self.query::<()>(&cmd).await?;
+        let mut cmd = redis::cmd("HKEYS");
+        cmd.arg(self.keys.buckets());
+        let buckets: Vec<String> = self.query(&cmd).await?;
+        for bucket in buckets {
+            self.reset_bucket(&bucket).await?;
+        }
+        loop {
+            let mut invocation = self.scripts.reset_refs.prepare_invoke();
+            invocation
+                .key(self.keys.refs())
+                .key(self.keys.queue())
+                .key(self.keys.layouts())
+                .key(self.keys.layout_blobs())
+                .key(self.keys.stale())
+                .arg(now_millis())
+                .arg(RESET_BATCH);
+            let reply = self.invoke(&invocation).await?;
+            let mut rest = ok_or_status(reply, "reset_refs", "", "", "")?;
+            if int_of(next_value(&mut rest, "reset_refs")?, "reset_refs")? == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn set_replica_position(&self, seq: Seq) -> Result<()> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.keys.replica()).arg(seq);
+        self.query::<()>(&cmd).await
+    }
+
+    async fn queue_replication(&self, blobs: &[BlobRef]) -> Result<()> {
+        if blobs.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = self.scripts.queue_jobs.prepare_invoke();
+        invocation
+            .key(self.keys.jobs())
+            .key(self.keys.next_job())
+            .arg(blob_list(blobs));
+        let reply = self.invoke(&invocation).await?;
+        ok_or_status(reply, "queue_replication", "", "", "")?;
+        Ok(())
+    }
+
+    async fn replication_jobs(&self, after: u64, limit: usize) -> Result<Vec<ReplicationJob>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("ZRANGEBYSCORE");
+        cmd.arg(self.keys.jobs())
+            .arg(format!("({after}"))
+            .arg("+inf")
+            .arg("WITHSCORES")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit.min(MAX_PAGE));
+        let items: Vec<(Vec<u8>, f64)> = self.query(&cmd).await?;
+        items
+            .into_iter()
+            .map(|(member, score)| {
+                let blob = parse_blob_field(&member)
+                    .ok_or_else(|| MetaError::Internal("corrupt replication job".into()))?;
+                Ok(ReplicationJob {
+                    // Ids come from INCR and stay far below 2^53: exact.
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                    id: score as u64,
+                    blob,
+                })
+            })
+            .collect()
+    }
+
+    async fn finish_replication(&self, job: &ReplicationJob) -> Result<()> {
+        let mut invocation = self.scripts.finish_job.prepare_invoke();
+        invocation
+            .key(self.keys.jobs())
+            .arg(blob_field(&job.blob))
+            .arg(job.id);
+        let reply = self.invoke(&invocation).await?;
+        ok_or_status(reply, "finish_replication", "", "", "")?;
+        Ok(())
     }
 
     async fn queue_uncommitted(&self, blobs: &[BlobRef]) -> Result<()> {

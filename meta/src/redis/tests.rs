@@ -695,6 +695,188 @@ async fn head_and_list_never_read_layouts() {
     assert_eq!(due.len(), 10_000);
 }
 
+fn raw_field(hash: &str, field: &str) -> Vec<u8> {
+    let mut conn = sync_conn(SHARED).expect("connect");
+    redis::cmd("HGET")
+        .arg(hash)
+        .arg(field)
+        .query(&mut conn)
+        .expect("hget")
+}
+
+/// A replayed ACL edits the record's JSON in Lua: the result must be the
+/// bytes serde writes, whatever the record holds (nested objects, escaped
+/// quotes, an `"acl"` user-metadata key, a field after `acl`).
+#[tokio::test]
+async fn replayed_acls_keep_records_as_serde_writes_them() {
+    let (_guard, meta) = engine().await;
+    let seq = std::sync::atomic::AtomicU64::new(0);
+    let apply = |op: ChangeOp| {
+        let meta = meta.clone();
+        let seq = seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        async move {
+            assert!(
+                meta.apply(Change { seq, at: 1234, op }, vec![])
+                    .await
+                    .expect("apply")
+            );
+        }
+    };
+    apply(ChangeOp::CreateBucket {
+        bucket: "m".into(),
+        acl: CannedAcl::Private,
+    })
+    .await;
+    let (mut tricky, layout) = simple_entry("e\"t", 5_497_558_138_880);
+    tricky.user_metadata.insert("acl".into(), "x\"}".into());
+    tricky
+        .user_metadata
+        .insert("k,\\\"".into(), "{[\u{e9},]}:".into());
+    tricky.content_type = Some("a/b".into());
+    tricky.parts = vec![5, 6];
+    tricky.checksums.insert("CRC32".into(), "abc=".into());
+    tricky.imported_from = Some("legacy".into());
+    let (plain, plain_layout) = simple_entry("plain", 3);
+    for (key, entry, layout) in [
+        ("tricky", &tricky, &layout),
+        ("plain", &plain, &plain_layout),
+    ] {
+        apply(ChangeOp::Put {
+            bucket: "m".into(),
+            key: key.into(),
+            entry: Box::new(entry.clone()),
+            layout: layout.clone(),
+        })
+        .await;
+    }
+    for acl in [
+        CannedAcl::PublicRead,
+        CannedAcl::PublicRead,
+        CannedAcl::Private,
+    ] {
+        for (key, entry) in [("tricky", &tricky), ("plain", &plain)] {
+            apply(ChangeOp::SetObjectAcl {
+                bucket: "m".into(),
+                key: key.into(),
+                acl,
+            })
+            .await;
+            let expected = Entry {
+                acl,
+                ..entry.clone()
+            };
+            let raw = raw_field(&meta.keys.entries("m"), key);
+            assert_eq!(
+                String::from_utf8_lossy(&raw),
+                String::from_utf8_lossy(&encode(&expected).expect("json")),
+                "{key} set {acl:?}"
+            );
+            assert_eq!(meta.head("m", key).await.expect("head"), expected);
+        }
+        apply(ChangeOp::SetBucketAcl {
+            bucket: "m".into(),
+            acl,
+        })
+        .await;
+        let expected = BucketInfo {
+            name: "m".into(),
+            created: 1234,
+            acl,
+        };
+        let raw = raw_field(&meta.keys.buckets(), "m");
+        assert_eq!(raw, encode(&expected).expect("json"), "bucket {acl:?}");
+    }
+    // Each applied change was logged here too, in order.
+    let logged = meta.changes_since(0, 100).await.expect("changes");
+    assert_eq!(
+        logged.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        (1..=seq.load(std::sync::atomic::Ordering::Relaxed)).collect::<Vec<_>>()
+    );
+}
+
+/// A reset works in bounded steps: a bucket larger than one step, an
+/// upload in progress, and what it leaves behind.
+#[tokio::test]
+async fn a_reset_empties_the_namespace_in_steps() {
+    let (guard, meta) = engine().await;
+    meta.create_bucket("big").await.expect("create");
+    meta.create_bucket("other").await.expect("create");
+    let mut blobs = Vec::new();
+    for i in 0..2 * RESET_BATCH + 5 {
+        let layout = put_simple(&meta, "big", &format!("k{i:05}"), "x").await;
+        blobs.extend(layout.blobs());
+    }
+    blobs.extend(put_simple(&meta, "other", "k", "x").await.blobs());
+    let upload = Upload {
+        id: "u1".into(),
+        key: "up".into(),
+        initiated: now_millis(),
+        template: Entry::default(),
+        checksum_algorithm: None,
+    };
+    meta.create_upload("big", upload).await.expect("upload");
+    let (_, part_layout) = simple_entry("part", 3);
+    let part = Part {
+        number: 1,
+        etag: "p".into(),
+        size: 3,
+        last_modified: now_millis(),
+        segments: part_layout.segments.clone(),
+        checksums: Default::default(),
+    };
+    meta.put_part("big", "up", "u1", part).await.expect("part");
+    blobs.extend(part_layout.blobs());
+    let record = MirrorRecord {
+        name: "west".into(),
+        applied: 3,
+        last_seen: 4,
+        checkpoints: Vec::new(),
+    };
+    meta.put_mirror(&record).await.expect("mirror");
+    meta.queue_replication(&blobs[..1]).await.expect("job");
+    meta.set_replica_position(77).await.expect("position");
+    let seq = meta.last_seq().await.expect("seq");
+
+    meta.reset_replica().await.expect("reset");
+    assert_eq!(meta.replica_position().await.expect("position"), None);
+    assert!(meta.list_buckets().await.expect("buckets").is_empty());
+    let due = meta
+        .due_deletions(now_millis() + 1, 10_000)
+        .await
+        .expect("due");
+    assert_eq!(due.len(), blobs.len());
+    for blob in &blobs {
+        assert_eq!(meta.blob_refs(blob).await.expect("refs"), 0);
+    }
+    assert!(
+        meta.stale_uploads(i64::MAX, 10)
+            .await
+            .expect("stale")
+            .is_empty()
+    );
+    // Kept: the log (with one deletion per bucket), the registry, the jobs.
+    assert_eq!(meta.last_seq().await.expect("seq"), seq + 2);
+    assert_eq!(meta.mirrors().await.expect("mirrors"), [record]);
+    assert_eq!(meta.replication_jobs(0, 10).await.expect("jobs").len(), 1);
+    let mut left: Vec<String> = scan_keys(SHARED, &guard.pattern)
+        .expect("scan")
+        .into_iter()
+        .map(|k| String::from_utf8_lossy(&k).into_owned())
+        .collect();
+    left.sort();
+    let k = &meta.keys;
+    let mut kept = vec![
+        k.seq(),
+        k.log(),
+        k.queue(),
+        k.mirrors(),
+        k.jobs(),
+        k.next_job(),
+    ];
+    kept.sort();
+    assert_eq!(left, kept);
+}
+
 #[test]
 fn passwords_are_redacted() {
     assert_eq!(
