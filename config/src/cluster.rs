@@ -114,7 +114,7 @@ impl std::fmt::Debug for ClusterConfig {
 /// holder read any cached block.
 const MIN_SECRET: usize = 16;
 
-fn valid_id(id: &str) -> bool {
+pub(crate) fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
         && id

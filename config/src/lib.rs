@@ -9,11 +9,13 @@
 mod cluster;
 mod error;
 mod raw;
+mod region;
 mod store;
 
 pub use cluster::{ClusterConfig, Membership, Peer, RawCluster, RawPeer};
 pub use error::{ConfigError, Result};
 pub use raw::{RawCache, RawConfig, RawCredential, RawGc, RawMeta, RawServer, RawStore};
+pub use region::{RawRegion, RegionConfig};
 pub use store::{Secret, StoreKind, StoreSpec};
 
 /// Values given as command-line flags; they win over the file and `FERRY_*`.
@@ -55,6 +57,8 @@ pub struct Config {
     pub cluster: Option<ClusterConfig>,
     /// The admin API's token for mutating endpoints; `None`: they answer 401.
     pub admin_token: Option<String>,
+    /// `None`: one region, no change feed.
+    pub region: Option<RegionConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

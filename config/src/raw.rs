@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::cluster::RawCluster;
 use crate::error::{ConfigError, Result};
+use crate::region::RawRegion;
 use crate::store::StoreSpec;
 use crate::{
     CacheConfig, Config, Credential, DEFAULT_DATA_STORE, GcConfig, MetaConfig, Overrides,
@@ -40,6 +41,8 @@ pub struct RawConfig {
     pub cluster: Option<RawCluster>,
     #[serde(default)]
     pub admin: RawAdmin,
+    /// `[region]`; absent: one region, no change feed.
+    pub region: Option<RawRegion>,
 }
 
 /// `[admin]`: the admin API's mutating endpoints (cluster weights).
@@ -273,6 +276,9 @@ impl RawConfig {
         }
         if let Some(cluster) = &mut self.cluster {
             cluster.apply_env(env);
+        }
+        if let Some(region) = &mut self.region {
+            region.apply_env(env);
         }
         if let Some(v) = get("FERRY_ADMIN_TOKEN") {
             self.admin.token = Some(v.clone());
@@ -566,6 +572,7 @@ impl RawConfig {
         }
 
         let cluster = self.cluster.map(RawCluster::validate).transpose()?;
+        let region = self.region.map(RawRegion::validate).transpose()?;
         let admin_token = self.admin.token.filter(|t| !t.is_empty());
         if let Some(token) = &admin_token
             && token.len() < 16
@@ -586,6 +593,7 @@ impl RawConfig {
             credentials,
             cluster,
             admin_token,
+            region,
         })
     }
 }

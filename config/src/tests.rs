@@ -352,3 +352,72 @@ fn fallbacks_must_name_other_configured_stores_once() {
         assert_eq!(invalid_field(build(text)), field, "{text}");
     }
 }
+
+#[test]
+fn a_mirror_region_follows_its_source_with_a_secret() {
+    let config = build(
+        r#"
+        [region]
+        name = "edge-1"
+        follow = "http://127.0.0.1:9001/"
+        feed_secret = "0123456789abcdef"
+        replicate = ["models/llama"]
+        "#,
+    )
+    .expect("valid");
+    let region = config.region.expect("region");
+    assert_eq!(region.name, "edge-1");
+    assert_eq!(region.follow.as_deref(), Some("http://127.0.0.1:9001"));
+    assert_eq!(region.replicate, ["models/llama"]);
+    assert!(!format!("{region:?}").contains("0123456789abcdef"));
+}
+
+#[test]
+fn the_feed_secret_may_come_from_the_environment() {
+    let raw =
+        RawConfig::from_toml("[region]\nname = \"edge-1\"\nfollow = \"http://localhost:9001\"\n")
+            .expect("parse");
+    let env = HashMap::from([(
+        "FERRY_FEED_SECRET".to_string(),
+        "from-the-environment".to_string(),
+    )]);
+    let config = raw.build(&env, &Overrides::default()).expect("valid");
+    let region = config.region.expect("region");
+    assert_eq!(region.feed_secret.as_deref(), Some("from-the-environment"));
+}
+
+#[test]
+fn a_broken_region_names_the_field() {
+    let cases = [
+        (
+            "[region]\nfollow = \"http://127.0.0.1:9001\"\n",
+            "region.name",
+        ),
+        (
+            "[region]\nname = \"e\"\nfollow = \"http://127.0.0.1:9001\"\n",
+            "region.feed_secret",
+        ),
+        (
+            "[region]\nname = \"e\"\nfeed_secret = \"short\"\n",
+            "region.feed_secret",
+        ),
+        (
+            "[region]\nname = \"e\"\nfeed_secret = \"0123456789abcdef\"\nfollow = \"http://10.1.2.3:9001\"\n",
+            "region.follow",
+        ),
+        (
+            "[region]\nname = \"e\"\nfeed_secret = \"0123456789abcdef\"\nfollow = \"ftp://x:1\"\n",
+            "region.follow",
+        ),
+        (
+            "[region]\nname = \"e\"\nreplicate = [\"/x\"]\n",
+            "region.replicate[0]",
+        ),
+    ];
+    for (toml, field) in cases {
+        assert_eq!(invalid_field(build(toml)), field, "{toml}");
+    }
+    // Plain HTTP to another host is fine where the operator trusts the network.
+    build("[region]\nname = \"e\"\nfeed_secret = \"0123456789abcdef\"\nfollow = \"http://10.1.2.3:9001\"\ntrusted_network = true\n")
+        .expect("trusted network");
+}

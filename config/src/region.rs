@@ -1,0 +1,179 @@
+//! `[region]`: this deployment's region, and whether it is a source whose
+//! change log mirrors follow, or a mirror following one. No section: a
+//! single region that serves no feed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cluster::valid_id;
+use crate::error::{ConfigError, Result};
+
+/// `[region]` as written.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegion {
+    /// This region's name; mirrors register under it at their source.
+    pub name: Option<String>,
+    /// Shared secret of the change feed (or `FERRY_FEED_SECRET`). A source
+    /// without one serves no feed.
+    pub feed_secret: Option<String>,
+    /// The source region's admin endpoint (`http://host:9001`): set, this
+    /// region is a read-only mirror of it.
+    pub follow: Option<String>,
+    /// Allow a plain-HTTP feed to a non-loopback address (the answers are
+    /// still signed). Default false: such a `follow` needs `https://`.
+    pub trusted_network: Option<bool>,
+    /// Mirror: copy only blobs of objects under these `bucket/prefix`es
+    /// into this region's store; others are read from the source's store.
+    /// Default: everything.
+    #[serde(default)]
+    pub replicate: Vec<String>,
+    /// Mirror: blobs copied at once. Default 4.
+    pub replication_concurrency: Option<usize>,
+    /// Source: a mirror silent this long is dropped (its log and deleted
+    /// blobs are no longer kept for it). Default `24h`.
+    #[serde(default, with = "humantime_serde")]
+    pub mirror_timeout: Option<Duration>,
+    /// Source: change-log records kept even when no mirror needs them.
+    /// Default 100000.
+    pub log_keep: Option<u64>,
+}
+
+#[derive(Clone, PartialEq)]
+pub struct RegionConfig {
+    pub name: String,
+    pub feed_secret: Option<String>,
+    /// `Some`: this region mirrors the source at this URL.
+    pub follow: Option<String>,
+    /// `bucket/prefix` filters of replication; empty: all.
+    pub replicate: Vec<String>,
+    pub replication_concurrency: usize,
+    pub mirror_timeout: Duration,
+    pub log_keep: u64,
+}
+
+impl std::fmt::Debug for RegionConfig {
+    // The secret never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegionConfig")
+            .field("name", &self.name)
+            .field(
+                "feed_secret",
+                &self.feed_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("follow", &self.follow)
+            .field("replicate", &self.replicate)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The feed secret lets its holder read the whole namespace.
+const MIN_SECRET: usize = 16;
+
+impl RawRegion {
+    pub(crate) fn apply_env(&mut self, env: &HashMap<String, String>) {
+        if let Some(secret) = env.get("FERRY_FEED_SECRET").filter(|v| !v.is_empty()) {
+            self.feed_secret = Some(secret.clone());
+        }
+    }
+
+    pub(crate) fn validate(self) -> Result<RegionConfig> {
+        let name = self
+            .name
+            .ok_or_else(|| ConfigError::invalid("region.name", "required in a [region] section"))?;
+        if !valid_id(&name) {
+            return Err(ConfigError::invalid(
+                "region.name",
+                format!("{name:?}: use 1 to 128 letters, digits, '-', '_' or '.'"),
+            ));
+        }
+        if let Some(secret) = &self.feed_secret
+            && secret.len() < MIN_SECRET
+        {
+            return Err(ConfigError::invalid(
+                "region.feed_secret",
+                format!("must be at least {MIN_SECRET} characters"),
+            ));
+        }
+        let follow = match self.follow {
+            None => None,
+            Some(text) => {
+                check_follow(&text, self.trusted_network.unwrap_or(false))?;
+                if self.feed_secret.is_none() {
+                    return Err(ConfigError::invalid(
+                        "region.feed_secret",
+                        "required (or FERRY_FEED_SECRET) with `follow`: the feed authenticates with it",
+                    ));
+                }
+                Some(text.trim_end_matches('/').to_string())
+            }
+        };
+        for (i, prefix) in self.replicate.iter().enumerate() {
+            let bucket = prefix.split('/').next().unwrap_or_default();
+            if bucket.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("region.replicate[{i}]"),
+                    format!(
+                        "{prefix:?} must start with a bucket name: `bucket` or `bucket/prefix`"
+                    ),
+                ));
+            }
+        }
+        let replication_concurrency = self.replication_concurrency.unwrap_or(4);
+        if !(1..=256).contains(&replication_concurrency) {
+            return Err(ConfigError::invalid(
+                "region.replication_concurrency",
+                format!("{replication_concurrency}: must be 1 to 256"),
+            ));
+        }
+        Ok(RegionConfig {
+            name,
+            feed_secret: self.feed_secret,
+            follow,
+            replicate: self.replicate,
+            replication_concurrency,
+            mirror_timeout: self
+                .mirror_timeout
+                .unwrap_or(Duration::from_secs(24 * 3600)),
+            log_keep: self.log_keep.unwrap_or(100_000),
+        })
+    }
+}
+
+/// A feed crosses clouds: plain HTTP only to loopback or a network the
+/// operator calls trusted.
+fn check_follow(text: &str, trusted_network: bool) -> Result<()> {
+    let url = url::Url::parse(text).map_err(|e| {
+        ConfigError::invalid(
+            "region.follow",
+            format!("{text:?} is not a URL like https://central-node:9001: {e}"),
+        )
+    })?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(name)) => name == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => {
+            return Err(ConfigError::invalid(
+                "region.follow",
+                format!("{text:?} has no host"),
+            ));
+        }
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback || trusted_network => Ok(()),
+        "http" => Err(ConfigError::invalid(
+            "region.follow",
+            format!(
+                "{text:?} is plain HTTP to a non-loopback host; use https://, or set region.trusted_network = true if the network between the regions is private"
+            ),
+        )),
+        other => Err(ConfigError::invalid(
+            "region.follow",
+            format!("{text:?}: scheme {other:?} is not http or https"),
+        )),
+    }
+}
