@@ -83,6 +83,21 @@ impl BlobUpload {
         }
     }
 
+    /// Starts an upload of a copy of an existing blob under its own key
+    /// (a mirror region's replica of the source's blob).
+    pub fn copy_of(store: &StoreHandle, key: &str) -> BlobUpload {
+        BlobUpload {
+            store: store.clone(),
+            blob: BlobRef {
+                store: store.name.clone(),
+                blob: key.to_string(),
+            },
+            path: Path::from(key),
+            attributes: Attributes::new(),
+            state: State::Small(BytesMut::new()),
+        }
+    }
+
     /// The blob this upload writes.
     pub fn blob(&self) -> &BlobRef {
         &self.blob

@@ -10,6 +10,7 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
 use crate::error::{CacheError, Result};
+use crate::region::feed::source::FeedSource;
 use crate::stores::Stores;
 
 const LEASE_NAME: &str = "collector";
@@ -39,6 +40,9 @@ pub struct Collector {
     grace: Duration,
     lease_ttl: Duration,
     upload_expiry: Option<Duration>,
+    /// In a source region: the mirrors' needs (deletes wait for them, the
+    /// log is trimmed below them).
+    feed: Option<Arc<FeedSource>>,
     holder: String,
 }
 
@@ -55,6 +59,7 @@ impl Collector {
             grace,
             lease_ttl,
             upload_expiry: None,
+            feed: None,
             holder: uuid::Uuid::new_v4().to_string(),
         }
     }
@@ -63,6 +68,14 @@ impl Collector {
     /// parts go through the queue like any other dropped blob.
     pub fn with_upload_expiry(mut self, expiry: Duration) -> Collector {
         self.upload_expiry = Some(expiry);
+        self
+    }
+
+    /// In a source region: a blob deleted in the namespace goes only once
+    /// every mirror has applied the delete and its grace period has passed
+    /// since; each pass also drops silent mirrors and trims the log.
+    pub fn with_feed(mut self, feed: Arc<FeedSource>) -> Collector {
+        self.feed = Some(feed);
         self
     }
 
@@ -116,7 +129,13 @@ impl Collector {
             }
         }
         let grace = i64::try_from(self.grace.as_millis()).unwrap_or(i64::MAX);
-        let cutoff = now.saturating_sub(grace);
+        let mut cutoff = now.saturating_sub(grace);
+        if let Some(feed) = &self.feed {
+            feed.maintain(now).await?;
+            if let Some(horizon) = feed.horizon(now).await? {
+                cutoff = cutoff.min(horizon);
+            }
+        }
         loop {
             let due = self.meta.due_deletions(cutoff, BATCH).await?;
             if due.is_empty() {

@@ -35,6 +35,10 @@ pub enum CacheError {
     /// back to the store.
     #[error("block cache: {0}")]
     Tier(String),
+    /// The change feed between regions failed (the source is unreachable,
+    /// an answer's signature is wrong, a record cannot be decoded).
+    #[error("change feed: {0}")]
+    Feed(String),
     #[error(transparent)]
     Meta(#[from] MetaError),
 }

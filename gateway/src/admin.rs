@@ -2,6 +2,7 @@
 //! status (open, read-only) and its run-time weights (admin token).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -11,6 +12,7 @@ use axum::{Json, Router};
 use ferry_cache::cluster::Cluster;
 use ferry_cache::cluster::warmup::{self, WarmupRequest};
 use ferry_cache::region::import::{self, ImportRequest};
+use ferry_cache::region::mirror::MirrorState;
 use ferry_cache::{BlockCache, Stores};
 use ferry_meta::Meta;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -25,17 +27,26 @@ pub struct AdminState {
     pub stores: Stores,
     /// Bearer token of the mutating endpoints; `None`: they answer 401.
     pub token: Option<Arc<str>>,
+    /// In a mirror region: the follower's state, and how long without the
+    /// source it stays healthy.
+    pub mirror: Option<(Arc<MirrorState>, Duration)>,
 }
 
-pub fn app(state: AdminState) -> Router {
-    Router::new()
+/// The admin routes, with the change feed when this is a source region.
+pub fn app(state: AdminState, feed: Option<crate::feed::FeedState>) -> Router {
+    let router = Router::new()
         .route("/health", get(health))
+        .route("/region/status", get(region_status))
         .route("/metrics", get(render_metrics))
         .route("/cluster/status", get(cluster_status))
         .route("/cluster/weight", post(set_weight))
         .route("/warmup", post(warmup))
         .route("/import", post(import))
-        .with_state(state)
+        .with_state(state);
+    match feed {
+        Some(feed) => router.merge(crate::feed::routes(feed)),
+        None => router,
+    }
 }
 
 /// Whether the request carries the admin token (compared in constant time).
@@ -187,15 +198,60 @@ async fn set_weight(
     }
 }
 
-/// Healthy when the metadata engine answers.
+/// Healthy when the metadata engine answers and, in a mirror region,
+/// the mirror is registered at its source and in touch with it.
 async fn health(State(state): State<AdminState>) -> (StatusCode, String) {
-    match state.meta.last_seq().await {
-        Ok(_) => (StatusCode::OK, "ok\n".to_string()),
-        Err(e) => (
+    if let Err(e) = state.meta.last_seq().await {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("metadata unavailable: {e}\n"),
-        ),
+        );
     }
+    if let Some((mirror, timeout)) = &state.mirror {
+        let timeout = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+        if let Some(why) = mirror.unhealthy(ferry_meta::now_millis(), timeout) {
+            return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"));
+        }
+    }
+    (StatusCode::OK, "ok\n".to_string())
+}
+
+#[derive(Serialize)]
+struct MirrorStatus {
+    source: String,
+    follow: String,
+    /// The last source sequence number applied here.
+    position: u64,
+    /// Milliseconds since the source last answered.
+    last_contact_ms: Option<i64>,
+    resyncing: bool,
+    dropped: bool,
+    last_error: Option<String>,
+    /// Blobs still to copy into this region's store.
+    replication_queue: usize,
+}
+
+/// The mirror's state as JSON (404 outside a mirror region).
+async fn region_status(State(state): State<AdminState>) -> Response {
+    let Some((mirror, _)) = &state.mirror else {
+        return (StatusCode::NOT_FOUND, "this region is not a mirror\n").into_response();
+    };
+    let queue = match state.meta.replication_jobs(0, 100_000).await {
+        Ok(jobs) => jobs.len(),
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    };
+    let now = ferry_meta::now_millis();
+    Json(MirrorStatus {
+        source: mirror.source(),
+        follow: mirror.follow.clone(),
+        position: mirror.position(),
+        last_contact_ms: mirror.last_contact().map(|at| now - at),
+        resyncing: mirror.resyncing(),
+        dropped: mirror.dropped(),
+        last_error: mirror.last_error(),
+        replication_queue: queue,
+    })
+    .into_response()
 }
 
 async fn render_metrics(State(state): State<AdminState>) -> (StatusCode, String) {

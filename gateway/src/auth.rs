@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use ferry_cache::region::mirror::MirrorState;
 use ferry_config::Credential;
 use ferry_meta::{CannedAcl, Meta, MetaError};
 use s3s::access::{S3Access, S3AccessContext};
@@ -117,11 +118,24 @@ const ANONYMOUS_READS: &[&str] = &[
 pub struct Access {
     keyring: Keyring,
     meta: Arc<dyn Meta>,
+    /// In a mirror region: this region's name and what it knows of its
+    /// source; every write is refused.
+    mirror: Option<(String, Arc<MirrorState>)>,
 }
 
 impl Access {
     pub fn new(keyring: Keyring, meta: Arc<dyn Meta>) -> Access {
-        Access { keyring, meta }
+        Access {
+            keyring,
+            meta,
+            mirror: None,
+        }
+    }
+
+    /// Refuses every write: this region is a mirror.
+    pub fn read_only_mirror(mut self, region: &str, state: Arc<MirrorState>) -> Access {
+        self.mirror = Some((region.to_string(), state));
+        self
     }
 
     /// An anonymous request passes only as a read of a public-read bucket
@@ -193,6 +207,11 @@ impl S3Access for Access {
         }
         if credential.read_only && !is_read_operation(&operation) {
             return Err(s3_error!(AccessDenied, "This key is read-only"));
+        }
+        if let Some((region, state)) = &self.mirror
+            && !is_read_operation(&operation)
+        {
+            return Err(crate::error::read_only_mirror(region, &state.source()));
         }
         Ok(())
     }

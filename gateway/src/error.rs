@@ -81,6 +81,7 @@ impl IntoS3Error for CacheError {
                 )
             }
             e @ (CacheError::UnknownStore(_)
+            | CacheError::Feed(_)
             | CacheError::StoreConfig { .. }
             | CacheError::MissingBlob { .. }
             | CacheError::Tier(_)) => internal(e),
@@ -98,6 +99,17 @@ pub(crate) fn invalid_part_number() -> S3Error {
     );
     error.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
     error
+}
+
+/// A write to a mirror region: its namespace follows the source's log,
+/// so writes go to the source.
+pub(crate) fn read_only_mirror(region: &str, source: &str) -> S3Error {
+    S3Error::with_message(
+        S3ErrorCode::MethodNotAllowed,
+        format!(
+            "This region ({region}) is a read-only mirror of the source region {source}; send writes there"
+        ),
+    )
 }
 
 pub(crate) fn internal(cause: impl std::fmt::Display) -> S3Error {

@@ -7,6 +7,7 @@ mod cli;
 mod cluster_cli;
 mod credentials;
 mod error;
+mod feed;
 mod host;
 mod http;
 mod metrics;

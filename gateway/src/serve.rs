@@ -9,8 +9,13 @@ use std::sync::Arc;
 use axum::serve::ListenerExt;
 use ferry_cache::cluster::{Cluster, OwnerSource, PeerSource, WarmOnOpen, store_fingerprint};
 use ferry_cache::region::ChainSource;
+use ferry_cache::region::feed::source::FeedSource;
+use ferry_cache::region::mirror::follower::{FeedClient, Follower};
+use ferry_cache::region::mirror::replicator::Replicator;
+use ferry_cache::region::mirror::{MirrorState, ReplicationPolicy};
 use ferry_cache::{BlockCache, BlockCacheConfig, BlockSource, Collector, Layouts, Stores};
 use ferry_config::{ClusterConfig, Config};
+use ferry_meta::Meta;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -239,9 +244,14 @@ pub async fn run(mut config: Config) -> Result<(), String> {
             None => None,
         },
     };
+    let mut region = Region::start(&config, &meta, &stores)?;
     let mut builder = S3ServiceBuilder::new(s3);
     builder.set_auth(keyring.clone());
-    builder.set_access(Access::new(keyring, meta.clone()));
+    let mut access = Access::new(keyring, meta.clone());
+    if let (Some(mirror), Some(region_config)) = (&region.mirror, &config.region) {
+        access = access.read_only_mirror(&region_config.name, mirror.clone());
+    }
+    builder.set_access(access);
     if !config.server.domains.is_empty() {
         builder.set_host(crate::host::VirtualHosts::new(&config.server.domains));
     }
@@ -290,6 +300,15 @@ pub async fn run(mut config: Config) -> Result<(), String> {
         config.gc.lease,
     )
     .with_upload_expiry(config.gc.upload_expiry);
+    let collector = match &region.feed {
+        Some(feed) => collector.with_feed(feed.source.clone()),
+        None => collector,
+    };
+    if let Some((follower, replicator)) = region.mirror_tasks.take() {
+        let (follower_stop, replicator_stop) = (stop.clone(), stop.clone());
+        tasks.spawn(async move { follower.run(follower_stop).await });
+        tasks.spawn(async move { replicator.run(replicator_stop).await });
+    }
     let interval = config.gc.interval;
     let collector_stop = stop.clone();
     tasks.spawn(async move {
@@ -298,14 +317,26 @@ pub async fn run(mut config: Config) -> Result<(), String> {
             .await
     });
 
-    let admin_app = admin::app(AdminState {
-        meta: meta.clone(),
-        metrics: prometheus.clone(),
-        cluster: cluster.clone(),
-        cache: cache.clone(),
-        stores: stores.clone(),
-        token: config.admin_token.clone().map(Into::into),
-    });
+    let admin_app = admin::app(
+        AdminState {
+            meta: meta.clone(),
+            metrics: prometheus.clone(),
+            cluster: cluster.clone(),
+            cache: cache.clone(),
+            stores: stores.clone(),
+            token: config.admin_token.clone().map(Into::into),
+            mirror: region.mirror.as_ref().map(|m| {
+                (
+                    m.clone(),
+                    config
+                        .region
+                        .as_ref()
+                        .map_or(Duration::from_secs(86_400), |r| r.mirror_timeout),
+                )
+            }),
+        },
+        region.feed.clone(),
+    );
     let admin_stop = stop.clone();
     tasks.spawn(async move {
         if let Err(e) = axum::serve(admin_listener, admin_app)
@@ -417,4 +448,70 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     drop(meta);
     tracing::info!("ferry stopped");
     Ok(())
+}
+
+/// This node's part in a multi-region deployment: the change feed it
+/// serves (a source with a feed secret), or the follower and replication
+/// worker of a mirror.
+#[derive(Default)]
+struct Region {
+    feed: Option<crate::feed::FeedState>,
+    mirror: Option<Arc<MirrorState>>,
+    mirror_tasks: Option<(Follower, Arc<Replicator>)>,
+}
+
+impl Region {
+    fn start(config: &Config, meta: &Arc<dyn Meta>, stores: &Stores) -> Result<Region, String> {
+        let Some(region) = &config.region else {
+            return Ok(Region::default());
+        };
+        let (Some(follow), Some(secret)) = (&region.follow, &region.feed_secret) else {
+            let feed = region
+                .feed_secret
+                .as_ref()
+                .map(|secret| crate::feed::FeedState {
+                    source: Arc::new(FeedSource::new(
+                        meta.clone(),
+                        &region.name,
+                        config.gc.grace,
+                        region.mirror_timeout,
+                        region.log_keep,
+                    )),
+                    secret: secret.as_bytes().into(),
+                });
+            tracing::info!(region = %region.name, feed = feed.is_some(), "source region");
+            return Ok(Region {
+                feed,
+                ..Region::default()
+            });
+        };
+        let policy = ReplicationPolicy::new(&region.replicate, stores);
+        if policy.stores().next().is_none() {
+            tracing::warn!(
+                "mirror region without an owned store that falls back to another: no blob is replicated, every read goes to the source's store"
+            );
+        }
+        let state = Arc::new(MirrorState::new(follow));
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let client = FeedClient::new(follow, secret, &region.name).map_err(|e| e.to_string())?;
+        let follower = Follower::new(
+            meta.clone(),
+            client,
+            policy.clone(),
+            state.clone(),
+            wake.clone(),
+        );
+        let replicator = Arc::new(Replicator::new(
+            meta.clone(),
+            stores.clone(),
+            region.replication_concurrency,
+            wake,
+        ));
+        tracing::info!(region = %region.name, %follow, replicated_stores = ?policy.stores().collect::<Vec<_>>(), "mirror region: writes are refused, the namespace follows the source");
+        Ok(Region {
+            feed: None,
+            mirror: Some(state),
+            mirror_tasks: Some((follower, replicator)),
+        })
+    }
 }

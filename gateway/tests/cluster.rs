@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{ACCESS_KEY, Launch, SECRET_KEY, Server, create_bucket, pattern, temp_dir};
+use common::{
+    ACCESS_KEY, Launch, SECRET_KEY, Server, create_bucket, curl, metric, pattern, temp_dir,
+};
 use ferry_cache::cluster::wire;
 use ferry_cache::source::BlockAddr;
 use futures::StreamExt;
@@ -220,17 +222,6 @@ fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-fn curl(args: &[&str]) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-s", "--max-time", "20", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
-}
-
 /// (id, weight, address) of each member in a node's view.
 fn members(admin: &str) -> Vec<(String, u64, String)> {
     let (status, body) = curl(&[&format!("{admin}/cluster/status")]);
@@ -250,18 +241,6 @@ fn members(admin: &str) -> Vec<(String, u64, String)> {
             )
         })
         .collect()
-}
-
-/// The sum of a counter's series on a node whose lines contain `filter`.
-fn metric(admin: &str, name: &str, filter: &str) -> f64 {
-    let (status, text) = curl(&[&format!("{admin}/metrics")]);
-    assert_eq!(status, 200, "metrics of {admin}");
-    text.lines()
-        .filter(|l| {
-            l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(filter)
-        })
-        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-        .sum()
 }
 
 fn store_reads(cluster: &TestCluster) -> f64 {

@@ -33,6 +33,8 @@ pub struct Launch<'a> {
     /// The S3 listen address; default `127.0.0.1:0` (any free port). A
     /// fixed one lets a restarted server come back where clients expect it.
     pub listen: Option<&'a str>,
+    /// The admin listen address; default `127.0.0.1:0`.
+    pub admin_listen: Option<&'a str>,
 }
 
 impl<'a> Launch<'a> {
@@ -43,6 +45,7 @@ impl<'a> Launch<'a> {
             env_credentials: true,
             extra_env: Vec::new(),
             listen: None,
+            admin_listen: None,
         }
     }
 }
@@ -66,7 +69,10 @@ impl Server {
             .arg("--data-dir")
             .arg(launch.data_dir)
             .args(["--listen", launch.listen.unwrap_or("127.0.0.1:0")])
-            .args(["--admin-listen", "127.0.0.1:0"])
+            .args([
+                "--admin-listen",
+                launch.admin_listen.unwrap_or("127.0.0.1:0"),
+            ])
             .env("FERRY_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -269,4 +275,55 @@ pub async fn read_all(store: &dyn ObjectStore, key: &str) -> Vec<u8> {
         .await
         .unwrap_or_else(|e| panic!("body of {key}: {e}"))
         .to_vec()
+}
+
+/// A plain GET (or what `args` ask for) with curl: the status and body.
+pub fn curl(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "20", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// The sum of a metric's series on a node whose lines contain `filter`.
+pub fn metric(admin: &str, name: &str, filter: &str) -> f64 {
+    let (status, text) = curl(&[&format!("{admin}/metrics")]);
+    assert_eq!(status, 200, "metrics of {admin}");
+    text.lines()
+        .filter(|l| {
+            l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(filter)
+        })
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
+/// A loopback address with a port free now (for a server that must come
+/// back on the same address after a restart).
+pub fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").to_string()
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, for at most
+/// `limit`; panics with `what` when it never does.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -1,0 +1,184 @@
+//! A mirror region: its own metadata follows the source region's change
+//! log ([`follower`]), and a worker copies the blobs of applied entries
+//! from the source's store into this region's ([`replicator`]). Until a
+//! blob has arrived, reads find it through the store chain (the mirror's
+//! store, then the source's).
+
+pub mod follower;
+pub mod replicator;
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+use ferry_meta::{BlobRef, ChangeOp, Layout, UnixMillis, now_millis};
+
+use crate::stores::Stores;
+
+/// Which blobs a mirror copies: those of objects under the configured
+/// prefixes, in stores this region owns and that fall back to another
+/// (the source's). Imported (not owned) stores are read where they are.
+#[derive(Debug, Clone)]
+pub struct ReplicationPolicy {
+    /// `(bucket, key prefix)`; empty: every object.
+    prefixes: Vec<(String, String)>,
+    stores: BTreeSet<String>,
+}
+
+impl ReplicationPolicy {
+    pub fn new(prefixes: &[String], stores: &Stores) -> ReplicationPolicy {
+        ReplicationPolicy {
+            prefixes: prefixes
+                .iter()
+                .map(|p| match p.split_once('/') {
+                    Some((bucket, prefix)) => (bucket.to_string(), prefix.to_string()),
+                    None => (p.clone(), String::new()),
+                })
+                .collect(),
+            stores: stores
+                .iter()
+                .filter(|s| s.spec.owned && !s.spec.fallback.is_empty())
+                .map(|s| s.name.clone())
+                .collect(),
+        }
+    }
+
+    /// The stores blobs are copied into.
+    pub fn stores(&self) -> impl Iterator<Item = &str> {
+        self.stores.iter().map(String::as_str)
+    }
+
+    pub fn blobs(&self, bucket: &str, key: &str, layout: &Layout) -> Vec<BlobRef> {
+        let wanted = self.prefixes.is_empty()
+            || self
+                .prefixes
+                .iter()
+                .any(|(b, p)| b == bucket && key.starts_with(p.as_str()));
+        if !wanted {
+            return Vec::new();
+        }
+        layout
+            .blobs()
+            .into_iter()
+            .filter(|b| self.stores.contains(&b.store))
+            .collect()
+    }
+
+    pub fn blobs_of(&self, op: &ChangeOp) -> Vec<BlobRef> {
+        match op {
+            ChangeOp::Put {
+                bucket,
+                key,
+                layout,
+                ..
+            } => self.blobs(bucket, key, layout),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// What a mirror knows about itself, for `/health`, `/region/status` and
+/// the error that refuses writes.
+#[derive(Debug, Default)]
+pub struct MirrorState {
+    /// The source region's name, once it has answered.
+    source: Mutex<Option<String>>,
+    /// The follow URL (named until the source has answered).
+    pub follow: String,
+    position: AtomicU64,
+    last_contact: AtomicI64,
+    resyncing: AtomicBool,
+    /// The source said this mirror is not (or no longer) registered.
+    dropped: AtomicBool,
+    last_error: Mutex<Option<String>>,
+}
+
+impl MirrorState {
+    pub fn new(follow: &str) -> MirrorState {
+        MirrorState {
+            follow: follow.to_string(),
+            ..MirrorState::default()
+        }
+    }
+
+    /// The source region's name, or its URL until it has answered.
+    pub fn source(&self) -> String {
+        self.source
+            .lock()
+            .ok()
+            .and_then(|s| s.clone())
+            .unwrap_or_else(|| format!("at {}", self.follow))
+    }
+
+    pub(crate) fn contact(&self, source: &str) {
+        if let Ok(mut s) = self.source.lock()
+            && s.as_deref() != Some(source)
+        {
+            *s = Some(source.to_string());
+        }
+        self.last_contact.store(now_millis(), Ordering::Relaxed);
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = None;
+        }
+    }
+
+    pub(crate) fn set_position(&self, seq: u64) {
+        self.position.store(seq, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_resyncing(&self, on: bool) {
+        self.resyncing.store(on, Ordering::Relaxed);
+        if !on {
+            self.dropped.store(false, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn set_dropped(&self) {
+        self.dropped.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_error(&self, error: String) {
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = Some(error);
+        }
+    }
+
+    pub fn position(&self) -> u64 {
+        self.position.load(Ordering::Relaxed)
+    }
+
+    pub fn last_contact(&self) -> Option<UnixMillis> {
+        Some(self.last_contact.load(Ordering::Relaxed)).filter(|t| *t > 0)
+    }
+
+    pub fn resyncing(&self) -> bool {
+        self.resyncing.load(Ordering::Relaxed)
+    }
+
+    pub fn dropped(&self) -> bool {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Why this mirror is unhealthy, if it is: dropped by its source and
+    /// not resynced yet, or out of touch for longer than `timeout_ms`.
+    pub fn unhealthy(&self, now: UnixMillis, timeout_ms: i64) -> Option<String> {
+        if self.dropped() {
+            return Some(format!(
+                "the source region {} dropped this mirror; resyncing",
+                self.source()
+            ));
+        }
+        match self.last_contact() {
+            Some(at) if now - at > timeout_ms => Some(format!(
+                "no answer from the source region {} for {} s",
+                self.source(),
+                (now - at) / 1000
+            )),
+            _ => None,
+        }
+    }
+}
