@@ -171,7 +171,7 @@ async fn a_mirror_follows_its_source_copies_the_blobs_and_refuses_writes() {
             async move {
                 for key in listing(edge_client.as_ref(), "m").await.into_keys() {
                     let i: usize = key[2..5].parse().expect("index");
-                    let fresh = i % 2 == 0 && read.lock().expect("lock").insert(i);
+                    let fresh = i.is_multiple_of(2) && read.lock().expect("lock").insert(i);
                     if fresh {
                         assert_eq!(
                             read_all(edge_client.as_ref(), &key).await,

@@ -23,6 +23,13 @@ const POLL_TICK: Duration = Duration::from_millis(10);
 /// A mirror's record is rewritten at most this often when its position
 /// has not moved (its heartbeat), so idle long polls cost no writes.
 const HEARTBEAT_WRITE_MS: i64 = 5_000;
+/// A change's time is taken before it commits, and gateways sharing a
+/// Redis have their own clocks: a checkpoint claims only changes made
+/// this long before what it observed.
+const CLOCK_MARGIN_MS: i64 = 1_000;
+
+/// Where the source reads the time (a test moves it by hand).
+pub type Clock = Arc<dyn Fn() -> UnixMillis + Send + Sync>;
 
 #[derive(Debug)]
 pub enum ChangesAnswer {
@@ -40,6 +47,7 @@ pub struct FeedSource {
     mirror_timeout: Duration,
     /// Records kept even when no mirror needs them.
     log_keep: u64,
+    clock: Clock,
 }
 
 fn millis(d: Duration) -> i64 {
@@ -60,7 +68,14 @@ impl FeedSource {
             grace,
             mirror_timeout,
             log_keep,
+            clock: Arc::new(now_millis),
         }
+    }
+
+    /// Reads the time from `clock` instead of the system's.
+    pub fn with_clock(mut self, clock: Clock) -> FeedSource {
+        self.clock = clock;
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -92,13 +107,14 @@ impl FeedSource {
         let deadline = tokio::time::Instant::now() + wait;
         let mut acked = false;
         loop {
+            // Before reading the log's end: changes made earlier are in it.
+            let observed = (self.clock)() - CLOCK_MARGIN_MS;
             let last = self.meta.last_seq().await?;
             if after > last {
                 return Ok(self.resync(format!(
                     "position {after} is past this log's end {last} (the source's metadata was replaced)"
                 )));
             }
-            let observed = now_millis();
             let changes = if last > after {
                 self.meta.changes_since(after, limit).await?
             } else {
@@ -115,7 +131,9 @@ impl FeedSource {
             if !acked {
                 // Everything made before the first record not applied yet
                 // is applied; with none left, everything made until now.
-                let covered = changes.first().map_or(observed, |c| c.at - 1);
+                let covered = changes
+                    .first()
+                    .map_or(observed, |c| observed.min(c.at - CLOCK_MARGIN_MS));
                 self.acknowledge(record.clone(), after, covered).await?;
                 acked = true;
             }
@@ -145,7 +163,7 @@ impl FeedSource {
         applied: Seq,
         covered: UnixMillis,
     ) -> Result<()> {
-        let now = now_millis();
+        let now = (self.clock)();
         let interval = (millis(self.grace) / 8).max(1_000);
         let checkpoint_due = record
             .checkpoints
@@ -171,7 +189,7 @@ impl FeedSource {
     /// Registers `mirror` at the log's current end and answers the
     /// buckets; the mirror loads entries, then replays from `position`.
     pub async fn snapshot(&self, mirror: &str) -> Result<SnapshotStart> {
-        let now = now_millis();
+        let now = (self.clock)();
         let position = self.meta.last_seq().await?;
         self.meta
             .put_mirror(&MirrorRecord {
@@ -181,7 +199,7 @@ impl FeedSource {
                 // Blobs deleted before now are in no snapshot this mirror
                 // loads: an old acknowledgement lets them go.
                 checkpoints: vec![Checkpoint {
-                    covered: now,
+                    covered: now - CLOCK_MARGIN_MS,
                     acked: 0,
                 }],
             })

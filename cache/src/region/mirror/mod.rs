@@ -182,3 +182,62 @@ impl MirrorState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_meta::Segment;
+
+    fn stores(dir: &std::path::Path) -> Stores {
+        let raw = ferry_config::RawConfig::from_toml(&format!(
+            "[stores.data]\nurl = \"file://{0}/edge\"\nfallback = [\"central\"]\n\
+             [stores.central]\nurl = \"file://{0}/central\"\nowned = false\n\
+             [stores.imported]\nurl = \"file://{0}/imported\"\nowned = false\n\
+             [stores.local]\nurl = \"file://{0}/local\"\n",
+            dir.display()
+        ))
+        .expect("toml");
+        let config = raw
+            .build(&Default::default(), &ferry_config::Overrides::default())
+            .expect("config");
+        Stores::open(&config.stores).expect("stores")
+    }
+
+    fn layout(stores: &[&str]) -> Layout {
+        Layout {
+            segments: stores
+                .iter()
+                .map(|store| Segment {
+                    store: (*store).to_string(),
+                    blob: format!("blob-in-{store}"),
+                    offset: 0,
+                    len: 1,
+                    version: String::new(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn only_owned_stores_with_a_fallback_and_wanted_prefixes_are_copied() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stores = stores(dir.path());
+        let all = ReplicationPolicy::new(&[], &stores);
+        assert_eq!(all.stores().collect::<Vec<_>>(), ["data"]);
+        let names = |blobs: Vec<BlobRef>| blobs.into_iter().map(|b| b.store).collect::<Vec<_>>();
+        let mixed = layout(&["data", "imported", "local", "central"]);
+        assert_eq!(names(all.blobs("models", "any/key", &mixed)), ["data"]);
+
+        let some = ReplicationPolicy::new(
+            &["models/llama".to_string(), "weights".to_string()],
+            &stores,
+        );
+        assert_eq!(
+            names(some.blobs("models", "llama-3/w.bin", &mixed)),
+            ["data"]
+        );
+        assert!(some.blobs("models", "mistral/w.bin", &mixed).is_empty());
+        assert_eq!(names(some.blobs("weights", "x", &mixed)), ["data"]);
+        assert!(some.blobs("other", "llama", &mixed).is_empty());
+    }
+}
