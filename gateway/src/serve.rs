@@ -234,6 +234,7 @@ pub async fn run(mut config: Config) -> Result<(), String> {
         cache: cache.clone(),
         layouts: Layouts::default(),
         completion_ttl: config.gc.upload_expiry,
+        stale: Default::default(),
         warm_on_open: match &cache {
             Some(cache) => WarmOnOpen::new(
                 &config.cache.warm_on_open,

@@ -15,7 +15,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 const TOKEN: &str = "admin-token-for-imports";
-const N: usize = 300;
+const N: usize = 10_000;
 
 fn gateway(dir: &std::path::Path, origin: &Server) -> Server {
     let config = write_file(
@@ -205,6 +205,27 @@ async fn import_adopts_a_prefix_incrementally_and_pins_what_it_adopted() {
         answer.text().contains("ObjectChangedAtSource"),
         "{}",
         answer.text()
+    );
+    // The entry is now known stale: the next GET is refused at once,
+    // without asking the source again.
+    let asked = metric(&origin.admin, "ferry_s3_requests_total", "GetObject");
+    let again = signed_curl(
+        &g.endpoint,
+        (ACCESS_KEY, SECRET_KEY),
+        &[],
+        "/mine/imported/m0100.bin",
+    );
+    assert_eq!(again.status, 409, "{}", again.text());
+    assert_eq!(
+        metric(&origin.admin, "ferry_s3_requests_total", "GetObject"),
+        asked,
+        "a stale entry's GET must not reach the source"
+    );
+    // A re-import gives the key a new entry, readable again.
+    import(&g.admin, &["src/models", "--to", "mine/imported"]);
+    assert_eq!(
+        read_all(mine.as_ref(), "imported/m0100.bin").await,
+        body_of(100, 9)
     );
     // The source was never written by the import.
     assert_eq!(

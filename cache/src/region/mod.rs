@@ -7,5 +7,8 @@ mod chain;
 pub mod feed;
 pub mod import;
 pub mod mirror;
+mod stale;
+
+pub use stale::StaleEntries;
 
 pub use chain::ChainSource;

@@ -231,6 +231,15 @@ pub(super) async fn get_object(
         .await
         .s3()?;
     let view = view(entry, view_request!(input))?;
+    if s3.stale.is_stale(&view.entry.id)
+        && let Some(segment) = layout.segments.first()
+    {
+        return Err(ferry_cache::CacheError::Changed {
+            store: segment.store.clone(),
+            blob: segment.blob.clone(),
+        }
+        .into_s3());
+    }
     if signed && let Some(warm) = &s3.warm_on_open {
         warm.on_read(&input.key, &view.entry.id, &layout, view.range.start);
     }
@@ -239,6 +248,14 @@ pub(super) async fn get_object(
         None => ferry_cache::read_range(&s3.stores, &layout, view.range.clone()),
     }
     .s3()?;
+    let (stale, id) = (s3.stale.clone(), view.entry.id.clone());
+    let body = body
+        .inspect(move |chunk| {
+            if let Err(ferry_cache::CacheError::Changed { .. }) = chunk {
+                stale.mark(&id);
+            }
+        })
+        .boxed();
     let body = first_chunk_ready(body).await?;
     Ok(S3Response::new(object_output!(
         GetObjectOutput,

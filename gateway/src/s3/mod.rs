@@ -44,6 +44,8 @@ pub struct FerryS3 {
     /// Warms objects whose keys match `[cache] warm_on_open` on their
     /// first read.
     pub(crate) warm_on_open: Option<Arc<ferry_cache::cluster::WarmOnOpen>>,
+    /// Imported entries found changed at their source.
+    pub(crate) stale: ferry_cache::region::StaleEntries,
 }
 
 #[async_trait::async_trait]
