@@ -43,7 +43,10 @@ pub const MIRROR_FEED_ERRORS: &str = "ferry_mirror_feed_errors_total";
 pub const REPLICATION_QUEUE: &str = "ferry_replication_queue";
 pub const REPLICATION_BLOBS: &str = "ferry_replication_blobs_total";
 pub const REPLICATION_BYTES: &str = "ferry_replication_bytes_total";
-pub const REPLICATION_LAG_SECONDS: &str = "ferry_replication_lag_seconds";
+pub const REPLICATION_COPY_SECONDS: &str = "ferry_replication_copy_seconds";
+pub const IMPORT_RUNS: &str = "ferry_import_runs_total";
+pub const IMPORT_LAST: &str = "ferry_import_last";
+pub const IMPORT_LAST_RUN: &str = "ferry_import_last_run_timestamp_seconds";
 pub const CLUSTER_MEMBERSHIP_CHANGES: &str = "ferry_cluster_membership_changes_total";
 pub const CLUSTER_EXPECTED_SHARE: &str = "ferry_cluster_expected_share";
 
@@ -175,5 +178,70 @@ pub fn describe() {
         BLOCK_FETCH_SECONDS,
         metrics::Unit::Seconds,
         "Time to obtain a block, by source (memory|disk|store)"
+    );
+    for (name, help) in [
+        (FEED_MIRRORS, "Mirror regions registered at this source"),
+        (
+            FEED_MIRROR_BEHIND,
+            "Change-log records a mirror has not applied yet, by mirror",
+        ),
+        (
+            MIRROR_POSITION,
+            "The last source sequence number this mirror applied",
+        ),
+        (
+            MIRROR_LAG_SECONDS,
+            "Age of the last applied source record while behind (0 when caught up)",
+        ),
+        (
+            REPLICATION_QUEUE,
+            "Blobs waiting to be copied into this region's store",
+        ),
+        (
+            IMPORT_LAST,
+            "The last scheduled run's summary, by import and count",
+        ),
+        (
+            IMPORT_LAST_RUN,
+            "When a scheduled import last ran (Unix seconds)",
+        ),
+    ] {
+        metrics::describe_gauge!(name, help);
+    }
+    for (name, help) in [
+        (
+            FEED_MIRRORS_DROPPED,
+            "Mirrors dropped for being silent longer than region.mirror_timeout",
+        ),
+        (FEED_TRIMMED, "Change-log records trimmed"),
+        (MIRROR_APPLIED, "Source records applied by this mirror"),
+        (
+            MIRROR_RESYNCS,
+            "Resyncs of this mirror from the source's snapshot",
+        ),
+        (
+            MIRROR_FEED_ERRORS,
+            "Failed requests of the follower to the source's feed",
+        ),
+        (
+            REPLICATION_BLOBS,
+            "Replication jobs finished, by outcome (copied|present|unreferenced|missing|failed)",
+        ),
+        (
+            IMPORT_RUNS,
+            "Scheduled import runs, by import and outcome (ok|failed|refused)",
+        ),
+    ] {
+        metrics::describe_counter!(name, help);
+    }
+    metrics::describe_counter!(
+        REPLICATION_BYTES,
+        metrics::Unit::Bytes,
+        "Bytes copied into this region's store"
+    );
+    metrics::describe_histogram!(
+        REPLICATION_COPY_SECONDS,
+        metrics::Unit::Seconds,
+        "Time to copy one blob into this region's store"
     );
 }

@@ -8,12 +8,14 @@
 
 mod cluster;
 mod error;
+mod imports;
 mod raw;
 mod region;
 mod store;
 
 pub use cluster::{ClusterConfig, Membership, Peer, RawCluster, RawPeer};
 pub use error::{ConfigError, Result};
+pub use imports::{ImportSchedule, RawImport, split_path};
 pub use raw::{RawCache, RawConfig, RawCredential, RawGc, RawMeta, RawServer, RawStore};
 pub use region::{RawRegion, RegionConfig};
 pub use store::{Secret, StoreKind, StoreSpec};
@@ -59,6 +61,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// `None`: one region, no change feed.
     pub region: Option<RegionConfig>,
+    /// Imports re-run on a schedule.
+    pub imports: Vec<ImportSchedule>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

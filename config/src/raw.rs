@@ -43,6 +43,9 @@ pub struct RawConfig {
     pub admin: RawAdmin,
     /// `[region]`; absent: one region, no change feed.
     pub region: Option<RawRegion>,
+    /// `[[imports]]`: imports re-run on a schedule.
+    #[serde(default)]
+    pub imports: Vec<crate::imports::RawImport>,
 }
 
 /// `[admin]`: the admin API's mutating endpoints (cluster weights).
@@ -573,6 +576,7 @@ impl RawConfig {
 
         let cluster = self.cluster.map(RawCluster::validate).transpose()?;
         let region = self.region.map(RawRegion::validate).transpose()?;
+        let imports = crate::imports::validate(self.imports, &stores)?;
         let admin_token = self.admin.token.filter(|t| !t.is_empty());
         if let Some(token) = &admin_token
             && token.len() < 16
@@ -594,6 +598,7 @@ impl RawConfig {
             cluster,
             admin_token,
             region,
+            imports,
         })
     }
 }

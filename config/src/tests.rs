@@ -421,3 +421,57 @@ fn a_broken_region_names_the_field() {
     build("[region]\nname = \"e\"\nfeed_secret = \"0123456789abcdef\"\nfollow = \"http://10.1.2.3:9001\"\ntrusted_network = true\n")
         .expect("trusted network");
 }
+
+#[test]
+fn scheduled_imports_name_a_store_ferry_does_not_own() {
+    let config = build(
+        r#"
+        [stores.legacy]
+        url = "file:///srv/legacy"
+        owned = false
+
+        [[imports]]
+        from = "legacy/models/llama"
+        to = "models/llama"
+        delete = true
+        every = "1h"
+        "#,
+    )
+    .expect("valid");
+    let import = &config.imports[0];
+    assert_eq!(
+        (import.store.as_str(), import.source_prefix.as_str()),
+        ("legacy", "models/llama")
+    );
+    assert_eq!(
+        (import.bucket.as_str(), import.target_prefix.as_str()),
+        ("models", "llama")
+    );
+    assert!(import.delete);
+    assert_eq!(import.every, Duration::from_secs(3600));
+
+    let cases = [
+        (
+            "from = \"nowhere\"\nto = \"b\"\nevery = \"1h\"",
+            "imports[0].from",
+        ),
+        (
+            "from = \"data\"\nto = \"b\"\nevery = \"1h\"",
+            "imports[0].from",
+        ),
+        (
+            "from = \"legacy\"\nto = \"/x\"\nevery = \"1h\"",
+            "imports[0].to",
+        ),
+        (
+            "from = \"legacy\"\nto = \"b\"\nevery = \"10ms\"",
+            "imports[0].every",
+        ),
+    ];
+    for (body, field) in cases {
+        let toml = format!(
+            "[stores.legacy]\nurl = \"file:///srv/legacy\"\nowned = false\n[[imports]]\n{body}\n"
+        );
+        assert_eq!(invalid_field(build(&toml)), field, "{toml}");
+    }
+}

@@ -186,12 +186,8 @@ pub async fn warmup(args: WarmupArgs) -> Result<bool, String> {
 
 /// `ferry import`: starts the import on a node and shows its progress.
 pub async fn import(args: ImportArgs) -> Result<bool, String> {
-    let split = |text: &str| match text.split_once('/') {
-        Some((head, rest)) => (head.to_string(), rest.to_string()),
-        None => (text.to_string(), String::new()),
-    };
-    let (store, source_prefix) = split(&args.source);
-    let (bucket, target_prefix) = split(&args.to);
+    let (store, source_prefix) = ferry_config::split_path(&args.source);
+    let (bucket, target_prefix) = ferry_config::split_path(&args.to);
     let body = serde_json::json!({
         "store": store, "source_prefix": source_prefix, "bucket": bucket,
         "target_prefix": target_prefix, "delete": args.delete,

@@ -310,6 +310,13 @@ pub async fn run(mut config: Config) -> Result<(), String> {
         tasks.spawn(async move { follower.run(follower_stop).await });
         tasks.spawn(async move { replicator.run(replicator_stop).await });
     }
+    for schedule in config.imports.clone() {
+        let (meta, stores, import_stop) = (meta.clone(), stores.clone(), stop.clone());
+        tracing::info!(import = %schedule.name, every = ?schedule.every, "scheduled import");
+        tasks.spawn(async move {
+            ferry_cache::region::import::run_scheduled(meta, stores, schedule, import_stop).await
+        });
+    }
     let interval = config.gc.interval;
     let collector_stop = stop.clone();
     tasks.spawn(async move {

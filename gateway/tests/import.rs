@@ -7,6 +7,7 @@ mod common;
 
 use std::process::Command;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
@@ -232,4 +233,70 @@ async fn import_adopts_a_prefix_incrementally_and_pins_what_it_adopted() {
         read_all(src.as_ref(), "models/m0001.bin").await,
         body_of(1, 1)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_import_follows_the_source_and_reports_its_last_run() {
+    let origin_dir = temp_dir();
+    let origin = Server::start(Launch::new(origin_dir.path()));
+    create_bucket(&origin.endpoint, "src").await;
+    let src: Arc<dyn ObjectStore> = origin.client("src");
+    for i in 0..5 {
+        put(src.as_ref(), &format!("models/s{i}.bin"), body_of(i, 1)).await;
+    }
+    let dir = temp_dir();
+    let config = write_file(
+        dir.path(),
+        "gateway.toml",
+        &format!(
+            r#"[stores.src]
+url = "s3://src"
+endpoint = "{}"
+region = "us-east-1"
+access_key_id = "{ACCESS_KEY}"
+secret_access_key = "{SECRET_KEY}"
+allow_http = true
+owned = false
+
+[[imports]]
+from = "src/models"
+to = "sched/models"
+delete = true
+every = "1s"
+"#,
+            origin.endpoint
+        ),
+    );
+    let g = Server::start(Launch {
+        config: Some(&config),
+        ..Launch::new(&dir.path().join("data"))
+    });
+    create_bucket(&g.endpoint, "sched").await;
+    let sched = g.client("sched");
+    let listed = |want: usize| {
+        let sched = sched.clone();
+        async move { (keys(sched.as_ref(), "models").await.len() == want).then_some(()) }
+    };
+    eventually("the first scheduled run", Duration::from_secs(30), || {
+        listed(5)
+    })
+    .await;
+    // Changes at the source arrive by themselves.
+    put(src.as_ref(), "models/s5.bin", body_of(5, 1)).await;
+    src.delete(&Path::from("models/s0.bin"))
+        .await
+        .expect("delete");
+    eventually("a later scheduled run", Duration::from_secs(30), || async {
+        let now = keys(sched.as_ref(), "models").await;
+        (now.len() == 5 && now.contains(&"models/s5.bin".to_string())).then_some(())
+    })
+    .await;
+    assert_eq!(
+        read_all(sched.as_ref(), "models/s5.bin").await,
+        body_of(5, 1)
+    );
+    let runs = metric(&g.admin, "ferry_import_runs_total", "outcome=\"ok\"");
+    assert!(runs >= 2.0, "{runs}");
+    let listed_last = metric(&g.admin, "ferry_import_last", "count=\"listed\"");
+    assert_eq!(listed_last, 5.0);
 }

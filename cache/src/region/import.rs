@@ -289,3 +289,79 @@ async fn sweep(
         after = page.next_start_after;
     }
 }
+
+/// Runs `schedule`'s import every `schedule.every` until `stop`, one node
+/// at a time (a lease per schedule); each run's summary goes to the log
+/// and to metrics (`ferry_import_last{import,count}`).
+pub async fn run_scheduled(
+    meta: Arc<dyn Meta>,
+    stores: Stores,
+    schedule: ferry_config::ImportSchedule,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let holder = uuid::Uuid::new_v4().to_string();
+    let lease = format!("import:{}", schedule.name);
+    let ttl = u64::try_from(schedule.every.as_millis()).unwrap_or(u64::MAX);
+    let mut ticker = tokio::time::interval(schedule.every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let name = schedule.name.clone();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        match meta.try_lease(&lease, &holder, ttl).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(import = %name, error = %e, "scheduled import: lease failed");
+                continue;
+            }
+        }
+        let request = ImportRequest {
+            store: schedule.store.clone(),
+            source_prefix: schedule.source_prefix.clone(),
+            bucket: schedule.bucket.clone(),
+            target_prefix: schedule.target_prefix.clone(),
+            delete: schedule.delete,
+        };
+        let (events, mut received) = mpsc::channel(16);
+        let job = tokio::spawn(run(meta.clone(), stores.clone(), request, events));
+        let mut outcome = "failed";
+        while let Some(event) = received.recv().await {
+            match event {
+                ImportEvent::Progress(_) => {}
+                ImportEvent::Refused { reason } => {
+                    tracing::warn!(import = %name, %reason, "scheduled import refused");
+                    outcome = "refused";
+                }
+                ImportEvent::Done(tally) => {
+                    outcome = if tally.failures == 0 { "ok" } else { "failed" };
+                    tracing::info!(import = %name, ?tally, "scheduled import ran");
+                    record(&name, &tally);
+                }
+            }
+        }
+        let _ = job.await;
+        ::metrics::counter!(crate::metrics::IMPORT_RUNS, "import" => name.clone(), "outcome" => outcome)
+            .increment(1);
+        ::metrics::gauge!(crate::metrics::IMPORT_LAST_RUN, "import" => name.clone())
+            .set(ferry_meta::now_millis() as f64 / 1000.0);
+    }
+}
+
+fn record(name: &str, tally: &ImportTally) {
+    for (count, value) in [
+        ("listed", tally.listed),
+        ("added", tally.added),
+        ("updated", tally.updated),
+        ("unchanged", tally.unchanged),
+        ("deleted", tally.deleted),
+        ("conflicts", tally.conflicts),
+        ("refused", tally.refused),
+        ("failures", tally.failures),
+    ] {
+        ::metrics::gauge!(crate::metrics::IMPORT_LAST, "import" => name.to_string(), "count" => count)
+            .set(value as f64);
+    }
+}

@@ -150,7 +150,7 @@ impl Replicator {
                     }
                 };
                 ::metrics::counter!(metrics::REPLICATION_BLOBS, "outcome" => label).increment(1);
-                ::metrics::histogram!(metrics::REPLICATION_LAG_SECONDS)
+                ::metrics::histogram!(metrics::REPLICATION_COPY_SECONDS)
                     .record(started.elapsed().as_secs_f64());
                 if let Err(e) = self.meta.finish_replication(&job).await {
                     tracing::warn!(error = %e, "replication: could not drop a finished job; it will run again");
