@@ -1,8 +1,8 @@
 """Mirror lag under a steady write load, and replication throughput.
 
-lag: writes small objects to the source at RATE PUT/s for SECONDS (four
+lag: writes small objects to the source at RATE PUT/s for SECONDS (eight
 writer threads, paced), while one reader lists the mirror from the last
-key it saw every few milliseconds; an object's lag is when the mirror
+key it saw of each writer every few milliseconds; an object's lag is when the mirror
 first listed it minus when the source acknowledged its PUT.
 
 Usage: python3 benches/mirror_lag.py lag SOURCE MIRROR RATE SECONDS
@@ -38,7 +38,7 @@ def lag(source, mirror, rate, seconds):
     seen = {}
     body = os.urandom(4096)
     start = time.monotonic()
-    threads = 4
+    threads = 8
 
     def writer(part):
         for i in range(part, total, threads):
@@ -46,22 +46,28 @@ def lag(source, mirror, rate, seconds):
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            key = f"lag/{i:08d}"
+            key = f"lag/{part}/{i:08d}"
             src.put_object(Bucket="bench", Key=key, Body=body)
             acked[key] = time.monotonic()
 
     def reader():
-        after = ""
+        # Each writer's keys grow, and the mirror applies records in the
+        # source's order, so per writer "after the last key seen" misses
+        # nothing.
+        after = {part: "" for part in range(threads)}
         while len(seen) < total and time.monotonic() - start < seconds + 30:
-            kwargs = {"Bucket": "bench", "Prefix": "lag/", "MaxKeys": 1000}
-            if after:
-                kwargs["StartAfter"] = after
-            page = dst.list_objects_v2(**kwargs)
-            now = time.monotonic()
-            for item in page.get("Contents", []):
-                seen.setdefault(item["Key"], now)
-                after = max(after, item["Key"])
-            if not page.get("IsTruncated"):
+            idle = True
+            for part in range(threads):
+                kwargs = {"Bucket": "bench", "Prefix": f"lag/{part}/", "MaxKeys": 1000}
+                if after[part]:
+                    kwargs["StartAfter"] = after[part]
+                page = dst.list_objects_v2(**kwargs)
+                now = time.monotonic()
+                for item in page.get("Contents", []):
+                    seen.setdefault(item["Key"], now)
+                    after[part] = max(after[part], item["Key"])
+                idle &= not page.get("IsTruncated")
+            if idle:
                 time.sleep(0.002)
 
     workers = [threading.Thread(target=writer, args=(p,)) for p in range(threads)]

@@ -64,6 +64,13 @@ impl Collector {
         }
     }
 
+    /// Holds the lease as `holder`: a node that keeps its identity across
+    /// restarts takes its lease back at once instead of waiting it out.
+    pub fn with_holder(mut self, holder: &str) -> Collector {
+        self.holder = holder.to_string();
+        self
+    }
+
     /// Also abort multipart uploads initiated longer than `expiry` ago; their
     /// parts go through the queue like any other dropped blob.
     pub fn with_upload_expiry(mut self, expiry: Duration) -> Collector {

@@ -245,7 +245,8 @@ pub async fn run(mut config: Config) -> Result<(), String> {
             None => None,
         },
     };
-    let mut region = Region::start(&config, &meta, &stores)?;
+    let identity = node_identity(&config)?;
+    let mut region = Region::start(&config, &meta, &stores, &identity)?;
     let mut builder = S3ServiceBuilder::new(s3);
     builder.set_auth(keyring.clone());
     let mut access = Access::new(keyring, meta.clone());
@@ -300,7 +301,8 @@ pub async fn run(mut config: Config) -> Result<(), String> {
         config.gc.grace,
         config.gc.lease,
     )
-    .with_upload_expiry(config.gc.upload_expiry);
+    .with_upload_expiry(config.gc.upload_expiry)
+    .with_holder(&identity);
     let collector = match &region.feed {
         Some(feed) => collector.with_feed(feed.source.clone()),
         None => collector,
@@ -312,9 +314,11 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     }
     for schedule in config.imports.clone() {
         let (meta, stores, import_stop) = (meta.clone(), stores.clone(), stop.clone());
+        let holder = identity.clone();
         tracing::info!(import = %schedule.name, every = ?schedule.every, "scheduled import");
         tasks.spawn(async move {
-            ferry_cache::region::import::run_scheduled(meta, stores, schedule, import_stop).await
+            ferry_cache::region::import::run_scheduled(meta, stores, schedule, holder, import_stop)
+                .await
         });
     }
     let interval = config.gc.interval;
@@ -469,7 +473,12 @@ struct Region {
 }
 
 impl Region {
-    fn start(config: &Config, meta: &Arc<dyn Meta>, stores: &Stores) -> Result<Region, String> {
+    fn start(
+        config: &Config,
+        meta: &Arc<dyn Meta>,
+        stores: &Stores,
+        identity: &str,
+    ) -> Result<Region, String> {
         let Some(region) = &config.region else {
             return Ok(Region::default());
         };
@@ -508,6 +517,7 @@ impl Region {
             policy.clone(),
             state.clone(),
             wake.clone(),
+            identity,
         );
         let replicator = Arc::new(Replicator::new(
             meta.clone(),
@@ -522,4 +532,25 @@ impl Region {
             mirror_tasks: Some((follower, replicator)),
         })
     }
+}
+
+/// This node's identity for leases: the cluster's node id, or else an id
+/// made once and kept in the data dir, so a restarted node (even after a
+/// kill) takes its leases back at once instead of waiting for them to
+/// expire.
+fn node_identity(config: &Config) -> Result<String, String> {
+    if let Some(cluster) = &config.cluster {
+        return Ok(cluster.node_id.clone());
+    }
+    let path = config.data_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    std::fs::write(&path, format!("{id}\n"))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(id)
 }

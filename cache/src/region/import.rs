@@ -291,15 +291,15 @@ async fn sweep(
 }
 
 /// Runs `schedule`'s import every `schedule.every` until `stop`, one node
-/// at a time (a lease per schedule); each run's summary goes to the log
-/// and to metrics (`ferry_import_last{import,count}`).
+/// at a time (a lease per schedule, held as `holder`); each run's summary
+/// goes to the log and to metrics (`ferry_import_last{import,count}`).
 pub async fn run_scheduled(
     meta: Arc<dyn Meta>,
     stores: Stores,
     schedule: ferry_config::ImportSchedule,
+    holder: String,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let holder = uuid::Uuid::new_v4().to_string();
     let lease = format!("import:{}", schedule.name);
     let ttl = u64::try_from(schedule.every.as_millis()).unwrap_or(u64::MAX);
     let mut ticker = tokio::time::interval(schedule.every);

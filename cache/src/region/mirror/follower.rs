@@ -134,6 +134,7 @@ impl Follower {
         policy: ReplicationPolicy,
         state: Arc<MirrorState>,
         replicate: Arc<Notify>,
+        holder: &str,
     ) -> Follower {
         Follower {
             meta,
@@ -141,12 +142,13 @@ impl Follower {
             policy,
             state,
             replicate,
-            holder: uuid::Uuid::new_v4().to_string(),
+            holder: holder.to_string(),
         }
     }
 
     /// Follows until `stop`; errors are retried with backoff. One node of
-    /// the mirror region follows at a time (a lease).
+    /// the mirror region follows at a time (a lease held as `holder`, the
+    /// node's identity, so a restarted node takes it back at once).
     pub async fn run(self, stop: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
         let mut lease_renewed: Option<tokio::time::Instant> = None;
