@@ -140,6 +140,9 @@ pub struct RawStore {
     /// moves on. Default `3s`.
     #[serde(default, with = "humantime_serde")]
     pub attempt_timeout: Option<Duration>,
+    /// With a fallback: hedge a demand read to the next store when this
+    /// one is slower than its recent p95. Default true.
+    pub hedge: Option<bool>,
 }
 
 /// `[cache]`: the block cache in front of the stores.

@@ -73,6 +73,9 @@ pub struct StoreSpec {
     /// With a fallback: how long one read of this store may take before
     /// the chain counts it failed and moves on (its own retries included).
     pub attempt_timeout: Duration,
+    /// With a fallback: whether slow demand reads are hedged to the next
+    /// store.
+    pub hedge: bool,
 }
 
 /// Long enough for a block from a distant store with a retry or two, short
@@ -108,6 +111,7 @@ impl StoreSpec {
             options: BTreeMap::new(),
             fallback: Vec::new(),
             attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+            hedge: true,
         }
     }
 
@@ -232,6 +236,7 @@ impl StoreSpec {
             options: raw.options,
             fallback: raw.fallback,
             attempt_timeout: raw.attempt_timeout.unwrap_or(DEFAULT_ATTEMPT_TIMEOUT),
+            hedge: raw.hedge.unwrap_or(true),
         })
     }
 }

@@ -262,7 +262,7 @@ impl BlockSource for ChainSource {
         while i < order.len() {
             let store = order[i];
             let (result, reason, by_hedge) = match order.get(i + 1) {
-                Some(next) if demand => match self
+                Some(next) if demand && store.spec.hedge => match self
                     .hedged(store, next, &addr.blob, &addr.version, &range)
                     .await
                 {
