@@ -79,7 +79,8 @@ chain "$(s3_store "http://127.0.0.1:$hole_port")" "" >"$work/blackholed.toml"
 slow="url = \"file://$work/blobs\"
 simulated_latency = \"30ms\""
 chain "$slow" "" >"$work/slow-hedged.toml"
-chain "$slow" "hedge = false" >"$work/slow-unhedged.toml"
+chain "$slow" "
+hedge = false" >"$work/slow-unhedged.toml"
 
 for row in "${rows[@]}"; do
     start gateway "$work/$row.toml"

@@ -300,3 +300,67 @@ every = "1s"
     let listed_last = metric(&g.admin, "ferry_import_last", "count=\"listed\"");
     assert_eq!(listed_last, 5.0);
 }
+
+/// An independent S3 server whose listings carry no ETags (s3s-fs): the
+/// import asks each object's HEAD for it, and pins reads to it as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_adopts_an_s3s_fs_bucket_whose_listing_has_no_etags() {
+    let binary = s3s_fs_binary();
+    let origin_dir = temp_dir();
+    let key = ("s3s-key", "s3s-secret-key");
+    let origin = S3sFs::start(&binary, origin_dir.path(), key);
+    let (status, body) = curl(&[
+        "-X",
+        "PUT",
+        "--aws-sigv4",
+        "aws:amz:us-east-1:s3",
+        "--user",
+        &format!("{}:{}", key.0, key.1),
+        "-H",
+        "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+        &format!("{}/legacy", origin.endpoint),
+    ]);
+    assert_eq!(status, 200, "{body}");
+    let legacy: Arc<dyn ObjectStore> = Arc::new(
+        object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&origin.endpoint)
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_bucket_name("legacy")
+            .with_access_key_id(key.0)
+            .with_secret_access_key(key.1)
+            .with_virtual_hosted_style_request(false)
+            .build()
+            .expect("client"),
+    );
+    for i in 0..20 {
+        put(legacy.as_ref(), &format!("m/{i:02}.bin"), body_of(i, 1)).await;
+    }
+    let dir = temp_dir();
+    let config = write_file(
+        dir.path(),
+        "gateway.toml",
+        &format!(
+            "[stores.legacy]\nurl = \"s3://legacy\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nallow_http = true\nowned = false\nmax_retries = 1\n\n[admin]\ntoken = \"{TOKEN}\"\n",
+            origin.endpoint, key.0, key.1
+        ),
+    );
+    let g = Server::start(Launch {
+        config: Some(&config),
+        ..Launch::new(&dir.path().join("data"))
+    });
+    create_bucket(&g.endpoint, "mine").await;
+    let mine = g.client("mine");
+    let out = import(&g.admin, &["legacy/m", "--to", "mine"]);
+    assert!(out.contains("listed 20, added 20"), "{out}");
+    for i in [0, 7, 19] {
+        assert_eq!(
+            read_all(mine.as_ref(), &format!("{i:02}.bin")).await,
+            body_of(i, 1)
+        );
+    }
+    // Changed behind Ferry's back: refused, never the new bytes.
+    put(legacy.as_ref(), "m/03.bin", body_of(3, 5)).await;
+    let answer = signed_curl(&g.endpoint, (ACCESS_KEY, SECRET_KEY), &[], "/mine/03.bin");
+    assert_eq!(answer.status, 409, "{}", answer.text());
+}

@@ -64,6 +64,8 @@ const CONCURRENCY: usize = 32;
 const REPORT_EVERY: u64 = 500;
 
 enum Step {
+    /// Deleted at the source between its listing and its HEAD.
+    Gone,
     Added,
     Updated,
     Unchanged,
@@ -111,7 +113,25 @@ fn adopted(store: &str, object: &ObjectMeta, etag: &str) -> (Entry, Layout) {
     (entry, layout)
 }
 
-async fn adopt(meta: &dyn Meta, request: &ImportRequest, object: ObjectMeta) -> Step {
+async fn adopt(
+    meta: &dyn Meta,
+    source: &dyn object_store::ObjectStore,
+    request: &ImportRequest,
+    object: ObjectMeta,
+) -> Step {
+    // Some servers (s3s-fs) list objects without their ETags; a HEAD has it.
+    let object = if object.e_tag.as_deref().is_none_or(str::is_empty) {
+        match source.head(&object.location).await {
+            Ok(headed) => headed,
+            Err(object_store::Error::NotFound { .. }) => return Step::Gone,
+            Err(e) => {
+                tracing::warn!(key = %object.location, error = %e, "import: HEAD for the ETag failed");
+                return Step::Failed;
+            }
+        }
+    } else {
+        object
+    };
     let Some(etag) = object.e_tag.clone().filter(|e| !e.is_empty()) else {
         return Step::Refused;
     };
@@ -181,10 +201,10 @@ pub async fn run(
     let mut tally = ImportTally::default();
     let mut steps = listing
         .map(|object| {
-            let (meta, request) = (meta.clone(), request.clone());
+            let (meta, request, client) = (meta.clone(), request.clone(), store.client.clone());
             async move {
                 match object {
-                    Ok(object) => adopt(meta.as_ref(), &request, object).await,
+                    Ok(object) => adopt(meta.as_ref(), client.as_ref(), &request, object).await,
                     Err(e) => {
                         tracing::warn!(error = %e, "import: listing failed");
                         Step::Failed
@@ -196,6 +216,7 @@ pub async fn run(
     while let Some(step) = steps.next().await {
         tally.listed += 1;
         match step {
+            Step::Gone => {}
             Step::Added => tally.added += 1,
             Step::Updated => tally.updated += 1,
             Step::Unchanged => tally.unchanged += 1,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
@@ -326,4 +326,71 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// s3s-fs, a plain S3 server over a folder, started on a free port.
+pub struct S3sFs {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl S3sFs {
+    pub fn start(binary: &std::path::Path, root: &std::path::Path, key: (&str, &str)) -> S3sFs {
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .expect("bind")
+                .local_addr()
+                .expect("addr")
+                .port();
+            let mut child = Command::new(binary)
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--access-key", key.0, "--secret-key", key.1])
+                .arg(root)
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return S3sFs {
+                        child,
+                        endpoint: format!("http://127.0.0.1:{port}"),
+                    };
+                }
+                // Exited: most likely the port was taken meanwhile; try another.
+                if child.try_wait().expect("try_wait").is_some() {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "s3s-fs did not listen on {port}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        panic!("s3s-fs did not start");
+    }
+}
+
+impl Drop for S3sFs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn s3s_fs_binary() -> PathBuf {
+    let Some(path) = std::env::var_os("FERRY_TEST_S3S_FS") else {
+        panic!(
+            "FERRY_TEST_S3S_FS is not set. This test needs s3s-fs as an independent S3 origin: \
+             run tests/run.sh (it installs s3s-fs into .tools/ and sets the variable), or \
+             `cargo install --locked s3s-fs@0.14.1 --features binary --root .tools` and \
+             FERRY_TEST_S3S_FS=$PWD/.tools/bin/s3s-fs cargo test -p ferry-gateway --test s3_origin"
+        );
+    };
+    let path = PathBuf::from(path);
+    assert!(
+        path.is_file(),
+        "FERRY_TEST_S3S_FS={} is not a file; tests/run.sh installs s3s-fs",
+        path.display()
+    );
+    path
 }
