@@ -105,6 +105,15 @@ fn signed<T: Serialize>(
     response
 }
 
+fn bad_request(state: &FeedState, caller: &Caller, error: impl std::fmt::Display) -> Response {
+    signed(
+        state,
+        caller,
+        StatusCode::BAD_REQUEST,
+        &serde_json::json!({ "error": error.to_string() }),
+    )
+}
+
 fn failed(state: &FeedState, caller: &Caller, error: impl std::fmt::Display) -> Response {
     tracing::warn!(mirror = %caller.mirror, error = %error, "feed answer failed");
     signed(
@@ -147,14 +156,7 @@ async fn changes(
     })();
     let (after, limit, wait_ms) = match parsed {
         Ok(p) => p,
-        Err(e) => {
-            return signed(
-                &state,
-                &caller,
-                StatusCode::BAD_REQUEST,
-                &serde_json::json!({ "error": e }),
-            );
-        }
+        Err(e) => return bad_request(&state, &caller, e),
     };
     match state
         .source
@@ -192,23 +194,11 @@ async fn entries(
         Err(refused) => return refused.into_response(),
     };
     let Some(bucket) = query.get("bucket") else {
-        return signed(
-            &state,
-            &caller,
-            StatusCode::BAD_REQUEST,
-            &serde_json::json!({ "error": "bucket is required" }),
-        );
+        return bad_request(&state, &caller, "bucket is required");
     };
     let limit = match number(&query, "limit", feed::MAX_PAGE) {
         Ok(limit) => limit,
-        Err(e) => {
-            return signed(
-                &state,
-                &caller,
-                StatusCode::BAD_REQUEST,
-                &serde_json::json!({ "error": e }),
-            );
-        }
+        Err(e) => return bad_request(&state, &caller, e),
     };
     match state
         .source

@@ -18,7 +18,9 @@ use object_store::{ObjectStore, ObjectStoreExt};
 const TOKEN: &str = "admin-token-for-imports";
 const N: usize = 10_000;
 
-fn gateway(dir: &std::path::Path, origin: &Server) -> Server {
+/// A gateway with the origin's bucket `src` as the store `src` (not
+/// owned), and `extra` config after it.
+fn gateway_with(dir: &std::path::Path, origin: &Server, extra: &str) -> Server {
     let config = write_file(
         dir,
         "gateway.toml",
@@ -33,8 +35,7 @@ allow_http = true
 owned = false
 max_retries = 1
 
-[admin]
-token = "{TOKEN}"
+{extra}
 "#,
             origin.endpoint
         ),
@@ -43,6 +44,10 @@ token = "{TOKEN}"
         config: Some(&config),
         ..Launch::new(&dir.join("data"))
     })
+}
+
+fn gateway(dir: &std::path::Path, origin: &Server) -> Server {
+    gateway_with(dir, origin, &format!("[admin]\ntoken = \"{TOKEN}\""))
 }
 
 fn import(admin: &str, args: &[&str]) -> String {
@@ -245,32 +250,11 @@ async fn a_scheduled_import_follows_the_source_and_reports_its_last_run() {
         put(src.as_ref(), &format!("models/s{i}.bin"), body_of(i, 1)).await;
     }
     let dir = temp_dir();
-    let config = write_file(
+    let g = gateway_with(
         dir.path(),
-        "gateway.toml",
-        &format!(
-            r#"[stores.src]
-url = "s3://src"
-endpoint = "{}"
-region = "us-east-1"
-access_key_id = "{ACCESS_KEY}"
-secret_access_key = "{SECRET_KEY}"
-allow_http = true
-owned = false
-
-[[imports]]
-from = "src/models"
-to = "sched/models"
-delete = true
-every = "1s"
-"#,
-            origin.endpoint
-        ),
+        &origin,
+        "[[imports]]\nfrom = \"src/models\"\nto = \"sched/models\"\ndelete = true\nevery = \"1s\"",
     );
-    let g = Server::start(Launch {
-        config: Some(&config),
-        ..Launch::new(&dir.path().join("data"))
-    });
     create_bucket(&g.endpoint, "sched").await;
     let sched = g.client("sched");
     let listed = |want: usize| {

@@ -388,7 +388,8 @@ impl RedisMeta {
         self.deadline(invocation.invoke_async(&mut conn)).await
     }
 
-    /// Keys of a put's script, in the order the scripts expect.
+    /// Keys of a put's script, in the order the scripts expect (DELETE and
+    /// the APPLY_PUT / APPLY_DELETE scripts take the same).
     fn commit_keys<'i, 's>(
         &self,
         invocation: &'i mut ScriptInvocation<'s>,
@@ -778,18 +779,10 @@ impl Meta for RedisMeta {
             bucket: bucket.into(),
             key: key.into(),
         };
-        let k = &self.keys;
         let mut invocation = self.scripts.delete.prepare_invoke();
+        // The same keys as a put's script (see its KEYS line).
+        self.commit_keys(&mut invocation, bucket);
         invocation
-            .key(k.buckets())
-            .key(k.keys(bucket))
-            .key(k.entries(bucket))
-            .key(k.layouts())
-            .key(k.layout_blobs())
-            .key(k.refs())
-            .key(k.queue())
-            .key(k.seq())
-            .key(k.log())
             .arg(bucket)
             .arg(key)
             .arg(now_millis())
@@ -1232,20 +1225,8 @@ impl Meta for RedisMeta {
             }
             ChangeOp::Delete { bucket, key } => {
                 let mut invocation = self.scripts.apply_delete.prepare_invoke();
-                invocation
-                    .key(k.buckets())
-                    .key(k.keys(bucket))
-                    .key(k.entries(bucket))
-                    .key(k.layouts())
-                    .key(k.layout_blobs())
-                    .key(k.refs())
-                    .key(k.queue())
-                    .key(k.seq())
-                    .key(k.log())
-                    .arg(bucket)
-                    .arg(key)
-                    .arg(now)
-                    .arg(&op);
+                self.commit_keys(&mut invocation, bucket);
+                invocation.arg(bucket).arg(key).arg(now).arg(&op);
                 invocation
             }
             ChangeOp::SetBucketAcl { bucket, acl } => {
