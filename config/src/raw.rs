@@ -580,6 +580,12 @@ impl RawConfig {
         let cluster = self.cluster.map(RawCluster::validate).transpose()?;
         let region = self.region.map(RawRegion::validate).transpose()?;
         let imports = crate::imports::validate(self.imports, &stores)?;
+        if !imports.is_empty() && region.as_ref().is_some_and(|r| r.follow.is_some()) {
+            return Err(ConfigError::invalid(
+                "imports",
+                "a mirror region (region.follow) takes its namespace from the source; schedule imports in the source region",
+            ));
+        }
         let admin_token = self.admin.token.filter(|t| !t.is_empty());
         if let Some(token) = &admin_token
             && token.len() < 16

@@ -474,4 +474,9 @@ fn scheduled_imports_name_a_store_ferry_does_not_own() {
         );
         assert_eq!(invalid_field(build(&toml)), field, "{toml}");
     }
+    // A mirror imports nothing itself: its namespace is the source's.
+    let mirror = "[stores.legacy]\nurl = \"file:///srv/legacy\"\nowned = false\n\
+        [[imports]]\nfrom = \"legacy\"\nto = \"b\"\nevery = \"1h\"\n\
+        [region]\nname = \"e\"\nfollow = \"http://127.0.0.1:9001\"\nfeed_secret = \"0123456789abcdef\"\n";
+    assert_eq!(invalid_field(build(mirror)), "imports");
 }

@@ -334,6 +334,18 @@ async fn import(
         Ok(body) => body,
         Err(refused) => return refused.into_response(),
     };
+    if let Some((mirror, _)) = &state.mirror {
+        // A mirror's namespace is the source's: an import here would be
+        // undone by the next resync. Import in the source region.
+        return (
+            StatusCode::CONFLICT,
+            format!(
+                "this region is a read-only mirror of the source region {}; run the import there\n",
+                mirror.source()
+            ),
+        )
+            .into_response();
+    }
     let request = ImportRequest {
         store: body.store,
         source_prefix: body.source_prefix,

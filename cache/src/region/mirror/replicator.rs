@@ -217,6 +217,16 @@ impl Replicator {
                 }
             }
             upload.finish().await?;
+            // Dropped while it was being copied: the collector may have
+            // deleted the blob before this copy landed, so remove it here
+            // rather than leave it unreferenced in this region's store.
+            if self.meta.blob_refs(&job.blob).await? == 0 {
+                match target.client.delete(&path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(CacheError::store(&target.name, e)),
+                }
+                return Ok(Copied::Unreferenced);
+            }
             return Ok(Copied::Copied(bytes));
         }
         Ok(Copied::Missing)
