@@ -55,32 +55,22 @@ pub struct BlobUpload {
 impl BlobUpload {
     /// Starts an upload to `store` under a fresh key. Nothing is sent yet.
     pub fn begin(store: &StoreHandle, tags: &BlobTags) -> BlobUpload {
-        let key = fresh_blob_key();
-        let mut attributes = Attributes::new();
+        let mut upload = BlobUpload::copy_of(store, &fresh_blob_key());
         if store.supports_attributes {
-            attributes.insert(
+            upload.attributes.insert(
                 Attribute::Metadata("ferry-bucket".into()),
                 tags.bucket.clone().into(),
             );
-            attributes.insert(
+            upload.attributes.insert(
                 Attribute::Metadata("ferry-key".into()),
                 encode_header(&tags.key).into(),
             );
-            attributes.insert(
+            upload.attributes.insert(
                 Attribute::Metadata("ferry-entry".into()),
                 tags.entry_id.clone().into(),
             );
         }
-        BlobUpload {
-            store: store.clone(),
-            blob: BlobRef {
-                store: store.name.clone(),
-                blob: key.clone(),
-            },
-            path: Path::from(key),
-            attributes,
-            state: State::Small(BytesMut::new()),
-        }
+        upload
     }
 
     /// Starts an upload of a copy of an existing blob under its own key

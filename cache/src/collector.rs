@@ -137,11 +137,10 @@ impl Collector {
         }
         let grace = i64::try_from(self.grace.as_millis()).unwrap_or(i64::MAX);
         let mut cutoff = now.saturating_sub(grace);
-        if let Some(feed) = &self.feed {
-            feed.maintain(now).await?;
-            if let Some(horizon) = feed.horizon(now).await? {
-                cutoff = cutoff.min(horizon);
-            }
+        if let Some(feed) = &self.feed
+            && let Some(horizon) = feed.maintain(now).await?
+        {
+            cutoff = cutoff.min(horizon);
         }
         loop {
             let due = self.meta.due_deletions(cutoff, BATCH).await?;

@@ -29,10 +29,22 @@ pub fn routes(state: FeedState) -> Router {
         .with_state(state)
 }
 
-/// The asking mirror and the request's signature, once checked.
+/// The asking mirror and the request's signature, once checked: a
+/// handler taking a `Caller` runs only for a signed request.
 struct Caller {
     mirror: String,
     signature: String,
+}
+
+impl axum::extract::FromRequestParts<FeedState> for Caller {
+    type Rejection = Refused;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &FeedState,
+    ) -> Result<Caller, Refused> {
+        authenticate(state, &parts.uri, &parts.headers)
+    }
 }
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> &'h str {
@@ -139,14 +151,9 @@ fn number<T: std::str::FromStr>(
 
 async fn changes(
     State(state): State<FeedState>,
-    uri: Uri,
-    headers: HeaderMap,
+    caller: Caller,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let caller = match authenticate(&state, &uri, &headers) {
-        Ok(caller) => caller,
-        Err(refused) => return refused.into_response(),
-    };
     let parsed = (|| {
         Ok::<_, String>((
             number(&query, "after", 0u64)?,
@@ -172,11 +179,7 @@ async fn changes(
     }
 }
 
-async fn snapshot(State(state): State<FeedState>, uri: Uri, headers: HeaderMap) -> Response {
-    let caller = match authenticate(&state, &uri, &headers) {
-        Ok(caller) => caller,
-        Err(refused) => return refused.into_response(),
-    };
+async fn snapshot(State(state): State<FeedState>, caller: Caller) -> Response {
     match state.source.snapshot(&caller.mirror).await {
         Ok(start) => signed(&state, &caller, StatusCode::OK, &start),
         Err(e) => failed(&state, &caller, e),
@@ -185,14 +188,9 @@ async fn snapshot(State(state): State<FeedState>, uri: Uri, headers: HeaderMap) 
 
 async fn entries(
     State(state): State<FeedState>,
-    uri: Uri,
-    headers: HeaderMap,
+    caller: Caller,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let caller = match authenticate(&state, &uri, &headers) {
-        Ok(caller) => caller,
-        Err(refused) => return refused.into_response(),
-    };
     let Some(bucket) = query.get("bucket") else {
         return bad_request(&state, &caller, "bucket is required");
     };

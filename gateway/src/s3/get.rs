@@ -231,7 +231,12 @@ pub(super) async fn get_object(
         .await
         .s3()?;
     let view = view(entry, view_request!(input))?;
-    if s3.stale.is_stale(&view.entry.id)
+    // Only imported entries are pinned to an object Ferry does not own, so
+    // only they can turn out changed (and stale): the others skip both the
+    // lookup and the watch on their body.
+    let imported = view.entry.imported_from.is_some();
+    if imported
+        && s3.stale.is_stale(&view.entry.id)
         && let Some(segment) = layout.segments.first()
     {
         return Err(ferry_cache::CacheError::Changed {
@@ -248,14 +253,17 @@ pub(super) async fn get_object(
         None => ferry_cache::read_range(&s3.stores, &layout, view.range.clone()),
     }
     .s3()?;
-    let (stale, id) = (s3.stale.clone(), view.entry.id.clone());
-    let body = body
-        .inspect(move |chunk| {
+    let body = if imported {
+        let (stale, id) = (s3.stale.clone(), view.entry.id.clone());
+        body.inspect(move |chunk| {
             if let Err(ferry_cache::CacheError::Changed { .. }) = chunk {
                 stale.mark(&id);
             }
         })
-        .boxed();
+        .boxed()
+    } else {
+        body
+    };
     let body = first_chunk_ready(body).await?;
     Ok(S3Response::new(object_output!(
         GetObjectOutput,

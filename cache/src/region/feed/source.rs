@@ -4,7 +4,7 @@
 //! Every registered mirror has a [`MirrorRecord`]: its applied position
 //! (trimming stops below the lowest), and checkpoints "by `acked` it had
 //! applied every change made at or before `covered`". The collector asks
-//! [`FeedSource::horizon`]: a blob deleted at `t` may go only once every
+//! [`FeedSource::maintain`]: a blob deleted at `t` may go only once every
 //! mirror has a checkpoint with `covered >= t` and `acked + grace <= now`,
 //! so a fallback read a mirror started just before it applied the delete
 //! keeps its blob for the whole grace period.
@@ -105,7 +105,9 @@ impl FeedSource {
             )));
         };
         let deadline = tokio::time::Instant::now() + wait;
-        let mut acked = false;
+        // Acknowledged on the first pass; later passes of the long poll
+        // only look at the log's end until there is something to answer.
+        let mut unacknowledged = Some(record);
         loop {
             // Before reading the log's end: changes made earlier are in it.
             let observed = (self.clock)() - CLOCK_MARGIN_MS;
@@ -115,34 +117,36 @@ impl FeedSource {
                     "position {after} is past this log's end {last} (the source's metadata was replaced)"
                 )));
             }
-            let changes = if last > after {
-                self.meta.changes_since(after, limit).await?
-            } else {
-                Vec::new()
-            };
-            // Read the floor after the records: trimming only raises it, so
-            // a position still at or above it saw a complete log.
-            let floor = self.meta.log_floor().await?;
-            if after < floor {
-                return Ok(self.resync(format!(
-                    "position {after} was trimmed from the log (it starts after {floor})"
-                )));
-            }
-            if !acked {
-                // Everything made before the first record not applied yet
-                // is applied; with none left, everything made until now.
-                let covered = changes
-                    .first()
-                    .map_or(observed, |c| observed.min(c.at - CLOCK_MARGIN_MS));
-                self.acknowledge(record.clone(), after, covered).await?;
-                acked = true;
-            }
-            if !changes.is_empty() || tokio::time::Instant::now() >= deadline {
-                return Ok(ChangesAnswer::Page(ChangesPage {
-                    source: self.name.clone(),
-                    last,
-                    changes,
-                }));
+            let answering = last > after || tokio::time::Instant::now() >= deadline;
+            if answering || unacknowledged.is_some() {
+                let changes = if last > after {
+                    self.meta.changes_since(after, limit).await?
+                } else {
+                    Vec::new()
+                };
+                // Read the floor after the records: trimming only raises
+                // it, so a position still at or above it saw a complete log.
+                let floor = self.meta.log_floor().await?;
+                if after < floor {
+                    return Ok(self.resync(format!(
+                        "position {after} was trimmed from the log (it starts after {floor})"
+                    )));
+                }
+                if let Some(record) = unacknowledged.take() {
+                    // Everything made before the first record not applied
+                    // yet is applied; with none left, everything until now.
+                    let covered = changes
+                        .first()
+                        .map_or(observed, |c| observed.min(c.at - CLOCK_MARGIN_MS));
+                    self.acknowledge(record, after, covered).await?;
+                }
+                if answering {
+                    return Ok(ChangesAnswer::Page(ChangesPage {
+                        source: self.name.clone(),
+                        last,
+                        changes,
+                    }));
+                }
             }
             tokio::time::sleep(POLL_TICK.min(deadline - tokio::time::Instant::now())).await;
         }
@@ -246,30 +250,16 @@ impl FeedSource {
         Ok(EntriesPage { entries, next })
     }
 
-    /// The newest deletion time whose blobs every mirror is done with
-    /// (`None`: no mirror, nothing to wait for).
-    pub async fn horizon(&self, now: UnixMillis) -> Result<Option<UnixMillis>> {
-        let grace = millis(self.grace);
-        let mirrors = self.meta.mirrors().await?;
-        Ok(mirrors
-            .iter()
-            .map(|m| {
-                m.checkpoints
-                    .iter()
-                    .filter(|c| c.acked.saturating_add(grace) <= now)
-                    .map(|c| c.covered)
-                    .max()
-                    .unwrap_or(UnixMillis::MIN)
-            })
-            .min())
-    }
-
-    /// Drops mirrors silent longer than the timeout and trims the log
-    /// below what every remaining mirror has applied (keeping `log_keep`
-    /// records in any case). Run by one node at a time.
-    pub async fn maintain(&self, now: UnixMillis) -> Result<()> {
+    /// Drops mirrors silent longer than the timeout, trims the log below
+    /// what every remaining mirror has applied (keeping `log_keep` records
+    /// in any case), and answers the newest deletion time whose blobs
+    /// every remaining mirror is done with (`None`: no mirror, nothing to
+    /// wait for). Run by one node at a time, the collector.
+    pub async fn maintain(&self, now: UnixMillis) -> Result<Option<UnixMillis>> {
         let last = self.meta.last_seq().await?;
+        let grace = millis(self.grace);
         let mut lowest = last;
+        let mut horizon: Option<UnixMillis> = None;
         let mut count = 0u32;
         for mirror in self.meta.mirrors().await? {
             let silent = now - mirror.last_seen;
@@ -288,6 +278,14 @@ impl FeedSource {
             ::metrics::gauge!(metrics::FEED_MIRROR_BEHIND, "mirror" => mirror.name.clone())
                 .set(last.saturating_sub(mirror.applied) as f64);
             lowest = lowest.min(mirror.applied);
+            let done_with = mirror
+                .checkpoints
+                .iter()
+                .filter(|c| c.acked.saturating_add(grace) <= now)
+                .map(|c| c.covered)
+                .max()
+                .unwrap_or(UnixMillis::MIN);
+            horizon = Some(horizon.map_or(done_with, |h| h.min(done_with)));
         }
         ::metrics::gauge!(metrics::FEED_MIRRORS).set(f64::from(count));
         let through = lowest.min(last.saturating_sub(self.log_keep));
@@ -296,7 +294,7 @@ impl FeedSource {
             ::metrics::counter!(metrics::FEED_TRIMMED).increment(removed);
             tracing::debug!(through, removed, "change log trimmed");
         }
-        Ok(())
+        Ok(horizon)
     }
 }
 

@@ -277,17 +277,20 @@ impl Follower {
                     Answer::Resync(r) => return Err(CacheError::Feed(r.reason)),
                 };
                 entries += page.entries.len() as u64;
-                let writes = futures::stream::iter(page.entries.into_iter().map(|e| {
-                    let blobs = self.policy.blobs(&bucket.name, &e.key, &e.layout);
-                    async move {
-                        self.meta
-                            .put(&bucket.name, &e.key, e.entry, e.layout, Precondition::None)
-                            .await?;
-                        if !blobs.is_empty() {
-                            self.meta.queue_replication(&blobs).await?;
-                        }
-                        Ok::<_, CacheError>(())
-                    }
+                // Jobs for the whole page in one write, then the entries
+                // (a crash in between leaves no position: resync again).
+                let blobs: Vec<_> = page
+                    .entries
+                    .iter()
+                    .flat_map(|e| self.policy.blobs(&bucket.name, &e.key, &e.layout))
+                    .collect();
+                if !blobs.is_empty() {
+                    self.meta.queue_replication(&blobs).await?;
+                }
+                let writes = futures::stream::iter(page.entries.into_iter().map(|e| async move {
+                    self.meta
+                        .put(&bucket.name, &e.key, e.entry, e.layout, Precondition::None)
+                        .await
                 }))
                 .buffer_unordered(LOAD_CONCURRENCY)
                 .collect::<Vec<_>>()
