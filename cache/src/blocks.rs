@@ -15,6 +15,10 @@
 //!   block is read from the store, the failure counted and logged.
 //! - Blocks move as `Bytes`: the response body holds slices of cached
 //!   blocks, never copies.
+//! - A node whose cache is off runs this same path over a tier that keeps
+//!   nothing ([`PassThroughTier`]): each read then fetches only the bytes
+//!   it serves, with no readahead, so the store chain and the pins of
+//!   imported objects hold on every node.
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -34,14 +38,15 @@ use crate::error::{CacheError, Result};
 use crate::metrics as m;
 use crate::readahead::Readahead;
 use crate::source::{BlockAddr, BlockSource, whole};
-use crate::tier::{BlockTier, FoyerTier, FoyerTierConfig, Source};
+use crate::tier::{BlockTier, FoyerTier, FoyerTierConfig, PassThroughTier, Source};
 
 /// Sizes and places of the cache tiers.
 #[derive(Debug, Clone)]
 pub struct BlockCacheConfig {
     /// Memory tier capacity in bytes.
     pub memory: u64,
-    /// Disk tier capacity in bytes; 0 disables the disk tier.
+    /// Disk tier capacity in bytes; 0 disables the disk tier. With
+    /// `memory` 0 too, the cache is off: nothing is kept.
     pub disk: u64,
     /// Folder of the disk tier.
     pub dir: PathBuf,
@@ -57,6 +62,9 @@ pub struct BlockCacheConfig {
 
 pub struct BlockCache {
     tier: Arc<dyn BlockTier>,
+    /// `tier.keeps_blocks()`: whether reads fetch whole blocks (to keep)
+    /// or only the bytes they serve.
+    keeps_blocks: bool,
     /// Where a block neither tier holds comes from, for this node's reads.
     source: Arc<dyn BlockSource>,
     /// How this node loads a block it is to hold for others (peer
@@ -125,13 +133,16 @@ impl BlockRead {
 }
 
 impl BlockCache {
-    /// Opens foyer's memory and disk tiers over `source`. A disk tier that
-    /// cannot be opened is left out (and logged): the cache then runs from
-    /// memory.
+    /// Opens foyer's memory and disk tiers over `source`, or with both
+    /// sizes 0 a tier that keeps nothing. A disk tier that cannot be opened
+    /// is left out (and logged): the cache then runs from memory.
     pub async fn open(
         config: &BlockCacheConfig,
         source: Arc<dyn BlockSource>,
     ) -> Result<BlockCache> {
+        if config.memory == 0 && config.disk == 0 {
+            return Ok(Self::with_tier(Arc::new(PassThroughTier), config, source));
+        }
         let block_size = config.block_size.max(4096);
         // `memory` is one budget for cached blocks and blocks in flight:
         // blocks a slow client still holds may already be evicted, so the
@@ -155,7 +166,14 @@ impl BlockCache {
         source: Arc<dyn BlockSource>,
     ) -> BlockCache {
         let block_size = config.block_size.max(4096);
-        let inflight = config.inflight.min(config.memory / 2);
+        let keeps_blocks = tier.keeps_blocks();
+        // A cache shares `memory` with blocks in flight (see `open`); with
+        // nothing kept, the in-flight budget is all there is.
+        let inflight = if keeps_blocks {
+            config.inflight.min(config.memory / 2)
+        } else {
+            config.inflight
+        };
         let window = usize::try_from((config.readahead / block_size).clamp(1, 256)).unwrap_or(1);
         // At least one full window, so a single read can always progress.
         let permits = usize::try_from(inflight / block_size)
@@ -163,6 +181,7 @@ impl BlockCache {
             .max(window);
         BlockCache {
             tier,
+            keeps_blocks,
             owner_source: source.clone(),
             source,
             block_size,
@@ -210,6 +229,12 @@ impl BlockCache {
 
     pub fn block_size(&self) -> u64 {
         self.block_size
+    }
+
+    /// Whether this node keeps blocks at all (its cache is on): what
+    /// warm-up needs.
+    pub fn keeps_blocks(&self) -> bool {
+        self.keeps_blocks
     }
 
     pub fn has_disk_tier(&self) -> bool {
@@ -269,21 +294,24 @@ impl BlockCache {
             .collect()
     }
 
-    /// One block, from memory, disk or outside this node.
+    /// One block, from memory, disk or outside this node; over a tier that
+    /// keeps nothing, only the part of it that `read` wants.
     async fn block(&self, read: &BlockRead) -> Result<Bytes> {
         let started = Instant::now();
         let addr = read.addr(self.block_size);
         let key = addr.cache_key();
+        let range = if self.keeps_blocks {
+            whole(&addr)
+        } else {
+            read.want.clone()
+        };
         let fetch = {
-            let (source, addr) = (self.source.clone(), addr.clone());
+            let (source, addr, range) = (self.source.clone(), addr.clone(), range.clone());
             // The tier may run the fetch in a task of its own: carry the
             // caller's priority into it.
             let priority = admission::current_priority();
-            admission::with_priority(
-                priority,
-                async move { source.fetch(&addr, whole(&addr)).await },
-            )
-            .boxed()
+            admission::with_priority(priority, async move { source.fetch(&addr, range).await })
+                .boxed()
         };
         let (bytes, source) = match self.tier.get_or_fetch(&key, fetch).await {
             Ok(found) => found,
@@ -291,7 +319,7 @@ impl BlockCache {
                 // The cache itself failed: answer from outside.
                 metrics::counter!(m::CACHE_ERRORS, "tier" => "hybrid").increment(1);
                 tracing::warn!(error = %e, blob = %read.blob, block = read.index, "block cache failed; reading past it");
-                let fetched = self.source.fetch(&addr, whole(&addr)).await?;
+                let fetched = self.source.fetch(&addr, range).await?;
                 (fetched.bytes, Source::Fetched)
             }
             Err(store_failure) => return Err(store_failure),
@@ -309,7 +337,8 @@ impl BlockCache {
         // elsewhere small reads are random access, and fetching the block
         // on first touch serves the reads that follow. (Not a blob's first
         // block: every part of a multipart file is a blob of its own.)
-        if !read.file_head
+        if !self.keeps_blocks
+            || !read.file_head
             || !self
                 .direct
                 .is_small(read.want.end - read.want.start, read.len)
@@ -371,7 +400,9 @@ impl BlockCache {
         for read in &plan {
             self.source.check_store(&read.store)?;
         }
-        self.read_ahead(&plan);
+        if self.keeps_blocks {
+            self.read_ahead(&plan);
+        }
         let cache = self.clone();
         let window = self.window;
         let budget = self.inflight.clone();
@@ -392,16 +423,27 @@ impl BlockCache {
                         return Ok((bytes, permit));
                     }
                     let block = cache.block(&read).await?;
-                    if (block.len() as u64) < read.want.end {
+                    // A kept block is whole and sliced here; without a
+                    // cache only the wanted bytes were fetched.
+                    let (short, expected) = if cache.keeps_blocks {
+                        ((block.len() as u64) < read.want.end, read.len)
+                    } else {
+                        let wanted = read.want.end - read.want.start;
+                        (block.len() as u64 != wanted, wanted)
+                    };
+                    if short {
                         return Err(CacheError::Body(format!(
-                            "block {} of {} is {} bytes, expected {}",
+                            "block {} of {} is {} bytes, expected {expected}",
                             read.index,
                             read.blob,
                             block.len(),
-                            read.len
                         )));
                     }
-                    Ok((slice(&block, &read.want), permit))
+                    if cache.keeps_blocks {
+                        Ok((slice(&block, &read.want), permit))
+                    } else {
+                        Ok((block, permit))
+                    }
                 }
             })
             .buffered(window)

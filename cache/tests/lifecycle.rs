@@ -6,7 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferry_cache::{BlobTags, BlobUpload, Collector, StoreHandle, Stores, read_range};
+use ferry_cache::region::ChainSource;
+use ferry_cache::tier::PassThroughTier;
+use ferry_cache::{
+    BlobTags, BlobUpload, BlockCache, BlockCacheConfig, Collector, StoreHandle, Stores,
+};
 use ferry_config::{Overrides, RawConfig, StoreSpec};
 use ferry_meta::{BlobRef, EmbeddedMeta, Entry, Layout, Meta, Precondition, Segment, now_millis};
 use futures::StreamExt;
@@ -19,6 +23,9 @@ struct Volume {
     _dir: tempfile::TempDir,
     meta: Arc<dyn Meta>,
     stores: Stores,
+    /// Reads the volume's files without keeping anything, as a gateway
+    /// whose cache is off does.
+    reader: Arc<BlockCache>,
     /// The volume's one collector; another would find the lease taken.
     collector: Collector,
 }
@@ -44,10 +51,23 @@ impl Volume {
             Duration::from_secs(3600),
             Duration::from_secs(60),
         );
+        let reader = Arc::new(BlockCache::with_tier(
+            Arc::new(PassThroughTier),
+            &BlockCacheConfig {
+                memory: 0,
+                disk: 0,
+                dir: dir.path().join("cache"),
+                block_size: 1 << 20,
+                readahead: 4 << 20,
+                inflight: 8 << 20,
+            },
+            Arc::new(ChainSource::new(stores.clone())),
+        ));
         Volume {
             _dir: dir,
             meta,
             stores,
+            reader,
             collector,
         }
     }
@@ -121,7 +141,10 @@ impl Volume {
 
     async fn read(&self, key: &str) -> Vec<u8> {
         let (entry, layout) = self.meta.get("b", key).await.expect("get");
-        let mut stream = read_range(&self.stores, &layout, 0..entry.size).expect("read");
+        let mut stream = self
+            .reader
+            .read_range(&layout, 0..entry.size)
+            .expect("read");
         let mut out = Vec::new();
         while let Some(chunk) = stream.next().await {
             out.extend_from_slice(&chunk.expect("chunk"));
@@ -164,7 +187,10 @@ async fn an_overwrite_does_not_disturb_a_slow_reader_of_the_old_version() {
 
     // The reader has looked the object up and read its first chunk...
     let (entry, layout) = volume.meta.get("b", "k").await.expect("get");
-    let mut reader = read_range(&volume.stores, &layout, 0..entry.size).expect("read");
+    let mut reader = volume
+        .reader
+        .read_range(&layout, 0..entry.size)
+        .expect("read");
     let mut got = reader
         .next()
         .await

@@ -1,11 +1,12 @@
 //! The block tier conformance suite, run on each configuration of each
-//! implementation: memory only, memory and disk, and a memory tier too
-//! small for the data (so blocks live on disk).
+//! implementation: foyer with memory only, memory and disk, and a memory
+//! tier too small for the data (so blocks live on disk); and the
+//! pass-through tier of a node whose cache is off.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use ferry_cache::tier::{BlockTier, FoyerTier, FoyerTierConfig, conformance};
+use ferry_cache::tier::{BlockTier, FoyerTier, FoyerTierConfig, PassThroughTier, conformance};
 use futures::FutureExt;
 
 const BLOCK: usize = 1 << 20;
@@ -28,7 +29,7 @@ async fn foyer_memory_only() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tier = open(foyer_config(dir.path(), 64 << 20, 0)).await;
     assert!(!tier.has_disk());
-    conformance::run_all(&tier, BLOCK).await;
+    conformance::run_keeping_tier(&tier, BLOCK).await;
 }
 
 #[tokio::test]
@@ -46,7 +47,7 @@ async fn foyer_memory_and_disk() {
     let config = foyer_config(dir.path(), 64 << 20, 128 << 20);
     let tier = open(config.clone()).await;
     assert!(tier.has_disk());
-    conformance::run_all(&tier, BLOCK).await;
+    conformance::run_keeping_tier(&tier, BLOCK).await;
     tier.close().await.expect("close");
     drop(tier);
     let reopen = move || open(config.clone()).boxed();
@@ -59,7 +60,7 @@ async fn foyer_mostly_disk() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Memory for about four blocks; the checks use more.
     let tier = open(foyer_config(dir.path(), 4 * BLOCK as u64 + 4096, 128 << 20)).await;
-    conformance::run_all(&tier, BLOCK).await;
+    conformance::run_keeping_tier(&tier, BLOCK).await;
     conformance::evicted_blocks_come_back_from_disk(tier.as_ref(), BLOCK, 12).await;
 }
 
@@ -70,4 +71,17 @@ async fn foyer_damaged_disk() {
     let folder = dir.path().to_path_buf();
     let reopen = move || open(config.clone()).boxed();
     conformance::corrupt_blocks_are_misses(&reopen, &folder, BLOCK).await;
+}
+
+#[tokio::test]
+async fn pass_through_keeps_nothing() {
+    let tier: Arc<dyn BlockTier> = Arc::new(PassThroughTier);
+    assert!(!tier.keeps_blocks() && !tier.has_disk());
+    conformance::run_every_tier(&tier, BLOCK).await;
+    // What it is given or fetches, it does not keep.
+    tier.put("given", conformance::block_bytes(1, 4096));
+    assert!(tier.get("given").await.expect("get").is_none());
+    let fetch = async { Ok(conformance::block_bytes(2, 4096).into()) }.boxed();
+    tier.get_or_fetch("fetched", fetch).await.expect("fetch");
+    assert!(tier.get("fetched").await.expect("get").is_none());
 }

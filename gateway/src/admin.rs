@@ -23,7 +23,7 @@ pub struct AdminState {
     pub meta: Arc<dyn Meta>,
     pub metrics: Option<PrometheusHandle>,
     pub cluster: Option<Arc<Cluster>>,
-    pub cache: Option<Arc<BlockCache>>,
+    pub cache: Arc<BlockCache>,
     pub stores: Stores,
     /// Bearer token of the mutating endpoints; `None`: they answer 401.
     pub token: Option<Arc<str>>,
@@ -106,7 +106,7 @@ struct ClusterStatus {
     dynamic: bool,
     members: Vec<MemberStatus>,
     /// Blocks this node served since it started, by tier.
-    served: Option<Served>,
+    served: Served,
 }
 
 #[derive(Serialize)]
@@ -144,8 +144,8 @@ async fn cluster_status(State(state): State<AdminState>) -> Response {
         replicas: cluster.node.replicas,
         dynamic: cluster.redis().is_some(),
         members,
-        served: state.cache.as_ref().map(|cache| {
-            let counts = cache.hit_counts();
+        served: {
+            let counts = state.cache.hit_counts();
             let all = counts.memory + counts.disk + counts.outside;
             Served {
                 memory: counts.memory,
@@ -157,7 +157,7 @@ async fn cluster_status(State(state): State<AdminState>) -> Response {
                     (counts.memory + counts.disk) as f64 / all as f64
                 },
             }
-        }),
+        },
     })
     .into_response()
 }
@@ -288,13 +288,13 @@ async fn warmup(
         Ok(body) => body,
         Err(refused) => return refused.into_response(),
     };
-    let Some(cache) = state.cache.clone() else {
+    if !state.cache.keeps_blocks() {
         return (
             StatusCode::CONFLICT,
             "this node has no block cache to warm\n",
         )
             .into_response();
-    };
+    }
     let request = WarmupRequest {
         bucket: body.bucket,
         prefix: body.prefix,
@@ -306,7 +306,13 @@ async fn warmup(
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     // Ends when the job does, or when the client goes away (the channel
     // closes and the job stops at its next event).
-    tokio::spawn(warmup::run(cache, node, state.meta.clone(), request, tx));
+    tokio::spawn(warmup::run(
+        state.cache.clone(),
+        node,
+        state.meta.clone(),
+        request,
+        tx,
+    ));
     ndjson(rx)
 }
 

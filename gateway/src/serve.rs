@@ -90,17 +90,13 @@ struct Sources {
     owner: Arc<dyn BlockSource>,
 }
 
-async fn open_cache(config: &Config, sources: Sources) -> Result<Option<Arc<BlockCache>>, String> {
+async fn open_cache(config: &Config, sources: Sources) -> Result<Arc<BlockCache>, String> {
     let memory = config.cache.memory.unwrap_or_else(default_memory_tier);
-    if memory == 0 && config.cache.disk == 0 {
-        if config.cluster.is_some() {
-            return Err(
-                "cache.memory and cache.disk are both 0, but a cluster node needs a block cache"
-                    .into(),
-            );
-        }
-        tracing::info!("block cache off: reads go to the stores");
-        return Ok(None);
+    let off = memory == 0 && config.cache.disk == 0;
+    if off && config.cluster.is_some() {
+        return Err(
+            "cache.memory and cache.disk are both 0, but a cluster node needs a block cache".into(),
+        );
     }
     let cache = BlockCache::open(
         &BlockCacheConfig {
@@ -116,6 +112,10 @@ async fn open_cache(config: &Config, sources: Sources) -> Result<Option<Arc<Bloc
     .await
     .map_err(|e| e.to_string())?
     .with_owner_source(sources.owner);
+    if off {
+        tracing::info!("block cache off: every read goes to the stores");
+        return Ok(Arc::new(cache));
+    }
     tracing::info!(
         memory_mib = memory >> 20,
         disk_mib = if cache.has_disk_tier() { config.cache.disk >> 20 } else { 0 },
@@ -124,7 +124,7 @@ async fn open_cache(config: &Config, sources: Sources) -> Result<Option<Arc<Bloc
         readahead_mib = config.cache.readahead >> 20,
         "block cache"
     );
-    Ok(Some(Arc::new(cache)))
+    Ok(Arc::new(cache))
 }
 
 /// Binds the peer endpoint and joins the cluster (refused when the
@@ -235,14 +235,16 @@ pub async fn run(mut config: Config) -> Result<(), String> {
         layouts: Layouts::default(),
         completion_ttl: config.gc.upload_expiry,
         stale: Default::default(),
-        warm_on_open: match &cache {
-            Some(cache) => WarmOnOpen::new(
+        // Nothing to warm into a cache that keeps nothing.
+        warm_on_open: if cache.keeps_blocks() {
+            WarmOnOpen::new(
                 &config.cache.warm_on_open,
                 cache.clone(),
                 cluster.as_ref().map(|c| c.node.clone()),
                 cluster.as_ref().and_then(|c| c.redis().cloned()),
-            )?,
-            None => None,
+            )?
+        } else {
+            None
         },
     };
     let identity = node_identity(&config)?;
@@ -384,8 +386,8 @@ pub async fn run(mut config: Config) -> Result<(), String> {
         });
     }
     let mut peer_server = None;
-    if let (Some(cluster), Some(peer_listener), Some(cache), Some(cluster_config)) =
-        (&cluster, peer_listener, &cache, &config.cluster)
+    if let (Some(cluster), Some(peer_listener), Some(cluster_config)) =
+        (&cluster, peer_listener, &config.cluster)
     {
         let peer_app = peer::app(PeerState {
             cache: cache.clone(),
@@ -454,9 +456,7 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     if drained.is_err() {
         tracing::warn!("background tasks did not stop in time");
     }
-    if let Some(cache) = cache {
-        cache.close().await;
-    }
+    cache.close().await;
     drop(meta);
     tracing::info!("ferry stopped");
     Ok(())

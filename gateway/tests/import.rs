@@ -285,6 +285,51 @@ async fn a_scheduled_import_follows_the_source_and_reports_its_last_run() {
     assert_eq!(listed_last, 5.0);
 }
 
+/// With the cache off, reads take the same path: an imported object
+/// changed at its source is refused, never served with its new bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_off_gateway_refuses_an_imported_object_changed_at_its_source() {
+    let origin_dir = temp_dir();
+    let origin = Server::start(Launch::new(origin_dir.path()));
+    create_bucket(&origin.endpoint, "src").await;
+    let src: Arc<dyn ObjectStore> = origin.client("src");
+    for i in 0..3 {
+        put(src.as_ref(), &format!("models/c{i}.bin"), body_of(i, 1)).await;
+    }
+    let dir = temp_dir();
+    let g = gateway_with(
+        dir.path(),
+        &origin,
+        &format!("[admin]\ntoken = \"{TOKEN}\"\n\n[cache]\nmemory = \"0\"\ndisk = \"0\""),
+    );
+    create_bucket(&g.endpoint, "mine").await;
+    let mine = g.client("mine");
+    let out = import(&g.admin, &["src/models", "--to", "mine/models"]);
+    assert!(out.contains("listed 3, added 3"), "{out}");
+    assert_eq!(
+        read_all(mine.as_ref(), "models/c1.bin").await,
+        body_of(1, 1)
+    );
+    put(src.as_ref(), "models/c1.bin", body_of(1, 2)).await;
+    let answer = signed_curl(
+        &g.endpoint,
+        (ACCESS_KEY, SECRET_KEY),
+        &[],
+        "/mine/models/c1.bin",
+    );
+    assert_eq!(answer.status, 409, "{}", answer.text());
+    assert!(
+        answer.text().contains("ObjectChangedAtSource"),
+        "{}",
+        answer.text()
+    );
+    // The others, unchanged, are still served.
+    assert_eq!(
+        read_all(mine.as_ref(), "models/c2.bin").await,
+        body_of(2, 1)
+    );
+}
+
 /// An independent S3 server whose listings carry no ETags (s3s-fs): the
 /// import asks each object's HEAD for it, and pins reads to it as usual.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,8 @@
-//! The conformance suite of the [`BlockTier`] seam: functions any tier must
-//! pass, called from each implementation's tests. Every check uses keys of
-//! its own, so they can share one tier.
+//! The conformance suite of the [`BlockTier`] seam, called from each
+//! implementation's tests: [`run_every_tier`] is the contract every tier
+//! keeps, the pass-through tier of a node without a cache included;
+//! [`run_keeping_tier`] adds what a tier that keeps blocks must do. Every
+//! check uses keys of its own, so they can share one tier.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,12 +14,25 @@ use futures::FutureExt;
 use super::{BlockTier, Fetch, Fetched, Source};
 use crate::error::CacheError;
 
-/// Runs every check that needs no restart on `tier`.
-pub async fn run_all(tier: &Arc<dyn BlockTier>, block_size: usize) {
+/// The contract of every tier, whether it keeps blocks or not.
+pub async fn run_every_tier(tier: &Arc<dyn BlockTier>, block_size: usize) {
+    an_unknown_key_is_a_miss(tier.as_ref()).await;
+    a_fetch_answers_its_bytes(tier.as_ref(), block_size).await;
+    a_failed_fetch_passes_through_and_keeps_nothing(tier.as_ref()).await;
+    concurrent_callers_all_get_the_bytes(tier).await;
+    tier.close().await.expect("close");
+}
+
+/// Every check that needs no restart, for a tier that keeps blocks.
+pub async fn run_keeping_tier(tier: &Arc<dyn BlockTier>, block_size: usize) {
+    assert!(tier.keeps_blocks());
+    an_unknown_key_is_a_miss(tier.as_ref()).await;
+    a_fetch_answers_its_bytes(tier.as_ref(), block_size).await;
+    a_failed_fetch_passes_through_and_keeps_nothing(tier.as_ref()).await;
+    concurrent_callers_all_get_the_bytes(tier).await;
     a_miss_then_a_put_then_a_hit(tier.as_ref()).await;
     a_fetch_runs_once_and_its_block_is_kept(tier.as_ref()).await;
     concurrent_misses_share_one_fetch(tier).await;
-    a_failed_fetch_passes_through_and_keeps_nothing(tier.as_ref()).await;
     keys_never_alias(tier.as_ref()).await;
     full_blocks_round_trip(tier.as_ref(), block_size).await;
 }
@@ -55,6 +70,51 @@ fn failing_fetch() -> Fetch {
 
 fn is_hit(source: Source) -> bool {
     matches!(source, Source::Memory | Source::Disk)
+}
+
+pub async fn an_unknown_key_is_a_miss(tier: &dyn BlockTier) {
+    let key = fresh_key("unknown");
+    assert!(
+        tier.get(&key).await.expect("get").is_none(),
+        "an unknown key is a miss"
+    );
+}
+
+/// A miss runs the fetch and answers exactly its bytes, up to a full
+/// block, as this caller's fetch.
+pub async fn a_fetch_answers_its_bytes(tier: &dyn BlockTier, block_size: usize) {
+    for (seed, len) in [(700u64, 1usize), (701, 4096), (702, block_size)] {
+        let key = fresh_key("answer");
+        let runs = Arc::new(AtomicUsize::new(0));
+        let block = block_bytes(seed, len);
+        let (got, source) = tier
+            .get_or_fetch(&key, counting_fetch(block.clone(), &runs))
+            .await
+            .expect("fetch");
+        assert!(got == block, "{len} bytes: the fetch's bytes come back");
+        assert_eq!(source, Source::Fetched, "{len} bytes");
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "{len} bytes");
+    }
+}
+
+/// Callers that arrive together for one key all get its bytes, whether
+/// the tier lets them share a fetch or runs one each.
+pub async fn concurrent_callers_all_get_the_bytes(tier: &Arc<dyn BlockTier>) {
+    let key = fresh_key("together");
+    let block = block_bytes(5, 200_000);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let callers: Vec<_> = (0..16)
+        .map(|_| {
+            let (tier, key, block, runs) = (tier.clone(), key.clone(), block.clone(), runs.clone());
+            tokio::spawn(async move { tier.get_or_fetch(&key, counting_fetch(block, &runs)).await })
+        })
+        .collect();
+    for caller in callers {
+        let (got, _) = caller.await.expect("join").expect("get_or_fetch");
+        assert!(got == block, "every caller gets the block's bytes");
+    }
+    let runs = runs.load(Ordering::SeqCst);
+    assert!((1..=16).contains(&runs), "{runs} fetches for 16 callers");
 }
 
 pub async fn a_miss_then_a_put_then_a_hit(tier: &dyn BlockTier) {

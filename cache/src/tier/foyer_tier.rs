@@ -234,6 +234,10 @@ impl BlockTier for FoyerTier {
         }
     }
 
+    fn keeps_blocks(&self) -> bool {
+        true
+    }
+
     fn has_disk(&self) -> bool {
         self.disk
     }

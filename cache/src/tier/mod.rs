@@ -8,6 +8,9 @@
 //! Contract:
 //! - A key names immutable bytes: a tier never needs to invalidate, and
 //!   must never answer a key with bytes put under another key.
+//! - A tier that keeps nothing ([`PassThroughTier`], the cache turned off)
+//!   says so in `keeps_blocks`: the block cache then asks the outside for
+//!   only the bytes a read serves, and never reads ahead into it.
 //! - `put` is best effort: a tier may drop a block (full buffers, eviction)
 //!   and a later `get` is then a miss. A dropped or corrupt block is a miss,
 //!   never wrong bytes and never an error the client sees.
@@ -18,6 +21,7 @@
 pub mod conformance;
 mod foyer_metrics;
 mod foyer_tier;
+mod pass_through;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -28,6 +32,7 @@ use crate::error::CacheError;
 use crate::error::Result;
 
 pub use foyer_tier::{FoyerTier, FoyerTierConfig};
+pub use pass_through::PassThroughTier;
 
 /// Where a block came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +91,10 @@ pub trait BlockTier: Send + Sync + 'static {
     /// then kept (in memory only if the fetch says so). Concurrent callers
     /// for one key share one fetch.
     async fn get_or_fetch(&self, key: &str, fetch: Fetch) -> Result<(Bytes, Source)>;
+
+    /// Whether the tier keeps blocks at all; `false` for a tier that keeps
+    /// nothing, whose `get_or_fetch` then only runs the fetch.
+    fn keeps_blocks(&self) -> bool;
 
     /// Whether blocks outlive memory (and a restart).
     fn has_disk(&self) -> bool;

@@ -248,11 +248,7 @@ pub(super) async fn get_object(
     if signed && let Some(warm) = &s3.warm_on_open {
         warm.on_read(&input.key, &view.entry.id, &layout, view.range.start);
     }
-    let body = match &s3.cache {
-        Some(cache) => cache.read_range(&layout, view.range.clone()),
-        None => ferry_cache::read_range(&s3.stores, &layout, view.range.clone()),
-    }
-    .s3()?;
+    let body = s3.cache.read_range(&layout, view.range.clone()).s3()?;
     let body = if imported {
         let (stale, id) = (s3.stale.clone(), view.entry.id.clone());
         body.inspect(move |chunk| {

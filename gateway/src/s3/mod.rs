@@ -34,8 +34,9 @@ pub struct FerryS3 {
     pub(crate) keyring: Keyring,
     pub(crate) region: String,
     pub(crate) max_put_size: u64,
-    /// The block cache reads go through; `None` reads the stores directly.
-    pub(crate) cache: Option<Arc<BlockCache>>,
+    /// The block cache every read goes through (one that keeps nothing
+    /// when the cache is off).
+    pub(crate) cache: Arc<BlockCache>,
     /// Decoded layouts of recently read entries.
     pub(crate) layouts: Layouts,
     /// How long a completed multipart upload is remembered, so a retried
