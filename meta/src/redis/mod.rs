@@ -388,8 +388,9 @@ impl RedisMeta {
         self.deadline(invocation.invoke_async(&mut conn)).await
     }
 
-    /// Keys of a put's script, in the order the scripts expect (DELETE and
-    /// the APPLY_PUT / APPLY_DELETE scripts take the same).
+    /// KEYS[1..9] of the scripts that write or remove an entry (PUT,
+    /// COMPLETE_UPLOAD, DELETE, APPLY_PUT, APPLY_DELETE), in the order the
+    /// scripts' `commit_keys()` names them.
     fn commit_keys<'i, 's>(
         &self,
         invocation: &'i mut ScriptInvocation<'s>,
@@ -408,6 +409,8 @@ impl RedisMeta {
             .key(k.log())
     }
 
+    /// ARGV[1..11] of the scripts that write an entry (PUT, COMPLETE_UPLOAD,
+    /// APPLY_PUT), in the order the scripts' `commit_args()` names them.
     fn commit_args<'i, 's>(
         invocation: &'i mut ScriptInvocation<'s>,
         bucket: &str,
@@ -499,7 +502,10 @@ impl RedisMeta {
         )))
     }
 
-    /// Keys of the scripts that remove a bucket, in the order they expect.
+    /// KEYS[1..13] of the scripts that remove a bucket (DELETE_BUCKET,
+    /// APPLY_DELETE_BUCKET, RESET_BUCKET), in the order the scripts'
+    /// `bucket_removal_keys()` names them; the scripts that remove entries
+    /// too add `layouts` and `layout_blobs` as KEYS[14..15].
     fn bucket_removal_keys<'i, 's>(
         &self,
         invocation: &'i mut ScriptInvocation<'s>,
@@ -522,8 +528,10 @@ impl RedisMeta {
             .key(k.log())
     }
 
-    /// The keys and arguments every `APPLY_*` script ends with: the applied
-    /// position, the replication jobs, and the change's sequence number.
+    /// The keys and arguments every `APPLY_*` script ends with, in the order
+    /// the scripts' `replica_tail()` names them: the applied position, the
+    /// replication jobs, the change's sequence number and the blobs to
+    /// replicate.
     fn replica_tail<'i, 's>(
         &self,
         invocation: &'i mut ScriptInvocation<'s>,
@@ -547,6 +555,7 @@ impl RedisMeta {
         loop {
             let mut invocation = self.scripts.reset_bucket.prepare_invoke();
             self.bucket_removal_keys(&mut invocation, bucket)
+                // KEYS[14..15]: this script removes entries too.
                 .key(self.keys.layouts())
                 .key(self.keys.layout_blobs())
                 .arg(bucket)
@@ -780,7 +789,7 @@ impl Meta for RedisMeta {
             key: key.into(),
         };
         let mut invocation = self.scripts.delete.prepare_invoke();
-        // The same keys as a put's script (see its KEYS line).
+        // The same keys as a put's script (`commit_keys`).
         self.commit_keys(&mut invocation, bucket);
         invocation
             .arg(bucket)
@@ -1000,6 +1009,8 @@ impl Meta for RedisMeta {
         let k = &self.keys;
         let (key, upload_id) = (completion.key.as_str(), completion.upload_id.as_str());
         let mut invocation = self.scripts.complete_upload.prepare_invoke();
+        // The commit's KEYS and ARGV, then the upload's: KEYS[10..16] and
+        // ARGV[12..16].
         self.commit_keys(&mut invocation, bucket)
             .key(k.uploads(bucket))
             .key(k.upload_records(bucket))
@@ -1198,6 +1209,7 @@ impl Meta for RedisMeta {
             ChangeOp::DeleteBucket { bucket } => {
                 let mut invocation = self.scripts.apply_delete_bucket.prepare_invoke();
                 self.bucket_removal_keys(&mut invocation, bucket)
+                    // KEYS[14..15]: this script removes entries too.
                     .key(k.layouts())
                     .key(k.layout_blobs())
                     .arg(bucket)

@@ -13,6 +13,15 @@
 //! gateway's `now_millis()`), so queue times compare with the collector's.
 //! Every key a script touches is passed in `KEYS`.
 //!
+//! Each script names its `KEYS` and `ARGV` at its top, one a line and in
+//! order, and uses only those names below (QUEUE_UNCOMMITTED reads its
+//! variable number of blobs by index). A key is named as the `Keys`
+//! method that builds it (`layout_blobs` is `Keys::layout_blobs`), so the
+//! header reads like the `.key(...)` / `.arg(...)` chain of its caller in
+//! [`super`]. Orders several scripts share are named once in the prelude,
+//! by functions of the same names as the Rust helpers that pass them:
+//! `commit_keys`, `commit_args`, `bucket_removal_keys` and `replica_tail`.
+//!
 //! The `APPLY_*` scripts replay a source region's change in a mirror: each
 //! checks and moves the applied position and queues replication jobs in the
 //! same script as the change itself (see [`super::RedisMeta::apply`]).
@@ -104,21 +113,55 @@ local function check_commit(buckets, entries, bucket, key, cond, etag)
   return nil, cur, cur_id
 end
 
+-- KEYS[1..9] of the scripts that write or remove an entry (PUT,
+-- COMPLETE_UPLOAD, DELETE, APPLY_PUT, APPLY_DELETE), by name: the order of
+-- `RedisMeta::commit_keys`.
+local function commit_keys()
+  return {
+    buckets = KEYS[1],
+    keys = KEYS[2],
+    entries = KEYS[3],
+    layouts = KEYS[4],
+    layout_blobs = KEYS[5],
+    refs = KEYS[6],
+    queue = KEYS[7],
+    seq = KEYS[8],
+    log = KEYS[9],
+  }
+end
+
+-- ARGV[1..11] of the scripts that write an entry (PUT, COMPLETE_UPLOAD,
+-- APPLY_PUT), by name: the order of `RedisMeta::commit_args`.
+local function commit_args()
+  return {
+    bucket = ARGV[1],
+    key = ARGV[2],
+    cond = ARGV[3],         -- the precondition's kind (see check_commit)
+    etag = ARGV[4],         -- the precondition's ETag, or empty
+    entry_json = ARGV[5],
+    id = ARGV[6],           -- the entry's id
+    layout_json = ARGV[7],
+    blobs = ARGV[8],        -- the layout's blobs, a blob list
+    now = ARGV[9],
+    bucket_json = ARGV[10], -- bucket and key as JSON strings, for the log
+    key_json = ARGV[11],
+  }
+end
+
 -- Put: writes the entry and its layout, replaces the old one, logs it.
+-- `k` and `a` are `commit_keys()` and `commit_args()`.
 -- The new references are added before the old ones are dropped, so a blob
 -- both share never passes through the queue.
 local function write_commit(k, a, cur_id)
-  -- k: buckets keys entries layouts lblobs refs queue seq log
-  -- a: bucket key cond etag entry id layout blobs now bucket_json key_json
-  each_blob(a[8], function(blob) add_ref(k[6], k[7], blob) end)
-  if cur_id then remove_layout(k[4], k[5], k[6], k[7], cur_id, a[9]) end
-  redis.call('HSET', k[3], a[2], a[5])
-  redis.call('ZADD', k[2], 0, a[2])
-  redis.call('HSET', k[4], a[6], a[7])
-  redis.call('HSET', k[5], a[6], a[8])
-  local op = '{"op":"put","bucket":' .. a[10] .. ',"key":' .. a[11] ..
-             ',"entry":' .. a[5] .. ',"layout":' .. a[7] .. '}'
-  return append_change(k[8], k[9], a[9], op)
+  each_blob(a.blobs, function(blob) add_ref(k.refs, k.queue, blob) end)
+  if cur_id then remove_layout(k.layouts, k.layout_blobs, k.refs, k.queue, cur_id, a.now) end
+  redis.call('HSET', k.entries, a.key, a.entry_json)
+  redis.call('ZADD', k.keys, 0, a.key)
+  redis.call('HSET', k.layouts, a.id, a.layout_json)
+  redis.call('HSET', k.layout_blobs, a.id, a.blobs)
+  local op = '{"op":"put","bucket":' .. a.bucket_json .. ',"key":' .. a.key_json ..
+             ',"entry":' .. a.entry_json .. ',"layout":' .. a.layout_json .. '}'
+  return append_change(k.seq, k.log, a.now, op)
 end
 
 -- Removes an entry and its layout. Returns the entry, or false if absent.
@@ -132,39 +175,61 @@ local function remove_entry(keys, entries, layouts, lblobs, refs, queue, key, no
   return cur
 end
 
--- Bucket removal scripts share one KEYS order:
--- buckets keys entries uploads upload_records parts part_records part_blobs
--- refs queue stale seq log layouts lblobs.
+-- The KEYS of the scripts that remove a bucket (DELETE_BUCKET,
+-- APPLY_DELETE_BUCKET, RESET_BUCKET), by name: the order of
+-- `RedisMeta::bucket_removal_keys`. Only the scripts that remove entries
+-- too pass the last two (DELETE_BUCKET's bucket is empty already).
+local function bucket_removal_keys()
+  return {
+    buckets = KEYS[1],
+    keys = KEYS[2],
+    entries = KEYS[3],
+    uploads = KEYS[4],
+    upload_records = KEYS[5],
+    parts = KEYS[6],
+    part_records = KEYS[7],
+    part_blobs = KEYS[8],
+    refs = KEYS[9],
+    queue = KEYS[10],
+    stale = KEYS[11],
+    seq = KEYS[12],
+    log = KEYS[13],
+    layouts = KEYS[14],
+    layout_blobs = KEYS[15],
+  }
+end
 
 -- Removes a bucket's entries up to rank `stop` (-1: all) with their
--- layouts. Every entry is decoded before the first write, so a corrupt one
--- fails the script before it changes anything.
+-- layouts; `k` is `bucket_removal_keys()`. Every entry is decoded before
+-- the first write, so a corrupt one fails the script before it changes
+-- anything.
 local function remove_entries(k, stop, now)
   local found = {}
-  for _, key in ipairs(redis.call('ZRANGE', k[2], 0, stop)) do
-    local cur = redis.call('HGET', k[3], key)
+  for _, key in ipairs(redis.call('ZRANGE', k.keys, 0, stop)) do
+    local cur = redis.call('HGET', k.entries, key)
     local id = false
     if cur then id = cjson.decode(cur).id end
     found[#found + 1] = {key, id}
   end
   for _, item in ipairs(found) do
-    redis.call('HDEL', k[3], item[1])
-    redis.call('ZREM', k[2], item[1])
-    if item[2] then remove_layout(k[14], k[15], k[9], k[10], item[2], now) end
+    redis.call('HDEL', k.entries, item[1])
+    redis.call('ZREM', k.keys, item[1])
+    if item[2] then remove_layout(k.layouts, k.layout_blobs, k.refs, k.queue, item[2], now) end
   end
 end
 
--- Removes a bucket whose entries are gone. Uploads in progress are
--- aborted: every part's blob loses its reference.
+-- Removes a bucket whose entries are gone; `k` is `bucket_removal_keys()`.
+-- Uploads in progress are aborted: every part's blob loses its reference.
 local function remove_bucket(k, bucket, now)
-  for _, part in ipairs(redis.call('ZRANGE', k[6], 0, -1)) do
-    drop_all(k[9], k[10], redis.call('HGET', k[8], part), now)
+  for _, part in ipairs(redis.call('ZRANGE', k.parts, 0, -1)) do
+    drop_all(k.refs, k.queue, redis.call('HGET', k.part_blobs, part), now)
   end
-  for _, member in ipairs(redis.call('ZRANGE', k[4], 0, -1)) do
-    redis.call('ZREM', k[11], bucket .. '\0' .. member)
+  for _, member in ipairs(redis.call('ZRANGE', k.uploads, 0, -1)) do
+    redis.call('ZREM', k.stale, bucket .. '\0' .. member)
   end
-  redis.call('DEL', k[2], k[3], k[4], k[5], k[6], k[7], k[8])
-  redis.call('HDEL', k[1], bucket)
+  redis.call('DEL', k.keys, k.entries, k.uploads, k.upload_records, k.parts, k.part_records,
+             k.part_blobs)
+  redis.call('HDEL', k.buckets, bucket)
 end
 
 -- Queues a replication job for each blob of a list that has none yet (a
@@ -178,20 +243,30 @@ local function queue_jobs(jobs, next_job, list)
   end)
 end
 
--- A replica script's KEYS end with `position jobs next_job` and its ARGV
--- with `seq blobs` (the change's sequence number and the blobs to
--- replicate, a blob list).
+-- The last three KEYS and last two ARGV of every APPLY_* script, by name:
+-- the order of `RedisMeta::replica_tail`. Counted from the end, so each
+-- script's own KEYS and ARGV come first, however many they are.
+local function replica_tail()
+  return {
+    replica = KEYS[#KEYS - 2],  -- the applied position
+    jobs = KEYS[#KEYS - 1],
+    next_job = KEYS[#KEYS],
+    seq = ARGV[#ARGV - 1],      -- the change's sequence number
+    blobs = ARGV[#ARGV],        -- the blobs to replicate, a blob list
+  }
+end
 
--- Whether the change is past the applied position (none yet: it is).
-local function replica_fresh()
-  local at = redis.call('GET', KEYS[#KEYS - 2])
-  return (not at) or tonumber(ARGV[#ARGV - 1]) > tonumber(at)
+-- Whether the change is past the applied position (none yet: it is);
+-- `r` is `replica_tail()`.
+local function replica_fresh(r)
+  local at = redis.call('GET', r.replica)
+  return (not at) or tonumber(r.seq) > tonumber(at)
 end
 
 -- Records the change as applied and queues its replication jobs.
-local function replica_done()
-  redis.call('SET', KEYS[#KEYS - 2], ARGV[#ARGV - 1])
-  queue_jobs(KEYS[#KEYS - 1], KEYS[#KEYS], ARGV[#ARGV])
+local function replica_done(r)
+  redis.call('SET', r.replica, r.seq)
+  queue_jobs(r.jobs, r.next_job, r.blobs)
 end
 
 -- The index of the closing quote of the JSON string opening at `pos`.
@@ -263,94 +338,140 @@ local function with_field(json, name, value, before)
 end
 "#;
 
-/// KEYS: buckets seq log. ARGV: bucket info_json now op_json.
+/// Creates a bucket, logged. Refuses with `exists`.
 const CREATE_BUCKET: &str = r#"
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return {'exists'} end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return {'ok', append_change(KEYS[2], KEYS[3], ARGV[3], ARGV[4])}
+local buckets = KEYS[1]
+local seq = KEYS[2]
+local log = KEYS[3]
+local bucket = ARGV[1]
+local info_json = ARGV[2]
+local now = ARGV[3]
+local op_json = ARGV[4]
+if redis.call('HEXISTS', buckets, bucket) == 1 then return {'exists'} end
+redis.call('HSET', buckets, bucket, info_json)
+return {'ok', append_change(seq, log, now, op_json)}
 "#;
 
-/// KEYS: buckets keys entries uploads upload_records parts part_records
-/// part_blobs refs queue stale seq log. ARGV: bucket now op_json.
+/// Removes an empty bucket, logged, aborting its uploads. Refuses with
+/// `notempty`.
 const DELETE_BUCKET: &str = r#"
-local bucket, now = ARGV[1], ARGV[2]
-if redis.call('HEXISTS', KEYS[1], bucket) == 0 then return {'nobucket'} end
-if redis.call('ZCARD', KEYS[2]) > 0 then return {'notempty'} end
-remove_bucket(KEYS, bucket, now)
-return {'ok', append_change(KEYS[12], KEYS[13], now, ARGV[3])}
+local k = bucket_removal_keys()  -- KEYS[1..13]
+local bucket = ARGV[1]
+local now = ARGV[2]
+local op_json = ARGV[3]
+if redis.call('HEXISTS', k.buckets, bucket) == 0 then return {'nobucket'} end
+if redis.call('ZCARD', k.keys) > 0 then return {'notempty'} end
+remove_bucket(k, bucket, now)
+return {'ok', append_change(k.seq, k.log, now, op_json)}
 "#;
 
-/// KEYS: buckets entries layouts. ARGV: bucket key.
+/// An entry and its layout, read together. Returns ok entry layout (or
+/// false when the layout is missing).
 const GET: &str = r#"
-local entry = redis.call('HGET', KEYS[2], ARGV[2])
+local buckets = KEYS[1]
+local entries = KEYS[2]
+local layouts = KEYS[3]
+local bucket = ARGV[1]
+local key = ARGV[2]
+local entry = redis.call('HGET', entries, key)
 if not entry then
-  if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {'nobucket'} end
+  if redis.call('HEXISTS', buckets, bucket) == 0 then return {'nobucket'} end
   return {'nokey'}
 end
-local layout = redis.call('HGET', KEYS[3], cjson.decode(entry).id)
+local layout = redis.call('HGET', layouts, cjson.decode(entry).id)
 return {'ok', entry, layout or false}
 "#;
 
-/// KEYS: buckets keys entries layouts lblobs refs queue seq log.
-/// ARGV: bucket key cond etag entry_json id layout_json blobs now
-/// bucket_json key_json.
+/// A conditional put. Returns ok seq, and the replaced entry (or false).
 const PUT: &str = r#"
-local err, cur, cur_id = check_commit(KEYS[1], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+local k = commit_keys()  -- KEYS[1..9]
+local a = commit_args()  -- ARGV[1..11]
+local err, cur, cur_id = check_commit(k.buckets, k.entries, a.bucket, a.key, a.cond, a.etag)
 if err then return {err} end
-local seq = write_commit(KEYS, ARGV, cur_id)
+local seq = write_commit(k, a, cur_id)
 return {'ok', seq, cur or false}
 "#;
 
-/// KEYS: buckets keys entries layouts lblobs refs queue seq log uploads
-/// upload_records parts part_records part_blobs stale completion.
-/// ARGV: as PUT, then upload_member upload_id stale_member completion_json
-/// keep_until. The completion record expires by itself (`PXAT`).
+/// A put of an upload's object that ends the upload. The completion record
+/// expires by itself (`PXAT`). Returns as PUT.
 const COMPLETE_UPLOAD: &str = r#"
-if redis.call('HEXISTS', KEYS[11], ARGV[12]) == 0 then
-  if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {'nobucket'} end
+local k = commit_keys()  -- KEYS[1..9]
+local uploads = KEYS[10]
+local upload_records = KEYS[11]
+local parts = KEYS[12]
+local part_records = KEYS[13]
+local part_blobs = KEYS[14]
+local stale = KEYS[15]
+local completion = KEYS[16]
+local a = commit_args()  -- ARGV[1..11]
+local upload_member = ARGV[12]
+local upload_id = ARGV[13]
+local stale_member = ARGV[14]
+local completion_json = ARGV[15]
+local keep_until = ARGV[16]    -- when the completion record expires (ms)
+if redis.call('HEXISTS', upload_records, upload_member) == 0 then
+  if redis.call('HEXISTS', k.buckets, a.bucket) == 0 then return {'nobucket'} end
   return {'noupload'}
 end
-local err, cur, cur_id = check_commit(KEYS[1], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+local err, cur, cur_id = check_commit(k.buckets, k.entries, a.bucket, a.key, a.cond, a.etag)
 if err then return {err} end
 -- The entry's references are added before the parts' are dropped, so the
 -- parts it uses never pass through the queue.
-local seq = write_commit(KEYS, ARGV, cur_id)
-remove_upload(KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[6], KEYS[7], KEYS[15],
-              ARGV[12], ARGV[13], ARGV[14], ARGV[9])
-redis.call('SET', KEYS[16], ARGV[15], 'PXAT', ARGV[16])
+local seq = write_commit(k, a, cur_id)
+remove_upload(uploads, upload_records, parts, part_records, part_blobs, k.refs, k.queue, stale,
+              upload_member, upload_id, stale_member, a.now)
+redis.call('SET', completion, completion_json, 'PXAT', keep_until)
 return {'ok', seq, cur or false}
 "#;
 
 /// Replaces one hash field's value if it is still `old`, and logs the
 /// change: a compare-and-swap for edits the caller computes (an ACL).
-/// KEYS: hash seq log. ARGV: field old new now op_json.
 /// Returns ok seq, or `changed` when the field holds something else.
 const SWAP_FIELD: &str = r#"
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return {'changed'} end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-return {'ok', append_change(KEYS[2], KEYS[3], ARGV[4], ARGV[5])}
+local hash = KEYS[1]
+local seq = KEYS[2]
+local log = KEYS[3]
+local field = ARGV[1]
+local old = ARGV[2]
+local new = ARGV[3]
+local now = ARGV[4]
+local op_json = ARGV[5]
+if redis.call('HGET', hash, field) ~= old then return {'changed'} end
+redis.call('HSET', hash, field, new)
+return {'ok', append_change(seq, log, now, op_json)}
 "#;
 
-/// KEYS: buckets keys entries layouts lblobs refs queue seq log.
-/// ARGV: bucket key now op_json.
+/// Removes a key, logged when it was there. Returns ok, and the removed
+/// entry (or false).
 const DELETE: &str = r#"
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {'nobucket'} end
-local cur = remove_entry(KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], ARGV[2], ARGV[3])
+local k = commit_keys()  -- KEYS[1..9]
+local bucket = ARGV[1]
+local key = ARGV[2]
+local now = ARGV[3]
+local op_json = ARGV[4]
+if redis.call('HEXISTS', k.buckets, bucket) == 0 then return {'nobucket'} end
+local cur = remove_entry(k.keys, k.entries, k.layouts, k.layout_blobs, k.refs, k.queue, key, now)
 if not cur then return {'ok', false} end
-append_change(KEYS[8], KEYS[9], ARGV[3], ARGV[4])
+append_change(k.seq, k.log, now, op_json)
 return {'ok', cur}
 "#;
 
 /// One page of a listing, merged keys and common prefixes in byte order.
 /// A common prefix's group is skipped with one seek to `group 0xFF`.
-/// KEYS: buckets keys entries. ARGV: bucket prefix delimiter from upper max.
 /// Returns: ok truncated last keys entries prefixes.
 const LIST: &str = r#"
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {'nobucket'} end
-local prefix, delim, from, upper = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local buckets = KEYS[1]
+local keys = KEYS[2]
+local entries = KEYS[3]
+local bucket = ARGV[1]
+local prefix = ARGV[2]
+local delim = ARGV[3]     -- empty for none
+local from = ARGV[4]      -- the first key to look at (`list_start`)
+local upper = ARGV[5]     -- ZRANGEBYLEX bound above the prefix's keys
 local max = tonumber(ARGV[6])
+if redis.call('HEXISTS', buckets, bucket) == 0 then return {'nobucket'} end
 local plen, dlen = #prefix, #delim
-local keys, entries, groups = {}, {}, {}
+local page_keys, page_entries, groups = {}, {}, {}
 local count, truncated, last = 0, 0, ''
 local function group_of(key)
   if dlen == 0 then return nil end
@@ -362,7 +483,7 @@ while true do
   -- One more than fits, so a full page knows whether more follow.
   local want = max - count + 1
   if want > 1000 then want = 1000 end
-  local batch = redis.call('ZRANGEBYLEX', KEYS[2], '[' .. from, upper, 'LIMIT', 0, want)
+  local batch = redis.call('ZRANGEBYLEX', keys, '[' .. from, upper, 'LIMIT', 0, want)
   local sought, stop = false, false
   for _, key in ipairs(batch) do
     if string.sub(key, 1, plen) ~= prefix then stop = true; break end
@@ -376,190 +497,270 @@ while true do
       sought = true
       break
     end
-    local entry = redis.call('HGET', KEYS[3], key)
+    local entry = redis.call('HGET', entries, key)
     if not entry then return redis.error_reply('ferry: key ' .. key .. ' has no entry') end
-    keys[#keys + 1] = key
-    entries[#entries + 1] = entry
+    page_keys[#page_keys + 1] = key
+    page_entries[#page_entries + 1] = entry
     last = key
     from = key .. '\0'
   end
   if stop then break end
   if (not sought) and #batch < want then break end
 end
-return {'ok', truncated, last, keys, entries, groups}
+return {'ok', truncated, last, page_keys, page_entries, groups}
 "#;
 
 /// Values of a hash for the members of a zset in a lex range.
-/// KEYS: zset hash. ARGV: min max limit.
 const RANGE: &str = r#"
+local zset = KEYS[1]
+local hash = KEYS[2]
+local min = ARGV[1]
+local max = ARGV[2]
+local limit = ARGV[3]
 local out = {}
-for _, member in ipairs(redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))) do
-  local value = redis.call('HGET', KEYS[2], member)
+for _, member in ipairs(redis.call('ZRANGEBYLEX', zset, min, max, 'LIMIT', 0, tonumber(limit))) do
+  local value = redis.call('HGET', hash, member)
   if value then out[#out + 1] = value end
 end
 return out
 "#;
 
-/// KEYS: buckets uploads upload_records stale.
-/// ARGV: bucket member upload_json initiated stale_member.
+/// Starts an upload.
 const CREATE_UPLOAD: &str = r#"
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {'nobucket'} end
-redis.call('ZADD', KEYS[2], 0, ARGV[2])
-redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
-redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])
+local buckets = KEYS[1]
+local uploads = KEYS[2]
+local upload_records = KEYS[3]
+local stale = KEYS[4]
+local bucket = ARGV[1]
+local upload_member = ARGV[2]
+local upload_json = ARGV[3]
+local initiated = ARGV[4]
+local stale_member = ARGV[5]
+if redis.call('HEXISTS', buckets, bucket) == 0 then return {'nobucket'} end
+redis.call('ZADD', uploads, 0, upload_member)
+redis.call('HSET', upload_records, upload_member, upload_json)
+redis.call('ZADD', stale, initiated, stale_member)
 return {'ok'}
 "#;
 
-/// KEYS: buckets upload_records parts part_records part_blobs refs queue.
-/// ARGV: bucket upload_member part_member part_json blobs now.
+/// Records a part, replacing one with its number. Returns ok, and the
+/// replaced part (or false).
 const PUT_PART: &str = r#"
-if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 0 then
-  if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {'nobucket'} end
+local buckets = KEYS[1]
+local upload_records = KEYS[2]
+local parts = KEYS[3]
+local part_records = KEYS[4]
+local part_blobs = KEYS[5]
+local refs = KEYS[6]
+local queue = KEYS[7]
+local bucket = ARGV[1]
+local upload_member = ARGV[2]
+local part_member = ARGV[3]
+local part_json = ARGV[4]
+local blobs = ARGV[5]     -- the part's blobs, a blob list
+local now = ARGV[6]
+if redis.call('HEXISTS', upload_records, upload_member) == 0 then
+  if redis.call('HEXISTS', buckets, bucket) == 0 then return {'nobucket'} end
   return {'noupload'}
 end
-each_blob(ARGV[5], function(blob) add_ref(KEYS[6], KEYS[7], blob) end)
-local old = redis.call('HGET', KEYS[4], ARGV[3])
-local old_blobs = redis.call('HGET', KEYS[5], ARGV[3])
-redis.call('ZADD', KEYS[3], 0, ARGV[3])
-redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
-redis.call('HSET', KEYS[5], ARGV[3], ARGV[5])
-drop_all(KEYS[6], KEYS[7], old_blobs, ARGV[6])
+each_blob(blobs, function(blob) add_ref(refs, queue, blob) end)
+local old = redis.call('HGET', part_records, part_member)
+local old_blobs = redis.call('HGET', part_blobs, part_member)
+redis.call('ZADD', parts, 0, part_member)
+redis.call('HSET', part_records, part_member, part_json)
+redis.call('HSET', part_blobs, part_member, blobs)
+drop_all(refs, queue, old_blobs, now)
 return {'ok', old or false}
 "#;
 
-/// KEYS: buckets uploads upload_records parts part_records part_blobs refs
-/// queue stale. ARGV: bucket upload_member upload_id stale_member now.
+/// Ends an upload without an object.
 const ABORT_UPLOAD: &str = r#"
-if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 0 then
-  if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {'nobucket'} end
+local buckets = KEYS[1]
+local uploads = KEYS[2]
+local upload_records = KEYS[3]
+local parts = KEYS[4]
+local part_records = KEYS[5]
+local part_blobs = KEYS[6]
+local refs = KEYS[7]
+local queue = KEYS[8]
+local stale = KEYS[9]
+local bucket = ARGV[1]
+local upload_member = ARGV[2]
+local upload_id = ARGV[3]
+local stale_member = ARGV[4]
+local now = ARGV[5]
+if redis.call('HEXISTS', upload_records, upload_member) == 0 then
+  if redis.call('HEXISTS', buckets, bucket) == 0 then return {'nobucket'} end
   return {'noupload'}
 end
-remove_upload(KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9],
-              ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+remove_upload(uploads, upload_records, parts, part_records, part_blobs, refs, queue, stale,
+              upload_member, upload_id, stale_member, now)
 return {'ok'}
 "#;
 
-/// KEYS: refs queue. ARGV: now blob...
+/// Queues the blobs without a reference (an older record is kept).
 const QUEUE_UNCOMMITTED: &str = r#"
+local refs = KEYS[1]
+local queue = KEYS[2]
+local now = ARGV[1]
+-- ARGV[2], ARGV[3], ...: the blobs, as many as the caller passes.
 for i = 2, #ARGV do
-  local refs = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
-  if refs <= 0 then redis.call('ZADD', KEYS[2], 'NX', ARGV[1], ARGV[i]) end
+  local count = tonumber(redis.call('HGET', refs, ARGV[i]) or '0')
+  if count <= 0 then redis.call('ZADD', queue, 'NX', now, ARGV[i]) end
 end
 return {'ok'}
 "#;
 
-/// KEYS: refs queue. ARGV: blob queued_at. Returns 1 when the caller may
-/// delete the blob.
+/// Takes a queued blob out of the queue if its record is still the one the
+/// caller read. Returns 1 when the caller may delete the blob.
 const CLAIM_DELETION: &str = r#"
-local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
-if (not score) or tonumber(score) ~= tonumber(ARGV[2]) then return 0 end
-redis.call('ZREM', KEYS[2], ARGV[1])
-local refs = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
-if refs > 0 then return 0 end
+local refs = KEYS[1]
+local queue = KEYS[2]
+local blob = ARGV[1]
+local queued_at = ARGV[2]   -- the queue record's score, as the caller read it
+local score = redis.call('ZSCORE', queue, blob)
+if (not score) or tonumber(score) ~= tonumber(queued_at) then return 0 end
+redis.call('ZREM', queue, blob)
+local count = tonumber(redis.call('HGET', refs, blob) or '0')
+if count > 0 then return 0 end
 return 1
 "#;
 
-/// KEYS: lease. ARGV: holder ttl_ms. The expiry is Redis's own (`PX`).
+/// Takes or renews a lease. The expiry is Redis's own (`PX`). Returns 1
+/// when `holder` holds it.
 const TRY_LEASE: &str = r#"
-local current = redis.call('GET', KEYS[1])
-if current and current ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local lease = KEYS[1]
+local holder = ARGV[1]
+local ttl_ms = ARGV[2]
+local current = redis.call('GET', lease)
+if current and current ~= holder then return 0 end
+redis.call('SET', lease, holder, 'PX', ttl_ms)
 return 1
 "#;
 
 /// Removes change-log records through `through` and raises the floor to
 /// it; a `through` at or below the floor changes nothing, so the floor
-/// never goes down. KEYS: log floor. ARGV: through. Returns how many went.
+/// never goes down. Returns how many went.
 const TRIM_LOG: &str = r#"
-local floor = tonumber(redis.call('GET', KEYS[2]) or '0')
-if tonumber(ARGV[1]) <= floor then return 0 end
-local removed = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-redis.call('SET', KEYS[2], ARGV[1])
+local log = KEYS[1]
+local floor = KEYS[2]
+local through = ARGV[1]
+local current = tonumber(redis.call('GET', floor) or '0')
+if tonumber(through) <= current then return 0 end
+local removed = redis.call('ZREMRANGEBYSCORE', log, '-inf', through)
+redis.call('SET', floor, through)
 return removed
 "#;
 
-/// KEYS: buckets seq log, then the replica keys. ARGV: bucket info_json now
-/// op_json, then the replica arguments (see `replica_fresh`). Returns ok 1
-/// when applied, ok 0 when at or below the position. An existing bucket is
-/// kept as it is.
+/// CREATE_BUCKET's KEYS and ARGV, then the replica tail. Returns ok 1 when
+/// applied, ok 0 when at or below the position. An existing bucket is kept
+/// as it is.
 const APPLY_CREATE_BUCKET: &str = r#"
-if not replica_fresh() then return {'ok', 0} end
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-  append_change(KEYS[2], KEYS[3], ARGV[3], ARGV[4])
+local buckets = KEYS[1]
+local seq = KEYS[2]
+local log = KEYS[3]
+local bucket = ARGV[1]
+local info_json = ARGV[2]
+local now = ARGV[3]
+local op_json = ARGV[4]
+local r = replica_tail()  -- KEYS[4..6], ARGV[5..6]
+if not replica_fresh(r) then return {'ok', 0} end
+if redis.call('HEXISTS', buckets, bucket) == 0 then
+  redis.call('HSET', buckets, bucket, info_json)
+  append_change(seq, log, now, op_json)
 end
-replica_done()
+replica_done(r)
 return {'ok', 1}
 "#;
 
-/// KEYS: the bucket removal keys (see `remove_entries`), then the replica
-/// keys. ARGV: bucket now op_json, then the replica arguments. Whatever the
-/// bucket still holds goes with it.
+/// The bucket removal keys (all 15) and DELETE_BUCKET's ARGV, then the
+/// replica tail. Whatever the bucket still holds goes with it. Returns as
+/// APPLY_CREATE_BUCKET.
 const APPLY_DELETE_BUCKET: &str = r#"
-if not replica_fresh() then return {'ok', 0} end
-local bucket, now = ARGV[1], ARGV[2]
-if redis.call('HEXISTS', KEYS[1], bucket) == 1 then
-  remove_entries(KEYS, -1, now)
-  remove_bucket(KEYS, bucket, now)
-  append_change(KEYS[12], KEYS[13], now, ARGV[3])
+local k = bucket_removal_keys()  -- KEYS[1..15]
+local bucket = ARGV[1]
+local now = ARGV[2]
+local op_json = ARGV[3]
+local r = replica_tail()  -- KEYS[16..18], ARGV[4..5]
+if not replica_fresh(r) then return {'ok', 0} end
+if redis.call('HEXISTS', k.buckets, bucket) == 1 then
+  remove_entries(k, -1, now)
+  remove_bucket(k, bucket, now)
+  append_change(k.seq, k.log, now, op_json)
 end
-replica_done()
+replica_done(r)
 return {'ok', 1}
 "#;
 
-/// KEYS: as PUT, then the replica keys. ARGV: as PUT (the condition is
-/// ignored: a replayed put is unconditional), then the replica arguments.
+/// PUT's KEYS and ARGV (the condition is ignored: a replayed put is
+/// unconditional), then the replica tail. Returns as APPLY_CREATE_BUCKET.
 const APPLY_PUT: &str = r#"
-if not replica_fresh() then return {'ok', 0} end
-local err, _, cur_id = check_commit(KEYS[1], KEYS[3], ARGV[1], ARGV[2], 'none', '')
+local k = commit_keys()  -- KEYS[1..9]
+local a = commit_args()  -- ARGV[1..11]
+local r = replica_tail()  -- KEYS[10..12], ARGV[12..13]
+if not replica_fresh(r) then return {'ok', 0} end
+local err, _, cur_id = check_commit(k.buckets, k.entries, a.bucket, a.key, 'none', '')
 -- With no condition the only refusal is an absent bucket: a no-op here.
-if not err then write_commit(KEYS, ARGV, cur_id) end
-replica_done()
+if not err then write_commit(k, a, cur_id) end
+replica_done(r)
 return {'ok', 1}
 "#;
 
-/// KEYS: as DELETE, then the replica keys. ARGV: as DELETE, then the
-/// replica arguments.
+/// DELETE's KEYS and ARGV, then the replica tail. Returns as
+/// APPLY_CREATE_BUCKET.
 const APPLY_DELETE: &str = r#"
-if not replica_fresh() then return {'ok', 0} end
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 and
-   remove_entry(KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], ARGV[2], ARGV[3]) then
-  append_change(KEYS[8], KEYS[9], ARGV[3], ARGV[4])
+local k = commit_keys()  -- KEYS[1..9]
+local bucket = ARGV[1]
+local key = ARGV[2]
+local now = ARGV[3]
+local op_json = ARGV[4]
+local r = replica_tail()  -- KEYS[10..12], ARGV[5..6]
+if not replica_fresh(r) then return {'ok', 0} end
+if redis.call('HEXISTS', k.buckets, bucket) == 1 and
+   remove_entry(k.keys, k.entries, k.layouts, k.layout_blobs, k.refs, k.queue, key, now) then
+  append_change(k.seq, k.log, now, op_json)
 end
-replica_done()
+replica_done(r)
 return {'ok', 1}
 "#;
 
 /// Sets the `acl` of one record of a hash (a bucket's info or an entry) if
-/// present. KEYS: hash seq log, then the replica keys. ARGV: field acl_json
-/// (empty for private, which serde skips) before now op_json, then the
-/// replica arguments; `before` names the field that follows `acl` in the
-/// record's struct (empty when `acl` is last).
+/// present, then the replica tail. Returns as APPLY_CREATE_BUCKET.
 const APPLY_ACL: &str = r#"
-if not replica_fresh() then return {'ok', 0} end
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
+local hash = KEYS[1]      -- buckets, or a bucket's entries
+local seq = KEYS[2]
+local log = KEYS[3]
+local field = ARGV[1]     -- the bucket's name, or the object's key
+local acl_json = ARGV[2]  -- empty for private, which serde skips
+local before = ARGV[3]    -- the field after `acl` in the record's struct (empty: `acl` is last)
+local now = ARGV[4]
+local op_json = ARGV[5]
+local r = replica_tail()  -- KEYS[4..6], ARGV[6..7]
+if not replica_fresh(r) then return {'ok', 0} end
+local cur = redis.call('HGET', hash, field)
 if cur then
-  local before = ARGV[3]
   if before == '' then before = nil end
-  redis.call('HSET', KEYS[1], ARGV[1], with_field(cur, 'acl', ARGV[2], before))
-  append_change(KEYS[2], KEYS[3], ARGV[4], ARGV[5])
+  redis.call('HSET', hash, field, with_field(cur, 'acl', acl_json, before))
+  append_change(seq, log, now, op_json)
 end
-replica_done()
+replica_done(r)
 return {'ok', 1}
 "#;
 
 /// One step of a replica reset: removes up to `limit` entries of a bucket,
 /// then, once none are left, the bucket itself (logged as its deletion).
-/// KEYS: the bucket removal keys (see `remove_entries`). ARGV: bucket now
-/// op_json limit. Returns ok 1 while entries are left, ok 0 when the bucket
-/// is gone.
+/// Returns ok 1 while entries are left, ok 0 when the bucket is gone.
 const RESET_BUCKET: &str = r#"
-local bucket, now = ARGV[1], ARGV[2]
-if redis.call('HEXISTS', KEYS[1], bucket) == 0 then return {'ok', 0} end
-remove_entries(KEYS, tonumber(ARGV[4]) - 1, now)
-if redis.call('EXISTS', KEYS[2]) == 1 then return {'ok', 1} end
-remove_bucket(KEYS, bucket, now)
-append_change(KEYS[12], KEYS[13], now, ARGV[3])
+local k = bucket_removal_keys()  -- KEYS[1..15]
+local bucket = ARGV[1]
+local now = ARGV[2]
+local op_json = ARGV[3]
+local limit = ARGV[4]
+if redis.call('HEXISTS', k.buckets, bucket) == 0 then return {'ok', 0} end
+remove_entries(k, tonumber(limit) - 1, now)
+if redis.call('EXISTS', k.keys) == 1 then return {'ok', 1} end
+remove_bucket(k, bucket, now)
+append_change(k.seq, k.log, now, op_json)
 return {'ok', 0}
 "#;
 
@@ -567,32 +768,44 @@ return {'ok', 0}
 /// have a reference count (no entry names them any more) and forgets the
 /// counts; once none are left, drops whatever layouts and stale-upload
 /// records no bucket claimed. A reloaded entry takes its blobs out of the
-/// queue again (`add_ref`). KEYS: refs queue layouts lblobs stale. ARGV: now
-/// limit. Returns ok 1 while counts are left, ok 0 when done.
+/// queue again (`add_ref`). Returns ok 1 while counts are left, ok 0 when
+/// done.
 const RESET_REFS: &str = r#"
-for _, blob in ipairs(redis.call('HRANDFIELD', KEYS[1], tonumber(ARGV[2]))) do
-  redis.call('ZADD', KEYS[2], 'NX', ARGV[1], blob)
-  redis.call('HDEL', KEYS[1], blob)
+local refs = KEYS[1]
+local queue = KEYS[2]
+local layouts = KEYS[3]
+local layout_blobs = KEYS[4]
+local stale = KEYS[5]
+local now = ARGV[1]
+local limit = ARGV[2]
+for _, blob in ipairs(redis.call('HRANDFIELD', refs, tonumber(limit))) do
+  redis.call('ZADD', queue, 'NX', now, blob)
+  redis.call('HDEL', refs, blob)
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return {'ok', 1} end
+if redis.call('EXISTS', refs) == 1 then return {'ok', 1} end
 -- Normally empty already; UNLINK frees a large leftover off the main thread.
-redis.call('UNLINK', KEYS[3], KEYS[4], KEYS[5])
+redis.call('UNLINK', layouts, layout_blobs, stale)
 return {'ok', 0}
 "#;
 
-/// KEYS: jobs next_job. ARGV: blobs (a blob list).
+/// Queues replication jobs for blobs that have none.
 const QUEUE_JOBS: &str = r#"
-queue_jobs(KEYS[1], KEYS[2], ARGV[1])
+local jobs = KEYS[1]
+local next_job = KEYS[2]
+local blobs = ARGV[1]  -- a blob list
+queue_jobs(jobs, next_job, blobs)
 return {'ok'}
 "#;
 
 /// Drops a replication job if the blob's job is still this one (a blob
 /// finished and queued again has a newer job that must stay).
-/// KEYS: jobs. ARGV: blob id.
 const FINISH_JOB: &str = r#"
-local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if score and tonumber(score) == tonumber(ARGV[2]) then
-  redis.call('ZREM', KEYS[1], ARGV[1])
+local jobs = KEYS[1]
+local blob = ARGV[1]
+local id = ARGV[2]
+local score = redis.call('ZSCORE', jobs, blob)
+if score and tonumber(score) == tonumber(id) then
+  redis.call('ZREM', jobs, blob)
 end
 return {'ok'}
 "#;
