@@ -46,8 +46,36 @@ use ferry_config::MetaConfig;
 /// - **Errors.** `NoSuchBucket` for an absent bucket, `NoSuchKey` for an
 ///   absent key, `PreconditionFailed` for a failed condition,
 ///   `Unavailable` when the engine is unreachable (nothing was changed).
+///
+/// # Sections
+///
+/// The methods come in sections, marked in the trait and in the same order
+/// in both engines' implementations:
+///
+/// - **Namespace: buckets** and **Namespace: entries and listing**: what
+///   S3 calls on buckets and objects need. An entry (attributes) and its
+///   layout are written together and read apart. Dumps ([`dump`]) go
+///   through these too and have no methods of their own;
+///   [`Meta::restore_bucket`] is how a dumped bucket comes back.
+/// - **Multipart uploads**: uploads in progress and their parts, until
+///   completed into an entry (leaving a completion record for a while) or
+///   aborted. The collector aborts stale uploads and expires the records.
+/// - **Change log and feed**: the log every mutation appends to. A source
+///   region's feed serves it to mirrors and trims records every registered
+///   mirror has applied.
+/// - **Replica: mirrors, applied position, replication jobs**: at a
+///   source, the registry of its mirror regions; in a mirror, the source
+///   position applied so far, the replay of the source's changes, and the
+///   jobs that copy their blobs.
+/// - **Blob references and the collector's deletion queue**: a blob whose
+///   last reference goes is queued, and the collector deletes it once its
+///   claim shows it is still unreferenced.
+/// - **Leases**: named locks that expire, so one node at a time runs the
+///   collector, a mirror's follower or an import.
 #[async_trait::async_trait]
 pub trait Meta: Send + Sync + 'static {
+    // ---- Namespace: buckets -------------------------------------------------
+
     /// Creates an empty bucket. `BucketExists` if it is already there.
     async fn create_bucket(&self, bucket: &str) -> Result<Seq>;
     /// Creates an empty bucket with the given attributes (creation time,
@@ -62,6 +90,8 @@ pub trait Meta: Send + Sync + 'static {
     async fn list_buckets(&self) -> Result<Vec<BucketInfo>>;
     /// Sets a bucket's canned ACL (logged like every mutation).
     async fn set_bucket_acl(&self, bucket: &str, acl: CannedAcl) -> Result<Seq>;
+
+    // ---- Namespace: entries and listing -------------------------------------
 
     /// The current entry of a key, without its layout.
     async fn head(&self, bucket: &str, key: &str) -> Result<Entry>;
@@ -87,6 +117,8 @@ pub trait Meta: Send + Sync + 'static {
     /// One page of a bucket's keys; see [`ListQuery`]. Work is proportional
     /// to the page, not to the keys skipped under common prefixes.
     async fn list(&self, bucket: &str, query: &ListQuery) -> Result<ListPage>;
+
+    // ---- Multipart uploads --------------------------------------------------
 
     /// Starts a multipart upload of `upload.key`.
     async fn create_upload(&self, bucket: &str, upload: Upload) -> Result<()>;
@@ -148,6 +180,8 @@ pub trait Meta: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<(String, Upload)>>;
 
+    // ---- Change log and feed ------------------------------------------------
+
     /// Change-log records with `seq > after`, oldest first, at most `limit`.
     async fn changes_since(&self, after: Seq, limit: usize) -> Result<Vec<Change>>;
     /// The newest sequence number (0 when nothing happened yet).
@@ -159,6 +193,8 @@ pub trait Meta: Send + Sync + 'static {
     /// Records at or below this sequence number have been trimmed (0 when
     /// nothing was). A reader whose position is below it has a gap.
     async fn log_floor(&self) -> Result<Seq>;
+
+    // ---- Replica: mirrors, applied position, replication jobs ---------------
 
     /// Stores (or replaces) a mirror region's record at this source.
     async fn put_mirror(&self, record: &MirrorRecord) -> Result<()>;
@@ -196,6 +232,8 @@ pub trait Meta: Send + Sync + 'static {
     /// Drops a finished (or pointless) job.
     async fn finish_replication(&self, job: &ReplicationJob) -> Result<()>;
 
+    // ---- Blob references and the collector's deletion queue -----------------
+
     /// Queues blobs that were written but will never be committed (a failed
     /// upload), so the collector removes them after the grace period.
     async fn queue_uncommitted(&self, blobs: &[BlobRef]) -> Result<()>;
@@ -212,6 +250,8 @@ pub trait Meta: Send + Sync + 'static {
     async fn claim_deletion(&self, blob: &QueuedBlob) -> Result<bool>;
     /// Current reference count of a blob (0 when unknown).
     async fn blob_refs(&self, blob: &BlobRef) -> Result<u64>;
+
+    // ---- Leases -------------------------------------------------------------
 
     /// Takes or renews the lease `name` for `holder` until `ttl_ms` from
     /// now. True when `holder` now holds it; false when another live holder

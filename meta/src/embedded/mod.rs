@@ -580,6 +580,8 @@ impl<T: ReadableTable<&'static [u8], &'static [u8]>> KeyScan for RedbScan<'_, T>
 
 #[async_trait::async_trait]
 impl Meta for EmbeddedMeta {
+    // ---- Namespace: buckets -------------------------------------------------
+
     async fn create_bucket(&self, bucket: &str) -> Result<Seq> {
         self.restore_bucket(&BucketInfo::new(bucket)).await
     }
@@ -651,18 +653,7 @@ impl Meta for EmbeddedMeta {
         .await
     }
 
-    async fn set_object_acl(&self, bucket: &str, key: &str, acl: CannedAcl) -> Result<Seq> {
-        let (bucket, key) = (bucket.to_string(), key.to_string());
-        self.write(move |txn| {
-            require_bucket(txn, &bucket)?;
-            if !has_entry(txn, &bucket, &key)? {
-                return Err(MetaError::NoSuchKey { bucket, key });
-            }
-            write_object_acl(txn, bucket.clone(), key.clone(), acl)?
-                .ok_or(MetaError::NoSuchKey { bucket, key })
-        })
-        .await
-    }
+    // ---- Namespace: entries and listing -------------------------------------
 
     async fn head(&self, bucket: &str, key: &str) -> Result<Entry> {
         match self.read_entry(bucket, key)? {
@@ -709,6 +700,19 @@ impl Meta for EmbeddedMeta {
             .await
     }
 
+    async fn set_object_acl(&self, bucket: &str, key: &str, acl: CannedAcl) -> Result<Seq> {
+        let (bucket, key) = (bucket.to_string(), key.to_string());
+        self.write(move |txn| {
+            require_bucket(txn, &bucket)?;
+            if !has_entry(txn, &bucket, &key)? {
+                return Err(MetaError::NoSuchKey { bucket, key });
+            }
+            write_object_acl(txn, bucket.clone(), key.clone(), acl)?
+                .ok_or(MetaError::NoSuchKey { bucket, key })
+        })
+        .await
+    }
+
     async fn delete(&self, bucket: &str, key: &str) -> Result<Option<Entry>> {
         let bucket = bucket.to_string();
         let key = key.to_string();
@@ -743,6 +747,8 @@ impl Meta for EmbeddedMeta {
         .await
         .map_err(|e| MetaError::Internal(format!("metadata task failed: {e}")))?
     }
+
+    // ---- Multipart uploads --------------------------------------------------
 
     async fn create_upload(&self, bucket: &str, upload: Upload) -> Result<()> {
         let bucket = bucket.to_string();
@@ -988,6 +994,8 @@ impl Meta for EmbeddedMeta {
         Ok(out)
     }
 
+    // ---- Change log and feed ------------------------------------------------
+
     async fn changes_since(&self, after: Seq, limit: usize) -> Result<Vec<Change>> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let changes = txn.open_table(CHANGES).map_err(db_err)?;
@@ -1033,6 +1041,8 @@ impl Meta for EmbeddedMeta {
     async fn log_floor(&self) -> Result<Seq> {
         self.read_state("log_floor").map(|v| v.unwrap_or(0))
     }
+
+    // ---- Replica: mirrors, applied position, replication jobs ---------------
 
     async fn put_mirror(&self, record: &MirrorRecord) -> Result<()> {
         let record = record.clone();
@@ -1163,6 +1173,8 @@ impl Meta for EmbeddedMeta {
         .await
     }
 
+    // ---- Blob references and the collector's deletion queue -----------------
+
     async fn queue_uncommitted(&self, blobs: &[BlobRef]) -> Result<()> {
         let blobs = blobs.to_vec();
         self.write(move |txn| {
@@ -1235,6 +1247,8 @@ impl Meta for EmbeddedMeta {
             .map_err(db_err)?
             .map_or(0, |v| v.value()))
     }
+
+    // ---- Leases -------------------------------------------------------------
 
     async fn try_lease(&self, name: &str, holder: &str, ttl_ms: u64) -> Result<bool> {
         let name = name.to_string();

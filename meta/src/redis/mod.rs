@@ -620,6 +620,8 @@ fn ok_or_status(
 
 #[async_trait::async_trait]
 impl Meta for RedisMeta {
+    // ---- Namespace: buckets -------------------------------------------------
+
     async fn create_bucket(&self, bucket: &str) -> Result<Seq> {
         self.restore_bucket(&BucketInfo::new(bucket)).await
     }
@@ -704,30 +706,7 @@ impl Meta for RedisMeta {
         })
     }
 
-    async fn set_object_acl(&self, bucket: &str, key: &str, acl: CannedAcl) -> Result<Seq> {
-        let op = ChangeOp::SetObjectAcl {
-            bucket: bucket.into(),
-            key: key.into(),
-            acl,
-        };
-        let edited = self
-            .edit_field(self.keys.entries(bucket), key, &op, |raw| {
-                let mut entry: Entry = decode(raw)?;
-                entry.acl = acl;
-                encode(&entry)
-            })
-            .await?;
-        match edited {
-            Some(seq) => Ok(seq),
-            None => {
-                self.bucket(bucket).await?;
-                Err(MetaError::NoSuchKey {
-                    bucket: bucket.into(),
-                    key: key.into(),
-                })
-            }
-        }
-    }
+    // ---- Namespace: entries and listing -------------------------------------
 
     async fn head(&self, bucket: &str, key: &str) -> Result<Entry> {
         // The entry alone: the layout is never read here.
@@ -781,6 +760,31 @@ impl Meta for RedisMeta {
         Self::commit_args(&mut invocation, bucket, key, &entry, &layout, &condition)?;
         let reply = self.invoke(&invocation).await?;
         self.put_outcome(reply, bucket, key, "")
+    }
+
+    async fn set_object_acl(&self, bucket: &str, key: &str, acl: CannedAcl) -> Result<Seq> {
+        let op = ChangeOp::SetObjectAcl {
+            bucket: bucket.into(),
+            key: key.into(),
+            acl,
+        };
+        let edited = self
+            .edit_field(self.keys.entries(bucket), key, &op, |raw| {
+                let mut entry: Entry = decode(raw)?;
+                entry.acl = acl;
+                encode(&entry)
+            })
+            .await?;
+        match edited {
+            Some(seq) => Ok(seq),
+            None => {
+                self.bucket(bucket).await?;
+                Err(MetaError::NoSuchKey {
+                    bucket: bucket.into(),
+                    key: key.into(),
+                })
+            }
+        }
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<Option<Entry>> {
@@ -849,6 +853,8 @@ impl Meta for RedisMeta {
         }
         Ok(page)
     }
+
+    // ---- Multipart uploads --------------------------------------------------
 
     async fn create_upload(&self, bucket: &str, upload: Upload) -> Result<()> {
         let k = &self.keys;
@@ -1110,6 +1116,8 @@ impl Meta for RedisMeta {
         Ok(out)
     }
 
+    // ---- Change log and feed ------------------------------------------------
+
     async fn changes_since(&self, after: Seq, limit: usize) -> Result<Vec<Change>> {
         if limit == 0 {
             return Ok(Vec::new());
@@ -1149,6 +1157,8 @@ impl Meta for RedisMeta {
         let floor: Option<u64> = self.query(&cmd).await?;
         Ok(floor.unwrap_or(0))
     }
+
+    // ---- Replica: mirrors, applied position, replication jobs ---------------
 
     async fn put_mirror(&self, record: &MirrorRecord) -> Result<()> {
         let mut cmd = redis::cmd("HSET");
@@ -1365,6 +1375,8 @@ impl Meta for RedisMeta {
         Ok(())
     }
 
+    // ---- Blob references and the collector's deletion queue -----------------
+
     async fn queue_uncommitted(&self, blobs: &[BlobRef]) -> Result<()> {
         if blobs.is_empty() {
             return Ok(());
@@ -1432,6 +1444,8 @@ impl Meta for RedisMeta {
         let refs: Option<i64> = self.query(&cmd).await?;
         Ok(refs.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
     }
+
+    // ---- Leases -------------------------------------------------------------
 
     async fn try_lease(&self, name: &str, holder: &str, ttl_ms: u64) -> Result<bool> {
         let mut invocation = self.scripts.try_lease.prepare_invoke();
