@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{ConfigError, Result};
+use crate::region::RegionConfig;
 use crate::store::StoreSpec;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -44,9 +45,12 @@ pub fn split_path(text: &str) -> (String, String) {
     }
 }
 
+/// Validates each entry against `stores`, then refuses imports in a
+/// mirror region.
 pub(crate) fn validate(
     raw: Vec<RawImport>,
     stores: &BTreeMap<String, StoreSpec>,
+    region: Option<&RegionConfig>,
 ) -> Result<Vec<ImportSchedule>> {
     let mut out = Vec::with_capacity(raw.len());
     for (i, import) in raw.into_iter().enumerate() {
@@ -88,6 +92,12 @@ pub(crate) fn validate(
             delete: import.delete,
             every: import.every,
         });
+    }
+    if !out.is_empty() && region.is_some_and(|r| r.follow.is_some()) {
+        return Err(ConfigError::invalid(
+            "imports",
+            "a mirror region (region.follow) takes its namespace from the source; schedule imports in the source region",
+        ));
     }
     Ok(out)
 }

@@ -6,19 +6,25 @@
 //! [`Config`]. Only the binary's `main` reads the process environment; this
 //! crate never does, so every behaviour here is testable with a plain map.
 
+mod cache;
 mod cluster;
 mod error;
 mod imports;
 mod raw;
 mod region;
+mod server;
 mod store;
+mod volume;
 
+pub use cache::RawCache;
 pub use cluster::{ClusterConfig, Membership, Peer, RawCluster, RawPeer};
 pub use error::{ConfigError, Result};
 pub use imports::{ImportSchedule, RawImport, split_path};
-pub use raw::{RawCache, RawConfig, RawCredential, RawGc, RawMeta, RawServer, RawStore};
+pub use raw::{RawConfig, RawCredential, RawMeta};
 pub use region::{RawRegion, RegionConfig};
-pub use store::{Secret, StoreKind, StoreSpec};
+pub use server::RawServer;
+pub use store::{RawStore, Secret, StoreKind, StoreSpec};
+pub use volume::RawGc;
 
 /// Values given as command-line flags; they win over the file and `FERRY_*`.
 #[derive(Debug, Clone, Default)]

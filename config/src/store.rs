@@ -1,11 +1,14 @@
-//! Named data stores as configured, before any connection is made.
+//! `[stores.NAME]`: named data stores as configured, before any
+//! connection is made.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bytesize::ByteSize;
+use serde::Deserialize;
+
 use crate::error::{ConfigError, Result};
-use crate::raw::RawStore;
 
 /// The lowest `max_bytes_per_sec` accepted: below it a store could not
 /// serve a block in reasonable time, and the value is most likely a size
@@ -15,6 +18,59 @@ const MIN_BYTES_PER_SEC: u64 = 64 << 10;
 const DEFAULT_MAX_RETRIES: usize = 10;
 /// How long a store request may keep retrying before failing.
 const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `[stores.NAME]` as written.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// `file:///abs/path`, `memory://`, `s3://bucket/prefix`,
+    /// `gs://bucket/prefix`, `az://container/prefix`.
+    pub url: String,
+    /// S3-compatible endpoint, e.g. `http://127.0.0.1:9000`.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Allow plain-HTTP endpoints. Default false.
+    pub allow_http: Option<bool>,
+    /// Whether this volume owns the blobs in this store and may delete them.
+    /// Default true; set false for an imported bucket.
+    pub owned: Option<bool>,
+    /// Latency added to every request, to measure Ferry against a distant
+    /// store on one machine. Default none.
+    #[serde(default, with = "humantime_serde")]
+    pub simulated_latency: Option<Duration>,
+    /// Reads in flight against this store at most (0: no cap). Default 256.
+    pub max_requests: Option<usize>,
+    /// Bytes per second read from this store at most, e.g. `"200MiB"`,
+    /// with a burst of one second's worth; demand reads go before
+    /// readahead, readahead before warm-up. `0` or absent: no limit.
+    pub max_bytes_per_sec: Option<ByteSize>,
+    /// Retries of a failed request (5xx, throttling, connection errors),
+    /// with exponential backoff. Default 10; 0 disables retries.
+    pub max_retries: Option<usize>,
+    /// How long a request keeps retrying before its failure is answered
+    /// (503 to the client). Default 30s: a client gives up long before
+    /// object_store's own 3 minutes, and a failure it sees can be retried.
+    #[serde(default, with = "humantime_serde")]
+    pub retry_timeout: Option<Duration>,
+    /// Further object_store options passed through as key/value pairs
+    /// (e.g. `timeout = "30s"`, `connect_timeout = "5s"`).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// Stores to read from, in order, when this one lacks a blob, fails
+    /// or is slow (a mirror region's chain: its own bucket, then the
+    /// source region's). Default none.
+    #[serde(default)]
+    pub fallback: Vec<String>,
+    /// With a fallback: how long one read here may take before the chain
+    /// moves on. Default `3s`.
+    #[serde(default, with = "humantime_serde")]
+    pub attempt_timeout: Option<Duration>,
+    /// With a fallback: hedge a demand read to the next store when this
+    /// one is slower than its recent p95. Default true.
+    pub hedge: Option<bool>,
+}
 
 /// Which object_store backend a URL selects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,4 +295,43 @@ impl StoreSpec {
             hedge: raw.hedge.unwrap_or(true),
         })
     }
+}
+
+/// Validates every `[stores.NAME]`, then the fallback chains between them.
+pub(crate) fn validate(raw: BTreeMap<String, RawStore>) -> Result<BTreeMap<String, StoreSpec>> {
+    let mut stores = BTreeMap::new();
+    for (name, raw) in raw {
+        let spec = StoreSpec::from_raw(&name, raw)?;
+        stores.insert(name, spec);
+    }
+    for (name, spec) in &stores {
+        for (i, next) in spec.fallback.iter().enumerate() {
+            let field = format!("stores.{name}.fallback[{i}]");
+            if next == name {
+                return Err(ConfigError::invalid(
+                    field,
+                    "a store cannot fall back to itself",
+                ));
+            }
+            if !stores.contains_key(next) {
+                return Err(ConfigError::invalid(
+                    field,
+                    format!("no store named {next:?} under [stores]"),
+                ));
+            }
+            if spec.fallback[..i].contains(next) {
+                return Err(ConfigError::invalid(
+                    field,
+                    format!("{next:?} is listed twice"),
+                ));
+            }
+        }
+        if spec.attempt_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                format!("stores.{name}.attempt_timeout"),
+                "must be greater than 0",
+            ));
+        }
+    }
+    Ok(stores)
 }
