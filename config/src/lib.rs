@@ -24,7 +24,7 @@ pub use raw::{RawConfig, RawCredential, RawMeta};
 pub use region::{RawRegion, RegionConfig};
 pub use server::RawServer;
 pub use store::{RawStore, Secret, StoreKind, StoreSpec};
-pub use volume::RawGc;
+pub use volume::RawVolume;
 
 /// Values given as command-line flags; they win over the file and `FERRY_*`.
 #[derive(Debug, Clone, Default)]
@@ -56,7 +56,8 @@ pub struct Config {
     pub stores: BTreeMap<String, StoreSpec>,
     /// The store new blobs are written to; always a key of `stores`.
     pub data_store: String,
-    pub gc: GcConfig,
+    /// `[volume]` except `data_store` (the field above).
+    pub volume: VolumeConfig,
     pub cache: CacheConfig,
     /// Credentials from the file and the environment. Empty means the binary
     /// generates a pair on first start.
@@ -116,8 +117,10 @@ pub struct CacheConfig {
     pub warm_on_open: Vec<String>,
 }
 
+/// `[volume]`: how the collector deletes blobs and when uploads and
+/// metadata dumps expire.
 #[derive(Debug, Clone, PartialEq)]
-pub struct GcConfig {
+pub struct VolumeConfig {
     /// A queued blob is deleted only after this long. It must exceed the
     /// longest request, so a reader that started before an overwrite can
     /// finish. Default 24 h.

@@ -18,7 +18,7 @@ use crate::imports::{self, RawImport};
 use crate::region::RawRegion;
 use crate::server::RawServer;
 use crate::store::{self, RawStore};
-use crate::volume::RawGc;
+use crate::volume::RawVolume;
 use crate::{Config, Credential, MetaConfig, Overrides};
 
 /// A whole `ferry.toml`.
@@ -35,7 +35,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub stores: BTreeMap<String, RawStore>,
     #[serde(default)]
-    pub volume: RawGc,
+    pub volume: RawVolume,
     #[serde(default)]
     pub cache: RawCache,
     /// `[[credentials]]` entries.
@@ -167,7 +167,7 @@ impl RawConfig {
         let server = self.server.validate()?;
         let meta = self.meta.validate(&data_dir)?;
         let mut stores = store::validate(self.stores)?;
-        let (data_store, gc) = self.volume.validate(&data_dir, &mut stores)?;
+        let (data_store, volume) = self.volume.validate(&data_dir, &mut stores)?;
         let credentials = validate_credentials(self.credentials)?;
         let cache = self.cache.validate(&data_dir)?;
         let cluster = self.cluster.map(RawCluster::validate).transpose()?;
@@ -181,7 +181,7 @@ impl RawConfig {
             meta,
             stores,
             data_store,
-            gc,
+            volume,
             credentials,
             cluster,
             admin_token,

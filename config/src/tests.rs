@@ -41,7 +41,7 @@ fn empty_config_gives_the_zero_setup_defaults() {
         }
     );
     assert!(data.owned);
-    assert_eq!(config.gc.grace, Duration::from_secs(24 * 3600));
+    assert_eq!(config.volume.grace, Duration::from_secs(24 * 3600));
     assert!(config.credentials.is_empty());
 }
 
@@ -65,7 +65,7 @@ fn full_fixture_parses_every_section() {
     assert_eq!(data.prefix, "ferry");
     assert!(data.allow_http, "an http:// endpoint implies allow_http");
     assert!(!config.stores["imported"].owned);
-    assert_eq!(config.gc.grace, Duration::from_secs(7200));
+    assert_eq!(config.volume.grace, Duration::from_secs(7200));
     assert_eq!(config.credentials.len(), 2);
     assert!(config.credentials[1].read_only);
     assert!(config.credentials[1].allows_bucket("models"));
@@ -258,7 +258,7 @@ fn environment_overrides_file_and_flags_override_environment() {
             allow_volatile: false,
         }
     );
-    assert_eq!(config.gc.grace, Duration::from_secs(90));
+    assert_eq!(config.volume.grace, Duration::from_secs(90));
     assert_eq!(config.credentials[0].access_key, "envkey");
 
     let config = raw.build(&env, &Overrides::default()).expect("valid");

@@ -9,12 +9,12 @@ use serde::Deserialize;
 
 use crate::error::{ConfigError, Result};
 use crate::store::StoreSpec;
-use crate::{DEFAULT_DATA_STORE, GcConfig};
+use crate::{DEFAULT_DATA_STORE, VolumeConfig};
 
 /// `[volume]`: where blobs go and how they are collected.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawGc {
+pub struct RawVolume {
     /// Store for new blobs. Default `data`, which, when not configured, is
     /// `file://<data_dir>/blobs`.
     pub data_store: Option<String>,
@@ -38,7 +38,7 @@ pub struct RawGc {
     pub dump_keep: Option<usize>,
 }
 
-impl RawGc {
+impl RawVolume {
     /// Gives the data store's name and the collector's settings. When the
     /// data store is the default one and `[stores]` does not configure it,
     /// it is added to `stores` as `file://<data_dir>/blobs`.
@@ -46,7 +46,7 @@ impl RawGc {
         self,
         data_dir: &Path,
         stores: &mut BTreeMap<String, StoreSpec>,
-    ) -> Result<(String, GcConfig)> {
+    ) -> Result<(String, VolumeConfig)> {
         let data_store = self
             .data_store
             .unwrap_or_else(|| DEFAULT_DATA_STORE.to_string());
@@ -71,7 +71,7 @@ impl RawGc {
             ));
         }
 
-        let gc = GcConfig {
+        let volume = VolumeConfig {
             grace: self.gc_grace.unwrap_or(Duration::from_secs(24 * 3600)),
             interval: self.gc_interval.unwrap_or(Duration::from_secs(60)),
             lease: self.gc_lease.unwrap_or(Duration::from_secs(300)),
@@ -81,26 +81,26 @@ impl RawGc {
             dump_interval: self.dump_interval,
             dump_keep: self.dump_keep.unwrap_or(7),
         };
-        if gc.dump_keep == 0 {
+        if volume.dump_keep == 0 {
             return Err(ConfigError::invalid(
                 "volume.dump_keep",
                 "must keep at least one dump",
             ));
         }
         for (field, value) in [
-            ("volume.gc_grace", gc.grace),
-            ("volume.gc_interval", gc.interval),
-            ("volume.gc_lease", gc.lease),
-            ("volume.upload_expiry", gc.upload_expiry),
+            ("volume.gc_grace", volume.grace),
+            ("volume.gc_interval", volume.interval),
+            ("volume.gc_lease", volume.lease),
+            ("volume.upload_expiry", volume.upload_expiry),
             (
                 "volume.dump_interval",
-                gc.dump_interval.unwrap_or(Duration::from_secs(1)),
+                volume.dump_interval.unwrap_or(Duration::from_secs(1)),
             ),
         ] {
             if value.is_zero() {
                 return Err(ConfigError::invalid(field, "must be greater than 0"));
             }
         }
-        Ok((data_store, gc))
+        Ok((data_store, volume))
     }
 }

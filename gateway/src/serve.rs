@@ -233,7 +233,7 @@ pub async fn run(mut config: Config) -> Result<(), String> {
         max_put_size: config.server.max_put_size,
         cache: cache.clone(),
         layouts: Layouts::default(),
-        completion_ttl: config.gc.upload_expiry,
+        completion_ttl: config.volume.upload_expiry,
         stale: Default::default(),
         // Nothing to warm into a cache that keeps nothing.
         warm_on_open: if cache.keeps_blocks() {
@@ -278,13 +278,17 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     let stop = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
 
-    if let Some(interval) = config.gc.dump_interval {
+    if let Some(interval) = config.volume.dump_interval {
         let store = stores
             .get(&config.data_store)
             .map_err(|e| e.to_string())?
             .clone();
         let dump_stop = stop.clone();
-        let (meta, scratch, keep) = (meta.clone(), config.data_dir.clone(), config.gc.dump_keep);
+        let (meta, scratch, keep) = (
+            meta.clone(),
+            config.data_dir.clone(),
+            config.volume.dump_keep,
+        );
         tasks.spawn(async move {
             ferry_cache::run_scheduled_dumps(
                 meta,
@@ -300,10 +304,10 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     let collector = Collector::new(
         meta.clone(),
         stores.clone(),
-        config.gc.grace,
-        config.gc.lease,
+        config.volume.grace,
+        config.volume.lease,
     )
-    .with_upload_expiry(config.gc.upload_expiry)
+    .with_upload_expiry(config.volume.upload_expiry)
     .with_holder(&identity);
     let collector = match &region.feed {
         Some(feed) => collector.with_feed(feed.source.clone()),
@@ -323,7 +327,7 @@ pub async fn run(mut config: Config) -> Result<(), String> {
                 .await
         });
     }
-    let interval = config.gc.interval;
+    let interval = config.volume.interval;
     let collector_stop = stop.clone();
     tasks.spawn(async move {
         collector
@@ -490,7 +494,7 @@ impl Region {
                     source: Arc::new(FeedSource::new(
                         meta.clone(),
                         &region.name,
-                        config.gc.grace,
+                        config.volume.grace,
                         region.mirror_timeout,
                         region.log_keep,
                     )),
