@@ -38,7 +38,7 @@ use crate::error::{CacheError, Result};
 use crate::metrics as m;
 use crate::readahead::Readahead;
 use crate::source::{BlockAddr, BlockSource, whole};
-use crate::tier::{BlockTier, FoyerTier, FoyerTierConfig, PassThroughTier, Source};
+use crate::tier::{BlockTier, FoyerTier, FoyerTierConfig, PassThroughTier, ServedFrom};
 
 /// Sizes and places of the cache tiers.
 #[derive(Debug, Clone)]
@@ -217,11 +217,11 @@ impl BlockCache {
     }
 
     /// Counts a block served from `source`.
-    pub(crate) fn record(&self, source: Source, len: usize, started: Instant) {
+    pub(crate) fn record(&self, source: ServedFrom, len: usize, started: Instant) {
         let counter = match source {
-            Source::Memory => &self.served.memory,
-            Source::Disk => &self.served.disk,
-            Source::Fetched | Source::Joined => &self.served.outside,
+            ServedFrom::Memory => &self.served.memory,
+            ServedFrom::Disk => &self.served.disk,
+            ServedFrom::Fetched | ServedFrom::Joined => &self.served.outside,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         record(source, len, started);
@@ -320,7 +320,7 @@ impl BlockCache {
                 metrics::counter!(m::CACHE_ERRORS, "tier" => "hybrid").increment(1);
                 tracing::warn!(error = %e, blob = %read.blob, block = read.index, "block cache failed; reading past it");
                 let fetched = self.source.fetch(&addr, range).await?;
-                (fetched.bytes, Source::Fetched)
+                (fetched.bytes, ServedFrom::Fetched)
             }
             Err(store_failure) => return Err(store_failure),
         };
@@ -523,13 +523,13 @@ fn slice(block: &Bytes, want: &Range<u64>) -> Bytes {
 }
 
 /// Counts a block served from `source` in the metrics.
-fn record(source: Source, len: usize, started: Instant) {
+fn record(source: ServedFrom, len: usize, started: Instant) {
     match source {
-        Source::Memory | Source::Disk => {
+        ServedFrom::Memory | ServedFrom::Disk => {
             metrics::counter!(m::CACHE_HITS, "tier" => source.label()).increment(1);
         }
-        Source::Fetched => metrics::counter!(m::CACHE_MISSES).increment(1),
-        Source::Joined => metrics::counter!(m::CACHE_SINGLE_FLIGHT_JOINS).increment(1),
+        ServedFrom::Fetched => metrics::counter!(m::CACHE_MISSES).increment(1),
+        ServedFrom::Joined => metrics::counter!(m::CACHE_SINGLE_FLIGHT_JOINS).increment(1),
     }
     metrics::counter!(m::CACHE_BYTES_SERVED, "source" => source.label()).increment(len as u64);
     metrics::histogram!(m::BLOCK_FETCH_SECONDS, "source" => source.label())

@@ -31,6 +31,6 @@ pub use fsck::{FsckReport, MissingBlob, fsck};
 pub use instrumented::{Faults, InstrumentedStore, StoreCounters};
 pub use layouts::Layouts;
 pub use slice::slice_layout;
-pub use source::{BlockAddr, BlockSource, StoreSource};
+pub use source::{BlockAddr, BlockSource, FetchedBlock};
 pub use store_probe::check_ranged_reads;
 pub use stores::{StoreHandle, Stores};

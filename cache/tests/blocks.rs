@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use ferry_cache::region::ChainSource;
 use ferry_cache::{
     BlockCache, BlockCacheConfig, BlockSource, InstrumentedStore, StoreCounters, StoreHandle,
-    StoreSource, Stores,
+    Stores,
 };
 use ferry_config::StoreSpec;
 use ferry_meta::{Layout, Segment};
@@ -88,8 +89,10 @@ fn config(dir: &std::path::Path, block_size: u64, memory: u64, disk: u64) -> Blo
     }
 }
 
+/// The store source every node reads through: the store's chain (here a
+/// chain of one).
 fn store_source(stores: &Stores) -> Arc<dyn BlockSource> {
-    Arc::new(StoreSource::new(stores.clone()))
+    Arc::new(ChainSource::new(stores.clone()))
 }
 
 async fn read(

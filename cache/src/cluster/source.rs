@@ -25,7 +25,7 @@ use super::view::Membership;
 use super::wire::Verb;
 use crate::error::Result;
 use crate::metrics as m;
-use crate::source::{BlockAddr, BlockSource, Fetched};
+use crate::source::{BlockAddr, BlockSource, FetchedBlock};
 
 /// A node's place in the cluster, shared by its sources.
 pub struct Node {
@@ -61,7 +61,7 @@ impl OwnerSource {
     /// asks can never chain): the block's top live owner when that is not
     /// this node (a replica filling from the top replica), then its owner
     /// in each earlier view (handoff after a membership change).
-    async fn handoff(&self, addr: &BlockAddr, range: &Range<u64>) -> Option<Fetched> {
+    async fn handoff(&self, addr: &BlockAddr, range: &Range<u64>) -> Option<FetchedBlock> {
         let key = addr.cache_key();
         let mut asked = Vec::new();
         let current = self.node.membership.current();
@@ -106,7 +106,7 @@ impl OwnerSource {
 
 #[async_trait]
 impl BlockSource for OwnerSource {
-    async fn fetch(&self, addr: &BlockAddr, range: Range<u64>) -> Result<Fetched> {
+    async fn fetch(&self, addr: &BlockAddr, range: Range<u64>) -> Result<FetchedBlock> {
         if let Some(found) = self.handoff(addr, &range).await {
             return Ok(found);
         }
@@ -131,7 +131,7 @@ impl PeerSource {
 
 #[async_trait]
 impl BlockSource for PeerSource {
-    async fn fetch(&self, addr: &BlockAddr, range: Range<u64>) -> Result<Fetched> {
+    async fn fetch(&self, addr: &BlockAddr, range: Range<u64>) -> Result<FetchedBlock> {
         let key = addr.cache_key();
         let view = self.node.membership.current();
         // Disk holds a block only on its owners: what this node keeps for
@@ -157,7 +157,7 @@ impl BlockSource for PeerSource {
                 .await
             {
                 Ok(answer) => {
-                    return Ok(Fetched {
+                    return Ok(FetchedBlock {
                         bytes: answer.bytes,
                         memory_only,
                     });

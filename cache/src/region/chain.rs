@@ -27,7 +27,7 @@ use crate::admission::{self, ReadPriority};
 use crate::error::{CacheError, Result};
 use crate::metrics as m;
 use crate::source::store::read_exact;
-use crate::source::{BlockAddr, BlockSource, Fetched};
+use crate::source::{BlockAddr, BlockSource, FetchedBlock};
 use crate::stores::{StoreHandle, Stores};
 
 /// Latencies kept per store for its p95.
@@ -243,7 +243,7 @@ impl ChainSource {
 
 #[async_trait]
 impl BlockSource for ChainSource {
-    async fn fetch(&self, addr: &BlockAddr, range: Range<u64>) -> Result<Fetched> {
+    async fn fetch(&self, addr: &BlockAddr, range: Range<u64>) -> Result<FetchedBlock> {
         let start = addr.offset();
         let range = start + range.start..start + range.end;
         // Most stores have no fallback: read them without the chain's

@@ -1,8 +1,9 @@
 //! The seam "get a block from outside this node": what the block cache
-//! calls on a miss of both its tiers. One node reads the block's store
-//! ([`StoreSource`]); a cluster node asks the block's owner first
-//! (`cluster::PeerSource`), and a region will read a chain of stores, all
-//! behind this one trait, so readahead, direct first-block reads and
+//! calls on a miss of its tier. A node reads the block's store chain
+//! (`region::ChainSource`: the store, then its fallbacks; a store without
+//! fallbacks is a chain of one, read through [`store`]'s single step); a
+//! cluster node asks the block's owner first (`cluster::PeerSource`). All
+//! sit behind this one trait, so readahead, direct first-block reads and
 //! warm-up take the same path as demand reads.
 
 pub(crate) mod store;
@@ -10,9 +11,9 @@ pub(crate) mod store;
 use std::ops::Range;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 
 use crate::error::Result;
-pub use store::StoreSource;
 
 /// A block by its full address: enough to load it on any node without a
 /// metadata lookup. Blobs never change, so an address always names the
@@ -56,13 +57,31 @@ impl BlockAddr {
 /// it. The read's priority travels in the task (see `admission`).
 #[async_trait]
 pub trait BlockSource: Send + Sync + 'static {
-    async fn fetch(&self, addr: &BlockAddr, range: Range<u64>) -> Result<Fetched>;
+    async fn fetch(&self, addr: &BlockAddr, range: Range<u64>) -> Result<FetchedBlock>;
 
     /// Fails with `UnknownStore` unless this source can read `store`.
     fn check_store(&self, store: &str) -> Result<()>;
 }
 
-pub use crate::tier::Fetched;
+/// What a fetch from outside this node brought, and where the tier may
+/// keep it.
+#[derive(Debug, Clone)]
+pub struct FetchedBlock {
+    pub bytes: Bytes,
+    /// Keep it in memory only, never on disk: a block this node read from
+    /// its owner in the cluster, so that each block's disk copies are on
+    /// its owners and the cluster's capacity is the sum of the disks.
+    pub memory_only: bool,
+}
+
+impl From<Bytes> for FetchedBlock {
+    fn from(bytes: Bytes) -> FetchedBlock {
+        FetchedBlock {
+            bytes,
+            memory_only: false,
+        }
+    }
+}
 
 /// The whole block: what a cache fill asks for.
 pub fn whole(addr: &BlockAddr) -> Range<u64> {

@@ -1,49 +1,13 @@
-//! A block from its store: the source of a single node, and of the node
-//! that loads a block for the cluster.
+//! One read of one store: the single step of a store chain.
 
 use std::ops::Range;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange};
 
-use super::{BlockAddr, BlockSource, Fetched};
 use crate::error::{CacheError, Result};
-use crate::stores::{StoreHandle, Stores};
-
-/// Reads blocks from the configured stores (through their admission and
-/// counters, see `InstrumentedStore`).
-#[derive(Clone)]
-pub struct StoreSource {
-    stores: Stores,
-}
-
-impl StoreSource {
-    pub fn new(stores: Stores) -> StoreSource {
-        StoreSource { stores }
-    }
-}
-
-#[async_trait]
-impl BlockSource for StoreSource {
-    async fn fetch(&self, addr: &BlockAddr, range: Range<u64>) -> Result<Fetched> {
-        let store = self.stores.get(&addr.store)?;
-        let start = addr.offset();
-        let bytes = read_exact(
-            store,
-            &addr.blob,
-            &addr.version,
-            start + range.start..start + range.end,
-        )
-        .await?;
-        Ok(bytes.into())
-    }
-
-    fn check_store(&self, store: &str) -> Result<()> {
-        self.stores.get(store).map(|_| ())
-    }
-}
+use crate::stores::StoreHandle;
 
 /// Bytes `range` of `blob` from its store; a short answer is a store
 /// failure. In a store Ferry does not own, a `version` (the ETag an

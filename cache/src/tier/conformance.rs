@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use futures::FutureExt;
 
-use super::{BlockTier, Fetch, Fetched, Source};
+use super::{BlockTier, Fetch, ServedFrom};
 use crate::error::CacheError;
+use crate::source::FetchedBlock;
 
 /// The contract of every tier, whether it keeps blocks or not.
 pub async fn run_every_tier(tier: &Arc<dyn BlockTier>, block_size: usize) {
@@ -68,8 +69,8 @@ fn failing_fetch() -> Fetch {
     async { Err(CacheError::Body("the store is gone".into())) }.boxed()
 }
 
-fn is_hit(source: Source) -> bool {
-    matches!(source, Source::Memory | Source::Disk)
+fn is_hit(source: ServedFrom) -> bool {
+    matches!(source, ServedFrom::Memory | ServedFrom::Disk)
 }
 
 pub async fn an_unknown_key_is_a_miss(tier: &dyn BlockTier) {
@@ -92,7 +93,7 @@ pub async fn a_fetch_answers_its_bytes(tier: &dyn BlockTier, block_size: usize) 
             .await
             .expect("fetch");
         assert!(got == block, "{len} bytes: the fetch's bytes come back");
-        assert_eq!(source, Source::Fetched, "{len} bytes");
+        assert_eq!(source, ServedFrom::Fetched, "{len} bytes");
         assert_eq!(runs.load(Ordering::SeqCst), 1, "{len} bytes");
     }
 }
@@ -142,7 +143,7 @@ pub async fn a_fetch_runs_once_and_its_block_is_kept(tier: &dyn BlockTier) {
         .get_or_fetch(&key, counting_fetch(block.clone(), &runs))
         .await
         .expect("fetch");
-    assert_eq!((got, source), (block.clone(), Source::Fetched));
+    assert_eq!((got, source), (block.clone(), ServedFrom::Fetched));
     let (got, source) = tier
         .get_or_fetch(&key, counting_fetch(block.clone(), &runs))
         .await
@@ -173,7 +174,7 @@ pub async fn concurrent_misses_share_one_fetch(tier: &Arc<dyn BlockTier>) {
     for caller in callers {
         let (got, source) = caller.await.expect("join").expect("get_or_fetch");
         assert_eq!(got, block);
-        fetched += usize::from(source == Source::Fetched);
+        fetched += usize::from(source == ServedFrom::Fetched);
     }
     assert_eq!(runs.load(Ordering::SeqCst), 1, "one fetch for 32 callers");
     assert_eq!(fetched, 1, "exactly one caller reports the fetch");
@@ -194,7 +195,7 @@ pub async fn a_failed_fetch_passes_through_and_keeps_nothing(tier: &dyn BlockTie
         .expect("retry");
     assert_eq!(
         (got, source),
-        (block, Source::Fetched),
+        (block, ServedFrom::Fetched),
         "a later read fetches again"
     );
 }
@@ -246,7 +247,7 @@ pub async fn keeps_what_fits_in_memory(tier: &dyn BlockTier, block_size: usize, 
             .expect("get")
             .unwrap_or_else(|| panic!("block {i} of {fits} was evicted although it fitted"));
         assert!(got == block_bytes(600 + i, block_size), "block {i} differs");
-        assert_eq!(source, Source::Memory, "block {i}");
+        assert_eq!(source, ServedFrom::Memory, "block {i}");
     }
 }
 
@@ -270,7 +271,7 @@ pub async fn evicted_blocks_come_back_from_disk(
             .expect("get")
             .expect("an evicted block is on disk");
         assert!(got == block_bytes(300 + i, block_size), "block {i} differs");
-        from_disk += usize::from(source == Source::Disk);
+        from_disk += usize::from(source == ServedFrom::Disk);
     }
     assert!(
         from_disk > 0,
@@ -304,7 +305,7 @@ pub async fn blocks_survive_a_restart(open: Reopen<'_>, block_size: usize) {
             got == block_bytes(400 + i as u64, block_size),
             "block {i} differs"
         );
-        assert_eq!(source, Source::Disk);
+        assert_eq!(source, ServedFrom::Disk);
     }
     tier.close().await.expect("close");
 }
@@ -317,7 +318,7 @@ pub async fn memory_only_blocks_stay_off_disk(open: Reopen<'_>, block_size: usiz
     let tier = open().await;
     let fetch = |seed: u64, memory_only: bool| -> Fetch {
         async move {
-            Ok(Fetched {
+            Ok(FetchedBlock {
                 bytes: block_bytes(seed, block_size),
                 memory_only,
             })
@@ -330,7 +331,7 @@ pub async fn memory_only_blocks_stay_off_disk(open: Reopen<'_>, block_size: usiz
         .expect("memory-only fetch");
     assert_eq!(
         (got, source),
-        (block_bytes(600, block_size), Source::Fetched)
+        (block_bytes(600, block_size), ServedFrom::Fetched)
     );
     assert!(
         tier.get(&memory).await.expect("get").is_some(),

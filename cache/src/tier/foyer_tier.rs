@@ -14,7 +14,7 @@ use foyer::{
 };
 
 use super::foyer_metrics::MetricsBridge;
-use super::{BlockTier, Fetch, Source};
+use super::{BlockTier, Fetch, ServedFrom};
 use crate::error::{CacheError, Result};
 use crate::metrics as m;
 
@@ -166,20 +166,20 @@ fn memory_shards(config: &FoyerTierConfig) -> usize {
         .clamp(1, 8)
 }
 
-fn source_of(source: foyer::Source, fetched_here: bool) -> Source {
+fn served_from(source: foyer::Source, fetched_here: bool) -> ServedFrom {
     match source {
-        foyer::Source::Memory => Source::Memory,
-        foyer::Source::Disk => Source::Disk,
-        foyer::Source::Outer if fetched_here => Source::Fetched,
-        foyer::Source::Outer => Source::Joined,
+        foyer::Source::Memory => ServedFrom::Memory,
+        foyer::Source::Disk => ServedFrom::Disk,
+        foyer::Source::Outer if fetched_here => ServedFrom::Fetched,
+        foyer::Source::Outer => ServedFrom::Joined,
     }
 }
 
 #[async_trait]
 impl BlockTier for FoyerTier {
-    async fn get(&self, key: &str) -> Result<Option<(Bytes, Source)>> {
+    async fn get(&self, key: &str) -> Result<Option<(Bytes, ServedFrom)>> {
         match self.cache.get(key).await {
-            Ok(entry) => Ok(entry.map(|e| (e.value().clone(), source_of(e.source(), false)))),
+            Ok(entry) => Ok(entry.map(|e| (e.value().clone(), served_from(e.source(), false)))),
             Err(e) => Err(CacheError::Tier(e.to_string())),
         }
     }
@@ -188,7 +188,7 @@ impl BlockTier for FoyerTier {
         self.cache.insert(key.to_string(), block);
     }
 
-    async fn get_or_fetch(&self, key: &str, fetch: Fetch) -> Result<(Bytes, Source)> {
+    async fn get_or_fetch(&self, key: &str, fetch: Fetch) -> Result<(Bytes, ServedFrom)> {
         // foyer wraps the fetch's error; keep the original to pass through.
         let fetched = Arc::new(AtomicBool::new(false));
         let memory_only = Arc::new(AtomicBool::new(false));
@@ -224,7 +224,7 @@ impl BlockTier for FoyerTier {
                 }
                 Ok((
                     entry.value().clone(),
-                    source_of(entry.source(), fetched.load(Ordering::Relaxed)),
+                    served_from(entry.source(), fetched.load(Ordering::Relaxed)),
                 ))
             }
             Err(e) => match fetch_error.lock().ok().and_then(|mut slot| slot.take()) {

@@ -30,13 +30,14 @@ use futures::future::BoxFuture;
 #[cfg(doc)]
 use crate::error::CacheError;
 use crate::error::Result;
+use crate::source::FetchedBlock;
 
 pub use foyer_tier::{FoyerTier, FoyerTierConfig};
 pub use pass_through::PassThroughTier;
 
-/// Where a block came from.
+/// Where the block a tier answered came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub enum ServedFrom {
     Memory,
     Disk,
     /// This caller's fetch ran.
@@ -45,44 +46,25 @@ pub enum Source {
     Joined,
 }
 
-impl Source {
+impl ServedFrom {
     /// The metric label of the source (`fetched` and `joined` are both reads
     /// of the store).
     pub fn label(self) -> &'static str {
         match self {
-            Source::Memory => "memory",
-            Source::Disk => "disk",
-            Source::Fetched | Source::Joined => "store",
-        }
-    }
-}
-
-/// What a fetch brought, and where the tier may keep it.
-#[derive(Debug, Clone)]
-pub struct Fetched {
-    pub bytes: Bytes,
-    /// Keep it in memory only, never on disk: a block this node read from
-    /// its owner in the cluster, so that each block's disk copies are on
-    /// its owners and the cluster's capacity is the sum of the disks.
-    pub memory_only: bool,
-}
-
-impl From<Bytes> for Fetched {
-    fn from(bytes: Bytes) -> Fetched {
-        Fetched {
-            bytes,
-            memory_only: false,
+            ServedFrom::Memory => "memory",
+            ServedFrom::Disk => "disk",
+            ServedFrom::Fetched | ServedFrom::Joined => "store",
         }
     }
 }
 
 /// Reads a missing block (from outside this node); runs only on a miss.
-pub type Fetch = BoxFuture<'static, Result<Fetched>>;
+pub type Fetch = BoxFuture<'static, Result<FetchedBlock>>;
 
 #[async_trait]
 pub trait BlockTier: Send + Sync + 'static {
     /// The block under `key`, if the tier holds it.
-    async fn get(&self, key: &str) -> Result<Option<(Bytes, Source)>>;
+    async fn get(&self, key: &str) -> Result<Option<(Bytes, ServedFrom)>>;
 
     /// Keeps `block` under `key`, if there is room.
     fn put(&self, key: &str, block: Bytes);
@@ -90,7 +72,7 @@ pub trait BlockTier: Send + Sync + 'static {
     /// The block under `key`, or on a miss the result of `fetch`, which is
     /// then kept (in memory only if the fetch says so). Concurrent callers
     /// for one key share one fetch.
-    async fn get_or_fetch(&self, key: &str, fetch: Fetch) -> Result<(Bytes, Source)>;
+    async fn get_or_fetch(&self, key: &str, fetch: Fetch) -> Result<(Bytes, ServedFrom)>;
 
     /// Whether the tier keeps blocks at all; `false` for a tier that keeps
     /// nothing, whose `get_or_fetch` then only runs the fetch.

@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{BlockTier, Fetch, Source};
+use super::{BlockTier, Fetch, ServedFrom};
 use crate::error::Result;
 
 /// Keeps no block: every `get` is a miss, every `put` is dropped, and
@@ -21,15 +21,15 @@ pub struct PassThroughTier;
 
 #[async_trait]
 impl BlockTier for PassThroughTier {
-    async fn get(&self, _key: &str) -> Result<Option<(Bytes, Source)>> {
+    async fn get(&self, _key: &str) -> Result<Option<(Bytes, ServedFrom)>> {
         Ok(None)
     }
 
     fn put(&self, _key: &str, _block: Bytes) {}
 
-    async fn get_or_fetch(&self, _key: &str, fetch: Fetch) -> Result<(Bytes, Source)> {
+    async fn get_or_fetch(&self, _key: &str, fetch: Fetch) -> Result<(Bytes, ServedFrom)> {
         let fetched = fetch.await?;
-        Ok((fetched.bytes, Source::Fetched))
+        Ok((fetched.bytes, ServedFrom::Fetched))
     }
 
     fn keeps_blocks(&self) -> bool {
