@@ -1,36 +1,39 @@
-//! Ferry's data path: the configured stores, writing immutable blobs,
-//! reading byte ranges of a file from its layout, and collecting blobs
-//! that nothing references any more.
+//! Ferry's data path, one folder per capability:
+//!
+//! - [`read`]: the block read path. A GET's range becomes block reads
+//!   ([`BlockCache`]), with readahead and direct header reads.
+//! - [`tier`]: where blocks live on this node: foyer's memory + disk tiers,
+//!   or a pass-through tier when the cache is off.
+//! - [`source`]: the seam "get a block from outside this node", with the
+//!   store chain ([`ChainSource`]) as its store side.
+//! - [`cluster`]: membership, owner choice, the peer protocol and client
+//!   (the cluster's side of the seam), warm-up.
+//! - [`region`]: the change feed, the mirror's follower and replication,
+//!   import of existing buckets.
+//! - [`store`]: the configured stores and their decorators (admission,
+//!   counting).
+//! - [`volume`]: blob writes, the collector, fsck, metadata dumps.
+//!
+//! Dependencies point one way: `read` asks `tier` and `source`; `source`
+//! reads `store`s (or, in a cluster, peers); nothing here knows S3.
 
-pub mod admission;
-mod blob;
-mod blocks;
 pub mod cluster;
-mod collector;
-mod direct;
-mod dumps;
 mod error;
-mod fsck;
-mod instrumented;
-mod layouts;
 pub mod metrics;
-mod readahead;
+pub mod read;
 pub mod region;
-mod slice;
 pub mod source;
-mod store_probe;
-mod stores;
+pub mod store;
 pub mod tier;
+pub mod volume;
 
-pub use blob::{BlobTags, BlobUpload, fresh_blob_key};
-pub use blocks::{BlockCache, BlockCacheConfig, HitCounts};
-pub use collector::{CollectStats, Collector};
-pub use dumps::{DUMP_PREFIX, dump_to_store, run_scheduled as run_scheduled_dumps};
 pub use error::{CacheError, Result};
-pub use fsck::{FsckReport, MissingBlob, fsck};
-pub use instrumented::{Faults, InstrumentedStore, StoreCounters};
-pub use layouts::Layouts;
-pub use slice::slice_layout;
-pub use source::{BlockAddr, BlockSource, FetchedBlock};
-pub use store_probe::check_ranged_reads;
-pub use stores::{StoreHandle, Stores};
+pub use read::{BlockCache, BlockCacheConfig, HitCounts, Layouts, slice_layout};
+pub use source::{BlockAddr, BlockSource, ChainSource, FetchedBlock};
+pub use store::{
+    Faults, InstrumentedStore, StoreCounters, StoreHandle, Stores, admission, check_ranged_reads,
+};
+pub use volume::{
+    BlobTags, BlobUpload, CollectStats, Collector, DUMP_PREFIX, FsckReport, MissingBlob,
+    dump_to_store, fresh_blob_key, fsck, run_scheduled_dumps,
+};

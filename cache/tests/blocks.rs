@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ferry_cache::region::ChainSource;
+use ferry_cache::ChainSource;
 use ferry_cache::{
     BlockCache, BlockCacheConfig, BlockSource, InstrumentedStore, StoreCounters, StoreHandle,
     Stores,

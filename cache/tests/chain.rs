@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferry_cache::region::ChainSource;
+use ferry_cache::ChainSource;
 use ferry_cache::{
     BlockAddr, BlockSource, Faults, InstrumentedStore, StoreCounters, StoreHandle, Stores,
 };

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferry_cache::region::feed::source::{ChangesAnswer, FeedSource};
+use ferry_cache::region::feed::{ChangesAnswer, FeedSource};
 use ferry_cache::{Collector, Stores};
 use ferry_meta::conformance::simple_entry;
 use ferry_meta::{EmbeddedMeta, Meta, Precondition, now_millis};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferry_cache::region::ChainSource;
+use ferry_cache::ChainSource;
 use ferry_cache::tier::PassThroughTier;
 use ferry_cache::{
     BlobTags, BlobUpload, BlockCache, BlockCacheConfig, Collector, StoreHandle, Stores,

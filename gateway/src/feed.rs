@@ -11,8 +11,8 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use ferry_cache::region::feed::source::{ChangesAnswer, FeedSource};
 use ferry_cache::region::feed::{self, H_REGION, H_SIGNATURE, H_TIME, SignedRequest};
+use ferry_cache::region::feed::{ChangesAnswer, FeedSource};
 use serde::Serialize;
 
 #[derive(Clone)]

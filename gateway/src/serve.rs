@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use axum::serve::ListenerExt;
 use ferry_cache::cluster::{Cluster, OwnerSource, PeerSource, WarmOnOpen, store_fingerprint};
-use ferry_cache::region::ChainSource;
-use ferry_cache::region::feed::source::FeedSource;
-use ferry_cache::region::mirror::follower::{FeedClient, Follower};
-use ferry_cache::region::mirror::replicator::Replicator;
-use ferry_cache::region::mirror::{MirrorState, ReplicationPolicy};
-use ferry_cache::{BlockCache, BlockCacheConfig, BlockSource, Collector, Layouts, Stores};
+use ferry_cache::region::{
+    FeedClient, FeedSource, Follower, MirrorState, ReplicationPolicy, Replicator,
+};
+use ferry_cache::{
+    BlockCache, BlockCacheConfig, BlockSource, ChainSource, Collector, Layouts, Stores,
+};
 use ferry_config::{ClusterConfig, Config};
 use ferry_meta::Meta;
 use s3s::service::S3ServiceBuilder;

@@ -13,10 +13,10 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::view::Member;
 use super::wire::{self, Verb};
-use crate::admission::{self, ReadPriority};
 use crate::error::CacheError;
 use crate::metrics as m;
 use crate::source::BlockAddr;
+use crate::store::admission::{self, ReadPriority};
 
 /// What went wrong asking a peer.
 #[derive(Debug)]

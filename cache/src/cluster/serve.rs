@@ -10,11 +10,11 @@ use bytes::Bytes;
 use futures::FutureExt;
 
 use super::wire::Verb;
-use crate::admission;
-use crate::blocks::BlockCache;
 use crate::error::{CacheError, Result};
 use crate::metrics as m;
+use crate::read::blocks::BlockCache;
 use crate::source::{BlockAddr, whole};
+use crate::store::admission;
 
 /// What a peer request got.
 #[derive(Debug)]

@@ -18,9 +18,9 @@ use tokio::sync::Semaphore;
 use super::RedisMembership;
 use super::source::Node;
 use super::warmup::warm_block;
-use crate::admission::{self, ReadPriority};
-use crate::blocks::BlockCache;
 use crate::metrics as m;
+use crate::read::blocks::BlockCache;
+use crate::store::admission::{self, ReadPriority};
 
 /// Objects warming at once on this node.
 const OBJECTS_AT_ONCE: usize = 4;

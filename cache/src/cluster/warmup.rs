@@ -19,10 +19,10 @@ use tokio::sync::mpsc;
 use super::PeerError;
 use super::source::Node;
 use super::wire::Verb;
-use crate::admission::{self, ReadPriority};
-use crate::blocks::BlockCache;
 use crate::cluster::Served;
+use crate::read::blocks::BlockCache;
 use crate::source::{BlockAddr, whole};
+use crate::store::admission::{self, ReadPriority};
 
 /// What to warm.
 #[derive(Debug, Clone)]

@@ -22,8 +22,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use sha2::Sha256;
 
-use crate::admission::ReadPriority;
 use crate::source::BlockAddr;
+use crate::store::admission::ReadPriority;
 
 /// Versions of this protocol a node speaks; the highest common one is used.
 pub const PROTOCOL_MIN: u32 = 1;

@@ -22,7 +22,7 @@ use object_store::{ObjectMeta, ObjectStoreExt};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::stores::Stores;
+use crate::store::Stores;
 
 #[derive(Debug, Clone)]
 pub struct ImportRequest {
@@ -250,7 +250,7 @@ pub async fn run(
 /// source object is gone.
 async fn sweep(
     meta: &dyn Meta,
-    store: &crate::stores::StoreHandle,
+    store: &crate::store::StoreHandle,
     request: &ImportRequest,
 ) -> Result<u64, String> {
     let mut deleted = 0;

@@ -1,14 +1,14 @@
-//! Regions: how a logical store resolves to concrete stores here (the
-//! store chain: a store, then its `fallback` list, with health-ranked,
-//! hedged reads), the change feed a source region serves, the mirror that
-//! follows it, and import of existing buckets.
+//! Regions: the change feed a source region serves, the mirror that
+//! follows it (its follower and blob replication), import of existing
+//! buckets, and the entries found changed at their source. (How a logical
+//! store resolves to concrete stores here, the store chain, is the store
+//! side of the `source` seam.)
 
-mod chain;
 pub mod feed;
 pub mod import;
 pub mod mirror;
 mod stale;
 
+pub use feed::FeedSource;
+pub use mirror::{FeedClient, Follower, MirrorState, ReplicationPolicy, Replicator};
 pub use stale::StaleEntries;
-
-pub use chain::ChainSource;

@@ -1,11 +1,12 @@
 //! The seam "get a block from outside this node": what the block cache
 //! calls on a miss of its tier. A node reads the block's store chain
-//! (`region::ChainSource`: the store, then its fallbacks; a store without
+//! ([`ChainSource`]: the store, then its fallbacks; a store without
 //! fallbacks is a chain of one, read through [`store`]'s single step); a
 //! cluster node asks the block's owner first (`cluster::PeerSource`). All
 //! sit behind this one trait, so readahead, direct first-block reads and
 //! warm-up take the same path as demand reads.
 
+mod chain;
 pub(crate) mod store;
 
 use std::ops::Range;
@@ -14,6 +15,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::Result;
+
+pub use chain::ChainSource;
 
 /// A block by its full address: enough to load it on any node without a
 /// metadata lookup. Blobs never change, so an address always names the

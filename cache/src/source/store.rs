@@ -7,7 +7,7 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange};
 
 use crate::error::{CacheError, Result};
-use crate::stores::StoreHandle;
+use crate::store::StoreHandle;
 
 /// Bytes `range` of `blob` from its store; a short answer is a store
 /// failure. In a store Ferry does not own, a `version` (the ETag an

@@ -20,7 +20,9 @@
 //! - `GET /feed/snapshot/entries?bucket=B&after=K&limit=N`: one page of a
 //!   bucket's entries with their layouts.
 
-pub mod source;
+mod source;
+
+pub use source::{ChangesAnswer, FeedSource};
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};

@@ -4,8 +4,11 @@
 //! blob has arrived, reads find it through the store chain (the mirror's
 //! store, then the source's).
 
-pub mod follower;
-pub mod replicator;
+mod follower;
+mod replicator;
+
+pub use follower::{FeedClient, Follower};
+pub use replicator::Replicator;
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -13,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use ferry_meta::{BlobRef, ChangeOp, Layout, UnixMillis, now_millis};
 
-use crate::stores::Stores;
+use crate::store::Stores;
 
 /// Which blobs a mirror copies: those of objects under the configured
 /// prefixes, in stores this region owns and that fall back to another

@@ -15,10 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 use ferry_meta::{Meta, ReplicationJob};
 
-use crate::blob::BlobUpload;
 use crate::error::{CacheError, Result};
 use crate::metrics;
-use crate::stores::Stores;
+use crate::store::Stores;
+use crate::volume::blob::BlobUpload;
 
 /// Jobs read from the queue at once.
 const SCAN: usize = 256;

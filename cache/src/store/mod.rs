@@ -1,4 +1,12 @@
-//! The configured data stores, built once and looked up by logical name.
+//! The configured data stores, built once and looked up by logical name,
+//! each behind its decorators: admission by priority within the store's
+//! limits ([`admission`]), counting and simulated latency
+//! (`instrumented`); and the start-up check that a store answers ranged
+//! reads as asked (`probe`).
+
+pub mod admission;
+pub(crate) mod instrumented;
+mod probe;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,7 +19,9 @@ use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, RetryConfig};
 
 use crate::error::{CacheError, Result};
-use crate::instrumented::InstrumentedStore;
+
+pub use instrumented::{Faults, InstrumentedStore, StoreCounters};
+pub use probe::check_ranged_reads;
 
 /// One store: its configuration and a client for it.
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use object_store::{
 };
 
 use crate::error::{CacheError, Result};
-use crate::stores::StoreHandle;
+use crate::store::StoreHandle;
 
 /// Bodies up to this size go to the store in one PUT; larger ones are
 /// uploaded in parts of this size (S3 needs at least 5 MiB per part).

@@ -12,7 +12,7 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, WriteMultipart};
 
 use crate::error::{CacheError, Result};
-use crate::stores::StoreHandle;
+use crate::store::StoreHandle;
 
 /// Dumps live under this prefix of the data store, outside `blobs/`.
 pub const DUMP_PREFIX: &str = "ferry-dumps";

@@ -23,12 +23,12 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::admission::{self, ReadPriority};
 use crate::error::{CacheError, Result};
 use crate::metrics as m;
 use crate::source::store::read_exact;
 use crate::source::{BlockAddr, BlockSource, FetchedBlock};
-use crate::stores::{StoreHandle, Stores};
+use crate::store::admission::{self, ReadPriority};
+use crate::store::{StoreHandle, Stores};
 
 /// Latencies kept per store for its p95.
 const SAMPLES: usize = 128;

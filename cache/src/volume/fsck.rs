@@ -12,9 +12,9 @@ use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
-use crate::blob::BLOB_PREFIX;
 use crate::error::{CacheError, Result};
-use crate::stores::Stores;
+use crate::store::Stores;
+use crate::volume::blob::BLOB_PREFIX;
 
 /// A blob a layout names that its store does not have.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 //! A store wrapper that admits reads by priority within the store's limits
-//! (requests in flight, bytes per second: see [`crate::admission`]), counts
+//! (requests in flight, bytes per second: see [`crate::store::admission`]), counts
 //! what goes to the store (requests and bytes by store, for metrics and
 //! tests), can add a fixed latency to every
 //! request (a 20 ms object store on a laptop, for benchmarks), and can fail
@@ -21,8 +21,8 @@ use object_store::{
     ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
 
-use crate::admission::{Admission, current_priority};
 use crate::metrics::STORE_ADMISSION_WAIT_SECONDS;
+use crate::store::admission::{Admission, current_priority};
 
 /// Counts of the reads that reached a store.
 #[derive(Debug, Default)]
@@ -361,7 +361,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn reads_are_admitted_by_priority_within_the_byte_rate() {
-        use crate::admission::{ReadPriority, with_priority};
+        use crate::store::admission::{ReadPriority, with_priority};
         use futures::future::BoxFuture;
         use tokio::time::Instant;
 

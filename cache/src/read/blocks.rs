@@ -32,12 +32,12 @@ use futures::FutureExt;
 use futures::stream::{self, BoxStream, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::admission::{self, ReadPriority};
-use crate::direct::DirectReads;
 use crate::error::{CacheError, Result};
 use crate::metrics as m;
-use crate::readahead::Readahead;
+use crate::read::direct::DirectReads;
+use crate::read::readahead::Readahead;
 use crate::source::{BlockAddr, BlockSource, whole};
+use crate::store::admission::{self, ReadPriority};
 use crate::tier::{BlockTier, FoyerTier, FoyerTierConfig, PassThroughTier, ServedFrom};
 
 /// Sizes and places of the cache tiers.

@@ -10,8 +10,8 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
 use crate::error::{CacheError, Result};
-use crate::region::feed::source::FeedSource;
-use crate::stores::Stores;
+use crate::region::FeedSource;
+use crate::store::Stores;
 
 const LEASE_NAME: &str = "collector";
 const BATCH: usize = 256;

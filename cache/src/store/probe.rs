@@ -12,7 +12,7 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStoreExt};
 
 use crate::error::{CacheError, Result};
-use crate::stores::{StoreHandle, Stores};
+use crate::store::{StoreHandle, Stores};
 use ferry_config::StoreKind;
 
 const PROBE_PREFIX: &str = "ferry-probe";
