@@ -39,6 +39,10 @@ pub enum CacheError {
     /// an answer's signature is wrong, a record cannot be decoded).
     #[error("change feed: {0}")]
     Feed(String),
+    /// The cluster cannot be joined or its membership reached (a member
+    /// that disagrees on block size, protocol or stores; Redis down).
+    #[error("{0}")]
+    Cluster(String),
     #[error(transparent)]
     Meta(#[from] MetaError),
 }

@@ -17,6 +17,9 @@ use ferry_cache::{BlockCache, Stores};
 use ferry_meta::Meta;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+use crate::node::Node;
 
 #[derive(Clone)]
 pub struct AdminState {
@@ -30,6 +33,43 @@ pub struct AdminState {
     /// In a mirror region: the follower's state, and how long without the
     /// source it stays healthy.
     pub mirror: Option<(Arc<MirrorState>, Duration)>,
+}
+
+impl AdminState {
+    pub fn new(node: &Node) -> AdminState {
+        AdminState {
+            meta: node.meta.clone(),
+            metrics: node.metrics.clone(),
+            cluster: node.cluster.clone(),
+            cache: node.cache.clone(),
+            stores: node.stores.clone(),
+            token: node.config.admin_token.clone().map(Into::into),
+            mirror: node.region.mirror.as_ref().map(|m| {
+                (
+                    m.clone(),
+                    node.config
+                        .region
+                        .as_ref()
+                        .map_or(Duration::from_secs(86_400), |r| r.mirror_timeout),
+                )
+            }),
+        }
+    }
+}
+
+/// Serves the admin routes (and the change feed of a source region) on
+/// `listener` until `shutdown` resolves.
+pub async fn run(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!(error = %e, "admin server failed");
+    }
 }
 
 /// The admin routes, with the change feed when this is a source region.

@@ -82,6 +82,7 @@ impl IntoS3Error for CacheError {
             }
             e @ (CacheError::UnknownStore(_)
             | CacheError::Feed(_)
+            | CacheError::Cluster(_)
             | CacheError::StoreConfig { .. }
             | CacheError::MissingBlob { .. }
             | CacheError::Tier(_)) => internal(e),

@@ -12,13 +12,16 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use hyper_util::server::graceful::GracefulShutdown;
-use s3s::service::S3Service;
+use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{HttpError, HttpResponse};
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
+use crate::auth::Access;
 use crate::metrics as m;
+use crate::node::{Node, StartError};
 use crate::preflight::{self, Spool};
+use crate::s3::FerryS3;
 
 tokio::task_local! {
     /// The S3 operation of the request this task serves, noted by the
@@ -164,6 +167,29 @@ fn add_request_id_to_error(response: &mut HttpResponse, request_id: &str) {
             .insert(http::header::CONTENT_LENGTH, length);
     }
     *response.body_mut() = s3s::Body::from(patched);
+}
+
+/// The S3 port's service for `node`: s3s with Ferry's auth, access rules
+/// (a mirror refuses writes) and virtual hosts, behind the request
+/// preflight and metrics.
+pub fn service(node: &Node) -> Result<Instrumented, StartError> {
+    let mut builder = S3ServiceBuilder::new(FerryS3::new(node)?);
+    builder.set_auth(node.keyring.clone());
+    let mut access = Access::new(node.keyring.clone(), node.meta.clone());
+    if let (Some(mirror), Some(region)) = (&node.region.mirror, &node.config.region) {
+        access = access.read_only_mirror(&region.name, mirror.clone());
+    }
+    builder.set_access(access);
+    if !node.config.server.domains.is_empty() {
+        builder.set_host(crate::host::VirtualHosts::new(&node.config.server.domains));
+    }
+    Ok(Instrumented::new(
+        builder.build(),
+        Spool {
+            dir: node.spool_dir(),
+            max_size: node.config.server.max_put_size,
+        },
+    ))
 }
 
 /// Accepts connections on `listener` and serves them with `service` until

@@ -72,7 +72,7 @@ pub struct Answer {
 }
 
 impl PeerClient {
-    pub fn new(node: &str, secret: &str, timeouts: Timeouts) -> Result<PeerClient, String> {
+    pub fn new(node: &str, secret: &str, timeouts: Timeouts) -> Result<PeerClient, CacheError> {
         let http = reqwest::Client::builder()
             .connect_timeout(timeouts.connect)
             .timeout(timeouts.request)
@@ -81,7 +81,7 @@ impl PeerClient {
             .pool_max_idle_per_host(64)
             .no_proxy()
             .build()
-            .map_err(|e| format!("cannot build the peer client: {e}"))?;
+            .map_err(|e| CacheError::Cluster(format!("cannot build the peer client: {e}")))?;
         Ok(PeerClient {
             http,
             node: node.to_string(),

@@ -29,6 +29,8 @@ pub use warm_on_open::WarmOnOpen;
 
 use ferry_config::{ClusterConfig, Membership as MembershipConfig, StoreSpec};
 
+use crate::error::CacheError;
+
 /// The fingerprint of a store map: nodes whose logical store names mean
 /// other buckets must not share cache keys.
 pub fn store_fingerprint<'a>(
@@ -46,25 +48,25 @@ pub fn store_fingerprint<'a>(
 
 /// Why this node may not join the members it sees, naming the value
 /// that differs and what the cluster uses.
-pub fn check_join(me: &Member, others: &[Member]) -> Result<(), String> {
+pub fn check_join(me: &Member, others: &[Member]) -> Result<(), CacheError> {
     for other in others.iter().filter(|o| o.id != me.id) {
         if other.block_size != me.block_size {
-            return Err(format!(
+            return Err(CacheError::Cluster(format!(
                 "cache.block_size is {} here but the cluster uses {} (node {}); every node of a cluster must use the same block size",
                 me.block_size, other.block_size, other.id
-            ));
+            )));
         }
         if me.protocol_max < other.protocol_min || other.protocol_max < me.protocol_min {
-            return Err(format!(
+            return Err(CacheError::Cluster(format!(
                 "this node speaks peer protocol {}..={} but node {} speaks {}..={}: no common version",
                 me.protocol_min, me.protocol_max, other.id, other.protocol_min, other.protocol_max
-            ));
+            )));
         }
         if other.stores != me.stores {
-            return Err(format!(
+            return Err(CacheError::Cluster(format!(
                 "this node's [stores] differ from node {}'s (fingerprint {} against {}): a store name must mean the same bucket on every node",
                 other.id, me.stores, other.stores
-            ));
+            )));
         }
     }
     Ok(())
@@ -89,7 +91,7 @@ impl Cluster {
         block_size: u64,
         stores: String,
         capacity: u64,
-    ) -> Result<Cluster, String> {
+    ) -> Result<Cluster, CacheError> {
         let me = config.serve.then(|| Member {
             id: config.node_id.clone(),
             address: advertise,
@@ -122,21 +124,21 @@ impl Cluster {
                 if let Some(me) = &me
                     && !members.iter().any(|m| m.id == me.id)
                 {
-                    return Err(format!(
+                    return Err(CacheError::Cluster(format!(
                         "cluster.peers does not list this node ({}); a serving node of a static cluster must be in its list",
                         me.id
-                    ));
+                    )));
                 }
                 (View::new(members), None)
             }
             MembershipConfig::Redis { url } => {
                 let redis = RedisMembership::connect(url, &config.name)
                     .await
-                    .map_err(|e| format!("cluster.membership: {e}"))?;
+                    .map_err(|e| CacheError::Cluster(format!("cluster.membership: {e}")))?;
                 let mut members = redis
                     .members()
                     .await
-                    .map_err(|e| format!("cluster.membership: {e}"))?;
+                    .map_err(|e| CacheError::Cluster(format!("cluster.membership: {e}")))?;
                 if let Some(me) = &me {
                     check_join(me, &members)?;
                     let mut announced = me.clone();
@@ -147,7 +149,7 @@ impl Cluster {
                     redis
                         .heartbeat(me)
                         .await
-                        .map_err(|e| format!("cluster.membership: {e}"))?;
+                        .map_err(|e| CacheError::Cluster(format!("cluster.membership: {e}")))?;
                     members.retain(|m| m.id != me.id);
                     members.push(announced);
                 }
@@ -261,7 +263,10 @@ mod tests {
             block_size: 1 << 20,
             ..member("a")
         };
-        let err = check_join(&me, &[other_size]).err().unwrap_or_default();
+        let err = check_join(&me, &[other_size])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(
             err.contains("block_size") && err.contains("1048576"),
             "{err}"
@@ -271,7 +276,10 @@ mod tests {
             protocol_max: 4,
             ..member("a")
         };
-        let err = check_join(&me, &[other_protocol]).err().unwrap_or_default();
+        let err = check_join(&me, &[other_protocol])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("protocol"), "{err}");
         let overlapping = Member {
             protocol_min: 2,
@@ -283,7 +291,10 @@ mod tests {
             stores: "xyz".into(),
             ..member("a")
         };
-        let err = check_join(&me, &[other_stores]).err().unwrap_or_default();
+        let err = check_join(&me, &[other_stores])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("stores"), "{err}");
         // A record of this node itself (a restart within the TTL) is fine.
         let old_me = Member {

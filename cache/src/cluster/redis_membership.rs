@@ -20,6 +20,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::view::Member;
 use super::wire;
+use crate::error::{CacheError, Result};
 
 /// How long a heartbeat stays valid.
 pub const TTL: Duration = Duration::from_secs(5);
@@ -34,21 +35,21 @@ pub struct RedisMembership {
     prefix: String,
 }
 
-fn redis_err(e: redis::RedisError) -> String {
-    format!("redis: {e}")
+fn redis_err(e: redis::RedisError) -> CacheError {
+    CacheError::Cluster(format!("redis: {e}"))
 }
 
-async fn deadline<T>(
-    fut: impl std::future::Future<Output = redis::RedisResult<T>>,
-) -> Result<T, String> {
+async fn deadline<T>(fut: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T> {
     match tokio::time::timeout(DEADLINE, fut).await {
         Ok(result) => result.map_err(redis_err),
-        Err(_) => Err(format!("redis did not answer within {DEADLINE:?}")),
+        Err(_) => Err(CacheError::Cluster(format!(
+            "redis did not answer within {DEADLINE:?}"
+        ))),
     }
 }
 
 impl RedisMembership {
-    pub async fn connect(url: &str, cluster: &str) -> Result<RedisMembership, String> {
+    pub async fn connect(url: &str, cluster: &str) -> Result<RedisMembership> {
         let client = redis::Client::open(url).map_err(redis_err)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(DEADLINE))
@@ -71,12 +72,12 @@ impl RedisMembership {
     }
 
     /// Announces `me` for another TTL.
-    pub async fn heartbeat(&self, me: &Member) -> Result<(), String> {
+    pub async fn heartbeat(&self, me: &Member) -> Result<()> {
         let record = serde_json::to_string(&Member {
             heartbeat_ms: wire::now_ms(),
             ..me.clone()
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| CacheError::Cluster(e.to_string()))?;
         let ttl_ms = u64::try_from(TTL.as_millis()).unwrap_or(5000);
         let expiry = wire::now_ms() + i64::try_from(ttl_ms).unwrap_or(5000);
         let mut pipe = redis::pipe();
@@ -95,7 +96,7 @@ impl RedisMembership {
 
     /// Leaves at once (a graceful stop): peers route around this node
     /// from their next refresh.
-    pub async fn leave(&self, id: &str) -> Result<(), String> {
+    pub async fn leave(&self, id: &str) -> Result<()> {
         let mut pipe = redis::pipe();
         pipe.atomic()
             .del(self.node_key(id))
@@ -107,7 +108,7 @@ impl RedisMembership {
     }
 
     /// Every live member, with run-time weights applied.
-    pub async fn members(&self) -> Result<Vec<Member>, String> {
+    pub async fn members(&self) -> Result<Vec<Member>> {
         let mut conn = self.conn.clone();
         let now = wire::now_ms();
         // Ids whose last heartbeat is long gone are dropped from the index.
@@ -136,14 +137,14 @@ impl RedisMembership {
     }
 
     /// The weight set at run time for `id`, if any.
-    pub async fn weight_override(&self, id: &str) -> Result<Option<u32>, String> {
+    pub async fn weight_override(&self, id: &str) -> Result<Option<u32>> {
         let mut conn = self.conn.clone();
         deadline(conn.hget(self.weights_key(), id)).await
     }
 
     /// Takes the cluster-wide claim `name` for `ttl`: true for the one
     /// caller that got it.
-    pub async fn claim(&self, name: &str, ttl: Duration) -> Result<bool, String> {
+    pub async fn claim(&self, name: &str, ttl: Duration) -> Result<bool> {
         let mut conn = self.conn.clone();
         let key = format!("{}:{name}", self.prefix);
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
@@ -161,7 +162,7 @@ impl RedisMembership {
     }
 
     /// Sets (or with `None` resets to the announced one) the weight of `id`.
-    pub async fn set_weight(&self, id: &str, weight: Option<u32>) -> Result<(), String> {
+    pub async fn set_weight(&self, id: &str, weight: Option<u32>) -> Result<()> {
         let mut conn = self.conn.clone();
         match weight {
             Some(w) => deadline(conn.hset::<_, _, _, ()>(self.weights_key(), id, w)).await,

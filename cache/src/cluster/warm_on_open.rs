@@ -18,6 +18,7 @@ use tokio::sync::Semaphore;
 use super::RedisMembership;
 use super::source::Node;
 use super::warmup::warm_block;
+use crate::error::CacheError;
 use crate::metrics as m;
 use crate::read::blocks::BlockCache;
 use crate::store::admission::{self, ReadPriority};
@@ -47,18 +48,21 @@ impl WarmOnOpen {
         cache: Arc<BlockCache>,
         node: Option<Arc<Node>>,
         redis: Option<RedisMembership>,
-    ) -> Result<Option<Arc<WarmOnOpen>>, String> {
+    ) -> Result<Option<Arc<WarmOnOpen>>, CacheError> {
         if patterns.is_empty() {
             return Ok(None);
         }
         let mut set = GlobSetBuilder::new();
         for (i, pattern) in patterns.iter().enumerate() {
-            set.add(Glob::new(pattern).map_err(|e| format!("cache.warm_on_open[{i}]: {e}"))?);
+            set.add(
+                Glob::new(pattern)
+                    .map_err(|e| CacheError::Cluster(format!("cache.warm_on_open[{i}]: {e}")))?,
+            );
         }
         Ok(Some(Arc::new(WarmOnOpen {
             patterns: set
                 .build()
-                .map_err(|e| format!("cache.warm_on_open: {e}"))?,
+                .map_err(|e| CacheError::Cluster(format!("cache.warm_on_open: {e}")))?,
             cache,
             node,
             redis,

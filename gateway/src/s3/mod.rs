@@ -23,6 +23,7 @@ use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result};
 
 use crate::auth::Keyring;
+use crate::node::{Node, StartError};
 
 /// Ferry's S3 service state. Cheap to clone.
 #[derive(Clone)]
@@ -47,6 +48,36 @@ pub struct FerryS3 {
     pub(crate) warm_on_open: Option<Arc<ferry_cache::cluster::WarmOnOpen>>,
     /// Imported entries found changed at their source.
     pub(crate) stale: ferry_cache::region::StaleEntries,
+}
+
+impl FerryS3 {
+    /// The S3 surface of `node`.
+    pub fn new(node: &Node) -> Result<FerryS3, StartError> {
+        let cluster = node.cluster.as_ref();
+        Ok(FerryS3 {
+            meta: node.meta.clone(),
+            stores: node.stores.clone(),
+            data_store: node.config.data_store.clone(),
+            keyring: node.keyring.clone(),
+            region: node.config.server.region.clone(),
+            max_put_size: node.config.server.max_put_size,
+            cache: node.cache.clone(),
+            layouts: Layouts::default(),
+            completion_ttl: node.config.volume.upload_expiry,
+            stale: Default::default(),
+            // Nothing to warm into a cache that keeps nothing.
+            warm_on_open: if node.cache.keeps_blocks() {
+                ferry_cache::cluster::WarmOnOpen::new(
+                    &node.config.cache.warm_on_open,
+                    node.cache.clone(),
+                    cluster.map(|c| c.node.clone()),
+                    cluster.and_then(|c| c.redis().cloned()),
+                )?
+            } else {
+                None
+            },
+        })
+    }
 }
 
 #[async_trait::async_trait]

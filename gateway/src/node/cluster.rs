@@ -1,0 +1,53 @@
+//! Joining the cache cluster: bind the peer endpoint, then announce this
+//! node (refused when the members disagree on block size, protocol or
+//! stores).
+
+use ferry_cache::cluster::{Cluster, store_fingerprint};
+use ferry_config::{ClusterConfig, Config};
+use tokio::net::TcpListener;
+
+use super::{StartError, bind};
+
+pub(crate) async fn join(
+    config: &Config,
+    cluster: &ClusterConfig,
+) -> Result<(Cluster, TcpListener), StartError> {
+    let listener = bind("peers", cluster.peer_listen).await?;
+    let bound = listener.local_addr().map_err(|source| StartError::Bind {
+        what: "peers",
+        addr: cluster.peer_listen,
+        source,
+    })?;
+    let advertise = match &cluster.advertise {
+        Some(address) => address.clone(),
+        None if bound.ip().is_unspecified() => {
+            return Err(StartError::Config(format!(
+                "cluster.advertise: peer_listen {bound} is a wildcard address; set advertise to the host:port peers reach this node at"
+            )));
+        }
+        None => bound.to_string(),
+    };
+    let joined = Cluster::start(
+        cluster,
+        advertise.clone(),
+        config.cache.block_size,
+        store_fingerprint(&config.stores),
+        config
+            .cache
+            .memory
+            .unwrap_or_else(super::cache::default_memory_tier)
+            .saturating_add(config.cache.disk),
+    )
+    .await?;
+    tracing::info!(
+        node = %cluster.node_id,
+        peer = %bound,
+        advertise = %advertise,
+        weight = cluster.weight,
+        replicas = cluster.replicas,
+        serve = cluster.serve,
+        members = joined.node.membership.current().members.len(),
+        "joined the cluster"
+    );
+    Ok((joined, listener))
+}
