@@ -10,8 +10,9 @@
 //!   (the cluster's side of the seam), warm-up.
 //! - [`region`]: the change feed, the mirror's follower and replication,
 //!   import of existing buckets.
-//! - [`store`]: the configured stores and their decorators (admission,
-//!   counting).
+//! - [`store`]: the configured stores and their decorators, one concern
+//!   each (admission, counting, latency; faults for tests behind the
+//!   `testing` feature).
 //! - [`volume`]: blob writes, the collector, fsck, metadata dumps.
 //!
 //! Dependencies point one way: `read` asks `tier` and `source`; `source`
@@ -30,9 +31,7 @@ pub mod volume;
 pub use error::{CacheError, Result};
 pub use read::{BlockCache, BlockCacheConfig, HitCounts, Layouts, slice_layout};
 pub use source::{BlockAddr, BlockSource, ChainSource, FetchedBlock};
-pub use store::{
-    Faults, InstrumentedStore, StoreCounters, StoreHandle, Stores, admission, check_ranged_reads,
-};
+pub use store::{StoreCounters, StoreHandle, Stores, admission, check_ranged_reads};
 pub use volume::{
     BlobTags, BlobUpload, CollectStats, Collector, DUMP_PREFIX, FsckReport, MissingBlob,
     dump_to_store, fresh_blob_key, fsck, run_scheduled_dumps,

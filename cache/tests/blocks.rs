@@ -6,10 +6,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use ferry_cache::ChainSource;
-use ferry_cache::{
-    BlockCache, BlockCacheConfig, BlockSource, InstrumentedStore, StoreCounters, StoreHandle,
-    Stores,
-};
+use ferry_cache::store::{Counted, Faulty, decorate};
+use ferry_cache::{BlockCache, BlockCacheConfig, BlockSource, StoreCounters, StoreHandle, Stores};
 use ferry_config::StoreSpec;
 use ferry_meta::{Layout, Segment};
 use futures::StreamExt;
@@ -36,15 +34,19 @@ fn spec(root: &std::path::Path) -> StoreSpec {
 fn counted_stores(root: &std::path::Path, fail_after: Option<u64>) -> (Stores, Arc<StoreCounters>) {
     std::fs::create_dir_all(root).expect("mkdir");
     let local: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(root).expect("fs"));
-    let mut wrapped = InstrumentedStore::new(local, "data");
-    if let Some(bytes) = fail_after {
-        wrapped = wrapped.failing_after(bytes);
-    }
-    let counters = wrapped.counters();
+    let faulty = decorate(
+        local,
+        Faulty {
+            fail_after,
+            ..Faulty::default()
+        },
+    );
+    let counted = Counted::new("data");
+    let counters = counted.counters();
     let handle = StoreHandle {
         name: "data".into(),
         spec: spec(root),
-        client: Arc::new(wrapped),
+        client: decorate(faulty, counted),
         supports_attributes: false,
     };
     (Stores::from_handles([handle]), counters)

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ferry_cache::ChainSource;
-use ferry_cache::{
-    BlockAddr, BlockSource, Faults, InstrumentedStore, StoreCounters, StoreHandle, Stores,
-};
+use ferry_cache::store::{Counted, Faults, Faulty, decorate};
+use ferry_cache::{BlockAddr, BlockSource, StoreCounters, StoreHandle, Stores};
 use ferry_config::StoreSpec;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -63,15 +62,23 @@ fn chain(attempt: &str) -> Chain {
             };
             let local: Arc<dyn ObjectStore> =
                 Arc::new(LocalFileSystem::new_with_prefix(root).expect("fs"));
-            let mut wrapped = InstrumentedStore::new(local, &spec.name);
-            if spec.name == "data" {
-                wrapped = wrapped.with_faults(edge_faults.clone());
-            }
-            counters.push(wrapped.counters());
+            let faulty = if spec.name == "data" {
+                decorate(
+                    local,
+                    Faulty {
+                        faults: edge_faults.clone(),
+                        fail_after: None,
+                    },
+                )
+            } else {
+                local
+            };
+            let counted = Counted::new(&spec.name);
+            counters.push(counted.counters());
             StoreHandle {
                 name: spec.name.clone(),
                 spec,
-                client: Arc::new(wrapped),
+                client: decorate(faulty, counted),
                 supports_attributes: false,
             }
         })

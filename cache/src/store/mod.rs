@@ -1,11 +1,14 @@
 //! The configured data stores, built once and looked up by logical name,
-//! each behind its decorators: admission by priority within the store's
-//! limits ([`admission`]), counting and simulated latency
-//! (`instrumented`); and the start-up check that a store answers ranged
-//! reads as asked (`probe`).
+//! each read through its decorators (stacked in [`decorate`]), and the
+//! start-up check that a store answers ranged reads as asked (`probe`).
 
 pub mod admission;
-pub(crate) mod instrumented;
+mod admitted;
+mod counted;
+mod decorator;
+#[cfg(feature = "testing")]
+mod faults;
+mod latency;
 mod probe;
 
 use std::collections::BTreeMap;
@@ -20,7 +23,12 @@ use object_store::{ObjectStore, RetryConfig};
 
 use crate::error::{CacheError, Result};
 
-pub use instrumented::{Faults, InstrumentedStore, StoreCounters};
+pub use admitted::Admitted;
+pub use counted::{Counted, StoreCounters};
+pub use decorator::{Decorated, ReadDecorator, decorate};
+#[cfg(feature = "testing")]
+pub use faults::{Faults, Faulty};
+pub use latency::Latency;
 pub use probe::check_ranged_reads;
 
 /// One store: its configuration and a client for it.
@@ -123,16 +131,26 @@ fn open_store(spec: &StoreSpec) -> Result<StoreHandle> {
     } else {
         Arc::new(PrefixStore::new(client, spec.prefix.as_str()))
     };
-    let client: Arc<dyn ObjectStore> = Arc::new(
-        InstrumentedStore::new(client, &spec.name)
-            .with_latency(Some(spec.simulated_latency))
-            .with_max_requests(spec.max_requests)
-            .with_max_bytes_per_sec(spec.max_bytes_per_sec),
-    );
     Ok(StoreHandle {
         name: spec.name.clone(),
         spec: spec.clone(),
-        client,
+        client: decorated(client, spec),
         supports_attributes,
     })
+}
+
+/// `client` behind the decorators every configured store is read through,
+/// outermost first: admission by priority within the store's limits (a
+/// read waits here, before it counts as in flight), counting of requests
+/// and bytes, then the simulated latency of a benchmark's slow store.
+fn decorated(client: Arc<dyn ObjectStore>, spec: &StoreSpec) -> Arc<dyn ObjectStore> {
+    let mut client = client;
+    if !spec.simulated_latency.is_zero() {
+        client = decorate(client, Latency(spec.simulated_latency));
+    }
+    client = decorate(client, Counted::new(&spec.name));
+    if let Some(admitted) = Admitted::new(&spec.name, spec.max_requests, spec.max_bytes_per_sec) {
+        client = decorate(client, admitted);
+    }
+    client
 }
