@@ -29,6 +29,8 @@ warm_mib="${WARM_MIB:-2048}"
 shard_mib="${SHARD_MIB:-256}"
 ferry="${FERRY:-$repo/target/release/ferry}"
 [ -x "$ferry" ] || cargo build --release -p ferry-gateway --manifest-path "$repo/Cargo.toml"
+bench_bin="${FERRY_BENCH:-$repo/target/release/ferry-bench}"
+[ -x "$bench_bin" ] || cargo build --release -p ferry-bench --manifest-path "$repo/Cargo.toml"
 venv="$repo/.venv"
 [ -x "$venv/bin/python" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q boto3 awscli; }
 redis-cli ping >/dev/null
@@ -132,7 +134,7 @@ wait_members 2 a b
 aws_ "${s3[a]}" s3 mb s3://models >/dev/null
 aws_ "${s3[a]}" s3 cp --only-show-errors "$work/big" s3://models/big
 bench() { # node label: one streaming pass
-    "$ferry" bench read --endpoint "${s3[$1]}" --bucket models --key big --workloads stream \
+    "$bench_bin" read --endpoint "${s3[$1]}" --bucket models --key big --workloads stream \
         --server-pid "${pid[a]}" --server-pid "${pid[b]}" --label "$2"
 }
 bench a warmup-pass >/dev/null
@@ -169,7 +171,7 @@ before=$(store_bytes n1 n2 n3)
 share=$((herd / 3))
 jobs_=()
 for id in n1 n2 n3; do
-    "$ferry" bench read --endpoint "${s3[$id]}" --bucket models --key herd --workloads herd \
+    "$bench_bin" read --endpoint "${s3[$id]}" --bucket models --key herd --workloads herd \
         --herd "$share" --label "herd-$id" >"$work/herd-$id.json" &
     jobs_+=("$!")
 done

@@ -14,6 +14,8 @@ mib="${1:-1024}"
 runs="${2:-3}"
 ferry="${FERRY:-$repo/target/release/ferry}"
 [ -x "$ferry" ] || cargo build --release -p ferry-gateway --manifest-path "$repo/Cargo.toml"
+bench_bin="${FERRY_BENCH:-$repo/target/release/ferry-bench}"
+[ -x "$bench_bin" ] || cargo build --release -p ferry-bench --manifest-path "$repo/Cargo.toml"
 [ -w /proc/sys/vm/drop_caches ] || { echo "cold.sh needs root to drop the page cache" >&2; exit 1; }
 work="$(mktemp -d "${TMPDIR:-/tmp}/ferry-cold.XXXXXX")"
 pids=()
@@ -61,10 +63,10 @@ pids+=($!)
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
 for run in $(seq "$runs"); do
     for workload in safetensors parallel; do
-        "$ferry" bench read --http-url "http://127.0.0.1:$port/warmup.safetensors" \
+        "$bench_bin" read --http-url "http://127.0.0.1:$port/warmup.safetensors" \
             --workloads safetensors --count 1 >/dev/null
         drop
-        "$ferry" bench read --label nginx-cold --http-url "http://127.0.0.1:$port/model.safetensors" \
+        "$bench_bin" read --label nginx-cold --http-url "http://127.0.0.1:$port/model.safetensors" \
             --workloads "$workload" --count 1 --seconds 30
     done
 done
@@ -90,10 +92,10 @@ for run in $(seq "$runs"); do
     for workload in safetensors parallel; do
         rm -rf "$work/ferry/cache"
         start_ferry
-        "$ferry" bench read --endpoint "$endpoint" --bucket models --key warmup.safetensors \
+        "$bench_bin" read --endpoint "$endpoint" --bucket models --key warmup.safetensors \
             --workloads safetensors --count 1 >/dev/null
         drop
-        "$ferry" bench read --label ferry-cold-local --endpoint "$endpoint" --bucket models --key model.safetensors \
+        "$bench_bin" read --label ferry-cold-local --endpoint "$endpoint" --bucket models --key model.safetensors \
             --workloads "$workload" --count 1 --seconds 30
         stop_ferry
     done

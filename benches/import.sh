@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Import rate: a gateway adopts KEYS objects of another Ferry's bucket
 # (the source's entries made straight through its metadata engine with
-# `ferry bench populate`, so only listing and the importing gateway's
+# `ferry-bench populate`, so only listing and the importing gateway's
 # metadata writes are measured), then imports again with nothing changed.
 #
 # With SOURCE=s3s-fs the source is an independent S3 server (s3s-fs, as
 # built by tests/run.sh into .tools/) filled with KEYS 1 KiB objects
-# through its S3 API (`ferry bench put`), since it hashes files placed in
+# through its S3 API (`ferry-bench put`), since it hashes files placed in
 # its folder by hand on every request.
 #
 # Usage: [SOURCE=ferry|s3s-fs] benches/import.sh [keys (100000)]   FERRY=path/to/ferry
@@ -16,6 +16,8 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 keys="${1:-100000}"
 ferry="${FERRY:-$repo/target/release/ferry}"
 [ -x "$ferry" ] || cargo build --release -p ferry-gateway --manifest-path "$repo/Cargo.toml"
+bench_bin="${FERRY_BENCH:-$repo/target/release/ferry-bench}"
+[ -x "$bench_bin" ] || cargo build --release -p ferry-bench --manifest-path "$repo/Cargo.toml"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ferry-import.XXXXXX")"
 pids=()
 cleanup() {
@@ -43,7 +45,7 @@ mb() { curl -s -o /dev/null -X PUT --aws-sigv4 "aws:amz:us-east-1:s3" --user "$F
 echo "# $keys source objects in ${SOURCE:-ferry}" >&2
 case "${SOURCE:-ferry}" in
 ferry)
-    "$ferry" bench populate --data-dir "$work/source" --bucket src --keys "$keys" --layout tree >/dev/null
+    "$bench_bin" populate --data-dir "$work/source" --bucket src --keys "$keys" --layout tree >/dev/null
     start source
     ;;
 s3s-fs)
@@ -57,7 +59,7 @@ s3s-fs)
     s3="http://127.0.0.1:$port"
     for _ in $(seq 100); do curl -s -o /dev/null "$s3" && break; sleep 0.1; done
     mb "$s3" src
-    "$ferry" bench put --endpoint "$s3" --bucket src --access-key "$FERRY_ACCESS_KEY" \
+    "$bench_bin" put --endpoint "$s3" --bucket src --access-key "$FERRY_ACCESS_KEY" \
         --secret-key "$FERRY_SECRET_KEY" --size 1024 --count "$keys" --concurrency 32 >&2
     ;;
 *) echo "SOURCE must be ferry or s3s-fs" >&2; exit 1 ;;

@@ -8,6 +8,8 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 keys="${1:-1000000}"
 ferry="$repo/target/release/ferry"
 [ -x "$ferry" ] || cargo build --release -p ferry-gateway --manifest-path "$repo/Cargo.toml"
+bench_bin="${FERRY_BENCH:-$repo/target/release/ferry-bench}"
+[ -x "$bench_bin" ] || cargo build --release -p ferry-bench --manifest-path "$repo/Cargo.toml"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench.XXXXXX")"
 echo "# work dir $work" >&2
 prefix="bench-$(date +%s)-$$"
@@ -57,12 +59,12 @@ for round in 1 2 3; do
     for engine in embedded redis; do
         endpoint=${!engine}
         echo "{\"engine\":\"$engine\",\"round\":$round}"
-        "$ferry" bench latency --endpoint "$endpoint" --bucket bench --size 1024 --count 2000
-        "$ferry" bench put --endpoint "$endpoint" --bucket bench --size 4096 --count 2000 --concurrency 16
+        "$bench_bin" latency --endpoint "$endpoint" --bucket bench --size 1024 --count 2000
+        "$bench_bin" put --endpoint "$endpoint" --bucket bench --size 4096 --count 2000 --concurrency 16
     done
 done
 
 echo "# populating $keys keys in Redis" >&2
-"$ferry" bench populate --config "$work/redis.toml" --data-dir "$work/redis" --bucket flat --keys "$keys" --layout flat
+"$bench_bin" populate --config "$work/redis.toml" --data-dir "$work/redis" --bucket flat --keys "$keys" --layout flat
 echo '{"engine":"redis"}'
-"$ferry" bench list --endpoint "$redis" --bucket flat
+"$bench_bin" list --endpoint "$redis" --bucket flat

@@ -14,7 +14,7 @@
 #   rclone-warm      `rclone serve s3 --vfs-cache-mode full` over a folder,
 #                    without per-request MD5 ETags (--etag-hash '')
 #   rclone-md5       the same with rclone's default ETags (MD5 of the file)
-# and `ferry bench read` runs the same workloads against each, with the
+# and `ferry-bench read` runs the same workloads against each, with the
 # server's process id(s) so CPU seconds per GB are reported. A table of the
 # figures and their ratio to nginx is printed at the end; every JSON line
 # is also kept in the file named by RESULTS (if set).
@@ -32,6 +32,8 @@ herd="${HERD:-64}"
 rows="${ROWS:-nginx ferry-warm ferry-disk ferry-cold juicefs-warm rclone-warm rclone-md5}"
 ferry="${FERRY:-$repo/target/release/ferry}"
 [ -x "$ferry" ] || cargo build --release -p ferry-gateway --manifest-path "$repo/Cargo.toml"
+bench_bin="${FERRY_BENCH:-$repo/target/release/ferry-bench}"
+[ -x "$bench_bin" ] || cargo build --release -p ferry-bench --manifest-path "$repo/Cargo.toml"
 venv="$repo/.venv"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/ferry-read-path.XXXXXX")"
@@ -75,10 +77,10 @@ skip() { # row, reason
     say "skipping $1: $2"
     printf '{"bench":"read","label":"%s","skipped":"%s"}\n' "$1" "$2" >>"$results"
 }
-bench() { # label, then `ferry bench read` arguments
+bench() { # label, then `ferry-bench read` arguments
     local label=$1
     shift
-    "$ferry" bench read --label "$label" --seconds "$seconds" --herd "$herd" "$@" | tee -a "$results"
+    "$bench_bin" read --label "$label" --seconds "$seconds" --herd "$herd" "$@" | tee -a "$results"
 }
 
 # --- the object ------------------------------------------------------------
@@ -256,7 +258,7 @@ row_juicefs() {
 
 # --- rclone --------------------------------------------------------------------
 # rclone's serve s3 answers a ranged GET with 200 (and a correct Content-Range
-# and only the range's bytes). `ferry bench read` accepts exactly that answer
+# and only the range's bytes). `ferry-bench read` accepts exactly that answer
 # as 206 and counts it (range_200_as_206 in the JSON), still checking that the
 # byte count is the range's, so rclone is read by the same S3 client.
 # By default (--etag-hash MD5) rclone hashes the whole file for the ETag of

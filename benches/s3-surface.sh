@@ -13,6 +13,8 @@ keys="${1:-1000000}"
 mp_mib="${2:-4096}"
 ferry="$repo/target/release/ferry"
 [ -x "$ferry" ] || cargo build --release -p ferry-gateway --manifest-path "$repo/Cargo.toml"
+bench_bin="${FERRY_BENCH:-$repo/target/release/ferry-bench}"
+[ -x "$bench_bin" ] || cargo build --release -p ferry-bench --manifest-path "$repo/Cargo.toml"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench.XXXXXX")"
 server=""
 cleanup() {
@@ -37,13 +39,13 @@ start() {
 stop() { kill "$server"; wait "$server" || true; server=""; }
 
 echo "# populating $keys keys (flat and tree) through the metadata engine" >&2
-"$ferry" bench populate --data-dir "$work/data" --bucket flat --keys "$keys" --layout flat
-"$ferry" bench populate --data-dir "$work/data" --bucket tree --keys "$keys" --layout tree
+"$bench_bin" populate --data-dir "$work/data" --bucket flat --keys "$keys" --layout flat
+"$bench_bin" populate --data-dir "$work/data" --bucket tree --keys "$keys" --layout tree
 
 start
-"$ferry" bench list --endpoint "$endpoint" --bucket flat
-"$ferry" bench list --endpoint "$endpoint" --bucket tree --walk
-"$ferry" bench put --endpoint "$endpoint" --bucket flat --size 4096 --count 5000 --concurrency 16
+"$bench_bin" list --endpoint "$endpoint" --bucket flat
+"$bench_bin" list --endpoint "$endpoint" --bucket tree --walk
+"$bench_bin" put --endpoint "$endpoint" --bucket flat --size 4096 --count 5000 --concurrency 16
 
 aws="$repo/.venv/bin/aws"
 if [ -x "$aws" ]; then

@@ -27,9 +27,6 @@ pub enum Command {
     /// Check the namespace against the data stores: blobs that are missing,
     /// and blobs nothing references.
     Fsck(FsckArgs),
-    /// Measure a gateway (see benches/).
-    #[command(subcommand)]
-    Bench(BenchCommand),
     /// See and steer the cache cluster through a node's admin API.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -37,74 +34,6 @@ pub enum Command {
     Warmup(WarmupArgs),
     /// Adopt an existing bucket's objects by prefix, without copying them.
     Import(ImportArgs),
-}
-
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Fill a bucket with empty entries straight through the metadata engine.
-    Populate(PopulateArgs),
-    /// Time paging through a bucket, or walking it with delimiter listings.
-    List {
-        #[command(flatten)]
-        endpoint: BenchEndpoint,
-        /// Walk directory by directory with delimiter '/' instead of one flat listing.
-        #[arg(long)]
-        walk: bool,
-    },
-    /// HEAD and small-GET latency, one request at a time.
-    Latency {
-        #[command(flatten)]
-        endpoint: BenchEndpoint,
-        /// Object size in bytes.
-        #[arg(long, default_value_t = 1024)]
-        size: usize,
-        #[arg(long, default_value_t = 2000)]
-        count: u64,
-    },
-    /// PUT rate of small objects.
-    Put {
-        #[command(flatten)]
-        endpoint: BenchEndpoint,
-        /// Object size in bytes.
-        #[arg(long, default_value_t = 4096)]
-        size: usize,
-        #[arg(long, default_value_t = 5000)]
-        count: u64,
-        #[arg(long, default_value_t = 16)]
-        concurrency: usize,
-    },
-    /// Read workloads of model loaders (whole-object stream, parallel and
-    /// random ranges, HEAD, safetensors header, a herd of readers) against
-    /// one S3 endpoint or plain HTTP URL.
-    Read(Box<crate::bench::ReadArgs>),
-}
-
-#[derive(Debug, Args)]
-pub struct PopulateArgs {
-    #[command(flatten)]
-    pub volume: VolumeArgs,
-    #[arg(long)]
-    pub bucket: String,
-    #[arg(long, default_value_t = 1_000_000)]
-    pub keys: u64,
-    /// `flat` (one directory) or `tree` (100 x 100 directories).
-    #[arg(long, default_value = "flat", value_parser = ["flat", "tree"])]
-    pub layout: String,
-}
-
-/// An S3 endpoint and bucket to measure.
-#[derive(Debug, Args)]
-pub struct BenchEndpoint {
-    #[arg(long)]
-    pub endpoint: String,
-    #[arg(long)]
-    pub bucket: String,
-    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
-    pub access_key: String,
-    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
-    pub secret_key: String,
-    #[arg(long, default_value = "us-east-1")]
-    pub region: String,
 }
 
 /// Where a volume is: the same options `serve` reads.

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use ferry_config::{Config, Overrides};
 
-use crate::cli::{BenchCommand, Cli, Command, ConfigCommand, MetaCommand};
-use crate::{bench, cluster_cli, serve, tools};
+use crate::cli::{Cli, Command, ConfigCommand, MetaCommand};
+use crate::{cluster_cli, serve, tools};
 
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
@@ -27,7 +27,7 @@ fn init_logging(json: bool) {
 }
 
 /// The only place that reads the process environment.
-fn environment() -> HashMap<String, String> {
+pub fn environment() -> HashMap<String, String> {
     let mut env: HashMap<String, String> = std::env::vars()
         .filter(|(k, _)| k.starts_with("FERRY_") || k == "HOSTNAME")
         .collect();
@@ -100,32 +100,6 @@ pub fn run(cli: Cli) -> ExitCode {
                         tools::dump(&volume, output.as_deref(), &env).await
                     }
                     MetaCommand::Load { volume, file } => tools::load(&volume, &file, &env).await,
-                }
-                .map(|()| true)
-            })
-        }
-        Command::Bench(command) => {
-            init_logging(false);
-            let env = environment();
-            run_tool(async move {
-                match command {
-                    BenchCommand::Populate(args) => {
-                        let meta = tools::open_volume_meta(&args.volume, &env).await?;
-                        bench::populate(meta, &args).await
-                    }
-                    BenchCommand::List { endpoint, walk } => bench::list(&endpoint, walk).await,
-                    BenchCommand::Latency {
-                        endpoint,
-                        size,
-                        count,
-                    } => bench::latency(&endpoint, size, count).await,
-                    BenchCommand::Put {
-                        endpoint,
-                        size,
-                        count,
-                        concurrency,
-                    } => bench::put(&endpoint, size, count, concurrency).await,
-                    BenchCommand::Read(args) => bench::read(&args).await,
                 }
                 .map(|()| true)
             })

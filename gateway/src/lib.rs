@@ -7,11 +7,11 @@
 //!   and the request preflight), the admin API ([`admin`], with the change
 //!   feed of a source region in `feed`), and the peer endpoint ([`peer`]).
 //! - The CLI ([`cli`], [`commands`]) and its tools (import, warm-up,
-//!   cluster status, fsck, dumps, benchmarks).
+//!   cluster status, fsck, dumps). The benchmark client is a crate of its
+//!   own, `benches/ferry-bench`.
 
 pub mod admin;
 pub mod auth;
-mod bench;
 pub mod cli;
 mod cluster_cli;
 pub mod commands;
@@ -27,5 +27,5 @@ mod preflight;
 pub mod s3;
 pub mod serve;
 mod time;
-mod tools;
+pub mod tools;
 pub mod workers;

@@ -11,7 +11,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use crate::cli::{BenchEndpoint, PopulateArgs};
+use crate::{BenchEndpoint, PopulateArgs};
 
 fn client(endpoint: &BenchEndpoint) -> Result<Arc<dyn ObjectStore>, String> {
     let store = AmazonS3Builder::new()
