@@ -40,19 +40,28 @@ pub fn environment() -> HashMap<String, String> {
     env
 }
 
-/// Runs a one-shot tool: exit 0 when it succeeds with a clean result, 1 when
-/// it finds problems, 2 when it cannot run.
-fn run_tool(work: impl std::future::Future<Output = Result<bool, String>>) -> ExitCode {
+/// The multi-threaded runtime a command runs on, with rustls's crypto
+/// provider chosen once (TLS to cloud stores and Redis goes through it);
+/// `None` after saying why it cannot start.
+pub fn runtime() -> Option<tokio::runtime::Runtime> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime,
+        Ok(runtime) => Some(runtime),
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(2);
+            None
         }
+    }
+}
+
+/// Runs a one-shot tool: exit 0 when it succeeds with a clean result, 1 when
+/// it finds problems, 2 when it cannot run.
+fn run_tool(work: impl std::future::Future<Output = Result<bool, String>>) -> ExitCode {
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(2);
     };
     match runtime.block_on(work) {
         Ok(true) => ExitCode::SUCCESS,
@@ -136,17 +145,8 @@ pub fn run(cli: Cli) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            // TLS to cloud stores goes through rustls; pick its provider once.
-            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(e) => {
-                    eprintln!("error: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(runtime) = runtime() else {
+                return ExitCode::FAILURE;
             };
             match runtime.block_on(serve::run(config)) {
                 Ok(()) => ExitCode::SUCCESS,
