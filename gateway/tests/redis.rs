@@ -1,6 +1,6 @@
 //! End-to-end tests of gateways whose namespace lives in Redis: real `ferry`
-//! processes, a real Redis (the shared one at 127.0.0.1:6379, or a
-//! `redis-server` child on a free port when a test must kill it).
+//! processes, a real Redis (the shared test one at `redis_url()`, or a
+//! private `RedisServer` on a free port when a test must kill it).
 //!
 //! Every test works under its own random key prefix and deletes its keys at
 //! the end (also when it panics), so the shared Redis is left as found.
@@ -8,9 +8,8 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
 use std::path::{Path as FsPath, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -28,65 +27,40 @@ use rand::{Rng, SeedableRng};
 
 use common::*;
 
-/// The shared Redis of the test machine (no persistence).
-const SHARED_REDIS_PORT: u16 = 6379;
-
 // ---------------------------------------------------------------------------
 // Redis helpers
 // ---------------------------------------------------------------------------
 
-fn redis_cli(port: u16, args: &[&str]) -> std::process::Output {
-    Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(args)
-        .output()
-        .expect("run redis-cli")
-}
-
-fn redis_keys(port: u16, prefix: &str) -> Vec<String> {
-    let out = redis_cli(port, &["--scan", "--pattern", &format!("{prefix}:*")]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-fn delete_keys(port: u16, prefix: &str) {
-    let keys = redis_keys(port, prefix);
-    for chunk in keys.chunks(200) {
-        let mut args = vec!["DEL"];
-        args.extend(chunk.iter().map(String::as_str));
-        redis_cli(port, &args);
-    }
-}
-
 /// A random key prefix in one Redis; its keys are deleted on drop.
 struct Namespace {
-    port: u16,
+    url: String,
     prefix: String,
 }
 
 impl Namespace {
-    fn new(port: u16) -> Namespace {
+    fn new(url: String) -> Namespace {
         Namespace {
-            port,
+            url,
             prefix: format!("ferry-e2e-{}", uuid::Uuid::new_v4().simple()),
         }
     }
 
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        self.url.clone()
+    }
+
+    fn pattern(&self) -> String {
+        format!("{}:*", self.prefix)
     }
 
     fn key_count(&self) -> usize {
-        redis_keys(self.port, &self.prefix).len()
+        redis_keys(&self.url, &self.pattern()).len()
     }
 }
 
 impl Drop for Namespace {
     fn drop(&mut self) {
-        delete_keys(self.port, &self.prefix);
+        delete_keys(&self.url, &self.pattern());
         if !std::thread::panicking() {
             assert_eq!(self.key_count(), 0, "keys of {} left behind", self.prefix);
         }
@@ -116,82 +90,6 @@ fn redis_config(
             blobs.display()
         ),
     )
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
-/// A `redis-server` child process; SIGKILLed on drop.
-struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    /// Starts `redis-server` on `port` with its files in `dir` and waits
-    /// until it answers PING.
-    fn start(port: u16, dir: &FsPath, aof: bool) -> RedisServer {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("redis.log"))
-            .expect("redis log");
-        let mut command = Command::new("redis-server");
-        command
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--daemonize",
-                "no",
-                "--save",
-                "",
-            ])
-            .arg("--dir")
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log);
-        if aof {
-            command.args(["--appendonly", "yes", "--appendfsync", "always"]);
-        } else {
-            command.args(["--appendonly", "no"]);
-        }
-        let child = command.spawn().expect("spawn redis-server");
-        let mut server = RedisServer { child, port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let pong = redis_cli(port, &["PING"]);
-            if String::from_utf8_lossy(&pong.stdout).trim() == "PONG" {
-                return server;
-            }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
-                panic!("redis-server exited with {status}: {log}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {port} did not answer PING"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGKILL: no chance to flush anything that is not already on disk.
-    fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL redis-server");
-        self.child.wait().expect("wait redis-server");
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -317,7 +215,7 @@ struct Pair {
 }
 
 async fn start_pair(bucket: &str) -> Pair {
-    let ns = Namespace::new(SHARED_REDIS_PORT);
+    let ns = Namespace::new(redis_url());
     let dir = temp_dir();
     let config = redis_config(
         dir.path(),
@@ -676,11 +574,8 @@ async fn next(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Attempt>) -> Attempt
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_crash_fails_requests_fast_and_loses_no_acknowledged_put() {
     let dir = temp_dir();
-    let redis_dir = dir.path().join("redis");
-    std::fs::create_dir_all(&redis_dir).expect("mkdir");
-    let port = free_port();
-    let mut redis = RedisServer::start(port, &redis_dir, true);
-    let ns = Namespace::new(port);
+    let mut redis = RedisServer::options().aof().start();
+    let ns = Namespace::new(redis.url());
     // allow_volatile_redis = false: a Redis with AOF is accepted.
     let config = redis_config(
         dir.path(),
@@ -784,7 +679,7 @@ async fn a_redis_crash_fails_requests_fast_and_loses_no_acknowledged_put() {
 
     // Same port, same AOF; Ferry is not restarted.
     let restart = Instant::now();
-    let _redis = RedisServer::start(port, &redis_dir, true);
+    redis.restart();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut failures = 0;
     loop {
@@ -855,10 +750,8 @@ fn signal(pid: u32, signal: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_redis_fails_requests_within_the_deadline_and_recovers() {
     let dir = temp_dir();
-    let redis_dir = dir.path().join("redis");
-    std::fs::create_dir_all(&redis_dir).expect("mkdir");
-    let redis = RedisServer::start(free_port(), &redis_dir, true);
-    let ns = Namespace::new(redis.port);
+    let redis = RedisServer::options().aof().start();
+    let ns = Namespace::new(redis.url());
     let config = redis_config(
         dir.path(),
         "ferry.toml",
@@ -876,7 +769,7 @@ async fn a_hung_redis_fails_requests_within_the_deadline_and_recovers() {
         .await
         .expect("put");
 
-    signal(redis.child.id(), "-STOP");
+    signal(redis.pid(), "-STOP");
     for op in ["PUT", "GET", "HEAD", "PUT again"] {
         let started = Instant::now();
         let result = match op {
@@ -898,7 +791,7 @@ async fn a_hung_redis_fails_requests_within_the_deadline_and_recovers() {
         assert!(is_unavailable(&err), "{op} with redis stopped: {err}");
         eprintln!("{op} with redis stopped failed after {elapsed:?}");
     }
-    signal(redis.child.id(), "-CONT");
+    signal(redis.pid(), "-CONT");
 
     let resumed = Instant::now();
     let deadline = resumed + Duration::from_secs(30);
@@ -945,10 +838,8 @@ async fn a_hung_redis_fails_requests_within_the_deadline_and_recovers() {
 #[tokio::test]
 async fn a_gateway_refuses_a_redis_without_aof_unless_volatile_is_allowed() {
     let dir = temp_dir();
-    let redis_dir = dir.path().join("redis");
-    std::fs::create_dir_all(&redis_dir).expect("mkdir");
-    let _redis = RedisServer::start(free_port(), &redis_dir, false);
-    let ns = Namespace::new(_redis.port);
+    let redis = RedisServer::start();
+    let ns = Namespace::new(redis.url());
     let config = redis_config(
         dir.path(),
         "ferry.toml",
@@ -1107,7 +998,7 @@ async fn a_dump_moves_between_embedded_and_redis_volumes_exactly() {
     );
 
     // Into Redis, sharing the source's blobs.
-    let ns = Namespace::new(SHARED_REDIS_PORT);
+    let ns = Namespace::new(redis_url());
     let redis_volume = temp_dir();
     let redis_cfg = redis_config(redis_volume.path(), "ferry.toml", &ns, Some(true), &blobs);
     let loaded = ferry_ok(

@@ -1,5 +1,8 @@
 //! Starting real `ferry serve` processes for end-to-end tests: port 0, a
 //! temporary data dir, and the ready line on stdout as the only signal.
+//! The helpers every crate's tests share (free ports, the test Redis,
+//! private `redis-server`s) come from `ferry-test-support`, re-exported
+//! here so a test file has one import.
 
 #![allow(dead_code)]
 
@@ -12,6 +15,13 @@ use std::time::{Duration, Instant};
 
 use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
+
+// Each test binary uses some of these; not one uses all.
+#[allow(unused_imports)]
+pub use ferry_test_support::{
+    RedisOptions, RedisServer, RedisTls, delete_keys, free_addr, free_port, redis_cli, redis_keys,
+    redis_url,
+};
 
 pub const ACCESS_KEY: &str = "test-admin";
 pub const SECRET_KEY: &str = "test-admin-secret";
@@ -301,13 +311,6 @@ pub fn metric(admin: &str, name: &str, filter: &str) -> f64 {
         .sum()
 }
 
-/// A loopback address with a port free now (for a server that must come
-/// back on the same address after a restart).
-pub fn free_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").to_string()
-}
-
 /// Polls `check` every 20 ms until it returns `Some`, for at most
 /// `limit`; panics with `what` when it never does.
 pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
@@ -337,11 +340,7 @@ pub struct S3sFs {
 impl S3sFs {
     pub fn start(binary: &std::path::Path, root: &std::path::Path, key: (&str, &str)) -> S3sFs {
         for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .expect("bind")
-                .local_addr()
-                .expect("addr")
-                .port();
+            let port = free_port();
             let mut child = Command::new(binary)
                 .args(["--host", "127.0.0.1", "--port", &port.to_string()])
                 .args(["--access-key", key.0, "--secret-key", key.1])
