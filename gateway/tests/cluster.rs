@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::{
-    ACCESS_KEY, Launch, SECRET_KEY, Server, create_bucket, curl, metric, pattern, temp_dir,
+    ACCESS_KEY, Launch, RedisServer, SECRET_KEY, Server, create_bucket, curl, delete_keys, metric,
+    pattern, redis_cli, redis_url, temp_dir,
 };
 use ferry_cache::cluster::wire;
 use ferry_cache::source::BlockAddr;
@@ -22,7 +23,6 @@ use object_store::{ObjectStore, ObjectStoreExt};
 const MIB: usize = 1 << 20;
 const SECRET: &str = "cluster-secret-for-the-tests";
 const TOKEN: &str = "admin-token-for-the-tests";
-const REDIS: &str = "redis://127.0.0.1:6379/0";
 
 /// Names this test's cluster, metadata prefix and bucket.
 fn unique(what: &str) -> String {
@@ -39,7 +39,7 @@ struct Spec<'a> {
     weight: u32,
     block_size: &'a str,
     extra_cluster: &'a str,
-    /// The membership Redis (default: the shared one).
+    /// The membership Redis (default: the shared test one, `redis_url()`).
     membership: Option<&'a str>,
     /// Lines added to `[cache]`.
     extra_cache: &'a str,
@@ -51,7 +51,7 @@ fn config(spec: &Spec<'_>, dir: &FsPath) -> PathBuf {
 shutdown_grace = "1s"
 
 [meta]
-engine = "{REDIS}"
+engine = "{redis}"
 redis_prefix = "{cluster}"
 allow_volatile_redis = true
 
@@ -82,7 +82,8 @@ token = "{TOKEN}"
         id = spec.id,
         weight = spec.weight,
         extra = spec.extra_cluster,
-        membership = spec.membership.unwrap_or(REDIS),
+        redis = redis_url(),
+        membership = spec.membership.map_or_else(redis_url, str::to_string),
         extra_cache = spec.extra_cache,
     );
     let path = dir.join(format!("{}.toml", spec.id));
@@ -202,14 +203,7 @@ impl Drop for TestCluster {
             format!("{}:*", self.name),
             format!("ferry-cluster:{}:*", self.name),
         ] {
-            let keys = Command::new("redis-cli")
-                .args(["--scan", "--pattern", &pattern])
-                .output();
-            if let Ok(out) = keys {
-                for key in String::from_utf8_lossy(&out.stdout).lines() {
-                    let _ = Command::new("redis-cli").args(["del", key]).output();
-                }
-            }
+            delete_keys(&redis_url(), &pattern);
         }
     }
 }
@@ -500,10 +494,8 @@ fn fake_member(cluster: &str, id: &str, answer: Option<&'static [u8]>) {
             id.to_string(),
         ],
     ] {
-        let out = Command::new("redis-cli")
-            .args(&args)
-            .output()
-            .expect("redis-cli");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = redis_cli(&redis_url(), &args);
         assert!(out.status.success());
     }
 }
@@ -763,60 +755,10 @@ async fn with_two_replicas_a_lost_node_loses_no_hit() {
     );
 }
 
-/// A Redis of this test's own, on a free port, without persistence.
-struct OwnRedis {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl OwnRedis {
-    fn start(port: u16) -> OwnRedis {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server");
-        wait_until("the test's redis answers", || {
-            Command::new("redis-cli")
-                .args(["-p", &port.to_string(), "ping"])
-                .output()
-                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("PONG"))
-        });
-        OwnRedis { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_membership_outage_keeps_the_last_view() {
-    let port = free_port();
-    let redis = OwnRedis::start(port);
+    // A Redis of this test's own, without persistence, for the membership.
+    let mut redis = RedisServer::start();
     let name = unique("cl");
     let store = temp_dir();
     let url = redis.url();
@@ -839,7 +781,7 @@ async fn a_membership_outage_keeps_the_last_view() {
     let bucket = unique("b");
     create_bucket(&cluster.nodes[0].server().endpoint, &bucket).await;
 
-    drop(redis);
+    redis.kill();
     // Longer than a heartbeat's TTL: a node that dropped expired members
     // on its own would now see itself alone.
     let outage = Instant::now();
@@ -860,18 +802,11 @@ async fn a_membership_outage_keeps_the_last_view() {
     assert!(get(cluster.nodes[0].client(&bucket).as_ref(), "m.bin").await == body);
     assert!(metric(&cluster.nodes[1].admin(), "ferry_peer_served_total", "") > 0.0);
 
-    // Redis back (empty): the next heartbeats fill it again.
-    let _redis = OwnRedis::start(port);
+    // Redis back (empty, same port): the next heartbeats fill it again.
+    redis.restart();
     wait_until("heartbeats are back in redis", || {
-        Command::new("redis-cli")
-            .args([
-                "-p",
-                &port.to_string(),
-                "zcard",
-                &format!("ferry-cluster:{}:nodes", cluster.name),
-            ])
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "2")
+        let out = redis.cli(&["zcard", &format!("ferry-cluster:{}:nodes", cluster.name)]);
+        String::from_utf8_lossy(&out.stdout).trim() == "2"
     });
 }
 
@@ -953,10 +888,7 @@ async fn the_first_header_read_warms_the_whole_model_once_for_the_cluster() {
 }
 
 fn redis_exists(key: &str) -> bool {
-    let out = Command::new("redis-cli")
-        .args(["exists", key])
-        .output()
-        .expect("redis-cli");
+    let out = redis_cli(&redis_url(), &["exists", key]);
     String::from_utf8_lossy(&out.stdout).trim() == "1"
 }
 

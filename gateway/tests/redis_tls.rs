@@ -4,8 +4,7 @@
 mod common;
 
 use std::path::Path as FsPath;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use bytes::Bytes;
 use object_store::ObjectStoreExt;
@@ -81,64 +80,29 @@ fn certificates(dir: &FsPath) {
     );
 }
 
-struct TlsRedis(Child);
-
-impl Drop for TlsRedis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 #[tokio::test]
 async fn a_gateway_stores_its_namespace_in_a_tls_only_redis() {
     let dir = temp_dir();
     let tls = dir.path().join("tls");
     std::fs::create_dir_all(&tls).expect("mkdir");
     certificates(&tls);
-    let port = free_port();
-    let redis = TlsRedis(
-        Command::new("redis-server")
-            .args(["--port", "0", "--tls-port", &port.to_string()])
-            .args([
-                "--tls-cert-file",
-                "redis.crt",
-                "--tls-key-file",
-                "redis.key",
-                "--tls-ca-cert-file",
-                "ca.crt",
-            ])
-            .args([
-                "--tls-auth-clients",
-                "no",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--dir",
-                ".",
-            ])
-            .current_dir(&tls)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // TLS only (no plain port), with AOF so the gateway needs no
+    // allow_volatile_redis; ready once it answers PING over TLS.
+    let redis = RedisServer::options()
+        .aof()
+        .tls(RedisTls {
+            cert: tls.join("redis.crt"),
+            key: tls.join("redis.key"),
+            ca: tls.join("ca.crt"),
+        })
+        .start();
     let config = write_file(
         dir.path(),
         "ferry.toml",
-        &format!("[meta]\nengine = \"rediss://127.0.0.1:{port}\"\nredis_prefix = \"tls-test\"\n"),
+        &format!(
+            "[meta]\nengine = \"{}\"\nredis_prefix = \"tls-test\"\n",
+            redis.url()
+        ),
     );
     let server = Server::start(Launch {
         config: Some(&config),

@@ -1,17 +1,16 @@
-//! Tests of the Redis engine against real servers: the shared one at
-//! 127.0.0.1:6379 (no persistence, so engines open with `allow_volatile`),
+//! Tests of the Redis engine against real servers: the shared test one at
+//! `redis_url()` (no persistence, so engines open with `allow_volatile`),
 //! and private `redis-server` processes with AOF for restarts and
 //! measurements. Each test works under its own random prefix and removes
 //! its keys at the end.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
+use ferry_test_support::{RedisServer, free_port, redis_url};
+
 use super::*;
 use crate::conformance::{put_simple, simple_entry};
-
-const SHARED: &str = "redis://127.0.0.1:6379";
 
 fn fresh_prefix() -> String {
     format!("ferry-test-{}", uuid::Uuid::new_v4().simple())
@@ -77,8 +76,8 @@ fn cleanup(url: &str, prefix: &str) -> Cleanup {
 /// A fresh namespace on the shared Redis.
 async fn engine() -> (Cleanup, RedisMeta) {
     let prefix = fresh_prefix();
-    let guard = cleanup(SHARED, &prefix);
-    let meta = RedisMeta::open(SHARED, &prefix, true)
+    let guard = cleanup(&redis_url(), &prefix);
+    let meta = RedisMeta::open(&redis_url(), &prefix, true)
         .await
         .expect("open redis engine");
     (guard, meta)
@@ -93,7 +92,7 @@ async fn conformance() {
     let pattern = guard.pattern.clone();
     drop(guard);
     assert!(
-        scan_keys(SHARED, &pattern).expect("scan").is_empty(),
+        scan_keys(&redis_url(), &pattern).expect("scan").is_empty(),
         "cleanup left keys behind"
     );
 }
@@ -135,9 +134,9 @@ static SETUP: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
 fn namespace_matches_reference_model() {
     crate::conformance::model::check(|| {
         let prefix = fresh_prefix();
-        let guard = cleanup(SHARED, &prefix);
+        let guard = cleanup(&redis_url(), &prefix);
         let meta = SETUP
-            .block_on(RedisMeta::open(SHARED, &prefix, true))
+            .block_on(RedisMeta::open(&redis_url(), &prefix, true))
             .expect("open redis engine");
         (
             Box::new(guard) as Box<dyn std::any::Any>,
@@ -148,7 +147,7 @@ fn namespace_matches_reference_model() {
 
 #[tokio::test]
 async fn a_redis_without_aof_is_refused_unless_allowed() {
-    let mut conn = sync_conn(SHARED).expect("connect");
+    let mut conn = sync_conn(&redis_url()).expect("connect");
     let appendonly: HashMap<String, String> = redis::cmd("CONFIG")
         .arg("GET")
         .arg("appendonly")
@@ -160,8 +159,8 @@ async fn a_redis_without_aof_is_refused_unless_allowed() {
         "this test expects the shared test redis to run without AOF"
     );
     let prefix = fresh_prefix();
-    let _guard = cleanup(SHARED, &prefix);
-    match RedisMeta::open(SHARED, &prefix, false).await {
+    let _guard = cleanup(&redis_url(), &prefix);
+    match RedisMeta::open(&redis_url(), &prefix, false).await {
         Err(MetaError::Internal(message)) => {
             for needed in [
                 "appendonly yes",
@@ -177,7 +176,7 @@ async fn a_redis_without_aof_is_refused_unless_allowed() {
         Err(other) => panic!("refused with the wrong error: {other}"),
         Ok(_) => panic!("a redis without AOF was accepted"),
     }
-    RedisMeta::open(SHARED, &prefix, true)
+    RedisMeta::open(&redis_url(), &prefix, true)
         .await
         .expect("accepted when volatile is allowed");
 }
@@ -228,7 +227,7 @@ async fn prefixes_keep_volumes_apart() {
 async fn two_gateways_racing_on_one_key_leave_no_orphaned_reference() {
     let (guard, first) = engine().await;
     let prefix = guard.pattern.trim_end_matches(":*").to_string();
-    let second = RedisMeta::open(SHARED, &prefix, true)
+    let second = RedisMeta::open(&redis_url(), &prefix, true)
         .await
         .expect("second gateway");
     first.create_bucket("race").await.expect("create");
@@ -314,7 +313,7 @@ async fn two_gateways_racing_on_one_key_leave_no_orphaned_reference() {
 async fn compare_and_swap_across_gateways_loses_no_update() {
     let (guard, first) = engine().await;
     let prefix = guard.pattern.trim_end_matches(":*").to_string();
-    let second = RedisMeta::open(SHARED, &prefix, true)
+    let second = RedisMeta::open(&redis_url(), &prefix, true)
         .await
         .expect("second gateway");
     first.create_bucket("cas").await.expect("create");
@@ -356,116 +355,35 @@ async fn compare_and_swap_across_gateways_loses_no_update() {
 }
 
 // ---------------------------------------------------------------------
-// Private redis-server processes.
+// Private redis-server processes (`RedisServer`, with AOF fsynced on every
+// write).
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
+/// A counter from the server's `INFO stats`.
+fn info_number(server: &RedisServer, field: &str) -> u64 {
+    let mut conn = sync_conn(&server.url()).expect("connect");
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query(&mut conn)
+        .expect("info");
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in INFO"))
 }
 
-/// A `redis-server` of our own, with AOF fsynced on every write.
-struct TestServer {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl TestServer {
-    fn start() -> TestServer {
-        let mut server = TestServer {
-            child: None,
-            port: free_port(),
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
-        server.spawn();
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts (or restarts) the server on the same port and directory and
-    /// waits until it answers PING.
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let ready = sync_conn(&self.url())
-                .and_then(|mut conn| redis::cmd("PING").query::<String>(&mut conn))
-                .is_ok_and(|pong| pong == "PONG");
-            if ready {
-                return;
-            }
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!("redis-server exited with {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {} never answered PING",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGKILL: no shutdown, no final AOF rewrite.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn info_number(&self, field: &str) -> u64 {
-        let mut conn = sync_conn(&self.url()).expect("connect");
-        let info: String = redis::cmd("INFO")
-            .arg("stats")
-            .query(&mut conn)
-            .expect("info");
-        info.lines()
-            .find_map(|line| line.strip_prefix(&format!("{field}:")))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {field} in INFO"))
-    }
-
-    fn idle_seconds(&self, key: &str) -> u64 {
-        let mut conn = sync_conn(&self.url()).expect("connect");
-        redis::cmd("OBJECT")
-            .arg("IDLETIME")
-            .arg(key)
-            .query(&mut conn)
-            .expect("object idletime")
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// Seconds since `key` was last read or written (Redis's own access clock).
+fn idle_seconds(server: &RedisServer, key: &str) -> u64 {
+    let mut conn = sync_conn(&server.url()).expect("connect");
+    redis::cmd("OBJECT")
+        .arg("IDLETIME")
+        .arg(key)
+        .query(&mut conn)
+        .expect("object idletime")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survives_a_redis_crash_and_restart_without_reopening() {
-    let mut server = TestServer::start();
+    let mut server = RedisServer::options().aof().start();
     let timeout = Duration::from_secs(2);
     // AOF is on, so the engine opens without allow_volatile.
     let meta = RedisMeta::open_with_timeout(&server.url(), "crash", false, timeout)
@@ -539,7 +457,7 @@ async fn survives_a_redis_crash_and_restart_without_reopening() {
         started.elapsed()
     );
 
-    server.spawn();
+    server.restart();
     // The same handle works again: the connection manager reconnects.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -585,7 +503,7 @@ async fn survives_a_redis_crash_and_restart_without_reopening() {
 /// shows both probes do notice a layout read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn head_and_list_never_read_layouts() {
-    let server = TestServer::start();
+    let server = RedisServer::options().aof().start();
     let meta = RedisMeta::open(&server.url(), "layouts", false)
         .await
         .expect("open");
@@ -630,7 +548,7 @@ async fn head_and_list_never_read_layouts() {
             started.elapsed() / 200
         }
     };
-    let out_before = server.info_number("total_net_output_bytes");
+    let out_before = info_number(&server, "total_net_output_bytes");
     let started = Instant::now();
     let mut ops = 0u64;
     let (mut head_big, mut head_small) = (Duration::ZERO, Duration::ZERO);
@@ -662,7 +580,7 @@ async fn head_and_list_never_read_layouts() {
         assert_eq!(page.entries[0].1, entry);
         ops += 402;
     }
-    let sent = server.info_number("total_net_output_bytes") - out_before;
+    let sent = info_number(&server, "total_net_output_bytes") - out_before;
     eprintln!(
         "{ops} HEAD/LIST calls: {} bytes from redis per call; HEAD of the big object {head_big:?}, of a small one {head_small:?}",
         sent / ops
@@ -673,16 +591,16 @@ async fn head_and_list_never_read_layouts() {
         sent / ops
     );
     for key in [keys.layouts(), keys.layout_blobs()] {
-        let idle = server.idle_seconds(&key);
+        let idle = idle_seconds(&server, &key);
         assert!(idle >= 2, "{key} was read during HEAD/LIST (idle {idle}s)");
     }
 
     // The probes notice a read: GET reads the layout.
-    let out_before = server.info_number("total_net_output_bytes");
+    let out_before = info_number(&server, "total_net_output_bytes");
     let (_, got) = meta.get("b", "big").await.expect("get");
     assert_eq!(got, layout);
-    assert!(server.info_number("total_net_output_bytes") - out_before >= layout_bytes);
-    assert!(server.idle_seconds(&keys.layouts()) < 2);
+    assert!(info_number(&server, "total_net_output_bytes") - out_before >= layout_bytes);
+    assert!(idle_seconds(&server, &keys.layouts()) < 2);
 
     // Deleting it drops 10,000 references in one script.
     let started = Instant::now();
@@ -696,7 +614,7 @@ async fn head_and_list_never_read_layouts() {
 }
 
 fn raw_field(hash: &str, field: &str) -> Vec<u8> {
-    let mut conn = sync_conn(SHARED).expect("connect");
+    let mut conn = sync_conn(&redis_url()).expect("connect");
     redis::cmd("HGET")
         .arg(hash)
         .arg(field)
@@ -858,7 +776,7 @@ async fn a_reset_empties_the_namespace_in_steps() {
     assert_eq!(meta.last_seq().await.expect("seq"), seq + 2);
     assert_eq!(meta.mirrors().await.expect("mirrors"), [record]);
     assert_eq!(meta.replication_jobs(0, 10).await.expect("jobs").len(), 1);
-    let mut left: Vec<String> = scan_keys(SHARED, &guard.pattern)
+    let mut left: Vec<String> = scan_keys(&redis_url(), &guard.pattern)
         .expect("scan")
         .into_iter()
         .map(|k| String::from_utf8_lossy(&k).into_owned())
