@@ -5,11 +5,12 @@
 mod common;
 
 use std::path::Path as FsPath;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use common::*;
-use object_store::ObjectStoreExt;
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 const CACHE_OFF: &str = "[cache]\nmemory = \"0\"\ndisk = \"0\"\n";
 
@@ -28,6 +29,17 @@ fn gateway(dir: &FsPath) -> Server {
         config: Some(&config),
         ..Launch::new(&dir.join("data"))
     })
+}
+
+/// A client of bucket `models` on `g`, holding `body` as `m.bin`.
+async fn with_object(g: &Server, body: &[u8]) -> Arc<dyn ObjectStore> {
+    create_bucket(&g.endpoint, "models").await;
+    let client = g.client("models");
+    client
+        .put(&Path::from("m.bin"), Bytes::copy_from_slice(body).into())
+        .await
+        .expect("put");
+    client
 }
 
 /// The relative paths of every file under `root`.
@@ -51,13 +63,8 @@ fn files(root: &FsPath) -> Vec<std::path::PathBuf> {
 async fn a_cache_off_gateway_falls_back_along_its_chain() {
     let dir = temp_dir();
     let g = gateway(dir.path());
-    create_bucket(&g.endpoint, "models").await;
-    let client = g.client("models");
     let body = pattern(7, 3 << 20);
-    client
-        .put(&Path::from("m.bin"), Bytes::from(body.clone()).into())
-        .await
-        .expect("put");
+    let client = with_object(&g, &body).await;
     // The blob leaves the first store of the chain for the second, as in
     // a mirror whose copy has not arrived: only the chain can find it.
     let near = dir.path().join("near");
@@ -88,15 +95,10 @@ async fn a_cache_off_gateway_falls_back_along_its_chain() {
 async fn a_cache_off_gateway_reads_no_more_store_bytes_than_it_serves() {
     let dir = temp_dir();
     let g = gateway(dir.path());
-    create_bucket(&g.endpoint, "models").await;
-    let client = g.client("models");
     // Three 4 MiB blocks and a bit: ranges inside one block, across a
     // block boundary, at the end, and the whole object.
     let body = pattern(9, (12 << 20) + 12_345);
-    client
-        .put(&Path::from("m.bin"), Bytes::from(body.clone()).into())
-        .await
-        .expect("put");
+    let client = with_object(&g, &body).await;
     let before = metric(&g.admin, "ferry_store_bytes_read_total", "");
     let ranges = [
         0..8,

@@ -6,11 +6,10 @@
 use std::time::Instant;
 
 use async_trait::async_trait;
-use object_store::path::Path;
-use object_store::{GetOptions, GetRange, GetResult, GetResultPayload, ObjectStore, Result};
+use object_store::{GetRange, GetResult, GetResultPayload, Result};
 
 use super::admission::{Admission, current_priority};
-use super::decorator::{ReadDecorator, map_body};
+use super::decorator::{Read, ReadDecorator, map_body};
 use crate::metrics::STORE_ADMISSION_WAIT_SECONDS;
 
 pub struct Admitted {
@@ -47,15 +46,10 @@ impl Admitted {
 
 #[async_trait]
 impl ReadDecorator for Admitted {
-    async fn get_opts(
-        &self,
-        inner: &dyn ObjectStore,
-        location: &Path,
-        options: GetOptions,
-    ) -> Result<GetResult> {
+    async fn get_opts(&self, read: Read<'_>) -> Result<GetResult> {
         // Bytes the read asks for, when the request says.
-        let known_len = match &options.range {
-            _ if options.head => Some(0),
+        let known_len = match &read.options.range {
+            _ if read.options.head => Some(0),
             Some(GetRange::Bounded(range)) => Some(range.end.saturating_sub(range.start)),
             Some(GetRange::Suffix(len)) => Some(*len),
             Some(GetRange::Offset(_)) | None => None,
@@ -72,7 +66,7 @@ impl ReadDecorator for Admitted {
             "priority" => priority.label()
         )
         .record(started.elapsed().as_secs_f64());
-        let result = inner.get_opts(location, options).await?;
+        let result = read.pass_on().await?;
         if known_len.is_none() {
             self.admission
                 .charge(result.range.end.saturating_sub(result.range.start));
@@ -96,8 +90,9 @@ mod tests {
     use std::time::Duration;
 
     use bytes::Bytes;
-    use object_store::ObjectStoreExt;
     use object_store::memory::InMemory;
+    use object_store::path::Path;
+    use object_store::{ObjectStore, ObjectStoreExt};
 
     use super::*;
     use crate::store::{Counted, Latency, StoreCounters, decorate};

@@ -5,10 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use object_store::path::Path;
-use object_store::{GetOptions, GetResult, GetResultPayload, ObjectStore, Result};
+use object_store::{GetResult, GetResultPayload, Result};
 
-use super::decorator::{ReadDecorator, map_body};
+use super::decorator::{Read, ReadDecorator, map_body};
 use crate::metrics::{STORE_BYTES_READ, STORE_REQUESTS};
 
 /// Counts of the reads that reached a store.
@@ -70,16 +69,11 @@ impl Counted {
 
 #[async_trait]
 impl ReadDecorator for Counted {
-    async fn get_opts(
-        &self,
-        inner: &dyn ObjectStore,
-        location: &Path,
-        options: GetOptions,
-    ) -> Result<GetResult> {
+    async fn get_opts(&self, read: Read<'_>) -> Result<GetResult> {
         let in_flight = InFlight::start(&self.counters);
         self.counters.get_requests.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(STORE_REQUESTS, "store" => self.name.clone()).increment(1);
-        let result = inner.get_opts(location, options).await?;
+        let result = read.pass_on().await?;
         // A local file comes back as a handle: keep it, so `bytes()` reads
         // the whole range in one blocking call instead of the 8 KiB chunks
         // `into_stream` would make. Its bytes are counted up front.

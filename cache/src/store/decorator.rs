@@ -26,14 +26,23 @@ pub trait ReadDecorator: fmt::Debug + Send + Sync + 'static {
     /// delimiter listings and copies.
     async fn before_request(&self) {}
 
-    /// A read of `location`; by default passed on unchanged.
-    async fn get_opts(
-        &self,
-        inner: &dyn ObjectStore,
-        location: &Path,
-        options: GetOptions,
-    ) -> Result<GetResult> {
-        inner.get_opts(location, options).await
+    /// A read; by default passed on unchanged.
+    async fn get_opts(&self, read: Read<'_>) -> Result<GetResult> {
+        read.pass_on().await
+    }
+}
+
+/// A read on its way to the inner store.
+pub struct Read<'a> {
+    pub inner: &'a dyn ObjectStore,
+    pub location: &'a Path,
+    pub options: GetOptions,
+}
+
+impl Read<'_> {
+    /// Sends the read to the inner store.
+    pub async fn pass_on(self) -> Result<GetResult> {
+        self.inner.get_opts(self.location, self.options).await
     }
 }
 
@@ -106,9 +115,12 @@ impl<D: ReadDecorator> ObjectStore for Decorated<D> {
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
         self.decorator.before_request().await;
-        self.decorator
-            .get_opts(self.inner.as_ref(), location, options)
-            .await
+        let read = Read {
+            inner: self.inner.as_ref(),
+            location,
+            options,
+        };
+        self.decorator.get_opts(read).await
     }
 
     /// One decorated read per range, so each is admitted and counted.

@@ -7,10 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use object_store::path::Path;
-use object_store::{GetOptions, GetResult, ObjectStore, Result};
+use object_store::{GetResult, Result};
 
-use super::decorator::{ReadDecorator, map_body};
+use super::decorator::{Read, ReadDecorator, map_body};
 
 /// Faults a test can switch on and off while a store is in use.
 #[derive(Debug, Default)]
@@ -38,19 +37,14 @@ impl ReadDecorator for Faulty {
         }
     }
 
-    async fn get_opts(
-        &self,
-        inner: &dyn ObjectStore,
-        location: &Path,
-        options: GetOptions,
-    ) -> Result<GetResult> {
+    async fn get_opts(&self, read: Read<'_>) -> Result<GetResult> {
         if self.faults.down.load(Ordering::Relaxed) {
             return Err(object_store::Error::Generic {
                 store: "test",
                 source: "the store is down (test fault)".into(),
             });
         }
-        let result = inner.get_opts(location, options).await?;
+        let result = read.pass_on().await?;
         let Some(limit) = self.fail_after else {
             return Ok(result);
         };
