@@ -8,11 +8,9 @@
 # Usage: benches/chain.sh [reads per row (200)]   FERRY=path/to/ferry PYTHON=python-with-boto3
 set -euo pipefail
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 count="${1:-200}"
-ferry="${FERRY:-$repo/target/release/ferry}"
 python="${PYTHON:-$repo/.venv/bin/python}"
-[ -x "$ferry" ] || cargo build --release -p ferry-gateway --manifest-path "$repo/Cargo.toml"
 [ -x "$python" ] || { echo "needs a python with boto3 (run tests/run-e2e.sh once, or set PYTHON)" >&2; exit 1; }
 work="$(mktemp -d "${TMPDIR:-/tmp}/ferry-chain.XXXXXX")"
 pids=()

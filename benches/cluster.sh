@@ -21,16 +21,12 @@
 #   HERD=256 readers   WARM_MIB=2048   SHARD_MIB=256   FERRY=path/to/ferry
 set -euo pipefail
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 mib="${1:-1024}"
 herd_mib="${2:-64}"
 herd="${HERD:-256}"
 warm_mib="${WARM_MIB:-2048}"
 shard_mib="${SHARD_MIB:-256}"
-ferry="${FERRY:-$repo/target/release/ferry}"
-[ -x "$ferry" ] || cargo build --release -p ferry-gateway --manifest-path "$repo/Cargo.toml"
-bench_bin="${FERRY_BENCH:-$repo/target/release/ferry-bench}"
-[ -x "$bench_bin" ] || cargo build --release -p ferry-bench --manifest-path "$repo/Cargo.toml"
 venv="$repo/.venv"
 [ -x "$venv/bin/python" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q boto3 awscli; }
 redis-cli ping >/dev/null

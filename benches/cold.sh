@@ -9,13 +9,9 @@
 # Usage: benches/cold.sh [object-MiB (1024)] [runs (3)]
 set -euo pipefail
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 mib="${1:-1024}"
 runs="${2:-3}"
-ferry="${FERRY:-$repo/target/release/ferry}"
-[ -x "$ferry" ] || cargo build --release -p ferry-gateway --manifest-path "$repo/Cargo.toml"
-bench_bin="${FERRY_BENCH:-$repo/target/release/ferry-bench}"
-[ -x "$bench_bin" ] || cargo build --release -p ferry-bench --manifest-path "$repo/Cargo.toml"
 [ -w /proc/sys/vm/drop_caches ] || { echo "cold.sh needs root to drop the page cache" >&2; exit 1; }
 work="$(mktemp -d "${TMPDIR:-/tmp}/ferry-cold.XXXXXX")"
 pids=()

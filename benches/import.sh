@@ -12,12 +12,8 @@
 # Usage: [SOURCE=ferry|s3s-fs] benches/import.sh [keys (100000)]   FERRY=path/to/ferry
 set -euo pipefail
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 keys="${1:-100000}"
-ferry="${FERRY:-$repo/target/release/ferry}"
-[ -x "$ferry" ] || cargo build --release -p ferry-gateway --manifest-path "$repo/Cargo.toml"
-bench_bin="${FERRY_BENCH:-$repo/target/release/ferry-bench}"
-[ -x "$bench_bin" ] || cargo build --release -p ferry-bench --manifest-path "$repo/Cargo.toml"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ferry-import.XXXXXX")"
 pids=()
 cleanup() {

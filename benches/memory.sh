@@ -5,12 +5,10 @@
 # Usage: benches/memory.sh [object-MiB] [memory-tier-MiB] [seconds]
 set -euo pipefail
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 object_mib="${1:-4096}"
 tier_mib="${2:-512}"
 seconds="${3:-20}"
-ferry="$repo/target/release/ferry"
-[ -x "$ferry" ] || cargo build --release -p ferry-gateway --manifest-path "$repo/Cargo.toml"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ferry-memory.XXXXXX")"
 server=""
 readers=()

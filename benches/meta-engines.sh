@@ -4,12 +4,8 @@
 # Usage: benches/meta-engines.sh [keys]   (Redis at 127.0.0.1:6379)
 set -euo pipefail
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 keys="${1:-1000000}"
-ferry="$repo/target/release/ferry"
-[ -x "$ferry" ] || cargo build --release -p ferry-gateway --manifest-path "$repo/Cargo.toml"
-bench_bin="${FERRY_BENCH:-$repo/target/release/ferry-bench}"
-[ -x "$bench_bin" ] || cargo build --release -p ferry-bench --manifest-path "$repo/Cargo.toml"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench.XXXXXX")"
 echo "# work dir $work" >&2
 prefix="bench-$(date +%s)-$$"

@@ -25,15 +25,11 @@
 # A peer that cannot be installed or started is skipped with a message.
 set -euo pipefail
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 mib="${1:-1024}"
 seconds="${2:-10}"
 herd="${HERD:-64}"
 rows="${ROWS:-nginx ferry-warm ferry-disk ferry-cold juicefs-warm rclone-warm rclone-md5}"
-ferry="${FERRY:-$repo/target/release/ferry}"
-[ -x "$ferry" ] || cargo build --release -p ferry-gateway --manifest-path "$repo/Cargo.toml"
-bench_bin="${FERRY_BENCH:-$repo/target/release/ferry-bench}"
-[ -x "$bench_bin" ] || cargo build --release -p ferry-bench --manifest-path "$repo/Cargo.toml"
 venv="$repo/.venv"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/ferry-read-path.XXXXXX")"

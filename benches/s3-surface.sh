@@ -8,13 +8,9 @@
 # Prints one JSON line per measurement; BENCHMARKS.md records the results.
 set -euo pipefail
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 keys="${1:-1000000}"
 mp_mib="${2:-4096}"
-ferry="$repo/target/release/ferry"
-[ -x "$ferry" ] || cargo build --release -p ferry-gateway --manifest-path "$repo/Cargo.toml"
-bench_bin="${FERRY_BENCH:-$repo/target/release/ferry-bench}"
-[ -x "$bench_bin" ] || cargo build --release -p ferry-bench --manifest-path "$repo/Cargo.toml"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench.XXXXXX")"
 server=""
 cleanup() {
