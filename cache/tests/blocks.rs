@@ -97,6 +97,15 @@ fn store_source(stores: &Stores) -> Arc<dyn BlockSource> {
     Arc::new(ChainSource::new(stores.clone()))
 }
 
+/// A block cache of `config` over `stores`' chain.
+async fn open_cache(config: &BlockCacheConfig, stores: &Stores) -> Arc<BlockCache> {
+    Arc::new(
+        BlockCache::open(config, store_source(stores))
+            .await
+            .expect("cache"),
+    )
+}
+
 async fn read(
     cache: &Arc<BlockCache>,
     layout: &Layout,
@@ -149,14 +158,7 @@ fn any_range_reads_the_same_bytes_as_the_source() {
     let (layout, expected, cache) = runtime.block_on(async {
         let (layout, expected) = three_segment_file(&dir.path().join("store")).await;
         // 64 KiB blocks so ranges cross many block and segment boundaries.
-        let cache = Arc::new(
-            BlockCache::open(
-                &config(dir.path(), 65_536, 64 * MIB, 0),
-                store_source(&stores),
-            )
-            .await
-            .expect("cache"),
-        );
+        let cache = open_cache(&config(dir.path(), 65_536, 64 * MIB, 0), &stores).await;
         (layout, expected, cache)
     });
     let size = expected.len() as u64;
@@ -186,14 +188,7 @@ async fn a_herd_of_cold_readers_reads_each_block_from_the_store_once() {
     let body = Arc::new(pattern(3, size));
     write_blob(&root, "blobs/model", &body).await;
     let layout = whole_blob("blobs/model", size);
-    let cache = Arc::new(
-        BlockCache::open(
-            &config(dir.path(), block, 512 * MIB, 0),
-            store_source(&stores),
-        )
-        .await
-        .expect("cache"),
-    );
+    let cache = open_cache(&config(dir.path(), block, 512 * MIB, 0), &stores).await;
     let barrier = Arc::new(tokio::sync::Barrier::new(64));
     let mut readers = Vec::new();
     for _ in 0..64 {
@@ -230,14 +225,7 @@ async fn the_disk_tier_survives_a_restart() {
     let size = expected.len() as u64;
     {
         let (stores, counters) = counted_stores(&root, None);
-        let cache = Arc::new(
-            BlockCache::open(
-                &config(dir.path(), MIB, 64 * MIB, 256 * MIB),
-                store_source(&stores),
-            )
-            .await
-            .expect("cache"),
-        );
+        let cache = open_cache(&config(dir.path(), MIB, 64 * MIB, 256 * MIB), &stores).await;
         assert!(cache.has_disk_tier());
         assert!(read(&cache, &layout, 0..size).await.expect("read") == expected);
         assert!(counters.gets() > 0);
@@ -245,14 +233,7 @@ async fn the_disk_tier_survives_a_restart() {
     }
     // After a restart every block is a hit: the store is not asked at all.
     let (stores, counters) = counted_stores(&root, None);
-    let cache = Arc::new(
-        BlockCache::open(
-            &config(dir.path(), MIB, 64 * MIB, 256 * MIB),
-            store_source(&stores),
-        )
-        .await
-        .expect("cache"),
-    );
+    let cache = open_cache(&config(dir.path(), MIB, 64 * MIB, 256 * MIB), &stores).await;
     assert!(read(&cache, &layout, 0..size).await.expect("read") == expected);
     assert_eq!(
         counters.gets(),
@@ -264,14 +245,7 @@ async fn the_disk_tier_survives_a_restart() {
     let (stores, counters) = counted_stores(&root, None);
     cache.close().await;
     drop(cache);
-    let cache = Arc::new(
-        BlockCache::open(
-            &config(dir.path(), 2 * MIB, 64 * MIB, 256 * MIB),
-            store_source(&stores),
-        )
-        .await
-        .expect("cache"),
-    );
+    let cache = open_cache(&config(dir.path(), 2 * MIB, 64 * MIB, 256 * MIB), &stores).await;
     assert!(read(&cache, &layout, 0..size).await.expect("read") == expected);
     assert!(
         counters.gets() > 0,
@@ -307,11 +281,7 @@ async fn a_store_failing_mid_stream_fails_the_read() {
     let root = dir.path().join("store");
     let (layout, _) = three_segment_file(&root).await;
     let (stores, _) = counted_stores(&root, Some(100_000));
-    let cache = Arc::new(
-        BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 0), store_source(&stores))
-            .await
-            .expect("cache"),
-    );
+    let cache = open_cache(&config(dir.path(), MIB, 64 * MIB, 0), &stores).await;
     let err = read(&cache, &layout, 0..layout.total_len())
         .await
         .expect_err("must fail");
@@ -324,11 +294,7 @@ async fn blocks_are_keyed_by_version() {
     let root = dir.path().join("store");
     write_blob(&root, "imported/model.bin", &pattern(4, 100_000)).await;
     let (stores, counters) = counted_stores(&root, None);
-    let cache = Arc::new(
-        BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 0), store_source(&stores))
-            .await
-            .expect("cache"),
-    );
+    let cache = open_cache(&config(dir.path(), MIB, 64 * MIB, 0), &stores).await;
     let layout = |version: &str| Layout {
         segments: vec![Segment {
             store: "data".into(),
@@ -365,11 +331,7 @@ async fn sequential_ranged_reads_prefetch_the_next_blocks() {
     write_blob(&root, "blobs/seq", &body).await;
     let (stores, counters) = counted_stores(&root, None);
     let layout = whole_blob("blobs/seq", size);
-    let cache = Arc::new(
-        BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 0), store_source(&stores))
-            .await
-            .expect("cache"),
-    );
+    let cache = open_cache(&config(dir.path(), MIB, 64 * MIB, 0), &stores).await;
     // Two ranged reads in a row, as a loader issues them.
     assert!(read(&cache, &layout, 0..MIB).await.expect("read") == body[..MIB as usize]);
     assert!(
@@ -404,11 +366,7 @@ async fn a_small_read_of_a_cold_first_block_reads_its_range_and_prefetches_the_b
     write_blob(&root, "blobs/model", &model).await;
     write_blob(&root, "blobs/herd", &herd).await;
     let (stores, counters) = counted_stores(&root, None);
-    let cache = Arc::new(
-        BlockCache::open(&config(dir.path(), MIB, 64 * MIB, 0), store_source(&stores))
-            .await
-            .expect("cache"),
-    );
+    let cache = open_cache(&config(dir.path(), MIB, 64 * MIB, 0), &stores).await;
     // A loader's first read: 8 bytes. Only they leave the store; then the
     // block is prefetched for what follows.
     let layout = whole_blob("blobs/model", MIB);

@@ -19,6 +19,18 @@ use object_store::path::Path;
 
 const HOUR_MS: i64 = 3_600_000;
 
+/// `raw` built with `dir` as the data dir and no environment.
+fn config_in(dir: &std::path::Path, raw: RawConfig) -> ferry_config::Config {
+    raw.build(
+        &std::collections::HashMap::new(),
+        &Overrides {
+            data_dir: Some(dir.to_path_buf()),
+            ..Overrides::default()
+        },
+    )
+    .expect("config")
+}
+
 struct Volume {
     _dir: tempfile::TempDir,
     meta: Arc<dyn Meta>,
@@ -33,15 +45,7 @@ struct Volume {
 impl Volume {
     fn new() -> Volume {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = RawConfig::default()
-            .build(
-                &std::collections::HashMap::new(),
-                &Overrides {
-                    data_dir: Some(dir.path().to_path_buf()),
-                    ..Overrides::default()
-                },
-            )
-            .expect("config");
+        let config = config_in(dir.path(), RawConfig::default());
         let meta: Arc<dyn Meta> =
             Arc::new(EmbeddedMeta::open(&dir.path().join("meta.redb")).expect("meta"));
         let stores = Stores::open(&config.stores).expect("stores");
@@ -389,15 +393,7 @@ async fn blobs_in_stores_the_volume_does_not_own_are_never_deleted() {
         imported_root.display()
     ))
     .expect("toml");
-    let config = raw
-        .build(
-            &std::collections::HashMap::new(),
-            &Overrides {
-                data_dir: Some(dir.path().to_path_buf()),
-                ..Overrides::default()
-            },
-        )
-        .expect("config");
+    let config = config_in(dir.path(), raw);
     let spec: &StoreSpec = &config.stores["imported"];
     assert!(!spec.owned);
     let stores = Stores::open(&config.stores).expect("stores");
