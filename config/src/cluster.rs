@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::RedisUrl;
 use crate::error::{ConfigError, Result};
 
 /// `[cluster]` as written.
@@ -67,7 +68,7 @@ pub struct RawPeer {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Membership {
     Static(Vec<Peer>),
-    Redis { url: String },
+    Redis { url: RedisUrl },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -214,7 +215,7 @@ impl RawCluster {
                         format!("{url:?} is not a redis:// or rediss:// URL"),
                     ));
                 }
-                Membership::Redis { url }
+                Membership::Redis { url: url.into() }
             }
             (None, true) => {
                 return Err(ConfigError::invalid(

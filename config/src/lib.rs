@@ -11,6 +11,7 @@ mod cluster;
 mod error;
 mod imports;
 mod raw;
+mod redis_url;
 mod region;
 mod server;
 mod store;
@@ -21,6 +22,7 @@ pub use cluster::{ClusterConfig, Membership, Peer, RawCluster, RawPeer};
 pub use error::{ConfigError, Result};
 pub use imports::{ImportSchedule, RawImport, split_path};
 pub use raw::{RawConfig, RawCredential, RawMeta};
+pub use redis_url::RedisUrl;
 pub use region::{RawRegion, RegionConfig};
 pub use server::RawServer;
 pub use store::{RawStore, Secret, StoreKind, StoreSpec};
@@ -92,9 +94,10 @@ pub struct ServerConfig {
 pub enum MetaConfig {
     /// redb file; default `<data_dir>/meta.redb`.
     Embedded { path: PathBuf },
-    /// `redis://` or `rediss://` URL (user, password and database in it).
+    /// `redis://` or `rediss://` URL (user, password and database in it;
+    /// shown redacted).
     Redis {
-        url: String,
+        url: RedisUrl,
         /// Prefix of every key this volume writes.
         prefix: String,
         /// Accept a Redis without AOF persistence.

@@ -224,7 +224,7 @@ impl RawMeta {
                     ));
                 }
                 Ok(MetaConfig::Redis {
-                    url: url.to_string(),
+                    url: url.into(),
                     prefix,
                     allow_volatile: self.allow_volatile_redis,
                 })

@@ -383,3 +383,29 @@ fn a_bad_config_is_refused_with_the_field_named() {
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("ok"));
 }
+
+#[test]
+fn a_redis_password_is_never_printed() {
+    let dir = temp_dir();
+    let secret = write_file(
+        dir.path(),
+        "secret.toml",
+        "[meta]\nengine = \"redis://ferry:s3cr3t-redis-pass@127.0.0.1:6379/3\"\n",
+    );
+    let output = ferry()
+        .args(["config", "check"])
+        .arg(&secret)
+        .output()
+        .expect("run");
+    assert!(output.status.success());
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!printed.contains("s3cr3t-redis-pass"), "{printed}");
+    assert!(
+        printed.contains("redis://ferry:redacted@127.0.0.1:6379/3"),
+        "{printed}"
+    );
+}

@@ -268,7 +268,7 @@ pub async fn open(config: &MetaConfig) -> Result<Arc<dyn Meta>> {
             prefix,
             allow_volatile,
         } => Ok(Arc::new(
-            RedisMeta::open(url, prefix, *allow_volatile).await?,
+            RedisMeta::open(url.expose(), prefix, *allow_volatile).await?,
         )),
     }
 }

@@ -132,7 +132,7 @@ impl Cluster {
                 (View::new(members), None)
             }
             MembershipConfig::Redis { url } => {
-                let redis = RedisMembership::connect(url, &config.name)
+                let redis = RedisMembership::connect(url.expose(), &config.name)
                     .await
                     .map_err(|e| CacheError::Cluster(format!("cluster.membership: {e}")))?;
                 let mut members = redis
