@@ -139,8 +139,11 @@ impl Access {
     }
 
     /// An anonymous request passes only as a read of a public-read bucket
-    /// or object. A private or missing bucket or key is AccessDenied alike,
-    /// so anonymous callers learn nothing about what exists.
+    /// or object. A bucket that does not exist is NoSuchBucket, whatever
+    /// the operation, as S3 answers (bucket names are global and public
+    /// there); inside a bucket, a private or missing key is AccessDenied
+    /// alike, so anonymous callers learn nothing about what a private
+    /// bucket holds.
     async fn check_anonymous(&self, operation: &str, path: &S3Path) -> S3Result<()> {
         let denied = || {
             s3_error!(
@@ -148,10 +151,9 @@ impl Access {
                 "Anonymous access is not allowed here; sign the request"
             )
         };
-        if !ANONYMOUS_READS.contains(&operation) {
-            return Err(denied());
-        }
         let (bucket, key) = match path {
+            // Creating a bucket names one that does not exist yet.
+            _ if operation == "CreateBucket" => return Err(denied()),
             S3Path::Root => return Err(denied()),
             S3Path::Bucket { bucket } => (bucket.as_ref(), None),
             S3Path::Object { bucket, key } => (bucket.as_ref(), Some(key.as_ref())),
@@ -160,7 +162,14 @@ impl Access {
             MetaError::Unavailable(_) | MetaError::Internal(_) => e.into_s3(),
             _ => denied(),
         };
-        let info = self.meta.bucket(bucket).await.map_err(refused)?;
+        let info = match self.meta.bucket(bucket).await {
+            Ok(info) => info,
+            Err(e @ MetaError::NoSuchBucket { .. }) => return Err(e.into_s3()),
+            Err(e) => return Err(refused(e)),
+        };
+        if !ANONYMOUS_READS.contains(&operation) {
+            return Err(denied());
+        }
         if info.acl == CannedAcl::PublicRead {
             return Ok(());
         }

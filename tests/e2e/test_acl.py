@@ -90,7 +90,7 @@ def test_public_read_bucket_lets_anonymous_read_and_list(s3, anon, bucket, serve
         anon.get_object(Bucket=bucket, Key="model/config.json")
 
 
-def test_missing_key_in_public_bucket_is_404_and_elsewhere_403(s3, anon, bucket):
+def test_missing_key_in_public_bucket_is_404_and_in_a_private_one_403(s3, anon, bucket):
     s3.put_bucket_acl(Bucket=bucket, ACL="public-read")
     with s3_error("NoSuchKey", 404):
         anon.get_object(Bucket=bucket, Key="absent")
@@ -99,7 +99,24 @@ def test_missing_key_in_public_bucket_is_404_and_elsewhere_403(s3, anon, bucket)
     with s3_error("AccessDenied", 403):
         anon.get_object(Bucket=private, Key="absent")
     with s3_error("AccessDenied", 403):
-        anon.get_object(Bucket=unique_bucket(), Key="absent")
+        anon.delete_object(Bucket=private, Key="absent")
+
+
+def test_anonymous_requests_to_a_bucket_that_does_not_exist_are_no_such_bucket(anon):
+    # As S3 answers (s3-tests test_object_raw_get_bucket_gone and
+    # test_object_delete_key_bucket_gone): 404 whatever the operation.
+    gone = unique_bucket()
+    with s3_error("NoSuchBucket", 404):
+        anon.get_object(Bucket=gone, Key="absent")
+    with s3_error("NoSuchBucket", 404):
+        anon.delete_object(Bucket=gone, Key="absent")
+    with s3_error("NoSuchBucket", 404):
+        anon.put_object(Bucket=gone, Key="k", Body=b"x")
+    with s3_error("NoSuchBucket", 404):
+        anon.list_objects_v2(Bucket=gone)
+    # Creating it is a write like any other: refused.
+    with s3_error("AccessDenied", 403):
+        anon.create_bucket(Bucket=gone)
 
 
 def test_bucket_created_public_read(s3, anon):
