@@ -8,7 +8,11 @@
 //!   MissingContentLength. Ferry reads such a body to its end first, in
 //!   memory up to [`IN_MEMORY`] and in an unlinked temporary file beyond,
 //!   at most `max_put_size`, and hands s3s the request with its length.
-//!   The signature is still checked by s3s over the same bytes.
+//!   The signature is still checked by s3s over the same bytes;
+//! - a browser-form upload (`POST` with `multipart/form-data`): s3s would
+//!   read the whole form into memory (up to 5 GiB) before any access check.
+//!   Ferry does not offer POST uploads, so it is refused before a byte of
+//!   its body is read.
 
 use std::path::PathBuf;
 
@@ -37,6 +41,12 @@ pub async fn prepare(
     spool: &Spool,
 ) -> Result<http::Request<s3s::Body>, S3Error> {
     presigned_expiry(request.uri())?;
+    if is_form_upload(&request) {
+        return Err(s3_error!(
+            NotImplemented,
+            "POST uploads (HTML forms) are not supported; upload with PUT"
+        ));
+    }
     if needs_length(&request) {
         return sized(request, spool).await;
     }
@@ -62,6 +72,21 @@ fn presigned_expiry(uri: &http::Uri) -> Result<(), S3Error> {
         // Anything else is s3s's to check (and to refuse if malformed).
         _ => Ok(()),
     }
+}
+
+/// A POST object upload: an HTML form (`multipart/form-data`). No other
+/// S3 operation sends a form.
+fn is_form_upload(request: &http::Request<s3s::Body>) -> bool {
+    request.method() == http::Method::POST
+        && request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("multipart/form-data")
+            })
 }
 
 /// A PUT whose length is unknown until its body ends. aws-chunked bodies

@@ -1,0 +1,55 @@
+//! What a client without credentials can cost a node: requests refused
+//! before their bodies are read.
+
+mod common;
+
+use common::*;
+
+/// The peak resident memory of process `pid`, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmHWM")
+        * 1024
+}
+
+/// An anonymous browser-form upload (POST, multipart/form-data) is refused
+/// before its body is read: s3s would otherwise hold the whole form in
+/// memory before the access check.
+#[tokio::test]
+async fn an_anonymous_form_upload_is_refused_before_its_body_is_read() {
+    let dir = temp_dir();
+    let server = Server::start(Launch::new(&dir.path().join("data")));
+    create_bucket(&server.endpoint, "models").await;
+    let form = dir.path().join("form-file");
+    let file = std::fs::File::create(&form).expect("create");
+    file.set_len(256 << 20).expect("size the form's file");
+    let before = peak_rss(server.pid());
+    for expect in ["Expect:", "Expect: 100-continue"] {
+        let (status, body) = curl(&[
+            "-X",
+            "POST",
+            "-H",
+            expect,
+            "-F",
+            "key=uploaded.bin",
+            "-F",
+            &format!("file=@{}", form.display()),
+            &format!("{}/models", server.endpoint),
+        ]);
+        assert_eq!(status, 501, "{expect}: {body}");
+        assert!(body.contains("NotImplemented"), "{body}");
+    }
+    let grew = peak_rss(server.pid()).saturating_sub(before);
+    assert!(
+        grew < 64 << 20,
+        "the node's peak memory grew by {} MiB for a 256 MiB form",
+        grew >> 20
+    );
+    // Nothing was stored.
+    let (status, _) = curl(&[&format!("{}/models/uploaded.bin", server.endpoint)]);
+    assert_ne!(status, 200);
+}
