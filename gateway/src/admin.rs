@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use crate::node::Node;
+use crate::supervisor::Workers;
 
 #[derive(Clone)]
 pub struct AdminState {
@@ -33,6 +34,8 @@ pub struct AdminState {
     /// In a mirror region: the follower's state, and how long without the
     /// source it stays healthy.
     pub mirror: Option<(Arc<MirrorState>, Duration)>,
+    /// The background workers' panics and restarts.
+    pub workers: Arc<Workers>,
 }
 
 impl AdminState {
@@ -53,6 +56,7 @@ impl AdminState {
                         .map_or(Duration::from_secs(86_400), |r| r.mirror_timeout),
                 )
             }),
+            workers: node.workers.clone(),
         }
     }
 }
@@ -253,7 +257,17 @@ async fn health(State(state): State<AdminState>) -> (StatusCode, String) {
             return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"));
         }
     }
-    (StatusCode::OK, "ok\n".to_string())
+    if let Some(why) = state.workers.down() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"));
+    }
+    // Workers that panicked and run again do not make the node unhealthy,
+    // but the answer says so.
+    let mut answer = "ok\n".to_string();
+    for line in state.workers.history() {
+        answer.push_str(&line);
+        answer.push('\n');
+    }
+    (StatusCode::OK, answer)
 }
 
 #[derive(Serialize)]

@@ -26,6 +26,7 @@ pub mod peer;
 mod preflight;
 pub mod s3;
 pub mod serve;
+pub mod supervisor;
 mod time;
 pub mod tools;
 pub mod workers;

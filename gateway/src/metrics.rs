@@ -9,6 +9,7 @@ pub const REQUESTS: &str = "ferry_s3_requests_total";
 pub const REQUEST_SECONDS: &str = "ferry_s3_request_duration_seconds";
 pub const PUT_BYTES: &str = "ferry_s3_put_bytes_total";
 pub const PEER_INTERNAL_ERRORS: &str = "ferry_peer_internal_errors_total";
+pub const WORKER_PANICS: &str = "ferry_worker_panics_total";
 
 /// Installs the Prometheus recorder and registers every description.
 pub fn install() -> Result<PrometheusHandle, String> {
@@ -23,6 +24,10 @@ pub fn install() -> Result<PrometheusHandle, String> {
         .map_err(|e| e.to_string())?
         .install_recorder()
         .map_err(|e| e.to_string())?;
+    metrics::describe_counter!(
+        WORKER_PANICS,
+        "Background workers that panicked and were started again, by worker"
+    );
     metrics::describe_counter!(
         PEER_INTERNAL_ERRORS,
         "Peer requests this node failed to answer for a reason of its own (500)"

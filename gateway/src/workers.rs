@@ -1,15 +1,19 @@
 //! What a node runs in the background, beside its servers: the collector,
 //! scheduled dumps and imports, a mirror's follower and replicator, the
-//! metrics upkeep, and the cluster's heartbeat. All go into one set and
-//! stop at one signal.
+//! metrics upkeep, and the cluster's heartbeat. All go into one set, stop
+//! at one signal, and run under supervision: one that panics is started
+//! again (see `supervisor`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_cache::Collector;
+use futures::future::BoxFuture;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::node::{Node, StartError};
+use crate::supervisor::supervise;
 
 /// Spawns every worker of `node` into `set`. Each stops when `stop` is
 /// cancelled, except the cluster's heartbeat, which leaves the cluster
@@ -20,6 +24,15 @@ pub fn spawn(
     stop: &CancellationToken,
     leave: &CancellationToken,
 ) -> Result<(), StartError> {
+    let workers = node.workers.clone();
+    let mut run = |name: &str, start: Box<dyn Fn() -> BoxFuture<'static, ()> + Send>| {
+        set.spawn(supervise(
+            name.to_string(),
+            workers.clone(),
+            stop.clone(),
+            start,
+        ));
+    };
     let config = &node.config;
     if let Some(interval) = config.volume.dump_interval {
         let store = node.stores.get(&config.data_store)?.clone();
@@ -29,17 +42,24 @@ pub fn spawn(
             config.volume.dump_keep,
         );
         let stop = stop.clone();
-        set.spawn(async move {
-            ferry_cache::run_scheduled_dumps(
-                meta,
-                store,
-                scratch,
-                interval,
-                keep,
-                stop.cancelled_owned(),
-            )
-            .await;
-        });
+        run(
+            "dumps",
+            Box::new(move || {
+                let (meta, store, scratch, stop) =
+                    (meta.clone(), store.clone(), scratch.clone(), stop.clone());
+                Box::pin(async move {
+                    ferry_cache::run_scheduled_dumps(
+                        meta,
+                        store,
+                        scratch,
+                        interval,
+                        keep,
+                        stop.cancelled_owned(),
+                    )
+                    .await;
+                })
+            }),
+        );
     }
     let collector = Collector::new(
         node.meta.clone(),
@@ -54,40 +74,83 @@ pub fn spawn(
         Some(feed) => collector.with_feed(feed.source.clone()),
         None => collector,
     };
-    let (interval, collector_stop) = (config.volume.interval, stop.clone());
-    set.spawn(async move {
-        collector
-            .run(interval, collector_stop.cancelled_owned())
-            .await
-    });
-    if let Some((follower, replicator)) = node.region.mirror_tasks.take() {
-        let (follower_stop, replicator_stop) = (stop.clone(), stop.clone());
-        set.spawn(async move { follower.run(follower_stop).await });
-        set.spawn(async move { replicator.run(replicator_stop).await });
+    let interval = config.volume.interval;
+    {
+        let stop = stop.clone();
+        run(
+            "collector",
+            Box::new(move || {
+                let (collector, stop) = (collector.clone(), stop.clone());
+                Box::pin(async move { collector.run(interval, stop.cancelled_owned()).await })
+            }),
+        );
     }
-    for schedule in node.config.imports.clone() {
-        let (meta, stores, stop) = (node.meta.clone(), node.stores.clone(), stop.clone());
+    if let Some((follower, replicator)) = node.region.mirror_tasks.take() {
+        let follower_stop = stop.clone();
+        run(
+            "follower",
+            Box::new(move || {
+                let (follower, stop) = (follower.clone(), follower_stop.clone());
+                Box::pin(async move { follower.run(stop).await })
+            }),
+        );
+        let replicator_stop = stop.clone();
+        run(
+            "replicator",
+            Box::new(move || {
+                let (replicator, stop) = (replicator.clone(), replicator_stop.clone());
+                Box::pin(async move { replicator.run(stop).await })
+            }),
+        );
+    }
+    for schedule in config.imports.clone() {
+        let (meta, stores, import_stop) = (node.meta.clone(), node.stores.clone(), stop.clone());
         let holder = node.identity.clone();
         tracing::info!(import = %schedule.name, every = ?schedule.every, "scheduled import");
-        set.spawn(async move {
-            ferry_cache::region::import::run_scheduled(meta, stores, schedule, holder, stop).await
-        });
+        run(
+            &format!("import {}", schedule.name),
+            Box::new(move || {
+                let (meta, stores, schedule, holder, stop) = (
+                    meta.clone(),
+                    stores.clone(),
+                    schedule.clone(),
+                    holder.clone(),
+                    import_stop.clone(),
+                );
+                Box::pin(async move {
+                    ferry_cache::region::import::run_scheduled(meta, stores, schedule, holder, stop)
+                        .await
+                })
+            }),
+        );
     }
     if let Some(handle) = node.metrics.clone() {
-        let stop = stop.clone();
-        set.spawn(async move {
-            let mut ticker = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    _ = ticker.tick() => handle.run_upkeep(),
-                }
-            }
-        });
+        let upkeep_stop = stop.clone();
+        run(
+            "metrics",
+            Box::new(move || {
+                let (handle, stop) = (handle.clone(), upkeep_stop.clone());
+                Box::pin(async move {
+                    let mut ticker = tokio::time::interval(Duration::from_secs(5));
+                    loop {
+                        tokio::select! {
+                            () = stop.cancelled() => return,
+                            _ = ticker.tick() => handle.run_upkeep(),
+                        }
+                    }
+                })
+            }),
+        );
     }
     if let Some(cluster) = node.cluster.clone() {
         let leave = leave.clone();
-        set.spawn(async move { cluster.run(leave.cancelled_owned()).await });
+        run(
+            "heartbeat",
+            Box::new(move || {
+                let (cluster, leave): (Arc<_>, _) = (cluster.clone(), leave.clone());
+                Box::pin(async move { cluster.run(leave.cancelled_owned()).await })
+            }),
+        );
     }
     Ok(())
 }

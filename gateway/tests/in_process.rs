@@ -73,3 +73,50 @@ async fn a_cache_off_node_is_healthy_and_refuses_a_warmup() {
     );
     node.close().await;
 }
+
+/// A background worker that panicked makes `/health` fail while it waits
+/// to start again, and is still mentioned once it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_a_worker_that_panicked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = RawConfig::default()
+        .build(
+            &HashMap::new(),
+            &Overrides {
+                data_dir: Some(dir.path().to_path_buf()),
+                ..Overrides::default()
+            },
+        )
+        .expect("config");
+    let node = Node::open(config).await.expect("the node opens");
+    let app = admin::app(AdminState::new(&node), None);
+    let health = || async {
+        let answer = app
+            .clone()
+            .oneshot(
+                Request::get("/health")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("answer");
+        (answer.status(), body_text(answer).await)
+    };
+    assert_eq!(health().await, (StatusCode::OK, "ok\n".to_string()));
+    node.workers
+        .panicked("collector", "index out of bounds".to_string());
+    let (status, text) = health().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    assert!(
+        text.contains("collector") && text.contains("index out of bounds"),
+        "{text}"
+    );
+    node.workers.restarted("collector");
+    let (status, text) = health().await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(
+        text.starts_with("ok\n") && text.contains("running again"),
+        "{text}"
+    );
+    node.close().await;
+}

@@ -34,6 +34,7 @@ pub struct CollectStats {
     pub lease_held_elsewhere: bool,
 }
 
+#[derive(Clone)]
 pub struct Collector {
     meta: Arc<dyn Meta>,
     stores: Stores,

@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::Keyring;
 use crate::credentials::{self, Origin};
+use crate::supervisor::Workers;
 
 pub use error::StartError;
 pub use region::Region;
@@ -39,6 +40,9 @@ pub struct Node {
     /// `None` when another recorder was installed first (tests in one
     /// process).
     pub metrics: Option<PrometheusHandle>,
+    /// What the background workers went through (panics, restarts), for
+    /// `/health`.
+    pub workers: Arc<Workers>,
     /// Credentials made at this start, to show once the node serves.
     pub generated: Option<(Credential, PathBuf)>,
     /// The peer endpoint, bound when joining the cluster (the address it
@@ -102,6 +106,7 @@ impl Node {
             region,
             identity,
             metrics,
+            workers: Arc::default(),
             generated,
             peer_listener,
         })

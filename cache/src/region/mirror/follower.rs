@@ -31,6 +31,7 @@ const LEASE: &str = "mirror-follower";
 const LEASE_TTL: Duration = Duration::from_secs(60);
 
 /// A signed client of the source's feed.
+#[derive(Clone)]
 pub struct FeedClient {
     http: reqwest::Client,
     base: String,
@@ -117,6 +118,7 @@ impl FeedClient {
     }
 }
 
+#[derive(Clone)]
 pub struct Follower {
     meta: Arc<dyn Meta>,
     client: FeedClient,
