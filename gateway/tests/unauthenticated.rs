@@ -40,6 +40,12 @@ async fn an_anonymous_form_upload_is_refused_before_its_body_is_read() {
             &format!("file=@{}", form.display()),
             &format!("{}/models", server.endpoint),
         ]);
+        if expect == "Expect:" && status == 0 {
+            // A client that sends the body without asking first may see
+            // the connection closed under it (the node answers and closes
+            // rather than read the form) before it reads the answer.
+            continue;
+        }
         assert_eq!(status, 501, "{expect}: {body}");
         assert!(body.contains("NotImplemented"), "{body}");
     }
