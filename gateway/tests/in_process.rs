@@ -12,6 +12,35 @@ use tower::ServiceExt;
 
 const TOKEN: &str = "in-process-admin-token";
 
+/// A node over `toml`, with `dir` as its data dir and no environment.
+async fn open_node(dir: &std::path::Path, toml: &str) -> Node {
+    let config = RawConfig::from_toml(toml)
+        .expect("toml")
+        .build(
+            &HashMap::new(),
+            &Overrides {
+                data_dir: Some(dir.to_path_buf()),
+                ..Overrides::default()
+            },
+        )
+        .expect("config");
+    Node::open(config).await.expect("the node opens")
+}
+
+/// `/health`'s status and text.
+async fn health(app: &axum::Router) -> (StatusCode, String) {
+    let answer = app
+        .clone()
+        .oneshot(
+            Request::get("/health")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("answer");
+    (answer.status(), body_text(answer).await)
+}
+
 async fn body_text(response: axum::response::Response) -> String {
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
         .await
@@ -24,33 +53,15 @@ async fn body_text(response: axum::response::Response) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cache_off_node_is_healthy_and_refuses_a_warmup() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let raw = RawConfig::from_toml(&format!(
-        "[cache]\nmemory = \"0\"\ndisk = \"0\"\n\n[admin]\ntoken = \"{TOKEN}\"\n"
-    ))
-    .expect("toml");
-    let config = raw
-        .build(
-            &HashMap::new(),
-            &Overrides {
-                data_dir: Some(dir.path().to_path_buf()),
-                ..Overrides::default()
-            },
-        )
-        .expect("config");
-    let node = Node::open(config).await.expect("the node opens");
+    let node = open_node(
+        dir.path(),
+        &format!("[cache]\nmemory = \"0\"\ndisk = \"0\"\n\n[admin]\ntoken = \"{TOKEN}\"\n"),
+    )
+    .await;
     assert!(!node.cache.keeps_blocks());
     let app = admin::app(AdminState::new(&node), None);
 
-    let health = app
-        .clone()
-        .oneshot(
-            Request::get("/health")
-                .body(Body::empty())
-                .expect("request"),
-        )
-        .await
-        .expect("answer");
-    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(health(&app).await.0, StatusCode::OK);
 
     let warmup = |token: &str| {
         Request::post("/warmup")
@@ -79,40 +90,19 @@ async fn a_cache_off_node_is_healthy_and_refuses_a_warmup() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_reports_a_worker_that_panicked() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = RawConfig::default()
-        .build(
-            &HashMap::new(),
-            &Overrides {
-                data_dir: Some(dir.path().to_path_buf()),
-                ..Overrides::default()
-            },
-        )
-        .expect("config");
-    let node = Node::open(config).await.expect("the node opens");
+    let node = open_node(dir.path(), "").await;
     let app = admin::app(AdminState::new(&node), None);
-    let health = || async {
-        let answer = app
-            .clone()
-            .oneshot(
-                Request::get("/health")
-                    .body(Body::empty())
-                    .expect("request"),
-            )
-            .await
-            .expect("answer");
-        (answer.status(), body_text(answer).await)
-    };
-    assert_eq!(health().await, (StatusCode::OK, "ok\n".to_string()));
+    assert_eq!(health(&app).await, (StatusCode::OK, "ok\n".to_string()));
     node.workers
         .panicked("collector", "index out of bounds".to_string());
-    let (status, text) = health().await;
+    let (status, text) = health(&app).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
     assert!(
         text.contains("collector") && text.contains("index out of bounds"),
         "{text}"
     );
     node.workers.restarted("collector");
-    let (status, text) = health().await;
+    let (status, text) = health(&app).await;
     assert_eq!(status, StatusCode::OK, "{text}");
     assert!(
         text.starts_with("ok\n") && text.contains("running again"),

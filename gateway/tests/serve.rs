@@ -342,6 +342,16 @@ async fn admin_endpoints_answer() {
     assert!(!text.contains("bucket=\""), "no bucket labels: {text}");
 }
 
+/// `ferry config check` of a file `name` holding `toml`, in `dir`.
+fn config_check(dir: &std::path::Path, name: &str, toml: &str) -> std::process::Output {
+    let file = write_file(dir, name, toml);
+    ferry()
+        .args(["config", "check"])
+        .arg(&file)
+        .output()
+        .expect("run")
+}
+
 #[test]
 fn a_bad_config_is_refused_with_the_field_named() {
     let dir = temp_dir();
@@ -357,29 +367,19 @@ fn a_bad_config_is_refused_with_the_field_named() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("server.listen"), "{stderr}");
 
-    let unknown = write_file(
+    let output = config_check(
         dir.path(),
         "unknown.toml",
         "[server]\nlisen = \"127.0.0.1:1\"\n",
     );
-    let output = ferry()
-        .args(["config", "check"])
-        .arg(&unknown)
-        .output()
-        .expect("run");
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("lisen"));
 
-    let good = write_file(
+    let output = config_check(
         dir.path(),
         "good.toml",
         "[server]\nlisten = \"127.0.0.1:9000\"\n",
     );
-    let output = ferry()
-        .args(["config", "check"])
-        .arg(&good)
-        .output()
-        .expect("run");
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("ok"));
 }
@@ -387,16 +387,11 @@ fn a_bad_config_is_refused_with_the_field_named() {
 #[test]
 fn a_redis_password_is_never_printed() {
     let dir = temp_dir();
-    let secret = write_file(
+    let output = config_check(
         dir.path(),
         "secret.toml",
         "[meta]\nengine = \"redis://ferry:s3cr3t-redis-pass@127.0.0.1:6379/3\"\n",
     );
-    let output = ferry()
-        .args(["config", "check"])
-        .arg(&secret)
-        .output()
-        .expect("run");
     assert!(output.status.success());
     let printed = format!(
         "{}{}",
