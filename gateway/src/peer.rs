@@ -19,7 +19,7 @@ use ferry_cache::cluster::{Cluster, Node as ClusterNode, Served};
 use tokio::net::TcpListener;
 
 use crate::node::Node;
-use ferry_cache::{BlockCache, CacheError, admission};
+use ferry_cache::{BlockAddr, BlockCache, CacheError, Stores, admission};
 
 use crate::metrics as gm;
 
@@ -28,6 +28,8 @@ pub struct PeerState {
     pub cache: Arc<BlockCache>,
     pub node: Arc<ClusterNode>,
     pub secret: Arc<str>,
+    /// To tell which keys are blobs peers may read.
+    pub stores: Stores,
 }
 
 impl PeerState {
@@ -36,6 +38,7 @@ impl PeerState {
             cache: node.cache.clone(),
             node: cluster.node.clone(),
             secret: secret.into(),
+            stores: node.stores.clone(),
         }
     }
 }
@@ -75,6 +78,23 @@ fn refuse(status: StatusCode, reason: &'static str, message: String) -> Response
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Peers read blocks of blobs: in a store Ferry owns, only keys under its
+/// blob prefix (not metadata dumps or anything else kept there); in an
+/// imported store, its objects.
+fn readable_by_peers(stores: &Stores, addr: &BlockAddr) -> Result<(), String> {
+    let Ok(store) = stores.get(&addr.store) else {
+        return Err(format!("no store {:?} here", addr.store));
+    };
+    let under_blobs = addr
+        .blob
+        .strip_prefix(ferry_cache::volume::BLOB_PREFIX)
+        .is_some_and(|rest| rest.starts_with('/'));
+    if store.spec.owned && !under_blobs {
+        return Err(format!("{:?} is not a blob key", addr.blob));
+    }
+    Ok(())
 }
 
 fn typed_error(kind: &'static str, status: StatusCode, message: String) -> Response {
@@ -156,6 +176,9 @@ async fn block(
             return refuse(StatusCode::BAD_REQUEST, "malformed", why);
         }
     };
+    if let Err(why) = readable_by_peers(&state.stores, &addr) {
+        return refuse(StatusCode::FORBIDDEN, "not_a_blob", why);
+    }
     let tiers_only = header(&headers, wire::H_TIERS_ONLY) == Some("1");
     let keep_on_disk = state.node.owns(addr.cache_key().as_bytes());
     let served = admission::with_priority(
@@ -189,20 +212,29 @@ async fn block(
             StatusCode::NOT_FOUND,
             "not cached here".into(),
         ),
-        Err(CacheError::MissingBlob { store, blob }) => typed_error(
+        // Answers name the blob as asked, never where a store keeps it (a
+        // local store's error holds its absolute path): the detail is logged.
+        Err(CacheError::MissingBlob { .. }) => typed_error(
             wire::E_MISSING_BLOB,
             StatusCode::NOT_FOUND,
-            format!("blob {blob} is missing from store {store}"),
+            format!("blob {} is missing from store {}", addr.blob, addr.store),
         ),
-        Err(CacheError::Store { store, source }) => typed_error(
-            wire::E_STORE,
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("store {store} failed: {source}"),
-        ),
+        Err(CacheError::Store { store, source }) => {
+            tracing::warn!(%store, error = %source, "a store failed serving a peer");
+            typed_error(
+                wire::E_STORE,
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("store {store} failed"),
+            )
+        }
         Err(other) => {
             metrics::counter!(gm::PEER_INTERNAL_ERRORS).increment(1);
             tracing::error!(error = %other, "serving a peer failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, other.to_string()).into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "this node failed to serve the block",
+            )
+                .into_response()
         }
     }
 }

@@ -520,6 +520,13 @@ async fn peers_refuse_bad_requests_and_reads_survive_bad_peers() {
         len: MIB as u64,
     };
     let query = wire::query(&addr, &(0..10));
+    let not_a_blob = wire::query(
+        &BlockAddr {
+            blob: "credentials.toml".into(),
+            ..addr.clone()
+        },
+        &(0..10),
+    );
     let now = wire::now_ms();
     let url = format!("http://{address}{}?{query}", wire::PATH);
     let cases: Vec<(&str, Vec<String>, u16)> = vec![
@@ -545,14 +552,26 @@ async fn peers_refuse_bad_requests_and_reads_survive_bad_peers() {
             signed_request(&address, SECRET, now, &query),
             404,
         ),
+        // Authentic, for a key of the volume's store that is not a blob
+        // (the node's generated credentials, a metadata dump): refused.
+        (
+            "not a blob key",
+            signed_request(&address, SECRET, now, &not_a_blob),
+            403,
+        ),
     ];
+    let temp = std::env::temp_dir();
     for (what, args, expected) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (status, body) = curl(&args);
         assert_eq!(status, expected, "{what}: {body}");
+        assert!(
+            !body.contains(&*temp.to_string_lossy()),
+            "{what}: the answer names a path on the node: {body}"
+        );
     }
     let refused = metric(&cluster.nodes[1].admin(), "ferry_peer_refused_total", "");
-    assert_eq!(refused, 4.0, "refusals counted");
+    assert_eq!(refused, 5.0, "refusals counted");
 
     // Three members that answer garbage, a short body, or nothing, top of
     // the ranking for nearly every block: reads still get the right bytes.

@@ -8,7 +8,7 @@ pub(crate) mod collector;
 mod dumps;
 mod fsck;
 
-pub use blob::{BlobTags, BlobUpload, fresh_blob_key};
+pub use blob::{BLOB_PREFIX, BlobTags, BlobUpload, fresh_blob_key};
 pub use collector::{CollectStats, Collector};
 pub use dumps::{DUMP_PREFIX, dump_to_store, run_scheduled as run_scheduled_dumps};
 pub use fsck::{FsckReport, MissingBlob, fsck};
