@@ -567,3 +567,44 @@ async fn fsck_finds_missing_and_orphaned_blobs_and_repair_never_deletes_referenc
         "a missing blob is reported, not invented"
     );
 }
+
+/// A staging file an interrupted local write left (`name#N`, which no
+/// listing shows) is removed once older than the grace period; a fresh one,
+/// and blobs of any age, stay.
+#[tokio::test]
+async fn staging_files_left_by_a_crash_are_swept_after_the_grace_period() {
+    let volume = Volume::new();
+    volume.meta.create_bucket("b").await.expect("bucket");
+    let blob = volume.put("k", b"kept").await;
+    let ferry_config::StoreKind::File { root } = &volume.data().spec.kind else {
+        panic!("the default data store is a local folder");
+    };
+    let folder = root.join("blobs").join("ab");
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 3600);
+    let write = |name: &str, modified: Option<std::time::SystemTime>| {
+        let path = folder.join(name);
+        let file = std::fs::File::create(&path).expect("create");
+        if let Some(at) = modified {
+            file.set_modified(at).expect("set mtime");
+        }
+        path
+    };
+    let old = write("0123abcd#1", Some(two_hours_ago));
+    let fresh = write("4567ef01#2", None);
+    let old_blob = write("89ab2345", Some(two_hours_ago));
+    let stats = volume
+        .collector()
+        .run_once(now_millis())
+        .await
+        .expect("collect");
+    assert_eq!(stats.staging_removed, 1);
+    assert!(!old.exists(), "an old staging file is swept");
+    assert!(
+        fresh.exists(),
+        "a write that may be in progress is left alone"
+    );
+    assert!(old_blob.exists(), "only staging files are swept");
+    assert!(volume.exists(&blob).await);
+    assert!(volume.read("k").await == b"kept");
+}

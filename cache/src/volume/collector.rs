@@ -28,6 +28,9 @@ pub struct CollectStats {
     pub failed: u64,
     /// Multipart uploads aborted for being older than the expiry.
     pub uploads_expired: u64,
+    /// Staging files of interrupted local writes, older than the grace
+    /// period, removed.
+    pub staging_removed: u64,
     /// Records of completed uploads past their keep time, dropped.
     pub completions_expired: u64,
     /// Whether another gateway holds the lease (then nothing was done).
@@ -191,6 +194,9 @@ impl Collector {
                 break;
             }
         }
+        let written_before = std::time::UNIX_EPOCH
+            + Duration::from_millis(u64::try_from(now.saturating_sub(grace)).unwrap_or(0));
+        stats.staging_removed = super::staging::sweep(&self.stores, written_before).await;
         Ok(stats)
     }
 

@@ -1,12 +1,14 @@
 //! The volume's lifecycle: writing immutable blobs ([`BlobUpload`]),
 //! collecting blobs nothing references any more ([`Collector`]), checking
-//! the metadata against the stores ([`fsck`]), and scheduled metadata dumps
-//! into the data store.
+//! the metadata against the stores ([`fsck`]), sweeping the staging files
+//! an interrupted local write leaves (`staging`), and scheduled metadata
+//! dumps into the data store.
 
 pub(crate) mod blob;
 pub(crate) mod collector;
 mod dumps;
 mod fsck;
+mod staging;
 
 pub use blob::{BLOB_PREFIX, BlobTags, BlobUpload, fresh_blob_key};
 pub use collector::{CollectStats, Collector};
