@@ -12,7 +12,12 @@
 //! - a browser-form upload (`POST` with `multipart/form-data`): s3s would
 //!   read the whole form into memory (up to 5 GiB) before any access check.
 //!   Ferry does not offer POST uploads, so it is refused before a byte of
-//!   its body is read.
+//!   its body is read;
+//! - SigV2 header authentication (`Authorization: AWS key:signature`): its
+//!   signature covers the request's date, but s3s never checks that date,
+//!   so a captured request (a PUT or DELETE too) could be replayed forever.
+//!   The date must be within [`MAX_SKEW_SECS`] of the node's clock, as
+//!   SigV4's is.
 
 use std::path::PathBuf;
 
@@ -24,6 +29,10 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 /// Bodies up to this size are held in memory; larger ones go to a file.
 const IN_MEMORY: usize = 8 << 20;
+
+/// How far a signed request's date may be from this node's clock: SigV4's
+/// fifteen minutes.
+const MAX_SKEW_SECS: i64 = 15 * 60;
 
 /// SigV4's longest presigned validity: seven days.
 const MAX_PRESIGNED_SECS: i64 = 7 * 24 * 3600;
@@ -41,6 +50,7 @@ pub async fn prepare(
     spool: &Spool,
 ) -> Result<http::Request<s3s::Body>, S3Error> {
     presigned_expiry(request.uri())?;
+    sigv2_date(request.headers())?;
     if is_form_upload(&request) {
         return Err(s3_error!(
             NotImplemented,
@@ -72,6 +82,36 @@ fn presigned_expiry(uri: &http::Uri) -> Result<(), S3Error> {
         // Anything else is s3s's to check (and to refuse if malformed).
         _ => Ok(()),
     }
+}
+
+fn sigv2_date(headers: &http::HeaderMap) -> Result<(), S3Error> {
+    let sigv2 = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("AWS "));
+    if !sigv2 {
+        return Ok(());
+    }
+    // x-amz-date, when sent, is the one signed in place of Date.
+    let date = headers
+        .get("x-amz-date")
+        .or_else(|| headers.get(http::header::DATE))
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::time::parse_http_date);
+    let Some(date) = date else {
+        return Err(s3_error!(
+            AccessDenied,
+            "A SigV2-signed request must carry its date in Date or x-amz-date"
+        ));
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if (now - crate::time::unix_seconds(&date)).abs() > MAX_SKEW_SECS {
+        return Err(s3_error!(
+            RequestTimeTooSkewed,
+            "The difference between the request time and the server's time is too large"
+        ));
+    }
+    Ok(())
 }
 
 /// A POST object upload: an HTML form (`multipart/form-data`). No other
