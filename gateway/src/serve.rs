@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
 use crate::http;
-use crate::node::{Node, StartError, bind};
+use crate::node::{Node, StartError, bind, bound_addr};
 use crate::peer::{self, PeerState};
 use crate::workers;
 
@@ -29,13 +29,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let mut node = Node::open(config).await?;
     let s3_listener = bind("S3", node.config.server.listen).await?;
     let admin_listener = bind("admin", node.config.server.admin_listen).await?;
-    let local = |listener: &tokio::net::TcpListener, what, addr| {
-        listener
-            .local_addr()
-            .map_err(|source| StartError::Bind { what, addr, source })
-    };
-    let s3_addr = local(&s3_listener, "S3", node.config.server.listen)?;
-    let admin_addr = local(&admin_listener, "admin", node.config.server.admin_listen)?;
+    let s3_addr = bound_addr(&s3_listener, "S3", node.config.server.listen)?;
+    let admin_addr = bound_addr(&admin_listener, "admin", node.config.server.admin_listen)?;
 
     let (term, stop) = (CancellationToken::new(), CancellationToken::new());
     let mut background = JoinSet::new();

@@ -15,8 +15,8 @@ use crate::metrics::WORKER_PANICS;
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
-/// A worker that ran this long before it panicked starts again at once's
-/// pace: its backoff starts over.
+/// A worker that ran this long before it panicked was healthy: its backoff
+/// starts over from the first step.
 const HEALTHY_RUN: Duration = Duration::from_secs(300);
 
 /// What the node's workers went through, for `/health`.

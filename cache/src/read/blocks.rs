@@ -62,9 +62,6 @@ pub struct BlockCacheConfig {
 
 pub struct BlockCache {
     tier: Arc<dyn BlockTier>,
-    /// `tier.keeps_blocks()`: whether reads fetch whole blocks (to keep)
-    /// or only the bytes they serve.
-    keeps_blocks: bool,
     /// Where a block neither tier holds comes from, for this node's reads.
     source: Arc<dyn BlockSource>,
     /// How this node loads a block it is to hold for others (peer
@@ -181,7 +178,6 @@ impl BlockCache {
             .max(window);
         BlockCache {
             tier,
-            keeps_blocks,
             owner_source: source.clone(),
             source,
             block_size,
@@ -234,7 +230,7 @@ impl BlockCache {
     /// Whether this node keeps blocks at all (its cache is on): what
     /// warm-up needs.
     pub fn keeps_blocks(&self) -> bool {
-        self.keeps_blocks
+        self.tier.keeps_blocks()
     }
 
     pub fn has_disk_tier(&self) -> bool {
@@ -300,7 +296,7 @@ impl BlockCache {
         let started = Instant::now();
         let addr = read.addr(self.block_size);
         let key = addr.cache_key();
-        let range = if self.keeps_blocks {
+        let range = if self.keeps_blocks() {
             whole(&addr)
         } else {
             read.want.clone()
@@ -337,7 +333,7 @@ impl BlockCache {
         // elsewhere small reads are random access, and fetching the block
         // on first touch serves the reads that follow. (Not a blob's first
         // block: every part of a multipart file is a blob of its own.)
-        if !self.keeps_blocks
+        if !self.keeps_blocks()
             || !read.file_head
             || !self
                 .direct
@@ -400,7 +396,7 @@ impl BlockCache {
         for read in &plan {
             self.source.check_store(&read.store)?;
         }
-        if self.keeps_blocks {
+        if self.keeps_blocks() {
             self.read_ahead(&plan);
         }
         let cache = self.clone();
@@ -423,27 +419,24 @@ impl BlockCache {
                         return Ok((bytes, permit));
                     }
                     let block = cache.block(&read).await?;
-                    // A kept block is whole and sliced here; without a
-                    // cache only the wanted bytes were fetched.
-                    let (short, expected) = if cache.keeps_blocks {
-                        ((block.len() as u64) < read.want.end, read.len)
+                    // A kept block is whole and sliced here; over a tier
+                    // that keeps nothing, the source fetched just the
+                    // wanted bytes (exactly, by its contract).
+                    let wanted = if cache.keeps_blocks() {
+                        read.want.clone()
                     } else {
-                        let wanted = read.want.end - read.want.start;
-                        (block.len() as u64 != wanted, wanted)
+                        0..block.len() as u64
                     };
-                    if short {
+                    if (block.len() as u64) < wanted.end {
                         return Err(CacheError::Body(format!(
-                            "block {} of {} is {} bytes, expected {expected}",
+                            "block {} of {} is {} bytes, expected {}",
                             read.index,
                             read.blob,
                             block.len(),
+                            read.len
                         )));
                     }
-                    if cache.keeps_blocks {
-                        Ok((slice(&block, &read.want), permit))
-                    } else {
-                        Ok((block, permit))
-                    }
+                    Ok((slice(&block, &wanted), permit))
                 }
             })
             .buffered(window)

@@ -143,8 +143,7 @@ fn open_store(spec: &StoreSpec) -> Result<StoreHandle> {
 /// outermost first: admission by priority within the store's limits (a
 /// read waits here, before it counts as in flight), counting of requests
 /// and bytes, then the simulated latency of a benchmark's slow store.
-fn decorated(client: Arc<dyn ObjectStore>, spec: &StoreSpec) -> Arc<dyn ObjectStore> {
-    let mut client = client;
+fn decorated(mut client: Arc<dyn ObjectStore>, spec: &StoreSpec) -> Arc<dyn ObjectStore> {
     if !spec.simulated_latency.is_zero() {
         client = decorate(client, Latency(spec.simulated_latency));
     }

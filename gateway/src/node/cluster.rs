@@ -6,18 +6,14 @@ use ferry_cache::cluster::{Cluster, store_fingerprint};
 use ferry_config::{ClusterConfig, Config};
 use tokio::net::TcpListener;
 
-use super::{StartError, bind};
+use super::{StartError, bind, bound_addr};
 
 pub(crate) async fn join(
     config: &Config,
     cluster: &ClusterConfig,
 ) -> Result<(Cluster, TcpListener), StartError> {
     let listener = bind("peers", cluster.peer_listen).await?;
-    let bound = listener.local_addr().map_err(|source| StartError::Bind {
-        what: "peers",
-        addr: cluster.peer_listen,
-        source,
-    })?;
+    let bound = bound_addr(&listener, "peers", cluster.peer_listen)?;
     let advertise = match &cluster.advertise {
         Some(address) => address.clone(),
         None if bound.ip().is_unspecified() => {

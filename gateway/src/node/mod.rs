@@ -94,7 +94,7 @@ impl Node {
 
         let identity = identity::node_identity(&config)?;
         let region = Region::start(&config, &meta, &stores, &identity)?;
-        let spool = config.data_dir.join("spool");
+        let spool = spool_dir(&config);
         std::fs::create_dir_all(&spool).map_err(StartError::file("create", &spool))?;
         Ok(Node {
             config,
@@ -114,13 +114,28 @@ impl Node {
 
     /// Where PUT bodies without a length wait for their signature check.
     pub fn spool_dir(&self) -> PathBuf {
-        self.config.data_dir.join("spool")
+        spool_dir(&self.config)
     }
 
     /// Flushes what must survive a restart; call once everything stopped.
     pub async fn close(&self) {
         self.cache.close().await;
     }
+}
+
+fn spool_dir(config: &Config) -> PathBuf {
+    config.data_dir.join("spool")
+}
+
+/// The address `listener` (bound for `what` at `addr`) listens on.
+pub(crate) fn bound_addr(
+    listener: &TcpListener,
+    what: &'static str,
+    addr: std::net::SocketAddr,
+) -> Result<std::net::SocketAddr, StartError> {
+    listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { what, addr, source })
 }
 
 /// Binds a listener, naming what it is for when it cannot.
