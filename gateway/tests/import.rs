@@ -74,6 +74,27 @@ async fn put(store: &dyn ObjectStore, key: &str, body: Vec<u8>) {
         .unwrap_or_else(|e| panic!("put {key}: {e}"));
 }
 
+/// An origin Ferry whose bucket `src` holds `models/{stem}{i}.bin` for
+/// `i` below `count` (first-round bodies), and a client of that bucket.
+async fn origin_with(
+    dir: &std::path::Path,
+    stem: &str,
+    count: usize,
+) -> (Server, Arc<dyn ObjectStore>) {
+    let origin = Server::start(Launch::new(dir));
+    create_bucket(&origin.endpoint, "src").await;
+    let src: Arc<dyn ObjectStore> = origin.client("src");
+    for i in 0..count {
+        put(
+            src.as_ref(),
+            &format!("models/{stem}{i}.bin"),
+            body_of(i, 1),
+        )
+        .await;
+    }
+    (origin, src)
+}
+
 fn body_of(i: usize, round: u8) -> Vec<u8> {
     pattern(round.wrapping_add(i as u8), 1000 + i * 37)
 }
@@ -243,12 +264,7 @@ async fn import_adopts_a_prefix_incrementally_and_pins_what_it_adopted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_import_follows_the_source_and_reports_its_last_run() {
     let origin_dir = temp_dir();
-    let origin = Server::start(Launch::new(origin_dir.path()));
-    create_bucket(&origin.endpoint, "src").await;
-    let src: Arc<dyn ObjectStore> = origin.client("src");
-    for i in 0..5 {
-        put(src.as_ref(), &format!("models/s{i}.bin"), body_of(i, 1)).await;
-    }
+    let (origin, src) = origin_with(origin_dir.path(), "s", 5).await;
     let dir = temp_dir();
     let g = gateway_with(
         dir.path(),
@@ -290,12 +306,7 @@ async fn a_scheduled_import_follows_the_source_and_reports_its_last_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cache_off_gateway_refuses_an_imported_object_changed_at_its_source() {
     let origin_dir = temp_dir();
-    let origin = Server::start(Launch::new(origin_dir.path()));
-    create_bucket(&origin.endpoint, "src").await;
-    let src: Arc<dyn ObjectStore> = origin.client("src");
-    for i in 0..3 {
-        put(src.as_ref(), &format!("models/c{i}.bin"), body_of(i, 1)).await;
-    }
+    let (origin, src) = origin_with(origin_dir.path(), "c", 3).await;
     let dir = temp_dir();
     let g = gateway_with(
         dir.path(),
