@@ -18,6 +18,7 @@
 //! Dependencies point one way: `read` asks `tier` and `source`; `source`
 //! reads `store`s (or, in a cluster, peers); nothing here knows S3.
 
+mod client_tls;
 pub mod cluster;
 mod error;
 pub mod metrics;
@@ -28,6 +29,7 @@ pub mod store;
 pub mod tier;
 pub mod volume;
 
+pub use client_tls::{ClientTls, Trust};
 pub use error::{CacheError, Result};
 pub use read::{BlockCache, BlockCacheConfig, HitCounts, Layouts, slice_layout};
 pub use source::{BlockAddr, BlockSource, ChainSource, FetchedBlock};

@@ -53,6 +53,9 @@ pub struct RawCluster {
     /// loading the block from a slow store).
     #[serde(default, with = "humantime_serde")]
     pub request_timeout: Option<Duration>,
+    /// The peer port may listen beyond loopback without TLS: the network
+    /// between the nodes is private. Default false.
+    pub trusted_network: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -92,6 +95,7 @@ pub struct ClusterConfig {
     pub handoff: Duration,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    pub trusted_network: bool,
 }
 
 impl std::fmt::Debug for ClusterConfig {
@@ -261,6 +265,7 @@ impl RawCluster {
             handoff: self.handoff.unwrap_or(Duration::from_secs(600)),
             connect_timeout: self.connect_timeout.unwrap_or(Duration::from_millis(250)),
             request_timeout: self.request_timeout.unwrap_or(Duration::from_secs(5)),
+            trusted_network: self.trusted_network.unwrap_or(false),
         })
     }
 }

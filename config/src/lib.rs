@@ -15,6 +15,7 @@ mod redis_url;
 mod region;
 mod server;
 mod store;
+mod tls;
 mod volume;
 
 pub use cache::RawCache;
@@ -26,6 +27,7 @@ pub use redis_url::RedisUrl;
 pub use region::{RawRegion, RegionConfig};
 pub use server::RawServer;
 pub use store::{RawStore, Secret, StoreKind, StoreSpec};
+pub use tls::{RawTls, TlsConfig, TlsIdentity};
 pub use volume::RawVolume;
 
 /// Values given as command-line flags; they win over the file and `FERRY_*`.
@@ -72,6 +74,7 @@ pub struct Config {
     pub region: Option<RegionConfig>,
     /// Imports re-run on a schedule.
     pub imports: Vec<ImportSchedule>,
+    pub tls: TlsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -88,6 +91,23 @@ pub struct ServerConfig {
     pub max_put_size: u64,
     /// Base domains for virtual-host style addressing; empty: path style only.
     pub domains: Vec<String>,
+    /// Timeouts and the connection cap of every listener.
+    pub limits: ConnectionLimits,
+}
+
+/// What one connection may hold on any listener (S3, admin, peer).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConnectionLimits {
+    /// From accepting a connection (or the end of the previous request)
+    /// to the last byte of a request's headers; also the TLS handshake.
+    pub header_timeout: Duration,
+    /// No byte read or written for this long ends the connection.
+    pub idle_timeout: Duration,
+    /// A write the client does not take for this long ends the connection
+    /// (a client that stopped reading).
+    pub write_timeout: Duration,
+    /// Open connections per listener; more wait in the kernel's backlog.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -18,6 +18,7 @@ use crate::imports::{self, RawImport};
 use crate::region::RawRegion;
 use crate::server::RawServer;
 use crate::store::{self, RawStore};
+use crate::tls::RawTls;
 use crate::volume::RawVolume;
 use crate::{Config, Credential, MetaConfig, Overrides};
 
@@ -50,6 +51,9 @@ pub struct RawConfig {
     /// `[[imports]]`: imports re-run on a schedule.
     #[serde(default)]
     pub imports: Vec<RawImport>,
+    /// `[tls]`; absent: plain HTTP on every listener.
+    #[serde(default)]
+    pub tls: RawTls,
 }
 
 impl RawConfig {
@@ -174,6 +178,8 @@ impl RawConfig {
         let region = self.region.map(RawRegion::validate).transpose()?;
         let imports = imports::validate(self.imports, &stores, region.as_ref())?;
         let admin_token = self.admin.validate()?;
+        let tls = self.tls.validate()?;
+        check_plain_listeners(&server, cluster.as_ref(), region.as_ref(), &tls)?;
         Ok(Config {
             cache,
             data_dir,
@@ -187,8 +193,51 @@ impl RawConfig {
             admin_token,
             region,
             imports,
+            tls,
         })
     }
+}
+
+/// The peer port and the change feed carry blocks and metadata between
+/// machines: without TLS they may listen beyond loopback only where the
+/// operator says the network is trusted. (The S3 and admin ports only
+/// warn, at start.)
+fn check_plain_listeners(
+    server: &crate::ServerConfig,
+    cluster: Option<&crate::ClusterConfig>,
+    region: Option<&crate::RegionConfig>,
+    tls: &crate::TlsConfig,
+) -> Result<()> {
+    if tls.enabled() {
+        return Ok(());
+    }
+    if let Some(cluster) = cluster
+        && cluster.serve
+        && !cluster.peer_listen.ip().is_loopback()
+        && !cluster.trusted_network
+    {
+        return Err(ConfigError::invalid(
+            "cluster.peer_listen",
+            format!(
+                "{} is beyond loopback without TLS: set [tls] cert_file and key_file, or cluster.trusted_network = true if the network between the nodes is private",
+                cluster.peer_listen
+            ),
+        ));
+    }
+    if let Some(region) = region
+        && region.serves_feed()
+        && !server.admin_listen.ip().is_loopback()
+        && !region.trusted_network
+    {
+        return Err(ConfigError::invalid(
+            "server.admin_listen",
+            format!(
+                "{} serves the change feed beyond loopback without TLS: set [tls] cert_file and key_file, or region.trusted_network = true if the network between the regions is private",
+                server.admin_listen
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -52,6 +52,17 @@ pub struct RegionConfig {
     pub replication_concurrency: usize,
     pub mirror_timeout: Duration,
     pub log_keep: u64,
+    /// Plain HTTP between regions beyond loopback is allowed (follow URL,
+    /// and the feed on a non-loopback admin port without TLS).
+    pub trusted_network: bool,
+}
+
+impl RegionConfig {
+    /// A source region (with a feed secret, following nobody) serves the
+    /// change feed on its admin port.
+    pub fn serves_feed(&self) -> bool {
+        self.feed_secret.is_some() && self.follow.is_none()
+    }
 }
 
 impl std::fmt::Debug for RegionConfig {
@@ -138,6 +149,7 @@ impl RawRegion {
                 .mirror_timeout
                 .unwrap_or(Duration::from_secs(24 * 3600)),
             log_keep: self.log_keep.unwrap_or(100_000),
+            trusted_network: self.trusted_network.unwrap_or(false),
         })
     }
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::Deserialize;
 
-use crate::ServerConfig;
 use crate::error::{ConfigError, Result};
+use crate::{ConnectionLimits, ServerConfig};
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +27,19 @@ pub struct RawServer {
     /// Default none: path style only.
     #[serde(default)]
     pub domains: Vec<String>,
+    /// A request's headers (and the wait for the next request on a kept-
+    /// alive connection, and a TLS handshake). Default `20s`.
+    #[serde(default, with = "humantime_serde")]
+    pub header_timeout: Option<Duration>,
+    /// No byte either way for this long ends a connection. Default `60s`.
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+    /// A client that takes no byte of an answer for this long is cut off.
+    /// Default `30s`.
+    #[serde(default, with = "humantime_serde")]
+    pub write_timeout: Option<Duration>,
+    /// Open connections per listener (S3, admin, peer). Default 4096.
+    pub max_connections: Option<usize>,
 }
 
 impl RawServer {
@@ -54,6 +67,21 @@ impl RawServer {
             shutdown_grace: self.shutdown_grace.unwrap_or(Duration::from_secs(30)),
             domains: self.domains,
             max_put_size: self.max_put_size.map_or(5 << 30, |s| s.as_u64()),
+            limits: ConnectionLimits {
+                header_timeout: positive("server.header_timeout", self.header_timeout, 20)?,
+                idle_timeout: positive("server.idle_timeout", self.idle_timeout, 60)?,
+                write_timeout: positive("server.write_timeout", self.write_timeout, 30)?,
+                max_connections: match self.max_connections {
+                    Some(0) => {
+                        return Err(ConfigError::invalid(
+                            "server.max_connections",
+                            "must be greater than 0",
+                        ));
+                    }
+                    Some(n) => n,
+                    None => 4096,
+                },
+            },
         };
         for (i, domain) in server.domains.iter().enumerate() {
             let valid = !domain.is_empty()
@@ -87,4 +115,14 @@ fn parse_addr(field: &str, value: Option<&str>, default: &str) -> Result<SocketA
             format!("{text:?} is not a socket address like 127.0.0.1:9000 or [::]:9000"),
         )
     })
+}
+
+/// A timeout that must be set and non-zero (a zero one would end every
+/// connection at once).
+fn positive(field: &str, value: Option<Duration>, default_secs: u64) -> Result<Duration> {
+    match value {
+        Some(d) if d.is_zero() => Err(ConfigError::invalid(field, "must be greater than 0")),
+        Some(d) => Ok(d),
+        None => Ok(Duration::from_secs(default_secs)),
+    }
 }

@@ -480,3 +480,47 @@ fn scheduled_imports_name_a_store_ferry_does_not_own() {
         [region]\nname = \"e\"\nfollow = \"http://127.0.0.1:9001\"\nfeed_secret = \"0123456789abcdef\"\n";
     assert_eq!(invalid_field(build(mirror)), "imports");
 }
+
+#[test]
+fn plain_peers_and_feeds_beyond_loopback_need_tls_or_a_trusted_network() {
+    let cluster = "[cluster]\nnode_id = \"n0\"\nsecret = \"0123456789abcdef\"\npeer_listen = \"0.0.0.0:9002\"\nadvertise = \"10.0.0.1:9002\"\npeers = [{ id = \"n0\", address = \"10.0.0.1:9002\" }]\n";
+    assert_eq!(invalid_field(build(cluster)), "cluster.peer_listen");
+    build(&format!("{cluster}trusted_network = true\n")).expect("a trusted network");
+    let tls = "[tls]\ncert_file = \"/etc/ferry/node.crt\"\nkey_file = \"/etc/ferry/node.key\"\n";
+    let config = build(&format!("{cluster}{tls}")).expect("peers over TLS");
+    assert!(config.tls.enabled());
+
+    let feed = "[server]\nadmin_listen = \"0.0.0.0:9001\"\n[region]\nname = \"src\"\nfeed_secret = \"0123456789abcdef\"\n";
+    assert_eq!(invalid_field(build(feed)), "server.admin_listen");
+    build(&format!("{feed}trusted_network = true\n")).expect("a trusted network");
+    build(&format!("{feed}{tls}")).expect("the feed over TLS");
+    // The admin port alone beyond loopback, without a feed, only warns.
+    build("[server]\nadmin_listen = \"0.0.0.0:9001\"\n").expect("no feed");
+}
+
+#[test]
+fn tls_and_connection_limits_name_their_fields() {
+    let cases = [
+        ("[tls]\ncert_file = \"/a.crt\"\n", "tls.key_file"),
+        ("[tls]\nkey_file = \"/a.key\"\n", "tls.cert_file"),
+        (
+            "[tls]\ncert_file = \"/a.crt\"\nkey_file = \"/a.key\"\npeer_client_auth = true\n",
+            "tls.peer_client_auth",
+        ),
+        (
+            "[server]\nheader_timeout = \"0s\"\n",
+            "server.header_timeout",
+        ),
+        ("[server]\nidle_timeout = \"0s\"\n", "server.idle_timeout"),
+        ("[server]\nwrite_timeout = \"0s\"\n", "server.write_timeout"),
+        ("[server]\nmax_connections = 0\n", "server.max_connections"),
+    ];
+    for (toml, field) in cases {
+        assert_eq!(invalid_field(build(toml)), field, "{toml}");
+    }
+    let defaults = build("").expect("defaults").server.limits;
+    assert_eq!(defaults.header_timeout, Duration::from_secs(20));
+    assert_eq!(defaults.idle_timeout, Duration::from_secs(60));
+    assert_eq!(defaults.write_timeout, Duration::from_secs(30));
+    assert_eq!(defaults.max_connections, 4096);
+}

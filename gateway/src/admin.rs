@@ -17,7 +17,6 @@ use ferry_cache::{BlockCache, Stores};
 use ferry_meta::Meta;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
 
 use crate::node::Node;
 use crate::supervisor::Workers;
@@ -58,21 +57,6 @@ impl AdminState {
             }),
             workers: node.workers.clone(),
         }
-    }
-}
-
-/// Serves the admin routes (and the change feed of a source region) on
-/// `listener` until `shutdown` resolves.
-pub async fn run(
-    listener: TcpListener,
-    app: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) {
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!(error = %e, "admin server failed");
     }
 }
 
@@ -133,6 +117,8 @@ fn admitted<T>(
 struct MemberStatus {
     id: String,
     address: String,
+    /// Its peer endpoint speaks TLS.
+    tls: bool,
     weight: u32,
     expected_share: f64,
     /// Milliseconds since its last heartbeat (`None`: static membership).
@@ -176,6 +162,7 @@ async fn cluster_status(State(state): State<AdminState>) -> Response {
         .map(|m| MemberStatus {
             id: m.id.clone(),
             address: m.address.clone(),
+            tls: m.tls,
             weight: m.weight,
             expected_share: shares.get(&m.id).copied().unwrap_or(0.0),
             heartbeat_age_ms: (m.heartbeat_ms > 0).then(|| now - m.heartbeat_ms),

@@ -1,20 +1,15 @@
-//! Serving the S3 service over TCP: TCP_NODELAY on every connection, a
+//! The S3 service as the S3 port serves it (through [`crate::listen`]): a
 //! request id on every response and log line, per-operation metrics, and
-//! graceful shutdown.
+//! the request preflight.
 
 use std::cell::RefCell;
-use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::future::BoxFuture;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use hyper_util::server::graceful::GracefulShutdown;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{HttpError, HttpResponse};
-use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use crate::auth::Access;
@@ -190,50 +185,4 @@ pub fn service(node: &Node) -> Result<Instrumented, StartError> {
             max_size: node.config.server.max_put_size,
         },
     ))
-}
-
-/// Accepts connections on `listener` and serves them with `service` until
-/// `shutdown` resolves; then stops accepting and gives in-flight requests
-/// up to `grace` to finish.
-pub async fn serve(
-    listener: TcpListener,
-    service: Instrumented,
-    shutdown: impl Future<Output = ()>,
-    grace: Duration,
-) {
-    let builder = ConnBuilder::new(TokioExecutor::new());
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off briefly
-                    // instead of spinning on accept.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(%peer, error = %e, "could not set TCP_NODELAY");
-        }
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service.clone())
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
-        () = tokio::time::sleep(grace) => tracing::warn!(?grace, "shutdown grace period over; dropping open connections"),
-    }
 }

@@ -20,6 +20,7 @@ mod error;
 mod feed;
 mod host;
 pub mod http;
+pub mod listen;
 mod metrics;
 pub mod node;
 pub mod peer;

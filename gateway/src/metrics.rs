@@ -10,6 +10,9 @@ pub const REQUEST_SECONDS: &str = "ferry_s3_request_duration_seconds";
 pub const PUT_BYTES: &str = "ferry_s3_put_bytes_total";
 pub const PEER_INTERNAL_ERRORS: &str = "ferry_peer_internal_errors_total";
 pub const WORKER_PANICS: &str = "ferry_worker_panics_total";
+pub const CONNECTIONS_OPEN: &str = "ferry_connections_open";
+pub const TLS_HANDSHAKE_FAILURES: &str = "ferry_tls_handshake_failures_total";
+pub const TLS_RELOADS: &str = "ferry_tls_reloads_total";
 
 /// Installs the Prometheus recorder and registers every description.
 pub fn install() -> Result<PrometheusHandle, String> {
@@ -27,6 +30,18 @@ pub fn install() -> Result<PrometheusHandle, String> {
     metrics::describe_counter!(
         WORKER_PANICS,
         "Background workers that panicked and were started again, by worker"
+    );
+    metrics::describe_gauge!(
+        CONNECTIONS_OPEN,
+        "Open connections by listener (s3, admin, peer); at server.max_connections more wait"
+    );
+    metrics::describe_counter!(
+        TLS_HANDSHAKE_FAILURES,
+        "TLS handshakes that failed or timed out, by listener"
+    );
+    metrics::describe_counter!(
+        TLS_RELOADS,
+        "Certificate reloads (SIGHUP or changed files) by result (ok, failed)"
     );
     metrics::describe_counter!(
         PEER_INTERNAL_ERRORS,

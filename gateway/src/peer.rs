@@ -13,10 +13,8 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use ferry_cache::cluster::wire::{self, Verb};
 use ferry_cache::cluster::{Cluster, Node as ClusterNode, Served};
-use tokio::net::TcpListener;
 
 use crate::node::Node;
 use ferry_cache::{BlockAddr, BlockCache, CacheError, Stores, admission};
@@ -40,27 +38,6 @@ impl PeerState {
             secret: secret.into(),
             stores: node.stores.clone(),
         }
-    }
-}
-
-/// Serves blocks to peers on `listener` until `shutdown` resolves.
-pub async fn run(
-    listener: TcpListener,
-    state: PeerState,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) {
-    // Every answer's last segment goes out at once (no Nagle wait for the
-    // asker's delayed ACK), as on the S3 port.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY on a peer connection");
-        }
-    });
-    if let Err(e) = axum::serve(listener, app(state).into_make_service())
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!(error = %e, "peer server failed");
     }
 }
 

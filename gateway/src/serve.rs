@@ -16,8 +16,11 @@ use ferry_config::Config;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use hyper_util::service::TowerToHyperService;
+
 use crate::admin::{self, AdminState};
 use crate::http;
+use crate::listen::{self, Listener};
 use crate::node::{Node, StartError, bind, bound_addr};
 use crate::peer::{self, PeerState};
 use crate::workers;
@@ -31,24 +34,28 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let admin_listener = bind("admin", node.config.server.admin_listen).await?;
     let s3_addr = bound_addr(&s3_listener, "S3", node.config.server.listen)?;
     let admin_addr = bound_addr(&admin_listener, "admin", node.config.server.admin_listen)?;
+    warn_about_plain_listeners(&node, s3_addr, admin_addr);
 
     let (term, stop) = (CancellationToken::new(), CancellationToken::new());
     let mut background = JoinSet::new();
     workers::spawn(&mut node, &mut background, &stop, &term)?;
-    background.spawn(admin::run(
-        admin_listener,
-        admin::app(AdminState::new(&node), node.region.feed.clone()),
+    let limits = node.config.server.limits;
+    let public_tls = node.tls.as_ref().map(|tls| tls.public.clone());
+    let grace = node.config.server.shutdown_grace;
+    background.spawn(listen::serve(
+        Listener::new(admin_listener, "admin", public_tls.clone(), limits),
+        TowerToHyperService::new(admin::app(AdminState::new(&node), node.region.feed.clone())),
         stop.clone().cancelled_owned(),
+        grace,
     ));
     // Installed now, not when the task first runs: a signal right after the
     // ready line must not be fatal.
     let signal = shutdown_signal();
     background.spawn(watch_signals(signal, term.clone(), stop.clone()));
 
-    let grace = node.config.server.shutdown_grace;
     let mut serving = JoinSet::new();
-    serving.spawn(http::serve(
-        s3_listener,
+    serving.spawn(listen::serve(
+        Listener::new(s3_listener, "s3", public_tls, limits),
         http::service(&node)?,
         term.clone().cancelled_owned(),
         grace,
@@ -64,7 +71,13 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             tokio::time::sleep(grace).await;
         };
         let state = PeerState::new(&node, cluster, &cluster_config.secret);
-        serving.spawn(peer::run(listener, state, until));
+        let peer_tls = node.tls.as_ref().map(|tls| tls.peer.clone());
+        serving.spawn(listen::serve(
+            Listener::new(listener, "peer", peer_tls, limits),
+            TowerToHyperService::new(peer::app(state)),
+            until,
+            grace,
+        ));
     }
     announce(&node, s3_addr, admin_addr);
 
@@ -80,6 +93,20 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     node.close().await;
     tracing::info!("ferry stopped");
     Ok(())
+}
+
+/// Plain HTTP beyond loopback is the operator's choice, but never a
+/// silent one. (The peer port and the feed are refused at config time
+/// unless the network is declared trusted.)
+fn warn_about_plain_listeners(node: &Node, s3: SocketAddr, admin: SocketAddr) {
+    if node.tls.is_some() {
+        return;
+    }
+    for (name, addr) in [("S3", s3), ("admin", admin)] {
+        if !addr.ip().is_loopback() {
+            tracing::warn!(listener = name, %addr, "listening beyond loopback without TLS: credentials and data cross the network in the clear; set [tls] cert_file and key_file");
+        }
+    }
 }
 
 /// Cancels `term` when `signal` (SIGINT or SIGTERM) arrives, or returns
@@ -98,7 +125,8 @@ async fn watch_signals(
 /// The ready line (what scripts and tests wait for), and once, the
 /// credentials this start generated.
 fn announce(node: &Node, s3_addr: SocketAddr, admin_addr: SocketAddr) {
-    let endpoint = format!("http://{s3_addr}");
+    let scheme = if node.tls.is_some() { "https" } else { "http" };
+    let endpoint = format!("{scheme}://{s3_addr}");
     if let Some((credential, path)) = &node.generated {
         println!(
             "Generated credentials, kept in {} (mode 0600):",
@@ -120,7 +148,7 @@ fn announce(node: &Node, s3_addr: SocketAddr, admin_addr: SocketAddr) {
         data_store = %node.config.data_store,
         "ferry is serving"
     );
-    println!("ferry ready s3={endpoint} admin=http://{admin_addr}");
+    println!("ferry ready s3={endpoint} admin={scheme}://{admin_addr}");
     let _ = std::io::stdout().flush();
 }
 

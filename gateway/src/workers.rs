@@ -1,6 +1,7 @@
 //! What a node runs in the background, beside its servers: the collector,
 //! scheduled dumps and imports, a mirror's follower and replicator, the
-//! metrics upkeep, and the cluster's heartbeat. All go into one set, stop
+//! metrics upkeep, the cluster's heartbeat and the TLS certificate's
+//! reload. All go into one set, stop
 //! at one signal, and run under supervision: one that panics is started
 //! again (see `supervisor`).
 
@@ -139,6 +140,16 @@ pub fn spawn(
                         }
                     }
                 })
+            }),
+        );
+    }
+    if let Some(tls) = &node.tls {
+        let (certs, reload_stop) = (tls.certs(), stop.clone());
+        run(
+            "tls-reload",
+            Box::new(move || {
+                let (certs, stop) = (certs.clone(), reload_stop.clone());
+                Box::pin(async move { crate::listen::tls::watch(certs, stop).await })
             }),
         );
     }

@@ -21,7 +21,7 @@ from s3util import make_client
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = REPO_ROOT / "target" / "debug" / "ferry"
 
-READY_RE = re.compile(r"^ferry ready s3=(?P<s3>http://\S+) admin=(?P<admin>http://\S+)\s*$")
+READY_RE = re.compile(r"^ferry ready s3=(?P<s3>https?://\S+) admin=(?P<admin>https?://\S+)\s*$")
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
 

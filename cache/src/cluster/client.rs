@@ -13,6 +13,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::view::Member;
 use super::wire::{self, Verb};
+use crate::client_tls::{ClientTls, Trust};
 use crate::error::CacheError;
 use crate::metrics as m;
 use crate::source::BlockAddr;
@@ -39,6 +40,7 @@ pub struct Timeouts {
     pub request: Duration,
 }
 
+const POOL_IDLE: Duration = Duration::from_secs(15);
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
@@ -72,14 +74,24 @@ pub struct Answer {
 }
 
 impl PeerClient {
-    pub fn new(node: &str, secret: &str, timeouts: Timeouts) -> Result<PeerClient, CacheError> {
-        let http = reqwest::Client::builder()
+    pub fn new(
+        node: &str,
+        secret: &str,
+        timeouts: Timeouts,
+        tls: &ClientTls,
+    ) -> Result<PeerClient, CacheError> {
+        let builder = reqwest::Client::builder()
             .connect_timeout(timeouts.connect)
             .timeout(timeouts.request)
             .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90))
+            // Under the peers' header timeout (server.header_timeout,
+            // 20 s by default), which closes kept-alive connections that
+            // wait longer for a request.
+            .pool_idle_timeout(POOL_IDLE)
             .pool_max_idle_per_host(64)
-            .no_proxy()
+            .no_proxy();
+        let http = tls
+            .apply(builder, Trust::OwnRootsOnly)
             .build()
             .map_err(|e| CacheError::Cluster(format!("cannot build the peer client: {e}")))?;
         Ok(PeerClient {
@@ -163,7 +175,7 @@ impl PeerClient {
                 priority,
                 protocol,
             };
-            self.send(&peer.address, addr, &range, how).await
+            self.send(&peer.base_url(), addr, &range, how).await
         };
         let outcome = match &result {
             Ok(_) => "ok",
@@ -188,7 +200,7 @@ impl PeerClient {
 
     async fn send(
         &self,
-        address: &str,
+        base_url: &str,
         addr: &BlockAddr,
         range: &Range<u64>,
         how: How,
@@ -212,7 +224,7 @@ impl PeerClient {
             node: &self.node,
         }
         .sign(&self.secret);
-        let url = format!("http://{address}{}?{query}", wire::PATH);
+        let url = format!("{base_url}{}?{query}", wire::PATH);
         let mut request = self
             .http
             .get(&url)
@@ -337,6 +349,7 @@ mod tests {
             heartbeat_ms: 0,
             incarnation: String::new(),
             capacity: 0,
+            tls: false,
         }
     }
 
@@ -369,6 +382,7 @@ mod tests {
                 connect: Duration::from_millis(500),
                 request: Duration::from_secs(2),
             },
+            &ClientTls::default(),
         )
         .expect("client");
         client.ask(member, &addr(), 0..16, Verb::Get, false).await
@@ -413,6 +427,7 @@ mod tests {
                 connect: Duration::from_millis(200),
                 request: Duration::from_secs(1),
             },
+            &ClientTls::default(),
         )
         .expect("client");
         let dead = Member {

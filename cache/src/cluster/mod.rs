@@ -29,6 +29,7 @@ pub use warm_on_open::WarmOnOpen;
 
 use ferry_config::{ClusterConfig, Membership as MembershipConfig, StoreSpec};
 
+use crate::client_tls::ClientTls;
 use crate::error::CacheError;
 
 /// The fingerprint of a store map: nodes whose logical store names mean
@@ -72,6 +73,14 @@ pub fn check_join(me: &Member, others: &[Member]) -> Result<(), CacheError> {
     Ok(())
 }
 
+/// TLS in the cluster: whether this node's peer endpoint speaks it
+/// (announced to the others), and what its peer client trusts and shows.
+#[derive(Clone, Default)]
+pub struct Tls {
+    pub serves: bool,
+    pub client: ClientTls,
+}
+
 /// A started cluster membership: the node and what keeps its view fresh.
 pub struct Cluster {
     pub node: Arc<Node>,
@@ -91,6 +100,7 @@ impl Cluster {
         block_size: u64,
         stores: String,
         capacity: u64,
+        tls: &Tls,
     ) -> Result<Cluster, CacheError> {
         let me = config.serve.then(|| Member {
             id: config.node_id.clone(),
@@ -103,6 +113,7 @@ impl Cluster {
             heartbeat_ms: 0,
             incarnation: uuid::Uuid::new_v4().simple().to_string(),
             capacity,
+            tls: tls.serves,
         });
         let (view, redis) = match &config.membership {
             MembershipConfig::Static(peers) => {
@@ -119,6 +130,7 @@ impl Cluster {
                         heartbeat_ms: 0,
                         incarnation: String::new(),
                         capacity: 0,
+                        tls: tls.serves,
                     })
                     .collect();
                 if let Some(me) = &me
@@ -163,6 +175,7 @@ impl Cluster {
                 connect: config.connect_timeout,
                 request: config.request_timeout,
             },
+            &tls.client,
         )?;
         let node = Arc::new(Node {
             id: config.node_id.clone(),
@@ -252,6 +265,7 @@ mod tests {
             heartbeat_ms: 0,
             incarnation: String::new(),
             capacity: 0,
+            tls: false,
         }
     }
 

@@ -33,6 +33,19 @@ pub struct Member {
     /// Bytes its tiers hold (memory + disk; 0: unknown).
     #[serde(default)]
     pub capacity: u64,
+    /// Its peer endpoint speaks TLS. Carried in every heartbeat, so a
+    /// cluster switched to TLS one node at a time keeps reaching each
+    /// node the way it serves.
+    #[serde(default)]
+    pub tls: bool,
+}
+
+impl Member {
+    /// The base URL of its peer endpoint.
+    pub fn base_url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.address)
+    }
 }
 
 /// The serving members at one moment, by id.
@@ -206,6 +219,7 @@ mod tests {
             heartbeat_ms: 0,
             incarnation: String::new(),
             capacity: 0,
+            tls: false,
         }
     }
 

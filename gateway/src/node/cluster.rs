@@ -2,7 +2,8 @@
 //! node (refused when the members disagree on block size, protocol or
 //! stores).
 
-use ferry_cache::cluster::{Cluster, store_fingerprint};
+use ferry_cache::ClientTls;
+use ferry_cache::cluster::{Cluster, Tls, store_fingerprint};
 use ferry_config::{ClusterConfig, Config};
 use tokio::net::TcpListener;
 
@@ -11,6 +12,7 @@ use super::{StartError, bind, bound_addr};
 pub(crate) async fn join(
     config: &Config,
     cluster: &ClusterConfig,
+    client_tls: &ClientTls,
 ) -> Result<(Cluster, TcpListener), StartError> {
     let listener = bind("peers", cluster.peer_listen).await?;
     let bound = bound_addr(&listener, "peers", cluster.peer_listen)?;
@@ -33,6 +35,10 @@ pub(crate) async fn join(
             .memory
             .unwrap_or_else(super::cache::default_memory_tier)
             .saturating_add(config.cache.disk),
+        &Tls {
+            serves: config.tls.enabled(),
+            client: client_tls.clone(),
+        },
     )
     .await?;
     tracing::info!(

@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::Keyring;
 use crate::credentials::{self, Origin};
+use crate::listen::tls::ServerTls;
 use crate::supervisor::Workers;
 
 pub use error::StartError;
@@ -45,6 +46,8 @@ pub struct Node {
     pub workers: Arc<Workers>,
     /// Credentials made at this start, to show once the node serves.
     pub generated: Option<(Credential, PathBuf)>,
+    /// The listeners' certificate and settings; `None`: plain HTTP.
+    pub tls: Option<Arc<ServerTls>>,
     /// The peer endpoint, bound when joining the cluster (the address it
     /// advertises must be known before the others are told).
     pub(crate) peer_listener: Option<TcpListener>,
@@ -52,6 +55,10 @@ pub struct Node {
 
 impl Node {
     pub async fn open(mut config: Config) -> Result<Node, StartError> {
+        // Certificates first: a bad file is a start-up error before anything
+        // is opened.
+        let tls = ServerTls::load(&config.tls)?.map(Arc::new);
+        let client_tls = crate::listen::tls::client_tls(&config.tls)?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(StartError::file("create data dir", &config.data_dir))?;
         let metrics = match crate::metrics::install() {
@@ -72,7 +79,8 @@ impl Node {
         let store_source: Arc<dyn BlockSource> = Arc::new(ChainSource::new(stores.clone()));
         let (cluster, peer_listener) = match &config.cluster {
             Some(cluster_config) => {
-                let (cluster, listener) = cluster::join(&config, cluster_config).await?;
+                let (cluster, listener) =
+                    cluster::join(&config, cluster_config, &client_tls).await?;
                 (Some(Arc::new(cluster)), Some(listener))
             }
             None => (None, None),
@@ -93,7 +101,7 @@ impl Node {
         let cache = cache::open(&config, sources).await?;
 
         let identity = identity::node_identity(&config)?;
-        let region = Region::start(&config, &meta, &stores, &identity)?;
+        let region = Region::start(&config, &meta, &stores, &identity, &client_tls)?;
         let spool = spool_dir(&config);
         std::fs::create_dir_all(&spool).map_err(StartError::file("create", &spool))?;
         Ok(Node {
@@ -108,6 +116,7 @@ impl Node {
             metrics,
             workers: Arc::default(),
             generated,
+            tls,
             peer_listener,
         })
     }

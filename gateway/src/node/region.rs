@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use ferry_cache::Stores;
 use ferry_cache::region::{
     FeedClient, FeedSource, Follower, MirrorState, ReplicationPolicy, Replicator,
 };
+use ferry_cache::{ClientTls, Stores};
 use ferry_config::Config;
 use ferry_meta::Meta;
 
@@ -28,6 +28,7 @@ impl Region {
         meta: &Arc<dyn Meta>,
         stores: &Stores,
         identity: &str,
+        tls: &ClientTls,
     ) -> Result<Region, StartError> {
         let Some(region) = &config.region else {
             return Ok(Region::default());
@@ -60,7 +61,7 @@ impl Region {
         }
         let state = Arc::new(MirrorState::new(follow));
         let wake = Arc::new(tokio::sync::Notify::new());
-        let client = FeedClient::new(follow, secret, &region.name)?;
+        let client = FeedClient::new(follow, secret, &region.name, tls)?;
         let follower = Follower::new(
             meta.clone(),
             client,

@@ -19,8 +19,8 @@ use object_store::aws::AmazonS3Builder;
 // Each test binary uses some of these; not one uses all.
 #[allow(unused_imports)]
 pub use ferry_test_support::{
-    RedisOptions, RedisServer, RedisTls, delete_keys, free_addr, free_port, redis_cli, redis_keys,
-    redis_url,
+    Issued, RedisOptions, RedisServer, RedisTls, TestCa, delete_keys, free_addr, free_port,
+    redis_cli, redis_keys, redis_url,
 };
 
 pub const ACCESS_KEY: &str = "test-admin";

@@ -1,10 +1,14 @@
 //! What Ferry's tests that start processes share: free loopback ports, the
 //! URL of the shared test Redis, `redis-cli` against it, and private
-//! `redis-server` processes on free ports.
+//! `redis-server` processes on free ports, and test certificates.
 //!
 //! A dev-dependency only. The shared Redis is named by
 //! `FERRY_TEST_REDIS_URL`, by default `redis://127.0.0.1:6379` (the one
 //! `tests/run.sh` starts when none answers there).
+
+mod certs;
+
+pub use certs::{Issued, TestCa};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

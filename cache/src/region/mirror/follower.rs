@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use ferry_meta::{Meta, MetaError, Precondition, now_millis};
 
 use super::{MirrorState, ReplicationPolicy};
+use crate::client_tls::{ClientTls, Trust};
 use crate::error::{CacheError, Result};
 use crate::metrics;
 use crate::region::feed::{
@@ -47,11 +48,14 @@ enum Answer<T> {
 }
 
 impl FeedClient {
-    pub fn new(base: &str, secret: &str, region: &str) -> Result<FeedClient> {
-        let http = reqwest::Client::builder()
+    /// `tls`: the source is trusted on the system roots and `ca_file`.
+    pub fn new(base: &str, secret: &str, region: &str, tls: &ClientTls) -> Result<FeedClient> {
+        let builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(POLL_WAIT + Duration::from_secs(15))
-            .tcp_nodelay(true)
+            .tcp_nodelay(true);
+        let http = tls
+            .apply(builder, Trust::SystemAndOwn)
             .build()
             .map_err(|e| CacheError::Feed(format!("cannot build the feed client: {e}")))?;
         Ok(FeedClient {

@@ -1,0 +1,640 @@
+//! TLS on every listener, with certificates made in the test: the S3 port
+//! over HTTP/2 and HTTP/1.1, a certificate replaced and reloaded under a
+//! stream in flight, bad files refused at start naming the field, a
+//! cluster whose peers speak mutual TLS (a certificate from another CA is
+//! refused), and a cluster switched to TLS one node at a time.
+
+mod common;
+
+use std::path::Path as FsPath;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path;
+use object_store::{Certificate, ClientOptions, ObjectStore, ObjectStoreExt};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+const MIB: usize = 1 << 20;
+const SECRET: &str = "cluster-secret-for-the-tls-tests";
+
+fn unique(what: &str) -> String {
+    format!(
+        "{what}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// The `[tls]` section for `issued`, trusting `ca`.
+fn tls_section(issued: &Issued, ca: &TestCa, peer_client_auth: bool) -> String {
+    format!(
+        "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\nca_file = \"{}\"\npeer_client_auth = {peer_client_auth}\n",
+        issued.cert.display(),
+        issued.key.display(),
+        ca.cert.display()
+    )
+}
+
+/// An S3 client of `endpoint` trusting `ca`.
+fn client(endpoint: &str, ca: &TestCa, bucket: &str) -> Arc<dyn ObjectStore> {
+    let pem = std::fs::read(&ca.cert).expect("read the CA");
+    let options = ClientOptions::new()
+        .with_root_certificate(Certificate::from_pem(&pem).expect("CA certificate"));
+    Arc::new(
+        AmazonS3Builder::new()
+            .with_endpoint(endpoint)
+            .with_region("us-east-1")
+            .with_bucket_name(bucket)
+            .with_access_key_id(ACCESS_KEY)
+            .with_secret_access_key(SECRET_KEY)
+            .with_virtual_hosted_style_request(false)
+            .with_client_options(options)
+            .build()
+            .expect("client"),
+    )
+}
+
+/// curl trusting `ca`: (exit code, HTTP status, what `-w` wrote after
+/// the status).
+fn curl_tls(ca: &TestCa, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "--max-time", "20", "--cacert"])
+        .arg(&ca.cert)
+        .args(args)
+        .output()
+        .expect("curl");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+    )
+}
+
+fn metric_tls(ca: &TestCa, admin: &str, name: &str, filter: &str) -> f64 {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "20", "--cacert"])
+        .arg(&ca.cert)
+        .arg(format!("{admin}/metrics"))
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| {
+            l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(filter)
+        })
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
+fn start_node(dir: &FsPath, config: &str) -> Server {
+    let path = write_file(dir, "ferry.toml", config);
+    Server::start(Launch {
+        config: Some(&path),
+        ..Launch::new(dir)
+    })
+}
+
+/// The certificate a new connection to `url` is shown.
+async fn served_certificate(url: &str, ca: &TestCa) -> Vec<u8> {
+    let pem = std::fs::read(&ca.cert).expect("read the CA");
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("CA")])
+        .tls_info(true)
+        .build()
+        .expect("client");
+    let response = http.get(url).send().await.expect("GET over TLS");
+    response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|info| info.peer_certificate().map(<[u8]>::to_vec))
+        .expect("the peer's certificate")
+}
+
+fn der_of(pem_file: &FsPath) -> Vec<u8> {
+    CertificateDer::from_pem_file(pem_file)
+        .expect("PEM certificate")
+        .to_vec()
+}
+
+#[tokio::test]
+async fn the_s3_port_speaks_tls_over_http2_and_http1() {
+    let dir = temp_dir();
+    let ca = TestCa::new(&dir.path().join("certs"), "test");
+    let issued = ca.issue("node", &["localhost", "127.0.0.1"]);
+    let server = start_node(dir.path(), &tls_section(&issued, &ca, false));
+    assert!(
+        server.endpoint.starts_with("https://"),
+        "{}",
+        server.endpoint
+    );
+    assert!(server.admin.starts_with("https://"), "{}", server.admin);
+
+    create_bucket_tls(&server.endpoint, &ca, "models");
+    let store = client(&server.endpoint, &ca, "models");
+    let body = pattern(3, 3 * MIB + 17);
+    store
+        .put(&Path::from("w.bin"), Bytes::from(body.clone()).into())
+        .await
+        .expect("PUT over TLS");
+    assert_eq!(read_all(store.as_ref(), "w.bin").await, body);
+
+    // ALPN: HTTP/2 when the client offers it, HTTP/1.1 when it asks for it.
+    let health = format!("{}/health", server.admin);
+    let (_, version) = curl_tls(&ca, &["--http2", "-w", "%{http_version}", &health]);
+    assert_eq!(version, "2");
+    let (_, version) = curl_tls(&ca, &["--http1.1", "-w", "%{http_version}", &health]);
+    assert_eq!(version, "1.1");
+    // Plain HTTP is not answered on a TLS port.
+    let plain = server.endpoint.replace("https://", "http://");
+    let (status, _) = curl(&[&format!("{plain}/models/w.bin")]);
+    assert_ne!(status, 200);
+    // A client that does not trust the CA is refused by its own check.
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", &health])
+        .status()
+        .expect("curl");
+    assert_eq!(
+        out.code(),
+        Some(60),
+        "curl: peer certificate cannot be authenticated"
+    );
+}
+
+/// CreateBucket with curl's SigV4 over TLS.
+fn create_bucket_tls(endpoint: &str, ca: &TestCa, bucket: &str) {
+    let (_, code) = curl_tls(
+        ca,
+        &[
+            "-w",
+            "%{http_code}",
+            "-X",
+            "PUT",
+            "--aws-sigv4",
+            "aws:amz:us-east-1:s3",
+            "--user",
+            &format!("{ACCESS_KEY}:{SECRET_KEY}"),
+            "-H",
+            "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+            &format!("{endpoint}/{bucket}"),
+        ],
+    );
+    assert_eq!(code, "200", "create bucket {bucket}");
+}
+
+#[tokio::test]
+async fn a_replaced_certificate_is_reloaded_without_dropping_a_stream_in_flight() {
+    let dir = temp_dir();
+    let ca = TestCa::new(&dir.path().join("certs"), "test");
+    let first = ca.issue("node", &["localhost", "127.0.0.1"]);
+    let first_der = der_of(&first.cert);
+    let server = start_node(dir.path(), &tls_section(&first, &ca, false));
+    create_bucket_tls(&server.endpoint, &ca, "models");
+    let store = client(&server.endpoint, &ca, "models");
+    let body = pattern(9, 48 * MIB);
+    store
+        .put(&Path::from("big.bin"), Bytes::from(body.clone()).into())
+        .await
+        .expect("PUT");
+    let health = format!("{}/health", server.admin);
+    assert_eq!(served_certificate(&health, &ca).await, first_der);
+
+    // A stream in flight on the first certificate: its first bytes read.
+    let mut stream = store
+        .get(&Path::from("big.bin"))
+        .await
+        .expect("GET")
+        .into_stream();
+    let mut got = Vec::with_capacity(body.len());
+    use futures::StreamExt;
+    let chunk = stream.next().await.expect("a first chunk").expect("bytes");
+    got.extend_from_slice(&chunk);
+
+    // The files replaced in place (as a renewal tool does), then SIGHUP.
+    let second = ca.issue("node", &["localhost", "127.0.0.1"]);
+    let second_der = der_of(&second.cert);
+    assert_ne!(first_der, second_der);
+    hangup(server.pid());
+    eventually(
+        "new connections get the new certificate",
+        Duration::from_secs(20),
+        || async { (served_certificate(&health, &ca).await == second_der).then_some(()) },
+    )
+    .await;
+
+    // The stream on the old certificate completes, byte for byte.
+    while let Some(chunk) = stream.next().await {
+        got.extend_from_slice(&chunk.expect("the stream survives the reload"));
+    }
+    assert_eq!(got.len(), body.len());
+    assert!(got == body, "the streamed bytes differ");
+
+    // A bad file at reload keeps the current certificate.
+    let failed = |ca: &TestCa| {
+        metric_tls(
+            ca,
+            &server.admin,
+            "ferry_tls_reloads_total",
+            "result=\"failed\"",
+        )
+    };
+    let failed_before = failed(&ca);
+    std::fs::write(&second.cert, "not a certificate").expect("break the file");
+    hangup(server.pid());
+    eventually(
+        "the failed reload is counted",
+        Duration::from_secs(20),
+        || async { (failed(&ca) > failed_before).then_some(()) },
+    )
+    .await;
+    assert_eq!(served_certificate(&health, &ca).await, second_der);
+}
+
+fn hangup(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+#[test]
+fn a_missing_or_bad_certificate_file_stops_the_start_naming_the_field() {
+    let dir = temp_dir();
+    let ca = TestCa::new(&dir.path().join("certs"), "test");
+    let issued = ca.issue("node", &["localhost"]);
+    let other = ca.issue("other", &["localhost"]);
+    let missing = dir.path().join("nowhere.crt");
+    let cases = [
+        (
+            format!(
+                "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+                missing.display(),
+                issued.key.display()
+            ),
+            vec!["tls.cert_file".to_string(), missing.display().to_string()],
+        ),
+        (
+            format!(
+                "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+                issued.cert.display(),
+                other.key.display()
+            ),
+            vec![
+                "tls.key_file".to_string(),
+                other.key.display().to_string(),
+                "does not match".to_string(),
+            ],
+        ),
+        (
+            format!(
+                "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\nca_file = \"{}\"\n",
+                issued.cert.display(),
+                issued.key.display(),
+                issued.key.display()
+            ),
+            vec!["tls.ca_file".to_string()],
+        ),
+        (
+            format!("[tls]\ncert_file = \"{}\"\n", issued.cert.display()),
+            vec!["tls.key_file".to_string()],
+        ),
+    ];
+    for (config, expected) in cases {
+        let path = write_file(dir.path(), "bad.toml", &config);
+        let out = ferry()
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--config")
+            .arg(&path)
+            .env("FERRY_ACCESS_KEY", ACCESS_KEY)
+            .env("FERRY_SECRET_KEY", SECRET_KEY)
+            .stdout(Stdio::null())
+            .output()
+            .expect("run ferry");
+        assert!(!out.status.success(), "started with {config}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for part in &expected {
+            assert!(stderr.contains(part.as_str()), "{part:?} not in {stderr}");
+        }
+    }
+}
+
+/// A node of a cluster test: its own data dir, the shared store folder,
+/// Redis membership under the test's cluster name.
+struct ClusterNode {
+    server: Server,
+    _data: tempfile::TempDir,
+}
+
+fn cluster_node(cluster: &str, store: &FsPath, id: &str, weight: u32, tls: &str) -> ClusterNode {
+    let data = temp_dir();
+    let config = format!(
+        r#"[server]
+shutdown_grace = "1s"
+
+[meta]
+engine = "{redis}"
+redis_prefix = "{cluster}"
+allow_volatile_redis = true
+
+[stores.data]
+url = "file://{store}"
+
+[cache]
+memory = "64MiB"
+disk = "0"
+block_size = "1MiB"
+
+[cluster]
+node_id = "{id}"
+name = "{cluster}"
+peer_listen = "127.0.0.1:0"
+weight = {weight}
+secret = "{SECRET}"
+membership = "{redis}"
+
+{tls}
+"#,
+        redis = redis_url(),
+        store = store.display(),
+    );
+    let server = start_node(data.path(), &config);
+    ClusterNode {
+        server,
+        _data: data,
+    }
+}
+
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for pattern in [
+            format!("{}:*", self.0),
+            format!("ferry-cluster:{}:*", self.0),
+        ] {
+            delete_keys(&redis_url(), &pattern);
+        }
+    }
+}
+
+/// Reads every object through every node and checks the bytes; returns
+/// the peer answers the nodes received.
+async fn read_everything_everywhere(
+    nodes: &[&ClusterNode],
+    ca: &TestCa,
+    objects: &[(String, Vec<u8>)],
+) {
+    for node in nodes {
+        let store = client(&node.server.endpoint, ca, "models");
+        for (key, body) in objects {
+            assert!(
+                read_all(store.as_ref(), key).await == *body,
+                "{key} through {}",
+                node.server.endpoint
+            );
+        }
+    }
+}
+
+fn peer_answers(nodes: &[&ClusterNode], ca: &TestCa) -> f64 {
+    nodes
+        .iter()
+        .map(|n| {
+            metric_tls(
+                ca,
+                &n.server.admin,
+                "ferry_peer_requests_total",
+                "outcome=\"ok\"",
+            )
+        })
+        .sum()
+}
+
+async fn write_objects(node: &ClusterNode, ca: &TestCa, n: usize) -> Vec<(String, Vec<u8>)> {
+    create_bucket_tls(&node.server.endpoint, ca, "models");
+    let store = client(&node.server.endpoint, ca, "models");
+    let mut objects = Vec::new();
+    for i in 0..n {
+        let key = format!("shard-{i}.bin");
+        let body = pattern(i as u8, 3 * MIB + i);
+        store
+            .put(&Path::from(key.as_str()), Bytes::from(body.clone()).into())
+            .await
+            .expect("PUT");
+        objects.push((key, body));
+    }
+    objects
+}
+
+fn peer_address(server: &Server, ca: &TestCa) -> String {
+    let (_, body) = {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "20", "--cacert"])
+            .arg(&ca.cert)
+            .arg(format!("{}/cluster/status", server.admin))
+            .output()
+            .expect("curl");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let value: serde_json::Value = serde_json::from_str(&body).expect("cluster status JSON");
+    let node = value["node"].as_str().expect("the node's id");
+    value["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["id"] == node)
+        .and_then(|m| m["address"].as_str())
+        .expect("the node's own address")
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_cluster_over_mutual_tls_serves_peers_and_refuses_another_ca() {
+    let dir = temp_dir();
+    let ca = TestCa::new(&dir.path().join("certs"), "cluster");
+    let name = unique("tls");
+    let _cleanup = Cleanup(name.clone());
+    let store = temp_dir();
+    let nodes: Vec<ClusterNode> = [100, 200, 300]
+        .iter()
+        .enumerate()
+        .map(|(i, &weight)| {
+            let issued = ca.issue(&format!("n{i}"), &["localhost", "127.0.0.1"]);
+            cluster_node(
+                &name,
+                store.path(),
+                &format!("n{i}"),
+                weight,
+                &tls_section(&issued, &ca, true),
+            )
+        })
+        .collect();
+    let all: Vec<&ClusterNode> = nodes.iter().collect();
+    for node in &all {
+        eventually("three members", Duration::from_secs(30), || async {
+            (cluster_members(&node.server, &ca) == 3).then_some(())
+        })
+        .await;
+    }
+    let objects = write_objects(&nodes[0], &ca, 6).await;
+    read_everything_everywhere(&all, &ca, &objects).await;
+    assert!(
+        peer_answers(&all, &ca) > 0.0,
+        "no block was served by a peer"
+    );
+
+    // The peer port: a certificate from the cluster's CA gets through the
+    // handshake (and then needs the secret: 403); one from another CA,
+    // or none, does not get a handshake at all.
+    let address = peer_address(&nodes[1].server, &ca);
+    let url = format!("https://{address}{}", ferry_cache::cluster::wire::PATH);
+    let own = ca.issue("visitor", &["localhost"]);
+    let stranger_ca = TestCa::new(&dir.path().join("stranger"), "stranger");
+    let stranger = stranger_ca.issue("stranger", &["localhost"]);
+    let with = |issued: &Issued| -> (Option<i32>, String) {
+        curl_tls(
+            &ca,
+            &[
+                "-w",
+                "%{http_code}",
+                "--cert",
+                &issued.cert.display().to_string(),
+                "--key",
+                &issued.key.display().to_string(),
+                &url,
+            ],
+        )
+    };
+    let (_, code) = with(&own);
+    assert_eq!(code, "403", "a cluster certificate without the secret");
+    let (exit, code) = with(&stranger);
+    assert_ne!(
+        exit,
+        Some(0),
+        "a certificate from another CA was let in ({code})"
+    );
+    assert_eq!(code, "000");
+    let (exit, code) = curl_tls(&ca, &["-w", "%{http_code}", &url]);
+    assert_ne!(exit, Some(0), "no client certificate was let in ({code})");
+}
+
+fn cluster_members(server: &Server, ca: &TestCa) -> usize {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "20"])
+        .args(if server.admin.starts_with("https") {
+            vec!["--cacert".to_string(), ca.cert.display().to_string()]
+        } else {
+            Vec::new()
+        })
+        .arg(format!("{}/cluster/status", server.admin))
+        .output()
+        .expect("curl");
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v["members"].as_array().map(Vec::len))
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_cluster_switched_to_tls_one_node_at_a_time_fails_no_get() {
+    let dir = temp_dir();
+    let ca = TestCa::new(&dir.path().join("certs"), "cluster");
+    let name = unique("tls-mixed");
+    let _cleanup = Cleanup(name.clone());
+    let store = temp_dir();
+    // n0 still plain (trusting the cluster CA for its peers), n1 and n2
+    // already switched: each heartbeat says how the node is reached.
+    let trust_only = format!("[tls]\nca_file = \"{}\"\n", ca.cert.display());
+    let plain = cluster_node(&name, store.path(), "n0", 100, &trust_only);
+    let switched: Vec<ClusterNode> = (1..3)
+        .map(|i| {
+            let issued = ca.issue(&format!("n{i}"), &["localhost", "127.0.0.1"]);
+            cluster_node(
+                &name,
+                store.path(),
+                &format!("n{i}"),
+                100,
+                &tls_section(&issued, &ca, false),
+            )
+        })
+        .collect();
+    let all: Vec<&ClusterNode> = std::iter::once(&plain).chain(switched.iter()).collect();
+    for node in &all {
+        eventually("three members", Duration::from_secs(30), || async {
+            (cluster_members(&node.server, &ca) == 3).then_some(())
+        })
+        .await;
+    }
+    assert!(plain.server.endpoint.starts_with("http://"));
+    let objects = {
+        let store = plain.server.client("models");
+        create_bucket(&plain.server.endpoint, "models").await;
+        let mut objects = Vec::new();
+        for i in 0..6 {
+            let key = format!("shard-{i}.bin");
+            let body = pattern(i as u8, 3 * MIB + i);
+            store
+                .put(&Path::from(key.as_str()), Bytes::from(body.clone()).into())
+                .await
+                .expect("PUT");
+            objects.push((key, body));
+        }
+        objects
+    };
+    for (key, body) in &objects {
+        assert!(read_all(plain.server.client("models").as_ref(), key).await == *body);
+    }
+    read_everything_everywhere(&switched.iter().collect::<Vec<_>>(), &ca, &objects).await;
+    // The plain node reached the TLS ones over TLS, and they it in plain.
+    let plain_asked = metric(
+        &plain.server.admin,
+        "ferry_peer_requests_total",
+        "outcome=\"ok\"",
+    );
+    assert!(
+        plain_asked > 0.0,
+        "the plain node got no block from a TLS peer"
+    );
+    let tls_asked: f64 = switched
+        .iter()
+        .map(|n| {
+            metric_tls(
+                &ca,
+                &n.server.admin,
+                "ferry_peer_requests_total",
+                "outcome=\"ok\"",
+            )
+        })
+        .sum();
+    assert!(tls_asked > 0.0, "the TLS nodes got no block from a peer");
+    let failed: f64 = metric(
+        &plain.server.admin,
+        "ferry_peer_requests_total",
+        "outcome=\"failed\"",
+    ) + switched
+        .iter()
+        .map(|n| {
+            metric_tls(
+                &ca,
+                &n.server.admin,
+                "ferry_peer_requests_total",
+                "outcome=\"failed\"",
+            )
+        })
+        .sum::<f64>();
+    assert_eq!(failed, 0.0, "peer requests failed during the switch");
+}
