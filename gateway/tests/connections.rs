@@ -12,8 +12,8 @@ use bytes::Bytes;
 use common::*;
 use object_store::ObjectStoreExt;
 use object_store::aws::AmazonS3Builder;
-use object_store::signer::Signer;
 use object_store::path::Path;
+use object_store::signer::Signer;
 
 const MIB: usize = 1 << 20;
 /// Longer than any timeout a test configures: a read that waits this

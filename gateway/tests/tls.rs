@@ -638,3 +638,66 @@ async fn a_cluster_switched_to_tls_one_node_at_a_time_fails_no_get() {
         .sum::<f64>();
     assert_eq!(failed, 0.0, "peer requests failed during the switch");
 }
+
+#[tokio::test]
+async fn a_mirror_follows_its_source_over_https_by_dns_name() {
+    let dir = temp_dir();
+    let ca = TestCa::new(&dir.path().join("certs"), "regions");
+    let issued = ca.issue("source", &["localhost"]);
+    let shared = dir.path().join("central-blobs");
+    let source_dir = dir.path().join("source");
+    std::fs::create_dir_all(&source_dir).expect("mkdir");
+    let source = start_node(
+        &source_dir,
+        &format!(
+            "[stores.data]\nurl = \"file://{}\"\n\n[region]\nname = \"central\"\nfeed_secret = \"{SECRET}\"\n\n{}",
+            shared.display(),
+            tls_section(&issued, &ca, false)
+        ),
+    );
+    // The certificate names localhost, not 127.0.0.1: the follower must
+    // check the name it dialled.
+    let follow = source.admin.replace("127.0.0.1", "localhost");
+    assert!(follow.starts_with("https://localhost:"), "{follow}");
+    let mirror_dir = dir.path().join("mirror");
+    std::fs::create_dir_all(&mirror_dir).expect("mkdir");
+    let mirror = start_node(
+        &mirror_dir,
+        &format!(
+            "[stores.data]\nurl = \"file://{}\"\nfallback = [\"central\"]\n\n[stores.central]\nurl = \"file://{}\"\nowned = false\n\n[region]\nname = \"edge\"\nfollow = \"{follow}\"\nfeed_secret = \"{SECRET}\"\n\n[tls]\nca_file = \"{}\"\n",
+            mirror_dir.join("blobs").display(),
+            shared.display(),
+            ca.cert.display()
+        ),
+    );
+    let endpoint = source.endpoint.replace("127.0.0.1", "localhost");
+    create_bucket_tls(&endpoint, &ca, "models");
+    let written = client(&endpoint, &ca, "models");
+    let body = pattern(4, 2 * MIB + 7);
+    written
+        .put(
+            &Path::from("m/weights.bin"),
+            Bytes::from(body.clone()).into(),
+        )
+        .await
+        .expect("PUT at the source");
+    let reader = mirror.client("models");
+    let got = eventually(
+        "the mirror follows the source",
+        Duration::from_secs(30),
+        || {
+            let reader = reader.clone();
+            async move {
+                let got = reader.get(&Path::from("m/weights.bin")).await.ok()?;
+                got.bytes().await.ok()
+            }
+        },
+    )
+    .await;
+    assert!(
+        got.as_ref() == body.as_slice(),
+        "the mirror served other bytes"
+    );
+    // The key reached the mirror's own namespace through the feed.
+    assert!(metric(&mirror.admin, "ferry_mirror_changes_applied_total", "") > 0.0);
+}
