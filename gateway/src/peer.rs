@@ -28,6 +28,9 @@ pub struct PeerState {
     pub secret: Arc<str>,
     /// To tell which keys are blobs peers may read.
     pub stores: Stores,
+    /// The cluster's block size: an address of another size names a block
+    /// no member caches.
+    pub block_size: u64,
 }
 
 impl PeerState {
@@ -37,6 +40,7 @@ impl PeerState {
             node: cluster.node.clone(),
             secret: secret.into(),
             stores: node.stores.clone(),
+            block_size: node.config.cache.block_size,
         }
     }
 }
@@ -82,12 +86,52 @@ fn typed_error(kind: &'static str, status: StatusCode, message: String) -> Respo
     response
 }
 
+/// A peer request, answered; with the answer's MAC when the asker wants
+/// one (see `wire::AnswerMac`).
 async fn block(
     State(state): State<PeerState>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let query = query.unwrap_or_default();
+    let want_mac = header(&headers, wire::H_WANT_MAC) == Some("1");
+    let signature = header(&headers, wire::H_SIGNATURE).map(str::to_string);
+    let secret = state.secret.clone();
+    let response = answer(state, query.unwrap_or_default(), &headers).await;
+    match (want_mac, signature) {
+        (true, Some(signature)) => with_mac(response, &secret, &signature).await,
+        _ => response,
+    }
+}
+
+/// `response` with its MAC header. Every answer body is in memory already
+/// (a block, or a short message), so collecting it costs no copy.
+async fn with_mac(response: Response, secret: &str, signature: &str) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "answer body failed").into_response();
+    };
+    let value = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    let mut mac = wire::AnswerMac::new(
+        secret.as_bytes(),
+        signature,
+        parts.status.as_u16(),
+        value(wire::H_ERROR),
+        value(wire::H_CACHED),
+    );
+    mac.update(&bytes);
+    if let Ok(header) = HeaderValue::from_str(&mac.finish()) {
+        parts.headers.insert(wire::H_ANSWER_MAC, header);
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+async fn answer(state: PeerState, query: String, headers: &HeaderMap) -> Response {
     let (Some(verb), Some(priority), Some(node), Some(time), Some(signature)) = (
         header(&headers, wire::H_VERB),
         header(&headers, wire::H_PRIORITY),
@@ -153,6 +197,16 @@ async fn block(
             return refuse(StatusCode::BAD_REQUEST, "malformed", why);
         }
     };
+    if addr.block_size != state.block_size {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "block_size",
+            format!(
+                "block size {} is not this cluster's ({})",
+                addr.block_size, state.block_size
+            ),
+        );
+    }
     if let Err(why) = readable_by_peers(&state.stores, &addr) {
         return refuse(StatusCode::FORBIDDEN, "not_a_blob", why);
     }

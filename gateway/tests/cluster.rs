@@ -527,6 +527,13 @@ async fn peers_refuse_bad_requests_and_reads_survive_bad_peers() {
         },
         &(0..10),
     );
+    let other_size = wire::query(
+        &BlockAddr {
+            block_size: 2 * MIB as u64,
+            ..addr.clone()
+        },
+        &(0..10),
+    );
     let now = wire::now_ms();
     let url = format!("http://{address}{}?{query}", wire::PATH);
     let cases: Vec<(&str, Vec<String>, u16)> = vec![
@@ -559,6 +566,12 @@ async fn peers_refuse_bad_requests_and_reads_survive_bad_peers() {
             signed_request(&address, SECRET, now, &not_a_blob),
             403,
         ),
+        // Authentic, for a block of another size than the cluster's.
+        (
+            "another block size",
+            signed_request(&address, SECRET, now, &other_size),
+            400,
+        ),
     ];
     let temp = std::env::temp_dir();
     for (what, args, expected) in cases {
@@ -571,7 +584,7 @@ async fn peers_refuse_bad_requests_and_reads_survive_bad_peers() {
         );
     }
     let refused = metric(&cluster.nodes[1].admin(), "ferry_peer_refused_total", "");
-    assert_eq!(refused, 5.0, "refusals counted");
+    assert_eq!(refused, 6.0, "refusals counted");
 
     // Three members that answer garbage, a short body, or nothing, top of
     // the ranking for nearly every block: reads still get the right bytes.
@@ -617,6 +630,42 @@ async fn peers_refuse_bad_requests_and_reads_survive_bad_peers() {
         (6.0..=12.0).contains(&reads),
         "{reads} store reads for 6 blocks on 2 nodes"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_forging_blocks_with_their_right_checksums_serves_nothing() {
+    let cluster = TestCluster::start(&[100, 100]);
+    let bucket = unique("b");
+    create_bucket(&cluster.nodes[0].server().endpoint, &bucket).await;
+    // A member top of the ranking for nearly every block, answering a
+    // whole block of other bytes with their right checksum: only the
+    // answer's MAC, which it cannot make without the secret, tells it
+    // from a member.
+    let forged = vec![b'X'; MIB];
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: {MIB}\r\n{}: {}\r\nconnection: close\r\n\r\n",
+        wire::H_CHECKSUM,
+        wire::checksum(&forged)
+    );
+    let answer: &'static [u8] =
+        Box::leak([answer.into_bytes(), forged].concat().into_boxed_slice());
+    fake_member(&cluster.name, "forger", Some(answer));
+    cluster.wait_for_members(3);
+    let body = pattern(8, 6 * MIB);
+    put(cluster.nodes[0].client(&bucket).as_ref(), "m.bin", &body).await;
+    for node in &cluster.nodes {
+        assert!(
+            get(node.client(&bucket).as_ref(), "m.bin").await == body,
+            "{} served the forger's bytes",
+            node.id
+        );
+    }
+    let refused: f64 = cluster
+        .nodes
+        .iter()
+        .map(|n| metric(&n.admin(), "ferry_peer_corrupt_answers_total", ""))
+        .sum();
+    assert!(refused >= 1.0, "the forger was never asked");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -56,6 +56,8 @@ struct How {
     tiers_only: bool,
     priority: ReadPriority,
     protocol: u32,
+    /// Ask for, and require, an answer MAC.
+    want_mac: bool,
 }
 
 pub struct PeerClient {
@@ -63,6 +65,9 @@ pub struct PeerClient {
     node: String,
     secret: Vec<u8>,
     down: Mutex<HashMap<String, Down>>,
+    /// The client trusts only the cluster's own CA: a peer reached over
+    /// TLS is then authenticated by its certificate.
+    own_roots_only: bool,
 }
 
 /// An answered request: the body for `get`, whether it was cached for
@@ -99,6 +104,7 @@ impl PeerClient {
             node: node.to_string(),
             secret: secret.as_bytes().to_vec(),
             down: Mutex::new(HashMap::new()),
+            own_roots_only: !tls.roots.is_empty(),
         })
     }
 
@@ -174,6 +180,7 @@ impl PeerClient {
                 tiers_only,
                 priority,
                 protocol,
+                want_mac: !(peer.tls && self.own_roots_only),
             };
             self.send(&peer.base_url(), addr, &range, how).await
         };
@@ -210,6 +217,7 @@ impl PeerClient {
             tiers_only,
             priority,
             protocol,
+            want_mac,
         } = how;
         let query = wire::query(addr, range);
         let time_ms = wire::now_ms();
@@ -233,10 +241,13 @@ impl PeerClient {
             .header(wire::H_PRIORITY, priority)
             .header(wire::H_NODE, &self.node)
             .header(wire::H_TIME, time_ms.to_string())
-            .header(wire::H_SIGNATURE, signature)
+            .header(wire::H_SIGNATURE, &signature)
             .header(wire::H_NO_FORWARD, "1");
         if tiers_only {
             request = request.header(wire::H_TIERS_ONLY, "1");
+        }
+        if want_mac {
+            request = request.header(wire::H_WANT_MAC, "1");
         }
         let response = request
             .send()
@@ -252,9 +263,38 @@ impl PeerClient {
         };
         let error = header(wire::H_ERROR);
         let expected_sum = header(wire::H_CHECKSUM);
-        let cached = header(wire::H_CACHED).as_deref() == Some("1");
+        let cached_flag = header(wire::H_CACHED);
+        let cached = cached_flag.as_deref() == Some("1");
+        let given_mac = header(wire::H_ANSWER_MAC);
+        let mut mac = want_mac.then(|| {
+            wire::AnswerMac::new(
+                &self.secret,
+                &signature,
+                status.as_u16(),
+                error.as_deref().unwrap_or_default(),
+                cached_flag.as_deref().unwrap_or_default(),
+            )
+        });
+        // Without a right MAC an answer is a peer's failure: the read
+        // goes on to the store.
+        let authentic = |mac: Option<wire::AnswerMac>| {
+            let Some(mac) = mac else { return Ok(()) };
+            if given_mac.as_deref().is_some_and(|given| mac.verify(given)) {
+                return Ok(());
+            }
+            metrics::counter!(m::PEER_CORRUPT).increment(1);
+            Err(PeerError::Failed(
+                "the answer's MAC is missing or wrong".into(),
+            ))
+        };
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
+            if error.is_some() {
+                if let Some(mac) = mac.as_mut() {
+                    mac.update(text.as_bytes());
+                }
+                authentic(mac)?;
+            }
             return Err(match error.as_deref() {
                 Some(wire::E_NOT_CACHED) => PeerError::NotCached,
                 Some(wire::E_MISSING_BLOB) => PeerError::Store(CacheError::MissingBlob {
@@ -276,6 +316,10 @@ impl PeerClient {
                 .bytes()
                 .await
                 .map_err(|e| PeerError::Failed(format!("body failed: {e}")))?;
+            if let Some(mac) = mac.as_mut() {
+                mac.update(&bytes);
+            }
+            authentic(mac)?;
             return Ok(Answer { bytes, cached });
         }
         // Into one buffer of the block's size, checksummed as it arrives:
@@ -296,6 +340,9 @@ impl PeerClient {
                 )));
             }
             sum.update(&chunk);
+            if let Some(mac) = mac.as_mut() {
+                mac.update(&chunk);
+            }
             body.extend_from_slice(&chunk);
         }
         if body.len() as u64 != wanted {
@@ -309,6 +356,7 @@ impl PeerClient {
             metrics::counter!(m::PEER_CORRUPT).increment(1);
             return Err(PeerError::Failed("checksum mismatch".into()));
         }
+        authentic(mac)?;
         let bytes = body.freeze();
         Ok(Answer { bytes, cached })
     }
@@ -320,8 +368,11 @@ mod tests {
 
     use super::*;
 
-    /// A member at a local port that answers every request with `answer`.
-    fn fake(answer: Vec<u8>) -> Member {
+    const SECRET: &str = "a secret that is long enough";
+
+    /// A member at a local port that answers every request with what
+    /// `answer` makes of the request's signature.
+    fn fake_with(answer: impl Fn(&str) -> Vec<u8> + Send + 'static) -> Member {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let address = listener.local_addr().expect("addr").to_string();
         std::thread::spawn(move || {
@@ -335,7 +386,13 @@ mod tests {
                         Ok(n) => request.extend_from_slice(&buf[..n]),
                     }
                 }
-                let _ = stream.write_all(&answer);
+                let text = String::from_utf8_lossy(&request).to_string();
+                let signature = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&format!("{}: ", wire::H_SIGNATURE)))
+                    .unwrap_or_default()
+                    .to_string();
+                let _ = stream.write_all(&answer(&signature));
             }
         });
         Member {
@@ -353,14 +410,31 @@ mod tests {
         }
     }
 
+    /// A member that answers every request with `answer`, as it is.
+    fn fake(answer: Vec<u8>) -> Member {
+        fake_with(move |_| answer.clone())
+    }
+
     fn answer(body: &[u8], checksum: &str, length: usize) -> Vec<u8> {
+        answer_with(body, checksum, length, "")
+    }
+
+    fn answer_with(body: &[u8], checksum: &str, length: usize, extra: &str) -> Vec<u8> {
         let mut out = format!(
-            "HTTP/1.1 200 OK\r\ncontent-length: {length}\r\n{}: {checksum}\r\nconnection: close\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: {length}\r\n{}: {checksum}\r\n{extra}connection: close\r\n\r\n",
             wire::H_CHECKSUM
         )
         .into_bytes();
         out.extend_from_slice(body);
         out
+    }
+
+    /// The MAC header of a 200 answer of `body` to the request signed
+    /// `signature`.
+    fn mac_header(signature: &str, status: u16, error: &str, body: &[u8]) -> String {
+        let mut mac = wire::AnswerMac::new(SECRET.as_bytes(), signature, status, error, "");
+        mac.update(body);
+        format!("{}: {}\r\n", wire::H_ANSWER_MAC, mac.finish())
     }
 
     fn addr() -> BlockAddr {
@@ -377,7 +451,7 @@ mod tests {
     async fn ask(member: &Member) -> Result<Answer, PeerError> {
         let client = PeerClient::new(
             "me",
-            "a secret that is long enough",
+            SECRET,
             Timeouts {
                 connect: Duration::from_millis(500),
                 request: Duration::from_secs(2),
@@ -391,9 +465,50 @@ mod tests {
     #[tokio::test]
     async fn only_the_right_length_and_checksum_are_accepted() {
         let block = b"0123456789abcdef";
-        let right = answer(block, &wire::checksum(block), 16);
-        let got = ask(&fake(right)).await.expect("a good answer");
+        let got = ask(&fake_with(|signature| {
+            answer_with(
+                block,
+                &wire::checksum(block),
+                16,
+                &mac_header(signature, 200, "", block),
+            )
+        }))
+        .await
+        .expect("a good answer");
         assert_eq!(&got.bytes[..], block);
+        // Other bytes with their own checksum: only the MAC tells.
+        let forged = b"FEDCBA9876543210";
+        let unauthenticated: Vec<(&str, Member)> = vec![
+            ("no MAC", fake(answer(forged, &wire::checksum(forged), 16))),
+            (
+                "the MAC of the right bytes",
+                fake_with(|signature| {
+                    answer_with(
+                        forged,
+                        &wire::checksum(forged),
+                        16,
+                        &mac_header(signature, 200, "", block),
+                    )
+                }),
+            ),
+            (
+                "the MAC of another request",
+                fake_with(|_| {
+                    answer_with(
+                        forged,
+                        &wire::checksum(forged),
+                        16,
+                        &mac_header("another request", 200, "", forged),
+                    )
+                }),
+            ),
+        ];
+        for (what, member) in unauthenticated {
+            match ask(&member).await {
+                Err(PeerError::Failed(why)) => assert!(why.contains("MAC"), "{what}: {why}"),
+                other => panic!("{what}: answered {other:?}"),
+            }
+        }
         let cases: Vec<(&str, Vec<u8>)> = vec![
             (
                 "garbage",
@@ -422,7 +537,7 @@ mod tests {
     async fn a_failing_peer_is_down_for_a_while_and_typed_store_errors_are_not_failures() {
         let client = PeerClient::new(
             "me",
-            "a secret that is long enough",
+            SECRET,
             Timeouts {
                 connect: Duration::from_millis(200),
                 request: Duration::from_secs(1),
@@ -442,14 +557,15 @@ mod tests {
         assert!(client.is_down("fake"));
         client.forget_failures("fake");
         assert!(!client.is_down("fake"));
-        let missing = fake(
+        let missing = fake_with(|signature| {
             format!(
-                "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n{}: {}\r\nconnection: close\r\n\r\n",
+                "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n{}: {}\r\n{}connection: close\r\n\r\n",
                 wire::H_ERROR,
-                wire::E_MISSING_BLOB
+                wire::E_MISSING_BLOB,
+                mac_header(signature, 404, wire::E_MISSING_BLOB, b""),
             )
-            .into_bytes(),
-        );
+            .into_bytes()
+        });
         assert!(matches!(
             client.ask(&missing, &addr(), 0..16, Verb::Get, false).await,
             Err(PeerError::Store(CacheError::MissingBlob { .. }))
@@ -467,5 +583,19 @@ mod tests {
             Err(PeerError::Failed(why)) => assert!(why.contains("protocol"), "{why}"),
             other => panic!("no common protocol answered {other:?}"),
         }
+        // A typed error nobody authenticated is the peer's failure, not
+        // the store's.
+        let forged = fake(
+            format!(
+                "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n{}: {}\r\nconnection: close\r\n\r\n",
+                wire::H_ERROR,
+                wire::E_MISSING_BLOB
+            )
+            .into_bytes(),
+        );
+        assert!(matches!(
+            client.ask(&forged, &addr(), 0..16, Verb::Get, false).await,
+            Err(PeerError::Failed(_))
+        ));
     }
 }
