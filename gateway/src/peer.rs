@@ -133,11 +133,11 @@ async fn with_mac(response: Response, secret: &str, signature: &str) -> Response
 
 async fn answer(state: PeerState, query: String, headers: &HeaderMap) -> Response {
     let (Some(verb), Some(priority), Some(node), Some(time), Some(signature)) = (
-        header(&headers, wire::H_VERB),
-        header(&headers, wire::H_PRIORITY),
-        header(&headers, wire::H_NODE),
-        header(&headers, wire::H_TIME),
-        header(&headers, wire::H_SIGNATURE),
+        header(headers, wire::H_VERB),
+        header(headers, wire::H_PRIORITY),
+        header(headers, wire::H_NODE),
+        header(headers, wire::H_TIME),
+        header(headers, wire::H_SIGNATURE),
     ) else {
         return refuse(
             StatusCode::FORBIDDEN,
@@ -172,7 +172,7 @@ async fn answer(state: PeerState, query: String, headers: &HeaderMap) -> Respons
             format!("timestamp {skew} ms away from this node's clock"),
         );
     }
-    let protocol = header(&headers, wire::H_PROTOCOL).and_then(|p| p.parse::<u32>().ok());
+    let protocol = header(headers, wire::H_PROTOCOL).and_then(|p| p.parse::<u32>().ok());
     if !protocol.is_some_and(|p| (wire::PROTOCOL_MIN..=wire::PROTOCOL_MAX).contains(&p)) {
         return refuse(
             StatusCode::BAD_REQUEST,
@@ -210,7 +210,7 @@ async fn answer(state: PeerState, query: String, headers: &HeaderMap) -> Respons
     if let Err(why) = readable_by_peers(&state.stores, &addr) {
         return refuse(StatusCode::FORBIDDEN, "not_a_blob", why);
     }
-    let tiers_only = header(&headers, wire::H_TIERS_ONLY) == Some("1");
+    let tiers_only = header(headers, wire::H_TIERS_ONLY) == Some("1");
     let keep_on_disk = state.node.owns(addr.cache_key().as_bytes());
     let served = admission::with_priority(
         priority,
