@@ -15,6 +15,7 @@ use crate::cache::RawCache;
 use crate::cluster::RawCluster;
 use crate::error::{ConfigError, Result};
 use crate::imports::{self, RawImport};
+use crate::location::Location;
 use crate::region::RawRegion;
 use crate::server::RawServer;
 use crate::store::{self, RawStore};
@@ -52,25 +53,35 @@ pub struct RawConfig {
     pub imports: Vec<RawImport>,
 }
 
+/// The text of the config file at `path`.
+pub(crate) fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 impl RawConfig {
     pub fn from_file(path: &Path) -> Result<RawConfig> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_toml(&text).map_err(|e| match e {
-            ConfigError::Parse { message, .. } => ConfigError::Parse {
-                path: path.to_path_buf(),
-                message,
-            },
-            other => other,
-        })
+        Self::parse(&read(path)?, path)
     }
 
     pub fn from_toml(text: &str) -> Result<RawConfig> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: PathBuf::from("<inline>"),
-            message: e.to_string().trim_end().to_string(),
+        Self::parse(text, Path::new("<inline>"))
+    }
+
+    /// Parses `text`, the contents of the file at `path` (named in errors).
+    pub(crate) fn parse(text: &str, path: &Path) -> Result<RawConfig> {
+        toml::from_str(text).map_err(|e| match e.span() {
+            Some(span) => ConfigError::Parse {
+                at: Location::at_span(path, text, span),
+                message: e.message().trim_end().to_string(),
+            },
+            // Without a span the parser's own text names the key instead.
+            None => ConfigError::Parse {
+                at: Location::file(path),
+                message: e.to_string().trim_end().to_string(),
+            },
         })
     }
 
