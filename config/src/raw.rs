@@ -124,6 +124,9 @@ impl RawConfig {
                 .filter(|d| !d.is_empty())
                 .collect();
         }
+        if let Some(v) = get("FERRY_CACHE_DIR") {
+            self.cache.dir = Some(PathBuf::from(v));
+        }
         if let Some(v) = get("FERRY_META") {
             self.meta.engine = Some(v.clone());
         }

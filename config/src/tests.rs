@@ -235,6 +235,7 @@ fn environment_overrides_file_and_flags_override_environment() {
         ("FERRY_ACCESS_KEY", "envkey"),
         ("FERRY_SECRET_KEY", "env-secret-key"),
         ("FERRY_GC_GRACE", "90s"),
+        ("FERRY_CACHE_DIR", "/cache"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -260,6 +261,7 @@ fn environment_overrides_file_and_flags_override_environment() {
     );
     assert_eq!(config.volume.grace, Duration::from_secs(90));
     assert_eq!(config.credentials[0].access_key, "envkey");
+    assert_eq!(config.cache.dir, PathBuf::from("/cache"));
 
     let config = raw.build(&env, &Overrides::default()).expect("valid");
     assert_eq!(
