@@ -19,9 +19,16 @@ fn git(args: &[&str]) -> Option<String> {
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-env-changed=FERRY_GIT_HASH");
+    // Only characters a hash or a tag has: the value goes into a cargo
+    // directive line and into `ferry version`'s output.
     let given = std::env::var("FERRY_GIT_HASH")
         .ok()
-        .filter(|hash| !hash.trim().is_empty());
+        .map(|hash| {
+            hash.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || "-._".contains(*c))
+                .collect::<String>()
+        })
+        .filter(|hash| !hash.is_empty());
     let hash = given.or_else(from_git).unwrap_or_else(|| "unknown".into());
     println!("cargo::rustc-env=FERRY_GIT_HASH={hash}");
 }
