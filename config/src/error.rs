@@ -1,5 +1,7 @@
 use std::path::PathBuf;
 
+use crate::location::Location;
+
 pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
 
 /// Everything that can be wrong with a configuration. Each variant names
@@ -12,12 +14,19 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// TOML syntax errors, wrong types and unknown keys; the message from the
-    /// parser already names the key and the line.
-    #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    /// TOML syntax errors, wrong types and unknown keys, at the line the
+    /// parser points to.
+    #[error("config file {at}: {message}{}", .at.excerpt())]
+    Parse { at: Location, message: String },
     #[error("invalid value for `{field}`: {reason}")]
     Invalid { field: String, reason: String },
+    /// A value the file sets that validation refused, at the file's line
+    /// that sets it.
+    #[error("config file {at}: {problem}{}", .at.excerpt())]
+    InFile {
+        at: Location,
+        problem: Box<ConfigError>,
+    },
     #[error("invalid environment variable {var}: {reason}")]
     Env { var: String, reason: String },
 }

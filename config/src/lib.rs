@@ -10,6 +10,7 @@ mod cache;
 mod cluster;
 mod error;
 mod imports;
+mod location;
 mod raw;
 mod redis_url;
 mod region;
@@ -22,6 +23,7 @@ pub use cache::RawCache;
 pub use cluster::{ClusterConfig, Membership, Peer, RawCluster, RawPeer};
 pub use error::{ConfigError, Result};
 pub use imports::{ImportSchedule, RawImport, split_path};
+pub use location::{Excerpt, Line, Location};
 pub use raw::{RawConfig, RawCredential, RawMeta};
 pub use redis_url::RedisUrl;
 pub use region::{RawRegion, RegionConfig};
@@ -198,11 +200,35 @@ impl Config {
         env: &HashMap<String, String>,
         flags: &Overrides,
     ) -> Result<Config> {
-        let raw = match path {
-            Some(path) => RawConfig::from_file(path)?,
-            None => RawConfig::default(),
+        let Some(path) = path else {
+            return RawConfig::default().build(env, flags);
         };
-        raw.build(env, flags)
+        let source = raw::read(path)?;
+        let raw = RawConfig::parse(&source, path)?;
+        raw.clone()
+            .build(env, flags)
+            .map_err(|problem| locate(problem, path, &source, raw))
+    }
+}
+
+/// Shows a refused field at the file's line that sets it, when the file's
+/// value is the one at fault: the file alone is refused for the same
+/// reason. A value a `FERRY_*` variable or a flag set is not pointed at the
+/// file's line it overrides.
+fn locate(problem: ConfigError, path: &Path, source: &str, file_only: RawConfig) -> ConfigError {
+    let ConfigError::Invalid { field, .. } = &problem else {
+        return problem;
+    };
+    let from_file = match file_only.build(&HashMap::new(), &Overrides::default()) {
+        Err(alone) => alone.to_string() == problem.to_string(),
+        Ok(_) => false,
+    };
+    match Location::of_field(path, source, field) {
+        Some(at) if from_file => ConfigError::InFile {
+            at,
+            problem: Box::new(problem),
+        },
+        _ => problem,
     }
 }
 

@@ -15,6 +15,7 @@ use crate::cache::RawCache;
 use crate::cluster::RawCluster;
 use crate::error::{ConfigError, Result};
 use crate::imports::{self, RawImport};
+use crate::location::Location;
 use crate::region::RawRegion;
 use crate::server::RawServer;
 use crate::store::{self, RawStore};
@@ -56,25 +57,35 @@ pub struct RawConfig {
     pub tls: RawTls,
 }
 
+/// The text of the config file at `path`.
+pub(crate) fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 impl RawConfig {
     pub fn from_file(path: &Path) -> Result<RawConfig> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_toml(&text).map_err(|e| match e {
-            ConfigError::Parse { message, .. } => ConfigError::Parse {
-                path: path.to_path_buf(),
-                message,
-            },
-            other => other,
-        })
+        Self::parse(&read(path)?, path)
     }
 
     pub fn from_toml(text: &str) -> Result<RawConfig> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: PathBuf::from("<inline>"),
-            message: e.to_string().trim_end().to_string(),
+        Self::parse(text, Path::new("<inline>"))
+    }
+
+    /// Parses `text`, the contents of the file at `path` (named in errors).
+    pub(crate) fn parse(text: &str, path: &Path) -> Result<RawConfig> {
+        toml::from_str(text).map_err(|e| match e.span() {
+            Some(span) => ConfigError::Parse {
+                at: Location::at_span(path, text, span),
+                message: e.message().trim_end().to_string(),
+            },
+            // Without a span the parser's own text names the key instead.
+            None => ConfigError::Parse {
+                at: Location::file(path),
+                message: e.to_string().trim_end().to_string(),
+            },
         })
     }
 
@@ -116,6 +127,9 @@ impl RawConfig {
                 .map(|d| d.trim().to_string())
                 .filter(|d| !d.is_empty())
                 .collect();
+        }
+        if let Some(v) = get("FERRY_CACHE_DIR") {
+            self.cache.dir = Some(PathBuf::from(v));
         }
         if let Some(v) = get("FERRY_META") {
             self.meta.engine = Some(v.clone());

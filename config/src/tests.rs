@@ -235,6 +235,7 @@ fn environment_overrides_file_and_flags_override_environment() {
         ("FERRY_ACCESS_KEY", "envkey"),
         ("FERRY_SECRET_KEY", "env-secret-key"),
         ("FERRY_GC_GRACE", "90s"),
+        ("FERRY_CACHE_DIR", "/cache"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -260,6 +261,7 @@ fn environment_overrides_file_and_flags_override_environment() {
     );
     assert_eq!(config.volume.grace, Duration::from_secs(90));
     assert_eq!(config.credentials[0].access_key, "envkey");
+    assert_eq!(config.cache.dir, PathBuf::from("/cache"));
 
     let config = raw.build(&env, &Overrides::default()).expect("valid");
     assert_eq!(
@@ -523,4 +525,100 @@ fn tls_and_connection_limits_name_their_fields() {
     assert_eq!(defaults.idle_timeout, Duration::from_secs(60));
     assert_eq!(defaults.write_timeout, Duration::from_secs(30));
     assert_eq!(defaults.max_connections, 4096);
+
+/// `Config::load` of `toml` written to a file, with `env`.
+fn load_file(toml: &str, env: &[(&str, &str)]) -> (PathBuf, ConfigError) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ferry.toml");
+    std::fs::write(&path, toml).expect("write");
+    let env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let err = Config::load(Some(&path), &env, &Overrides::default()).expect_err("refused");
+    // The path is only named in the error, never read again.
+    (path, err)
+}
+
+#[test]
+fn a_syntax_error_shows_the_file_line_and_a_caret() {
+    let (path, err) = load_file("[server]\nlisten = \"127.0.0.1:9000\n", &[]);
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!("config file {}:2:", path.display())),
+        "{text}"
+    );
+    assert!(text.contains("\n2 | listen = \"127.0.0.1:9000\n"), "{text}");
+    assert!(text.contains('^'), "{text}");
+}
+
+#[test]
+fn an_unknown_key_and_a_wrong_type_show_their_line() {
+    let (path, err) = load_file("[server]\nregion = \"eu-west-1\"\nlisne = 1\n", &[]);
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "config file {}:3:1: unknown field `lisne`",
+            path.display()
+        )),
+        "{text}"
+    );
+    assert!(text.ends_with("3 | lisne = 1\n  | ^^^^^"), "{text}");
+
+    let (_, err) = load_file(
+        "[cluster]\nsecret = \"0123456789abcdef\"\nweight = \"heavy\"\n",
+        &[],
+    );
+    let text = err.to_string();
+    assert!(text.contains(":3:10: "), "{text}");
+    assert!(
+        text.ends_with("3 | weight = \"heavy\"\n  |          ^^^^^^^"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_refused_value_shows_the_line_that_sets_it() {
+    let (path, err) = load_file(
+        "data_dir = \"/tmp/x\"\n\n[server]\nlisten = \"nowhere\"\n",
+        &[],
+    );
+    let ConfigError::InFile { at, problem } = &err else {
+        panic!("expected a located error, got {err:?}");
+    };
+    assert_eq!(at.path, path);
+    assert_eq!(at.line.as_ref().map(|l| l.number), Some(4));
+    assert!(
+        matches!(problem.as_ref(), ConfigError::Invalid { field, .. } if field == "server.listen")
+    );
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "config file {}:4:10: invalid value for `server.listen`",
+            path.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("4 | listen = \"nowhere\"\n  |          ^^^^^^^^^"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_value_from_the_environment_is_not_pinned_on_the_file() {
+    let (_, err) = load_file(
+        "[server]\nlisten = \"127.0.0.1:9000\"\n",
+        &[("FERRY_LISTEN", "nowhere")],
+    );
+    assert!(
+        matches!(&err, ConfigError::Invalid { field, .. } if field == "server.listen"),
+        "{err:?}"
+    );
+    // The file's value is wrong too, but not the one refused.
+    let (_, err) = load_file(
+        "[server]\nlisten = \"nowhere\"\n",
+        &[("FERRY_LISTEN", "elsewhere")],
+    );
+    assert!(matches!(&err, ConfigError::Invalid { .. }), "{err:?}");
 }

@@ -1,14 +1,39 @@
-//! The `ferry` command line.
+//! The `ferry` command line. Every command's help ends with examples; the
+//! exit codes are in `ferry --help` and [`crate::commands::exit`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+/// The version and the commit the binary was built from (see `build.rs`):
+/// `0.1.0 (1a2b3c4d5e6f)`, `0.1.0 (1a2b3c4d5e6f-dirty)` or `0.1.0 (unknown)`.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("FERRY_GIT_HASH"), ")");
 
 /// Ferry: an S3-compatible gateway that serves large model files from a
 /// block cache in front of object storage.
 #[derive(Debug, Parser)]
-#[command(name = "ferry", version, propagate_version = true)]
+#[command(
+    name = "ferry",
+    version = VERSION,
+    propagate_version = true,
+    after_help = "\
+Examples:
+  ferry serve                                 # on embedded defaults, data in ./ferry-data
+  ferry serve --config /etc/ferry/ferry.toml
+  ferry config check /etc/ferry/ferry.toml
+  ferry completions bash > /etc/bash_completion.d/ferry
+
+Exit codes:
+  0  success
+  1  the command failed: the server could not start or stopped on an error,
+     a node or store could not be reached, a node is unhealthy (health)
+  2  usage or configuration error: bad arguments, or a config file or
+     FERRY_* variable that does not validate
+  3  the command ran and found problems: fsck found missing or orphaned
+     blobs, a warm-up or an import had failures"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -17,23 +42,79 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the S3 gateway.
+    #[command(after_help = "\
+Examples:
+  ferry serve                                 # on embedded defaults, data in ./ferry-data
+  ferry serve --config /etc/ferry/ferry.toml
+  FERRY_LOG=debug ferry serve --listen 0.0.0.0:9000 --log-json")]
     Serve(ServeArgs),
     /// Work with configuration files.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  ferry config check /etc/ferry/ferry.toml"
+    )]
     Config(ConfigCommand),
     /// Back up and restore the namespace.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  ferry meta dump --config ferry.toml -o namespace.jsonl
+  ferry meta load --data-dir ./restored namespace.jsonl"
+    )]
     Meta(MetaCommand),
     /// Check the namespace against the data stores: blobs that are missing,
-    /// and blobs nothing references.
+    /// and blobs nothing references. Exits 3 when it finds any.
+    #[command(after_help = "\
+Examples:
+  ferry fsck --config ferry.toml
+  ferry fsck --config ferry.toml --repair --min-age 2h")]
     Fsck(FsckArgs),
     /// See and steer the cache cluster through a node's admin API.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  ferry cluster status --admin http://node-1:9001
+  ferry cluster weight gpu-node-17 0          # drain it (FERRY_ADMIN_TOKEN set)"
+    )]
     Cluster(ClusterCommand),
     /// Load every block under a prefix into its owners before a rollout.
+    #[command(after_help = "\
+Examples:
+  ferry warmup models/llama --admin http://node-1:9001   # FERRY_ADMIN_TOKEN set
+  ferry warmup models/llama --check")]
     Warmup(WarmupArgs),
     /// Adopt an existing bucket's objects by prefix, without copying them.
+    #[command(after_help = "\
+Examples:
+  ferry import legacy/models/llama --to models/llama --admin http://node-1:9001
+  ferry import legacy --to models --delete")]
     Import(ImportArgs),
+    /// Ask a node's admin endpoint whether it is healthy: exit 0 when it
+    /// answers /health with 200, 1 otherwise (the container's health check).
+    #[command(after_help = "\
+Examples:
+  ferry health
+  ferry health --admin http://10.0.0.17:9001 --timeout 2s")]
+    Health(HealthArgs),
+    /// Print a shell completion script to standard output.
+    #[command(after_help = "\
+Examples:
+  ferry completions bash > /etc/bash_completion.d/ferry
+  ferry completions zsh > \"${fpath[1]}/_ferry\"
+  ferry completions fish > ~/.config/fish/completions/ferry.fish")]
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+    /// Print the version and the commit it was built from.
+    #[command(after_help = "\
+Examples:
+  ferry version")]
+    Version,
 }
 
 /// Where a volume is: the same options `serve` reads.
@@ -50,6 +131,10 @@ pub struct VolumeArgs {
 #[derive(Debug, Subcommand)]
 pub enum MetaCommand {
     /// Write every bucket, object, layout, upload and part as JSON lines.
+    #[command(after_help = "\
+Examples:
+  ferry meta dump --config ferry.toml -o namespace.jsonl
+  ferry meta dump --data-dir /var/lib/ferry | gzip > namespace.jsonl.gz")]
     Dump {
         #[command(flatten)]
         volume: VolumeArgs,
@@ -58,6 +143,10 @@ pub enum MetaCommand {
         output: Option<PathBuf>,
     },
     /// Restore a dump into an empty namespace.
+    #[command(after_help = "\
+Examples:
+  ferry meta load --data-dir ./restored namespace.jsonl
+  ferry meta load --config ferry.toml namespace.jsonl")]
     Load {
         #[command(flatten)]
         volume: VolumeArgs,
@@ -106,7 +195,11 @@ pub struct ServeArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Validate a configuration file and print what it resolves to.
+    /// Validate a configuration file and print what it resolves to; a
+    /// mistake is shown at its line, and exits 2.
+    #[command(after_help = "\
+Examples:
+  ferry config check /etc/ferry/ferry.toml")]
     Check {
         /// The file to check.
         file: PathBuf,
@@ -116,6 +209,10 @@ pub enum ConfigCommand {
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
     /// Members with weights, expected shares, health and last heartbeat.
+    #[command(after_help = "\
+Examples:
+  ferry cluster status --admin http://node-1:9001
+  ferry cluster status --json | jq '.members[].id'")]
     Status {
         #[command(flatten)]
         admin: AdminEndpoint,
@@ -125,10 +222,15 @@ pub enum ClusterCommand {
     },
     /// Set a node's weight at run time (kept in Redis, it wins over the
     /// node's configured weight until reset; 0 drains the node).
+    #[command(after_help = "\
+Examples:
+  ferry cluster weight gpu-node-17 0 --admin http://node-1:9001   # FERRY_ADMIN_TOKEN set
+  ferry cluster weight gpu-node-17 --reset")]
     Weight {
         /// The node's id.
         node: String,
         /// The new weight; omit with --reset.
+        #[arg(required_unless_present = "reset")]
         weight: Option<u32>,
         /// Go back to the weight the node's config gives.
         #[arg(long, conflicts_with = "weight")]
@@ -178,4 +280,14 @@ pub struct ImportArgs {
     pub delete: bool,
     #[command(flatten)]
     pub admin: AdminEndpoint,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The node's admin endpoint.
+    #[arg(long, default_value = "http://127.0.0.1:9001")]
+    pub admin: String,
+    /// Give up on an answer after this long.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
 }

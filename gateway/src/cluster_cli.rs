@@ -1,9 +1,9 @@
-//! `ferry cluster status|weight`, `ferry warmup` and `ferry import`: the
-//! admin API of a node, from the command line.
+//! `ferry cluster status|weight`, `ferry warmup`, `ferry import` and
+//! `ferry health`: the admin API of a node, from the command line.
 
 use serde_json::Value;
 
-use crate::cli::{AdminEndpoint, ClusterCommand, ImportArgs, WarmupArgs};
+use crate::cli::{AdminEndpoint, ClusterCommand, HealthArgs, ImportArgs, WarmupArgs};
 
 fn client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
@@ -114,6 +114,31 @@ async fn status(admin: &AdminEndpoint, json: bool) -> Result<bool, String> {
         );
     }
     Ok(true)
+}
+
+/// `ferry health`: whether the node answers `/health` with 200 within the
+/// timeout. Its answer is printed either way: it says what is wrong.
+pub async fn health(args: HealthArgs) -> Result<bool, String> {
+    let url = format!("{}/health", args.admin.trim_end_matches('/'));
+    let http = reqwest::Client::builder()
+        .timeout(args.timeout)
+        .no_proxy()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let response = http
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let status = response.status();
+    let text = response.text().await.map_err(|e| format!("{url}: {e}"))?;
+    if status.is_success() {
+        print!("{text}");
+        Ok(true)
+    } else {
+        eprintln!("{url}: {status}: {}", text.trim());
+        Ok(false)
+    }
 }
 
 /// `ferry warmup`: starts the job on a node and shows its progress.

@@ -1,14 +1,39 @@
 //! What each `ferry` subcommand does: logging, the runtime, and the exit
-//! code (0 ok, 1 problems found, 2 cannot run).
+//! code ([`Outcome`]).
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
+use std::path::Path;
 use std::process::ExitCode;
 
+use clap::CommandFactory;
 use ferry_config::{Config, Overrides};
 
-use crate::cli::{Cli, Command, ConfigCommand, MetaCommand};
+use crate::cli::{Cli, Command, ConfigCommand, MetaCommand, VERSION, VolumeArgs};
 use crate::{cluster_cli, serve, tools};
+
+/// How a command ended. The numbers are the process's exit code, listed in
+/// `ferry --help` and the README: scripts and container health checks
+/// rely on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success = 0,
+    /// It could not do its work: a server that could not start or stopped
+    /// on an error, a node or store out of reach, an unhealthy node.
+    Failed = 1,
+    /// Bad arguments (clap exits 2 for them too) or a configuration that
+    /// does not validate: nothing was attempted.
+    Usage = 2,
+    /// It ran to the end and found problems: fsck's missing or orphaned
+    /// blobs, a warm-up's or an import's failures.
+    Problems = 3,
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(outcome: Outcome) -> ExitCode {
+        ExitCode::from(outcome as u8)
+    }
+}
 
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
@@ -57,58 +82,89 @@ pub fn runtime() -> Option<tokio::runtime::Runtime> {
     }
 }
 
-/// Runs a one-shot tool: exit 0 when it succeeds with a clean result, 1 when
-/// it finds problems, 2 when it cannot run.
-fn run_tool(work: impl std::future::Future<Output = Result<bool, String>>) -> ExitCode {
+/// Runs a one-shot tool: `Ok(true)` when it succeeds with a clean result,
+/// `Ok(false)` when it found problems, an error when it could not do its work.
+fn run_tool(work: impl std::future::Future<Output = Result<bool, String>>) -> Outcome {
     let Some(runtime) = runtime() else {
-        return ExitCode::from(2);
+        return Outcome::Failed;
     };
     match runtime.block_on(work) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
+        Ok(true) => Outcome::Success,
+        Ok(false) => Outcome::Problems,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(2)
+            Outcome::Failed
         }
     }
 }
 
+/// The configuration `path` (or the defaults), `env` and `flags` give;
+/// `None` after printing why it does not validate.
+fn load_config(
+    path: Option<&Path>,
+    env: &HashMap<String, String>,
+    flags: &Overrides,
+) -> Option<Config> {
+    match Config::load(path, env, flags) {
+        Ok(config) => Some(config),
+        Err(e) => {
+            eprintln!("error: {e}");
+            None
+        }
+    }
+}
+
+/// The configuration of the volume a tool's arguments name.
+fn volume_config(volume: &VolumeArgs, env: &HashMap<String, String>) -> Option<Config> {
+    let flags = Overrides {
+        data_dir: volume.data_dir.clone(),
+        ..Overrides::default()
+    };
+    load_config(volume.config.as_deref(), env, &flags)
+}
+
 /// Runs the command `cli` names; the process's exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    match cli.command {
+    run_command(cli.command).into()
+}
+
+fn run_command(command: Command) -> Outcome {
+    match command {
         Command::Config(ConfigCommand::Check { file }) => {
-            match Config::load(Some(&file), &HashMap::new(), &Overrides::default()) {
-                Ok(config) => {
-                    println!("{}: ok", file.display());
-                    println!("  s3 listen:   {}", config.server.listen);
-                    println!("  admin:       {}", config.server.admin_listen);
-                    println!("  metadata:    {:?}", config.meta);
-                    println!(
-                        "  data store:  {} ({})",
-                        config.data_store, config.stores[&config.data_store].url
-                    );
-                    println!(
-                        "  stores:      {}",
-                        config.stores.keys().cloned().collect::<Vec<_>>().join(", ")
-                    );
-                    println!("  credentials: {}", config.credentials.len());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                }
-            }
+            let Some(config) = load_config(Some(&file), &HashMap::new(), &Overrides::default())
+            else {
+                return Outcome::Usage;
+            };
+            println!("{}: ok", file.display());
+            println!("  s3 listen:   {}", config.server.listen);
+            println!("  admin:       {}", config.server.admin_listen);
+            println!("  metadata:    {:?}", config.meta);
+            println!(
+                "  data store:  {} ({})",
+                config.data_store, config.stores[&config.data_store].url
+            );
+            println!(
+                "  stores:      {}",
+                config.stores.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+            println!("  credentials: {}", config.credentials.len());
+            Outcome::Success
         }
         Command::Meta(command) => {
             init_logging(false);
             let env = environment();
+            let volume = match &command {
+                MetaCommand::Dump { volume, .. } | MetaCommand::Load { volume, .. } => volume,
+            };
+            let Some(config) = volume_config(volume, &env) else {
+                return Outcome::Usage;
+            };
             run_tool(async move {
                 match command {
-                    MetaCommand::Dump { volume, output } => {
-                        tools::dump(&volume, output.as_deref(), &env).await
+                    MetaCommand::Dump { output, .. } => {
+                        tools::dump(&config, output.as_deref()).await
                     }
-                    MetaCommand::Load { volume, file } => tools::load(&volume, &file, &env).await,
+                    MetaCommand::Load { file, .. } => tools::load(&config, &file).await,
                 }
                 .map(|()| true)
             })
@@ -127,8 +183,26 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Fsck(args) => {
             init_logging(false);
-            let env = environment();
-            run_tool(async move { tools::fsck(&args, &env).await })
+            let Some(config) = volume_config(&args.volume, &environment()) else {
+                return Outcome::Usage;
+            };
+            run_tool(async move { tools::fsck(&config, &args).await })
+        }
+        Command::Health(args) => {
+            // A container runtime reads any exit but 0 as unhealthy, and
+            // 1 is the code it documents for that.
+            match run_tool(cluster_cli::health(args)) {
+                Outcome::Success => Outcome::Success,
+                _ => Outcome::Failed,
+            }
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "ferry", &mut std::io::stdout());
+            Outcome::Success
+        }
+        Command::Version => {
+            println!("ferry {VERSION}");
+            Outcome::Success
         }
         Command::Serve(args) => {
             init_logging(args.log_json);
@@ -138,21 +212,17 @@ pub fn run(cli: Cli) -> ExitCode {
                 admin_listen: args.admin_listen,
                 domains: args.domains,
             };
-            let config = match Config::load(args.config.as_deref(), &environment(), &flags) {
-                Ok(config) => config,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
+            let Some(config) = load_config(args.config.as_deref(), &environment(), &flags) else {
+                return Outcome::Usage;
             };
             let Some(runtime) = runtime() else {
-                return ExitCode::FAILURE;
+                return Outcome::Failed;
             };
             match runtime.block_on(serve::run(config)) {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(()) => Outcome::Success,
                 Err(e) => {
                     eprintln!("error: {e}");
-                    ExitCode::FAILURE
+                    Outcome::Failed
                 }
             }
         }

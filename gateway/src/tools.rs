@@ -30,7 +30,8 @@ async fn open_meta(config: &Config) -> Result<Arc<dyn Meta>, String> {
         .map_err(|e| e.to_string())
 }
 
-/// The metadata engine of the volume the arguments name.
+/// The metadata engine of the volume the arguments name (for the
+/// benchmark client, which reports any error the same way).
 pub async fn open_volume_meta(
     volume: &VolumeArgs,
     env: &HashMap<String, String>,
@@ -56,13 +57,8 @@ fn describe(summary: &Summary) -> String {
     )
 }
 
-pub async fn dump(
-    volume: &VolumeArgs,
-    output: Option<&Path>,
-    env: &HashMap<String, String>,
-) -> Result<(), String> {
-    let config = open_config(volume, env)?;
-    let meta = open_meta(&config).await?;
+pub async fn dump(config: &Config, output: Option<&Path>) -> Result<(), String> {
+    let meta = open_meta(config).await?;
     let bar = spinner("dumping");
     let mut progress = |s: &Summary| {
         if s.objects.is_multiple_of(1000) {
@@ -97,13 +93,8 @@ pub async fn dump(
     Ok(())
 }
 
-pub async fn load(
-    volume: &VolumeArgs,
-    file: &Path,
-    env: &HashMap<String, String>,
-) -> Result<(), String> {
-    let config = open_config(volume, env)?;
-    let meta = open_meta(&config).await?;
+pub async fn load(config: &Config, file: &Path) -> Result<(), String> {
+    let meta = open_meta(config).await?;
     let input =
         std::fs::File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
     let bar = spinner("loading");
@@ -120,9 +111,8 @@ pub async fn load(
 }
 
 /// Returns whether the volume is clean.
-pub async fn fsck(args: &FsckArgs, env: &HashMap<String, String>) -> Result<bool, String> {
-    let config = open_config(&args.volume, env)?;
-    let meta = open_meta(&config).await?;
+pub async fn fsck(config: &Config, args: &FsckArgs) -> Result<bool, String> {
+    let meta = open_meta(config).await?;
     let stores = Stores::open(&config.stores).map_err(|e| e.to_string())?;
     let bar = spinner("checking every layout against the stores");
     let report = ferry_cache::fsck(meta, &stores, args.repair, args.min_age)

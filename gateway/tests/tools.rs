@@ -93,7 +93,7 @@ async fn a_dump_loaded_elsewhere_serves_the_same_objects_and_dumps_identically()
         .arg(&first)
         .output()
         .expect("load");
-    assert_eq!(again.status.code(), Some(2));
+    assert_eq!(again.status.code(), Some(1), "a failure, not a usage error");
 
     let server = Server::start(Launch {
         config: Some(&config),
@@ -165,7 +165,7 @@ async fn fsck_reports_a_missing_blob_and_an_orphan_and_repair_queues_only_the_or
         .output()
         .expect("fsck");
     let report = String::from_utf8_lossy(&found.stdout);
-    assert_eq!(found.status.code(), Some(1), "{report}");
+    assert_eq!(found.status.code(), Some(3), "problems found: {report}");
     assert!(report.contains("missing: vol/lose"), "{report}");
     assert!(
         report.contains("orphan: data:blobs/zz/zz/zzzzorphan"),
