@@ -525,6 +525,7 @@ fn tls_and_connection_limits_name_their_fields() {
     assert_eq!(defaults.idle_timeout, Duration::from_secs(60));
     assert_eq!(defaults.write_timeout, Duration::from_secs(30));
     assert_eq!(defaults.max_connections, 4096);
+}
 
 /// `Config::load` of `toml` written to a file, with `env`.
 fn load_file(toml: &str, env: &[(&str, &str)]) -> (PathBuf, ConfigError) {

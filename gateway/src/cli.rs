@@ -242,9 +242,13 @@ Examples:
 
 #[derive(Debug, Args)]
 pub struct AdminEndpoint {
-    /// Any node's admin endpoint.
-    #[arg(long, default_value = "http://127.0.0.1:9001")]
+    /// Any node's admin endpoint (https:// when the node has [tls]).
+    #[arg(long, env = "FERRY_ADMIN_URL", default_value = "http://127.0.0.1:9001")]
     pub admin: String,
+    /// PEM CA certificates to trust for an https:// endpoint, besides
+    /// the system roots.
+    #[arg(long, env = "FERRY_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// The admin token ([admin] token of the nodes).
     #[arg(long, env = "FERRY_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -284,9 +288,13 @@ pub struct ImportArgs {
 
 #[derive(Debug, Args)]
 pub struct HealthArgs {
-    /// The node's admin endpoint.
-    #[arg(long, default_value = "http://127.0.0.1:9001")]
+    /// The node's admin endpoint (https:// when the node has [tls]).
+    #[arg(long, env = "FERRY_ADMIN_URL", default_value = "http://127.0.0.1:9001")]
     pub admin: String,
+    /// PEM CA certificates to trust for an https:// endpoint, besides
+    /// the system roots.
+    #[arg(long, env = "FERRY_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Give up on an answer after this long.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,

@@ -1,17 +1,30 @@
 //! `ferry cluster status|weight`, `ferry warmup`, `ferry import` and
 //! `ferry health`: the admin API of a node, from the command line.
 
+use std::path::Path;
+use std::time::Duration;
+
 use serde_json::Value;
 
 use crate::cli::{AdminEndpoint, ClusterCommand, HealthArgs, ImportArgs, WarmupArgs};
 
-fn client() -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .no_proxy()
-        .build()
-        .map_err(|e| e.to_string())
+/// A client of a node's admin endpoint, trusting `ca_file` besides the
+/// system roots; `timeout` bounds a whole answer (none for streams).
+fn client(ca_file: Option<&Path>, timeout: Option<Duration>) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder().no_proxy();
+    if let Some(timeout) = timeout {
+        builder = builder.timeout(timeout);
+    }
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).map_err(|e| format!("--ca-file {}: {e}", path.display()))?;
+        let roots = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("--ca-file {}: {e}", path.display()))?;
+        builder = builder.tls_certs_merge(roots);
+    }
+    builder.build().map_err(|e| e.to_string())
 }
+
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn answer(response: reqwest::Response) -> Result<String, String> {
     let status = response.status();
@@ -36,7 +49,7 @@ pub async fn run(command: ClusterCommand) -> Result<bool, String> {
                 return Err("give a weight, or --reset".into());
             }
             let url = format!("{}/cluster/weight", admin.admin.trim_end_matches('/'));
-            let mut request = client()?
+            let mut request = client(admin.ca_file.as_deref(), Some(ANSWER_TIMEOUT))?
                 .post(&url)
                 .header("content-type", "application/json")
                 .body(serde_json::json!({ "node": node, "weight": weight }).to_string());
@@ -58,7 +71,7 @@ pub async fn run(command: ClusterCommand) -> Result<bool, String> {
 
 async fn status(admin: &AdminEndpoint, json: bool) -> Result<bool, String> {
     let url = format!("{}/cluster/status", admin.admin.trim_end_matches('/'));
-    let response = client()?
+    let response = client(admin.ca_file.as_deref(), Some(ANSWER_TIMEOUT))?
         .get(&url)
         .send()
         .await
@@ -120,11 +133,7 @@ async fn status(admin: &AdminEndpoint, json: bool) -> Result<bool, String> {
 /// timeout. Its answer is printed either way: it says what is wrong.
 pub async fn health(args: HealthArgs) -> Result<bool, String> {
     let url = format!("{}/health", args.admin.trim_end_matches('/'));
-    let http = reqwest::Client::builder()
-        .timeout(args.timeout)
-        .no_proxy()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let http = client(args.ca_file.as_deref(), Some(args.timeout))?;
     let response = http
         .get(&url)
         .send()
@@ -259,10 +268,7 @@ async fn follow_job(
     mut on_event: impl FnMut(&Value),
 ) -> Result<Value, String> {
     let url = format!("{}{path}", admin.admin.trim_end_matches('/'));
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let http = client(admin.ca_file.as_deref(), None)?;
     let mut request = http
         .post(&url)
         .header("content-type", "application/json")

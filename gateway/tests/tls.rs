@@ -151,6 +151,21 @@ async fn the_s3_port_speaks_tls_over_http2_and_http1() {
     let plain = server.endpoint.replace("https://", "http://");
     let (status, _) = curl(&[&format!("{plain}/models/w.bin")]);
     assert_ne!(status, 200);
+    // The health check the container image runs, over TLS.
+    let health_check = |ca_file: Option<&FsPath>| {
+        let mut command = ferry();
+        command.args(["health", "--admin", &server.admin]);
+        if let Some(ca_file) = ca_file {
+            command.arg("--ca-file").arg(ca_file);
+        }
+        command.output().expect("run ferry health").status.code()
+    };
+    assert_eq!(health_check(Some(&ca.cert)), Some(0));
+    assert_eq!(
+        health_check(None),
+        Some(1),
+        "an untrusted certificate passed"
+    );
     // A client that does not trust the CA is refused by its own check.
     let out = Command::new("curl")
         .args(["-s", "-o", "/dev/null", &health])
