@@ -31,7 +31,9 @@ pub struct RawServer {
     /// alive connection, and a TLS handshake). Default `20s`.
     #[serde(default, with = "humantime_serde")]
     pub header_timeout: Option<Duration>,
-    /// No byte either way for this long ends a connection. Default `60s`.
+    /// No byte either way for this long ends a connection. Default `60s`;
+    /// keep it above 30 s, the longest a mirror's long poll of the change
+    /// feed waits without a byte.
     #[serde(default, with = "humantime_serde")]
     pub idle_timeout: Option<Duration>,
     /// A client that takes no byte of an answer for this long is cut off.
