@@ -52,6 +52,8 @@ pub struct RedisMeta {
     timeout: Duration,
     /// The URL without its password, for messages.
     url: Arc<str>,
+    /// Keys one listing script may read (see `listing`).
+    list_read_budget: usize,
 }
 
 impl std::fmt::Debug for RedisMeta {
@@ -297,9 +299,18 @@ impl RedisMeta {
             scripts: Arc::new(Scripts::new()),
             timeout,
             url: shown.into(),
+            list_read_budget: crate::LIST_READ_BUDGET,
         };
         meta.check_persistence(allow_volatile).await?;
         Ok(meta)
+    }
+
+    /// The same namespace with listing scripts that read at most `keys`
+    /// keys each (at least 1); the default is [`crate::LIST_READ_BUDGET`].
+    #[must_use]
+    pub fn with_list_read_budget(mut self, keys: usize) -> RedisMeta {
+        self.list_read_budget = keys.max(1);
+        self
     }
 
     /// Refuses (or warns about) a Redis that would lose acknowledged writes
@@ -821,7 +832,8 @@ impl Meta for RedisMeta {
             .arg(query.delimiter.as_deref().unwrap_or(""))
             .arg(list_start(query))
             .arg(lex_below_group(query.prefix.as_bytes()))
-            .arg(max);
+            .arg(max)
+            .arg(self.list_read_budget);
         let reply = self.invoke(&invocation).await?;
         let mut rest = ok_or_status(reply, "list", bucket, "", "")?;
         let truncated = int_of(next_value(&mut rest, "list")?, "list")? != 0;

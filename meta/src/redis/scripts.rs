@@ -457,7 +457,10 @@ return {'ok', cur}
 "#;
 
 /// One page of a listing, merged keys and common prefixes in byte order.
-/// A common prefix's group is skipped with one seek to `group 0xFF`.
+/// A common prefix's group is skipped with one seek to `group 0xFF`. As
+/// `listing::list`: batches start at one key after a seek and double while
+/// all their keys are used, and at most `budget` keys are read in all;
+/// a spent budget ends the page, truncated, after its last item.
 /// Returns: ok truncated last keys entries prefixes.
 const LIST: &str = r#"
 local buckets = KEYS[1]
@@ -469,10 +472,15 @@ local delim = ARGV[3]     -- empty for none
 local from = ARGV[4]      -- the first key to look at (`list_start`)
 local upper = ARGV[5]     -- ZRANGEBYLEX bound above the prefix's keys
 local max = tonumber(ARGV[6])
+local budget = tonumber(ARGV[7])  -- keys this call may read, at least 1
 if redis.call('HEXISTS', buckets, bucket) == 0 then return {'nobucket'} end
 local plen, dlen = #prefix, #delim
 local page_keys, page_entries, groups = {}, {}, {}
-local count, truncated, last = 0, 0, ''
+local count, truncated, last, read = 0, 0, '', 0
+-- Without a delimiter every key read is used; one read is capped so the
+-- reply of one ZRANGEBYLEX stays small.
+local batch_size = 1000
+if dlen > 0 then batch_size = 1 end
 local function group_of(key)
   if dlen == 0 then return nil end
   local at = string.find(key, delim, plen + 1, true)
@@ -481,9 +489,10 @@ local function group_of(key)
 end
 while true do
   -- One more than fits, so a full page knows whether more follow.
-  local want = max - count + 1
-  if want > 1000 then want = 1000 end
+  local want = math.min(max - count + 1, batch_size, budget - read)
+  if want <= 0 then truncated = 1; break end
   local batch = redis.call('ZRANGEBYLEX', keys, '[' .. from, upper, 'LIMIT', 0, want)
+  read = read + #batch
   local sought, stop = false, false
   for _, key in ipairs(batch) do
     if string.sub(key, 1, plen) ~= prefix then stop = true; break end
@@ -505,7 +514,13 @@ while true do
     from = key .. '\0'
   end
   if stop then break end
-  if (not sought) and #batch < want then break end
+  if sought then
+    batch_size = 1
+  elseif #batch < want then
+    break
+  else
+    batch_size = math.min(want * 2, 1000)
+  end
 end
 return {'ok', truncated, last, page_keys, page_entries, groups}
 "#;

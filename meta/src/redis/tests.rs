@@ -97,6 +97,12 @@ async fn conformance() {
     );
 }
 
+#[tokio::test]
+async fn listings_end_early_at_the_read_budget() {
+    let (_guard, meta) = engine().await;
+    crate::conformance::list_read_budget(&meta.with_list_read_budget(6), 6).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_creates_have_one_winner() {
     let (_guard, meta) = engine().await;
@@ -138,6 +144,22 @@ fn namespace_matches_reference_model() {
         let meta = SETUP
             .block_on(RedisMeta::open(&redis_url(), &prefix, true))
             .expect("open redis engine");
+        (
+            Box::new(guard) as Box<dyn std::any::Any>,
+            Arc::new(meta) as Arc<dyn Meta>,
+        )
+    });
+}
+
+#[test]
+fn namespace_matches_reference_model_under_a_tiny_read_budget() {
+    crate::conformance::model::check(|| {
+        let prefix = fresh_prefix();
+        let guard = cleanup(&redis_url(), &prefix);
+        let meta = SETUP
+            .block_on(RedisMeta::open(&redis_url(), &prefix, true))
+            .expect("open redis engine")
+            .with_list_read_budget(2);
         (
             Box::new(guard) as Box<dyn std::any::Any>,
             Arc::new(meta) as Arc<dyn Meta>,
