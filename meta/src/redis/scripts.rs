@@ -8,7 +8,7 @@
 //!
 //! Scripts return a table whose first element is a status: `ok`, or one of
 //! `nobucket`, `exists`, `notempty`, `nokey`, `precondition`, `noupload`,
-//! `changed`
+//! `changed`, `busy`
 //! (see [`super::status_error`]). Times come from the caller (`now` is the
 //! gateway's `now_millis()`), so queue times compare with the collector's.
 //! Every key a script touches is passed in `KEYS`.
@@ -353,14 +353,20 @@ return {'ok', append_change(seq, log, now, op_json)}
 "#;
 
 /// Removes an empty bucket, logged, aborting its uploads. Refuses with
-/// `notempty`.
+/// `notempty`, and with `busy` (changing nothing) while its uploads hold
+/// more than `limit` uploads or parts: the caller aborts some of them
+/// first, one script each, so no one script drops an unbounded number.
 const DELETE_BUCKET: &str = r#"
 local k = bucket_removal_keys()  -- KEYS[1..13]
 local bucket = ARGV[1]
 local now = ARGV[2]
 local op_json = ARGV[3]
+local limit = tonumber(ARGV[4])
 if redis.call('HEXISTS', k.buckets, bucket) == 0 then return {'nobucket'} end
 if redis.call('ZCARD', k.keys) > 0 then return {'notempty'} end
+if redis.call('ZCARD', k.uploads) > limit or redis.call('ZCARD', k.parts) > limit then
+  return {'busy'}
+end
 remove_bucket(k, bucket, now)
 return {'ok', append_change(k.seq, k.log, now, op_json)}
 "#;

@@ -829,3 +829,62 @@ fn passwords_are_redacted() {
     );
     assert_eq!(redact("redis://host:6379"), "redis://host:6379");
 }
+
+/// DELETE_BUCKET drops a bounded number of parts in its one script: a
+/// bucket whose uploads hold more has them aborted first, one script each.
+#[tokio::test]
+async fn deleting_a_bucket_aborts_many_uploads_in_steps() {
+    let (_guard, meta) = engine().await;
+    meta.create_bucket("b").await.expect("create");
+    let upload = Upload {
+        id: "u1".into(),
+        key: "k".into(),
+        initiated: now_millis(),
+        template: Entry::default(),
+        checksum_algorithm: None,
+    };
+    meta.create_upload("b", upload).await.expect("upload");
+    let mut blobs = Vec::new();
+    for number in 1..=u32::try_from(BUCKET_UPLOADS_BATCH + 1).expect("batch") {
+        let (_, layout) = simple_entry("part", 3);
+        blobs.extend(layout.blobs());
+        let part = Part {
+            number,
+            etag: "p".into(),
+            size: 3,
+            last_modified: now_millis(),
+            segments: layout.segments,
+            checksums: Default::default(),
+        };
+        meta.put_part("b", "k", "u1", part).await.expect("part");
+    }
+
+    // The script alone refuses, and changes nothing.
+    let mut invocation = meta.scripts.delete_bucket.prepare_invoke();
+    meta.bucket_removal_keys(&mut invocation, "b")
+        .arg("b")
+        .arg(now_millis())
+        .arg("{}")
+        .arg(BUCKET_UPLOADS_BATCH);
+    let reply = meta.invoke(&invocation).await.expect("script");
+    assert_eq!(status_of(reply, "delete_bucket").expect("status").0, "busy");
+    meta.upload("b", "k", "u1")
+        .await
+        .expect("the upload is still there");
+
+    meta.delete_bucket("b").await.expect("delete bucket");
+    assert!(matches!(
+        meta.bucket("b").await,
+        Err(MetaError::NoSuchBucket { .. })
+    ));
+    let mut queued: Vec<BlobRef> = meta
+        .due_deletions(i64::MAX, 2 * BUCKET_UPLOADS_BATCH)
+        .await
+        .expect("queue")
+        .into_iter()
+        .map(|q| q.blob)
+        .collect();
+    queued.sort();
+    blobs.sort();
+    assert_eq!(queued, blobs, "every part's blob is queued");
+}
