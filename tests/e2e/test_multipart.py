@@ -348,6 +348,51 @@ def test_upload_part_copy_ranges(s3, bucket):
     assert read(s3, bucket, "dst") == data[1000:] + uploaded + data[:1000]
 
 
+# -- limits on what copies can build ------------------------------------------
+#
+# UploadPartCopy shares the source's segments instead of its bytes, so a few
+# megabytes could otherwise become an object of unbounded layout and logical
+# size. A part is at most 5 GiB, copied or not; an upload's parts span at
+# most 10,000 segments together (as many as 10,000 uploaded parts).
+
+GiB = 1024 * MiB
+
+
+def copy_parts(s3, bucket, key, upload_id, source, numbers, copy_range=None) -> list[dict]:
+    extra = {"CopySourceRange": copy_range} if copy_range else {}
+    done = []
+    for n in numbers:
+        resp = s3.upload_part_copy(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=n,
+                                   CopySource={"Bucket": bucket, "Key": source}, **extra)
+        done.append({"PartNumber": n, "ETag": resp["CopyPartResult"]["ETag"]})
+    return done
+
+
+def test_copies_cannot_grow_a_layout_past_the_limits(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="seed", Body=random_bytes(MIN_PART))
+    # 100 copies of the seed (100 segments), then 100 copies of that: 10,000
+    # segments and 50,000 MiB from 5 MiB of data, exactly at the limit.
+    for key, source in (("wide", "seed"), ("huge", "wide")):
+        upload_id = create(s3, bucket, key)
+        complete(s3, bucket, key, upload_id, copy_parts(s3, bucket, key, upload_id, source, range(1, 101)))
+    assert s3.head_object(Bucket=bucket, Key="huge")["ContentLength"] == 10_000 * MIN_PART
+    # A copy keeps its source's segments, so it is within the limit too.
+    s3.copy_object(Bucket=bucket, Key="huge-copy", CopySource={"Bucket": bucket, "Key": "huge"})
+
+    upload_id = create(s3, bucket, "more")
+    with s3_error("EntityTooLarge", 400):
+        copy_parts(s3, bucket, "more", upload_id, "huge", [1])
+    # 5 GiB ranges of "huge" span 1,024 segments each: nine fit, a tenth not.
+    five_gib = f"bytes=0-{5 * GiB - 1}"
+    done = copy_parts(s3, bucket, "more", upload_id, "huge", range(1, 10), five_gib)
+    with s3_error("InvalidRequest", 400):
+        copy_parts(s3, bucket, "more", upload_id, "huge", [10], five_gib)
+    # A replaced part's segments no longer count.
+    done[-1:] = copy_parts(s3, bucket, "more", upload_id, "huge", [9], five_gib)
+    complete(s3, bucket, "more", upload_id, done)
+    assert s3.head_object(Bucket=bucket, Key="more")["ContentLength"] == 9 * 5 * GiB
+
+
 # -- conditional writes ------------------------------------------------------
 
 def race(functions):

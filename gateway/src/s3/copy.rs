@@ -122,6 +122,9 @@ pub(super) async fn copy_object(
         },
     )
     .await?;
+    // The copy shares the source's segments: an object made before the
+    // limits (or imported) may not pass them on.
+    super::limits::check_object(source.size, layout.segments.len())?;
     if let CopySource::Bucket { bucket, key, .. } = &input.copy_source
         && bucket.as_ref() == input.bucket
         && key.as_ref() == input.key

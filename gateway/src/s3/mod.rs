@@ -9,6 +9,7 @@ mod copy;
 mod delete;
 mod get;
 mod ingest;
+mod limits;
 mod list;
 mod multipart;
 mod names;

@@ -16,17 +16,15 @@ use super::checksums::{self, Claims, algorithm_named, checksum_fields};
 use super::conditions::write_precondition;
 use super::copy::resolve_source;
 use super::ingest::{BodySpec, Ingested, forget, ingest};
+use super::limits::{
+    self, MAX_PART_NUMBER, MAX_PART_SIZE, MIN_PART_SIZE, check_part_size, check_upload_segments,
+};
 use super::list::{Encoder, delimiter, owner, page_size};
 use super::names::check_key;
 use super::put::{check_user_metadata, object_attributes};
 use super::{FerryS3, acl};
 use crate::error::{IntoS3Error, ResultExt};
 use crate::time::timestamp;
-
-/// S3's limits on parts.
-const MAX_PART_NUMBER: i32 = 10_000;
-const MIN_PART_SIZE: u64 = 5 << 20;
-const MAX_PART_SIZE: u64 = 5 << 30;
 
 fn part_number(n: i32) -> S3Result<u32> {
     if !(1..=MAX_PART_NUMBER).contains(&n) {
@@ -213,7 +211,17 @@ pub(super) async fn upload_part_copy(
     .await?;
     let range = copy_range(input.copy_source_range.as_deref(), entry.size)?;
     let size = range.end - range.start;
+    check_part_size(size)?;
     let segments = ferry_cache::slice_layout(&layout, range.clone()).segments;
+    // Checked against the parts stored now: concurrent copies into one
+    // upload may pass together, and Complete checks the object again.
+    let held = all_parts(s3, &input.bucket, &input.key, &input.upload_id)
+        .await?
+        .iter()
+        .filter(|p| p.number != number)
+        .map(|p| p.segments.len())
+        .sum();
+    check_upload_segments(held, segments.len())?;
     // The bytes are not read, so the part's ETag cannot be their MD5; it is
     // derived from the source's ETag and the range, which identifies the
     // same bytes just as well. Clients only echo it back on completion.
@@ -353,6 +361,15 @@ pub(super) async fn complete(
         }
     }
 
+    let size: u64 = chosen.iter().map(|p| p.size).sum();
+    let layout = Layout {
+        segments: chosen
+            .iter()
+            .flat_map(|p| p.segments.iter().cloned())
+            .collect(),
+    };
+    limits::check_object(size, layout.segments.len())?;
+
     let mut md5s = Vec::with_capacity(chosen.len() * 16);
     for part in &chosen {
         md5s.extend(hex::decode(&part.etag).map_err(crate::error::internal)?);
@@ -364,12 +381,6 @@ pub(super) async fn complete(
     {
         checksums.insert(algorithm.clone(), value);
     }
-    let layout = Layout {
-        segments: chosen
-            .iter()
-            .flat_map(|p| p.segments.iter().cloned())
-            .collect(),
-    };
     let completion = Completion {
         upload_id: upload_id.clone(),
         key: key.clone(),
@@ -381,7 +392,7 @@ pub(super) async fn complete(
     };
     let entry = Entry {
         id: uuid::Uuid::now_v7().to_string(),
-        size: chosen.iter().map(|p| p.size).sum(),
+        size,
         etag,
         last_modified: now_millis(),
         checksums,

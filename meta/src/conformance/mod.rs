@@ -600,6 +600,82 @@ pub async fn pagination(meta: &dyn Meta) {
     assert!(!page.truncated);
 }
 
+/// Listings on an engine whose listing calls read at most `budget` keys
+/// each (`with_list_read_budget`; `meta` must start empty): a page ends
+/// early, truncated, once the budget is spent; it still holds at least
+/// half as many items as keys read (a seek past a group does not waste a
+/// batch); and paging on gives exactly the whole listing.
+pub async fn list_read_budget(meta: &dyn Meta, budget: usize) {
+    meta.create_bucket("budget").await.expect("create");
+    let mut model = std::collections::BTreeMap::new();
+    for g in 0..12 {
+        // `gNN` and `gNN.x` sort just before the group `gNN/`; odd groups
+        // have none, so groups follow groups too.
+        let mut keys = if g % 2 == 0 {
+            vec![format!("g{g:02}"), format!("g{g:02}.x")]
+        } else {
+            Vec::new()
+        };
+        keys.extend((0..12).map(|k| format!("g{g:02}/k{k:02}")));
+        for key in keys {
+            put_simple(meta, "budget", &key, "e").await;
+            model.insert(key, "e".to_string());
+        }
+    }
+    for (prefix, delimiter) in [
+        ("", Some("/")),
+        ("", None),
+        ("g0", Some("/")),
+        ("g03", Some("/")),
+    ] {
+        let mut keys = Vec::new();
+        let mut groups = Vec::new();
+        let mut start_after = None;
+        let mut pages = 0;
+        loop {
+            let page = meta
+                .list(
+                    "budget",
+                    &ListQuery {
+                        prefix: prefix.into(),
+                        delimiter: delimiter.map(str::to_string),
+                        start_after: start_after.clone(),
+                        max: 1000,
+                    },
+                )
+                .await
+                .expect("list");
+            pages += 1;
+            let items = page.entries.len() + page.common_prefixes.len();
+            assert!(items <= budget, "{items} items from {budget} keys read");
+            keys.extend(page.entries.into_iter().map(|(k, _)| k));
+            groups.extend(page.common_prefixes);
+            if !page.truncated {
+                break;
+            }
+            assert!(
+                items * 2 >= budget,
+                "prefix {prefix:?}: a truncated page of {items} items from {budget} keys read"
+            );
+            start_after = page.next_start_after;
+            assert!(
+                start_after.is_some(),
+                "a truncated page says where to resume"
+            );
+        }
+        let want = model::model_list(&model, prefix, delimiter);
+        assert!(
+            want.0.len() + want.1.len() <= budget || pages > 1,
+            "prefix {prefix:?}: the budget never cut a page"
+        );
+        assert_eq!(
+            (keys, groups),
+            want,
+            "prefix {prefix:?} delimiter {delimiter:?}"
+        );
+    }
+}
+
 pub async fn change_log(meta: &dyn Meta) {
     let start = meta.last_seq().await.expect("seq");
     meta.create_bucket("log").await.expect("create");

@@ -82,7 +82,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
 }
 
 /// What a full listing must return: keys and common prefixes, in order.
-fn model_list(
+pub fn model_list(
     model: &BTreeMap<String, String>,
     prefix: &str,
     delimiter: Option<&str>,

@@ -26,6 +26,8 @@ use crate::types::*;
 pub struct EmbeddedMeta {
     db: Arc<Database>,
     writer: Arc<writer::GroupWriter>,
+    /// Keys one listing call may read (see [`listing`]).
+    list_read_budget: usize,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -98,7 +100,19 @@ impl EmbeddedMeta {
         txn.commit().map_err(db_err)?;
         let db = Arc::new(db);
         let writer = Arc::new(writer::GroupWriter::start(db.clone())?);
-        Ok(EmbeddedMeta { db, writer })
+        Ok(EmbeddedMeta {
+            db,
+            writer,
+            list_read_budget: listing::LIST_READ_BUDGET,
+        })
+    }
+
+    /// The same namespace with listing calls that read at most `keys`
+    /// keys each (at least 1); the default is [`crate::LIST_READ_BUDGET`].
+    #[must_use]
+    pub fn with_list_read_budget(mut self, keys: usize) -> EmbeddedMeta {
+        self.list_read_budget = keys.max(1);
+        self
     }
 
     /// Runs `f` in a write transaction (shared with concurrent writers, see
@@ -731,6 +745,7 @@ impl Meta for EmbeddedMeta {
         let db = self.db.clone();
         let bucket = bucket.to_string();
         let query = query.clone();
+        let budget = self.list_read_budget;
         tokio::task::spawn_blocking(move || {
             let txn = db.begin_read().map_err(db_err)?;
             let buckets = txn.open_table(BUCKETS).map_err(db_err)?;
@@ -742,7 +757,7 @@ impl Meta for EmbeddedMeta {
                 entries: &entries,
                 bucket: &bucket,
             };
-            listing::list(&mut scan, &query)
+            listing::list(&mut scan, &query, budget)
         })
         .await
         .map_err(|e| MetaError::Internal(format!("metadata task failed: {e}")))?
@@ -1293,6 +1308,23 @@ mod tests {
     async fn conformance() {
         let (_dir, meta) = engine();
         crate::conformance::run_all(&meta).await;
+    }
+
+    #[tokio::test]
+    async fn listings_end_early_at_the_read_budget() {
+        let (_dir, meta) = engine();
+        crate::conformance::list_read_budget(&meta.with_list_read_budget(6), 6).await;
+    }
+
+    #[test]
+    fn namespace_matches_reference_model_under_a_tiny_read_budget() {
+        crate::conformance::model::check(|| {
+            let (dir, meta) = engine();
+            (
+                Box::new(dir) as Box<dyn std::any::Any>,
+                Arc::new(meta.with_list_read_budget(2)) as Arc<dyn Meta>,
+            )
+        });
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

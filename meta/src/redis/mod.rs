@@ -43,6 +43,16 @@ const MAX_PAGE: usize = 10_000;
 /// each step is one script, which blocks Redis while it runs.
 const RESET_BATCH: usize = 1_000;
 
+/// Uploads and parts DELETE_BUCKET aborts with the bucket in its one
+/// script; a bucket whose uploads hold more has some aborted first.
+const BUCKET_UPLOADS_BATCH: usize = 1_000;
+
+/// Uploads aborted (one script each) before DELETE_BUCKET is tried again.
+const ABORT_BATCH: usize = 100;
+
+/// Rounds of aborting before a bucket whose uploads keep arriving is given up.
+const DELETE_BUCKET_ROUNDS: usize = 1_000;
+
 /// Handle to a Redis-backed namespace. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisMeta {
@@ -52,6 +62,8 @@ pub struct RedisMeta {
     timeout: Duration,
     /// The URL without its password, for messages.
     url: Arc<str>,
+    /// Keys one listing script may read (see `listing`).
+    list_read_budget: usize,
 }
 
 impl std::fmt::Debug for RedisMeta {
@@ -297,9 +309,18 @@ impl RedisMeta {
             scripts: Arc::new(Scripts::new()),
             timeout,
             url: shown.into(),
+            list_read_budget: crate::LIST_READ_BUDGET,
         };
         meta.check_persistence(allow_volatile).await?;
         Ok(meta)
+    }
+
+    /// The same namespace with listing scripts that read at most `keys`
+    /// keys each (at least 1); the default is [`crate::LIST_READ_BUDGET`].
+    #[must_use]
+    pub fn with_list_read_budget(mut self, keys: usize) -> RedisMeta {
+        self.list_read_budget = keys.max(1);
+        self
     }
 
     /// Refuses (or warns about) a Redis that would lose acknowledged writes
@@ -570,6 +591,28 @@ impl RedisMeta {
         }
     }
 
+    /// Aborts up to `ABORT_BATCH` uploads of a bucket, one script each
+    /// (an upload holds at most 10,000 parts, by part number). An upload
+    /// that ended meanwhile is no error.
+    async fn abort_some_uploads(&self, bucket: &str) -> Result<()> {
+        let page = self
+            .list_uploads(
+                bucket,
+                &UploadQuery {
+                    max: ABORT_BATCH,
+                    ..UploadQuery::default()
+                },
+            )
+            .await?;
+        for upload in page.uploads {
+            match self.abort_upload(bucket, &upload.key, &upload.id).await {
+                Ok(()) | Err(MetaError::NoSuchUpload { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// Values of `hash` for the members of `zset` in a lex range.
     async fn range(
         &self,
@@ -654,17 +697,29 @@ impl Meta for RedisMeta {
         let op = ChangeOp::DeleteBucket {
             bucket: bucket.into(),
         };
-        let mut invocation = self.scripts.delete_bucket.prepare_invoke();
-        self.bucket_removal_keys(&mut invocation, bucket)
-            .arg(bucket)
-            .arg(now_millis())
-            .arg(encode(&op)?);
-        let reply = self.invoke(&invocation).await?;
-        let mut rest = ok_or_status(reply, "delete_bucket", bucket, "", "")?;
-        seq_of(int_of(
-            next_value(&mut rest, "delete_bucket")?,
-            "delete_bucket",
-        )?)
+        let op = encode(&op)?;
+        for _ in 0..DELETE_BUCKET_ROUNDS {
+            let mut invocation = self.scripts.delete_bucket.prepare_invoke();
+            self.bucket_removal_keys(&mut invocation, bucket)
+                .arg(bucket)
+                .arg(now_millis())
+                .arg(&op)
+                .arg(BUCKET_UPLOADS_BATCH);
+            let (status, mut rest) = status_of(self.invoke(&invocation).await?, "delete_bucket")?;
+            match status.as_str() {
+                "ok" => {
+                    return seq_of(int_of(
+                        next_value(&mut rest, "delete_bucket")?,
+                        "delete_bucket",
+                    )?);
+                }
+                "busy" => self.abort_some_uploads(bucket).await?,
+                other => return Err(status_error(other, bucket, "", "")),
+            }
+        }
+        Err(MetaError::Unavailable(format!(
+            "uploads kept arriving in bucket {bucket:?} while it was being deleted"
+        )))
     }
 
     async fn bucket(&self, bucket: &str) -> Result<BucketInfo> {
@@ -821,7 +876,8 @@ impl Meta for RedisMeta {
             .arg(query.delimiter.as_deref().unwrap_or(""))
             .arg(list_start(query))
             .arg(lex_below_group(query.prefix.as_bytes()))
-            .arg(max);
+            .arg(max)
+            .arg(self.list_read_budget);
         let reply = self.invoke(&invocation).await?;
         let mut rest = ok_or_status(reply, "list", bucket, "", "")?;
         let truncated = int_of(next_value(&mut rest, "list")?, "list")? != 0;

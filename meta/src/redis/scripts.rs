@@ -8,7 +8,7 @@
 //!
 //! Scripts return a table whose first element is a status: `ok`, or one of
 //! `nobucket`, `exists`, `notempty`, `nokey`, `precondition`, `noupload`,
-//! `changed`
+//! `changed`, `busy`
 //! (see [`super::status_error`]). Times come from the caller (`now` is the
 //! gateway's `now_millis()`), so queue times compare with the collector's.
 //! Every key a script touches is passed in `KEYS`.
@@ -353,14 +353,20 @@ return {'ok', append_change(seq, log, now, op_json)}
 "#;
 
 /// Removes an empty bucket, logged, aborting its uploads. Refuses with
-/// `notempty`.
+/// `notempty`, and with `busy` (changing nothing) while its uploads hold
+/// more than `limit` uploads or parts: the caller aborts some of them
+/// first, one script each, so no one script drops an unbounded number.
 const DELETE_BUCKET: &str = r#"
 local k = bucket_removal_keys()  -- KEYS[1..13]
 local bucket = ARGV[1]
 local now = ARGV[2]
 local op_json = ARGV[3]
+local limit = tonumber(ARGV[4])
 if redis.call('HEXISTS', k.buckets, bucket) == 0 then return {'nobucket'} end
 if redis.call('ZCARD', k.keys) > 0 then return {'notempty'} end
+if redis.call('ZCARD', k.uploads) > limit or redis.call('ZCARD', k.parts) > limit then
+  return {'busy'}
+end
 remove_bucket(k, bucket, now)
 return {'ok', append_change(k.seq, k.log, now, op_json)}
 "#;
@@ -457,7 +463,10 @@ return {'ok', cur}
 "#;
 
 /// One page of a listing, merged keys and common prefixes in byte order.
-/// A common prefix's group is skipped with one seek to `group 0xFF`.
+/// A common prefix's group is skipped with one seek to `group 0xFF`. As
+/// `listing::list`: batches start at one key after a seek and double while
+/// all their keys are used, and at most `budget` keys are read in all;
+/// a spent budget ends the page, truncated, after its last item.
 /// Returns: ok truncated last keys entries prefixes.
 const LIST: &str = r#"
 local buckets = KEYS[1]
@@ -469,10 +478,15 @@ local delim = ARGV[3]     -- empty for none
 local from = ARGV[4]      -- the first key to look at (`list_start`)
 local upper = ARGV[5]     -- ZRANGEBYLEX bound above the prefix's keys
 local max = tonumber(ARGV[6])
+local budget = tonumber(ARGV[7])  -- keys this call may read, at least 1
 if redis.call('HEXISTS', buckets, bucket) == 0 then return {'nobucket'} end
 local plen, dlen = #prefix, #delim
 local page_keys, page_entries, groups = {}, {}, {}
-local count, truncated, last = 0, 0, ''
+local count, truncated, last, read = 0, 0, '', 0
+-- Without a delimiter every key read is used; one read is capped so the
+-- reply of one ZRANGEBYLEX stays small.
+local batch_size = 1000
+if dlen > 0 then batch_size = 1 end
 local function group_of(key)
   if dlen == 0 then return nil end
   local at = string.find(key, delim, plen + 1, true)
@@ -481,9 +495,10 @@ local function group_of(key)
 end
 while true do
   -- One more than fits, so a full page knows whether more follow.
-  local want = max - count + 1
-  if want > 1000 then want = 1000 end
+  local want = math.min(max - count + 1, batch_size, budget - read)
+  if want <= 0 then truncated = 1; break end
   local batch = redis.call('ZRANGEBYLEX', keys, '[' .. from, upper, 'LIMIT', 0, want)
+  read = read + #batch
   local sought, stop = false, false
   for _, key in ipairs(batch) do
     if string.sub(key, 1, plen) ~= prefix then stop = true; break end
@@ -505,7 +520,13 @@ while true do
     from = key .. '\0'
   end
   if stop then break end
-  if (not sought) and #batch < want then break end
+  if sought then
+    batch_size = 1
+  elseif #batch < want then
+    break
+  else
+    batch_size = math.min(want * 2, 1000)
+  end
 end
 return {'ok', truncated, last, page_keys, page_entries, groups}
 "#;

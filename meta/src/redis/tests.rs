@@ -97,6 +97,12 @@ async fn conformance() {
     );
 }
 
+#[tokio::test]
+async fn listings_end_early_at_the_read_budget() {
+    let (_guard, meta) = engine().await;
+    crate::conformance::list_read_budget(&meta.with_list_read_budget(6), 6).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_creates_have_one_winner() {
     let (_guard, meta) = engine().await;
@@ -138,6 +144,22 @@ fn namespace_matches_reference_model() {
         let meta = SETUP
             .block_on(RedisMeta::open(&redis_url(), &prefix, true))
             .expect("open redis engine");
+        (
+            Box::new(guard) as Box<dyn std::any::Any>,
+            Arc::new(meta) as Arc<dyn Meta>,
+        )
+    });
+}
+
+#[test]
+fn namespace_matches_reference_model_under_a_tiny_read_budget() {
+    crate::conformance::model::check(|| {
+        let prefix = fresh_prefix();
+        let guard = cleanup(&redis_url(), &prefix);
+        let meta = SETUP
+            .block_on(RedisMeta::open(&redis_url(), &prefix, true))
+            .expect("open redis engine")
+            .with_list_read_budget(2);
         (
             Box::new(guard) as Box<dyn std::any::Any>,
             Arc::new(meta) as Arc<dyn Meta>,
@@ -806,4 +828,63 @@ fn passwords_are_redacted() {
         "redis://user:***@host/1"
     );
     assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+}
+
+/// DELETE_BUCKET drops a bounded number of parts in its one script: a
+/// bucket whose uploads hold more has them aborted first, one script each.
+#[tokio::test]
+async fn deleting_a_bucket_aborts_many_uploads_in_steps() {
+    let (_guard, meta) = engine().await;
+    meta.create_bucket("b").await.expect("create");
+    let upload = Upload {
+        id: "u1".into(),
+        key: "k".into(),
+        initiated: now_millis(),
+        template: Entry::default(),
+        checksum_algorithm: None,
+    };
+    meta.create_upload("b", upload).await.expect("upload");
+    let mut blobs = Vec::new();
+    for number in 1..=u32::try_from(BUCKET_UPLOADS_BATCH + 1).expect("batch") {
+        let (_, layout) = simple_entry("part", 3);
+        blobs.extend(layout.blobs());
+        let part = Part {
+            number,
+            etag: "p".into(),
+            size: 3,
+            last_modified: now_millis(),
+            segments: layout.segments,
+            checksums: Default::default(),
+        };
+        meta.put_part("b", "k", "u1", part).await.expect("part");
+    }
+
+    // The script alone refuses, and changes nothing.
+    let mut invocation = meta.scripts.delete_bucket.prepare_invoke();
+    meta.bucket_removal_keys(&mut invocation, "b")
+        .arg("b")
+        .arg(now_millis())
+        .arg("{}")
+        .arg(BUCKET_UPLOADS_BATCH);
+    let reply = meta.invoke(&invocation).await.expect("script");
+    assert_eq!(status_of(reply, "delete_bucket").expect("status").0, "busy");
+    meta.upload("b", "k", "u1")
+        .await
+        .expect("the upload is still there");
+
+    meta.delete_bucket("b").await.expect("delete bucket");
+    assert!(matches!(
+        meta.bucket("b").await,
+        Err(MetaError::NoSuchBucket { .. })
+    ));
+    let mut queued: Vec<BlobRef> = meta
+        .due_deletions(i64::MAX, 2 * BUCKET_UPLOADS_BATCH)
+        .await
+        .expect("queue")
+        .into_iter()
+        .map(|q| q.blob)
+        .collect();
+    queued.sort();
+    blobs.sort();
+    assert_eq!(queued, blobs, "every part's blob is queued");
 }
