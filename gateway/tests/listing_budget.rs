@@ -147,8 +147,9 @@ async fn listings_cut_short_by_the_read_budget_page_to_the_end() {
     let endpoint = format!("http://{}", listener.local_addr().expect("address"));
     let service = ferry_gateway::http::service(&node).expect("service");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(ferry_gateway::http::serve(
-        listener,
+    let limits = node.config.server.limits;
+    let server = tokio::spawn(ferry_gateway::listen::serve(
+        ferry_gateway::listen::Listener::new(listener, "s3", None, limits),
         service,
         async {
             let _ = stopped.await;
