@@ -124,6 +124,9 @@ pub enum MetaConfig {
         prefix: String,
         /// Accept a Redis without AOF persistence.
         allow_volatile: bool,
+        /// `url` is a node of a Redis Cluster; every key of the volume goes
+        /// in one hash slot (the prefix as a hash tag).
+        cluster: bool,
     },
 }
 

@@ -268,11 +268,21 @@ pub struct RawMeta {
     /// be lost. Default false: such a Redis is refused at start.
     #[serde(default)]
     pub allow_volatile_redis: bool,
+    /// The engine's URL is a node of a Redis Cluster: every key of the
+    /// volume is written under the prefix as a hash tag (`{ferry}:...`), so
+    /// it all lives in one slot and every script runs there. Default false
+    /// (standalone Redis keeps the bare prefix, as existing volumes have it).
+    #[serde(default)]
+    pub redis_cluster: bool,
 }
 
 impl RawMeta {
     fn validate(self, data_dir: &Path) -> Result<MetaConfig> {
         match self.engine.as_deref() {
+            None | Some("embedded") if self.redis_cluster => Err(ConfigError::invalid(
+                "meta.redis_cluster",
+                "needs a redis:// or rediss:// engine",
+            )),
             None | Some("embedded") => Ok(MetaConfig::Embedded {
                 path: self.path.unwrap_or_else(|| data_dir.join("meta.redb")),
             }),
@@ -290,6 +300,7 @@ impl RawMeta {
                     url: url.into(),
                     prefix,
                     allow_volatile: self.allow_volatile_redis,
+                    cluster: self.redis_cluster,
                 })
             }
             Some(other) => Err(ConfigError::invalid(

@@ -257,6 +257,7 @@ fn environment_overrides_file_and_flags_override_environment() {
             url: "redis://127.0.0.1:6379/2".into(),
             prefix: "ferry".into(),
             allow_volatile: false,
+            cluster: false,
         }
     );
     assert_eq!(config.volume.grace, Duration::from_secs(90));
@@ -622,4 +623,26 @@ fn a_value_from_the_environment_is_not_pinned_on_the_file() {
         &[("FERRY_LISTEN", "elsewhere")],
     );
     assert!(matches!(&err, ConfigError::Invalid { .. }), "{err:?}");
+}
+
+#[test]
+fn a_redis_cluster_engine_is_a_switch_of_the_redis_engine() {
+    let config = build(
+        "[meta]\nengine = \"redis://127.0.0.1:7000\"\nredis_prefix = \"vol\"\nredis_cluster = true\n",
+    )
+    .expect("valid");
+    assert!(
+        matches!(&config.meta, MetaConfig::Redis { prefix, cluster: true, .. } if prefix == "vol"),
+        "{:?}",
+        config.meta
+    );
+    let standalone = build("[meta]\nengine = \"redis://127.0.0.1:6379\"\n").expect("valid");
+    assert!(matches!(
+        standalone.meta,
+        MetaConfig::Redis { cluster: false, .. }
+    ));
+    assert_eq!(
+        invalid_field(build("[meta]\nredis_cluster = true\n")),
+        "meta.redis_cluster"
+    );
 }

@@ -268,8 +268,17 @@ pub async fn open(config: &MetaConfig) -> Result<Arc<dyn Meta>> {
             url,
             prefix,
             allow_volatile,
+            cluster: false,
         } => Ok(Arc::new(
             RedisMeta::open(url.expose(), prefix, *allow_volatile).await?,
+        )),
+        MetaConfig::Redis {
+            url,
+            prefix,
+            allow_volatile,
+            cluster: true,
+        } => Ok(Arc::new(
+            RedisMeta::open_cluster(url.expose(), prefix, *allow_volatile).await?,
         )),
     }
 }

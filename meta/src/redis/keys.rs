@@ -1,7 +1,11 @@
 //! Key names of the Redis engine and how composite members are encoded.
 //!
 //! Every key starts with `{prefix}:`, then a short tag naming its role, so
-//! volumes with different prefixes share one Redis without meeting. Keys that
+//! volumes with different prefixes share one Redis without meeting. On a
+//! Redis Cluster the prefix is written in braces, `{ferry}:buckets`: a
+//! hash tag, so every key of the volume lands in one hash slot and every
+//! script may touch any of them. A standalone volume keeps the bare
+//! prefix, so existing volumes keep their key names. Keys that
 //! belong to one bucket end with `:{bucket}` after their tag; since tags
 //! contain no `:`, two keys are equal only when tag and bucket are.
 //!
@@ -51,6 +55,13 @@ impl Keys {
     pub(super) fn new(prefix: &str) -> Keys {
         Keys {
             prefix: prefix.to_string(),
+        }
+    }
+
+    /// The keys of a volume on a Redis Cluster: the prefix is a hash tag.
+    pub(super) fn cluster(prefix: &str) -> Keys {
+        Keys {
+            prefix: format!("{{{prefix}}}"),
         }
     }
 
@@ -268,6 +279,15 @@ mod tests {
         assert!(part_member("u", 10_000) < part_member("u", u32::MAX));
         let (low, high) = parts_range("u");
         assert!(low[1..] < part_member("u", 0)[..] && part_member("u", u32::MAX)[..] < high[1..]);
+    }
+
+    #[test]
+    fn cluster_keys_share_one_hash_tag() {
+        let keys = Keys::cluster("vol");
+        assert_eq!(keys.buckets(), "{vol}:buckets");
+        assert_eq!(keys.entries("b"), "{vol}:e:b");
+        assert_eq!(keys.lease("gc"), "{vol}:lease:gc");
+        assert_eq!(Keys::new("vol").buckets(), "vol:buckets");
     }
 
     #[test]

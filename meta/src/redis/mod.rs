@@ -10,6 +10,7 @@
 //! `MetaError::Unavailable`, and the connection manager reconnects on the
 //! next call without reopening the engine.
 
+mod connection;
 mod keys;
 mod scripts;
 #[cfg(test)]
@@ -21,10 +22,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
 use redis::{RedisError, ScriptInvocation, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use self::connection::Connection;
 use self::keys::*;
 use self::scripts::Scripts;
 use crate::Meta;
@@ -56,7 +59,7 @@ const DELETE_BUCKET_ROUNDS: usize = 1_000;
 /// Handle to a Redis-backed namespace. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisMeta {
-    conn: ConnectionManager,
+    conn: Connection,
     keys: Arc<Keys>,
     scripts: Arc<Scripts>,
     timeout: Duration,
@@ -268,6 +271,45 @@ impl RedisMeta {
         Self::open_with_timeout(url, prefix, allow_volatile, DEFAULT_TIMEOUT).await
     }
 
+    /// Connects to the Redis Cluster that `url` (any one of its nodes) is
+    /// part of, with the prefix written as a hash tag so every key of the
+    /// volume shares one slot (see [`keys`]). Persistence is checked as in
+    /// [`RedisMeta::open`], on one node.
+    pub async fn open_cluster(url: &str, prefix: &str, allow_volatile: bool) -> Result<RedisMeta> {
+        let shown = redact(url);
+        let timeout = DEFAULT_TIMEOUT;
+        let client = ClusterClient::builder([url])
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            // Fail fast while the cluster is down; the next call tries again.
+            .retries(1)
+            .build()
+            .map_err(|e| MetaError::Internal(format!("invalid redis url {shown}: {e}")))?;
+        let conn = match tokio::time::timeout(timeout * 2, client.get_async_connection()).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                return Err(MetaError::Unavailable(format!(
+                    "cannot connect to the redis cluster at {shown}: {e}"
+                )));
+            }
+            Err(_) => {
+                return Err(MetaError::Unavailable(format!(
+                    "the redis cluster at {shown} did not answer within {timeout:?}"
+                )));
+            }
+        };
+        let meta = RedisMeta {
+            conn: Connection::Cluster(conn),
+            keys: Arc::new(Keys::cluster(prefix)),
+            scripts: Arc::new(Scripts::new()),
+            timeout,
+            url: shown.into(),
+            list_read_budget: crate::LIST_READ_BUDGET,
+        };
+        meta.check_persistence(allow_volatile).await?;
+        Ok(meta)
+    }
+
     /// [`RedisMeta::open`] with a deadline for every Redis call other than the default.
     pub async fn open_with_timeout(
         url: &str,
@@ -304,7 +346,7 @@ impl RedisMeta {
             }
         };
         let meta = RedisMeta {
-            conn,
+            conn: Connection::Standalone(conn),
             keys: Arc::new(Keys::new(prefix)),
             scripts: Arc::new(Scripts::new()),
             timeout,

@@ -7,7 +7,7 @@
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-use ferry_test_support::{RedisServer, free_port, redis_url};
+use ferry_test_support::{RedisCluster, RedisServer, free_port, redis_url};
 
 use super::*;
 use crate::conformance::{put_simple, simple_entry};
@@ -887,4 +887,29 @@ async fn deleting_a_bucket_aborts_many_uploads_in_steps() {
     queued.sort();
     blobs.sort();
     assert_eq!(queued, blobs, "every part's blob is queued");
+}
+
+/// On a Redis Cluster of three masters, with the volume's keys in one hash
+/// slot, the engine passes the whole conformance suite, and every key it
+/// wrote is on one node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_on_a_redis_cluster() {
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .expect("start the cluster");
+    let meta = RedisMeta::open_cluster(&cluster.url(), "ferry", true)
+        .await
+        .expect("open on the cluster");
+    crate::conformance::run_all(&meta).await;
+    let holding: Vec<u16> = cluster
+        .nodes()
+        .iter()
+        .filter(|node| {
+            !String::from_utf8_lossy(&node.cli(&["--scan"]).stdout)
+                .trim()
+                .is_empty()
+        })
+        .map(RedisServer::port)
+        .collect();
+    assert_eq!(holding.len(), 1, "nodes holding keys: {holding:?}");
 }

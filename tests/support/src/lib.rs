@@ -107,6 +107,7 @@ pub struct RedisTls {
 pub struct RedisOptions {
     aof: bool,
     tls: Option<RedisTls>,
+    cluster: bool,
 }
 
 impl RedisOptions {
@@ -114,6 +115,13 @@ impl RedisOptions {
     /// acknowledged write, and Ferry opens it without `allow_volatile_redis`.
     pub fn aof(mut self) -> RedisOptions {
         self.aof = true;
+        self
+    }
+
+    /// Cluster mode on (`--cluster-enabled yes`): a node for a
+    /// [`RedisCluster`], serving no slot until the cluster is created.
+    pub fn cluster_node(mut self) -> RedisOptions {
+        self.cluster = true;
         self
     }
 
@@ -246,6 +254,15 @@ impl RedisServer {
                     .args(["--tls-auth-clients", "no"]);
             }
         }
+        if self.options.cluster {
+            // The node's own state file, in its folder (`--dir`).
+            command.args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            ]);
+        }
         if self.options.aof {
             command.args(["--appendonly", "yes", "--appendfsync", "always"]);
         } else {
@@ -280,5 +297,66 @@ impl Drop for RedisServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// How long a new Redis Cluster may take until every node serves every slot.
+const CLUSTER_START_LIMIT: Duration = Duration::from_secs(60);
+
+/// A Redis Cluster of three masters without replicas or persistence, each
+/// a [`RedisServer`] on a free loopback port, joined with
+/// `redis-cli --cluster create`; ready once every node reports
+/// `cluster_state:ok`. The processes are killed on drop.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start() -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| RedisServer::options().cluster_node().start())
+            .collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port()))
+            .collect();
+        let created = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&created.stdout),
+            String::from_utf8_lossy(&created.stderr)
+        );
+        let deadline = Instant::now() + CLUSTER_START_LIMIT;
+        for node in &nodes {
+            loop {
+                let info = node.cli(&["CLUSTER", "INFO"]);
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the redis cluster was not ok within {CLUSTER_START_LIMIT:?}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        RedisCluster { nodes }
+    }
+
+    /// The URL of one node; a cluster client finds the others from it.
+    pub fn url(&self) -> String {
+        self.nodes[0].url()
+    }
+
+    /// Every node, for checks that look at each.
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
     }
 }
