@@ -131,7 +131,10 @@ pub fn run(cli: Cli) -> ExitCode {
 fn run_command(command: Command) -> Outcome {
     match command {
         Command::Config(ConfigCommand::Check { file }) => {
-            let Some(config) = load_config(Some(&file), &HashMap::new(), &Overrides::default())
+            // The environment `serve` would see: a file that leaves its
+            // secrets to FERRY_* variables (a container's config) is
+            // checked as it will run.
+            let Some(config) = load_config(Some(&file), &environment(), &Overrides::default())
             else {
                 return Outcome::Usage;
             };

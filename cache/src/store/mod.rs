@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ferry_config::{StoreKind, StoreSpec};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
@@ -115,6 +115,21 @@ fn open_store(spec: &StoreSpec) -> Result<StoreHandle> {
                 builder = builder
                     .with_access_key_id(key)
                     .with_secret_access_key(&secret.0);
+            } else {
+                // A key pair absent from the file comes from the process's
+                // environment, under the names every AWS tool reads, so a
+                // deployment keeps the secret out of its config files. Only
+                // the credentials: an AWS_ENDPOINT in the environment must
+                // not redirect a store the file points elsewhere.
+                for (var, key) in [
+                    ("AWS_ACCESS_KEY_ID", AmazonS3ConfigKey::AccessKeyId),
+                    ("AWS_SECRET_ACCESS_KEY", AmazonS3ConfigKey::SecretAccessKey),
+                    ("AWS_SESSION_TOKEN", AmazonS3ConfigKey::Token),
+                ] {
+                    if let Some(value) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
+                        builder = builder.with_config(key, value);
+                    }
+                }
             }
             let s3 = builder.build().map_err(|e| config_err(e.to_string()))?;
             (Arc::new(s3), true)
