@@ -86,6 +86,14 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Largest single PutObject body. Default 5 GiB (S3's limit).
     pub max_put_size: u64,
+    /// PUT bodies without a Content-Length (which are read to their end
+    /// before they are stored) collected at once; more are refused with
+    /// 503 SlowDown before their body is read. Default 8.
+    pub max_spools: usize,
+    /// Bytes those bodies may hold together, in memory and in the spool
+    /// folder on the data volume; beyond it they are refused with 503
+    /// SlowDown. Default 16 GiB.
+    pub max_spool_bytes: u64,
     /// Base domains for virtual-host style addressing; empty: path style only.
     pub domains: Vec<String>,
 }

@@ -480,3 +480,22 @@ fn scheduled_imports_name_a_store_ferry_does_not_own() {
         [region]\nname = \"e\"\nfollow = \"http://127.0.0.1:9001\"\nfeed_secret = \"0123456789abcdef\"\n";
     assert_eq!(invalid_field(build(mirror)), "imports");
 }
+
+#[test]
+fn spool_bounds_have_defaults_and_no_zero() {
+    let config = build("").expect("defaults");
+    assert_eq!(config.server.max_spools, 8);
+    assert_eq!(config.server.max_spool_bytes, 16 << 30);
+    let config = build("[server]\nmax_spools = 2\nmax_spool_bytes = \"1GiB\"\n").expect("set");
+    assert_eq!(config.server.max_spools, 2);
+    assert_eq!(config.server.max_spool_bytes, 1 << 30);
+    for (toml, field) in [
+        ("[server]\nmax_spools = 0\n", "server.max_spools"),
+        (
+            "[server]\nmax_spool_bytes = \"0\"\n",
+            "server.max_spool_bytes",
+        ),
+    ] {
+        assert_eq!(invalid_field(build(toml)), field, "{toml}");
+    }
+}
