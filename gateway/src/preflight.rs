@@ -12,6 +12,10 @@
 //!   refused outright: no Ferry bucket takes anonymous writes (the only
 //!   public ACL is public-read; see `auth::Access`), so its body would be
 //!   read only to be refused;
+//! - a SigV2-signed request: s3s compares SigV2 signatures in variable
+//!   time, so Ferry's verifier, which compares in constant time, checks
+//!   them first. (s3s 0.14 compares SigV4 signatures in constant time
+//!   itself, so Ferry checks those only before spooling a body.)
 //! - a browser-form upload (`POST` with `multipart/form-data`): s3s would
 //!   read the whole form into memory (up to 5 GiB) before any access check.
 //!   Ferry does not offer POST uploads, so it is refused before a byte of
@@ -25,7 +29,7 @@
 use hyper::body::Body as _;
 use s3s::{S3Error, s3_error};
 
-use crate::signature::{Head, MAX_SKEW_SECS, Signer, Verifier};
+use crate::signature::{Head, MAX_SKEW_SECS, Scheme, Signer, Verifier};
 use crate::spool::Spool;
 
 /// SigV4's longest presigned validity: seven days.
@@ -52,7 +56,7 @@ pub(crate) async fn prepare(
     }
     let spooled = needs_length(&request);
     let head = Head::of(&request);
-    if spooled {
+    if spooled || Scheme::of(&head).is_v2() {
         let signer = preflight
             .verifier
             .verify(&head, time::OffsetDateTime::now_utc())?;

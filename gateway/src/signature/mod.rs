@@ -157,6 +157,10 @@ impl Scheme {
             }
         }
     }
+
+    pub fn is_v2(self) -> bool {
+        matches!(self, Scheme::V2Header | Scheme::V2Query)
+    }
 }
 
 /// Who a verified request comes from.
