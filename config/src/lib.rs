@@ -124,6 +124,16 @@ pub struct CacheConfig {
     pub block_size: u64,
     pub readahead: u64,
     pub inflight: u64,
+    /// Bytes of `inflight` one read may hold, so a few slow or stalled
+    /// clients cannot hold all of it. Default 32 MiB.
+    pub inflight_per_read: u64,
+    /// How long a read waits for `inflight` before it is answered 503
+    /// SlowDown. Default 10 s.
+    pub inflight_wait: Duration,
+    /// How long a GET waits for its client to take its next block; a
+    /// client that takes nothing for this long loses its read (and the
+    /// budget it held). Default 60 s.
+    pub send_timeout: Duration,
     /// Key patterns whose objects warm on their first read.
     pub warm_on_open: Vec<String>,
 }

@@ -499,3 +499,24 @@ fn spool_bounds_have_defaults_and_no_zero() {
         assert_eq!(invalid_field(build(toml)), field, "{toml}");
     }
 }
+
+#[test]
+fn what_one_read_may_hold_has_defaults_and_no_zero() {
+    let config = build("").expect("defaults");
+    assert_eq!(config.cache.inflight_per_read, 32 << 20);
+    assert_eq!(config.cache.inflight_wait, Duration::from_secs(10));
+    assert_eq!(config.cache.send_timeout, Duration::from_secs(60));
+    let config = build(
+        "[cache]\ninflight_per_read = \"8MiB\"\ninflight_wait = \"2s\"\nsend_timeout = \"5s\"\n",
+    )
+    .expect("set");
+    assert_eq!(config.cache.inflight_per_read, 8 << 20);
+    assert_eq!(config.cache.inflight_wait, Duration::from_secs(2));
+    assert_eq!(config.cache.send_timeout, Duration::from_secs(5));
+    for (toml, field) in [
+        ("[cache]\ninflight_wait = \"0s\"\n", "cache.inflight_wait"),
+        ("[cache]\nsend_timeout = \"0s\"\n", "cache.send_timeout"),
+    ] {
+        assert_eq!(invalid_field(build(toml)), field, "{toml}");
+    }
+}
