@@ -43,6 +43,14 @@ pub enum CacheError {
     /// that disagrees on block size, protocol or stores; Redis down).
     #[error("{0}")]
     Cluster(String),
+    /// The in-flight budget stayed spent for as long as a read may wait
+    /// for it: the node is busy, the client should retry.
+    #[error("the in-flight budget stayed spent for {waited:?}")]
+    Busy { waited: std::time::Duration },
+    /// The client took none of its read's blocks for `send_timeout`: the
+    /// read ended, releasing what it held.
+    #[error("the client took no data for {send_timeout:?}")]
+    ClientStalled { send_timeout: std::time::Duration },
     #[error(transparent)]
     Meta(#[from] MetaError),
 }

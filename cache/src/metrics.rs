@@ -11,6 +11,9 @@ pub const CACHE_BYTES_SERVED: &str = "ferry_cache_bytes_served_total";
 pub const CACHE_SINGLE_FLIGHT_JOINS: &str = "ferry_cache_single_flight_joins_total";
 pub const CACHE_ERRORS: &str = "ferry_cache_errors_total";
 pub const CACHE_DIRECT_READS: &str = "ferry_cache_direct_reads_total";
+pub const CACHE_INFLIGHT_BYTES: &str = "ferry_cache_inflight_bytes";
+pub const INFLIGHT_TIMEOUTS: &str = "ferry_cache_inflight_wait_timeouts_total";
+pub const READS_STALLED: &str = "ferry_cache_reads_stalled_total";
 pub const BLOCK_FETCH_SECONDS: &str = "ferry_block_fetch_seconds";
 pub const READAHEAD_ISSUED: &str = "ferry_readahead_blocks_issued_total";
 pub const READAHEAD_SKIPPED: &str = "ferry_readahead_blocks_skipped_total";
@@ -52,6 +55,19 @@ pub const CLUSTER_EXPECTED_SHARE: &str = "ferry_cluster_expected_share";
 
 /// Registers descriptions with the installed recorder; call once at start.
 pub fn describe() {
+    metrics::describe_gauge!(
+        CACHE_INFLIGHT_BYTES,
+        metrics::Unit::Bytes,
+        "Bytes of the in-flight budget held by reads and prefetches"
+    );
+    metrics::describe_counter!(
+        INFLIGHT_TIMEOUTS,
+        "Reads that waited cache.inflight_wait for the in-flight budget and were answered SlowDown"
+    );
+    metrics::describe_counter!(
+        READS_STALLED,
+        "Reads ended because their client took no block for cache.send_timeout"
+    );
     metrics::describe_counter!(
         PEER_REQUESTS,
         "Requests to peers, by verb (get|prefetch|probe) and outcome (ok|not_cached|store_error|failed)"

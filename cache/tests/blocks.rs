@@ -88,6 +88,9 @@ fn config(dir: &std::path::Path, block_size: u64, memory: u64, disk: u64) -> Blo
         block_size,
         readahead: 8 * block_size,
         inflight: 16 * block_size,
+        inflight_per_read: 8 * block_size,
+        inflight_wait: std::time::Duration::from_secs(60),
+        send_timeout: std::time::Duration::from_secs(60),
     }
 }
 

@@ -64,6 +64,9 @@ impl Volume {
                 block_size: 1 << 20,
                 readahead: 4 << 20,
                 inflight: 8 << 20,
+                inflight_per_read: 4 << 20,
+                inflight_wait: std::time::Duration::from_secs(60),
+                send_timeout: std::time::Duration::from_secs(60),
             },
             Arc::new(ChainSource::new(stores.clone())),
         ));

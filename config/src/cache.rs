@@ -1,6 +1,7 @@
 //! `[cache]`: the memory and disk tiers and how reads use them.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use bytesize::ByteSize;
 use serde::Deserialize;
@@ -27,6 +28,19 @@ pub struct RawCache {
     /// when spent, reads wait. Part of `memory`, at most half of it.
     /// Default `256MiB`.
     pub inflight: Option<ByteSize>,
+    /// Bytes of `inflight` one read may hold: a few slow or stalled
+    /// clients then cannot hold all of it. At least one block is always
+    /// allowed. Default `32MiB`.
+    pub inflight_per_read: Option<ByteSize>,
+    /// How long a read waits for `inflight` before it is answered 503
+    /// SlowDown. Default `10s`.
+    #[serde(default, with = "humantime_serde")]
+    pub inflight_wait: Option<Duration>,
+    /// How long a GET waits for its client to take its next block; a
+    /// client that takes nothing for this long loses its read and the
+    /// budget it held. Default `60s`.
+    #[serde(default, with = "humantime_serde")]
+    pub send_timeout: Option<Duration>,
     /// Key patterns (`*` any characters, `?` one) under which the first
     /// read of an object's first block warms the whole object into the
     /// cluster in the background, once per object version. Default none.
@@ -57,8 +71,19 @@ impl RawCache {
             block_size,
             readahead,
             inflight: self.inflight.map_or(256 << 20, |b| b.as_u64()),
+            inflight_per_read: self.inflight_per_read.map_or(32 << 20, |b| b.as_u64()),
+            inflight_wait: self.inflight_wait.unwrap_or(Duration::from_secs(10)),
+            send_timeout: self.send_timeout.unwrap_or(Duration::from_secs(60)),
             warm_on_open: self.warm_on_open,
         };
+        for (field, value) in [
+            ("cache.inflight_wait", cache.inflight_wait),
+            ("cache.send_timeout", cache.send_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::invalid(field, "must be longer than 0s"));
+            }
+        }
         for (i, pattern) in cache.warm_on_open.iter().enumerate() {
             if let Err(e) = globset::Glob::new(pattern) {
                 return Err(ConfigError::invalid(

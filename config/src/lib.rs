@@ -91,6 +91,14 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Largest single PutObject body. Default 5 GiB (S3's limit).
     pub max_put_size: u64,
+    /// PUT bodies without a Content-Length (which are read to their end
+    /// before they are stored) collected at once; more are refused with
+    /// 503 SlowDown before their body is read. Default 8.
+    pub max_spools: usize,
+    /// Bytes those bodies may hold together, in memory and in the spool
+    /// folder on the data volume; beyond it they are refused with 503
+    /// SlowDown. Default 16 GiB.
+    pub max_spool_bytes: u64,
     /// Base domains for virtual-host style addressing; empty: path style only.
     pub domains: Vec<String>,
     /// Timeouts and the connection cap of every listener.
@@ -141,6 +149,16 @@ pub struct CacheConfig {
     pub block_size: u64,
     pub readahead: u64,
     pub inflight: u64,
+    /// Bytes of `inflight` one read may hold, so a few slow or stalled
+    /// clients cannot hold all of it. Default 32 MiB.
+    pub inflight_per_read: u64,
+    /// How long a read waits for `inflight` before it is answered 503
+    /// SlowDown. Default 10 s.
+    pub inflight_wait: Duration,
+    /// How long a GET waits for its client to take its next block; a
+    /// client that takes nothing for this long loses its read (and the
+    /// budget it held). Default 60 s.
+    pub send_timeout: Duration,
     /// Key patterns whose objects warm on their first read.
     pub warm_on_open: Vec<String>,
 }

@@ -23,6 +23,10 @@ pub struct RawServer {
     pub shutdown_grace: Option<Duration>,
     /// Default `5GiB`.
     pub max_put_size: Option<ByteSize>,
+    /// PUT bodies without a Content-Length collected at once. Default `8`.
+    pub max_spools: Option<usize>,
+    /// Bytes those bodies may hold together, memory and disk. Default `16GiB`.
+    pub max_spool_bytes: Option<ByteSize>,
     /// Base domains for virtual-host style requests (`bucket.<domain>`).
     /// Default none: path style only.
     #[serde(default)]
@@ -84,6 +88,8 @@ impl RawServer {
                     None => 4096,
                 },
             },
+            max_spools: self.max_spools.unwrap_or(8),
+            max_spool_bytes: self.max_spool_bytes.map_or(16 << 30, |s| s.as_u64()),
         };
         for (i, domain) in server.domains.iter().enumerate() {
             let valid = !domain.is_empty()
@@ -98,6 +104,18 @@ impl RawServer {
                     format!("{domain:?} is not a DNS name like s3.example.com"),
                 ));
             }
+        }
+        if server.max_spools == 0 {
+            return Err(ConfigError::invalid(
+                "server.max_spools",
+                "must be at least 1",
+            ));
+        }
+        if server.max_spool_bytes == 0 {
+            return Err(ConfigError::invalid(
+                "server.max_spool_bytes",
+                "must be greater than 0",
+            ));
         }
         if server.max_put_size == 0 {
             return Err(ConfigError::invalid(

@@ -646,3 +646,43 @@ fn a_redis_cluster_engine_is_a_switch_of_the_redis_engine() {
         "meta.redis_cluster"
     );
 }
+
+#[test]
+fn spool_bounds_have_defaults_and_no_zero() {
+    let config = build("").expect("defaults");
+    assert_eq!(config.server.max_spools, 8);
+    assert_eq!(config.server.max_spool_bytes, 16 << 30);
+    let config = build("[server]\nmax_spools = 2\nmax_spool_bytes = \"1GiB\"\n").expect("set");
+    assert_eq!(config.server.max_spools, 2);
+    assert_eq!(config.server.max_spool_bytes, 1 << 30);
+    for (toml, field) in [
+        ("[server]\nmax_spools = 0\n", "server.max_spools"),
+        (
+            "[server]\nmax_spool_bytes = \"0\"\n",
+            "server.max_spool_bytes",
+        ),
+    ] {
+        assert_eq!(invalid_field(build(toml)), field, "{toml}");
+    }
+}
+
+#[test]
+fn what_one_read_may_hold_has_defaults_and_no_zero() {
+    let config = build("").expect("defaults");
+    assert_eq!(config.cache.inflight_per_read, 32 << 20);
+    assert_eq!(config.cache.inflight_wait, Duration::from_secs(10));
+    assert_eq!(config.cache.send_timeout, Duration::from_secs(60));
+    let config = build(
+        "[cache]\ninflight_per_read = \"8MiB\"\ninflight_wait = \"2s\"\nsend_timeout = \"5s\"\n",
+    )
+    .expect("set");
+    assert_eq!(config.cache.inflight_per_read, 8 << 20);
+    assert_eq!(config.cache.inflight_wait, Duration::from_secs(2));
+    assert_eq!(config.cache.send_timeout, Duration::from_secs(5));
+    for (toml, field) in [
+        ("[cache]\ninflight_wait = \"0s\"\n", "cache.inflight_wait"),
+        ("[cache]\nsend_timeout = \"0s\"\n", "cache.send_timeout"),
+    ] {
+        assert_eq!(invalid_field(build(toml)), field, "{toml}");
+    }
+}

@@ -80,6 +80,19 @@ impl IntoS3Error for CacheError {
                     "The data store is unavailable; retry the request",
                 )
             }
+            CacheError::Busy { waited } => {
+                tracing::warn!(?waited, "a read waited for the in-flight budget in vain");
+                S3Error::with_message(
+                    S3ErrorCode::SlowDown,
+                    "This node is busy serving other reads; retry the request",
+                )
+            }
+            // Only ever ends a body the client stopped reading: it aborts
+            // the connection and reaches no one.
+            CacheError::ClientStalled { .. } => S3Error::with_message(
+                S3ErrorCode::RequestTimeout,
+                "The client read nothing for too long",
+            ),
             e @ (CacheError::UnknownStore(_)
             | CacheError::Feed(_)
             | CacheError::Cluster(_)
@@ -191,5 +204,18 @@ mod tests {
         .into_s3();
         assert_eq!(err.code(), &S3ErrorCode::InternalError);
         assert!(!err.message().unwrap_or_default().contains("blobs/"));
+    }
+
+    #[test]
+    fn a_read_that_waited_in_vain_for_the_budget_is_slow_down() {
+        let err = CacheError::Busy {
+            waited: std::time::Duration::from_secs(10),
+        }
+        .into_s3();
+        assert_eq!(err.code(), &S3ErrorCode::SlowDown);
+        assert_eq!(
+            err.status_code(),
+            Some(http::StatusCode::SERVICE_UNAVAILABLE)
+        );
     }
 }

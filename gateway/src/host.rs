@@ -19,7 +19,7 @@ impl VirtualHosts {
     }
 
     /// The bucket a Host header names, if it is `bucket.<domain>`.
-    fn bucket_of<'h>(&self, host: &'h str) -> Option<&'h str> {
+    pub(crate) fn bucket_of<'h>(&self, host: &'h str) -> Option<&'h str> {
         let name = strip_port(host);
         self.domains.iter().find_map(|domain| {
             let bucket = name.strip_suffix(domain.as_str())?.strip_suffix('.')?;

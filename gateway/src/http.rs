@@ -15,8 +15,10 @@ use tracing::Instrument;
 use crate::auth::Access;
 use crate::metrics as m;
 use crate::node::{Node, StartError};
-use crate::preflight::{self, Spool};
+use crate::preflight::{self, Preflight};
 use crate::s3::FerryS3;
+use crate::signature::Verifier;
+use crate::spool::{Spool, SpoolConfig};
 
 tokio::task_local! {
     /// The S3 operation of the request this task serves, noted by the
@@ -38,14 +40,14 @@ fn new_request_id() -> String {
 #[derive(Clone)]
 pub struct Instrumented {
     inner: Arc<S3Service>,
-    spool: Arc<Spool>,
+    preflight: Arc<Preflight>,
 }
 
 impl Instrumented {
-    pub fn new(inner: S3Service, spool: Spool) -> Instrumented {
+    pub(crate) fn new(inner: S3Service, preflight: Preflight) -> Instrumented {
         Instrumented {
             inner: Arc::new(inner),
-            spool: Arc::new(spool),
+            preflight: Arc::new(preflight),
         }
     }
 }
@@ -57,7 +59,7 @@ impl hyper::service::Service<http::Request<Incoming>> for Instrumented {
 
     fn call(&self, request: http::Request<Incoming>) -> Self::Future {
         let inner = self.inner.clone();
-        let spool = self.spool.clone();
+        let preflight = self.preflight.clone();
         let request_id = new_request_id();
         let method = request.method().clone();
         let span = tracing::info_span!("request", id = %request_id);
@@ -67,7 +69,8 @@ impl hyper::service::Service<http::Request<Incoming>> for Instrumented {
             // with Expect: 100-continue) leaves the connection unusable:
             // say so, or the client reuses it and its next request fails.
             let close_on_error = request.version() <= http::Version::HTTP_11 && has_body(&request);
-            let response = match preflight::prepare(request.map(s3s::Body::from), &spool).await {
+            let response = match preflight::prepare(request.map(s3s::Body::from), &preflight).await
+            {
                 Ok(request) => S3Service::call(&inner, request).await,
                 Err(refused) => refused
                     .to_http_response()
@@ -175,14 +178,22 @@ pub fn service(node: &Node) -> Result<Instrumented, StartError> {
         access = access.read_only_mirror(&region.name, mirror.clone());
     }
     builder.set_access(access);
-    if !node.config.server.domains.is_empty() {
-        builder.set_host(crate::host::VirtualHosts::new(&node.config.server.domains));
+    let server = &node.config.server;
+    let hosts =
+        (!server.domains.is_empty()).then(|| crate::host::VirtualHosts::new(&server.domains));
+    if let Some(hosts) = &hosts {
+        builder.set_host(hosts.clone());
     }
     Ok(Instrumented::new(
         builder.build(),
-        Spool {
-            dir: node.spool_dir(),
-            max_size: node.config.server.max_put_size,
+        Preflight {
+            spool: Spool::new(SpoolConfig {
+                dir: node.spool_dir(),
+                max_size: server.max_put_size,
+                max_spools: server.max_spools,
+                max_bytes: server.max_spool_bytes,
+            }),
+            verifier: Verifier::new(node.keyring.clone(), hosts),
         },
     ))
 }

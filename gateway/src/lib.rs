@@ -27,6 +27,8 @@ pub mod peer;
 mod preflight;
 pub mod s3;
 pub mod serve;
+mod signature;
+mod spool;
 pub mod supervisor;
 mod time;
 pub mod tools;

@@ -13,6 +13,10 @@ pub const WORKER_PANICS: &str = "ferry_worker_panics_total";
 pub const CONNECTIONS_OPEN: &str = "ferry_connections_open";
 pub const TLS_HANDSHAKE_FAILURES: &str = "ferry_tls_handshake_failures_total";
 pub const TLS_RELOADS: &str = "ferry_tls_reloads_total";
+pub const SPOOL_BODIES: &str = "ferry_spool_bodies";
+pub const SPOOL_BYTES: &str = "ferry_spool_bytes";
+pub const SPOOL_RECEIVED: &str = "ferry_spool_received_bytes_total";
+pub const SPOOL_REFUSED: &str = "ferry_spool_refused_total";
 
 /// Installs the Prometheus recorder and registers every description.
 pub fn install() -> Result<PrometheusHandle, String> {
@@ -60,6 +64,24 @@ pub fn install() -> Result<PrometheusHandle, String> {
         PUT_BYTES,
         metrics::Unit::Bytes,
         "Object bytes received by PutObject"
+    );
+    metrics::describe_gauge!(
+        SPOOL_BODIES,
+        "PUT bodies without a Content-Length being collected or waiting to be stored"
+    );
+    metrics::describe_gauge!(
+        SPOOL_BYTES,
+        metrics::Unit::Bytes,
+        "Bytes those bodies hold, in memory and in the spool folder"
+    );
+    metrics::describe_counter!(
+        SPOOL_RECEIVED,
+        metrics::Unit::Bytes,
+        "Bytes of bodies without a Content-Length read into the spool"
+    );
+    metrics::describe_counter!(
+        SPOOL_REFUSED,
+        "Bodies without a Content-Length refused with SlowDown, by reason (busy: every slot taken; budget: the byte budget spent)"
     );
     ferry_cache::metrics::describe();
     Ok(handle)

@@ -5,10 +5,17 @@
 //!   s3s cannot parse it and answers 400; S3 answers 403 AccessDenied;
 //! - a PUT whose body has no Content-Length (`Transfer-Encoding: chunked`
 //!   from `curl -T -` and streaming clients): s3s refuses it with
-//!   MissingContentLength. Ferry reads such a body to its end first, in
-//!   memory up to [`IN_MEMORY`] and in an unlinked temporary file beyond,
-//!   at most `max_put_size`, and hands s3s the request with its length.
-//!   The signature is still checked by s3s over the same bytes;
+//!   MissingContentLength. Ferry reads such a body to its end first (see
+//!   `spool`) and hands s3s the request with its length. Its signature is
+//!   checked before a byte of the body is read, by Ferry's own verifier
+//!   (`signature`): s3s would check it only after. An anonymous one is
+//!   refused outright: no Ferry bucket takes anonymous writes (the only
+//!   public ACL is public-read; see `auth::Access`), so its body would be
+//!   read only to be refused;
+//! - a SigV2-signed request: s3s compares SigV2 signatures in variable
+//!   time, so Ferry's verifier, which compares in constant time, checks
+//!   them first. (s3s 0.14 compares SigV4 signatures in constant time
+//!   itself, so Ferry checks those only before spooling a body.)
 //! - a browser-form upload (`POST` with `multipart/form-data`): s3s would
 //!   read the whole form into memory (up to 5 GiB) before any access check.
 //!   Ferry does not offer POST uploads, so it is refused before a byte of
@@ -19,35 +26,25 @@
 //!   The date must be within [`MAX_SKEW_SECS`] of the node's clock, as
 //!   SigV4's is.
 
-use std::path::PathBuf;
-
-use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
 use hyper::body::Body as _;
 use s3s::{S3Error, s3_error};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
-/// Bodies up to this size are held in memory; larger ones go to a file.
-const IN_MEMORY: usize = 8 << 20;
-
-/// How far a signed request's date may be from this node's clock: SigV4's
-/// fifteen minutes.
-const MAX_SKEW_SECS: i64 = 15 * 60;
+use crate::signature::{Head, MAX_SKEW_SECS, Scheme, Signer, Verifier};
+use crate::spool::Spool;
 
 /// SigV4's longest presigned validity: seven days.
 const MAX_PRESIGNED_SECS: i64 = 7 * 24 * 3600;
 
-/// Where bodies without a length wait, and how large they may be.
-#[derive(Clone, Debug)]
-pub struct Spool {
-    pub dir: PathBuf,
-    pub max_size: u64,
+/// What the preflight needs of the node.
+pub(crate) struct Preflight {
+    pub(crate) spool: Spool,
+    pub(crate) verifier: Verifier,
 }
 
 /// The request as s3s should see it, or the error to answer instead.
-pub async fn prepare(
+pub(crate) async fn prepare(
     request: http::Request<s3s::Body>,
-    spool: &Spool,
+    preflight: &Preflight,
 ) -> Result<http::Request<s3s::Body>, S3Error> {
     presigned_expiry(request.uri())?;
     sigv2_date(request.headers())?;
@@ -57,8 +54,22 @@ pub async fn prepare(
             "POST uploads (HTML forms) are not supported; upload with PUT"
         ));
     }
-    if needs_length(&request) {
-        return sized(request, spool).await;
+    let spooled = needs_length(&request);
+    let head = Head::of(&request);
+    if spooled || Scheme::of(&head).is_v2() {
+        let signer = preflight
+            .verifier
+            .verify(&head, time::OffsetDateTime::now_utc())?;
+        if spooled && signer == Signer::Anonymous {
+            return Err(s3_error!(
+                AccessDenied,
+                "Anonymous uploads are not allowed; sign the request"
+            ));
+        }
+    }
+    if spooled {
+        let slot = preflight.spool.admit()?;
+        return preflight.spool.collect(request, slot).await;
     }
     Ok(request)
 }
@@ -138,82 +149,6 @@ fn needs_length(request: &http::Request<s3s::Body>) -> bool {
             .headers()
             .contains_key("x-amz-decoded-content-length")
         && request.body().size_hint().exact().is_none()
-}
-
-fn too_large(max: u64) -> S3Error {
-    s3_error!(
-        EntityTooLarge,
-        "Your upload exceeds the maximum allowed size of {max} bytes"
-    )
-}
-
-/// Where a body is being collected.
-enum Held {
-    Memory(BytesMut),
-    File(tokio::fs::File),
-}
-
-async fn sized(
-    request: http::Request<s3s::Body>,
-    spool: &Spool,
-) -> Result<http::Request<s3s::Body>, S3Error> {
-    let (mut parts, mut body) = request.into_parts();
-    let mut held = Held::Memory(BytesMut::new());
-    let mut len: u64 = 0;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| {
-            s3_error!(
-                IncompleteBody,
-                "The request body ended early or failed: {e}"
-            )
-        })?;
-        len += chunk.len() as u64;
-        if len > spool.max_size {
-            return Err(too_large(spool.max_size));
-        }
-        held = hold(held, &chunk, spool).await?;
-    }
-    let body = match held {
-        Held::Memory(bytes) => s3s::Body::from(bytes.freeze()),
-        Held::File(mut file) => {
-            file.flush().await.map_err(spool_error)?;
-            file.rewind().await.map_err(spool_error)?;
-            let stream = tokio_util::io::ReaderStream::new(file);
-            s3s::Body::from(s3s::dto::StreamingBlob::wrap(
-                sync_wrapper::SyncStream::new(stream),
-            ))
-        }
-    };
-    parts.headers.remove(http::header::TRANSFER_ENCODING);
-    parts
-        .headers
-        .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
-    Ok(http::Request::from_parts(parts, body))
-}
-
-async fn hold(held: Held, chunk: &Bytes, spool: &Spool) -> Result<Held, S3Error> {
-    match held {
-        Held::Memory(mut bytes) if bytes.len() + chunk.len() <= IN_MEMORY => {
-            bytes.extend_from_slice(chunk);
-            Ok(Held::Memory(bytes))
-        }
-        Held::Memory(bytes) => {
-            // Unlinked at once: nothing is left behind, whatever happens.
-            let file = tempfile::tempfile_in(&spool.dir).map_err(spool_error)?;
-            let mut file = tokio::fs::File::from_std(file);
-            file.write_all(&bytes).await.map_err(spool_error)?;
-            file.write_all(chunk).await.map_err(spool_error)?;
-            Ok(Held::File(file))
-        }
-        Held::File(mut file) => {
-            file.write_all(chunk).await.map_err(spool_error)?;
-            Ok(Held::File(file))
-        }
-    }
-}
-
-fn spool_error(e: std::io::Error) -> S3Error {
-    crate::error::internal(format!("spooling a body without a length: {e}"))
 }
 
 #[cfg(test)]

@@ -59,3 +59,58 @@ async fn an_anonymous_form_upload_is_refused_before_its_body_is_read() {
     let (status, _) = curl(&[&format!("{}/models/uploaded.bin", server.endpoint)]);
     assert_ne!(status, 200);
 }
+
+/// Bodies without a length that reached the node's spool, in bytes.
+fn spooled(server: &Server) -> f64 {
+    metric(&server.admin, "ferry_spool_received_bytes_total", "")
+}
+
+/// A PUT without a Content-Length is read to its end before s3s sees
+/// it; unsigned, or signed with a wrong key or signature, not a byte of
+/// it may be read.
+#[tokio::test]
+async fn an_unauthenticated_put_without_a_length_is_refused_before_its_body_is_read() {
+    let dir = temp_dir();
+    let server = Server::start(Launch::new(&dir.path().join("data")));
+    create_bucket(&server.endpoint, "models").await;
+    let url = format!("{}/models/chunked.bin", server.endpoint);
+    let sigv4 = |secret: &str| {
+        vec![
+            "--aws-sigv4".to_string(),
+            "aws:amz:us-east-1:s3".to_string(),
+            "--user".to_string(),
+            format!("{ACCESS_KEY}:{secret}"),
+            "-H".to_string(),
+            "x-amz-content-sha256: UNSIGNED-PAYLOAD".to_string(),
+        ]
+    };
+    let wrong_secret = sigv4("not-the-secret");
+    let unknown_key = {
+        let mut args = sigv4(SECRET_KEY);
+        args[3] = format!("someone:{SECRET_KEY}");
+        args
+    };
+    // SigV2 with a signature of the right length that is not the right one.
+    let date = httpdate_now();
+    let sigv2 = vec![
+        "-H".to_string(),
+        format!("Date: {date}"),
+        "-H".to_string(),
+        format!("Authorization: AWS {ACCESS_KEY}:{}=", "A".repeat(27)),
+    ];
+    let cases: [(&str, Vec<String>, u16, &str); 4] = [
+        ("anonymous", Vec::new(), 403, "AccessDenied"),
+        ("wrong secret", wrong_secret, 403, "SignatureDoesNotMatch"),
+        ("unknown key", unknown_key, 403, "InvalidAccessKeyId"),
+        ("forged SigV2", sigv2, 403, "SignatureDoesNotMatch"),
+    ];
+    for (what, auth, status, code) in cases {
+        let auth: Vec<&str> = auth.iter().map(String::as_str).collect();
+        let (got, body) = chunked_put(&url, &auth, 64 << 20);
+        assert_eq!(got, status, "{what}: {body}");
+        assert!(body.contains(code), "{what}: {body}");
+        assert_eq!(spooled(&server), 0.0, "{what}: its body was read");
+    }
+    let (status, _) = curl(&[&url]);
+    assert_ne!(status, 200, "nothing was stored");
+}

@@ -24,7 +24,7 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ferry_meta::{Layout, Segment};
@@ -35,6 +35,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::error::{CacheError, Result};
 use crate::metrics as m;
 use crate::read::direct::DirectReads;
+use crate::read::handoff::{self, Holds};
 use crate::read::readahead::Readahead;
 use crate::source::{BlockAddr, BlockSource, whole};
 use crate::store::admission::{self, ReadPriority};
@@ -58,6 +59,16 @@ pub struct BlockCacheConfig {
     /// sending (in flight, or waiting for a slow client). When it is spent,
     /// reads wait for their turn instead of growing memory.
     pub inflight: u64,
+    /// Bytes of blocks one read may hold of `inflight`, so that a few
+    /// slow or stalled clients cannot hold all of it.
+    pub inflight_per_read: u64,
+    /// How long a read waits for `inflight` before it fails with
+    /// [`CacheError::Busy`] (SlowDown) instead of hanging.
+    pub inflight_wait: Duration,
+    /// How long a read's next block waits for its client to take the one
+    /// before; then the read ends and releases what it holds (see
+    /// `handoff`).
+    pub send_timeout: Duration,
 }
 
 pub struct BlockCache {
@@ -71,6 +82,10 @@ pub struct BlockCache {
     window: usize,
     /// One permit per block held by a read between fetch and send.
     inflight: Arc<Semaphore>,
+    /// Blocks one read may hold of `inflight`.
+    per_read: usize,
+    inflight_wait: Duration,
+    send_timeout: Duration,
     readahead: Readahead,
     direct: DirectReads,
     served: ServedCounts,
@@ -176,6 +191,9 @@ impl BlockCache {
         let permits = usize::try_from(inflight / block_size)
             .unwrap_or(usize::MAX)
             .max(window);
+        let per_read = usize::try_from(config.inflight_per_read / block_size)
+            .unwrap_or(usize::MAX)
+            .clamp(1, permits);
         BlockCache {
             tier,
             owner_source: source.clone(),
@@ -183,6 +201,9 @@ impl BlockCache {
             block_size,
             window,
             inflight: Arc::new(Semaphore::new(permits)),
+            per_read,
+            inflight_wait: config.inflight_wait,
+            send_timeout: config.send_timeout,
             readahead: Readahead::new(window as u64),
             direct: DirectReads::new(block_size),
             served: ServedCounts::default(),
@@ -365,7 +386,7 @@ impl BlockCache {
         // The first small read of a cold file prefetches the block, once
         // its own answer is in: the tensors after the header are in it.
         if nth == 1
-            && let Ok(permit) = self.inflight.clone().try_acquire_owned()
+            && let Some(permit) = self.try_inflight()
         {
             metrics::counter!(m::READAHEAD_ISSUED).increment(1);
             let block = BlockRead {
@@ -400,23 +421,32 @@ impl BlockCache {
             self.read_ahead(&plan);
         }
         let cache = self.clone();
-        let window = self.window;
-        let budget = self.inflight.clone();
-        Ok(stream::iter(plan)
+        // This read's allowance: released block by block as its client
+        // takes them, so one read never holds more than `per_read`
+        // blocks of the budget, however slowly its client reads.
+        let allowance = Arc::new(Semaphore::new(self.per_read));
+        let blocks = stream::iter(plan)
             // Permits are taken in stream order, so a read holds permits only
             // for its earliest blocks, which its client consumes next: reads
             // wait for each other but never deadlock.
-            .then(move |read| {
-                let budget = budget.clone();
-                async move { (budget.acquire_owned().await, read) }
+            .then({
+                let cache = cache.clone();
+                move |read| {
+                    let (cache, allowance) = (cache.clone(), allowance.clone());
+                    async move {
+                        let own = allowance.acquire_owned().await.map_err(|_| closing())?;
+                        let shared = cache.wait_inflight().await?;
+                        Ok::<_, CacheError>((read, (own, shared)))
+                    }
+                }
             })
-            .map(move |(permit, read)| {
+            .map(move |admitted| {
                 let cache = cache.clone();
                 async move {
-                    let permit = permit
-                        .map_err(|_| CacheError::Body("the block cache is closing".into()))?;
+                    let (read, permits) = admitted?;
+                    let holds: Holds = Box::new(permits);
                     if let Some(bytes) = cache.small_read(&read).await? {
-                        return Ok((bytes, permit));
+                        return Ok((bytes, holds));
                     }
                     let block = cache.block(&read).await?;
                     // A kept block is whole and sliced here; over a tier
@@ -436,13 +466,64 @@ impl BlockCache {
                             read.len
                         )));
                     }
-                    Ok((slice(&block, &wanted), permit))
+                    Ok((slice(&block, &wanted), holds))
                 }
             })
-            .buffered(window)
-            // The permit is released when the client takes the block.
-            .map(|item| item.map(|(bytes, _permit)| bytes))
-            .boxed())
+            .buffered(self.per_read.min(self.window).max(1))
+            .boxed();
+        // The permits are released when the client takes the block, or
+        // when it stops taking them (see `handoff`).
+        Ok(handoff::to_client(blocks, self.send_timeout))
+    }
+
+    /// A permit of the in-flight budget if one is free now (readahead
+    /// and prefetches, which are skipped otherwise).
+    fn try_inflight(&self) -> Option<InflightPermit> {
+        let permit = self.inflight.clone().try_acquire_owned().ok()?;
+        Some(InflightPermit::new(permit, self.block_size))
+    }
+
+    /// A permit of the in-flight budget, waited for at most
+    /// `inflight_wait`.
+    async fn wait_inflight(&self) -> Result<InflightPermit> {
+        match tokio::time::timeout(self.inflight_wait, self.inflight.clone().acquire_owned()).await
+        {
+            Ok(Ok(permit)) => Ok(InflightPermit::new(permit, self.block_size)),
+            Ok(Err(_)) => Err(closing()),
+            Err(_) => {
+                metrics::counter!(m::INFLIGHT_TIMEOUTS).increment(1);
+                Err(CacheError::Busy {
+                    waited: self.inflight_wait,
+                })
+            }
+        }
+    }
+}
+
+fn closing() -> CacheError {
+    CacheError::Body("the block cache is closing".into())
+}
+
+/// A block's share of the in-flight budget, counted in the
+/// `ferry_cache_inflight_bytes` gauge while it is held.
+struct InflightPermit {
+    _permit: OwnedSemaphorePermit,
+    bytes: u64,
+}
+
+impl InflightPermit {
+    fn new(permit: OwnedSemaphorePermit, bytes: u64) -> InflightPermit {
+        metrics::gauge!(m::CACHE_INFLIGHT_BYTES).increment(bytes as f64);
+        InflightPermit {
+            _permit: permit,
+            bytes,
+        }
+    }
+}
+
+impl Drop for InflightPermit {
+    fn drop(&mut self) {
+        metrics::gauge!(m::CACHE_INFLIGHT_BYTES).decrement(self.bytes as f64);
     }
 }
 
@@ -470,7 +551,7 @@ impl BlockCache {
                 .readahead
                 .on_read(&key, first.index..plan[j].index + 1, end_block);
             for index in ahead.clone() {
-                let Ok(permit) = self.inflight.clone().try_acquire_owned() else {
+                let Some(permit) = self.try_inflight() else {
                     metrics::counter!(m::READAHEAD_SKIPPED).increment(ahead.end - index);
                     self.readahead.back_off(&key, index..ahead.end);
                     break;
@@ -492,7 +573,7 @@ impl BlockCache {
 
     /// Fetches a block into the cache in the background, at readahead
     /// priority, holding `permit` of the in-flight budget until it is in.
-    fn spawn_prefetch(self: &Arc<Self>, read: BlockRead, permit: OwnedSemaphorePermit) {
+    fn spawn_prefetch(self: &Arc<Self>, read: BlockRead, permit: InflightPermit) {
         let cache = self.clone();
         // Short-lived and bounded by the in-flight budget; a failure is
         // only a lost prefetch (the demand read will retry).

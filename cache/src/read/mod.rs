@@ -2,11 +2,13 @@
 //! blocks ([`BlockCache`]), served from this node's tier and fetched from
 //! outside it on a miss, with readahead for streams (`readahead`), small
 //! header reads answered directly (`direct`), decoded layouts of recently
-//! read entries ([`Layouts`]), and layout slices for copies
+//! read entries ([`Layouts`]), blocks handed to clients that may stall
+//! (`handoff`), and layout slices for copies
 //! ([`slice_layout`]).
 
 pub(crate) mod blocks;
 pub(crate) mod direct;
+mod handoff;
 mod layouts;
 pub(crate) mod readahead;
 mod slice;

@@ -44,6 +44,9 @@ pub(crate) async fn open(config: &Config, sources: Sources) -> Result<Arc<BlockC
             block_size: config.cache.block_size,
             readahead: config.cache.readahead,
             inflight: config.cache.inflight,
+            inflight_per_read: config.cache.inflight_per_read,
+            inflight_wait: config.cache.inflight_wait,
+            send_timeout: config.cache.send_timeout,
         },
         sources.own,
     )

@@ -6,7 +6,7 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
@@ -392,4 +392,46 @@ pub fn s3s_fs_binary() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A PUT of `len` bytes without a Content-Length (`curl -T -` sends it
+/// `Transfer-Encoding: chunked`), authenticated by the curl arguments
+/// `auth`: the status and body of the answer.
+pub fn chunked_put(url: &str, auth: &[&str], len: usize) -> (u16, String) {
+    let mut child = Command::new("curl")
+        .args(["-s", "--max-time", "60", "-w", "\n%{http_code}", "-T", "-"])
+        .args(auth)
+        .arg(url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("curl");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![7u8; 1 << 20];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            // The node may answer and close before taking it all.
+            if stdin.write_all(&chunk[..n]).is_err() {
+                return;
+            }
+            left -= n;
+        }
+    });
+    let out = child.wait_with_output().expect("curl output");
+    let _ = writer.join();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// The current time as an HTTP date (what SigV2 signs).
+pub fn httpdate_now() -> String {
+    let out = Command::new("date")
+        .env("LC_ALL", "C")
+        .args(["-u", "+%a, %d %b %Y %H:%M:%S GMT"])
+        .output()
+        .expect("date");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
