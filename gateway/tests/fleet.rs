@@ -10,17 +10,16 @@
 mod common;
 
 use std::path::{Path as FsPath, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::tls::*;
 use common::*;
 use futures::StreamExt;
-use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
-use object_store::{Certificate, ClientOptions, ObjectStore, ObjectStoreExt};
+use object_store::{ObjectStore, ObjectStoreExt};
 
 const MIB: usize = 1 << 20;
 const CLUSTER_SECRET: &str = "fleet-cluster-secret-for-the-tests";
@@ -59,95 +58,13 @@ fn secrets_env() -> Vec<(&'static str, String)> {
     ]
 }
 
-/// An S3 client of `endpoint` trusting the fleet's CA.
-fn client(endpoint: &str, ca: &TestCa, bucket: &str) -> Arc<dyn ObjectStore> {
-    let pem = std::fs::read(&ca.cert).expect("read the CA");
-    let options = ClientOptions::new()
-        .with_root_certificate(Certificate::from_pem(&pem).expect("CA certificate"))
-        .with_timeout(Duration::from_secs(120));
-    Arc::new(
-        AmazonS3Builder::new()
-            .with_endpoint(endpoint)
-            .with_region("us-east-1")
-            .with_bucket_name(bucket)
-            .with_access_key_id(ACCESS_KEY)
-            .with_secret_access_key(SECRET_KEY)
-            .with_virtual_hosted_style_request(false)
-            .with_client_options(options)
-            .build()
-            .expect("client"),
-    )
-}
-
-/// A GET of an admin path with curl trusting `ca`: the body.
-fn admin_get(ca: &TestCa, admin: &str, path: &str) -> String {
-    let out = Command::new("curl")
-        .args(["-s", "--max-time", "20", "--cacert"])
-        .arg(&ca.cert)
-        .arg(format!("{admin}{path}"))
-        .output()
-        .expect("curl");
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn metric_tls(ca: &TestCa, admin: &str, name: &str, filter: &str) -> f64 {
-    admin_get(ca, admin, "/metrics")
-        .lines()
-        .filter(|l| {
-            l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(filter)
-        })
-        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-        .sum()
-}
-
-/// The members a node's `/cluster/status` lists (0 when it does not answer).
-fn members(ca: &TestCa, admin: &str) -> Vec<String> {
-    serde_json::from_str::<serde_json::Value>(&admin_get(ca, admin, "/cluster/status"))
-        .ok()
-        .and_then(|v| {
-            v["members"].as_array().map(|m| {
-                m.iter()
-                    .filter_map(|m| m["id"].as_str().map(str::to_string))
-                    .collect()
-            })
-        })
-        .unwrap_or_default()
-}
-
 async fn wait_members(ca: &TestCa, admin: &str, want: usize) {
     eventually(
         &format!("{want} members seen by {admin}"),
         Duration::from_secs(60),
-        || async { (members(ca, admin).len() == want).then_some(()) },
+        || async { (member_ids(ca, admin).len() == want).then_some(()) },
     )
     .await;
-}
-
-/// CreateBucket with curl's SigV4 over TLS.
-fn create_bucket_tls(endpoint: &str, ca: &TestCa, bucket: &str) {
-    let out = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "--max-time", "20", "--cacert"])
-        .arg(&ca.cert)
-        .args([
-            "-w",
-            "%{http_code}",
-            "-X",
-            "PUT",
-            "--aws-sigv4",
-            "aws:amz:us-east-1:s3",
-            "--user",
-            &format!("{ACCESS_KEY}:{SECRET_KEY}"),
-            "-H",
-            "x-amz-content-sha256: UNSIGNED-PAYLOAD",
-            &format!("{endpoint}/{bucket}"),
-        ])
-        .output()
-        .expect("curl");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "200",
-        "create bucket {bucket}"
-    );
 }
 
 /// One cache node: its config (from `docker/fleet/ferry-N.toml`), data
@@ -252,13 +169,13 @@ impl Fleet {
     }
 
     fn client(&self, node: usize) -> Arc<dyn ObjectStore> {
-        client(&self.nodes[node].server().endpoint, &self.ca, "models")
+        client_trusting(&self.nodes[node].server().endpoint, &self.ca, "models")
     }
 
     /// `n` objects of `size` (and a little more each) written through
     /// ferry-1.
     async fn write_objects(&self, n: usize, size: usize) -> Vec<(String, Vec<u8>)> {
-        create_bucket_tls(&self.nodes[0].server().endpoint, &self.ca, "models");
+        create_bucket_trusting(&self.nodes[0].server().endpoint, &self.ca, "models");
         let store = self.client(0);
         let mut objects = Vec::new();
         for i in 0..n {
@@ -292,7 +209,7 @@ async fn the_fleet_serves_through_every_node_and_its_mirror() {
         .nodes
         .iter()
         .map(|n| {
-            metric_tls(
+            metric_trusting(
                 &fleet.ca,
                 &n.server().admin,
                 "ferry_peer_requests_total",
@@ -335,7 +252,7 @@ async fn the_fleet_serves_through_every_node_and_its_mirror() {
         extra_env: secrets_env(),
         ..Launch::new(&mirror_dir.join("data"))
     });
-    let reader = client(&mirror.endpoint, &fleet.ca, "models");
+    let reader = client_trusting(&mirror.endpoint, &fleet.ca, "models");
     for (key, body) in &objects {
         let got = eventually(
             &format!("the mirror serves {key}"),
@@ -486,7 +403,7 @@ async fn a_rolling_restart_under_load_fails_no_get() {
     for node in &fleet.nodes {
         wait_members(&fleet.ca, &node.server().admin, 3).await;
     }
-    let ids = members(&fleet.ca, &fleet.nodes[0].server().admin);
+    let ids = member_ids(&fleet.ca, &fleet.nodes[0].server().admin);
     assert!(ids.contains(&"ferry-3".to_string()), "{ids:?}");
     let (key, body) = &objects[0];
     assert!(read_all(fleet.client(2).as_ref(), key).await == *body);

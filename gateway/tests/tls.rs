@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::tls::*;
 use common::*;
-use object_store::aws::AmazonS3Builder;
+use object_store::ObjectStoreExt;
 use object_store::path::Path;
-use object_store::{Certificate, ClientOptions, ObjectStore, ObjectStoreExt};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
@@ -37,56 +37,6 @@ fn tls_section(issued: &Issued, ca: &TestCa, peer_client_auth: bool) -> String {
         issued.key.display(),
         ca.cert.display()
     )
-}
-
-/// An S3 client of `endpoint` trusting `ca`.
-fn client(endpoint: &str, ca: &TestCa, bucket: &str) -> Arc<dyn ObjectStore> {
-    let pem = std::fs::read(&ca.cert).expect("read the CA");
-    let options = ClientOptions::new()
-        .with_root_certificate(Certificate::from_pem(&pem).expect("CA certificate"));
-    Arc::new(
-        AmazonS3Builder::new()
-            .with_endpoint(endpoint)
-            .with_region("us-east-1")
-            .with_bucket_name(bucket)
-            .with_access_key_id(ACCESS_KEY)
-            .with_secret_access_key(SECRET_KEY)
-            .with_virtual_hosted_style_request(false)
-            .with_client_options(options)
-            .build()
-            .expect("client"),
-    )
-}
-
-/// curl trusting `ca`: (exit code, HTTP status, what `-w` wrote after
-/// the status).
-fn curl_tls(ca: &TestCa, args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "--max-time", "20", "--cacert"])
-        .arg(&ca.cert)
-        .args(args)
-        .output()
-        .expect("curl");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-    )
-}
-
-fn metric_tls(ca: &TestCa, admin: &str, name: &str, filter: &str) -> f64 {
-    let out = Command::new("curl")
-        .args(["-s", "--max-time", "20", "--cacert"])
-        .arg(&ca.cert)
-        .arg(format!("{admin}/metrics"))
-        .output()
-        .expect("curl");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| {
-            l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(filter)
-        })
-        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-        .sum()
 }
 
 fn start_node(dir: &FsPath, config: &str) -> Server {
@@ -132,8 +82,8 @@ async fn the_s3_port_speaks_tls_over_http2_and_http1() {
     );
     assert!(server.admin.starts_with("https://"), "{}", server.admin);
 
-    create_bucket_tls(&server.endpoint, &ca, "models");
-    let store = client(&server.endpoint, &ca, "models");
+    create_bucket_trusting(&server.endpoint, &ca, "models");
+    let store = client_trusting(&server.endpoint, &ca, "models");
     let body = pattern(3, 3 * MIB + 17);
     store
         .put(&Path::from("w.bin"), Bytes::from(body.clone()).into())
@@ -143,9 +93,9 @@ async fn the_s3_port_speaks_tls_over_http2_and_http1() {
 
     // ALPN: HTTP/2 when the client offers it, HTTP/1.1 when it asks for it.
     let health = format!("{}/health", server.admin);
-    let (_, version) = curl_tls(&ca, &["--http2", "-w", "%{http_version}", &health]);
+    let (_, version) = curl_trusting(&ca, &["--http2", "-w", "%{http_version}", &health]);
     assert_eq!(version, "2");
-    let (_, version) = curl_tls(&ca, &["--http1.1", "-w", "%{http_version}", &health]);
+    let (_, version) = curl_trusting(&ca, &["--http1.1", "-w", "%{http_version}", &health]);
     assert_eq!(version, "1.1");
     // Plain HTTP is not answered on a TLS port.
     let plain = server.endpoint.replace("https://", "http://");
@@ -178,27 +128,6 @@ async fn the_s3_port_speaks_tls_over_http2_and_http1() {
     );
 }
 
-/// CreateBucket with curl's SigV4 over TLS.
-fn create_bucket_tls(endpoint: &str, ca: &TestCa, bucket: &str) {
-    let (_, code) = curl_tls(
-        ca,
-        &[
-            "-w",
-            "%{http_code}",
-            "-X",
-            "PUT",
-            "--aws-sigv4",
-            "aws:amz:us-east-1:s3",
-            "--user",
-            &format!("{ACCESS_KEY}:{SECRET_KEY}"),
-            "-H",
-            "x-amz-content-sha256: UNSIGNED-PAYLOAD",
-            &format!("{endpoint}/{bucket}"),
-        ],
-    );
-    assert_eq!(code, "200", "create bucket {bucket}");
-}
-
 #[tokio::test]
 async fn a_replaced_certificate_is_reloaded_without_dropping_a_stream_in_flight() {
     let dir = temp_dir();
@@ -206,8 +135,8 @@ async fn a_replaced_certificate_is_reloaded_without_dropping_a_stream_in_flight(
     let first = ca.issue("node", &["localhost", "127.0.0.1"]);
     let first_der = der_of(&first.cert);
     let server = start_node(dir.path(), &tls_section(&first, &ca, false));
-    create_bucket_tls(&server.endpoint, &ca, "models");
-    let store = client(&server.endpoint, &ca, "models");
+    create_bucket_trusting(&server.endpoint, &ca, "models");
+    let store = client_trusting(&server.endpoint, &ca, "models");
     let body = pattern(9, 48 * MIB);
     store
         .put(&Path::from("big.bin"), Bytes::from(body.clone()).into())
@@ -248,7 +177,7 @@ async fn a_replaced_certificate_is_reloaded_without_dropping_a_stream_in_flight(
 
     // A bad file at reload keeps the current certificate.
     let failed = |ca: &TestCa| {
-        metric_tls(
+        metric_trusting(
             ca,
             &server.admin,
             "ferry_tls_reloads_total",
@@ -411,7 +340,7 @@ async fn read_everything_everywhere(
     objects: &[(String, Vec<u8>)],
 ) {
     for node in nodes {
-        let store = client(&node.server.endpoint, ca, "models");
+        let store = client_trusting(&node.server.endpoint, ca, "models");
         for (key, body) in objects {
             assert!(
                 read_all(store.as_ref(), key).await == *body,
@@ -426,7 +355,7 @@ fn peer_answers(nodes: &[&ClusterNode], ca: &TestCa) -> f64 {
     nodes
         .iter()
         .map(|n| {
-            metric_tls(
+            metric_trusting(
                 ca,
                 &n.server.admin,
                 "ferry_peer_requests_total",
@@ -437,8 +366,8 @@ fn peer_answers(nodes: &[&ClusterNode], ca: &TestCa) -> f64 {
 }
 
 async fn write_objects(node: &ClusterNode, ca: &TestCa, n: usize) -> Vec<(String, Vec<u8>)> {
-    create_bucket_tls(&node.server.endpoint, ca, "models");
-    let store = client(&node.server.endpoint, ca, "models");
+    create_bucket_trusting(&node.server.endpoint, ca, "models");
+    let store = client_trusting(&node.server.endpoint, ca, "models");
     let mut objects = Vec::new();
     for i in 0..n {
         let key = format!("shard-{i}.bin");
@@ -453,18 +382,7 @@ async fn write_objects(node: &ClusterNode, ca: &TestCa, n: usize) -> Vec<(String
 }
 
 fn peer_address(server: &Server, ca: &TestCa) -> String {
-    let (_, body) = {
-        let out = Command::new("curl")
-            .args(["-s", "--max-time", "20", "--cacert"])
-            .arg(&ca.cert)
-            .arg(format!("{}/cluster/status", server.admin))
-            .output()
-            .expect("curl");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-        )
-    };
+    let body = admin_get(ca, &server.admin, "/cluster/status");
     let value: serde_json::Value = serde_json::from_str(&body).expect("cluster status JSON");
     let node = value["node"].as_str().expect("the node's id");
     value["members"]
@@ -501,7 +419,7 @@ async fn a_cluster_over_mutual_tls_serves_peers_and_refuses_another_ca() {
     let all: Vec<&ClusterNode> = nodes.iter().collect();
     for node in &all {
         eventually("three members", Duration::from_secs(30), || async {
-            (cluster_members(&node.server, &ca) == 3).then_some(())
+            (member_ids(&ca, &node.server.admin).len() == 3).then_some(())
         })
         .await;
     }
@@ -521,7 +439,7 @@ async fn a_cluster_over_mutual_tls_serves_peers_and_refuses_another_ca() {
     let stranger_ca = TestCa::new(&dir.path().join("stranger"), "stranger");
     let stranger = stranger_ca.issue("stranger", &["localhost"]);
     let with = |issued: &Issued| -> (Option<i32>, String) {
-        curl_tls(
+        curl_trusting(
             &ca,
             &[
                 "-w",
@@ -543,25 +461,8 @@ async fn a_cluster_over_mutual_tls_serves_peers_and_refuses_another_ca() {
         "a certificate from another CA was let in ({code})"
     );
     assert_eq!(code, "000");
-    let (exit, code) = curl_tls(&ca, &["-w", "%{http_code}", &url]);
+    let (exit, code) = curl_trusting(&ca, &["-w", "%{http_code}", &url]);
     assert_ne!(exit, Some(0), "no client certificate was let in ({code})");
-}
-
-fn cluster_members(server: &Server, ca: &TestCa) -> usize {
-    let out = Command::new("curl")
-        .args(["-s", "--max-time", "20"])
-        .args(if server.admin.starts_with("https") {
-            vec!["--cacert".to_string(), ca.cert.display().to_string()]
-        } else {
-            Vec::new()
-        })
-        .arg(format!("{}/cluster/status", server.admin))
-        .output()
-        .expect("curl");
-    serde_json::from_slice::<serde_json::Value>(&out.stdout)
-        .ok()
-        .and_then(|v| v["members"].as_array().map(Vec::len))
-        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -590,7 +491,7 @@ async fn a_cluster_switched_to_tls_one_node_at_a_time_fails_no_get() {
     let all: Vec<&ClusterNode> = std::iter::once(&plain).chain(switched.iter()).collect();
     for node in &all {
         eventually("three members", Duration::from_secs(30), || async {
-            (cluster_members(&node.server, &ca) == 3).then_some(())
+            (member_ids(&ca, &node.server.admin).len() == 3).then_some(())
         })
         .await;
     }
@@ -627,7 +528,7 @@ async fn a_cluster_switched_to_tls_one_node_at_a_time_fails_no_get() {
     let tls_asked: f64 = switched
         .iter()
         .map(|n| {
-            metric_tls(
+            metric_trusting(
                 &ca,
                 &n.server.admin,
                 "ferry_peer_requests_total",
@@ -643,7 +544,7 @@ async fn a_cluster_switched_to_tls_one_node_at_a_time_fails_no_get() {
     ) + switched
         .iter()
         .map(|n| {
-            metric_tls(
+            metric_trusting(
                 &ca,
                 &n.server.admin,
                 "ferry_peer_requests_total",
@@ -686,8 +587,8 @@ async fn a_mirror_follows_its_source_over_https_by_dns_name() {
         ),
     );
     let endpoint = source.endpoint.replace("127.0.0.1", "localhost");
-    create_bucket_tls(&endpoint, &ca, "models");
-    let written = client(&endpoint, &ca, "models");
+    create_bucket_trusting(&endpoint, &ca, "models");
+    let written = client_trusting(&endpoint, &ca, "models");
     let body = pattern(4, 2 * MIB + 7);
     written
         .put(

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -303,6 +305,12 @@ pub fn curl(args: &[&str]) -> (u16, String) {
 pub fn metric(admin: &str, name: &str, filter: &str) -> f64 {
     let (status, text) = curl(&[&format!("{admin}/metrics")]);
     assert_eq!(status, 200, "metrics of {admin}");
+    metric_in(&text, name, filter)
+}
+
+/// The sum of a metric's series in a Prometheus text page whose lines
+/// contain `filter`.
+pub fn metric_in(text: &str, name: &str, filter: &str) -> f64 {
     text.lines()
         .filter(|l| {
             l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(filter)
