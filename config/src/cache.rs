@@ -30,7 +30,9 @@ pub struct RawCache {
     pub inflight: Option<ByteSize>,
     /// Bytes of `inflight` one read may hold: a few slow or stalled
     /// clients then cannot hold all of it. At least one block is always
-    /// allowed. Default `32MiB`.
+    /// allowed. Default: `readahead` plus two blocks (72 MiB with the
+    /// defaults), so one stream keeps its whole readahead window in
+    /// flight.
     pub inflight_per_read: Option<ByteSize>,
     /// How long a read waits for `inflight` before it is answered 503
     /// SlowDown. Default `10s`.
@@ -71,7 +73,9 @@ impl RawCache {
             block_size,
             readahead,
             inflight: self.inflight.map_or(256 << 20, |b| b.as_u64()),
-            inflight_per_read: self.inflight_per_read.map_or(32 << 20, |b| b.as_u64()),
+            inflight_per_read: self
+                .inflight_per_read
+                .map_or(readahead + 2 * block_size, |b| b.as_u64()),
             inflight_wait: self.inflight_wait.unwrap_or(Duration::from_secs(10)),
             send_timeout: self.send_timeout.unwrap_or(Duration::from_secs(60)),
             warm_on_open: self.warm_on_open,

@@ -669,7 +669,8 @@ fn spool_bounds_have_defaults_and_no_zero() {
 #[test]
 fn what_one_read_may_hold_has_defaults_and_no_zero() {
     let config = build("").expect("defaults");
-    assert_eq!(config.cache.inflight_per_read, 32 << 20);
+    // The readahead window (64 MiB) and two blocks (4 MiB each).
+    assert_eq!(config.cache.inflight_per_read, 72 << 20);
     assert_eq!(config.cache.inflight_wait, Duration::from_secs(10));
     assert_eq!(config.cache.send_timeout, Duration::from_secs(60));
     let config = build(
