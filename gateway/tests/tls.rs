@@ -8,7 +8,6 @@ mod common;
 
 use std::path::Path as FsPath;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
