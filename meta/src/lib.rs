@@ -25,7 +25,7 @@ use std::sync::Arc;
 pub use embedded::EmbeddedMeta;
 pub use error::{MetaError, Result};
 pub use listing::LIST_READ_BUDGET;
-pub use redis::RedisMeta;
+pub use redis::{Connection as RedisConnection, RedisMeta};
 pub use types::*;
 
 use ferry_config::MetaConfig;

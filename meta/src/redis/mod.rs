@@ -21,13 +21,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClient;
 use redis::{RedisError, ScriptInvocation, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use self::connection::Connection;
+pub use self::connection::Connection;
 use self::keys::*;
 use self::scripts::Scripts;
 use crate::Meta;
@@ -276,38 +274,8 @@ impl RedisMeta {
     /// volume shares one slot (see [`keys`]). Persistence is checked as in
     /// [`RedisMeta::open`], on one node.
     pub async fn open_cluster(url: &str, prefix: &str, allow_volatile: bool) -> Result<RedisMeta> {
-        let shown = redact(url);
-        let timeout = DEFAULT_TIMEOUT;
-        let client = ClusterClient::builder([url])
-            .connection_timeout(timeout)
-            .response_timeout(timeout)
-            // Fail fast while the cluster is down; the next call tries again.
-            .retries(1)
-            .build()
-            .map_err(|e| MetaError::Internal(format!("invalid redis url {shown}: {e}")))?;
-        let conn = match tokio::time::timeout(timeout * 2, client.get_async_connection()).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => {
-                return Err(MetaError::Unavailable(format!(
-                    "cannot connect to the redis cluster at {shown}: {e}"
-                )));
-            }
-            Err(_) => {
-                return Err(MetaError::Unavailable(format!(
-                    "the redis cluster at {shown} did not answer within {timeout:?}"
-                )));
-            }
-        };
-        let meta = RedisMeta {
-            conn: Connection::Cluster(conn),
-            keys: Arc::new(Keys::cluster(prefix)),
-            scripts: Arc::new(Scripts::new()),
-            timeout,
-            url: shown.into(),
-            list_read_budget: crate::LIST_READ_BUDGET,
-        };
-        meta.check_persistence(allow_volatile).await?;
-        Ok(meta)
+        let conn = Connection::open(url, true, DEFAULT_TIMEOUT).await?;
+        RedisMeta::ready(conn, Keys::cluster(prefix), DEFAULT_TIMEOUT, url, allow_volatile).await
     }
 
     /// [`RedisMeta::open`] with a deadline for every Redis call other than the default.
@@ -317,40 +285,24 @@ impl RedisMeta {
         allow_volatile: bool,
         timeout: Duration,
     ) -> Result<RedisMeta> {
-        let shown = redact(url);
-        let client = redis::Client::open(url)
-            .map_err(|e| MetaError::Internal(format!("invalid redis url {shown}: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            // Fail fast while Redis is down; the next call tries again.
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(500));
-        let conn = match tokio::time::timeout(
-            timeout * 2,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => {
-                return Err(MetaError::Unavailable(format!(
-                    "cannot connect to redis at {shown}: {e}"
-                )));
-            }
-            Err(_) => {
-                return Err(MetaError::Unavailable(format!(
-                    "redis at {shown} did not answer within {timeout:?}"
-                )));
-            }
-        };
+        let conn = Connection::open(url, false, timeout).await?;
+        RedisMeta::ready(conn, Keys::new(prefix), timeout, url, allow_volatile).await
+    }
+
+    /// The engine over `conn`, once its Redis is checked for persistence.
+    async fn ready(
+        conn: Connection,
+        keys: Keys,
+        timeout: Duration,
+        url: &str,
+        allow_volatile: bool,
+    ) -> Result<RedisMeta> {
         let meta = RedisMeta {
-            conn: Connection::Standalone(conn),
-            keys: Arc::new(Keys::new(prefix)),
+            conn,
+            keys: Arc::new(keys),
             scripts: Arc::new(Scripts::new()),
             timeout,
-            url: shown.into(),
+            url: redact(url).into(),
             list_read_budget: crate::LIST_READ_BUDGET,
         };
         meta.check_persistence(allow_volatile).await?;
