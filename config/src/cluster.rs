@@ -39,6 +39,11 @@ pub struct RawCluster {
     pub secret: Option<String>,
     /// `redis://` URL of dynamic membership (heartbeats with a TTL).
     pub membership: Option<String>,
+    /// `membership` is a node of a Redis Cluster: the cluster's keys are
+    /// written under one hash tag (`{ferry-cluster:NAME}:...`) so they share
+    /// a slot. Default false (a standalone Redis keeps the bare prefix, as
+    /// running clusters have it).
+    pub redis_cluster: Option<bool>,
     /// Static membership, instead of `membership`.
     #[serde(default)]
     pub peers: Vec<RawPeer>,
@@ -71,7 +76,11 @@ pub struct RawPeer {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Membership {
     Static(Vec<Peer>),
-    Redis { url: RedisUrl },
+    Redis {
+        url: RedisUrl,
+        /// The URL is a node of a Redis Cluster.
+        cluster: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -219,7 +228,10 @@ impl RawCluster {
                         format!("{url:?} is not a redis:// or rediss:// URL"),
                     ));
                 }
-                Membership::Redis { url: url.into() }
+                Membership::Redis {
+                    url: url.into(),
+                    cluster: self.redis_cluster.unwrap_or(false),
+                }
             }
             (None, true) => {
                 return Err(ConfigError::invalid(
@@ -228,6 +240,12 @@ impl RawCluster {
                 ));
             }
             (None, false) => {
+                if self.redis_cluster == Some(true) {
+                    return Err(ConfigError::invalid(
+                        "cluster.redis_cluster",
+                        "applies to Redis `membership`; static `peers` use no Redis",
+                    ));
+                }
                 let mut seen = BTreeSet::new();
                 let mut peers = Vec::with_capacity(self.peers.len());
                 for (i, peer) in self.peers.into_iter().enumerate() {

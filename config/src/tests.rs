@@ -2,7 +2,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::{Config, ConfigError, MetaConfig, Overrides, RawConfig, StoreKind};
+use crate::{Config, ConfigError, Membership, MetaConfig, Overrides, RawConfig, StoreKind};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -644,6 +644,32 @@ fn a_redis_cluster_engine_is_a_switch_of_the_redis_engine() {
     assert_eq!(
         invalid_field(build("[meta]\nredis_cluster = true\n")),
         "meta.redis_cluster"
+    );
+}
+
+#[test]
+fn cluster_membership_on_a_redis_cluster_is_a_switch() {
+    let base = "[cluster]\nnode_id = \"n0\"\nsecret = \"0123456789abcdef\"\n";
+    let on_cluster = build(&format!(
+        "{base}membership = \"redis://127.0.0.1:7000\"\nredis_cluster = true\n"
+    ))
+    .expect("valid");
+    let membership = on_cluster.cluster.map(|c| c.membership);
+    assert!(
+        matches!(membership, Some(Membership::Redis { cluster: true, .. })),
+        "{membership:?}"
+    );
+    let standalone =
+        build(&format!("{base}membership = \"redis://127.0.0.1:6379\"\n")).expect("valid");
+    assert!(matches!(
+        standalone.cluster.map(|c| c.membership),
+        Some(Membership::Redis { cluster: false, .. })
+    ));
+    assert_eq!(
+        invalid_field(build(&format!(
+            "{base}redis_cluster = true\npeers = [{{ id = \"n0\", address = \"10.0.0.1:9002\" }}]\n"
+        ))),
+        "cluster.redis_cluster"
     );
 }
 

@@ -211,7 +211,7 @@ struct Pair {
     a: Server,
     b: Server,
     _dir: tempfile::TempDir,
-    _ns: Namespace,
+    _ns: Option<Namespace>,
 }
 
 async fn start_pair(bucket: &str) -> Pair {
@@ -224,15 +224,62 @@ async fn start_pair(bucket: &str) -> Pair {
         Some(true),
         &dir.path().join("blobs"),
     );
+    start_pair_with(bucket, dir, &config, Some(ns)).await
+}
+
+/// The name of the cache cluster [`start_pair_on_a_redis_cluster`] forms.
+const CACHE_CLUSTER: &str = "raw";
+
+/// Two gateways whose namespace and cache-cluster membership both live on
+/// the Redis Cluster `redis` (any node's URL), each under its own hash tag;
+/// the gateways are members `a` and `b` of one cache cluster.
+async fn start_pair_on_a_redis_cluster(bucket: &str, redis: &str) -> Pair {
+    let dir = temp_dir();
+    let blobs = dir.path().join("blobs");
+    std::fs::create_dir_all(&blobs).expect("mkdir blobs");
+    let config = write_file(
+        dir.path(),
+        "ferry.toml",
+        &format!(
+            r#"[meta]
+engine = "{redis}"
+redis_prefix = "volume"
+redis_cluster = true
+allow_volatile_redis = true
+
+[stores.data]
+url = "file://{blobs}"
+
+[cluster]
+name = "{CACHE_CLUSTER}"
+peer_listen = "127.0.0.1:0"
+secret = "0123456789abcdef0123"
+membership = "{redis}"
+redis_cluster = true
+"#,
+            blobs = blobs.display(),
+        ),
+    );
+    start_pair_with(bucket, dir, &config, None).await
+}
+
+async fn start_pair_with(
+    bucket: &str,
+    dir: tempfile::TempDir,
+    config: &FsPath,
+    ns: Option<Namespace>,
+) -> Pair {
     let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
     std::fs::create_dir_all(&a_dir).expect("mkdir");
     std::fs::create_dir_all(&b_dir).expect("mkdir");
     let a = Server::start(Launch {
-        config: Some(&config),
+        config: Some(config),
+        extra_env: vec![("FERRY_NODE_ID", "a".to_string())],
         ..Launch::new(&a_dir)
     });
     let b = Server::start(Launch {
-        config: Some(&config),
+        config: Some(config),
+        extra_env: vec![("FERRY_NODE_ID", "b".to_string())],
         ..Launch::new(&b_dir)
     });
     create_bucket(&a.endpoint, bucket).await;
@@ -348,9 +395,59 @@ async fn assert_delimited(
 #[tokio::test]
 async fn a_write_through_one_gateway_is_read_at_once_through_the_other() {
     let pair = start_pair("shared").await;
+    read_after_write(&pair, "shared").await;
+}
+
+/// The same on a Redis Cluster of three masters: the namespace
+/// (`[meta] redis_cluster`) and the cache cluster's membership (`[cluster]
+/// redis_cluster`) each live in one hash slot, both gateways are members
+/// and serve each other's blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_through_one_gateway_is_read_at_once_through_the_other_on_a_redis_cluster() {
+    let redis = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .expect("start the redis cluster");
+    let pair = start_pair_on_a_redis_cluster("shared", &redis.url()).await;
+    for server in [&pair.a, &pair.b] {
+        let admin = server.admin.clone();
+        eventually("both gateways are members", Duration::from_secs(10), || {
+            let admin = admin.clone();
+            async move {
+                let (_, status) = curl(&["-s", &format!("{admin}/cluster/status")]);
+                let members = serde_json::from_str::<serde_json::Value>(&status)
+                    .ok()
+                    .and_then(|v| v["members"].as_array().map(|m| m.len()));
+                (members == Some(2)).then_some(())
+            }
+        })
+        .await;
+    }
+    read_after_write(&pair, "shared").await;
+    let served: f64 = [&pair.a, &pair.b]
+        .iter()
+        .map(|s| metric(&s.admin, "ferry_peer_served_total", ""))
+        .sum();
+    assert!(served > 0.0, "the gateways served each other's blocks");
+    for tag in ["{volume}", &format!("{{ferry-cluster:{CACHE_CLUSTER}}}")] {
+        let holding: Vec<u16> = redis
+            .nodes()
+            .iter()
+            .filter(|node| {
+                let keys = node.cli(&["--scan", "--pattern", &format!("{tag}:*")]);
+                !String::from_utf8_lossy(&keys.stdout).trim().is_empty()
+            })
+            .map(RedisServer::port)
+            .collect();
+        assert_eq!(holding.len(), 1, "nodes holding {tag} keys: {holding:?}");
+    }
+}
+
+/// 1000 PUTs through alternating gateways, each read at once (GET, HEAD)
+/// through the other; every tenth a DELETE seen at once; listings agree.
+async fn read_after_write(pair: &Pair, bucket: &str) {
     let gateways = [
-        (client(&pair.a, "shared"), "A"),
-        (client(&pair.b, "shared"), "B"),
+        (client(&pair.a, bucket), "A"),
+        (client(&pair.b, bucket), "B"),
     ];
     let mut rng = seeded_rng("read-after-write");
     let mut expected: BTreeMap<String, Vec<u8>> = BTreeMap::new();

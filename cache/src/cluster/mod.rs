@@ -143,8 +143,8 @@ impl Cluster {
                 }
                 (View::new(members), None)
             }
-            MembershipConfig::Redis { url } => {
-                let redis = RedisMembership::connect(url.expose(), &config.name)
+            MembershipConfig::Redis { url, cluster } => {
+                let redis = RedisMembership::connect(url.expose(), &config.name, *cluster)
                     .await
                     .map_err(|e| CacheError::Cluster(format!("cluster.membership: {e}")))?;
                 let mut members = redis

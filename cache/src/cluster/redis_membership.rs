@@ -6,7 +6,10 @@
 //! restarts. Redis is the only source of truth; a restarted Redis is
 //! refilled by the next heartbeats, so it needs no persistence.
 //!
-//! Keys, under `ferry-cluster:{name}:`
+//! Keys, under `ferry-cluster:NAME:` (on a Redis Cluster the prefix is a
+//! hash tag, `{ferry-cluster:NAME}:`, so every key of one cluster shares a
+//! slot and the MULTI/EXEC pipelines and MGET below run on one node; a
+//! standalone Redis keeps the bare prefix, as running clusters have it):
 //! - `node:{id}`: the member record (JSON), `PX` the TTL;
 //! - `nodes`: sorted set, member id, score the record's expiry (ms), so a
 //!   view is one range read without scanning;
@@ -15,8 +18,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use ferry_meta::{MetaError, RedisConnection};
 use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::view::Member;
 use super::wire;
@@ -31,7 +34,7 @@ const DEADLINE: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct RedisMembership {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     prefix: String,
 }
 
@@ -49,16 +52,22 @@ async fn deadline<T>(fut: impl std::future::Future<Output = redis::RedisResult<T
 }
 
 impl RedisMembership {
-    pub async fn connect(url: &str, cluster: &str) -> Result<RedisMembership> {
-        let client = redis::Client::open(url).map_err(redis_err)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(DEADLINE))
-            .set_response_timeout(Some(DEADLINE));
-        let conn = deadline(ConnectionManager::new_with_config(client, config)).await?;
-        Ok(RedisMembership {
-            conn,
-            prefix: format!("ferry-cluster:{cluster}"),
-        })
+    /// Connects to the Redis at `url` (with `redis_cluster`, any node of a
+    /// Redis Cluster) for the membership of `cluster`.
+    pub async fn connect(url: &str, cluster: &str, redis_cluster: bool) -> Result<RedisMembership> {
+        let conn = RedisConnection::open(url, redis_cluster, DEADLINE)
+            .await
+            .map_err(|e| match e {
+                // The message names Redis; "metadata engine" would mislead.
+                MetaError::Unavailable(why) | MetaError::Internal(why) => CacheError::Cluster(why),
+                other => CacheError::Cluster(other.to_string()),
+            })?;
+        let prefix = if redis_cluster {
+            format!("{{ferry-cluster:{cluster}}}")
+        } else {
+            format!("ferry-cluster:{cluster}")
+        };
+        Ok(RedisMembership { conn, prefix })
     }
 
     fn node_key(&self, id: &str) -> String {

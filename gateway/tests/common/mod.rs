@@ -21,7 +21,8 @@ use object_store::aws::AmazonS3Builder;
 // Each test binary uses some of these; not one uses all.
 #[allow(unused_imports)]
 pub use ferry_test_support::{
-    Issued, RedisOptions, RedisServer, RedisTls, TestCa, delete_keys, free_addr, free_port,
+    Issued, RedisCluster, RedisOptions, RedisServer, RedisTls, TestCa, delete_keys, free_addr,
+    free_port,
     redis_cli, redis_keys, redis_url,
 };
 
