@@ -29,8 +29,8 @@ const IDLE_SCAN: Duration = Duration::from_secs(1);
 /// What one copy ended in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Copied {
-    /// The bytes were copied.
-    Copied(u64),
+    /// This many bytes were copied.
+    Bytes(u64),
     /// This region's store already had it.
     Present,
     /// No entry references the blob any more: nothing to copy.
@@ -138,7 +138,7 @@ impl Replicator {
         match outcome {
             Ok(copied) => {
                 let label = match copied {
-                    Copied::Copied(bytes) => {
+                    Copied::Bytes(bytes) => {
                         ::metrics::counter!(metrics::REPLICATION_BYTES).increment(bytes);
                         "copied"
                     }
@@ -227,7 +227,7 @@ impl Replicator {
                 }
                 return Ok(Copied::Unreferenced);
             }
-            return Ok(Copied::Copied(bytes));
+            return Ok(Copied::Bytes(bytes));
         }
         Ok(Copied::Missing)
     }
