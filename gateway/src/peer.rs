@@ -95,17 +95,25 @@ async fn block(
 ) -> Response {
     let want_mac = header(&headers, wire::H_WANT_MAC) == Some("1");
     let signature = header(&headers, wire::H_SIGNATURE).map(str::to_string);
+    // `answer` refuses a request in a protocol not spoken here; a MAC
+    // over that refusal is in the lowest one.
+    let protocol = header(&headers, wire::H_PROTOCOL)
+        .and_then(|p| p.parse::<u32>().ok())
+        .filter(|p| (wire::PROTOCOL_MIN..=wire::PROTOCOL_MAX).contains(p))
+        .unwrap_or(wire::PROTOCOL_MIN);
     let secret = state.secret.clone();
-    let response = answer(state, query.unwrap_or_default(), &headers).await;
-    match (want_mac, signature) {
-        (true, Some(signature)) => with_mac(response, &secret, &signature).await,
+    let maced = want_mac && signature.is_some();
+    let checksummed = wire::answer_checksummed(protocol, maced);
+    let response = answer(state, query.unwrap_or_default(), &headers, checksummed).await;
+    match signature {
+        Some(signature) if maced => with_mac(response, &secret, protocol, &signature).await,
         _ => response,
     }
 }
 
 /// `response` with its MAC header. Every answer body is in memory already
 /// (a block, or a short message), so collecting it costs no copy.
-async fn with_mac(response: Response, secret: &str, signature: &str) -> Response {
+async fn with_mac(response: Response, secret: &str, protocol: u32, signature: &str) -> Response {
     let (mut parts, body) = response.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "answer body failed").into_response();
@@ -119,6 +127,7 @@ async fn with_mac(response: Response, secret: &str, signature: &str) -> Response
     };
     let mut mac = wire::AnswerMac::new(
         secret.as_bytes(),
+        protocol,
         signature,
         parts.status.as_u16(),
         value(wire::H_ERROR),
@@ -131,7 +140,14 @@ async fn with_mac(response: Response, secret: &str, signature: &str) -> Response
     Response::from_parts(parts, Body::from(bytes))
 }
 
-async fn answer(state: PeerState, query: String, headers: &HeaderMap) -> Response {
+/// The answer to one peer request; a block's bytes carry an xxh3
+/// checksum when `checksummed`.
+async fn answer(
+    state: PeerState,
+    query: String,
+    headers: &HeaderMap,
+    checksummed: bool,
+) -> Response {
     let (Some(verb), Some(priority), Some(node), Some(time), Some(signature)) = (
         header(headers, wire::H_VERB),
         header(headers, wire::H_PRIORITY),
@@ -223,9 +239,9 @@ async fn answer(state: PeerState, query: String, headers: &HeaderMap) -> Respons
         Ok(Served::Bytes { bytes, .. }) => {
             metrics::counter!(ferry_cache::metrics::PEER_BYTES_SERVED)
                 .increment(bytes.len() as u64);
-            let sum = wire::checksum(&bytes);
+            let sum = checksummed.then(|| wire::checksum(&bytes));
             let mut response = Response::new(Body::from(bytes));
-            if let Ok(value) = HeaderValue::from_str(&sum) {
+            if let Some(value) = sum.and_then(|sum| HeaderValue::from_str(&sum).ok()) {
                 response.headers_mut().insert(wire::H_CHECKSUM, value);
             }
             response

@@ -421,6 +421,24 @@ async fn a_node_killed_mid_stream_fails_no_read_and_is_used_again_after_a_restar
 }
 
 fn signed_request(address: &str, secret: &str, time_ms: i64, query: &str) -> Vec<String> {
+    let (headers, url) = signed_headers(address, secret, 1, time_ms, query);
+    let mut args: Vec<String> = headers
+        .into_iter()
+        .flat_map(|(name, value)| ["-H".to_string(), format!("{name}: {value}")])
+        .collect();
+    args.push(url);
+    args
+}
+
+/// A peer `get` of `query` signed with `secret`, in `protocol`: its
+/// headers and its URL.
+fn signed_headers(
+    address: &str,
+    secret: &str,
+    protocol: u32,
+    time_ms: i64,
+    query: &str,
+) -> (Vec<(&'static str, String)>, String) {
     let signature = wire::Signed {
         method: "GET",
         path: wire::PATH,
@@ -431,21 +449,103 @@ fn signed_request(address: &str, secret: &str, time_ms: i64, query: &str) -> Vec
         node: "tester",
     }
     .sign(secret.as_bytes());
-    vec![
-        "-H".into(),
-        format!("{}: 1", wire::H_PROTOCOL),
-        "-H".into(),
-        format!("{}: get", wire::H_VERB),
-        "-H".into(),
-        format!("{}: demand", wire::H_PRIORITY),
-        "-H".into(),
-        format!("{}: tester", wire::H_NODE),
-        "-H".into(),
-        format!("{}: {time_ms}", wire::H_TIME),
-        "-H".into(),
-        format!("{}: {signature}", wire::H_SIGNATURE),
+    (
+        vec![
+            (wire::H_PROTOCOL, protocol.to_string()),
+            (wire::H_VERB, "get".into()),
+            (wire::H_PRIORITY, "demand".into()),
+            (wire::H_NODE, "tester".into()),
+            (wire::H_TIME, time_ms.to_string()),
+            (wire::H_SIGNATURE, signature),
+        ],
         format!("http://{address}{}?{query}", wire::PATH),
-    ]
+    )
+}
+
+/// The path, under `root`, of the one file below `root/blobs`.
+fn only_blob(root: &FsPath) -> String {
+    let mut found = Vec::new();
+    let mut dirs = vec![root.join("blobs")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read the store") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    assert_eq!(found.len(), 1, "blobs in the store: {found:?}");
+    let relative = found[0].strip_prefix(root).expect("under the store");
+    relative.to_string_lossy().into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_peer_protocols_are_answered_each_with_its_own_mac() {
+    let cluster = TestCluster::start(&[100]);
+    let bucket = unique("b");
+    create_bucket(&cluster.nodes[0].server().endpoint, &bucket).await;
+    let body = pattern(3, MIB);
+    put(cluster.nodes[0].client(&bucket).as_ref(), "m.bin", &body).await;
+    let addr = BlockAddr {
+        store: "data".into(),
+        blob: only_blob(cluster.store.path()),
+        version: String::new(),
+        block_size: MIB as u64,
+        index: 0,
+        len: MIB as u64,
+    };
+    let query = wire::query(&addr, &(0..MIB as u64));
+    let address = members(&cluster.nodes[0].admin())
+        .into_iter()
+        .map(|(_, _, address)| address)
+        .next()
+        .expect("n0's address");
+    let client = reqwest::Client::new();
+    for protocol in [1, 2] {
+        let (headers, url) = signed_headers(&address, SECRET, protocol, wire::now_ms(), &query);
+        let signature = headers
+            .iter()
+            .find(|(name, _)| *name == wire::H_SIGNATURE)
+            .map(|(_, value)| value.clone())
+            .expect("signed");
+        let mut request = client.get(url).header(wire::H_WANT_MAC, "1");
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let answer = request.send().await.expect("peer answers");
+        assert_eq!(answer.status().as_u16(), 200, "protocol {protocol}");
+        let header = |name: &str| {
+            answer
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let checksum = header(wire::H_CHECKSUM);
+        let cached = header(wire::H_CACHED).unwrap_or_default();
+        let mac = header(wire::H_ANSWER_MAC).expect("a MAC was asked for");
+        let bytes = answer.bytes().await.expect("the block");
+        assert!(bytes == body, "protocol {protocol}: the block's bytes");
+        // Protocol 1 carries xxh3 beside its HMAC; protocol 2's keyed
+        // BLAKE3 MAC covers accidents too, so it carries no checksum.
+        match protocol {
+            1 => assert_eq!(checksum, Some(wire::checksum(&bytes))),
+            _ => assert_eq!(checksum, None, "protocol 2 answers carry no checksum"),
+        }
+        let verifies = |as_protocol: u32| {
+            let mut check =
+                wire::AnswerMac::new(SECRET.as_bytes(), as_protocol, &signature, 200, "", &cached);
+            check.update(&bytes);
+            check.verify(&mac)
+        };
+        assert!(verifies(protocol), "protocol {protocol}: its MAC verifies");
+        assert!(
+            !verifies(3 - protocol),
+            "protocol {protocol}: the other protocol's MAC must not verify"
+        );
+    }
 }
 
 /// A member that is not a Ferry: it answers every request with `answer`

@@ -269,6 +269,7 @@ impl PeerClient {
         let mut mac = want_mac.then(|| {
             wire::AnswerMac::new(
                 &self.secret,
+                protocol,
                 &signature,
                 status.as_u16(),
                 error.as_deref().unwrap_or_default(),
@@ -326,7 +327,7 @@ impl PeerClient {
         // one copy from the socket, no reallocation, no second pass.
         let wanted = range.end - range.start;
         let mut body = BytesMut::with_capacity(usize::try_from(wanted).unwrap_or(0));
-        let mut sum = Xxh3::new();
+        let mut sum = wire::answer_checksummed(protocol, mac.is_some()).then(Xxh3::new);
         let mut response = response;
         while let Some(chunk) = response
             .chunk()
@@ -339,7 +340,9 @@ impl PeerClient {
                     "answered more than the {wanted} bytes asked for"
                 )));
             }
-            sum.update(&chunk);
+            if let Some(sum) = sum.as_mut() {
+                sum.update(&chunk);
+            }
             if let Some(mac) = mac.as_mut() {
                 mac.update(&chunk);
             }
@@ -352,7 +355,9 @@ impl PeerClient {
                 body.len()
             )));
         }
-        if expected_sum.as_deref() != Some(wire::checksum_of(sum.digest()).as_str()) {
+        if let Some(sum) = sum
+            && expected_sum.as_deref() != Some(wire::checksum_of(sum.digest()).as_str())
+        {
             metrics::counter!(m::PEER_CORRUPT).increment(1);
             return Err(PeerError::Failed("checksum mismatch".into()));
         }
@@ -429,10 +434,21 @@ mod tests {
         out
     }
 
-    /// The MAC header of a 200 answer of `body` to the request signed
-    /// `signature`.
+    /// The MAC header of an answer of `body` to the request signed
+    /// `signature`, in protocol 1 (what [`fake_with`]'s members speak).
     fn mac_header(signature: &str, status: u16, error: &str, body: &[u8]) -> String {
-        let mut mac = wire::AnswerMac::new(SECRET.as_bytes(), signature, status, error, "");
+        mac_header_in(1, signature, status, error, body)
+    }
+
+    fn mac_header_in(
+        protocol: u32,
+        signature: &str,
+        status: u16,
+        error: &str,
+        body: &[u8],
+    ) -> String {
+        let mut mac =
+            wire::AnswerMac::new(SECRET.as_bytes(), protocol, signature, status, error, "");
         mac.update(body);
         format!("{}: {}\r\n", wire::H_ANSWER_MAC, mac.finish())
     }
@@ -528,6 +544,56 @@ mod tests {
         for (what, bytes) in cases {
             match ask(&fake(bytes)).await {
                 Err(PeerError::Failed(_)) => {}
+                other => panic!("{what}: answered {other:?}"),
+            }
+        }
+    }
+
+    /// Protocol 2: a keyed-BLAKE3 MAC and no checksum make a good answer;
+    /// protocol 1's HMAC, or the MAC of other bytes, does not.
+    #[tokio::test]
+    async fn protocol_2_answers_are_authenticated_by_keyed_blake3_alone() {
+        let speaking_2 = |member: Member| Member {
+            protocol_max: 2,
+            ..member
+        };
+        let block = b"0123456789abcdef";
+        let plain = |body: &[u8], extra: &str| {
+            let mut out = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n{extra}connection: close\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            out.extend_from_slice(body);
+            out
+        };
+        let good = speaking_2(fake_with(move |signature| {
+            plain(block, &mac_header_in(2, signature, 200, "", block))
+        }));
+        let got = ask(&good).await.expect("a MACed answer without a checksum");
+        assert_eq!(&got.bytes[..], block);
+        let forged = b"FEDCBA9876543210";
+        let refused: Vec<(&str, Member)> = vec![
+            (
+                "a protocol 1 MAC",
+                speaking_2(fake_with(move |signature| {
+                    plain(block, &mac_header_in(1, signature, 200, "", block))
+                })),
+            ),
+            (
+                "the MAC of the right bytes",
+                speaking_2(fake_with(move |signature| {
+                    plain(forged, &mac_header_in(2, signature, 200, "", block))
+                })),
+            ),
+            (
+                "no MAC but a right checksum",
+                speaking_2(fake(answer(forged, &wire::checksum(forged), 16))),
+            ),
+        ];
+        for (what, member) in refused {
+            match ask(&member).await {
+                Err(PeerError::Failed(why)) => assert!(why.contains("MAC"), "{what}: {why}"),
                 other => panic!("{what}: answered {other:?}"),
             }
         }
