@@ -7,6 +7,8 @@
 # nodes, so a build that authenticates peer answers pays for its MAC.
 #
 # Usage: benches/peer-ab.sh FERRY_A FERRY_B [rounds (3)] [object-MiB (512)]
+# With PEER_AB_PERF=DIR, each build's far streams are also recorded by
+# `perf record` (both nodes, call graphs by DWARF) into DIR/{a,b}.data.
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -89,8 +91,17 @@ for round in $(seq "$rounds"); do
     for side in a b; do
         for where in own far; do
             echo "# round $round, build $side, $where" >&2
+            recorder=""
+            if [ -n "${PEER_AB_PERF:-}" ] && [ "$where" = far ] && [ "$round" = 1 ]; then
+                mkdir -p "$PEER_AB_PERF"
+                perf record -q -F 499 --call-graph dwarf,16384 -o "$PEER_AB_PERF/$side.data" \
+                    -p "${pid[${side}own]},${pid[${side}far]}" 2>/dev/null &
+                recorder=$!
+                sleep 0.5 # perf attaches before the stream starts
+            fi
             "$bench_bin" read --label "$side:$where" --endpoint "${s3[$side$where]}" --bucket models --key big \
                 --workloads stream --server-pid "${pid[${side}own]}" --server-pid "${pid[${side}far]}" >>"$results"
+            if [ -n "$recorder" ]; then kill -INT "$recorder"; wait "$recorder" || true; fi
         done
     done
 done

@@ -27,6 +27,7 @@ pub const PEER_CORRUPT: &str = "ferry_peer_corrupt_answers_total";
 pub const PEER_NO_LIVE_OWNER: &str = "ferry_peer_no_live_owner_total";
 pub const PEER_SERVED: &str = "ferry_peer_served_total";
 pub const PEER_BYTES_SERVED: &str = "ferry_peer_bytes_served_total";
+pub const PEER_ANSWER_DIGESTS: &str = "ferry_peer_answer_digests_total";
 pub const PEER_REFUSED: &str = "ferry_peer_refused_total";
 pub const HANDOFF_READS: &str = "ferry_handoff_reads_total";
 pub const REPLICA_FILLS: &str = "ferry_replica_fills_total";
@@ -84,7 +85,11 @@ pub fn describe() {
     );
     metrics::describe_counter!(
         PEER_CORRUPT,
-        "Peer answers refused for a wrong length or checksum (the peer is marked down)"
+        "Peer answers refused for a wrong length, checksum or MAC (the peer is marked down)"
+    );
+    metrics::describe_counter!(
+        PEER_ANSWER_DIGESTS,
+        "Block answers' body digests for their MAC, by outcome: kept from an earlier answer, or computed"
     );
     metrics::describe_counter!(
         PEER_NO_LIVE_OWNER,

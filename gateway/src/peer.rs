@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ferry_cache::cluster::wire::{self, Verb};
-use ferry_cache::cluster::{Cluster, Node as ClusterNode, Served};
+use ferry_cache::cluster::{AnswerDigests, Cluster, Node as ClusterNode, Served};
 
 use crate::node::Node;
 use ferry_cache::{BlockAddr, BlockCache, CacheError, Stores, admission};
@@ -31,6 +31,8 @@ pub struct PeerState {
     /// The cluster's block size: an address of another size names a block
     /// no member caches.
     pub block_size: u64,
+    /// Digests of the blocks answered, for protocol 2's MACs.
+    pub digests: AnswerDigests,
 }
 
 impl PeerState {
@@ -41,6 +43,7 @@ impl PeerState {
             secret: secret.into(),
             stores: node.stores.clone(),
             block_size: node.config.cache.block_size,
+            digests: AnswerDigests::default(),
         }
     }
 }
@@ -103,13 +106,29 @@ async fn block(
         .unwrap_or(wire::PROTOCOL_MIN);
     let secret = state.secret.clone();
     let maced = want_mac && signature.is_some();
-    let checksummed = wire::answer_checksummed(protocol, maced);
-    let response = answer(state, query.unwrap_or_default(), &headers, checksummed).await;
+    let form = AnswerForm {
+        checksum: wire::answer_checksummed(protocol, maced),
+        body_digest: maced && wire::mac_covers_body_digest(protocol),
+    };
+    let response = answer(state, query.unwrap_or_default(), &headers, form).await;
     match signature {
         Some(signature) if maced => with_mac(response, &secret, protocol, &signature).await,
         _ => response,
     }
 }
+
+/// What a block answer carries besides its bytes.
+#[derive(Clone, Copy)]
+struct AnswerForm {
+    /// An xxh3 checksum header.
+    checksum: bool,
+    /// Its body's digest, for the MAC (a response extension, not sent).
+    body_digest: bool,
+}
+
+/// A block answer's body digest, passed from `answer` to `with_mac`.
+#[derive(Clone, Copy)]
+struct BodyDigest([u8; 32]);
 
 /// `response` with its MAC header. Every answer body is in memory already
 /// (a block, or a short message), so collecting it costs no copy.
@@ -124,30 +143,28 @@ async fn with_mac(response: Response, secret: &str, protocol: u32, signature: &s
             .get(name)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
+            .to_string()
     };
     let mut mac = wire::AnswerMac::new(
         secret.as_bytes(),
         protocol,
         signature,
         parts.status.as_u16(),
-        value(wire::H_ERROR),
-        value(wire::H_CACHED),
+        &value(wire::H_ERROR),
+        &value(wire::H_CACHED),
     );
-    mac.update(&bytes);
-    if let Ok(header) = HeaderValue::from_str(&mac.finish()) {
-        parts.headers.insert(wire::H_ANSWER_MAC, header);
+    let known = parts.extensions.remove::<BodyDigest>();
+    if !known.is_some_and(|BodyDigest(digest)| mac.use_body_digest(digest)) {
+        mac.update(&bytes);
+    }
+    if let Ok(value) = HeaderValue::from_str(&mac.finish()) {
+        parts.headers.insert(wire::H_ANSWER_MAC, value);
     }
     Response::from_parts(parts, Body::from(bytes))
 }
 
-/// The answer to one peer request; a block's bytes carry an xxh3
-/// checksum when `checksummed`.
-async fn answer(
-    state: PeerState,
-    query: String,
-    headers: &HeaderMap,
-    checksummed: bool,
-) -> Response {
+/// The answer to one peer request, a block's in `form`.
+async fn answer(state: PeerState, query: String, headers: &HeaderMap, form: AnswerForm) -> Response {
     let (Some(verb), Some(priority), Some(node), Some(time), Some(signature)) = (
         header(headers, wire::H_VERB),
         header(headers, wire::H_PRIORITY),
@@ -232,15 +249,21 @@ async fn answer(
         priority,
         state
             .cache
-            .serve_peer(&addr, range, verb, tiers_only, keep_on_disk),
+            .serve_peer(&addr, range.clone(), verb, tiers_only, keep_on_disk),
     )
     .await;
     match served {
         Ok(Served::Bytes { bytes, .. }) => {
             metrics::counter!(ferry_cache::metrics::PEER_BYTES_SERVED)
                 .increment(bytes.len() as u64);
-            let sum = checksummed.then(|| wire::checksum(&bytes));
+            let sum = form.checksum.then(|| wire::checksum(&bytes));
+            let digest = form
+                .body_digest
+                .then(|| BodyDigest(state.digests.of(&addr, &range, &bytes)));
             let mut response = Response::new(Body::from(bytes));
+            if let Some(digest) = digest {
+                response.extensions_mut().insert(digest);
+            }
             if let Some(value) = sum.and_then(|sum| HeaderValue::from_str(&sum).ok()) {
                 response.headers_mut().insert(wire::H_CHECKSUM, value);
             }

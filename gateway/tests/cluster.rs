@@ -503,7 +503,9 @@ async fn both_peer_protocols_are_answered_each_with_its_own_mac() {
         .next()
         .expect("n0's address");
     let client = reqwest::Client::new();
-    for protocol in [1, 2] {
+    // Protocol 2 twice: the second answer's MAC covers the digest the
+    // node kept from the first.
+    for protocol in [1, 2, 2] {
         let (headers, url) = signed_headers(&address, SECRET, protocol, wire::now_ms(), &query);
         let signature = headers
             .iter()
@@ -546,6 +548,19 @@ async fn both_peer_protocols_are_answered_each_with_its_own_mac() {
             "protocol {protocol}: the other protocol's MAC must not verify"
         );
     }
+    let admin = cluster.nodes[0].admin();
+    let digests = |outcome: &str| {
+        metric(
+            &admin,
+            "ferry_peer_answer_digests_total",
+            &format!("outcome=\"{outcome}\""),
+        )
+    };
+    assert_eq!(
+        (digests("computed"), digests("kept")),
+        (1.0, 1.0),
+        "the block was hashed once for two protocol-2 answers"
+    );
 }
 
 /// A member that is not a Ferry: it answers every request with `answer`

@@ -6,6 +6,7 @@
 //! is a static list or heartbeats in Redis (`view`, `redis_membership`).
 
 mod client;
+mod digests;
 mod redis_membership;
 pub mod ring;
 mod serve;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_64;
 
 pub use client::{Answer, PeerClient, PeerError, Timeouts};
+pub use digests::AnswerDigests;
 pub use redis_membership::RedisMembership;
 pub use serve::Served;
 pub use source::{Node, OwnerSource, PeerSource};
