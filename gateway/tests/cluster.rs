@@ -1108,6 +1108,14 @@ async fn client_only_nodes_own_nothing_weights_survive_restarts_and_a_stop_leave
         "a client-only node read the store itself"
     );
     assert_eq!(store_reads(&cluster), 6.0);
+    // Every byte it served came from a peer, and nothing more (readahead
+    // stops at the object's end).
+    let received = metric(&client_only.admin(), "ferry_peer_bytes_received_total", "");
+    let served = body.len() as f64;
+    assert!(
+        (served..=served * 1.05).contains(&received),
+        "{received} peer bytes received for {served} served"
+    );
 
     // A weight set at run time outlives a restart of the node.
     set_weight(&cluster.nodes[0].admin(), "n1", 0);
