@@ -5,12 +5,13 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use xxhash_rust::xxh3::Xxh3;
 
+use super::buffers::BlockBuffers;
 use super::view::Member;
 use super::wire::{self, Verb};
 use crate::client_tls::{ClientTls, Trust};
@@ -41,6 +42,8 @@ pub struct Timeouts {
 }
 
 const POOL_IDLE: Duration = Duration::from_secs(15);
+/// Block buffers kept for reuse: a readahead window of 4 MiB blocks.
+const BUFFERS_KEPT: usize = 16;
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
@@ -65,6 +68,7 @@ pub struct PeerClient {
     node: String,
     secret: Vec<u8>,
     down: Mutex<HashMap<String, Down>>,
+    buffers: Arc<BlockBuffers>,
     /// The client trusts only the cluster's own CA: a peer reached over
     /// TLS is then authenticated by its certificate.
     own_roots_only: bool,
@@ -104,6 +108,7 @@ impl PeerClient {
             node: node.to_string(),
             secret: secret.as_bytes().to_vec(),
             down: Mutex::new(HashMap::new()),
+            buffers: BlockBuffers::new(BUFFERS_KEPT),
             own_roots_only: !tls.roots.is_empty(),
         })
     }
@@ -323,10 +328,11 @@ impl PeerClient {
             authentic(mac)?;
             return Ok(Answer { bytes, cached });
         }
-        // Into one buffer of the block's size, checksummed as it arrives:
-        // one copy from the socket, no reallocation, no second pass.
+        // Into one buffer of the block's size (one a dropped block left,
+        // when there is one), checksummed as it arrives: one copy from
+        // the socket, no reallocation, no second pass.
         let wanted = range.end - range.start;
-        let mut body = BytesMut::with_capacity(usize::try_from(wanted).unwrap_or(0));
+        let mut body = self.buffers.take(usize::try_from(wanted).unwrap_or(0));
         let mut sum = wire::answer_checksummed(protocol, mac.is_some()).then(Xxh3::new);
         let mut response = response;
         while let Some(chunk) = response
