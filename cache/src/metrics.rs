@@ -28,6 +28,7 @@ pub const PEER_NO_LIVE_OWNER: &str = "ferry_peer_no_live_owner_total";
 pub const PEER_SERVED: &str = "ferry_peer_served_total";
 pub const PEER_BYTES_SERVED: &str = "ferry_peer_bytes_served_total";
 pub const PEER_ANSWER_DIGESTS: &str = "ferry_peer_answer_digests_total";
+pub const PEER_BLOCK_BUFFERS: &str = "ferry_peer_block_buffers_total";
 pub const PEER_REFUSED: &str = "ferry_peer_refused_total";
 pub const HANDOFF_READS: &str = "ferry_handoff_reads_total";
 pub const REPLICA_FILLS: &str = "ferry_replica_fills_total";
@@ -86,6 +87,10 @@ pub fn describe() {
     metrics::describe_counter!(
         PEER_CORRUPT,
         "Peer answers refused for a wrong length, checksum or MAC (the peer is marked down)"
+    );
+    metrics::describe_counter!(
+        PEER_BLOCK_BUFFERS,
+        "Buffers for blocks received from peers, by outcome: reused (left by a dropped block) or new"
     );
     metrics::describe_counter!(
         PEER_ANSWER_DIGESTS,

@@ -43,6 +43,8 @@ struct Spec<'a> {
     membership: Option<&'a str>,
     /// Lines added to `[cache]`.
     extra_cache: &'a str,
+    /// The memory tier (default 96 MiB).
+    memory: Option<&'a str>,
 }
 
 fn config(spec: &Spec<'_>, dir: &FsPath) -> PathBuf {
@@ -59,7 +61,7 @@ allow_volatile_redis = true
 url = "file://{store}"
 
 [cache]
-memory = "96MiB"
+memory = "{memory}"
 disk = "128MiB"
 block_size = "{block_size}"
 {extra_cache}
@@ -85,6 +87,7 @@ token = "{TOKEN}"
         redis = redis_url(),
         membership = spec.membership.map_or_else(redis_url, str::to_string),
         extra_cache = spec.extra_cache,
+        memory = spec.memory.unwrap_or("96MiB"),
     );
     let path = dir.join(format!("{}.toml", spec.id));
     std::fs::write(&path, text).expect("write config");
@@ -178,6 +181,7 @@ impl TestCluster {
                     extra_cluster: extra,
                     membership: None,
                     extra_cache,
+                    memory: None,
                 })
             })
             .collect();
@@ -783,6 +787,62 @@ async fn a_member_forging_blocks_with_their_right_checksums_serves_nothing() {
     assert!(refused >= 1.0, "the forger was never asked");
 }
 
+/// A node that owns nothing, with a memory tier of four blocks: what it
+/// receives from peers is evicted as it reads, and the buffers of evicted
+/// blocks carry the next ones. Every byte stays right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn blocks_from_peers_reuse_the_buffers_of_evicted_ones_and_stay_right() {
+    let cluster = TestCluster::start(&[100]);
+    let reader = Node::start(&Spec {
+        cluster: &cluster.name,
+        store: cluster.store.path(),
+        id: "reader",
+        weight: 100,
+        block_size: "1MiB",
+        extra_cluster: "serve = false",
+        membership: None,
+        extra_cache: "",
+        memory: Some("4MiB"),
+    });
+    wait_until("the reader sees the member", || {
+        members(&reader.admin()).len() == 1
+    });
+    let bucket = unique("b");
+    create_bucket(&cluster.nodes[0].server().endpoint, &bucket).await;
+    let body = pattern(9, 24 * MIB);
+    put(cluster.nodes[0].client(&bucket).as_ref(), "m.bin", &body).await;
+    let store = reader.client(&bucket);
+    for pass in 0..2 {
+        assert!(
+            get(store.as_ref(), "m.bin").await == body,
+            "pass {pass}: wrong bytes"
+        );
+    }
+    // Ranged readers at once, each across a block boundary.
+    let readers = (0..8u64).map(|i| {
+        let store = store.clone();
+        let start = i * 3 * MIB as u64 + 12_345;
+        async move {
+            let range = start..start + 2 * MIB as u64;
+            let got = store
+                .get_range(&Path::from("m.bin"), range.clone())
+                .await
+                .expect("ranged GET");
+            (range, got)
+        }
+    });
+    for (range, got) in futures::future::join_all(readers).await {
+        let (start, end) = (range.start as usize, range.end as usize);
+        assert!(got[..] == body[start..end], "range {range:?}: wrong bytes");
+    }
+    let reused = metric(
+        &reader.admin(),
+        "ferry_peer_block_buffers_total",
+        "outcome=\"reused\"",
+    );
+    assert!(reused > 0.0, "no block buffer was used again");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_another_block_size_is_refused_at_start() {
     let cluster = TestCluster::start(&[100]);
@@ -797,6 +857,7 @@ async fn a_node_with_another_block_size_is_refused_at_start() {
             extra_cluster: "",
             membership: None,
             extra_cache: "",
+            memory: None,
         },
         data.path(),
     );
@@ -956,6 +1017,7 @@ async fn a_membership_outage_keeps_the_last_view() {
                 extra_cluster: "",
                 membership: Some(&url),
                 extra_cache: "",
+                memory: None,
             })
         })
         .collect();
@@ -1087,6 +1149,7 @@ async fn client_only_nodes_own_nothing_weights_survive_restarts_and_a_stop_leave
         extra_cluster: "serve = false",
         membership: None,
         extra_cache: "",
+        memory: None,
     });
     // It reads the membership but is never in it.
     wait_until("the client-only node sees the members", || {

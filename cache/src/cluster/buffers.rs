@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
+use crate::metrics as m;
+
 /// Buffers smaller than this are not worth keeping.
 const SMALLEST: usize = 256 << 10;
 
@@ -37,6 +39,10 @@ impl BlockBuffers {
                 Some(free.swap_remove(at))
             })
             .flatten();
+        if size >= SMALLEST {
+            let outcome = if kept.is_some() { "reused" } else { "new" };
+            metrics::counter!(m::PEER_BLOCK_BUFFERS, "outcome" => outcome).increment(1);
+        }
         BlockBuffer {
             bytes: kept.unwrap_or_else(|| Vec::with_capacity(size)),
             home: Arc::clone(self),
