@@ -164,7 +164,12 @@ async fn with_mac(response: Response, secret: &str, protocol: u32, signature: &s
 }
 
 /// The answer to one peer request, a block's in `form`.
-async fn answer(state: PeerState, query: String, headers: &HeaderMap, form: AnswerForm) -> Response {
+async fn answer(
+    state: PeerState,
+    query: String,
+    headers: &HeaderMap,
+    form: AnswerForm,
+) -> Response {
     let (Some(verb), Some(priority), Some(node), Some(time), Some(signature)) = (
         header(headers, wire::H_VERB),
         header(headers, wire::H_PRIORITY),

@@ -22,8 +22,7 @@ use object_store::aws::AmazonS3Builder;
 #[allow(unused_imports)]
 pub use ferry_test_support::{
     Issued, RedisCluster, RedisOptions, RedisServer, RedisTls, TestCa, delete_keys, free_addr,
-    free_port,
-    redis_cli, redis_keys, redis_url,
+    free_port, redis_cli, redis_keys, redis_url,
 };
 
 pub const ACCESS_KEY: &str = "test-admin";

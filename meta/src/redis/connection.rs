@@ -53,9 +53,13 @@ impl Connection {
                 .set_min_delay(Duration::from_millis(50))
                 .set_max_delay(Duration::from_millis(500));
             let what = format!("redis at {shown}");
-            connect_within(&what, timeout, ConnectionManager::new_with_config(client, config))
-                .await
-                .map(Connection::Standalone)
+            connect_within(
+                &what,
+                timeout,
+                ConnectionManager::new_with_config(client, config),
+            )
+            .await
+            .map(Connection::Standalone)
         }
     }
 }

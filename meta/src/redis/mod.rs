@@ -275,7 +275,14 @@ impl RedisMeta {
     /// [`RedisMeta::open`], on one node.
     pub async fn open_cluster(url: &str, prefix: &str, allow_volatile: bool) -> Result<RedisMeta> {
         let conn = Connection::open(url, true, DEFAULT_TIMEOUT).await?;
-        RedisMeta::ready(conn, Keys::cluster(prefix), DEFAULT_TIMEOUT, url, allow_volatile).await
+        RedisMeta::ready(
+            conn,
+            Keys::cluster(prefix),
+            DEFAULT_TIMEOUT,
+            url,
+            allow_volatile,
+        )
+        .await
     }
 
     /// [`RedisMeta::open`] with a deadline for every Redis call other than the default.
