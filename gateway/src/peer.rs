@@ -100,17 +100,15 @@ async fn block(
     let signature = header(&headers, wire::H_SIGNATURE).map(str::to_string);
     // `answer` refuses a request in a protocol not spoken here; a MAC
     // over that refusal is in the lowest one.
-    let protocol = header(&headers, wire::H_PROTOCOL)
-        .and_then(|p| p.parse::<u32>().ok())
-        .filter(|p| (wire::PROTOCOL_MIN..=wire::PROTOCOL_MAX).contains(p))
-        .unwrap_or(wire::PROTOCOL_MIN);
+    let spoken = wire::spoken_protocol(header(&headers, wire::H_PROTOCOL));
+    let protocol = spoken.unwrap_or(wire::PROTOCOL_MIN);
     let secret = state.secret.clone();
     let maced = want_mac && signature.is_some();
     let form = AnswerForm {
         checksum: wire::answer_checksummed(protocol, maced),
         body_digest: maced && wire::mac_covers_body_digest(protocol),
     };
-    let response = answer(state, query.unwrap_or_default(), &headers, form).await;
+    let response = answer(state, query.unwrap_or_default(), &headers, spoken, form).await;
     match signature {
         Some(signature) if maced => with_mac(response, &secret, protocol, &signature).await,
         _ => response,
@@ -143,15 +141,14 @@ async fn with_mac(response: Response, secret: &str, protocol: u32, signature: &s
             .get(name)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
-            .to_string()
     };
     let mut mac = wire::AnswerMac::new(
         secret.as_bytes(),
         protocol,
         signature,
         parts.status.as_u16(),
-        &value(wire::H_ERROR),
-        &value(wire::H_CACHED),
+        value(wire::H_ERROR),
+        value(wire::H_CACHED),
     );
     let known = parts.extensions.remove::<BodyDigest>();
     if !known.is_some_and(|BodyDigest(digest)| mac.use_body_digest(digest)) {
@@ -163,11 +160,13 @@ async fn with_mac(response: Response, secret: &str, protocol: u32, signature: &s
     Response::from_parts(parts, Body::from(bytes))
 }
 
-/// The answer to one peer request, a block's in `form`.
+/// The answer to one peer request in `protocol` (`None`: one not spoken
+/// here, refused), a block's in `form`.
 async fn answer(
     state: PeerState,
     query: String,
     headers: &HeaderMap,
+    protocol: Option<u32>,
     form: AnswerForm,
 ) -> Response {
     let (Some(verb), Some(priority), Some(node), Some(time), Some(signature)) = (
@@ -210,13 +209,13 @@ async fn answer(
             format!("timestamp {skew} ms away from this node's clock"),
         );
     }
-    let protocol = header(headers, wire::H_PROTOCOL).and_then(|p| p.parse::<u32>().ok());
-    if !protocol.is_some_and(|p| (wire::PROTOCOL_MIN..=wire::PROTOCOL_MAX).contains(&p)) {
+    if protocol.is_none() {
         return refuse(
             StatusCode::BAD_REQUEST,
             "protocol",
             format!(
-                "peer protocol {protocol:?} not spoken here ({}..={})",
+                "peer protocol {:?} not spoken here ({}..={})",
+                header(headers, wire::H_PROTOCOL),
                 wire::PROTOCOL_MIN,
                 wire::PROTOCOL_MAX
             ),

@@ -32,21 +32,24 @@ impl BlockBuffers {
     /// An empty buffer for exactly `size` bytes: a kept one when there is
     /// one of that size.
     pub fn take(self: &Arc<Self>, size: usize) -> BlockBuffer {
-        let kept = (size >= SMALLEST)
-            .then(|| {
-                let mut free = self.free.lock().ok()?;
-                let at = free.iter().position(|b| b.capacity() == size)?;
-                Some(free.swap_remove(at))
-            })
-            .flatten();
-        if size >= SMALLEST {
+        let bytes = if size < SMALLEST {
+            Vec::with_capacity(size)
+        } else {
+            let kept = self.kept_of(size);
             let outcome = if kept.is_some() { "reused" } else { "new" };
             metrics::counter!(m::PEER_BLOCK_BUFFERS, "outcome" => outcome).increment(1);
-        }
+            kept.unwrap_or_else(|| Vec::with_capacity(size))
+        };
         BlockBuffer {
-            bytes: kept.unwrap_or_else(|| Vec::with_capacity(size)),
+            bytes,
             home: Arc::clone(self),
         }
+    }
+
+    fn kept_of(&self, size: usize) -> Option<Vec<u8>> {
+        let mut free = self.free.lock().ok()?;
+        let at = free.iter().position(|b| b.capacity() == size)?;
+        Some(free.swap_remove(at))
     }
 
     fn give_back(&self, mut buffer: Vec<u8>) {

@@ -51,6 +51,7 @@ impl AnswerDigests {
 
 #[cfg(test)]
 mod tests {
+    use super::super::wire::body_digest;
     use super::*;
 
     fn addr(index: u64) -> BlockAddr {
@@ -69,17 +70,17 @@ mod tests {
         let digests = AnswerDigests::default();
         let block = b"0123456789abcdef";
         let whole = digests.of(&addr(0), &(0..16), block);
-        assert_eq!(whole, super::super::wire::body_digest(block));
+        assert_eq!(whole, body_digest(block));
         // Kept: the same address and range answer the kept digest.
         assert_eq!(digests.of(&addr(0), &(0..16), block), whole);
         // Another range, or another block, is hashed for itself.
         assert_eq!(
             digests.of(&addr(0), &(4..8), &block[4..8]),
-            super::super::wire::body_digest(b"4567")
+            body_digest(b"4567")
         );
         assert_eq!(
             digests.of(&addr(1), &(0..16), b"fedcba9876543210"),
-            super::super::wire::body_digest(b"fedcba9876543210")
+            body_digest(b"fedcba9876543210")
         );
     }
 }

@@ -40,6 +40,14 @@ use crate::store::admission::ReadPriority;
 pub const PROTOCOL_MIN: u32 = 1;
 pub const PROTOCOL_MAX: u32 = 2;
 
+/// The protocol a request's `x-ferry-protocol` header names, when this
+/// node speaks it.
+pub fn spoken_protocol(header: Option<&str>) -> Option<u32> {
+    header
+        .and_then(|p| p.parse::<u32>().ok())
+        .filter(|p| (PROTOCOL_MIN..=PROTOCOL_MAX).contains(p))
+}
+
 /// The first protocol whose answer MAC is keyed BLAKE3 over a body digest.
 const PROTOCOL_BLAKE3_MAC: u32 = 2;
 
