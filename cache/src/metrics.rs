@@ -20,6 +20,7 @@ pub const READAHEAD_SKIPPED: &str = "ferry_readahead_blocks_skipped_total";
 pub const READAHEAD_USED: &str = "ferry_readahead_blocks_used_total";
 pub const READAHEAD_WASTED: &str = "ferry_readahead_blocks_wasted_total";
 pub const CACHE_DISK_WRITES_DROPPED: &str = "ferry_cache_disk_writes_dropped_total";
+pub const CACHE_DISK_PAGES_LOST: &str = "ferry_cache_disk_pages_lost_total";
 pub const PEER_REQUESTS: &str = "ferry_peer_requests_total";
 pub const PEER_REQUEST_SECONDS: &str = "ferry_peer_request_seconds";
 pub const PEER_BYTES_RECEIVED: &str = "ferry_peer_bytes_received_total";
@@ -198,7 +199,11 @@ pub fn describe() {
     );
     metrics::describe_counter!(
         CACHE_DISK_WRITES_DROPPED,
-        "Blocks the disk tier did not write because its flush buffers (reason=buffer_full) or queue (reason=queue_full) were full; such a block is a later miss"
+        "Pages the disk tier did not write because its flush buffers (reason=buffer_full) or queue (reason=queue_full) were full, or its admission refused them (reason=not_admitted); such a page is a later miss"
+    );
+    metrics::describe_counter!(
+        CACHE_DISK_PAGES_LOST,
+        "Pages the disk tier listed but could not serve: damaged on disk (reason=damaged: checksum or header mismatch, the page is dropped) or of the wrong length (reason=wrong_length); each is a miss, never wrong bytes"
     );
     metrics::describe_histogram!(
         BLOCK_FETCH_SECONDS,

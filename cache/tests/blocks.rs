@@ -86,6 +86,7 @@ fn config(dir: &std::path::Path, block_size: u64, memory: u64, disk: u64) -> Blo
         disk,
         dir: dir.join("cache"),
         block_size,
+        disk_page: 0,
         readahead: 8 * block_size,
         inflight: 16 * block_size,
         inflight_per_read: 8 * block_size,

@@ -62,6 +62,7 @@ impl Volume {
                 disk: 0,
                 dir: dir.path().join("cache"),
                 block_size: 1 << 20,
+                disk_page: 0,
                 readahead: 4 << 20,
                 inflight: 8 << 20,
                 inflight_per_read: 4 << 20,

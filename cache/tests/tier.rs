@@ -6,10 +6,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use ferry_cache::tier::{BlockTier, FoyerTier, FoyerTierConfig, PassThroughTier, conformance};
+use bytes::Bytes;
+use ferry_cache::tier::{
+    BlockTier, FoyerTier, FoyerTierConfig, PassThroughTier, ServedFrom, conformance,
+};
 use futures::FutureExt;
 
 const BLOCK: usize = 1 << 20;
+const PAGE: u64 = 64 << 10;
 
 fn foyer_config(dir: &Path, memory: u64, disk: u64) -> FoyerTierConfig {
     FoyerTierConfig {
@@ -17,6 +21,7 @@ fn foyer_config(dir: &Path, memory: u64, disk: u64) -> FoyerTierConfig {
         disk,
         dir: dir.to_path_buf(),
         block_size: BLOCK as u64,
+        page_size: PAGE,
     }
 }
 
@@ -80,8 +85,148 @@ async fn pass_through_keeps_nothing() {
     conformance::run_every_tier(&tier, BLOCK).await;
     // What it is given or fetches, it does not keep.
     tier.put("given", conformance::block_bytes(1, 4096));
-    assert!(tier.get("given").await.expect("get").is_none());
+    assert!(
+        tier.get("given", 4096, 0..4096)
+            .await
+            .expect("get")
+            .is_none()
+    );
     let fetch = async { Ok(conformance::block_bytes(2, 4096).into()) }.boxed();
-    tier.get_or_fetch("fetched", fetch).await.expect("fetch");
-    assert!(tier.get("fetched").await.expect("get").is_none());
+    tier.get_or_fetch("fetched", 4096, fetch)
+        .await
+        .expect("fetch");
+    assert!(
+        tier.get("fetched", 4096, 0..4096)
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(!tier.holds("fetched", 4096));
+}
+
+/// A block on disk is kept as pages: a range read loads only the pages
+/// it covers (foyer's own count of bytes read from the device says so),
+/// answers exactly the range, and leaves memory alone; a whole-block read
+/// loads every page and keeps the block in memory for the next reader.
+#[tokio::test]
+async fn foyer_disk_range_reads_load_only_their_pages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = foyer_config(dir.path(), 64 << 20, 64 << 20);
+    let block = conformance::block_bytes(42, BLOCK);
+    let len = BLOCK as u64;
+    {
+        let tier = FoyerTier::open(&config).await.expect("open");
+        tier.put("paged", block.clone());
+        tier.close().await.expect("close");
+    }
+    // Reopened: memory is empty, the block is on disk only.
+    let tier = FoyerTier::open(&config).await.expect("reopen");
+    assert!(tier.holds("paged", len), "every page is listed on disk");
+    assert!(
+        !tier.holds("paged", len + 1),
+        "a block of another length is not"
+    );
+    for want in [0..100, 70_000..200_000, 65_535..65_537, len - 10..len] {
+        let before = tier.disk_io().read;
+        let (got, source) = tier
+            .get("paged", len, want.clone())
+            .await
+            .expect("get")
+            .expect("the range is on disk");
+        let read = tier.disk_io().read - before;
+        assert_eq!(source, ServedFrom::Disk, "{want:?}");
+        assert!(
+            got == block.slice(want.start as usize..want.end as usize),
+            "{want:?}: wrong bytes"
+        );
+        let pages = want.end.div_ceil(PAGE) - want.start / PAGE;
+        // Each page is read with its header, rounded up to 4 KiB.
+        assert!(
+            read <= pages * (PAGE + 8192),
+            "{want:?}: {read} bytes read from disk for {pages} pages"
+        );
+    }
+    let (_, source) = tier
+        .get("paged", len, 0..100)
+        .await
+        .expect("get")
+        .expect("hit");
+    assert_eq!(
+        source,
+        ServedFrom::Disk,
+        "a range read does not move the block to memory"
+    );
+    let refetch = async { panic!("a block on disk must not be fetched") }.boxed();
+    let (got, source) = tier
+        .get_or_fetch("paged", len, refetch)
+        .await
+        .expect("whole block");
+    assert_eq!((got == block, source), (true, ServedFrom::Disk));
+    let (_, source) = tier
+        .get("paged", len, 0..100)
+        .await
+        .expect("get")
+        .expect("hit");
+    assert_eq!(
+        source,
+        ServedFrom::Memory,
+        "a whole-block read keeps the block in memory"
+    );
+    tier.close().await.expect("close");
+}
+
+/// Reads from disk write nothing to it: the disk tier is written once per
+/// fetched block, however often the block is read afterwards.
+#[tokio::test]
+async fn foyer_disk_hits_write_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Memory for about two blocks: most whole-block reads come from disk
+    // and push other blocks out of memory.
+    let tier = FoyerTier::open(&foyer_config(dir.path(), 2 * BLOCK as u64 + 4096, 64 << 20))
+        .await
+        .expect("open");
+    let blocks: Vec<Bytes> = (0..8)
+        .map(|i| conformance::block_bytes(900 + i, BLOCK))
+        .collect();
+    for (i, block) in blocks.iter().enumerate() {
+        let fetched = block.clone();
+        tier.get_or_fetch(
+            &format!("churn{i}"),
+            BLOCK as u64,
+            async move { Ok(fetched.into()) }.boxed(),
+        )
+        .await
+        .expect("fetch");
+    }
+    tier.close().await.expect("flush");
+    let tier = FoyerTier::open(&foyer_config(dir.path(), 2 * BLOCK as u64 + 4096, 64 << 20))
+        .await
+        .expect("reopen");
+    let written = tier.disk_io().written;
+    for round in 0..3 {
+        for (i, block) in blocks.iter().enumerate() {
+            let key = format!("churn{i}");
+            let refetch = async { panic!("a block on disk must not be fetched") }.boxed();
+            let (got, _) = tier
+                .get_or_fetch(&key, BLOCK as u64, refetch)
+                .await
+                .expect("read");
+            assert!(got == *block, "round {round}, block {i}");
+            let (got, _) = tier
+                .get(&key, BLOCK as u64, 1000..300_000)
+                .await
+                .expect("get")
+                .expect("hit");
+            assert!(
+                got == block.slice(1000..300_000),
+                "round {round}, block {i}"
+            );
+        }
+    }
+    tier.close().await.expect("close");
+    assert_eq!(
+        tier.disk_io().written,
+        written,
+        "disk hits wrote to the disk tier"
+    );
 }

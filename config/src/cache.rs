@@ -21,6 +21,10 @@ pub struct RawCache {
     pub dir: Option<PathBuf>,
     /// Block size, 1 MiB to 64 MiB. Default `4MiB`.
     pub block_size: Option<ByteSize>,
+    /// Size of the pages a block is kept in on the disk tier, 64 KiB up to
+    /// the block size: a range read of a block on disk loads only the
+    /// pages it covers. Default `256KiB`.
+    pub disk_page: Option<ByteSize>,
     /// Bytes one streaming read keeps in flight ahead of the client.
     /// Default `64MiB`.
     pub readahead: Option<ByteSize>,
@@ -59,6 +63,13 @@ impl RawCache {
                 "must be between 1MiB and 64MiB",
             ));
         }
+        let disk_page = self.disk_page.map_or(256 << 10, |b| b.as_u64());
+        if disk_page < (64 << 10) || disk_page > block_size {
+            return Err(ConfigError::invalid(
+                "cache.disk_page",
+                "must be between 64KiB and cache.block_size",
+            ));
+        }
         let readahead = self.readahead.map_or(64 << 20, |b| b.as_u64());
         if readahead > (1 << 30) {
             return Err(ConfigError::invalid(
@@ -71,6 +82,7 @@ impl RawCache {
             disk: self.disk.map_or(10 << 30, |b| b.as_u64()),
             dir: self.dir.unwrap_or_else(|| data_dir.join("cache")),
             block_size,
+            disk_page,
             readahead,
             inflight: self.inflight.map_or(256 << 20, |b| b.as_u64()),
             inflight_per_read: self

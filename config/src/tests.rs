@@ -197,6 +197,16 @@ fn bad_values_name_their_field() {
         "cache.block_size"
     );
     assert_eq!(
+        invalid_field(build("[cache]\ndisk_page = \"4KiB\"\n")),
+        "cache.disk_page"
+    );
+    assert_eq!(
+        invalid_field(build(
+            "[cache]\nblock_size = \"1MiB\"\ndisk_page = \"2MiB\"\n"
+        )),
+        "cache.disk_page"
+    );
+    assert_eq!(
         invalid_field(build(
             "[[credentials]]\naccess_key = \"a\"\nsecret_key = \"long-enough\"\n"
         )),

@@ -42,27 +42,36 @@ impl BlockCache {
     ) -> Result<Served> {
         let key = addr.cache_key();
         let started = Instant::now();
-        // A failed tier is a miss here too.
-        let held = self.tier().get(&key).await.unwrap_or_default();
-        if let Some((block, source)) = &held {
-            self.record(*source, block.len(), started);
+        // A failed tier is a miss here too. Probes and prefetches only ask
+        // whether the block is here; a GET reads just the range it wants.
+        let held = match verb {
+            Verb::Get => self
+                .tier()
+                .get(&key, addr.len, range.clone())
+                .await
+                .unwrap_or_default(),
+            _ => None,
+        };
+        if let Some((part, source)) = &held {
+            self.record(*source, part.len(), started);
         }
+        let holds = held.is_some() || (verb != Verb::Get && self.tier().holds(&key, addr.len));
         let outcome = |o: &'static str| {
             metrics::counter!(m::PEER_SERVED, "verb" => verb.as_str(), "outcome" => o).increment(1);
         };
         match (verb, held) {
-            (Verb::Probe, held) => {
-                outcome(if held.is_some() { "hit" } else { "not_cached" });
-                Ok(Served::Cached(held.is_some()))
+            (Verb::Probe, _) => {
+                outcome(if holds { "hit" } else { "not_cached" });
+                Ok(Served::Cached(holds))
             }
-            (Verb::Prefetch, Some(_)) => {
+            (Verb::Prefetch, _) if holds => {
                 outcome("hit");
                 Ok(Served::Cached(true))
             }
-            (Verb::Get, Some((block, _))) if block.len() as u64 >= range.end => {
+            (Verb::Get, Some((part, _))) => {
                 outcome("hit");
                 Ok(Served::Bytes {
-                    bytes: slice(&block, &range),
+                    bytes: part,
                     hit: true,
                 })
             }
@@ -93,7 +102,7 @@ impl BlockCache {
                     })
                     .boxed()
                 };
-                let block = match self.tier().get_or_fetch(&key, fetch).await {
+                let block = match self.tier().get_or_fetch(&key, addr.len, fetch).await {
                     Ok((block, source)) => {
                         self.record(source, block.len(), started);
                         block

@@ -51,6 +51,10 @@ pub struct BlockCacheConfig {
     pub disk: u64,
     /// Folder of the disk tier.
     pub dir: PathBuf,
+    /// Size of the pages blocks are kept in on the disk tier, in bytes (0:
+    /// the default), so a small read of a block on disk loads only the
+    /// pages it covers.
+    pub disk_page: u64,
     /// Block size in bytes.
     pub block_size: u64,
     /// Bytes a single streaming read keeps in flight ahead of the client.
@@ -165,6 +169,7 @@ impl BlockCache {
             disk: config.disk,
             dir: config.dir.clone(),
             block_size,
+            page_size: config.disk_page,
         })
         .await?;
         Ok(Self::with_tier(Arc::new(tier), config, source))
@@ -330,7 +335,7 @@ impl BlockCache {
             admission::with_priority(priority, async move { source.fetch(&addr, range).await })
                 .boxed()
         };
-        let (bytes, source) = match self.tier.get_or_fetch(&key, fetch).await {
+        let (bytes, source) = match self.tier.get_or_fetch(&key, addr.len, fetch).await {
             Ok(found) => found,
             Err(CacheError::Tier(e)) => {
                 // The cache itself failed: answer from outside.
@@ -345,10 +350,33 @@ impl BlockCache {
         Ok(bytes)
     }
 
-    /// A small read of the file's first block: from the tier if it holds
-    /// the block, else straight from the store while the block is left for a
-    /// large read to fetch (see `direct.rs`). `None`: read the block
-    /// instead.
+    /// The part of a block a read wants, if a tier holds it: from memory,
+    /// or for a read of less than the whole block from the disk pages it
+    /// covers (a whole block comes through `block`, which keeps it in
+    /// memory for the readers after this one).
+    async fn held_part(&self, read: &BlockRead) -> Option<Bytes> {
+        if !self.keeps_blocks() || read.want.end - read.want.start >= read.len {
+            return None;
+        }
+        let started = Instant::now();
+        let key = read.addr(self.block_size).cache_key();
+        match self.tier.get(&key, read.len, read.want.clone()).await {
+            Ok(Some((part, source))) => {
+                self.record(source, part.len(), started);
+                Some(part)
+            }
+            Ok(None) => None,
+            // A failing tier: the block path reads past it.
+            Err(e) => {
+                tracing::debug!(error = %e, blob = %read.blob, block = read.index, "reading a part from the tier failed");
+                None
+            }
+        }
+    }
+
+    /// A small read of the file's first block that no tier holds: straight
+    /// from the store while the block is left for a large read to fetch
+    /// (see `direct.rs`). `None`: read the block instead.
     async fn small_read(self: &Arc<Self>, read: &BlockRead) -> Result<Option<Bytes>> {
         // Only the file's first block, where model files keep their header:
         // elsewhere small reads are random access, and fetching the block
@@ -362,19 +390,8 @@ impl BlockCache {
         {
             return Ok(None);
         }
-        let started = Instant::now();
         let addr = read.addr(self.block_size);
         let key = addr.cache_key();
-        match self.tier.get(&key).await {
-            Ok(Some((block, source))) if block.len() as u64 >= read.want.end => {
-                self.record(source, block.len(), started);
-                return Ok(Some(slice(&block, &read.want)));
-            }
-            Ok(None) => {}
-            // Cached but short, or a tier failure: the block path deals
-            // with it.
-            _ => return Ok(None),
-        }
         let nth = match self.direct.admit(&key) {
             Some(nth) => nth,
             // Read directly often enough: fetch the block.
@@ -445,6 +462,9 @@ impl BlockCache {
                 async move {
                     let (read, permits) = admitted?;
                     let holds: Holds = Box::new(permits);
+                    if let Some(part) = cache.held_part(&read).await {
+                        return Ok((part, holds));
+                    }
                     if let Some(bytes) = cache.small_read(&read).await? {
                         return Ok((bytes, holds));
                     }

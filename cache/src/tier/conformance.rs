@@ -69,6 +69,12 @@ fn failing_fetch() -> Fetch {
     async { Err(CacheError::Body("the store is gone".into())) }.boxed()
 }
 
+/// The whole block under `key`, if the tier holds it.
+async fn whole(tier: &dyn BlockTier, key: &str, len: usize) -> Option<(Bytes, ServedFrom)> {
+    let len = len as u64;
+    tier.get(key, len, 0..len).await.expect("get")
+}
+
 fn is_hit(source: ServedFrom) -> bool {
     matches!(source, ServedFrom::Memory | ServedFrom::Disk)
 }
@@ -76,7 +82,7 @@ fn is_hit(source: ServedFrom) -> bool {
 pub async fn an_unknown_key_is_a_miss(tier: &dyn BlockTier) {
     let key = fresh_key("unknown");
     assert!(
-        tier.get(&key).await.expect("get").is_none(),
+        whole(tier, &key, 1000).await.is_none(),
         "an unknown key is a miss"
     );
 }
@@ -89,7 +95,7 @@ pub async fn a_fetch_answers_its_bytes(tier: &dyn BlockTier, block_size: usize) 
         let runs = Arc::new(AtomicUsize::new(0));
         let block = block_bytes(seed, len);
         let (got, source) = tier
-            .get_or_fetch(&key, counting_fetch(block.clone(), &runs))
+            .get_or_fetch(&key, len as u64, counting_fetch(block.clone(), &runs))
             .await
             .expect("fetch");
         assert!(got == block, "{len} bytes: the fetch's bytes come back");
@@ -107,7 +113,11 @@ pub async fn concurrent_callers_all_get_the_bytes(tier: &Arc<dyn BlockTier>) {
     let callers: Vec<_> = (0..16)
         .map(|_| {
             let (tier, key, block, runs) = (tier.clone(), key.clone(), block.clone(), runs.clone());
-            tokio::spawn(async move { tier.get_or_fetch(&key, counting_fetch(block, &runs)).await })
+            tokio::spawn(async move {
+                let len = block.len() as u64;
+                tier.get_or_fetch(&key, len, counting_fetch(block, &runs))
+                    .await
+            })
         })
         .collect();
     for caller in callers {
@@ -121,15 +131,13 @@ pub async fn concurrent_callers_all_get_the_bytes(tier: &Arc<dyn BlockTier>) {
 pub async fn a_miss_then_a_put_then_a_hit(tier: &dyn BlockTier) {
     let key = fresh_key("put");
     assert!(
-        tier.get(&key).await.expect("get").is_none(),
+        whole(tier, &key, 10_000).await.is_none(),
         "an unknown key is a miss"
     );
     let block = block_bytes(1, 10_000);
     tier.put(&key, block.clone());
-    let (got, source) = tier
-        .get(&key)
+    let (got, source) = whole(tier, &key, 10_000)
         .await
-        .expect("get")
         .expect("a put block is a hit");
     assert_eq!(got, block);
     assert!(is_hit(source), "{source:?}");
@@ -140,18 +148,18 @@ pub async fn a_fetch_runs_once_and_its_block_is_kept(tier: &dyn BlockTier) {
     let block = block_bytes(2, 70_000);
     let runs = Arc::new(AtomicUsize::new(0));
     let (got, source) = tier
-        .get_or_fetch(&key, counting_fetch(block.clone(), &runs))
+        .get_or_fetch(&key, 70_000, counting_fetch(block.clone(), &runs))
         .await
         .expect("fetch");
     assert_eq!((got, source), (block.clone(), ServedFrom::Fetched));
     let (got, source) = tier
-        .get_or_fetch(&key, counting_fetch(block.clone(), &runs))
+        .get_or_fetch(&key, 70_000, counting_fetch(block.clone(), &runs))
         .await
         .expect("hit");
     assert_eq!(got, block);
     assert!(is_hit(source), "a fetched block is kept: {source:?}");
     assert_eq!(runs.load(Ordering::SeqCst), 1);
-    let (got, _) = tier.get(&key).await.expect("get").expect("kept");
+    let (got, _) = whole(tier, &key, 70_000).await.expect("kept");
     assert_eq!(got, block);
 }
 
@@ -166,7 +174,7 @@ pub async fn concurrent_misses_share_one_fetch(tier: &Arc<dyn BlockTier>) {
             let (tier, key, block, runs) = (tier.clone(), key.clone(), block.clone(), runs.clone());
             tokio::spawn(async move {
                 let fetch = counting_fetch(block, &runs);
-                tier.get_or_fetch(&key, fetch).await
+                tier.get_or_fetch(&key, 300_000, fetch).await
             })
         })
         .collect();
@@ -182,15 +190,15 @@ pub async fn concurrent_misses_share_one_fetch(tier: &Arc<dyn BlockTier>) {
 
 pub async fn a_failed_fetch_passes_through_and_keeps_nothing(tier: &dyn BlockTier) {
     let key = fresh_key("failure");
-    match tier.get_or_fetch(&key, failing_fetch()).await {
+    match tier.get_or_fetch(&key, 1000, failing_fetch()).await {
         Err(CacheError::Body(message)) => assert_eq!(message, "the store is gone"),
         other => panic!("the fetch's own error must come back, got {other:?}"),
     }
-    assert!(tier.get(&key).await.expect("get").is_none(), "nothing kept");
+    assert!(whole(tier, &key, 1000).await.is_none(), "nothing kept");
     let runs = Arc::new(AtomicUsize::new(0));
     let block = block_bytes(4, 1000);
     let (got, source) = tier
-        .get_or_fetch(&key, counting_fetch(block.clone(), &runs))
+        .get_or_fetch(&key, 1000, counting_fetch(block.clone(), &runs))
         .await
         .expect("retry");
     assert_eq!(
@@ -212,7 +220,7 @@ pub async fn keys_never_alias(tier: &dyn BlockTier) {
         tier.put(key, block_bytes(100 + i as u64, 4096 + i));
     }
     for (i, key) in keys.iter().enumerate() {
-        let (got, _) = tier.get(key).await.expect("get").expect("kept");
+        let (got, _) = whole(tier, key, 4096 + i).await.expect("kept");
         assert_eq!(got, block_bytes(100 + i as u64, 4096 + i), "key {i}");
     }
 }
@@ -224,10 +232,8 @@ pub async fn full_blocks_round_trip(tier: &dyn BlockTier, block_size: usize) {
         tier.put(&format!("{base}{i}"), block_bytes(200 + i, block_size));
     }
     for i in 0..3u64 {
-        let (got, _) = tier
-            .get(&format!("{base}{i}"))
+        let (got, _) = whole(tier, &format!("{base}{i}"), block_size)
             .await
-            .expect("get")
             .expect("a full block is kept");
         assert!(got == block_bytes(200 + i, block_size), "block {i} differs");
     }
@@ -241,10 +247,8 @@ pub async fn keeps_what_fits_in_memory(tier: &dyn BlockTier, block_size: usize, 
         tier.put(&format!("{base}{i}"), block_bytes(600 + i, block_size));
     }
     for i in 0..fits {
-        let (got, source) = tier
-            .get(&format!("{base}{i}"))
+        let (got, source) = whole(tier, &format!("{base}{i}"), block_size)
             .await
-            .expect("get")
             .unwrap_or_else(|| panic!("block {i} of {fits} was evicted although it fitted"));
         assert!(got == block_bytes(600 + i, block_size), "block {i} differs");
         assert_eq!(source, ServedFrom::Memory, "block {i}");
@@ -265,10 +269,8 @@ pub async fn evicted_blocks_come_back_from_disk(
     }
     let mut from_disk = 0;
     for i in 0..count {
-        let (got, source) = tier
-            .get(&format!("{base}{i}"))
+        let (got, source) = whole(tier, &format!("{base}{i}"), block_size)
             .await
-            .expect("get")
             .expect("an evicted block is on disk");
         assert!(got == block_bytes(300 + i, block_size), "block {i} differs");
         from_disk += usize::from(source == ServedFrom::Disk);
@@ -296,10 +298,8 @@ pub async fn blocks_survive_a_restart(open: Reopen<'_>, block_size: usize) {
     drop(tier);
     let tier = open().await;
     for (i, key) in keys.iter().enumerate() {
-        let (got, source) = tier
-            .get(key)
+        let (got, source) = whole(tier.as_ref(), key, block_size)
             .await
-            .expect("get")
             .expect("a block put before the restart is a hit");
         assert!(
             got == block_bytes(400 + i as u64, block_size),
@@ -326,7 +326,7 @@ pub async fn memory_only_blocks_stay_off_disk(open: Reopen<'_>, block_size: usiz
         .boxed()
     };
     let (got, source) = tier
-        .get_or_fetch(&memory, fetch(600, true))
+        .get_or_fetch(&memory, block_size as u64, fetch(600, true))
         .await
         .expect("memory-only fetch");
     assert_eq!(
@@ -334,21 +334,21 @@ pub async fn memory_only_blocks_stay_off_disk(open: Reopen<'_>, block_size: usiz
         (block_bytes(600, block_size), ServedFrom::Fetched)
     );
     assert!(
-        tier.get(&memory).await.expect("get").is_some(),
+        whole(tier.as_ref(), &memory, block_size).await.is_some(),
         "a memory-only block is still a hit"
     );
-    tier.get_or_fetch(&kept, fetch(601, false))
+    tier.get_or_fetch(&kept, block_size as u64, fetch(601, false))
         .await
         .expect("fetch");
     tier.close().await.expect("close");
     drop(tier);
     let tier = open().await;
     assert!(
-        tier.get(&kept).await.expect("get").is_some(),
+        whole(tier.as_ref(), &kept, block_size).await.is_some(),
         "the block fetched normally survives the restart"
     );
     assert!(
-        tier.get(&memory).await.expect("get").is_none(),
+        whole(tier.as_ref(), &memory, block_size).await.is_none(),
         "a memory-only block must not be written to disk"
     );
     tier.close().await.expect("close");
@@ -376,7 +376,7 @@ pub async fn corrupt_blocks_are_misses(open: Reopen<'_>, dir: &Path, block_size:
     let mut misses = 0;
     for (i, key) in keys.iter().enumerate() {
         let expected = block_bytes(500 + i as u64, block_size);
-        match tier.get(key).await {
+        match tier.get(key, block_size as u64, 0..block_size as u64).await {
             Ok(Some((got, _))) => assert!(got == expected, "block {i}: damaged bytes were served"),
             Ok(None) | Err(CacheError::Tier(_)) => misses += 1,
             Err(other) => panic!("block {i}: {other}"),
@@ -386,7 +386,7 @@ pub async fn corrupt_blocks_are_misses(open: Reopen<'_>, dir: &Path, block_size:
             let expected = expected.clone();
             async move { Ok(expected.into()) }.boxed()
         };
-        match tier.get_or_fetch(key, refetch).await {
+        match tier.get_or_fetch(key, block_size as u64, refetch).await {
             Ok((got, _)) => assert!(got == expected, "block {i}: wrong bytes after damage"),
             Err(CacheError::Tier(_)) => {}
             Err(other) => panic!("block {i}: {other}"),

@@ -1,7 +1,19 @@
-//! The block tier on foyer's hybrid cache: a memory tier in front of a
-//! disk tier (foyer's block engine over files in one folder).
+//! The block tier on foyer's hybrid cache: whole blocks in memory, and on
+//! disk (foyer's block engine over files in one folder) each block as
+//! pages under keys of their own (see `pages`).
+//!
+//! - A block fetched from outside this node goes to memory and, unless the
+//!   fetch says it is memory-only, its pages go to disk at once: the disk
+//!   tier is written once per fetched block and never by reads, and a
+//!   node killed without a clean stop loses nothing that had been flushed.
+//! - A range read of a block not in memory loads the pages it covers and
+//!   leaves memory alone; a whole-block read (streams, readahead, peers
+//!   fetching a block) loads every page and keeps the block in memory,
+//!   so the readers that follow it share one copy.
+//! - Memory entries are never written to disk by foyer (`Location::InMem`):
+//!   the pages are already there.
 
-use std::collections::{HashSet, VecDeque};
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,10 +22,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use foyer::{
     BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
-    HybridCachePolicy, HybridCacheProperties, Location, RecoverMode,
+    HybridCachePolicy, HybridCacheProperties, Load, Location, RecoverMode,
 };
 
 use super::foyer_metrics::MetricsBridge;
+use super::pages::{self, BlockPages};
 use super::{BlockTier, Fetch, ServedFrom};
 use crate::error::{CacheError, Result};
 use crate::metrics as m;
@@ -26,60 +39,16 @@ pub struct FoyerTierConfig {
     pub disk: u64,
     /// Folder of the disk tier.
     pub dir: PathBuf,
-    /// The largest block that will be kept, in bytes: the disk tier's
-    /// engine blocks are sized from it, since an entry must fit one.
+    /// The largest block that will be kept, in bytes.
     pub block_size: u64,
+    /// Size of the pages blocks are kept in on disk, in bytes.
+    pub page_size: u64,
 }
 
 pub struct FoyerTier {
     cache: HybridCache<String, Bytes>,
     disk: bool,
-    memory_only: MemoryOnlyKeys,
-}
-
-/// Keys of recent memory-only blocks. foyer never writes an entry marked
-/// `Location::InMem` to disk on eviction, but its flush on close writes
-/// every entry in memory; these are removed before the close instead.
-/// Bounded to what memory can hold: a key that falls out was evicted long
-/// ago (at worst one block reaches the disk at shutdown).
-struct MemoryOnlyKeys {
-    keys: Mutex<(VecDeque<String>, HashSet<String>)>,
-    cap: usize,
-}
-
-impl MemoryOnlyKeys {
-    fn new(config: &FoyerTierConfig) -> MemoryOnlyKeys {
-        let blocks = config.memory / config.block_size.max(1);
-        MemoryOnlyKeys {
-            keys: Mutex::default(),
-            cap: usize::try_from(blocks).unwrap_or(usize::MAX).max(16),
-        }
-    }
-
-    fn note(&self, key: &str) {
-        let Ok(mut guard) = self.keys.lock() else {
-            return;
-        };
-        let (order, set) = &mut *guard;
-        if set.insert(key.to_string()) {
-            order.push_back(key.to_string());
-            while order.len() > self.cap {
-                if let Some(old) = order.pop_front() {
-                    set.remove(&old);
-                }
-            }
-        }
-    }
-
-    fn take(&self) -> Vec<String> {
-        self.keys
-            .lock()
-            .map(|mut guard| {
-                guard.1.clear();
-                guard.0.drain(..).collect()
-            })
-            .unwrap_or_default()
-    }
+    page_size: u64,
 }
 
 impl FoyerTier {
@@ -91,7 +60,7 @@ impl FoyerTier {
             Ok(cache) => Ok(FoyerTier {
                 cache,
                 disk: want_disk,
-                memory_only: MemoryOnlyKeys::new(config),
+                page_size: page_size(config),
             }),
             Err(e) if want_disk => {
                 metrics::counter!(m::CACHE_ERRORS, "tier" => "disk").increment(1);
@@ -102,7 +71,7 @@ impl FoyerTier {
                 Ok(FoyerTier {
                     cache,
                     disk: false,
-                    memory_only: MemoryOnlyKeys::new(config),
+                    page_size: page_size(config),
                 })
             }
             Err(e) => Err(CacheError::Tier(format!("cannot build the cache: {e}"))),
@@ -117,13 +86,10 @@ async fn build(
     let builder = HybridCacheBuilder::new()
         .with_name("ferry-blocks")
         .with_metrics_registry(Box::new(MetricsBridge))
-        // Blocks go to disk when memory evicts them, and all of memory is
-        // flushed on close: hot blocks cost no disk writes, and a restart
-        // still finds everything that was cached. (Writing on insertion
-        // doubled the CPU of a warm stream by writing every block while it
-        // was being served.)
-        .with_policy(HybridCachePolicy::WriteOnEviction)
-        .with_flush_on_close(true)
+        // Memory entries are all `InMem`: pages are written to disk by
+        // this tier when a block is fetched, never by foyer from memory.
+        .with_policy(HybridCachePolicy::WriteOnInsertion)
+        .with_flush_on_close(false)
         .memory(usize::try_from(config.memory).unwrap_or(usize::MAX))
         .with_shards(memory_shards(config))
         .with_weighter(|key: &String, value: &Bytes| key.len() + value.len())
@@ -137,9 +103,10 @@ async fn build(
         .with_capacity(usize::try_from(config.disk).unwrap_or(usize::MAX))
         .build()
         .map_err(|e| format!("{}: {e}", dir.display()))?;
-    // An entry must fit one engine block; leave room for the key and
-    // headers. Flush buffers hold a few blocks so bursts of evictions are
-    // not dropped (drops are counted: CACHE_DISK_WRITES_DROPPED).
+    // An entry (a page, or a whole block written by an older version) must
+    // fit one engine block; leave room for the key and headers. Flush
+    // buffers hold a few engine blocks so bursts of fetched blocks are not
+    // dropped (drops are counted: CACHE_DISK_WRITES_DROPPED).
     let engine_block = usize::try_from(config.block_size.saturating_mul(2))
         .unwrap_or(usize::MAX)
         .max(16 << 20);
@@ -166,6 +133,16 @@ fn memory_shards(config: &FoyerTierConfig) -> usize {
         .clamp(1, 8)
 }
 
+/// The page size of the disk tier: the configured one, at most a block.
+fn page_size(config: &FoyerTierConfig) -> u64 {
+    let page = if config.page_size == 0 {
+        pages::DEFAULT_PAGE_SIZE
+    } else {
+        config.page_size
+    };
+    page.clamp(4096, config.block_size.max(4096))
+}
+
 fn served_from(source: foyer::Source, fetched_here: bool) -> ServedFrom {
     match source {
         foyer::Source::Memory => ServedFrom::Memory,
@@ -175,28 +152,201 @@ fn served_from(source: foyer::Source, fetched_here: bool) -> ServedFrom {
     }
 }
 
-#[async_trait]
-impl BlockTier for FoyerTier {
-    async fn get(&self, key: &str) -> Result<Option<(Bytes, ServedFrom)>> {
-        match self.cache.get(key).await {
-            Ok(entry) => Ok(entry.map(|e| (e.value().clone(), served_from(e.source(), false)))),
-            Err(e) => Err(CacheError::Tier(e.to_string())),
+/// Memory entries never leave memory for disk (their pages are written
+/// by the tier itself).
+fn in_memory() -> HybridCacheProperties {
+    HybridCacheProperties::default().with_location(Location::InMem)
+}
+
+/// The disk side of the tier: pages of blocks, read and written through
+/// foyer's storage engine without passing through its memory tier.
+#[derive(Clone)]
+struct Pages {
+    cache: HybridCache<String, Bytes>,
+    page_size: u64,
+}
+
+impl Pages {
+    fn of<'a>(&self, key: &'a str, len: u64) -> BlockPages<'a> {
+        BlockPages {
+            key,
+            len,
+            page_size: self.page_size,
         }
     }
 
-    fn put(&self, key: &str, block: Bytes) {
-        self.cache.insert(key.to_string(), block);
+    /// Bytes `want` of the block from its pages on disk; `None` when one of
+    /// the pages is missing (never written, evicted, or found damaged).
+    async fn read(&self, key: &str, len: u64, want: &Range<u64>) -> Result<Option<Bytes>> {
+        let block = self.of(key, len);
+        let cover = block.covering(want);
+        let loads = cover.clone().map(|index| self.load(&block, index));
+        let mut found = Vec::with_capacity(usize::try_from(cover.end - cover.start).unwrap_or(0));
+        for page in futures::future::try_join_all(loads).await? {
+            match page {
+                Some(page) => found.push(page),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(pages::assemble(&block, cover.start, &found, want)))
     }
 
-    async fn get_or_fetch(&self, key: &str, fetch: Fetch) -> Result<(Bytes, ServedFrom)> {
+    /// Page `index` of `block`, checked to be as long as it must be.
+    async fn load(&self, block: &BlockPages<'_>, index: u64) -> Result<Option<Bytes>> {
+        let key = block.key(index);
+        let storage = self.cache.storage();
+        let listed = storage.may_contains(&key);
+        if !listed {
+            return Ok(None);
+        }
+        let page = match storage.load(&key).await {
+            Ok(Load::Entry { value, .. }) => value,
+            Ok(Load::Piece { piece, .. }) => piece.value().clone(),
+            // Too busy to read now: a miss, not a loss.
+            Ok(Load::Throttled) => return Ok(None),
+            Ok(Load::Miss) => {
+                // Listed but not readable: foyer found the entry damaged
+                // (its checksum or header) and dropped it.
+                lost_page("damaged");
+                return Ok(None);
+            }
+            Err(e) => {
+                metrics::counter!(m::CACHE_ERRORS, "tier" => "disk").increment(1);
+                return Err(CacheError::Tier(format!("reading a disk page: {e}")));
+            }
+        };
+        let span = block.span(index);
+        if page.len() as u64 != span.end - span.start {
+            lost_page("wrong_length");
+            return Ok(None);
+        }
+        Ok(Some(page))
+    }
+
+    /// Writes the pages of `bytes` to disk (best effort: foyer drops what
+    /// its buffers cannot take, and counts it).
+    fn write(&self, key: &str, bytes: &Bytes) {
+        let block = self.of(key, bytes.len() as u64);
+        for index in 0..block.count() {
+            let span = block.span(index);
+            let page = bytes.slice(span.start as usize..span.end as usize);
+            if self
+                .cache
+                .storage_writer(block.key(index))
+                .insert(page)
+                .is_none()
+            {
+                metrics::counter!(m::CACHE_DISK_WRITES_DROPPED, "reason" => "not_admitted")
+                    .increment(1);
+            }
+        }
+    }
+
+    fn holds(&self, key: &str, len: u64) -> bool {
+        let block = self.of(key, len);
+        let storage = self.cache.storage();
+        (0..block.count()).all(|index| storage.may_contains(&block.key(index)))
+    }
+}
+
+fn lost_page(reason: &'static str) {
+    metrics::counter!(m::CACHE_DISK_PAGES_LOST, "reason" => reason).increment(1);
+}
+
+/// Bytes the disk tier read and wrote since it opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DiskIo {
+    pub read: u64,
+    pub written: u64,
+}
+
+impl FoyerTier {
+    /// What the disk tier read and wrote since it opened (zero without one).
+    pub fn disk_io(&self) -> DiskIo {
+        if !self.disk {
+            return DiskIo::default();
+        }
+        let statistics = self.cache.storage().statistics();
+        DiskIo {
+            read: statistics.disk_read_bytes() as u64,
+            written: statistics.disk_write_bytes() as u64,
+        }
+    }
+
+    fn pages(&self) -> Pages {
+        Pages {
+            cache: self.cache.clone(),
+            page_size: self.page_size,
+        }
+    }
+}
+
+#[async_trait]
+impl BlockTier for FoyerTier {
+    async fn get(
+        &self,
+        key: &str,
+        len: u64,
+        want: Range<u64>,
+    ) -> Result<Option<(Bytes, ServedFrom)>> {
+        if let Some(entry) = self.cache.memory().get(key) {
+            let block = entry.value();
+            if block.len() as u64 >= want.end && want.start <= want.end {
+                return Ok(Some((
+                    block.slice(want.start as usize..want.end as usize),
+                    ServedFrom::Memory,
+                )));
+            }
+            return Ok(None);
+        }
+        if !self.disk || want.end > len {
+            return Ok(None);
+        }
+        Ok(self
+            .pages()
+            .read(key, len, &want)
+            .await?
+            .map(|part| (part, ServedFrom::Disk)))
+    }
+
+    fn holds(&self, key: &str, len: u64) -> bool {
+        self.cache.memory().contains(key) || (self.disk && self.pages().holds(key, len))
+    }
+
+    fn put(&self, key: &str, block: Bytes) {
+        if self.disk {
+            self.pages().write(key, &block);
+        }
+        self.cache
+            .insert_with_properties(key.to_string(), block, in_memory());
+    }
+
+    async fn get_or_fetch(&self, key: &str, len: u64, fetch: Fetch) -> Result<(Bytes, ServedFrom)> {
         // foyer wraps the fetch's error; keep the original to pass through.
         let fetched = Arc::new(AtomicBool::new(false));
-        let memory_only = Arc::new(AtomicBool::new(false));
+        let from_pages = Arc::new(AtomicBool::new(false));
         let fetch_error: Arc<Mutex<Option<CacheError>>> = Arc::default();
         let run = {
-            let (fetched, fetch_error, memory_only) =
-                (fetched.clone(), fetch_error.clone(), memory_only.clone());
+            let (fetched, from_pages, fetch_error) =
+                (fetched.clone(), from_pages.clone(), fetch_error.clone());
+            let pages = self.disk.then(|| self.pages());
+            let key = key.to_string();
             move || async move {
+                // On disk as pages: a hit, read whole and kept in memory
+                // for the readers that follow.
+                if let Some(pages) = &pages {
+                    match pages.read(&key, len, &(0..len)).await {
+                        Ok(Some(block)) => {
+                            from_pages.store(true, Ordering::Relaxed);
+                            return Ok::<_, CacheError>((block, in_memory()));
+                        }
+                        Ok(None) => {}
+                        // A failing disk is a miss here: read from outside.
+                        Err(e) => {
+                            tracing::warn!(error = %e, "disk tier read failed; fetching the block")
+                        }
+                    }
+                }
                 fetched.store(true, Ordering::Relaxed);
                 let found = fetch.await.map_err(|e| {
                     let message = e.to_string();
@@ -205,27 +355,22 @@ impl BlockTier for FoyerTier {
                     }
                     CacheError::Tier(message)
                 })?;
-                memory_only.store(found.memory_only, Ordering::Relaxed);
-                let location = if found.memory_only {
-                    Location::InMem
-                } else {
-                    Location::Default
-                };
-                Ok::<_, CacheError>((
-                    found.bytes,
-                    HybridCacheProperties::default().with_location(location),
-                ))
+                if let Some(pages) = &pages
+                    && !found.memory_only
+                {
+                    pages.write(&key, &found.bytes);
+                }
+                Ok((found.bytes, in_memory()))
             }
         };
         match self.cache.get_or_fetch(key, run).await {
             Ok(entry) => {
-                if memory_only.load(Ordering::Relaxed) {
-                    self.memory_only.note(key);
-                }
-                Ok((
-                    entry.value().clone(),
-                    served_from(entry.source(), fetched.load(Ordering::Relaxed)),
-                ))
+                let source = if from_pages.load(Ordering::Relaxed) {
+                    ServedFrom::Disk
+                } else {
+                    served_from(entry.source(), fetched.load(Ordering::Relaxed))
+                };
+                Ok((entry.value().clone(), source))
             }
             Err(e) => match fetch_error.lock().ok().and_then(|mut slot| slot.take()) {
                 Some(fetch_failure) => Err(fetch_failure),
@@ -243,9 +388,6 @@ impl BlockTier for FoyerTier {
     }
 
     async fn close(&self) -> Result<()> {
-        for key in self.memory_only.take() {
-            self.cache.memory().remove(&key);
-        }
         self.cache
             .close()
             .await

@@ -21,7 +21,10 @@
 pub mod conformance;
 mod foyer_metrics;
 mod foyer_tier;
+mod pages;
 mod pass_through;
+
+use std::ops::Range;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -32,7 +35,7 @@ use crate::error::CacheError;
 use crate::error::Result;
 use crate::source::FetchedBlock;
 
-pub use foyer_tier::{FoyerTier, FoyerTierConfig};
+pub use foyer_tier::{DiskIo, FoyerTier, FoyerTierConfig};
 pub use pass_through::PassThroughTier;
 
 /// Where the block a tier answered came from.
@@ -63,16 +66,27 @@ pub type Fetch = BoxFuture<'static, Result<FetchedBlock>>;
 
 #[async_trait]
 pub trait BlockTier: Send + Sync + 'static {
-    /// The block under `key`, if the tier holds it.
-    async fn get(&self, key: &str) -> Result<Option<(Bytes, ServedFrom)>>;
+    /// Bytes `want` of the block under `key` (`len` bytes long), if the
+    /// tier holds them. A tier that keeps blocks on disk in pages reads
+    /// only the pages `want` covers, and does not move them to memory.
+    async fn get(
+        &self,
+        key: &str,
+        len: u64,
+        want: Range<u64>,
+    ) -> Result<Option<(Bytes, ServedFrom)>>;
+
+    /// Whether the tier holds the whole block, as far as it can tell
+    /// without reading it (a damaged page is found only when read).
+    fn holds(&self, key: &str, len: u64) -> bool;
 
     /// Keeps `block` under `key`, if there is room.
     fn put(&self, key: &str, block: Bytes);
 
-    /// The block under `key`, or on a miss the result of `fetch`, which is
-    /// then kept (in memory only if the fetch says so). Concurrent callers
-    /// for one key share one fetch.
-    async fn get_or_fetch(&self, key: &str, fetch: Fetch) -> Result<(Bytes, ServedFrom)>;
+    /// The whole block under `key` (`len` bytes long), or on a miss the
+    /// result of `fetch`, which is then kept (in memory only if the fetch
+    /// says so). Concurrent callers for one key share one fetch.
+    async fn get_or_fetch(&self, key: &str, len: u64, fetch: Fetch) -> Result<(Bytes, ServedFrom)>;
 
     /// Whether the tier keeps blocks at all; `false` for a tier that keeps
     /// nothing, whose `get_or_fetch` then only runs the fetch.

@@ -3,6 +3,8 @@
 //! outside this node, through the same block read path (store chain,
 //! pins of imported objects) as a node with a cache.
 
+use std::ops::Range;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 
@@ -21,13 +23,27 @@ pub struct PassThroughTier;
 
 #[async_trait]
 impl BlockTier for PassThroughTier {
-    async fn get(&self, _key: &str) -> Result<Option<(Bytes, ServedFrom)>> {
+    async fn get(
+        &self,
+        _key: &str,
+        _len: u64,
+        _want: Range<u64>,
+    ) -> Result<Option<(Bytes, ServedFrom)>> {
         Ok(None)
+    }
+
+    fn holds(&self, _key: &str, _len: u64) -> bool {
+        false
     }
 
     fn put(&self, _key: &str, _block: Bytes) {}
 
-    async fn get_or_fetch(&self, _key: &str, fetch: Fetch) -> Result<(Bytes, ServedFrom)> {
+    async fn get_or_fetch(
+        &self,
+        _key: &str,
+        _len: u64,
+        fetch: Fetch,
+    ) -> Result<(Bytes, ServedFrom)> {
         let fetched = fetch.await?;
         Ok((fetched.bytes, ServedFrom::Fetched))
     }

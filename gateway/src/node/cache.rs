@@ -42,6 +42,7 @@ pub(crate) async fn open(config: &Config, sources: Sources) -> Result<Arc<BlockC
             disk: config.cache.disk,
             dir: config.cache.dir.clone(),
             block_size: config.cache.block_size,
+            disk_page: config.cache.disk_page,
             readahead: config.cache.readahead,
             inflight: config.cache.inflight,
             inflight_per_read: config.cache.inflight_per_read,

@@ -1,0 +1,141 @@
+//! How a block lies on the disk tier: as fixed-size pages, each an entry of
+//! its own under a key derived from the block's.
+//!
+//! foyer's disk engine reads, checks and decodes whole entries. With a
+//! block (4 MiB by default) as one entry, a 256 KiB range read of a block
+//! on disk loaded, hashed and copied the whole block, then pushed it into
+//! memory; with pages it loads only the pages the range covers. The page
+//! size is in the page's key, so a changed setting never reads a page cut
+//! another way.
+
+use std::ops::Range;
+
+use bytes::{Bytes, BytesMut};
+
+/// The page size when none is configured: small enough that a small range
+/// read loads little more than it serves, large enough that a whole-block
+/// read is a handful of disk reads.
+pub const DEFAULT_PAGE_SIZE: u64 = 256 << 10;
+
+/// The pages of one block: its key, its length and the page size.
+#[derive(Debug, Clone)]
+pub struct BlockPages<'a> {
+    pub key: &'a str,
+    pub len: u64,
+    pub page_size: u64,
+}
+
+impl BlockPages<'_> {
+    /// How many pages the block has.
+    pub fn count(&self) -> u64 {
+        self.len.div_ceil(self.page_size)
+    }
+
+    /// The indexes of the pages holding bytes `want` of the block.
+    pub fn covering(&self, want: &Range<u64>) -> Range<u64> {
+        if want.start >= want.end {
+            return 0..0;
+        }
+        want.start / self.page_size..want.end.div_ceil(self.page_size)
+    }
+
+    /// Where page `index` lies in the block.
+    pub fn span(&self, index: u64) -> Range<u64> {
+        let start = index * self.page_size;
+        start..(start + self.page_size).min(self.len)
+    }
+
+    /// The key of page `index`. Block keys are six fields separated by NUL;
+    /// a page key has nine, so the two never collide.
+    pub fn key(&self, index: u64) -> String {
+        format!("{}\u{0}page\u{0}{}\u{0}{index}", self.key, self.page_size)
+    }
+}
+
+/// Bytes `want` of a block from its pages `first..`, in order: a slice of
+/// the one page when `want` lies in one, else a copy.
+pub fn assemble(pages: &BlockPages<'_>, first: u64, found: &[Bytes], want: &Range<u64>) -> Bytes {
+    let start = first * pages.page_size;
+    if let [page] = found {
+        return slice(page, want.start - start..want.end - start);
+    }
+    let mut out = BytesMut::with_capacity(usize::try_from(want.end - want.start).unwrap_or(0));
+    for (page, index) in found.iter().zip(first..) {
+        let span = pages.span(index);
+        let from = want.start.max(span.start) - span.start;
+        let to = want.end.min(span.end) - span.start;
+        out.extend_from_slice(&slice(page, from..to));
+    }
+    out.freeze()
+}
+
+fn slice(bytes: &Bytes, range: Range<u64>) -> Bytes {
+    let start = usize::try_from(range.start).unwrap_or(usize::MAX);
+    let end = usize::try_from(range.end).unwrap_or(usize::MAX);
+    bytes.slice(start.min(bytes.len())..end.min(bytes.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pages(len: u64) -> BlockPages<'static> {
+        BlockPages {
+            key: "s\0b\0v\u{0}4096\u{0}0\u{0}10000",
+            len,
+            page_size: 4096,
+        }
+    }
+
+    #[test]
+    fn pages_cover_exactly_the_wanted_bytes() {
+        let p = pages(10_000);
+        assert_eq!(p.count(), 3);
+        assert_eq!(p.covering(&(0..10_000)), 0..3);
+        assert_eq!(p.covering(&(4095..4097)), 0..2);
+        assert_eq!(p.covering(&(4096..8192)), 1..2);
+        assert_eq!(p.covering(&(9000..9000)), 0..0);
+        assert_eq!(p.span(2), 8192..10_000);
+    }
+
+    #[test]
+    fn assembled_ranges_are_the_blocks_bytes() {
+        let p = pages(10_000);
+        let block: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let all: Vec<Bytes> = (0..p.count())
+            .map(|i| {
+                let s = p.span(i);
+                Bytes::copy_from_slice(&block[s.start as usize..s.end as usize])
+            })
+            .collect();
+        for want in [
+            0..10_000,
+            100..200,
+            4000..9000,
+            4096..8192,
+            8191..8193,
+            9999..10_000,
+        ] {
+            let cover = p.covering(&want);
+            let found = &all[cover.start as usize..cover.end as usize];
+            let got = assemble(&p, cover.start, found, &want);
+            assert_eq!(
+                &got[..],
+                &block[want.start as usize..want.end as usize],
+                "{want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn page_keys_name_the_page_size_and_never_a_block() {
+        let p = pages(10_000);
+        assert_ne!(p.key(0), p.key(1));
+        let other = BlockPages {
+            page_size: 8192,
+            ..p.clone()
+        };
+        assert_ne!(p.key(0), other.key(0));
+        assert_eq!(p.key(0).split('\0').count(), 9);
+    }
+}
