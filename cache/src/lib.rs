@@ -18,6 +18,7 @@
 //! Dependencies point one way: `read` asks `tier` and `source`; `source`
 //! reads `store`s (or, in a cluster, peers); nothing here knows S3.
 
+pub mod buffers;
 mod client_tls;
 pub mod cluster;
 mod error;

@@ -29,7 +29,7 @@ pub const PEER_NO_LIVE_OWNER: &str = "ferry_peer_no_live_owner_total";
 pub const PEER_SERVED: &str = "ferry_peer_served_total";
 pub const PEER_BYTES_SERVED: &str = "ferry_peer_bytes_served_total";
 pub const PEER_ANSWER_DIGESTS: &str = "ferry_peer_answer_digests_total";
-pub const PEER_BLOCK_BUFFERS: &str = "ferry_peer_block_buffers_total";
+pub const BLOCK_BUFFERS: &str = "ferry_block_buffers_total";
 pub const PEER_REFUSED: &str = "ferry_peer_refused_total";
 pub const HANDOFF_READS: &str = "ferry_handoff_reads_total";
 pub const REPLICA_FILLS: &str = "ferry_replica_fills_total";
@@ -90,8 +90,8 @@ pub fn describe() {
         "Peer answers refused for a wrong length, checksum or MAC (the peer is marked down)"
     );
     metrics::describe_counter!(
-        PEER_BLOCK_BUFFERS,
-        "Buffers for blocks received from peers, by outcome: reused (left by a dropped block) or new"
+        BLOCK_BUFFERS,
+        "Buffers for blocks put together from pieces, by pool (peer: blocks received from peers; disk: blocks read from disk pages) and outcome: reused (left by a dropped block) or new"
     );
     metrics::describe_counter!(
         PEER_ANSWER_DIGESTS,

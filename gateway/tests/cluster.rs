@@ -837,8 +837,8 @@ async fn blocks_from_peers_reuse_the_buffers_of_evicted_ones_and_stay_right() {
     }
     let reused = metric(
         &reader.admin(),
-        "ferry_peer_block_buffers_total",
-        "outcome=\"reused\"",
+        "ferry_block_buffers_total",
+        "pool=\"peer\",outcome=\"reused\"",
     );
     assert!(reused > 0.0, "no block buffer was used again");
 }

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use xxhash_rust::xxh3::Xxh3;
 
-use super::buffers::BlockBuffers;
 use super::view::Member;
 use super::wire::{self, Verb};
+use crate::buffers::BlockBuffers;
 use crate::client_tls::{ClientTls, Trust};
 use crate::error::CacheError;
 use crate::metrics as m;
@@ -108,7 +108,7 @@ impl PeerClient {
             node: node.to_string(),
             secret: secret.as_bytes().to_vec(),
             down: Mutex::new(HashMap::new()),
-            buffers: BlockBuffers::new(BUFFERS_KEPT),
+            buffers: BlockBuffers::new("peer", BUFFERS_KEPT),
             own_roots_only: !tls.roots.is_empty(),
         })
     }

@@ -5,7 +5,6 @@
 //! owner loads the block once for the whole cluster (`source`). Membership
 //! is a static list or heartbeats in Redis (`view`, `redis_membership`).
 
-mod buffers;
 mod client;
 mod digests;
 mod redis_membership;

@@ -1,10 +1,10 @@
-//! Buffers for blocks received from peers, used again once the block is
-//! dropped. A block from a peer is a fresh 4 MiB buffer; glibc's malloc
-//! gives memory that large back to the kernel when it is freed, so every
-//! new one came in pages the kernel had to fault in and zero — 15 % of a
-//! peer hit's CPU on the asking node. Here a dropped block's buffer goes
-//! back to a short free list and the next block of that size is copied
-//! into it.
+//! Buffers for blocks put together from pieces (a peer's answer, pages
+//! read from disk), used again once the block is dropped. A block is a
+//! fresh 4 MiB buffer; glibc's malloc gives memory that large back to the
+//! kernel when it is freed, so every new one came in pages the kernel had
+//! to fault in and zero — 15 % of a peer hit's CPU on the asking node.
+//! Here a dropped block's buffer goes back to a short free list and the
+//! next block of that size is copied into it.
 
 use std::sync::{Arc, Mutex};
 
@@ -19,13 +19,16 @@ const SMALLEST: usize = 256 << 10;
 pub struct BlockBuffers {
     free: Mutex<Vec<Vec<u8>>>,
     keep: usize,
+    /// Whose buffers these are, in the metric's `pool` label.
+    pool: &'static str,
 }
 
 impl BlockBuffers {
-    pub fn new(keep: usize) -> Arc<BlockBuffers> {
+    pub fn new(pool: &'static str, keep: usize) -> Arc<BlockBuffers> {
         Arc::new(BlockBuffers {
             free: Mutex::new(Vec::new()),
             keep,
+            pool,
         })
     }
 
@@ -37,7 +40,8 @@ impl BlockBuffers {
         } else {
             let kept = self.kept_of(size);
             let outcome = if kept.is_some() { "reused" } else { "new" };
-            metrics::counter!(m::PEER_BLOCK_BUFFERS, "outcome" => outcome).increment(1);
+            metrics::counter!(m::BLOCK_BUFFERS, "pool" => self.pool, "outcome" => outcome)
+                .increment(1);
             kept.unwrap_or_else(|| Vec::with_capacity(size))
         };
         BlockBuffer {
@@ -111,7 +115,7 @@ mod tests {
 
     #[test]
     fn a_dropped_block_s_buffer_is_used_again_for_the_next_of_its_size() {
-        let buffers = BlockBuffers::new(2);
+        let buffers = BlockBuffers::new("test", 2);
         let mut first = buffers.take(SIZE);
         first.extend_from_slice(&vec![1u8; SIZE]);
         let block = first.freeze();
@@ -133,7 +137,7 @@ mod tests {
 
     #[test]
     fn at_most_keep_buffers_are_kept_and_small_ones_never() {
-        let buffers = BlockBuffers::new(2);
+        let buffers = BlockBuffers::new("test", 2);
         let blocks: Vec<Bytes> = (0..4)
             .map(|_| {
                 let mut b = buffers.take(SIZE);
