@@ -28,6 +28,7 @@ use foyer::{
 use super::foyer_metrics::MetricsBridge;
 use super::pages::{self, BlockPages};
 use super::{BlockTier, Fetch, ServedFrom};
+use crate::buffers::BlockBuffers;
 use crate::error::{CacheError, Result};
 use crate::metrics as m;
 
@@ -49,7 +50,13 @@ pub struct FoyerTier {
     cache: HybridCache<String, Bytes>,
     disk: bool,
     page_size: u64,
+    /// Buffers of blocks put together from their pages.
+    buffers: Arc<BlockBuffers>,
 }
+
+/// Block buffers kept for blocks read from disk: as many as a few streams
+/// have in flight.
+const BUFFERS_KEPT: usize = 16;
 
 impl FoyerTier {
     /// Opens the tiers. A disk tier that cannot be opened is left out (and
@@ -61,6 +68,7 @@ impl FoyerTier {
                 cache,
                 disk: want_disk,
                 page_size: page_size(config),
+                buffers: BlockBuffers::new("disk", BUFFERS_KEPT),
             }),
             Err(e) if want_disk => {
                 metrics::counter!(m::CACHE_ERRORS, "tier" => "disk").increment(1);
@@ -72,6 +80,7 @@ impl FoyerTier {
                     cache,
                     disk: false,
                     page_size: page_size(config),
+                    buffers: BlockBuffers::new("disk", BUFFERS_KEPT),
                 })
             }
             Err(e) => Err(CacheError::Tier(format!("cannot build the cache: {e}"))),
@@ -164,6 +173,7 @@ fn in_memory() -> HybridCacheProperties {
 struct Pages {
     cache: HybridCache<String, Bytes>,
     page_size: u64,
+    buffers: Arc<BlockBuffers>,
 }
 
 impl Pages {
@@ -175,25 +185,76 @@ impl Pages {
         }
     }
 
-    /// Bytes `want` of the block from its pages on disk; `None` when one of
-    /// the pages is missing (never written, evicted, or found damaged).
-    async fn read(&self, key: &str, len: u64, want: &Range<u64>) -> Result<Option<Bytes>> {
+    /// Bytes `want` of the block from its pages, and whether every page
+    /// was in memory; `None` when one of the pages is missing (never
+    /// written, evicted, or found damaged). With `keep`, pages read from
+    /// disk are kept in memory: the pages a range read touches (a model's
+    /// header, a hot tensor) are read from disk once, without the rest of
+    /// their block.
+    async fn read(
+        &self,
+        key: &str,
+        len: u64,
+        want: &Range<u64>,
+        keep: bool,
+    ) -> Result<Option<(Bytes, ServedFrom)>> {
         let block = self.of(key, len);
         let cover = block.covering(want);
-        let loads = cover.clone().map(|index| self.load(&block, index));
+        let loads = cover.clone().map(|index| self.page(&block, index, keep));
         let mut found = Vec::with_capacity(usize::try_from(cover.end - cover.start).unwrap_or(0));
+        let mut all_in_memory = true;
         for page in futures::future::try_join_all(loads).await? {
             match page {
-                Some(page) => found.push(page),
+                Some((page, in_memory)) => {
+                    all_in_memory &= in_memory;
+                    found.push(page);
+                }
                 None => return Ok(None),
             }
         }
-        Ok(Some(pages::assemble(&block, cover.start, &found, want)))
+        let source = if all_in_memory {
+            ServedFrom::Memory
+        } else {
+            ServedFrom::Disk
+        };
+        let mut pieces = pages::pieces(&block, cover.start, &found, want);
+        if pieces.len() == 1 {
+            return Ok(pieces.pop().map(|piece| (piece, source)));
+        }
+        let size = usize::try_from(want.end - want.start).unwrap_or(0);
+        let mut joined = self.buffers.take(size);
+        for piece in &pieces {
+            joined.extend_from_slice(piece);
+        }
+        Ok(Some((joined.freeze(), source)))
+    }
+
+    /// Page `index` of `block` from memory, else from disk (then kept in
+    /// memory with `keep`); and whether it was in memory.
+    async fn page(
+        &self,
+        block: &BlockPages<'_>,
+        index: u64,
+        keep: bool,
+    ) -> Result<Option<(Bytes, bool)>> {
+        let key = block.key(index);
+        if let Some(entry) = self.cache.memory().get(&key) {
+            return Ok(Some((entry.value().clone(), true)));
+        }
+        let Some(page) = self.load(block, index).await? else {
+            return Ok(None);
+        };
+        if keep {
+            self.cache
+                .insert_with_properties(key, page.clone(), in_memory());
+        }
+        Ok(Some((page, false)))
     }
 
     /// Page `index` of `block`, checked to be as long as it must be.
     async fn load(&self, block: &BlockPages<'_>, index: u64) -> Result<Option<Bytes>> {
         let key = block.key(index);
+
         let storage = self.cache.storage();
         let listed = storage.may_contains(&key);
         if !listed {
@@ -277,6 +338,7 @@ impl FoyerTier {
         Pages {
             cache: self.cache.clone(),
             page_size: self.page_size,
+            buffers: self.buffers.clone(),
         }
     }
 }
@@ -302,11 +364,7 @@ impl BlockTier for FoyerTier {
         if !self.disk || want.end > len {
             return Ok(None);
         }
-        Ok(self
-            .pages()
-            .read(key, len, &want)
-            .await?
-            .map(|part| (part, ServedFrom::Disk)))
+        self.pages().read(key, len, &want, true).await
     }
 
     fn holds(&self, key: &str, len: u64) -> bool {
@@ -335,8 +393,8 @@ impl BlockTier for FoyerTier {
                 // On disk as pages: a hit, read whole and kept in memory
                 // for the readers that follow.
                 if let Some(pages) = &pages {
-                    match pages.read(&key, len, &(0..len)).await {
-                        Ok(Some(block)) => {
+                    match pages.read(&key, len, &(0..len), false).await {
+                        Ok(Some((block, _))) => {
                             from_pages.store(true, Ordering::Relaxed);
                             return Ok::<_, CacheError>((block, in_memory()));
                         }

@@ -10,7 +10,7 @@
 
 use std::ops::Range;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 /// The page size when none is configured: small enough that a small range
 /// read loads little more than it serves, large enough that a whole-block
@@ -52,21 +52,24 @@ impl BlockPages<'_> {
     }
 }
 
-/// Bytes `want` of a block from its pages `first..`, in order: a slice of
-/// the one page when `want` lies in one, else a copy.
-pub fn assemble(pages: &BlockPages<'_>, first: u64, found: &[Bytes], want: &Range<u64>) -> Bytes {
-    let start = first * pages.page_size;
-    if let [page] = found {
-        return slice(page, want.start - start..want.end - start);
-    }
-    let mut out = BytesMut::with_capacity(usize::try_from(want.end - want.start).unwrap_or(0));
-    for (page, index) in found.iter().zip(first..) {
-        let span = pages.span(index);
-        let from = want.start.max(span.start) - span.start;
-        let to = want.end.min(span.end) - span.start;
-        out.extend_from_slice(&slice(page, from..to));
-    }
-    out.freeze()
+/// The parts of pages `first..` (in order) that hold bytes `want` of the
+/// block: slices, no copies.
+pub fn pieces(
+    pages: &BlockPages<'_>,
+    first: u64,
+    found: &[Bytes],
+    want: &Range<u64>,
+) -> Vec<Bytes> {
+    found
+        .iter()
+        .zip(first..)
+        .map(|(page, index)| {
+            let span = pages.span(index);
+            let from = want.start.max(span.start) - span.start;
+            let to = want.end.min(span.end) - span.start;
+            slice(page, from..to)
+        })
+        .collect()
 }
 
 fn slice(bytes: &Bytes, range: Range<u64>) -> Bytes {
@@ -99,7 +102,7 @@ mod tests {
     }
 
     #[test]
-    fn assembled_ranges_are_the_blocks_bytes() {
+    fn the_pieces_of_a_range_are_the_blocks_bytes() {
         let p = pages(10_000);
         let block: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
         let all: Vec<Bytes> = (0..p.count())
@@ -118,7 +121,7 @@ mod tests {
         ] {
             let cover = p.covering(&want);
             let found = &all[cover.start as usize..cover.end as usize];
-            let got = assemble(&p, cover.start, found, &want);
+            let got: Vec<u8> = pieces(&p, cover.start, found, &want).concat();
             assert_eq!(
                 &got[..],
                 &block[want.start as usize..want.end as usize],
