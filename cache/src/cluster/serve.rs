@@ -53,7 +53,7 @@ impl BlockCache {
             _ => None,
         };
         if let Some((part, source)) = &held {
-            self.record(*source, part.len(), started);
+            self.record(*source, part.iter().map(Bytes::len).sum(), started);
         }
         let holds = held.is_some() || (verb != Verb::Get && self.tier().holds(&key, addr.len));
         let outcome = |o: &'static str| {
@@ -71,7 +71,7 @@ impl BlockCache {
             (Verb::Get, Some((part, _))) => {
                 outcome("hit");
                 Ok(Served::Bytes {
-                    bytes: part,
+                    bytes: one_piece(part),
                     hit: true,
                 })
             }
@@ -135,6 +135,15 @@ impl BlockCache {
             }
         }
     }
+}
+
+/// An answer's body in one buffer: the pieces a tier held it in, joined
+/// (a block from disk pages; a block in memory is one piece already).
+fn one_piece(mut pieces: Vec<Bytes>) -> Bytes {
+    if pieces.len() == 1 {
+        return pieces.pop().unwrap_or_default();
+    }
+    Bytes::from(pieces.concat())
 }
 
 /// The part `range` of a block checked to hold it.

@@ -351,19 +351,18 @@ impl BlockCache {
     }
 
     /// The part of a block a read wants, if a tier holds it: from memory,
-    /// or for a read of less than the whole block from the disk pages it
-    /// covers (a whole block comes through `block`, which keeps it in
-    /// memory for the readers after this one).
-    async fn held_part(&self, read: &BlockRead) -> Option<Bytes> {
-        if !self.keeps_blocks() || read.want.end - read.want.start >= read.len {
+    /// or from the disk pages it covers, as the pieces the tier holds (no
+    /// copy into one buffer).
+    async fn held(&self, read: &BlockRead) -> Option<Vec<Bytes>> {
+        if !self.keeps_blocks() {
             return None;
         }
         let started = Instant::now();
         let key = read.addr(self.block_size).cache_key();
         match self.tier.get(&key, read.len, read.want.clone()).await {
-            Ok(Some((part, source))) => {
-                self.record(source, part.len(), started);
-                Some(part)
+            Ok(Some((pieces, source))) => {
+                self.record(source, pieces.iter().map(Bytes::len).sum(), started);
+                Some(pieces)
             }
             Ok(None) => None,
             // A failing tier: the block path reads past it.
@@ -462,11 +461,11 @@ impl BlockCache {
                 async move {
                     let (read, permits) = admitted?;
                     let holds: Holds = Box::new(permits);
-                    if let Some(part) = cache.held_part(&read).await {
-                        return Ok((part, holds));
+                    if let Some(pieces) = cache.held(&read).await {
+                        return Ok((pieces, holds));
                     }
                     if let Some(bytes) = cache.small_read(&read).await? {
-                        return Ok((bytes, holds));
+                        return Ok((vec![bytes], holds));
                     }
                     let block = cache.block(&read).await?;
                     // A kept block is whole and sliced here; over a tier
@@ -486,10 +485,11 @@ impl BlockCache {
                             read.len
                         )));
                     }
-                    Ok((slice(&block, &wanted), holds))
+                    Ok((vec![slice(&block, &wanted)], holds))
                 }
             })
             .buffered(self.per_read.min(self.window).max(1))
+            .flat_map(|block| stream::iter(pieces_of(block)))
             .boxed();
         // The permits are released when the client takes the block, or
         // when it stops taking them (see `handoff`).
@@ -571,11 +571,6 @@ impl BlockCache {
                 .readahead
                 .on_read(&key, first.index..plan[j].index + 1, end_block);
             for index in ahead.clone() {
-                let Some(permit) = self.try_inflight() else {
-                    metrics::counter!(m::READAHEAD_SKIPPED).increment(ahead.end - index);
-                    self.readahead.back_off(&key, index..ahead.end);
-                    break;
-                };
                 let read = BlockRead {
                     index,
                     len: self
@@ -583,6 +578,19 @@ impl BlockCache {
                         .min(first.segment_end - index * self.block_size),
                     want: 0..0,
                     ..first.clone()
+                };
+                // A block this node holds needs no prefetch: its read comes
+                // from memory, or from its disk pages without a copy.
+                if self
+                    .tier
+                    .holds(&read.addr(self.block_size).cache_key(), read.len)
+                {
+                    continue;
+                }
+                let Some(permit) = self.try_inflight() else {
+                    metrics::counter!(m::READAHEAD_SKIPPED).increment(ahead.end - index);
+                    self.readahead.back_off(&key, index..ahead.end);
+                    break;
                 };
                 metrics::counter!(m::READAHEAD_ISSUED).increment(1);
                 self.spawn_prefetch(read, permit);
@@ -606,6 +614,23 @@ impl BlockCache {
                 }
             },
         ));
+    }
+}
+
+/// A block's pieces as items for the client, the block's holds going
+/// with its last piece (released when the client takes it).
+fn pieces_of(block: Result<(Vec<Bytes>, Holds)>) -> Vec<Result<(Bytes, Holds)>> {
+    match block {
+        Err(e) => vec![Err(e)],
+        Ok((mut pieces, holds)) => {
+            let last = pieces.pop();
+            let mut items: Vec<_> = pieces
+                .into_iter()
+                .map(|piece| Ok((piece, Box::new(()) as Holds)))
+                .collect();
+            items.extend(last.map(|piece| Ok((piece, holds))));
+            items
+        }
     }
 }
 

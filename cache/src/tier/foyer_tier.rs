@@ -197,7 +197,7 @@ impl Pages {
         len: u64,
         want: &Range<u64>,
         keep: bool,
-    ) -> Result<Option<(Bytes, ServedFrom)>> {
+    ) -> Result<Option<(Vec<Bytes>, ServedFrom)>> {
         let block = self.of(key, len);
         let cover = block.covering(want);
         let loads = cover.clone().map(|index| self.page(&block, index, keep));
@@ -217,16 +217,22 @@ impl Pages {
         } else {
             ServedFrom::Disk
         };
-        let mut pieces = pages::pieces(&block, cover.start, &found, want);
+        Ok(Some((
+            pages::pieces(&block, cover.start, &found, want),
+            source,
+        )))
+    }
+
+    /// `pieces` in one buffer (from the pool: no fresh pages to fault in).
+    fn join(&self, mut pieces: Vec<Bytes>) -> Bytes {
         if pieces.len() == 1 {
-            return Ok(pieces.pop().map(|piece| (piece, source)));
+            return pieces.pop().unwrap_or_default();
         }
-        let size = usize::try_from(want.end - want.start).unwrap_or(0);
-        let mut joined = self.buffers.take(size);
+        let mut joined = self.buffers.take(pieces.iter().map(Bytes::len).sum());
         for piece in &pieces {
             joined.extend_from_slice(piece);
         }
-        Ok(Some((joined.freeze(), source)))
+        joined.freeze()
     }
 
     /// Page `index` of `block` from memory, else from disk (then kept in
@@ -350,12 +356,12 @@ impl BlockTier for FoyerTier {
         key: &str,
         len: u64,
         want: Range<u64>,
-    ) -> Result<Option<(Bytes, ServedFrom)>> {
+    ) -> Result<Option<(Vec<Bytes>, ServedFrom)>> {
         if let Some(entry) = self.cache.memory().get(key) {
             let block = entry.value();
             if block.len() as u64 >= want.end && want.start <= want.end {
                 return Ok(Some((
-                    block.slice(want.start as usize..want.end as usize),
+                    vec![block.slice(want.start as usize..want.end as usize)],
                     ServedFrom::Memory,
                 )));
             }
@@ -394,9 +400,9 @@ impl BlockTier for FoyerTier {
                 // for the readers that follow.
                 if let Some(pages) = &pages {
                     match pages.read(&key, len, &(0..len), false).await {
-                        Ok(Some((block, _))) => {
+                        Ok(Some((pieces, _))) => {
                             from_pages.store(true, Ordering::Relaxed);
-                            return Ok::<_, CacheError>((block, in_memory()));
+                            return Ok::<_, CacheError>((pages.join(pieces), in_memory()));
                         }
                         Ok(None) => {}
                         // A failing disk is a miss here: read from outside.

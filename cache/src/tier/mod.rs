@@ -67,14 +67,16 @@ pub type Fetch = BoxFuture<'static, Result<FetchedBlock>>;
 #[async_trait]
 pub trait BlockTier: Send + Sync + 'static {
     /// Bytes `want` of the block under `key` (`len` bytes long), if the
-    /// tier holds them. A tier that keeps blocks on disk in pages reads
-    /// only the pages `want` covers, and does not move them to memory.
+    /// tier holds them, in order, as the pieces the tier holds them in (a
+    /// block read from disk pages comes as slices of its pages, never
+    /// copied into one buffer). A tier that keeps blocks on disk in pages
+    /// reads only the pages `want` covers, and keeps those in memory.
     async fn get(
         &self,
         key: &str,
         len: u64,
         want: Range<u64>,
-    ) -> Result<Option<(Bytes, ServedFrom)>>;
+    ) -> Result<Option<(Vec<Bytes>, ServedFrom)>>;
 
     /// Whether the tier holds the whole block, as far as it can tell
     /// without reading it (a damaged page is found only when read).

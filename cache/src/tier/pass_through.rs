@@ -28,7 +28,7 @@ impl BlockTier for PassThroughTier {
         _key: &str,
         _len: u64,
         _want: Range<u64>,
-    ) -> Result<Option<(Bytes, ServedFrom)>> {
+    ) -> Result<Option<(Vec<Bytes>, ServedFrom)>> {
         Ok(None)
     }
 
