@@ -23,7 +23,7 @@ pub struct RawCache {
     pub block_size: Option<ByteSize>,
     /// Size of the pages a block is kept in on the disk tier, 64 KiB up to
     /// the block size: a range read of a block on disk loads only the
-    /// pages it covers. Default `256KiB`.
+    /// pages it covers. Default `512KiB`.
     pub disk_page: Option<ByteSize>,
     /// Bytes one streaming read keeps in flight ahead of the client.
     /// Default `64MiB`.
@@ -63,7 +63,7 @@ impl RawCache {
                 "must be between 1MiB and 64MiB",
             ));
         }
-        let disk_page = self.disk_page.map_or(256 << 10, |b| b.as_u64());
+        let disk_page = self.disk_page.map_or(512 << 10, |b| b.as_u64());
         if disk_page < (64 << 10) || disk_page > block_size {
             return Err(ConfigError::invalid(
                 "cache.disk_page",

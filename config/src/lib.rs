@@ -147,7 +147,7 @@ pub struct CacheConfig {
     pub disk: u64,
     pub dir: PathBuf,
     pub block_size: u64,
-    /// Pages of a block on the disk tier, in bytes. Default 256 KiB.
+    /// Pages of a block on the disk tier, in bytes. Default 512 KiB.
     pub disk_page: u64,
     pub readahead: u64,
     pub inflight: u64,

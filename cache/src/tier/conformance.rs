@@ -406,7 +406,7 @@ pub async fn corrupt_blocks_are_misses(open: Reopen<'_>, dir: &Path, block_size:
 }
 
 /// Flips bytes every `stride` bytes of every file under `dir`.
-fn damage_files(dir: &Path, stride: usize) {
+pub fn damage_files(dir: &Path, stride: usize) {
     let entries = std::fs::read_dir(dir).expect("read the cache folder");
     for entry in entries {
         let path = entry.expect("entry").path();
