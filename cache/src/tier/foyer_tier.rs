@@ -6,10 +6,10 @@
 //!   fetch says it is memory-only, its pages go to disk at once: the disk
 //!   tier is written once per fetched block and never by reads, and a
 //!   node killed without a clean stop loses nothing that had been flushed.
-//! - A range read of a block not in memory loads the pages it covers and
-//!   leaves memory alone; a whole-block read (streams, readahead, peers
-//!   fetching a block) loads every page and keeps the block in memory,
-//!   so the readers that follow it share one copy.
+//! - `get` (the read path) of a block not in memory loads the pages the
+//!   range covers, keeps those pages in memory, and answers them as they
+//!   are; `get_or_fetch` (prefetch, peers fetching a block, warm-up) puts
+//!   every page together into one buffer and keeps the block in memory.
 //! - Memory entries are never written to disk by foyer (`Location::InMem`):
 //!   the pages are already there.
 
