@@ -69,7 +69,11 @@ PY
 
 # --- nginx --------------------------------------------------------------------
 nginx="$(command -v nginx || echo /usr/sbin/nginx)"
-[ -x "$nginx" ] || { echo "needs nginx (Debian nginx-light)" >&2; exit 1; }
+if [ ! -x "$nginx" ]; then
+    say "installing nginx-light"
+    { apt-get install -y -qq nginx-light || { apt-get update -qq && apt-get install -y -qq nginx-light; }; } >&2 || true
+fi
+[ -x "$nginx" ] || { echo "needs nginx (Debian nginx-light), which cannot be installed" >&2; exit 1; }
 ndir=$work/nginx
 nport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 mkdir -p "$ndir/www" "$ndir/tmp"
@@ -95,6 +99,9 @@ CONF
 "$nginx" -p "$ndir" -c "$ndir/nginx.conf" -e "$ndir/error.log" &
 nginx_pid=$!
 pids+=("$nginx_pid")
+for _ in $(seq 100); do [ -n "$(pgrep -P "$nginx_pid")" ] && break; sleep 0.1; done
+nginx_pids=(--server-pid "$nginx_pid")
+for worker in $(pgrep -P "$nginx_pid"); do nginx_pids+=(--server-pid "$worker"); done
 
 # --- ferry --------------------------------------------------------------------
 # label disk-MiB: starts a node with a 64 MiB memory tier; sets s3, admin, pid.
@@ -127,7 +134,7 @@ ferry_s3=$s3 ferry_admin=$admin ferry_pid=$pid
 run() { # row workload: one measured run
     local row=$1 workload=$2
     case $row in
-    nginx-*) target=(--http-url "http://127.0.0.1:$nport/$key" --server-pid "$nginx_pid") ;;
+    nginx-*) target=(--http-url "http://127.0.0.1:$nport/$key" "${nginx_pids[@]}") ;;
     ferry-*) target=(--endpoint "$ferry_s3" --bucket models --key "$key" --server-pid "$ferry_pid"
         --metrics-url "$ferry_admin/metrics" "${follow[@]}") ;;
     esac
@@ -154,13 +161,13 @@ rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$ferry_pid/status")
 kill "$ferry_pid"
 wait "$ferry_pid" 2>/dev/null || true
 tier_bytes=$(du -sb "$work/ferry/cache" | cut -f1)
-t0=$(date +%s.%N)
+t0=$(date +%s%N)
 start_ferry ferry $((mib * 2 + 1024))
 "$bench_bin" read --endpoint "$s3" --bucket models --key "$key" --workloads safetensors --count 1 >/dev/null
-t1=$(date +%s.%N)
+t1=$(date +%s%N)
 hits=$(curl -s "$admin/metrics" | awk '/^ferry_cache_hits_total\{tier="disk"\}/ {print $2}')
 printf '{"bench":"disk-tier","restart_to_first_hit_s":%s,"tier_bytes":%s,"disk_hits_after_restart":"%s","peak_rss_kib":%s}\n' \
-    "$(echo "$t1 - $t0" | bc)" "$tier_bytes" "${hits:-0}" "$rss_kib" >>"$results"
+    "$(python3 -c "print(($t1 - $t0) / 1e9)")" "$tier_bytes" "${hits:-0}" "$rss_kib" >>"$results"
 kill "$pid"
 
 # A working set twice the disk tier: every read misses the tier and writes it.
@@ -200,6 +207,6 @@ for (label, w), v in rows.items():
     print(f"{label:20} {w:11} {fmt(value):>9} {unit:6} {fmt(value / c if c else None):>7} "
           f"{fmt(value / d if d else None):>7} {fmt(med([x[1] for x in v])):>8} {fmt(med([x[2] for x in v]), '{:.4f}'):>13}")
 for e in extra:
-    print(f"restart with a full tier ({e['tier_bytes'] / 2**30:.2f} GiB): first hit after {e['restart_to_first_hit_s']:.2f} s "
+    print(f"restart (tier files {e['tier_bytes'] / 2**30:.2f} GiB): first hit after {e['restart_to_first_hit_s']:.2f} s "
           f"(disk hits then: {e['disk_hits_after_restart']}); peak RSS while serving {e['peak_rss_kib'] / 1024:.0f} MiB")
 PY
