@@ -21,6 +21,7 @@ pub const READAHEAD_USED: &str = "ferry_readahead_blocks_used_total";
 pub const READAHEAD_WASTED: &str = "ferry_readahead_blocks_wasted_total";
 pub const CACHE_DISK_WRITES_DROPPED: &str = "ferry_cache_disk_writes_dropped_total";
 pub const CACHE_DISK_PAGES_LOST: &str = "ferry_cache_disk_pages_lost_total";
+pub const CACHE_DISK_ERRORS: &str = "ferry_cache_disk_errors_total";
 pub const PEER_REQUESTS: &str = "ferry_peer_requests_total";
 pub const PEER_REQUEST_SECONDS: &str = "ferry_peer_request_seconds";
 pub const PEER_BYTES_RECEIVED: &str = "ferry_peer_bytes_received_total";
@@ -200,6 +201,10 @@ pub fn describe() {
     metrics::describe_counter!(
         CACHE_DISK_WRITES_DROPPED,
         "Pages the disk tier did not write because its flush buffers (reason=buffer_full) or queue (reason=queue_full) were full, or its admission refused them (reason=not_admitted); such a page is a later miss"
+    );
+    metrics::describe_counter!(
+        CACHE_DISK_ERRORS,
+        "Failures of a disk of the cache tier, by disk (its folder) and op (open: left out at start; read: set aside, its blocks read from outside, tried again after 30 s)"
     );
     metrics::describe_counter!(
         CACHE_DISK_PAGES_LOST,

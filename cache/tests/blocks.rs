@@ -83,8 +83,14 @@ async fn write_blob(root: &std::path::Path, name: &str, body: &[u8]) {
 fn config(dir: &std::path::Path, block_size: u64, memory: u64, disk: u64) -> BlockCacheConfig {
     BlockCacheConfig {
         memory,
-        disk,
-        dir: dir.join("cache"),
+        disks: if disk == 0 {
+            Vec::new()
+        } else {
+            vec![ferry_config::DiskConfig {
+                dir: dir.join("cache"),
+                capacity: disk,
+            }]
+        },
         block_size,
         disk_page: 0,
         readahead: 8 * block_size,

@@ -59,8 +59,7 @@ impl Volume {
             Arc::new(PassThroughTier),
             &BlockCacheConfig {
                 memory: 0,
-                disk: 0,
-                dir: dir.path().join("cache"),
+                disks: Vec::new(),
                 block_size: 1 << 20,
                 disk_page: 0,
                 readahead: 4 << 20,

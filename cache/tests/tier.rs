@@ -10,6 +10,7 @@ use bytes::Bytes;
 use ferry_cache::tier::{
     BlockTier, FoyerTier, FoyerTierConfig, PassThroughTier, ServedFrom, conformance,
 };
+use ferry_config::DiskConfig;
 use futures::FutureExt;
 
 const BLOCK: usize = 1 << 20;
@@ -18,8 +19,14 @@ const PAGE: u64 = 64 << 10;
 fn foyer_config(dir: &Path, memory: u64, disk: u64) -> FoyerTierConfig {
     FoyerTierConfig {
         memory,
-        disk,
-        dir: dir.to_path_buf(),
+        disks: if disk == 0 {
+            Vec::new()
+        } else {
+            vec![DiskConfig {
+                dir: dir.to_path_buf(),
+                capacity: disk,
+            }]
+        },
         block_size: BLOCK as u64,
         page_size: PAGE,
     }
@@ -309,4 +316,142 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     files
+}
+
+fn two_disks(root: &Path, small: u64, large: u64) -> FoyerTierConfig {
+    FoyerTierConfig {
+        memory: 2 * BLOCK as u64 + 4096,
+        disks: vec![
+            DiskConfig {
+                dir: root.join("small"),
+                capacity: small,
+            },
+            DiskConfig {
+                dir: root.join("large"),
+                capacity: large,
+            },
+        ],
+        block_size: BLOCK as u64,
+        page_size: PAGE,
+    }
+}
+
+/// Blocks spread over the disks by capacity (1:3 here), each disk's pages
+/// written by that disk only, and every block comes back from disk after
+/// a restart.
+#[tokio::test]
+async fn foyer_blocks_spread_over_disks_by_capacity() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = two_disks(dir.path(), 64 << 20, 192 << 20);
+    let blocks: Vec<Bytes> = (0..96)
+        .map(|i| conformance::block_bytes(2000 + i, PAGE as usize))
+        .collect();
+    let tier = FoyerTier::open(&config).await.expect("open");
+    assert!(tier.has_disk());
+    for (i, block) in blocks.iter().enumerate() {
+        tier.put(&format!("spread{i}"), block.clone());
+    }
+    tier.close().await.expect("close");
+    let written: Vec<(String, u64)> = tier
+        .disk_io_by_disk()
+        .into_iter()
+        .map(|(disk, io)| (disk, io.written))
+        .collect();
+    let total: u64 = written.iter().map(|(_, w)| w).sum();
+    let small = written
+        .iter()
+        .find(|(disk, _)| disk.ends_with("small"))
+        .map_or(0, |(_, w)| *w);
+    let share = small as f64 / total as f64;
+    assert!(
+        (0.1..=0.4).contains(&share),
+        "the disk with a quarter of the capacity wrote {share:.2} of the bytes: {written:?}"
+    );
+    let tier = FoyerTier::open(&config).await.expect("reopen");
+    for (i, block) in blocks.iter().enumerate() {
+        let len = block.len() as u64;
+        let (got, source) = tier
+            .get(&format!("spread{i}"), len, 0..len)
+            .await
+            .expect("get")
+            .unwrap_or_else(|| panic!("block {i} is on one of the disks"));
+        assert!(got.concat() == *block, "block {i}");
+        assert_eq!(source, ServedFrom::Disk, "block {i}");
+    }
+    tier.close().await.expect("close");
+}
+
+/// A disk that cannot be opened (its folder is a file) is left out: the
+/// tier runs on the other, and blocks still reach disk.
+#[tokio::test]
+async fn foyer_a_disk_that_cannot_open_is_left_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("small"), b"not a folder").expect("write");
+    let config = two_disks(dir.path(), 64 << 20, 64 << 20);
+    let tier = FoyerTier::open(&config).await.expect("open");
+    assert!(tier.has_disk(), "one disk opened");
+    assert_eq!(tier.disk_io_by_disk().len(), 1);
+    let block = conformance::block_bytes(3000, BLOCK);
+    tier.put("survivor", block.clone());
+    tier.close().await.expect("close");
+    let tier = FoyerTier::open(&config).await.expect("reopen");
+    let (got, source) = tier
+        .get("survivor", BLOCK as u64, 0..BLOCK as u64)
+        .await
+        .expect("get")
+        .expect("on the disk that opened");
+    assert!(got.concat() == block);
+    assert_eq!(source, ServedFrom::Disk);
+    tier.close().await.expect("close");
+}
+
+/// One of two disks loses its contents under a running tier (its files
+/// cut to nothing): every read is still right, and the blocks of the
+/// other disk are still disk hits.
+#[tokio::test]
+async fn foyer_a_broken_disk_loses_only_its_blocks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = two_disks(dir.path(), 64 << 20, 64 << 20);
+    let blocks: Vec<Bytes> = (0..32)
+        .map(|i| conformance::block_bytes(4000 + i, PAGE as usize))
+        .collect();
+    {
+        let tier = FoyerTier::open(&config).await.expect("open");
+        for (i, block) in blocks.iter().enumerate() {
+            tier.put(&format!("broken{i}"), block.clone());
+        }
+        tier.close().await.expect("close");
+    }
+    let tier = FoyerTier::open(&config).await.expect("reopen");
+    for file in walk(&dir.path().join("small")) {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .expect("open")
+            .set_len(0)
+            .expect("truncate");
+    }
+    let mut from_disk = 0;
+    for (i, block) in blocks.iter().enumerate() {
+        let key = format!("broken{i}");
+        let len = block.len() as u64;
+        if let Ok(Some((got, source))) = tier.get(&key, len, 0..len).await {
+            assert!(
+                got.concat() == *block,
+                "block {i}: wrong bytes from the tier"
+            );
+            from_disk += usize::from(source == ServedFrom::Disk);
+        }
+        let again = block.clone();
+        let (got, _) = tier
+            .get_or_fetch(&key, len, async move { Ok(again.into()) }.boxed())
+            .await
+            .expect("read");
+        assert!(got == *block, "block {i}: wrong bytes");
+    }
+    assert!(
+        (4..32).contains(&from_disk),
+        "the other disk's blocks are still hits, the broken disk's are not: {from_disk} of 32"
+    );
+    tier.close().await.expect("close");
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::Deserialize;
 
-use crate::CacheConfig;
 use crate::error::{ConfigError, Result};
+use crate::{CacheConfig, DiskConfig};
 
 /// `[cache]`: the block cache in front of the stores.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -15,10 +15,15 @@ use crate::error::{ConfigError, Result};
 pub struct RawCache {
     /// Memory tier. Default: a quarter of the machine's memory, at most 8 GiB.
     pub memory: Option<ByteSize>,
-    /// Disk tier; `0` turns it off. Default `10GiB`.
+    /// Disk tier on one disk; `0` turns it off. Default `10GiB`.
     pub disk: Option<ByteSize>,
-    /// Folder of the disk tier. Default `<data_dir>/cache`.
+    /// Folder of the one-disk tier. Default `<data_dir>/cache`.
     pub dir: Option<PathBuf>,
+    /// The disk tier over several disks (instead of `disk` and `dir`):
+    /// blocks spread over them by capacity, and a failing disk loses only
+    /// its own blocks.
+    #[serde(default)]
+    pub disks: Vec<RawDisk>,
     /// Block size, 1 MiB to 64 MiB. Default `4MiB`.
     pub block_size: Option<ByteSize>,
     /// Size of the pages a block is kept in on the disk tier, 64 KiB up to
@@ -54,8 +59,57 @@ pub struct RawCache {
     pub warm_on_open: Vec<String>,
 }
 
+/// `[[cache.disks]]` (or an inline table in `disks = [...]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDisk {
+    pub dir: PathBuf,
+    pub capacity: ByteSize,
+}
+
 impl RawCache {
-    pub(crate) fn validate(self, data_dir: &Path) -> Result<CacheConfig> {
+    /// The disks of the tier: `disks`, or the one disk `disk`/`dir` say.
+    fn disks(&mut self, data_dir: &Path) -> Result<Vec<DiskConfig>> {
+        if !self.disks.is_empty() {
+            if self.disk.is_some() || self.dir.is_some() {
+                return Err(ConfigError::invalid(
+                    "cache.disks",
+                    "set either `disks` or the one-disk `disk` and `dir`, not both",
+                ));
+            }
+            let mut disks: Vec<DiskConfig> = Vec::new();
+            for (i, raw) in std::mem::take(&mut self.disks).into_iter().enumerate() {
+                if raw.capacity.as_u64() == 0 {
+                    return Err(ConfigError::invalid(
+                        format!("cache.disks[{i}].capacity"),
+                        "must be more than 0 (leave the disk out instead)",
+                    ));
+                }
+                if disks.iter().any(|d| d.dir == raw.dir) {
+                    return Err(ConfigError::invalid(
+                        format!("cache.disks[{i}].dir"),
+                        format!("{} is already a disk of the tier", raw.dir.display()),
+                    ));
+                }
+                disks.push(DiskConfig {
+                    dir: raw.dir,
+                    capacity: raw.capacity.as_u64(),
+                });
+            }
+            return Ok(disks);
+        }
+        let capacity = self.disk.map_or(10 << 30, |b| b.as_u64());
+        if capacity == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(vec![DiskConfig {
+            dir: self.dir.take().unwrap_or_else(|| data_dir.join("cache")),
+            capacity,
+        }])
+    }
+
+    pub(crate) fn validate(mut self, data_dir: &Path) -> Result<CacheConfig> {
+        let disks = self.disks(data_dir)?;
         let block_size = self.block_size.map_or(4 << 20, |b| b.as_u64());
         if !((1 << 20)..=(64 << 20)).contains(&block_size) {
             return Err(ConfigError::invalid(
@@ -79,8 +133,8 @@ impl RawCache {
         }
         let cache = CacheConfig {
             memory: self.memory.map(|b| b.as_u64()),
-            disk: self.disk.map_or(10 << 30, |b| b.as_u64()),
-            dir: self.dir.unwrap_or_else(|| data_dir.join("cache")),
+            disk: disks.iter().map(|d| d.capacity).sum(),
+            disks,
             block_size,
             disk_page,
             readahead,

@@ -28,7 +28,8 @@ pub struct RawCluster {
     /// address `peer_listen` bound.
     pub advertise: Option<String>,
     /// Share of the blocks this node owns, relative to the others.
-    /// Default 100; 0 owns nothing.
+    /// Default: the disk tier's capacity in GiB (100 without a disk tier);
+    /// 0 owns nothing.
     pub weight: Option<u32>,
     /// Owners of each block. Default 1.
     pub replicas: Option<usize>,
@@ -158,7 +159,9 @@ impl RawCluster {
         }
     }
 
-    pub(crate) fn validate(self) -> Result<ClusterConfig> {
+    /// `default_weight`: this node's weight when `weight` is not set (see
+    /// `CacheConfig::default_cluster_weight`).
+    pub(crate) fn validate(self, default_weight: u32) -> Result<ClusterConfig> {
         let node_id = self.node_id.ok_or_else(|| {
             ConfigError::invalid(
                 "cluster.node_id",
@@ -213,7 +216,11 @@ impl RawCluster {
             ));
         }
         let serve = self.serve.unwrap_or(true);
-        let weight = if serve { self.weight.unwrap_or(100) } else { 0 };
+        let weight = if serve {
+            self.weight.unwrap_or(default_weight)
+        } else {
+            0
+        };
         let membership = match (self.membership, self.peers.is_empty()) {
             (Some(_), false) => {
                 return Err(ConfigError::invalid(

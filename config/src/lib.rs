@@ -19,7 +19,7 @@ mod store;
 mod tls;
 mod volume;
 
-pub use cache::RawCache;
+pub use cache::{RawCache, RawDisk};
 pub use cluster::{ClusterConfig, Membership, Peer, RawCluster, RawPeer};
 pub use error::{ConfigError, Result};
 pub use imports::{ImportSchedule, RawImport, split_path};
@@ -143,9 +143,10 @@ pub enum MetaConfig {
 pub struct CacheConfig {
     /// Memory tier in bytes; `None`: sized from the machine at start.
     pub memory: Option<u64>,
-    /// Disk tier in bytes; 0: no disk tier.
+    /// Disk tier in bytes, over all its disks; 0: no disk tier.
     pub disk: u64,
-    pub dir: PathBuf,
+    /// The disks of the disk tier (none: no disk tier).
+    pub disks: Vec<DiskConfig>,
     pub block_size: u64,
     /// Pages of a block on the disk tier, in bytes. Default 512 KiB.
     pub disk_page: u64,
@@ -163,6 +164,26 @@ pub struct CacheConfig {
     pub send_timeout: Duration,
     /// Key patterns whose objects warm on their first read.
     pub warm_on_open: Vec<String>,
+}
+
+impl CacheConfig {
+    /// A node's cluster weight when `cluster.weight` is not set: its disk
+    /// tier's capacity in GiB (at least 1), so nodes with 8, 16 and 24 TB
+    /// of disk hold 1:2:3 of the data; 100 for a node without a disk tier.
+    pub fn default_cluster_weight(&self) -> u32 {
+        if self.disk == 0 {
+            return 100;
+        }
+        u32::try_from(self.disk >> 30).unwrap_or(u32::MAX).max(1)
+    }
+}
+
+/// One disk of the disk tier: a folder and what the tier may use of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskConfig {
+    pub dir: PathBuf,
+    /// Bytes; more than 0.
+    pub capacity: u64,
 }
 
 /// `[volume]`: how the collector deletes blobs and when uploads and

@@ -188,7 +188,11 @@ impl RawConfig {
         let (data_store, volume) = self.volume.validate(&data_dir, &mut stores)?;
         let credentials = validate_credentials(self.credentials)?;
         let cache = self.cache.validate(&data_dir)?;
-        let cluster = self.cluster.map(RawCluster::validate).transpose()?;
+        let default_weight = cache.default_cluster_weight();
+        let cluster = self
+            .cluster
+            .map(|c| c.validate(default_weight))
+            .transpose()?;
         let region = self.region.map(RawRegion::validate).transpose()?;
         let imports = imports::validate(self.imports, &stores, region.as_ref())?;
         let admin_token = self.admin.validate()?;

@@ -272,7 +272,7 @@ fn environment_overrides_file_and_flags_override_environment() {
     );
     assert_eq!(config.volume.grace, Duration::from_secs(90));
     assert_eq!(config.credentials[0].access_key, "envkey");
-    assert_eq!(config.cache.dir, PathBuf::from("/cache"));
+    assert_eq!(config.cache.disks[0].dir, PathBuf::from("/cache"));
 
     let config = raw.build(&env, &Overrides::default()).expect("valid");
     assert_eq!(
@@ -722,4 +722,74 @@ fn what_one_read_may_hold_has_defaults_and_no_zero() {
     ] {
         assert_eq!(invalid_field(build(toml)), field, "{toml}");
     }
+}
+
+#[test]
+fn the_disk_tier_spans_several_disks_or_one() {
+    let several = build(
+        "[cache]\ndisks = [{ dir = \"/nvme0/ferry\", capacity = \"3GiB\" }, { dir = \"/nvme1/ferry\", capacity = \"1GiB\" }]\n",
+    )
+    .expect("valid");
+    assert_eq!(several.cache.disks.len(), 2);
+    assert_eq!(several.cache.disks[1].dir, PathBuf::from("/nvme1/ferry"));
+    assert_eq!(several.cache.disk, 4 << 30, "the tier's size is the sum");
+    let one = build("[cache]\ndisk = \"2GiB\"\ndir = \"/ssd/ferry\"\n").expect("valid");
+    assert_eq!(one.cache.disks.len(), 1);
+    assert_eq!(one.cache.disks[0].capacity, 2 << 30);
+    assert!(
+        build("[cache]\ndisk = \"0\"\n")
+            .expect("valid")
+            .cache
+            .disks
+            .is_empty()
+    );
+    assert_eq!(
+        invalid_field(build(
+            "[cache]\ndisk = \"1GiB\"\ndisks = [{ dir = \"/a\", capacity = \"1GiB\" }]\n"
+        )),
+        "cache.disks"
+    );
+    assert_eq!(
+        invalid_field(build(
+            "[cache]\ndisks = [{ dir = \"/a\", capacity = \"0\" }]\n"
+        )),
+        "cache.disks[0].capacity"
+    );
+    assert_eq!(
+        invalid_field(build(
+            "[cache]\ndisks = [{ dir = \"/a\", capacity = \"1GiB\" }, { dir = \"/a\", capacity = \"1GiB\" }]\n"
+        )),
+        "cache.disks[1].dir"
+    );
+}
+
+#[test]
+fn a_node_s_weight_defaults_to_its_disk_capacity_in_gib() {
+    let base = "[cluster]\nnode_id = \"n0\"\nsecret = \"0123456789abcdef\"\npeers = [{ id = \"n0\", address = \"127.0.0.1:9002\" }]\n";
+    let weight = |cache: &str| {
+        build(&format!("{cache}{base}"))
+            .expect("valid")
+            .cluster
+            .map(|c| c.weight)
+    };
+    assert_eq!(
+        weight(
+            "[cache]\ndisks = [{ dir = \"/a\", capacity = \"8TiB\" }, { dir = \"/b\", capacity = \"8TiB\" }]\n"
+        ),
+        Some(16 << 10)
+    );
+    assert_eq!(weight("[cache]\ndisk = \"24GiB\"\n"), Some(24));
+    assert_eq!(
+        weight("[cache]\ndisk = \"0\"\n"),
+        Some(100),
+        "no disk tier: 100"
+    );
+    assert_eq!(
+        build(&format!("[cache]\ndisk = \"24GiB\"\n{base}weight = 7\n"))
+            .expect("valid")
+            .cluster
+            .map(|c| c.weight),
+        Some(7),
+        "a configured weight wins"
+    );
 }

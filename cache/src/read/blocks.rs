@@ -21,12 +21,12 @@
 //!   imported objects hold on every node.
 
 use std::ops::Range;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use ferry_config::DiskConfig;
 use ferry_meta::{Layout, Segment};
 use futures::FutureExt;
 use futures::stream::{self, BoxStream, StreamExt};
@@ -46,11 +46,9 @@ use crate::tier::{BlockTier, FoyerTier, FoyerTierConfig, PassThroughTier, Served
 pub struct BlockCacheConfig {
     /// Memory tier capacity in bytes.
     pub memory: u64,
-    /// Disk tier capacity in bytes; 0 disables the disk tier. With
-    /// `memory` 0 too, the cache is off: nothing is kept.
-    pub disk: u64,
-    /// Folder of the disk tier.
-    pub dir: PathBuf,
+    /// The disks of the disk tier; none: no disk tier. With `memory` 0
+    /// too, the cache is off: nothing is kept.
+    pub disks: Vec<DiskConfig>,
     /// Size of the pages blocks are kept in on the disk tier, in bytes (0:
     /// the default), so a small read of a block on disk loads only the
     /// pages it covers.
@@ -156,7 +154,7 @@ impl BlockCache {
         config: &BlockCacheConfig,
         source: Arc<dyn BlockSource>,
     ) -> Result<BlockCache> {
-        if config.memory == 0 && config.disk == 0 {
+        if config.memory == 0 && config.disks.is_empty() {
             return Ok(Self::with_tier(Arc::new(PassThroughTier), config, source));
         }
         let block_size = config.block_size.max(4096);
@@ -166,8 +164,7 @@ impl BlockCache {
         let inflight = config.inflight.min(config.memory / 2);
         let tier = FoyerTier::open(&FoyerTierConfig {
             memory: config.memory - inflight,
-            disk: config.disk,
-            dir: config.dir.clone(),
+            disks: config.disks.clone(),
             block_size,
             page_size: config.disk_page,
         })

@@ -14,17 +14,17 @@
 //!   the pages are already there.
 
 use std::ops::Range;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use ferry_config::DiskConfig;
 use foyer::{
-    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
-    HybridCachePolicy, HybridCacheProperties, Load, Location, RecoverMode,
+    HybridCache, HybridCacheBuilder, HybridCachePolicy, HybridCacheProperties, Load, Location,
 };
 
+use super::disks::Disks;
 use super::foyer_metrics::MetricsBridge;
 use super::pages::{self, BlockPages};
 use super::{BlockTier, Fetch, ServedFrom};
@@ -36,19 +36,20 @@ use crate::metrics as m;
 pub struct FoyerTierConfig {
     /// Memory tier capacity in bytes.
     pub memory: u64,
-    /// Disk tier capacity in bytes; 0: memory only.
-    pub disk: u64,
-    /// Folder of the disk tier.
-    pub dir: PathBuf,
+    /// The disks of the disk tier; none: memory only.
+    pub disks: Vec<DiskConfig>,
     /// The largest block that will be kept, in bytes.
     pub block_size: u64,
-    /// Size of the pages blocks are kept in on disk, in bytes.
+    /// Size of the pages blocks are kept in on disk, in bytes (0: the
+    /// default).
     pub page_size: u64,
 }
 
 pub struct FoyerTier {
-    cache: HybridCache<String, Bytes>,
-    disk: bool,
+    /// The memory tier (foyer's hybrid cache without storage: the disks
+    /// are engines of their own).
+    memory: HybridCache<String, Bytes>,
+    disks: Arc<Disks>,
     page_size: u64,
     /// Buffers of blocks put together from their pages.
     buffers: Arc<BlockBuffers>,
@@ -59,76 +60,32 @@ pub struct FoyerTier {
 const BUFFERS_KEPT: usize = 16;
 
 impl FoyerTier {
-    /// Opens the tiers. A disk tier that cannot be opened is left out (and
-    /// logged): the tier then keeps blocks in memory only.
+    /// Opens the tiers. A disk that cannot be opened is left out (and
+    /// logged): the tier runs on the other disks, or from memory only.
     pub async fn open(config: &FoyerTierConfig) -> Result<FoyerTier> {
-        let want_disk = config.disk > 0;
-        match build(config, want_disk).await {
-            Ok(cache) => Ok(FoyerTier {
-                cache,
-                disk: want_disk,
-                page_size: page_size(config),
-                buffers: BlockBuffers::new("disk", BUFFERS_KEPT),
-            }),
-            Err(e) if want_disk => {
-                metrics::counter!(m::CACHE_ERRORS, "tier" => "disk").increment(1);
-                tracing::error!(dir = %config.dir.display(), error = %e, "disk cache tier unavailable; caching in memory only");
-                let cache = build(config, false)
-                    .await
-                    .map_err(|e| CacheError::Tier(format!("cannot build the cache: {e}")))?;
-                Ok(FoyerTier {
-                    cache,
-                    disk: false,
-                    page_size: page_size(config),
-                    buffers: BlockBuffers::new("disk", BUFFERS_KEPT),
-                })
-            }
-            Err(e) => Err(CacheError::Tier(format!("cannot build the cache: {e}"))),
+        let memory = HybridCacheBuilder::new()
+            .with_name("ferry-blocks")
+            .with_metrics_registry(Box::new(MetricsBridge))
+            .with_policy(HybridCachePolicy::WriteOnInsertion)
+            .memory(usize::try_from(config.memory).unwrap_or(usize::MAX))
+            .with_shards(memory_shards(config))
+            .with_weighter(|key: &String, value: &Bytes| key.len() + value.len())
+            .storage()
+            .build()
+            .await
+            .map_err(|e| CacheError::Tier(format!("cannot build the cache: {e}")))?;
+        let disks = Disks::open(&config.disks, config.block_size).await;
+        if !config.disks.is_empty() && disks.is_empty() {
+            metrics::counter!(m::CACHE_ERRORS, "tier" => "disk").increment(1);
+            tracing::error!("no disk of the cache tier could be opened; caching in memory only");
         }
+        Ok(FoyerTier {
+            memory,
+            disks: Arc::new(disks),
+            page_size: page_size(config),
+            buffers: BlockBuffers::new("disk", BUFFERS_KEPT),
+        })
     }
-}
-
-async fn build(
-    config: &FoyerTierConfig,
-    with_disk: bool,
-) -> std::result::Result<HybridCache<String, Bytes>, String> {
-    let builder = HybridCacheBuilder::new()
-        .with_name("ferry-blocks")
-        .with_metrics_registry(Box::new(MetricsBridge))
-        // Memory entries are all `InMem`: pages are written to disk by
-        // this tier when a block is fetched, never by foyer from memory.
-        .with_policy(HybridCachePolicy::WriteOnInsertion)
-        .with_flush_on_close(false)
-        .memory(usize::try_from(config.memory).unwrap_or(usize::MAX))
-        .with_shards(memory_shards(config))
-        .with_weighter(|key: &String, value: &Bytes| key.len() + value.len())
-        .storage();
-    if !with_disk {
-        return builder.build().await.map_err(|e| e.to_string());
-    }
-    let dir = &config.dir;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let device = FsDeviceBuilder::new(dir)
-        .with_capacity(usize::try_from(config.disk).unwrap_or(usize::MAX))
-        .build()
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
-    // An entry (a page, or a whole block written by an older version) must
-    // fit one engine block; leave room for the key and headers. Flush
-    // buffers hold a few engine blocks so bursts of fetched blocks are not
-    // dropped (drops are counted: CACHE_DISK_WRITES_DROPPED).
-    let engine_block = usize::try_from(config.block_size.saturating_mul(2))
-        .unwrap_or(usize::MAX)
-        .max(16 << 20);
-    let engine = BlockEngineConfig::new(device)
-        .with_block_size(engine_block)
-        .with_buffer_pool_size(engine_block * 4)
-        .with_submit_queue_size_threshold(engine_block * 8);
-    builder
-        .with_engine_config(engine)
-        .with_recover_mode(RecoverMode::Quiet)
-        .build()
-        .await
-        .map_err(|e| e.to_string())
 }
 
 /// foyer splits the memory tier into shards that evict on their own, so a
@@ -168,10 +125,12 @@ fn in_memory() -> HybridCacheProperties {
 }
 
 /// The disk side of the tier: pages of blocks, read and written through
-/// foyer's storage engine without passing through its memory tier.
+/// the disks' storage engines, and kept in the memory tier when a range
+/// read asks for it.
 #[derive(Clone)]
 struct Pages {
-    cache: HybridCache<String, Bytes>,
+    memory: HybridCache<String, Bytes>,
+    disks: Arc<Disks>,
     page_size: u64,
     buffers: Arc<BlockBuffers>,
 }
@@ -244,26 +203,32 @@ impl Pages {
         keep: bool,
     ) -> Result<Option<(Bytes, bool)>> {
         let key = block.key(index);
-        if let Some(entry) = self.cache.memory().get(&key) {
+        if let Some(entry) = self.memory.memory().get(&key) {
             return Ok(Some((entry.value().clone(), true)));
         }
         let Some(page) = self.load(block, index).await? else {
             return Ok(None);
         };
         if keep {
-            self.cache
+            self.memory
                 .insert_with_properties(key, page.clone(), in_memory());
         }
         Ok(Some((page, false)))
     }
 
-    /// Page `index` of `block`, checked to be as long as it must be.
+    /// Page `index` of `block` from its disk, checked to be as long as it
+    /// must be. A disk set aside answers nothing; a read that fails sets
+    /// its disk aside.
     async fn load(&self, block: &BlockPages<'_>, index: u64) -> Result<Option<Bytes>> {
+        let Some(disk) = self.disks.of_block(block.key) else {
+            return Ok(None);
+        };
+        if !disk.usable() {
+            return Ok(None);
+        }
         let key = block.key(index);
-
-        let storage = self.cache.storage();
-        let listed = storage.may_contains(&key);
-        if !listed {
+        let storage = disk.cache.storage();
+        if !storage.may_contains(&key) {
             return Ok(None);
         }
         let page = match storage.load(&key).await {
@@ -279,6 +244,7 @@ impl Pages {
             }
             Err(e) => {
                 metrics::counter!(m::CACHE_ERRORS, "tier" => "disk").increment(1);
+                disk.failed("read", &e.to_string());
                 return Err(CacheError::Tier(format!("reading a disk page: {e}")));
             }
         };
@@ -293,11 +259,14 @@ impl Pages {
     /// Writes the pages of `bytes` to disk (best effort: foyer drops what
     /// its buffers cannot take, and counts it).
     fn write(&self, key: &str, bytes: &Bytes) {
+        let Some(disk) = self.disks.of_block(key).filter(|d| d.usable()) else {
+            return;
+        };
         let block = self.of(key, bytes.len() as u64);
         for index in 0..block.count() {
             let span = block.span(index);
             let page = bytes.slice(span.start as usize..span.end as usize);
-            if self
+            if disk
                 .cache
                 .storage_writer(block.key(index))
                 .insert(page)
@@ -310,8 +279,11 @@ impl Pages {
     }
 
     fn holds(&self, key: &str, len: u64) -> bool {
+        let Some(disk) = self.disks.of_block(key).filter(|d| d.usable()) else {
+            return false;
+        };
         let block = self.of(key, len);
-        let storage = self.cache.storage();
+        let storage = disk.cache.storage();
         (0..block.count()).all(|index| storage.may_contains(&block.key(index)))
     }
 }
@@ -330,19 +302,38 @@ pub struct DiskIo {
 impl FoyerTier {
     /// What the disk tier read and wrote since it opened (zero without one).
     pub fn disk_io(&self) -> DiskIo {
-        if !self.disk {
-            return DiskIo::default();
-        }
-        let statistics = self.cache.storage().statistics();
-        DiskIo {
-            read: statistics.disk_read_bytes() as u64,
-            written: statistics.disk_write_bytes() as u64,
-        }
+        self.disks.iter().fold(DiskIo::default(), |io, disk| {
+            let statistics = disk.cache.storage().statistics();
+            DiskIo {
+                read: io.read + statistics.disk_read_bytes() as u64,
+                written: io.written + statistics.disk_write_bytes() as u64,
+            }
+        })
+    }
+
+    /// What the disk tier read and wrote, disk by disk (by folder).
+    pub fn disk_io_by_disk(&self) -> Vec<(String, DiskIo)> {
+        self.disks
+            .iter()
+            .map(|disk| {
+                let statistics = disk.cache.storage().statistics();
+                let io = DiskIo {
+                    read: statistics.disk_read_bytes() as u64,
+                    written: statistics.disk_write_bytes() as u64,
+                };
+                (disk.label.clone(), io)
+            })
+            .collect()
+    }
+
+    fn has_disks(&self) -> bool {
+        !self.disks.is_empty()
     }
 
     fn pages(&self) -> Pages {
         Pages {
-            cache: self.cache.clone(),
+            memory: self.memory.clone(),
+            disks: self.disks.clone(),
             page_size: self.page_size,
             buffers: self.buffers.clone(),
         }
@@ -357,7 +348,7 @@ impl BlockTier for FoyerTier {
         len: u64,
         want: Range<u64>,
     ) -> Result<Option<(Vec<Bytes>, ServedFrom)>> {
-        if let Some(entry) = self.cache.memory().get(key) {
+        if let Some(entry) = self.memory.memory().get(key) {
             let block = entry.value();
             if block.len() as u64 >= want.end && want.start <= want.end {
                 return Ok(Some((
@@ -367,21 +358,21 @@ impl BlockTier for FoyerTier {
             }
             return Ok(None);
         }
-        if !self.disk || want.end > len {
+        if !self.has_disks() || want.end > len {
             return Ok(None);
         }
         self.pages().read(key, len, &want, true).await
     }
 
     fn holds(&self, key: &str, len: u64) -> bool {
-        self.cache.memory().contains(key) || (self.disk && self.pages().holds(key, len))
+        self.memory.memory().contains(key) || (self.has_disks() && self.pages().holds(key, len))
     }
 
     fn put(&self, key: &str, block: Bytes) {
-        if self.disk {
+        if self.has_disks() {
             self.pages().write(key, &block);
         }
-        self.cache
+        self.memory
             .insert_with_properties(key.to_string(), block, in_memory());
     }
 
@@ -393,7 +384,7 @@ impl BlockTier for FoyerTier {
         let run = {
             let (fetched, from_pages, fetch_error) =
                 (fetched.clone(), from_pages.clone(), fetch_error.clone());
-            let pages = self.disk.then(|| self.pages());
+            let pages = self.has_disks().then(|| self.pages());
             let key = key.to_string();
             move || async move {
                 // On disk as pages: a hit, read whole and kept in memory
@@ -427,7 +418,7 @@ impl BlockTier for FoyerTier {
                 Ok((found.bytes, in_memory()))
             }
         };
-        match self.cache.get_or_fetch(key, run).await {
+        match self.memory.get_or_fetch(key, run).await {
             Ok(entry) => {
                 let source = if from_pages.load(Ordering::Relaxed) {
                     ServedFrom::Disk
@@ -448,11 +439,17 @@ impl BlockTier for FoyerTier {
     }
 
     fn has_disk(&self) -> bool {
-        self.disk
+        self.has_disks()
     }
 
     async fn close(&self) -> Result<()> {
-        self.cache
+        for disk in self.disks.iter() {
+            disk.cache
+                .close()
+                .await
+                .map_err(|e| CacheError::Tier(format!("{}: {e}", disk.label)))?;
+        }
+        self.memory
             .close()
             .await
             .map_err(|e| CacheError::Tier(e.to_string()))

@@ -19,6 +19,7 @@
 //!   [`CacheError::Tier`], which the caller answers from the store.
 
 pub mod conformance;
+mod disks;
 mod foyer_metrics;
 mod foyer_tier;
 mod pages;

@@ -39,8 +39,7 @@ pub(crate) async fn open(config: &Config, sources: Sources) -> Result<Arc<BlockC
     let cache = BlockCache::open(
         &BlockCacheConfig {
             memory,
-            disk: config.cache.disk,
-            dir: config.cache.dir.clone(),
+            disks: config.cache.disks.clone(),
             block_size: config.cache.block_size,
             disk_page: config.cache.disk_page,
             readahead: config.cache.readahead,
@@ -59,8 +58,12 @@ pub(crate) async fn open(config: &Config, sources: Sources) -> Result<Arc<BlockC
     }
     tracing::info!(
         memory_mib = memory >> 20,
-        disk_mib = if cache.has_disk_tier() { config.cache.disk >> 20 } else { 0 },
-        dir = %config.cache.dir.display(),
+        disk_mib = if cache.has_disk_tier() {
+            config.cache.disk >> 20
+        } else {
+            0
+        },
+        disks = config.cache.disks.len(),
         block_kib = config.cache.block_size >> 10,
         readahead_mib = config.cache.readahead >> 20,
         "block cache"
