@@ -130,6 +130,9 @@ ferry_s3=$s3 ferry_admin=$admin ferry_pid=$pid
 "$venv/bin/aws" --endpoint-url "$s3" s3 cp --only-show-errors "$work/$key" "s3://models/$key"
 "$bench_bin" read --endpoint "$s3" --bucket models --key "$key" --workloads stream >/dev/null
 "$bench_bin" read --endpoint "$s3" --bucket models --key "$key" --workloads stream >/dev/null
+# The peak RSS from here on is what serving from the disk tier costs (the
+# upload and the first fill of the tier came before).
+echo 5 >"/proc/$ferry_pid/clear_refs" 2>/dev/null || say "cannot reset the peak RSS; it includes the upload"
 
 run() { # row workload: one measured run
     local row=$1 workload=$2

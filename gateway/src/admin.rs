@@ -313,6 +313,9 @@ struct WarmupBody {
     prefix: String,
     #[serde(default)]
     check: bool,
+    /// Drop the prefix's blocks from every member instead.
+    #[serde(default)]
+    evict: bool,
     #[serde(default)]
     force: bool,
     concurrency: Option<usize>,
@@ -336,10 +339,18 @@ async fn warmup(
         )
             .into_response();
     }
+    if body.check && body.evict {
+        return (
+            StatusCode::BAD_REQUEST,
+            "check and evict cannot be asked together\n",
+        )
+            .into_response();
+    }
     let request = WarmupRequest {
         bucket: body.bucket,
         prefix: body.prefix,
         check: body.check,
+        evict: body.evict,
         concurrency: body.concurrency.unwrap_or(16).clamp(1, 256),
         force: body.force,
     };

@@ -87,6 +87,14 @@ Examples:
   ferry warmup models/llama --admin http://node-1:9001   # FERRY_ADMIN_TOKEN set
   ferry warmup models/llama --check")]
     Warmup(WarmupArgs),
+    /// Manage what the cluster's caches hold.
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  ferry cache evict models/llama-2 --admin http://node-1:9001   # FERRY_ADMIN_TOKEN set"
+    )]
+    Cache(CacheCommand),
     /// Adopt an existing bucket's objects by prefix, without copying them.
     #[command(after_help = "\
 Examples:
@@ -204,6 +212,25 @@ Examples:
         /// The file to check.
         file: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Drop every block of the objects under a prefix from every member's
+    /// memory and disk (a retired model version); the removal survives
+    /// restarts.
+    Evict(EvictArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvictArgs {
+    /// BUCKET or BUCKET/PREFIX to evict.
+    pub target: String,
+    /// Blocks in flight at once (default 16).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    #[command(flatten)]
+    pub admin: AdminEndpoint,
 }
 
 #[derive(Debug, Subcommand)]

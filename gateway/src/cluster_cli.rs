@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::cli::{AdminEndpoint, ClusterCommand, HealthArgs, ImportArgs, WarmupArgs};
+use crate::cli::{AdminEndpoint, ClusterCommand, EvictArgs, HealthArgs, ImportArgs, WarmupArgs};
 
 /// A client of a node's admin endpoint, trusting `ca_file` besides the
 /// system roots; `timeout` bounds a whole answer (none for streams).
@@ -150,16 +150,20 @@ pub async fn health(args: HealthArgs) -> Result<bool, String> {
     }
 }
 
-/// `ferry warmup`: starts the job on a node and shows its progress.
-pub async fn warmup(args: WarmupArgs) -> Result<bool, String> {
-    let (bucket, prefix) = match args.target.split_once('/') {
+/// BUCKET/PREFIX as the warm-up endpoint's fields.
+fn bucket_and_prefix(target: &str) -> (String, String) {
+    match target.split_once('/') {
         Some((bucket, prefix)) => (bucket.to_string(), prefix.to_string()),
-        None => (args.target.clone(), String::new()),
-    };
-    let body = serde_json::json!({
-        "bucket": bucket, "prefix": prefix, "check": args.check,
-        "force": args.force, "concurrency": args.concurrency,
-    });
+        None => (target.to_string(), String::new()),
+    }
+}
+
+/// Runs a job of the warm-up endpoint (`body`) with a progress bar of its
+/// bytes, answering its last event.
+async fn prefix_job(
+    admin: &AdminEndpoint,
+    body: serde_json::Value,
+) -> Result<serde_json::Value, String> {
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -167,13 +171,8 @@ pub async fn warmup(args: WarmupArgs) -> Result<bool, String> {
         )
         .map_err(|e| e.to_string())?,
     );
-    let started = std::time::Instant::now();
-    let done = follow_job(
-        &args.admin,
-        "/warmup",
-        body,
-        &bar,
-        |event| match event["event"].as_str() {
+    follow_job(admin, "/warmup", body, &bar, |event| {
+        match event["event"].as_str() {
             Some("plan") => {
                 bar.set_length(event["bytes"].as_u64().unwrap_or(0));
                 bar.set_message(format!("{} objects", event["objects"]));
@@ -186,9 +185,39 @@ pub async fn warmup(args: WarmupArgs) -> Result<bool, String> {
                 ));
             }
             _ => {}
-        },
-    )
-    .await?;
+        }
+    })
+    .await
+}
+
+/// `ferry cache evict`: drops a prefix's blocks from every member.
+pub async fn evict(args: EvictArgs) -> Result<bool, String> {
+    let (bucket, prefix) = bucket_and_prefix(&args.target);
+    let body = serde_json::json!({
+        "bucket": bucket, "prefix": prefix, "evict": true,
+        "concurrency": args.concurrency,
+    });
+    let done = prefix_job(&args.admin, body).await?;
+    let number = |name: &str| done[name].as_u64().unwrap_or(0);
+    println!(
+        "evicted {} objects, {} bytes: {} bytes were cached and are gone from every member, {} failures",
+        number("objects"),
+        number("bytes"),
+        number("bytes_cached"),
+        number("failures")
+    );
+    Ok(number("failures") == 0)
+}
+
+/// `ferry warmup`: starts the job on a node and shows its progress.
+pub async fn warmup(args: WarmupArgs) -> Result<bool, String> {
+    let (bucket, prefix) = bucket_and_prefix(&args.target);
+    let body = serde_json::json!({
+        "bucket": bucket, "prefix": prefix, "check": args.check,
+        "force": args.force, "concurrency": args.concurrency,
+    });
+    let started = std::time::Instant::now();
+    let done = prefix_job(&args.admin, body).await?;
 
     let number = |name: &str| done[name].as_u64().unwrap_or(0);
     let (bytes, cached, loaded, failures) = (

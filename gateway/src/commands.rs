@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::CommandFactory;
 use ferry_config::{Config, Overrides};
 
-use crate::cli::{Cli, Command, ConfigCommand, MetaCommand, VERSION, VolumeArgs};
+use crate::cli::{CacheCommand, Cli, Command, ConfigCommand, MetaCommand, VERSION, VolumeArgs};
 use crate::{cluster_cli, serve, tools};
 
 /// How a command ended. The numbers are the process's exit code, listed in
@@ -183,6 +183,10 @@ fn run_command(command: Command) -> Outcome {
         Command::Import(args) => {
             init_logging(false);
             run_tool(cluster_cli::import(args))
+        }
+        Command::Cache(CacheCommand::Evict(args)) => {
+            init_logging(false);
+            run_tool(cluster_cli::evict(args))
         }
         Command::Fsck(args) => {
             init_logging(false);

@@ -970,6 +970,109 @@ async fn warmup_loads_a_prefix_into_its_owners_once() {
     );
 }
 
+fn ferry_cache_evict(admin: &str, target: &str, token: Option<&str>) -> (bool, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    command
+        .args(["cache", "evict", target, "--admin", admin])
+        .env_remove("FERRY_ADMIN_TOKEN");
+    if let Some(token) = token {
+        command.env("FERRY_ADMIN_TOKEN", token);
+    }
+    let out = command.output().expect("ferry cache evict");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// A retired model version leaves every member: after `ferry cache evict`
+/// of its prefix, a check finds none of it cached, also after a killed
+/// node comes back (foyer's tombstones), while another prefix stays warm;
+/// and reading it again fetches it from the store again, right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn evicting_a_prefix_drops_it_from_every_member_for_good() {
+    let mut cluster = TestCluster::start(&[100, 100, 100]);
+    let bucket = unique("b");
+    create_bucket(&cluster.nodes[0].server().endpoint, &bucket).await;
+    let client = cluster.nodes[0].client(&bucket);
+    let old = pattern(31, 8 * MIB);
+    put(client.as_ref(), "v1/model.safetensors", &old).await;
+    put(
+        client.as_ref(),
+        "v2/model.safetensors",
+        &pattern(32, 4 * MIB),
+    )
+    .await;
+    let admin = cluster.nodes[0].admin();
+    for prefix in ["v1/", "v2/"] {
+        let (ok, out) = ferry_warmup(&admin, &format!("{bucket}/{prefix}"), &[], Some(TOKEN));
+        assert!(ok, "{out}");
+    }
+    // Every node reads v1 once, so non-owners hold blocks in memory too.
+    for node in &cluster.nodes {
+        assert!(get(node.client(&bucket).as_ref(), "v1/model.safetensors").await == old);
+    }
+    let v1 = format!("{bucket}/v1/");
+    let (ok, out) = ferry_cache_evict(&admin, &v1, None);
+    assert!(
+        !ok && out.contains("401"),
+        "an eviction without the token ran: {out}"
+    );
+    let (ok, out) = ferry_cache_evict(&admin, &v1, Some(TOKEN));
+    assert!(
+        ok && out.contains("evicted 1 objects, 8388608 bytes: 8388608 bytes were cached"),
+        "{out}"
+    );
+    let (ok, out) = ferry_warmup(&admin, &v1, &["--check"], Some(TOKEN));
+    assert!(ok && out.contains("0.0% of 8388608 bytes"), "{out}");
+    let (ok, out) = ferry_warmup(&admin, &format!("{bucket}/v2/"), &["--check"], Some(TOKEN));
+    assert!(
+        ok && out.contains("100.0% of 4194304 bytes"),
+        "another prefix stays: {out}"
+    );
+
+    // A killed node recovers its disk tier without the evicted blocks.
+    cluster.nodes[1].kill();
+    cluster.nodes[1].restart();
+    cluster.wait_for_members(3);
+    // Asked through the restarted node: it probes its own recovered tier
+    // for the blocks it owns.
+    let (ok, out) = ferry_warmup(&cluster.nodes[1].admin(), &v1, &["--check"], Some(TOKEN));
+    assert!(
+        ok && out.contains("0.0% of 8388608 bytes"),
+        "after a restart: {out}"
+    );
+    let (ok, out) = ferry_warmup(
+        &cluster.nodes[1].admin(),
+        &format!("{bucket}/v2/"),
+        &["--check"],
+        Some(TOKEN),
+    );
+    assert!(
+        ok && out.contains("100.0% of 4194304 bytes"),
+        "the restarted node kept the rest: {out}"
+    );
+
+    let before = store_reads(&cluster);
+    assert!(
+        get(
+            cluster.nodes[2].client(&bucket).as_ref(),
+            "v1/model.safetensors"
+        )
+        .await
+            == old
+    );
+    assert_eq!(
+        store_reads(&cluster) - before,
+        8.0,
+        "an evicted prefix is read from the store again, once per block"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_two_replicas_a_lost_node_loses_no_hit() {
     let mut cluster = TestCluster::start_with(&[100, 100, 100], "replicas = 2");

@@ -42,6 +42,12 @@ impl BlockCache {
     ) -> Result<Served> {
         let key = addr.cache_key();
         let started = Instant::now();
+        if verb == Verb::Evict {
+            let held = self.tier().remove(&key, addr.len);
+            metrics::counter!(m::PEER_SERVED, "verb" => verb.as_str(), "outcome" => if held { "evicted" } else { "not_cached" })
+                .increment(1);
+            return Ok(Served::Cached(held));
+        }
         // A failed tier is a miss here too. Probes and prefetches only ask
         // whether the block is here; a GET reads just the range it wants.
         let held = match verb {

@@ -5,6 +5,11 @@
 //! through one node. `check` sends `probe`s instead and loads nothing: the
 //! share of the prefix's bytes already on its owners.
 //!
+//! `evict` sends `evict` to every member instead (and drops the blocks
+//! here): a retired model version leaves every node's memory and disk,
+//! and stays gone after a restart; `bytes_cached` then counts the bytes
+//! that were cached somewhere and are not any more.
+//!
 //! Progress goes out as [`WarmupEvent`]s; the job first totals the prefix
 //! and refuses (unless forced) when it exceeds what the owners' tiers can
 //! hold, since such a warm-up would evict itself.
@@ -31,6 +36,8 @@ pub struct WarmupRequest {
     pub prefix: String,
     /// Probe only; load nothing.
     pub check: bool,
+    /// Drop the prefix's blocks from every member instead of loading them.
+    pub evict: bool,
     /// Blocks in flight at once.
     pub concurrency: usize,
     /// Go on even when the prefix is larger than the cluster's tiers.
@@ -109,7 +116,7 @@ pub async fn run(
     {
         return;
     }
-    if !request.check && capacity > 0 && bytes > capacity && !request.force {
+    if !request.check && !request.evict && capacity > 0 && bytes > capacity && !request.force {
         return refuse(format!(
             "the prefix holds {bytes} bytes but the cluster's tiers hold {capacity}: the warm-up would evict itself (force to go on)"
         ))
@@ -134,7 +141,11 @@ pub async fn run(
                 .map(|addr| {
                     let (cache, node) = (cache.clone(), node.clone());
                     admission::with_priority(ReadPriority::Warmup, async move {
-                        warm_block(&cache, node.as_deref(), &addr, request.check).await
+                        if request.evict {
+                            evict_block(&cache, node.as_deref(), &addr).await
+                        } else {
+                            warm_block(&cache, node.as_deref(), &addr, request.check).await
+                        }
                     })
                 })
                 .buffer_unordered(request.concurrency.max(1))
@@ -193,6 +204,45 @@ pub(super) enum Outcome {
     /// Probed and not cached.
     Missing(u64),
     Failed,
+}
+
+/// One block dropped from this node and from every other member (owners
+/// keep it on disk, others may hold it in memory). A member that is down
+/// cannot be told: its copy is a failure of the eviction.
+pub(super) async fn evict_block(
+    cache: &BlockCache,
+    node: Option<&Node>,
+    addr: &BlockAddr,
+) -> Outcome {
+    let len = addr.len;
+    let mut held = matches!(
+        cache
+            .serve_peer(addr, whole(addr), Verb::Evict, false, false)
+            .await,
+        Ok(Served::Cached(true))
+    );
+    let mut failed = false;
+    if let Some(node) = node {
+        let view = node.membership.current();
+        for member in view.members.iter().filter(|m| m.id != node.id) {
+            match node
+                .client
+                .ask(member, addr, whole(addr), Verb::Evict, false)
+                .await
+            {
+                Ok(answer) => held |= answer.cached,
+                Err(e) => {
+                    tracing::warn!(peer = %member.id, error = ?e, blob = %addr.blob, "eviction of a block on a member failed");
+                    failed = true;
+                }
+            }
+        }
+    }
+    match (failed, held) {
+        (true, _) => Outcome::Failed,
+        (false, true) => Outcome::Cached(len),
+        (false, false) => Outcome::Missing(len),
+    }
 }
 
 /// One block: a prefetch (or probe) of each of its owners that is live,

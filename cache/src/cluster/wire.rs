@@ -103,6 +103,9 @@ pub enum Verb {
     Prefetch,
     /// Is it cached here? Loads nothing.
     Probe,
+    /// Drop it from memory and disk (a retired model version); answers
+    /// whether it was here.
+    Evict,
 }
 
 impl Verb {
@@ -111,6 +114,7 @@ impl Verb {
             Verb::Get => "get",
             Verb::Prefetch => "prefetch",
             Verb::Probe => "probe",
+            Verb::Evict => "evict",
         }
     }
 
@@ -119,6 +123,7 @@ impl Verb {
             "get" => Some(Verb::Get),
             "prefetch" => Some(Verb::Prefetch),
             "probe" => Some(Verb::Probe),
+            "evict" => Some(Verb::Evict),
             _ => None,
         }
     }

@@ -150,7 +150,10 @@ async fn open_engine(
     let engine = BlockEngineConfig::new(device)
         .with_block_size(engine_block)
         .with_buffer_pool_size(engine_block * 4)
-        .with_submit_queue_size_threshold(engine_block * 8);
+        .with_submit_queue_size_threshold(engine_block * 8)
+        // Evictions by prefix delete pages; without the log, a restart
+        // would find them again.
+        .with_tombstone_log(true);
     HybridCacheBuilder::new()
         .with_name(format!("ferry-disk{index}"))
         .with_metrics_registry(Box::new(MetricsBridge))

@@ -376,6 +376,26 @@ impl BlockTier for FoyerTier {
             .insert_with_properties(key.to_string(), block, in_memory());
     }
 
+    fn remove(&self, key: &str, len: u64) -> bool {
+        let mut held = self.memory.memory().contains(key);
+        self.memory.remove(key);
+        let pages = self.pages();
+        let block = pages.of(key, len);
+        let disk = self.disks.of_block(key);
+        for index in 0..block.count() {
+            let page = block.key(index);
+            held |= self.memory.memory().contains(&page);
+            self.memory.remove(&page);
+            if let Some(disk) = disk {
+                held |= disk.cache.storage().may_contains(&page);
+                // foyer writes a tombstone: the page stays gone after a
+                // restart.
+                disk.cache.remove(&page);
+            }
+        }
+        held
+    }
+
     async fn get_or_fetch(&self, key: &str, len: u64, fetch: Fetch) -> Result<(Bytes, ServedFrom)> {
         // foyer wraps the fetch's error; keep the original to pass through.
         let fetched = Arc::new(AtomicBool::new(false));

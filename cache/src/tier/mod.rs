@@ -86,6 +86,11 @@ pub trait BlockTier: Send + Sync + 'static {
     /// Keeps `block` under `key`, if there is room.
     fn put(&self, key: &str, block: Bytes);
 
+    /// Drops the block under `key` (`len` bytes long) from every tier,
+    /// for good (a disk tier records the removal so a restart does not
+    /// bring it back); answers whether the tier held any of it.
+    fn remove(&self, key: &str, len: u64) -> bool;
+
     /// The whole block under `key` (`len` bytes long), or on a miss the
     /// result of `fetch`, which is then kept (in memory only if the fetch
     /// says so). Concurrent callers for one key share one fetch.

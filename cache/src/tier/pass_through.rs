@@ -38,6 +38,10 @@ impl BlockTier for PassThroughTier {
 
     fn put(&self, _key: &str, _block: Bytes) {}
 
+    fn remove(&self, _key: &str, _len: u64) -> bool {
+        false
+    }
+
     async fn get_or_fetch(
         &self,
         _key: &str,
