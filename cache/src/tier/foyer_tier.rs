@@ -7,8 +7,8 @@
 //!   tier is written once per fetched block and never by reads, and a
 //!   node killed without a clean stop loses nothing that had been flushed.
 //! - `get` (the read path) of a block not in memory loads the pages the
-//!   range covers, keeps those pages in memory, and answers them as they
-//!   are; `get_or_fetch` (prefetch, peers fetching a block, warm-up) puts
+//!   range covers, keeps them in memory when the range is small (at most
+//!   a page), and answers them as they are; `get_or_fetch` (prefetch, peers fetching a block, warm-up) puts
 //!   every page together into one buffer and keeps the block in memory.
 //! - Memory entries are never written to disk by foyer (`Location::InMem`):
 //!   the pages are already there.
@@ -361,7 +361,11 @@ impl BlockTier for FoyerTier {
         if !self.has_disks() || want.end > len {
             return Ok(None);
         }
-        self.pages().read(key, len, &want, true).await
+        // Small reads keep their pages in memory (a header, a hot tensor
+        // read again and again); a large range is most of its blocks, read
+        // once in a sweep, and keeping its pages would only push others out.
+        let keep = want.end - want.start <= self.page_size;
+        self.pages().read(key, len, &want, keep).await
     }
 
     fn holds(&self, key: &str, len: u64) -> bool {
