@@ -120,6 +120,9 @@ struct MemberStatus {
     /// Its peer endpoint speaks TLS.
     tls: bool,
     weight: u32,
+    /// Bytes its memory and disk tiers hold, as it announced them (0:
+    /// unknown, a static member).
+    capacity: u64,
     expected_share: f64,
     /// Milliseconds since its last heartbeat (`None`: static membership).
     heartbeat_age_ms: Option<i64>,
@@ -164,6 +167,7 @@ async fn cluster_status(State(state): State<AdminState>) -> Response {
             address: m.address.clone(),
             tls: m.tls,
             weight: m.weight,
+            capacity: m.capacity,
             expected_share: shares.get(&m.id).copied().unwrap_or(0.0),
             heartbeat_age_ms: (m.heartbeat_ms > 0).then(|| now - m.heartbeat_ms),
             down: m.id != cluster.node.id && cluster.node.client.is_down(&m.id),

@@ -219,6 +219,10 @@ pub enum CacheCommand {
     /// Drop every block of the objects under a prefix from every member's
     /// memory and disk (a retired model version); the removal survives
     /// restarts.
+    #[command(after_help = "\
+Examples:
+  ferry cache evict models/llama-2 --admin http://node-1:9001   # FERRY_ADMIN_TOKEN set
+  ferry cache evict models/llama-3/v1/ --concurrency 64")]
     Evict(EvictArgs),
 }
 

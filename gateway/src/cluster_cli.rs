@@ -93,8 +93,8 @@ async fn status(admin: &AdminEndpoint, json: bool) -> Result<bool, String> {
         }
     );
     println!(
-        "{:<24} {:<24} {:>7} {:>7} {:>10} {:>6}",
-        "member", "address", "weight", "share", "heartbeat", "health"
+        "{:<24} {:<24} {:>7} {:>10} {:>7} {:>10} {:>6}",
+        "member", "address", "weight", "capacity", "share", "heartbeat", "health"
     );
     for member in status["members"].as_array().into_iter().flatten() {
         let age = member["heartbeat_age_ms"]
@@ -102,11 +102,17 @@ async fn status(admin: &AdminEndpoint, json: bool) -> Result<bool, String> {
             .map_or("-".to_string(), |ms| {
                 format!("{:.1}s ago", ms as f64 / 1000.0)
             });
+        // What its tiers hold (memory and disk), as it announced it.
+        let capacity = match member["capacity"].as_u64() {
+            Some(bytes) if bytes > 0 => format!("{:.1}GiB", bytes as f64 / f64::from(1u32 << 30)),
+            _ => "-".to_string(),
+        };
         println!(
-            "{:<24} {:<24} {:>7} {:>6.1}% {:>10} {:>6}",
+            "{:<24} {:<24} {:>7} {:>10} {:>6.1}% {:>10} {:>6}",
             member["id"].as_str().unwrap_or("?"),
             member["address"].as_str().unwrap_or("?"),
             member["weight"].as_u64().unwrap_or(0),
+            capacity,
             member["expected_share"].as_f64().unwrap_or(0.0) * 100.0,
             age,
             if member["down"].as_bool() == Some(true) {

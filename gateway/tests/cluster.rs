@@ -996,6 +996,12 @@ fn ferry_cache_evict(admin: &str, target: &str, token: Option<&str>) -> (bool, S
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn evicting_a_prefix_drops_it_from_every_member_for_good() {
     let mut cluster = TestCluster::start(&[100, 100, 100]);
+    // `cluster status` shows what each member's tiers hold.
+    let (_, body) = curl(&[&format!("{}/cluster/status", cluster.nodes[0].admin())]);
+    let status: serde_json::Value = serde_json::from_str(&body).expect("status JSON");
+    for member in status["members"].as_array().expect("members") {
+        assert!(member["capacity"].as_u64() > Some(0), "{member}");
+    }
     let bucket = unique("b");
     create_bucket(&cluster.nodes[0].server().endpoint, &bucket).await;
     let client = cluster.nodes[0].client(&bucket);
