@@ -224,11 +224,14 @@ async fn a_slow_first_store_is_hedged_to_the_next_within_a_budget() {
     let data = body(13);
     write(&chain.edge_dir, "blobs/b", &data).await;
     write(&chain.central_dir, "blobs/b", &data).await;
-    // Learn the first store's latency while it is quick.
+    // Learn the first store's latency while it is quick. A read that the
+    // shared test machine stalls may be hedged (within the budget's
+    // burst); what counts is that the slow store below is.
     for _ in 0..40 {
         assert_eq!(read(&chain, "blobs/b").await.as_deref(), Ok(&data[..]));
     }
-    assert_eq!(chain.central.gets(), 0);
+    let stalled = chain.central.gets();
+    assert!(stalled <= 2, "a quick store was hedged {stalled} times");
     // Now it is slow: a demand read is hedged and the next store's answer wins.
     chain
         .edge_faults
@@ -240,12 +243,12 @@ async fn a_slow_first_store_is_hedged_to_the_next_within_a_budget() {
         started.elapsed() < Duration::from_millis(900),
         "the read waited for the slow store"
     );
-    assert_eq!(chain.central.gets(), 1);
+    assert_eq!(chain.central.gets(), stalled + 1);
     // The budget (5 % of reads plus a small burst) stops hedging a slow
     // store on every read.
     for _ in 0..10 {
         assert_eq!(read(&chain, "blobs/b").await.as_deref(), Ok(&data[..]));
     }
-    let hedges = chain.central.gets();
+    let hedges = chain.central.gets() - stalled;
     assert!(hedges < 11, "every read was hedged ({hedges})");
 }
