@@ -204,7 +204,7 @@ pub fn describe() {
     );
     metrics::describe_counter!(
         CACHE_DISK_ERRORS,
-        "Failures of a disk of the cache tier, by disk (its folder) and op (open: left out at start; read: set aside, its blocks read from outside, tried again after 30 s)"
+        "Failures of a disk of the cache tier, by disk (its folder) and op (open: left out at start; read: a miss, and three within 10 s set the disk aside, its blocks read from outside, tried again after 30 s)"
     );
     metrics::describe_counter!(
         CACHE_DISK_PAGES_LOST,

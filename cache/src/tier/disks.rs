@@ -5,7 +5,9 @@
 //! One engine per disk rather than foyer's combined device: the combined
 //! device fills its disks in order and fails as a whole, while here a disk
 //! that cannot be opened is left out at start (its blocks go to the
-//! others), and a disk whose reads fail is set aside for `RETRY_AFTER`:
+//! others), and a disk whose reads fail (`FAILURES_TO_SET_ASIDE` within
+//! `FAILURE_WINDOW`: one transient error costs one miss, not the disk) is
+//! set aside for `RETRY_AFTER`:
 //! its blocks are misses, read from outside, nothing is written to it, and
 //! the next read after the interval tries it again. Blocks do not move
 //! while a disk is set aside, so a disk that recovers still holds them.
@@ -27,6 +29,10 @@ use crate::metrics as m;
 /// How long a disk whose reads failed is left alone.
 pub const RETRY_AFTER: Duration = Duration::from_secs(30);
 
+/// Failed reads within `FAILURE_WINDOW` that set a disk aside.
+pub const FAILURES_TO_SET_ASIDE: u32 = 3;
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(10);
+
 /// The disks that opened.
 pub struct Disks {
     disks: Vec<Disk>,
@@ -41,6 +47,8 @@ pub struct Disk {
     /// Capacity in MiB: the disk's share of the blocks.
     weight: u32,
     set_aside_until: Mutex<Option<Instant>>,
+    /// Failed reads since the first one of the current window.
+    recent_failures: Mutex<(u32, Option<Instant>)>,
 }
 
 impl Disks {
@@ -58,6 +66,7 @@ impl Disks {
                         .unwrap_or(u32::MAX)
                         .max(1),
                     set_aside_until: Mutex::new(None),
+                    recent_failures: Mutex::new((0, None)),
                 }),
                 Err(e) => {
                     metrics::counter!(m::CACHE_DISK_ERRORS, "disk" => label.clone(), "op" => "open")
@@ -114,18 +123,33 @@ impl Disk {
         }
     }
 
-    /// A read of this disk failed: counted, logged once per interval, and
-    /// the disk set aside for `RETRY_AFTER`.
+    /// A read of this disk failed: counted; the third failure within
+    /// `FAILURE_WINDOW` sets the disk aside for `RETRY_AFTER`, logged once
+    /// per interval.
     pub fn failed(&self, op: &'static str, error: &str) {
         metrics::counter!(m::CACHE_DISK_ERRORS, "disk" => self.label.clone(), "op" => op)
             .increment(1);
+        let now = Instant::now();
+        let Ok(mut recent) = self.recent_failures.lock() else {
+            return;
+        };
+        match recent.1 {
+            Some(first) if now.duration_since(first) <= FAILURE_WINDOW => recent.0 += 1,
+            _ => *recent = (1, Some(now)),
+        }
+        if recent.0 < FAILURES_TO_SET_ASIDE {
+            tracing::debug!(disk = %self.label, error, "a read of a cache disk failed; a miss");
+            return;
+        }
+        *recent = (0, None);
+        drop(recent);
         let Ok(mut until) = self.set_aside_until.lock() else {
             return;
         };
         if until.is_none() {
-            tracing::warn!(disk = %self.label, error, retry_after_s = RETRY_AFTER.as_secs(), "a disk of the cache tier failed; its blocks are read from outside until it is tried again");
+            tracing::warn!(disk = %self.label, error, retry_after_s = RETRY_AFTER.as_secs(), "a disk of the cache tier keeps failing; its blocks are read from outside until it is tried again");
         }
-        *until = Some(Instant::now() + RETRY_AFTER);
+        *until = Some(now + RETRY_AFTER);
     }
 }
 
@@ -169,4 +193,29 @@ async fn open_engine(
         .build()
         .await
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_disk_is_set_aside_only_when_its_reads_keep_failing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let disks = Disks::open(
+            &[DiskConfig {
+                dir: dir.path().to_path_buf(),
+                capacity: 64 << 20,
+            }],
+            1 << 20,
+        )
+        .await;
+        let disk = disks.of_block("any block").expect("one disk");
+        for _ in 1..FAILURES_TO_SET_ASIDE {
+            disk.failed("read", "transient");
+            assert!(disk.usable(), "a transient failure is one miss, not the disk");
+        }
+        disk.failed("read", "again");
+        assert!(!disk.usable(), "a disk that keeps failing is set aside");
+    }
 }
