@@ -213,7 +213,10 @@ mod tests {
         let disk = disks.of_block("any block").expect("one disk");
         for _ in 1..FAILURES_TO_SET_ASIDE {
             disk.failed("read", "transient");
-            assert!(disk.usable(), "a transient failure is one miss, not the disk");
+            assert!(
+                disk.usable(),
+                "a transient failure is one miss, not the disk"
+            );
         }
         disk.failed("read", "again");
         assert!(!disk.usable(), "a disk that keeps failing is set aside");
