@@ -260,14 +260,7 @@ async fn foyer_damage_under_a_running_tier_serves_no_wrong_byte() {
     let blocks: Vec<Bytes> = (0..8)
         .map(|i| conformance::block_bytes(700 + i, BLOCK))
         .collect();
-    {
-        let tier = FoyerTier::open(&config).await.expect("open");
-        for (i, block) in blocks.iter().enumerate() {
-            tier.put(&format!("hot{i}"), block.clone());
-        }
-        tier.close().await.expect("flush");
-    }
-    let tier = FoyerTier::open(&config).await.expect("reopen");
+    let tier = on_disk(&config, "hot", &blocks).await;
     let len = BLOCK as u64;
     let read_all = |round: &'static str| {
         let tier = &tier;
@@ -308,6 +301,18 @@ async fn foyer_damage_under_a_running_tier_serves_no_wrong_byte() {
     }
     read_all("truncated").await;
     tier.close().await.expect("close");
+}
+
+/// A tier over `config` whose memory is empty and whose disk holds
+/// `blocks` under `NAME0`, `NAME1`, ...: they were put, the tier closed and
+/// opened again.
+async fn on_disk(config: &FoyerTierConfig, name: &str, blocks: &[Bytes]) -> FoyerTier {
+    let tier = FoyerTier::open(config).await.expect("open");
+    for (i, block) in blocks.iter().enumerate() {
+        tier.put(&format!("{name}{i}"), block.clone());
+    }
+    tier.close().await.expect("flush");
+    FoyerTier::open(config).await.expect("reopen")
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -420,14 +425,7 @@ async fn foyer_a_broken_disk_loses_only_its_blocks() {
     let blocks: Vec<Bytes> = (0..32)
         .map(|i| conformance::block_bytes(4000 + i, PAGE as usize))
         .collect();
-    {
-        let tier = FoyerTier::open(&config).await.expect("open");
-        for (i, block) in blocks.iter().enumerate() {
-            tier.put(&format!("broken{i}"), block.clone());
-        }
-        tier.close().await.expect("close");
-    }
-    let tier = FoyerTier::open(&config).await.expect("reopen");
+    let tier = on_disk(&config, "broken", &blocks).await;
     for file in walk(&dir.path().join("small")) {
         std::fs::OpenOptions::new()
             .write(true)

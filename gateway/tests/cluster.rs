@@ -884,16 +884,15 @@ async fn a_node_with_another_block_size_is_refused_at_start() {
     assert_eq!(members(&cluster.nodes[0].admin()).len(), 1);
 }
 
-fn ferry_warmup(admin: &str, target: &str, extra: &[&str], token: Option<&str>) -> (bool, String) {
+/// Runs `ferry ARGS` with the admin token `token` (or none): whether it
+/// succeeded, and what it printed.
+fn ferry_admin(args: &[&str], token: Option<&str>) -> (bool, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
-    command
-        .args(["warmup", target, "--admin", admin])
-        .args(extra)
-        .env_remove("FERRY_ADMIN_TOKEN");
+    command.args(args).env_remove("FERRY_ADMIN_TOKEN");
     if let Some(token) = token {
         command.env("FERRY_ADMIN_TOKEN", token);
     }
-    let out = command.output().expect("ferry warmup");
+    let out = command.output().expect("run ferry");
     (
         out.status.success(),
         format!(
@@ -902,6 +901,12 @@ fn ferry_warmup(admin: &str, target: &str, extra: &[&str], token: Option<&str>) 
             String::from_utf8_lossy(&out.stderr)
         ),
     )
+}
+
+fn ferry_warmup(admin: &str, target: &str, extra: &[&str], token: Option<&str>) -> (bool, String) {
+    let mut args = vec!["warmup", target, "--admin", admin];
+    args.extend_from_slice(extra);
+    ferry_admin(&args, token)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -971,22 +976,7 @@ async fn warmup_loads_a_prefix_into_its_owners_once() {
 }
 
 fn ferry_cache_evict(admin: &str, target: &str, token: Option<&str>) -> (bool, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
-    command
-        .args(["cache", "evict", target, "--admin", admin])
-        .env_remove("FERRY_ADMIN_TOKEN");
-    if let Some(token) = token {
-        command.env("FERRY_ADMIN_TOKEN", token);
-    }
-    let out = command.output().expect("ferry cache evict");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    ferry_admin(&["cache", "evict", target, "--admin", admin], token)
 }
 
 /// A retired model version leaves every member: after `ferry cache evict`

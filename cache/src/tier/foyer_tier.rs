@@ -24,7 +24,7 @@ use foyer::{
     HybridCache, HybridCacheBuilder, HybridCachePolicy, HybridCacheProperties, Load, Location,
 };
 
-use super::disks::Disks;
+use super::disks::{Disk, Disks};
 use super::foyer_metrics::MetricsBridge;
 use super::pages::{self, BlockPages};
 use super::{BlockTier, Fetch, ServedFrom};
@@ -159,7 +159,12 @@ impl Pages {
     ) -> Result<Option<(Vec<Bytes>, ServedFrom)>> {
         let block = self.of(key, len);
         let cover = block.covering(want);
-        let loads = cover.clone().map(|index| self.page(&block, index, keep));
+        // The block's disk, chosen once for all its pages; one set aside
+        // answers nothing.
+        let disk = self.disks.of_block(key).filter(|d| d.usable());
+        let loads = cover
+            .clone()
+            .map(|index| self.page(&block, disk, index, keep));
         let mut found = Vec::with_capacity(usize::try_from(cover.end - cover.start).unwrap_or(0));
         let mut all_in_memory = true;
         for page in futures::future::try_join_all(loads).await? {
@@ -199,6 +204,7 @@ impl Pages {
     async fn page(
         &self,
         block: &BlockPages<'_>,
+        disk: Option<&Disk>,
         index: u64,
         keep: bool,
     ) -> Result<Option<(Bytes, bool)>> {
@@ -206,7 +212,10 @@ impl Pages {
         if let Some(entry) = self.memory.memory().get(&key) {
             return Ok(Some((entry.value().clone(), true)));
         }
-        let Some(page) = self.load(block, index).await? else {
+        let Some(disk) = disk else {
+            return Ok(None);
+        };
+        let Some(page) = load(disk, block, index, &key).await? else {
             return Ok(None);
         };
         if keep {
@@ -214,46 +223,6 @@ impl Pages {
                 .insert_with_properties(key, page.clone(), in_memory());
         }
         Ok(Some((page, false)))
-    }
-
-    /// Page `index` of `block` from its disk, checked to be as long as it
-    /// must be. A disk set aside answers nothing; a read that fails sets
-    /// its disk aside.
-    async fn load(&self, block: &BlockPages<'_>, index: u64) -> Result<Option<Bytes>> {
-        let Some(disk) = self.disks.of_block(block.key) else {
-            return Ok(None);
-        };
-        if !disk.usable() {
-            return Ok(None);
-        }
-        let key = block.key(index);
-        let storage = disk.cache.storage();
-        if !storage.may_contains(&key) {
-            return Ok(None);
-        }
-        let page = match storage.load(&key).await {
-            Ok(Load::Entry { value, .. }) => value,
-            Ok(Load::Piece { piece, .. }) => piece.value().clone(),
-            // Too busy to read now: a miss, not a loss.
-            Ok(Load::Throttled) => return Ok(None),
-            Ok(Load::Miss) => {
-                // Listed but not readable: foyer found the entry damaged
-                // (its checksum or header) and dropped it.
-                lost_page("damaged");
-                return Ok(None);
-            }
-            Err(e) => {
-                metrics::counter!(m::CACHE_ERRORS, "tier" => "disk").increment(1);
-                disk.failed("read", &e.to_string());
-                return Err(CacheError::Tier(format!("reading a disk page: {e}")));
-            }
-        };
-        let span = block.span(index);
-        if page.len() as u64 != span.end - span.start {
-            lost_page("wrong_length");
-            return Ok(None);
-        }
-        Ok(Some(page))
     }
 
     /// Writes the pages of `bytes` to disk (best effort: foyer drops what
@@ -286,6 +255,38 @@ impl Pages {
         let storage = disk.cache.storage();
         (0..block.count()).all(|index| storage.may_contains(&block.key(index)))
     }
+}
+
+/// Page `index` of `block` (under `key`) from `disk`, checked to be as
+/// long as it must be; a read that fails counts against the disk.
+async fn load(disk: &Disk, block: &BlockPages<'_>, index: u64, key: &str) -> Result<Option<Bytes>> {
+    let storage = disk.cache.storage();
+    if !storage.may_contains(key) {
+        return Ok(None);
+    }
+    let page = match storage.load(key).await {
+        Ok(Load::Entry { value, .. }) => value,
+        Ok(Load::Piece { piece, .. }) => piece.value().clone(),
+        // Too busy to read now: a miss, not a loss.
+        Ok(Load::Throttled) => return Ok(None),
+        Ok(Load::Miss) => {
+            // Listed but not readable: foyer found the entry damaged
+            // (its checksum or header) and dropped it.
+            lost_page("damaged");
+            return Ok(None);
+        }
+        Err(e) => {
+            metrics::counter!(m::CACHE_ERRORS, "tier" => "disk").increment(1);
+            disk.failed("read", &e.to_string());
+            return Err(CacheError::Tier(format!("reading a disk page: {e}")));
+        }
+    };
+    let span = block.span(index);
+    if page.len() as u64 != span.end - span.start {
+        lost_page("wrong_length");
+        return Ok(None);
+    }
+    Ok(Some(page))
 }
 
 fn lost_page(reason: &'static str) {
