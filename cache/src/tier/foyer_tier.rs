@@ -349,7 +349,15 @@ impl BlockTier for FoyerTier {
         len: u64,
         want: Range<u64>,
     ) -> Result<Option<(Vec<Bytes>, ServedFrom)>> {
-        if let Some(entry) = self.memory.memory().get(key) {
+        // foyer's `get` (not its memory's) also joins a fetch of this block
+        // already running, so a read arriving while the block is prefetched
+        // waits for it instead of reading the store a second time.
+        let held = self
+            .memory
+            .get(key)
+            .await
+            .map_err(|e| CacheError::Tier(e.to_string()))?;
+        if let Some(entry) = held {
             let block = entry.value();
             if block.len() as u64 >= want.end && want.start <= want.end {
                 return Ok(Some((
