@@ -349,14 +349,19 @@ impl BlockTier for FoyerTier {
         len: u64,
         want: Range<u64>,
     ) -> Result<Option<(Vec<Bytes>, ServedFrom)>> {
-        // foyer's `get` (not its memory's) also joins a fetch of this block
-        // already running, so a read arriving while the block is prefetched
-        // waits for it instead of reading the store a second time.
-        let held = self
-            .memory
-            .get(key)
-            .await
-            .map_err(|e| CacheError::Tier(e.to_string()))?;
+        // A hit is a plain memory lookup; on a miss foyer's `get` also
+        // joins a fetch of this block already running, so a read arriving
+        // while the block is prefetched waits for it instead of reading the
+        // store a second time (the join costs more: only misses pay it).
+        let held = match self.memory.memory().get(key) {
+            Some(entry) => Some(entry),
+            None => self
+                .memory
+                .get(key)
+                .await
+                .map_err(|e| CacheError::Tier(e.to_string()))?
+                .map(|entry| entry.into()),
+        };
         if let Some(entry) = held {
             let block = entry.value();
             if block.len() as u64 >= want.end && want.start <= want.end {
