@@ -51,6 +51,10 @@ pub enum CacheError {
     /// read ended, releasing what it held.
     #[error("the client took no data for {send_timeout:?}")]
     ClientStalled { send_timeout: std::time::Duration },
+    /// What this node's setup cannot do (run-time pins in a cluster with
+    /// static membership, or on a node without a disk tier); says why.
+    #[error("{0}")]
+    Unsupported(String),
     #[error(transparent)]
     Meta(#[from] MetaError),
 }

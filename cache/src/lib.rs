@@ -4,6 +4,7 @@
 //!   ([`BlockCache`]), with readahead and direct header reads.
 //! - [`tier`]: where blocks live on this node: foyer's memory + disk tiers,
 //!   or a pass-through tier when the cache is off.
+//! - [`pins`]: prefixes whose blocks unpinned ones cannot evict from disk.
 //! - [`source`]: the seam "get a block from outside this node", with the
 //!   store chain ([`ChainSource`]) as its store side.
 //! - [`cluster`]: membership, owner choice, the peer protocol and client
@@ -23,6 +24,7 @@ mod client_tls;
 pub mod cluster;
 mod error;
 pub mod metrics;
+pub mod pins;
 pub mod read;
 pub mod region;
 pub mod source;

@@ -22,6 +22,9 @@ pub const READAHEAD_WASTED: &str = "ferry_readahead_blocks_wasted_total";
 pub const CACHE_DISK_WRITES_DROPPED: &str = "ferry_cache_disk_writes_dropped_total";
 pub const CACHE_DISK_PAGES_LOST: &str = "ferry_cache_disk_pages_lost_total";
 pub const CACHE_DISK_ERRORS: &str = "ferry_cache_disk_errors_total";
+pub const CACHE_BLOCKS_PINNED: &str = "ferry_cache_blocks_pinned_total";
+pub const CACHE_PINS: &str = "ferry_cache_pins";
+pub const CACHE_PIN_CAPACITY: &str = "ferry_cache_pin_capacity_bytes";
 pub const PEER_REQUESTS: &str = "ferry_peer_requests_total";
 pub const PEER_REQUEST_SECONDS: &str = "ferry_peer_request_seconds";
 pub const PEER_BYTES_RECEIVED: &str = "ferry_peer_bytes_received_total";
@@ -200,11 +203,23 @@ pub fn describe() {
     );
     metrics::describe_counter!(
         CACHE_DISK_WRITES_DROPPED,
-        "Pages the disk tier did not write because its flush buffers (reason=buffer_full) or queue (reason=queue_full) were full, or its admission refused them (reason=not_admitted); such a page is a later miss"
+        "Pages the disk tier did not write because its flush buffers (reason=buffer_full) or queue (reason=queue_full) were full, its admission refused them (reason=not_admitted), or its disk's filesystem was full (reason=disk_full); such a page is a later miss"
     );
     metrics::describe_counter!(
         CACHE_DISK_ERRORS,
-        "Failures of a disk of the cache tier, by disk (its folder) and op (open: left out at start; read: a miss, and three within 10 s set the disk aside, its blocks read from outside, tried again after 30 s)"
+        "Failures of a disk of the cache tier, by disk (its folder) and op (open: left out at start; read: a miss, and three within 10 s set the disk aside, its blocks read from outside, tried again after 30 s; full: its filesystem filled up and its writes pause until it has room)"
+    );
+    metrics::describe_counter!(
+        CACHE_BLOCKS_PINNED,
+        "Blocks written to the pinned share of a disk, by how: fetched (a block of a pinned prefix loaded from outside) or moved (cached before its prefix was pinned, moved by a whole-block read such as a warm-up)"
+    );
+    metrics::describe_gauge!(
+        CACHE_PINS,
+        "Prefixes pinned on this node, from the config (source=config) and set at run time (source=runtime)"
+    );
+    metrics::describe_gauge!(
+        CACHE_PIN_CAPACITY,
+        "Bytes of the disk tier kept for pinned blocks (the disks' pin_share); 0: pinning is off"
     );
     metrics::describe_counter!(
         CACHE_DISK_PAGES_LOST,

@@ -98,6 +98,7 @@ fn config(dir: &std::path::Path, block_size: u64, memory: u64, disk: u64) -> Blo
         inflight_per_read: 8 * block_size,
         inflight_wait: std::time::Duration::from_secs(60),
         send_timeout: std::time::Duration::from_secs(60),
+        pin_share: 0.1,
     }
 }
 
@@ -121,7 +122,7 @@ async fn read(
     layout: &Layout,
     range: std::ops::Range<u64>,
 ) -> Result<Vec<u8>, String> {
-    let mut stream = cache.read_range(layout, range).map_err(|e| e.to_string())?;
+    let mut stream = cache.read_range(layout, range, false).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
         out.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
@@ -207,7 +208,7 @@ async fn a_herd_of_cold_readers_reads_each_block_from_the_store_once() {
         readers.push(tokio::spawn(async move {
             barrier.wait().await;
             // Compared as it streams: 64 copies of the object would not fit.
-            let mut stream = cache.read_range(&layout, 0..size).expect("read");
+            let mut stream = cache.read_range(&layout, 0..size, false).expect("read");
             let mut at = 0usize;
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.expect("chunk");

@@ -118,6 +118,7 @@ fn addr(blob: &str) -> BlockAddr {
         block_size: BLOCK,
         index: 0,
         len: BLOCK,
+        pinned: false,
     }
 }
 

@@ -66,7 +66,8 @@ impl Volume {
                 inflight: 8 << 20,
                 inflight_per_read: 4 << 20,
                 inflight_wait: std::time::Duration::from_secs(60),
-                send_timeout: std::time::Duration::from_secs(60),
+            pin_share: 0.1,
+            send_timeout: std::time::Duration::from_secs(60),
             },
             Arc::new(ChainSource::new(stores.clone())),
         ));
@@ -150,7 +151,7 @@ impl Volume {
         let (entry, layout) = self.meta.get("b", key).await.expect("get");
         let mut stream = self
             .reader
-            .read_range(&layout, 0..entry.size)
+            .read_range(&layout, 0..entry.size, false)
             .expect("read");
         let mut out = Vec::new();
         while let Some(chunk) = stream.next().await {
@@ -196,7 +197,7 @@ async fn an_overwrite_does_not_disturb_a_slow_reader_of_the_old_version() {
     let (entry, layout) = volume.meta.get("b", "k").await.expect("get");
     let mut reader = volume
         .reader
-        .read_range(&layout, 0..entry.size)
+        .read_range(&layout, 0..entry.size, false)
         .expect("read");
     let mut got = reader
         .next()

@@ -29,6 +29,7 @@ fn foyer_config(dir: &Path, memory: u64, disk: u64) -> FoyerTierConfig {
         },
         block_size: BLOCK as u64,
         page_size: PAGE,
+        pin_share: 0.1,
     }
 }
 
@@ -91,7 +92,7 @@ async fn pass_through_keeps_nothing() {
     assert!(!tier.keeps_blocks() && !tier.has_disk());
     conformance::run_every_tier(&tier, BLOCK).await;
     // What it is given or fetches, it does not keep.
-    tier.put("given", conformance::block_bytes(1, 4096));
+    tier.put("given", conformance::block_bytes(1, 4096), false);
     assert!(
         tier.get("given", 4096, 0..4096)
             .await
@@ -99,7 +100,7 @@ async fn pass_through_keeps_nothing() {
             .is_none()
     );
     let fetch = async { Ok(conformance::block_bytes(2, 4096).into()) }.boxed();
-    tier.get_or_fetch("fetched", 4096, fetch)
+    tier.get_or_fetch("fetched", 4096, false, fetch)
         .await
         .expect("fetch");
     assert!(
@@ -124,7 +125,7 @@ async fn foyer_disk_range_reads_load_only_their_pages() {
     let len = BLOCK as u64;
     {
         let tier = FoyerTier::open(&config).await.expect("open");
-        tier.put("paged", block.clone());
+        tier.put("paged", block.clone(), false);
         tier.close().await.expect("close");
     }
     // Reopened: memory is empty, the block is on disk only.
@@ -172,7 +173,7 @@ async fn foyer_disk_range_reads_load_only_their_pages() {
     assert_eq!(source, ServedFrom::Disk, "but not the rest of their block");
     let refetch = async { panic!("a block on disk must not be fetched") }.boxed();
     let (got, source) = tier
-        .get_or_fetch("paged", len, refetch)
+        .get_or_fetch("paged", len, false, refetch)
         .await
         .expect("whole block");
     assert_eq!((got == block, source), (true, ServedFrom::Disk));
@@ -207,6 +208,7 @@ async fn foyer_disk_hits_write_nothing() {
         tier.get_or_fetch(
             &format!("churn{i}"),
             BLOCK as u64,
+            false,
             async move { Ok(fetched.into()) }.boxed(),
         )
         .await
@@ -223,7 +225,7 @@ async fn foyer_disk_hits_write_nothing() {
             let key = format!("churn{i}");
             let refetch = async { panic!("a block on disk must not be fetched") }.boxed();
             let (got, _) = tier
-                .get_or_fetch(&key, BLOCK as u64, refetch)
+                .get_or_fetch(&key, BLOCK as u64, false, refetch)
                 .await
                 .expect("read");
             assert!(got == *block, "round {round}, block {i}");
@@ -280,7 +282,7 @@ async fn foyer_damage_under_a_running_tier_serves_no_wrong_byte() {
                 }
                 let again = block.clone();
                 let (got, _) = tier
-                    .get_or_fetch(&key, len, async move { Ok(again.into()) }.boxed())
+                    .get_or_fetch(&key, len, false, async move { Ok(again.into()) }.boxed())
                     .await
                     .expect("read");
                 assert!(got == *block, "{round}: block {i}: wrong bytes");
@@ -309,7 +311,7 @@ async fn foyer_damage_under_a_running_tier_serves_no_wrong_byte() {
 async fn on_disk(config: &FoyerTierConfig, name: &str, blocks: &[Bytes]) -> FoyerTier {
     let tier = FoyerTier::open(config).await.expect("open");
     for (i, block) in blocks.iter().enumerate() {
-        tier.put(&format!("{name}{i}"), block.clone());
+        tier.put(&format!("{name}{i}"), block.clone(), false);
     }
     tier.close().await.expect("flush");
     FoyerTier::open(config).await.expect("reopen")
@@ -343,6 +345,7 @@ fn two_disks(root: &Path, small: u64, large: u64) -> FoyerTierConfig {
         ],
         block_size: BLOCK as u64,
         page_size: PAGE,
+        pin_share: 0.1,
     }
 }
 
@@ -359,7 +362,7 @@ async fn foyer_blocks_spread_over_disks_by_capacity() {
     let tier = FoyerTier::open(&config).await.expect("open");
     assert!(tier.has_disk());
     for (i, block) in blocks.iter().enumerate() {
-        tier.put(&format!("spread{i}"), block.clone());
+        tier.put(&format!("spread{i}"), block.clone(), false);
     }
     tier.close().await.expect("close");
     let written: Vec<(String, u64)> = tier
@@ -402,7 +405,7 @@ async fn foyer_a_disk_that_cannot_open_is_left_out() {
     assert!(tier.has_disk(), "one disk opened");
     assert_eq!(tier.disk_io_by_disk().len(), 1);
     let block = conformance::block_bytes(3000, BLOCK);
-    tier.put("survivor", block.clone());
+    tier.put("survivor", block.clone(), false);
     tier.close().await.expect("close");
     let tier = FoyerTier::open(&config).await.expect("reopen");
     let (got, source) = tier
@@ -447,7 +450,7 @@ async fn foyer_a_broken_disk_loses_only_its_blocks() {
         }
         let again = block.clone();
         let (got, _) = tier
-            .get_or_fetch(&key, len, async move { Ok(again.into()) }.boxed())
+            .get_or_fetch(&key, len, false, async move { Ok(again.into()) }.boxed())
             .await
             .expect("read");
         assert!(got == *block, "block {i}: wrong bytes");
@@ -455,6 +458,214 @@ async fn foyer_a_broken_disk_loses_only_its_blocks() {
     assert!(
         (4..32).contains(&from_disk),
         "the other disk's blocks are still hits, the broken disk's are not: {from_disk} of 32"
+    );
+    tier.close().await.expect("close");
+}
+
+/// A tier with a pinned share big enough for an engine of its own: 128
+/// MiB of disk, half of it for pinned blocks, memory for two blocks.
+fn pinning(dir: &Path) -> FoyerTierConfig {
+    FoyerTierConfig {
+        memory: 2 * BLOCK as u64 + 4096,
+        pin_share: 0.5,
+        ..foyer_config(dir, 0, 128 << 20)
+    }
+}
+
+/// Puts `count` unpinned blocks named `name0..`, closing (flushing) the
+/// tier every 16 so that foyer's buffers drop nothing, and answers the
+/// tier opened again.
+async fn sweep(config: &FoyerTierConfig, mut tier: FoyerTier, name: &str, count: u64) -> FoyerTier {
+    for i in 0..count {
+        tier.put(
+            &format!("{name}{i}"),
+            conformance::block_bytes(7000 + i, BLOCK),
+            false,
+        );
+        if i % 16 == 15 {
+            tier.close().await.expect("flush");
+            tier = FoyerTier::open(config).await.expect("reopen");
+        }
+    }
+    tier.close().await.expect("flush");
+    FoyerTier::open(config).await.expect("reopen")
+}
+
+/// Pinned blocks stay on disk through a sweep of unpinned ones several
+/// times the unpinned share, which evicts unpinned blocks cached before it.
+#[tokio::test]
+async fn foyer_pinned_blocks_outlive_a_sweep_of_unpinned_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = pinning(dir.path());
+    let tier = FoyerTier::open(&config).await.expect("open");
+    let pinned: Vec<Bytes> = (0..8)
+        .map(|i| conformance::block_bytes(5000 + i, BLOCK))
+        .collect();
+    let early: Vec<Bytes> = (0..8)
+        .map(|i| conformance::block_bytes(6000 + i, BLOCK))
+        .collect();
+    for (i, block) in pinned.iter().enumerate() {
+        tier.put(&format!("pinned{i}"), block.clone(), true);
+    }
+    for (i, block) in early.iter().enumerate() {
+        tier.put(&format!("early{i}"), block.clone(), false);
+    }
+    tier.close().await.expect("flush");
+    let tier = FoyerTier::open(&config).await.expect("reopen");
+    for i in 0..8 {
+        assert!(tier.holds_pinned(&format!("pinned{i}"), BLOCK as u64), "pinned block {i}");
+        assert!(!tier.holds_pinned(&format!("early{i}"), BLOCK as u64), "unpinned block {i}");
+    }
+    // Three times the unpinned share.
+    let tier = sweep(&config, tier, "sweep", 192).await;
+    for (i, block) in pinned.iter().enumerate() {
+        let (got, source) = tier
+            .get(&format!("pinned{i}"), BLOCK as u64, 0..BLOCK as u64)
+            .await
+            .expect("get")
+            .unwrap_or_else(|| panic!("pinned block {i} was evicted by unpinned ones"));
+        assert!(got.concat() == *block, "pinned block {i}: wrong bytes");
+        assert_eq!(source, ServedFrom::Disk);
+    }
+    let mut early_left = 0;
+    for i in 0..8 {
+        early_left += usize::from(tier.holds(&format!("early{i}"), BLOCK as u64));
+    }
+    assert_eq!(early_left, 0, "the sweep evicts unpinned blocks cached before it");
+    tier.close().await.expect("close");
+}
+
+/// A block cached before its prefix was pinned moves to the pinned share
+/// when read whole as pinned (a warm-up after `ferry cache pin`).
+#[tokio::test]
+async fn foyer_a_block_cached_before_its_pin_moves_to_the_pinned_share() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = pinning(dir.path());
+    let block = conformance::block_bytes(5100, BLOCK);
+    let tier = on_disk(&config, "later", std::slice::from_ref(&block)).await;
+    assert!(tier.holds("later0", BLOCK as u64) && !tier.holds_pinned("later0", BLOCK as u64));
+    let unused = block.clone();
+    let (got, source) = tier
+        .get_or_fetch("later0", BLOCK as u64, true, async move { Ok(unused.into()) }.boxed())
+        .await
+        .expect("read");
+    assert!(got == block);
+    assert_eq!(source, ServedFrom::Disk, "read from the unpinned share, not fetched");
+    tier.close().await.expect("flush");
+    let tier = FoyerTier::open(&config).await.expect("reopen");
+    assert!(tier.holds_pinned("later0", BLOCK as u64), "moved to the pinned share");
+    let tier = sweep(&config, tier, "sweep", 96).await;
+    let (got, _) = tier
+        .get("later0", BLOCK as u64, 0..BLOCK as u64)
+        .await
+        .expect("get")
+        .expect("still on disk after the sweep");
+    assert!(got.concat() == block);
+    tier.close().await.expect("close");
+}
+
+/// A disk whose reads fail (as a dying device's would: every read an
+/// I/O error) under a running tier: every read is still right, from
+/// outside; the other disk's blocks are still disk hits; after three
+/// failures the disk is set aside and not read at all.
+#[tokio::test]
+async fn foyer_a_disk_whose_reads_fail_loses_only_its_blocks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = two_disks(dir.path(), 64 << 20, 64 << 20);
+    let blocks: Vec<Bytes> = (0..32)
+        .map(|i| conformance::block_bytes(4500 + i, PAGE as usize))
+        .collect();
+    let tier = on_disk(&config, "failing", &blocks).await;
+    tier.inject_disk_read_error(&dir.path().join("small"), Some("Input/output error (os error 5)"));
+    let read_before = tier.disk_io_by_disk();
+    let mut from_disk = 0;
+    for (i, block) in blocks.iter().enumerate() {
+        let key = format!("failing{i}");
+        let len = block.len() as u64;
+        let again = block.clone();
+        let (got, source) = tier
+            .get_or_fetch(&key, len, false, async move { Ok(again.into()) }.boxed())
+            .await
+            .expect("a failing disk is a miss, not an error");
+        assert!(got == *block, "block {i}: wrong bytes");
+        from_disk += usize::from(source == ServedFrom::Disk);
+    }
+    assert!(
+        (4..32).contains(&from_disk),
+        "the other disk's blocks are still disk hits, the failing disk's are not: {from_disk} of 32"
+    );
+    let read_after = tier.disk_io_by_disk();
+    let large_read = |io: &[(String, ferry_cache::tier::DiskIo)]| {
+        io.iter()
+            .find(|(disk, _)| disk.ends_with("large"))
+            .map_or(0, |(_, io)| io.read)
+    };
+    assert!(
+        large_read(&read_after) > large_read(&read_before),
+        "the healthy disk was read"
+    );
+    tier.close().await.expect("close");
+}
+
+/// A disk whose filesystem is full (a 24 MiB tmpfs under a tier told it
+/// has 256 MiB): every read is right, writes pause instead of failing
+/// inside foyer, and what reached the disk before it filled is still
+/// served from it. Needs root to mount the tmpfs (as the test command
+/// runs in CI).
+#[tokio::test]
+async fn foyer_a_full_disk_pauses_its_writes_and_keeps_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mount = dir.path().join("small-fs");
+    std::fs::create_dir_all(&mount).expect("mkdir");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
+        .arg(&mount)
+        .status()
+        .expect("run mount");
+    assert!(mounted.success(), "mounting a 24 MiB tmpfs needs root");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            // Lazy: foyer's threads may still hold its files open.
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(mount.clone());
+    let config = FoyerTierConfig {
+        memory: 2 * BLOCK as u64 + 4096,
+        ..foyer_config(&mount.join("cache"), 0, 256 << 20)
+    };
+    let mut tier = FoyerTier::open(&config).await.expect("open");
+    let blocks: Vec<Bytes> = (0..64)
+        .map(|i| conformance::block_bytes(8000 + i, BLOCK))
+        .collect();
+    for (i, block) in blocks.iter().enumerate() {
+        tier.put(&format!("full{i}"), block.clone(), false);
+        if i % 4 == 3 {
+            tier.close().await.expect("close a tier on a full disk");
+            tier = FoyerTier::open(&config).await.expect("reopen");
+        }
+    }
+    tier.close().await.expect("close");
+    let tier = FoyerTier::open(&config).await.expect("reopen");
+    let mut from_disk = 0;
+    for (i, block) in blocks.iter().enumerate() {
+        let key = format!("full{i}");
+        if let Some((got, _)) = tier
+            .get(&key, BLOCK as u64, 0..BLOCK as u64)
+            .await
+            .expect("a full disk's reads do not fail")
+        {
+            assert!(got.concat() == *block, "block {i}: wrong bytes from a full disk");
+            from_disk += 1;
+        }
+    }
+    assert!(
+        (1..64).contains(&from_disk),
+        "blocks written before the disk filled are served from it, the rest are misses: {from_disk} of 64"
     );
     tier.close().await.expect("close");
 }

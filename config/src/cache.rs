@@ -57,6 +57,21 @@ pub struct RawCache {
     /// cluster in the background, once per object version. Default none.
     #[serde(default)]
     pub warm_on_open: Vec<String>,
+    /// Prefixes (`BUCKET/PREFIX`) whose blocks unpinned ones never evict
+    /// from the disk tier: they live in a share of each disk of their own.
+    #[serde(default)]
+    pub pin: Vec<RawPin>,
+    /// The share of each disk kept for pinned blocks, 0 to 0.9; 0 turns
+    /// pinning off. Default 0.1, so pins can never starve the rest.
+    pub pin_share: Option<f64>,
+}
+
+/// `[[cache.pin]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPin {
+    /// `BUCKET/PREFIX` (or a whole bucket).
+    pub prefix: String,
 }
 
 /// `[[cache.disks]]` (or an inline table in `disks = [...]`).
@@ -145,7 +160,20 @@ impl RawCache {
             inflight_wait: self.inflight_wait.unwrap_or(Duration::from_secs(10)),
             send_timeout: self.send_timeout.unwrap_or(Duration::from_secs(60)),
             warm_on_open: self.warm_on_open,
+            pins: self.pin.into_iter().map(|p| p.prefix).collect(),
+            pin_share: self.pin_share.unwrap_or(0.1),
         };
+        if !(0.0..=0.9).contains(&cache.pin_share) {
+            return Err(ConfigError::invalid(
+                "cache.pin_share",
+                "must be between 0 and 0.9 (0 turns pinning off)",
+            ));
+        }
+        for (i, prefix) in cache.pins.iter().enumerate() {
+            if let Err(why) = check_pin(prefix) {
+                return Err(ConfigError::invalid(format!("cache.pin[{i}].prefix"), why));
+            }
+        }
         for (field, value) in [
             ("cache.inflight_wait", cache.inflight_wait),
             ("cache.send_timeout", cache.send_timeout),
@@ -164,4 +192,16 @@ impl RawCache {
         }
         Ok(cache)
     }
+}
+
+/// Why `prefix` cannot be a pin: it must name a bucket, then optionally a
+/// key prefix (`BUCKET/PREFIX`).
+pub fn check_pin(prefix: &str) -> std::result::Result<(), String> {
+    let bucket = prefix.split('/').next().unwrap_or_default();
+    if bucket.is_empty() {
+        return Err(format!(
+            "{prefix:?} names no bucket: write BUCKET or BUCKET/PREFIX"
+        ));
+    }
+    Ok(())
 }

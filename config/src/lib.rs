@@ -19,7 +19,7 @@ mod store;
 mod tls;
 mod volume;
 
-pub use cache::{RawCache, RawDisk};
+pub use cache::{RawCache, RawDisk, RawPin, check_pin};
 pub use cluster::{ClusterConfig, Membership, Peer, RawCluster, RawPeer};
 pub use error::{ConfigError, Result};
 pub use imports::{ImportSchedule, RawImport, split_path};
@@ -164,6 +164,10 @@ pub struct CacheConfig {
     pub send_timeout: Duration,
     /// Key patterns whose objects warm on their first read.
     pub warm_on_open: Vec<String>,
+    /// `BUCKET/PREFIX`es whose blocks are pinned on the disk tier.
+    pub pins: Vec<String>,
+    /// The share of each disk kept for pinned blocks (0: no pinning).
+    pub pin_share: f64,
 }
 
 impl CacheConfig {

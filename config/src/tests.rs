@@ -793,3 +793,28 @@ fn a_node_s_weight_defaults_to_its_disk_capacity_in_gib() {
         "a configured weight wins"
     );
 }
+
+#[test]
+fn pins_name_a_bucket_and_their_share_is_bounded() {
+    let config = build(
+        "[cache]\npin_share = 0.25\n[[cache.pin]]\nprefix = \"models/llama-3/\"\n[[cache.pin]]\nprefix = \"weights\"\n",
+    )
+    .expect("valid");
+    assert_eq!(config.cache.pins, vec!["models/llama-3/", "weights"]);
+    assert!((config.cache.pin_share - 0.25).abs() < f64::EPSILON);
+    let default = build("").expect("valid");
+    assert!(default.cache.pins.is_empty());
+    assert!((default.cache.pin_share - 0.1).abs() < f64::EPSILON);
+    assert_eq!(
+        invalid_field(build("[cache]\npin_share = 0.95\n")),
+        "cache.pin_share"
+    );
+    assert_eq!(
+        invalid_field(build("[cache]\npin_share = -0.1\n")),
+        "cache.pin_share"
+    );
+    assert_eq!(
+        invalid_field(build("[[cache.pin]]\nprefix = \"/models\"\n")),
+        "cache.pin[0].prefix"
+    );
+}

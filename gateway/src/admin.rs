@@ -1,5 +1,6 @@
 //! The admin HTTP server: `/health` and `/metrics` (open), the cluster's
-//! status (open, read-only) and its run-time weights (admin token).
+//! status (open, read-only), its run-time weights, warm-ups, evictions,
+//! imports and pins (admin token).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,8 @@ pub struct AdminState {
     pub mirror: Option<(Arc<MirrorState>, Duration)>,
     /// The background workers' panics and restarts.
     pub workers: Arc<Workers>,
+    /// Where pins set at run time are kept.
+    pub kept_pins: Arc<ferry_cache::pins::KeptPins>,
 }
 
 impl AdminState {
@@ -56,6 +59,7 @@ impl AdminState {
                 )
             }),
             workers: node.workers.clone(),
+            kept_pins: node.kept_pins.clone(),
         }
     }
 }
@@ -70,6 +74,10 @@ pub fn app(state: AdminState, feed: Option<crate::feed::FeedState>) -> Router {
         .route("/cluster/weight", post(set_weight))
         .route("/warmup", post(warmup))
         .route("/import", post(import))
+        .route(
+            "/cache/pins",
+            get(crate::pins::list).post(crate::pins::change),
+        )
         .with_state(state);
     match feed {
         Some(feed) => router.merge(crate::feed::routes(feed)),
@@ -95,20 +103,29 @@ fn authorized(state: &AdminState, headers: &HeaderMap) -> bool {
             == 0
 }
 
+/// 401 without the admin token.
+pub(crate) fn authorized_or_refused(
+    state: &AdminState,
+    headers: &HeaderMap,
+) -> Result<(), (StatusCode, String)> {
+    if authorized(state, headers) {
+        return Ok(());
+    }
+    Err((
+        StatusCode::UNAUTHORIZED,
+        "this endpoint needs the admin token ([admin] token or FERRY_ADMIN_TOKEN) as a Bearer token\n"
+            .to_string(),
+    ))
+}
+
 /// The body of a mutating request, once its token is checked: 401
 /// without the admin token, 400 for a body that is not the expected JSON.
-fn admitted<T>(
+pub(crate) fn admitted<T>(
     state: &AdminState,
     headers: &HeaderMap,
     body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
 ) -> Result<T, (StatusCode, String)> {
-    if !authorized(state, headers) {
-        return Err((
-            StatusCode::UNAUTHORIZED,
-            "this endpoint needs the admin token ([admin] token or FERRY_ADMIN_TOKEN) as a Bearer token\n"
-                .to_string(),
-        ));
-    }
+    authorized_or_refused(state, headers)?;
     body.map(|Json(body)| body)
         .map_err(|e| (StatusCode::BAD_REQUEST, format!("{e}\n")))
 }

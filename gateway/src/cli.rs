@@ -224,6 +224,49 @@ Examples:
   ferry cache evict models/llama-2 --admin http://node-1:9001   # FERRY_ADMIN_TOKEN set
   ferry cache evict models/llama-3/v1/ --concurrency 64")]
     Evict(EvictArgs),
+    /// Keep the blocks of a prefix in the pinned share of every owner's
+    /// disks, where unpinned blocks cannot evict them (a model version in
+    /// service), then warm it there. Every member follows within seconds.
+    #[command(after_help = "\
+Examples:
+  ferry cache pin models/llama-3-70b/ --admin http://node-1:9001   # FERRY_ADMIN_TOKEN set
+  ferry cache pin models/llama-3-70b/ --no-warm")]
+    Pin(PinArgs),
+    /// Unpin a prefix: its blocks stay cached, and age out like others.
+    #[command(after_help = "\
+Examples:
+  ferry cache unpin models/llama-3-70b/")]
+    Unpin(UnpinArgs),
+    /// List the pinned prefixes (from the config and set at run time).
+    #[command(after_help = "\
+Examples:
+  ferry cache pins --admin http://node-1:9001")]
+    Pins {
+        #[command(flatten)]
+        admin: AdminEndpoint,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PinArgs {
+    /// BUCKET or BUCKET/PREFIX to pin.
+    pub target: String,
+    /// Only pin: blocks move to the pinned share when next read whole.
+    #[arg(long)]
+    pub no_warm: bool,
+    /// Blocks in flight at once during the warm-up (default 16).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    #[command(flatten)]
+    pub admin: AdminEndpoint,
+}
+
+#[derive(Debug, Args)]
+pub struct UnpinArgs {
+    /// BUCKET or BUCKET/PREFIX to unpin, as it was pinned.
+    pub target: String,
+    #[command(flatten)]
+    pub admin: AdminEndpoint,
 }
 
 #[derive(Debug, Args)]

@@ -1,12 +1,16 @@
-//! `ferry cluster status|weight`, `ferry warmup`, `ferry import` and
-//! `ferry health`: the admin API of a node, from the command line.
+//! `ferry cluster status|weight`, `ferry warmup`, `ferry cache
+//! evict|pin|unpin|pins`, `ferry import` and `ferry health`: the admin API
+//! of a node, from the command line.
 
 use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::cli::{AdminEndpoint, ClusterCommand, EvictArgs, HealthArgs, ImportArgs, WarmupArgs};
+use crate::cli::{
+    AdminEndpoint, ClusterCommand, EvictArgs, HealthArgs, ImportArgs, PinArgs, UnpinArgs,
+    WarmupArgs,
+};
 
 /// A client of a node's admin endpoint, trusting `ca_file` besides the
 /// system roots; `timeout` bounds a whole answer (none for streams).
@@ -242,6 +246,13 @@ pub async fn warmup(args: WarmupArgs) -> Result<bool, String> {
             "{share:.1}% of {bytes} bytes in {} objects cached on their owners",
             number("objects")
         );
+        let pinned = number("bytes_pinned");
+        if pinned > 0 {
+            println!(
+                "{:.1}% in the pinned share of their disks",
+                pinned as f64 * 100.0 / bytes.max(1) as f64
+            );
+        }
     } else {
         let secs = started.elapsed().as_secs_f64();
         println!(
@@ -336,4 +347,100 @@ async fn follow_job(
     }
     bar.abandon();
     Err(format!("{url}: the job ended without a summary"))
+}
+
+/// Sends a pin change (`pinned` false: unpin) to the admin endpoint and
+/// answers the pins in force there.
+async fn change_pin(admin: &AdminEndpoint, prefix: &str, pinned: bool) -> Result<Value, String> {
+    let url = format!("{}/cache/pins", admin.admin.trim_end_matches('/'));
+    let mut request = client(admin.ca_file.as_deref(), Some(ANSWER_TIMEOUT))?
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(serde_json::json!({ "prefix": prefix, "pinned": pinned }).to_string());
+    if let Some(token) = &admin.token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.map_err(|e| format!("{url}: {e}"))?;
+    let text = answer(response).await?;
+    serde_json::from_str(&text).map_err(|e| format!("{url}: {e}"))
+}
+
+/// `ferry cache pin`: pins the prefix, then (unless `--no-warm`) warms
+/// it, which loads its missing blocks and moves cached ones into the
+/// pinned share.
+pub async fn pin(args: PinArgs) -> Result<bool, String> {
+    change_pin(&args.admin, &args.target, true).await?;
+    println!(
+        "pinned {} (every member follows within seconds)",
+        args.target
+    );
+    if args.no_warm {
+        return Ok(true);
+    }
+    let (bucket, prefix) = bucket_and_prefix(&args.target);
+    let body = serde_json::json!({
+        "bucket": bucket, "prefix": prefix, "concurrency": args.concurrency,
+        // A pinned prefix larger than the tiers still pins what fits.
+        "force": true,
+    });
+    let warmed = prefix_job(&args.admin, body.clone()).await?;
+    // Then a check: where the prefix's blocks are now.
+    let mut check = body;
+    check["check"] = serde_json::json!(true);
+    let checked = prefix_job(&args.admin, check).await?;
+    let (bytes, pinned) = (
+        checked["bytes"].as_u64().unwrap_or(0),
+        checked["bytes_pinned"].as_u64().unwrap_or(0),
+    );
+    println!(
+        "warmed {} objects, {bytes} bytes ({} loaded from the store, {} failures): {:.1}% in the pinned share of their owners",
+        warmed["objects"].as_u64().unwrap_or(0),
+        warmed["bytes_loaded"].as_u64().unwrap_or(0),
+        warmed["failures"].as_u64().unwrap_or(0),
+        if bytes == 0 {
+            100.0
+        } else {
+            pinned as f64 * 100.0 / bytes as f64
+        }
+    );
+    Ok(warmed["failures"].as_u64() == Some(0))
+}
+
+/// `ferry cache unpin`.
+pub async fn unpin(args: UnpinArgs) -> Result<bool, String> {
+    let now = change_pin(&args.admin, &args.target, false).await?;
+    let still = now["pins"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|p| p["prefix"].as_str() == Some(args.target.as_str()));
+    if still {
+        println!(
+            "{} is pinned in the config ([[cache.pin]]): remove it there",
+            args.target
+        );
+        return Ok(false);
+    }
+    println!("unpinned {}", args.target);
+    Ok(true)
+}
+
+/// `ferry cache pins`.
+pub async fn pins(admin: AdminEndpoint) -> Result<bool, String> {
+    let url = format!("{}/cache/pins", admin.admin.trim_end_matches('/'));
+    let mut request = client(admin.ca_file.as_deref(), Some(ANSWER_TIMEOUT))?.get(&url);
+    if let Some(token) = &admin.token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.map_err(|e| format!("{url}: {e}"))?;
+    let text = answer(response).await?;
+    let list: Value = serde_json::from_str(&text).map_err(|e| format!("{url}: {e}"))?;
+    for pin in list["pins"].as_array().into_iter().flatten() {
+        println!(
+            "{:<8} {}",
+            pin["source"].as_str().unwrap_or("?"),
+            pin["prefix"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(true)
 }

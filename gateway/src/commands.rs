@@ -188,6 +188,18 @@ fn run_command(command: Command) -> Outcome {
             init_logging(false);
             run_tool(cluster_cli::evict(args))
         }
+        Command::Cache(CacheCommand::Pin(args)) => {
+            init_logging(false);
+            run_tool(cluster_cli::pin(args))
+        }
+        Command::Cache(CacheCommand::Unpin(args)) => {
+            init_logging(false);
+            run_tool(cluster_cli::unpin(args))
+        }
+        Command::Cache(CacheCommand::Pins { admin }) => {
+            init_logging(false);
+            run_tool(cluster_cli::pins(admin))
+        }
         Command::Fsck(args) => {
             init_logging(false);
             let Some(config) = volume_config(&args.volume, &environment()) else {

@@ -96,6 +96,7 @@ impl IntoS3Error for CacheError {
             e @ (CacheError::UnknownStore(_)
             | CacheError::Feed(_)
             | CacheError::Cluster(_)
+            | CacheError::Unsupported(_)
             | CacheError::StoreConfig { .. }
             | CacheError::MissingBlob { .. }
             | CacheError::Tier(_)) => internal(e),

@@ -24,6 +24,7 @@ pub mod listen;
 mod metrics;
 pub mod node;
 pub mod peer;
+mod pins;
 mod preflight;
 pub mod s3;
 pub mod serve;

@@ -273,11 +273,15 @@ async fn answer(
             }
             response
         }
-        Ok(Served::Cached(cached)) => {
+        Ok(Served::Cached { cached, pinned }) => {
             let mut response = StatusCode::OK.into_response();
             response.headers_mut().insert(
                 wire::H_CACHED,
-                HeaderValue::from_static(if cached { "1" } else { "0" }),
+                HeaderValue::from_static(match (cached, pinned) {
+                    (true, true) => wire::CACHED_PINNED,
+                    (true, false) => "1",
+                    (false, _) => "0",
+                }),
             );
             response
         }

@@ -1,7 +1,7 @@
 //! What a node runs in the background, beside its servers: the collector,
 //! scheduled dumps and imports, a mirror's follower and replicator, the
-//! metrics upkeep, the cluster's heartbeat and the TLS certificate's
-//! reload. All go into one set, stop
+//! metrics upkeep, the cluster's heartbeat and run-time pins, and the TLS
+//! certificate's reload. All go into one set, stop
 //! at one signal, and run under supervision: one that panics is started
 //! again (see `supervisor`).
 
@@ -150,6 +150,21 @@ pub fn spawn(
             Box::new(move || {
                 let (certs, stop) = (certs.clone(), reload_stop.clone());
                 Box::pin(async move { crate::listen::tls::watch(certs, stop).await })
+            }),
+        );
+    }
+    // A cluster's run-time pins, set on any member, are followed here.
+    if matches!(*node.kept_pins, ferry_cache::pins::KeptPins::Redis(_)) {
+        let (kept, pins, stop) = (
+            node.kept_pins.clone(),
+            node.cache.pins().clone(),
+            stop.clone(),
+        );
+        run(
+            "pins",
+            Box::new(move || {
+                let (kept, pins, stop) = (kept.clone(), pins.clone(), stop.clone());
+                Box::pin(crate::pins::follow(kept, pins, stop))
             }),
         );
     }

@@ -499,6 +499,7 @@ async fn both_peer_protocols_are_answered_each_with_its_own_mac() {
         block_size: MIB as u64,
         index: 0,
         len: MIB as u64,
+        pinned: false,
     };
     let query = wire::query(&addr, &(0..MIB as u64));
     let address = members(&cluster.nodes[0].admin())
@@ -637,6 +638,7 @@ async fn peers_refuse_bad_requests_and_reads_survive_bad_peers() {
         block_size: MIB as u64,
         index: 0,
         len: MIB as u64,
+        pinned: false,
     };
     let query = wire::query(&addr, &(0..10));
     let not_a_blob = wire::query(
@@ -1316,4 +1318,127 @@ async fn client_only_nodes_own_nothing_weights_survive_restarts_and_a_stop_leave
     wait_until("n0 sees n1 gone", || {
         members(&cluster.nodes[0].admin()).len() == 1
     });
+}
+
+fn ferry_cache(args: &[&str], admin: &str, token: Option<&str>) -> (bool, String) {
+    let mut all = vec!["cache"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--admin", admin]);
+    ferry_admin(&all, token)
+}
+
+/// A model version pinned at run time on one node stays on its owners'
+/// disks through a sweep of unpinned data that evicts everything else
+/// cached before it, also across a node killed and restarted; every
+/// member follows the pin; unpinning takes it away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pinned_prefix_outlives_a_sweep_on_every_member() {
+    let name = unique("cl");
+    let store = temp_dir();
+    // Half of each node's 128 MiB disk for pinned blocks; memory too
+    // small to hide an eviction from the checks.
+    let nodes: Vec<Node> = (0..3)
+        .map(|i| {
+            Node::start(&Spec {
+                cluster: &name,
+                store: store.path(),
+                id: &format!("n{i}"),
+                weight: 100,
+                block_size: "1MiB",
+                extra_cluster: "",
+                membership: None,
+                extra_cache: "pin_share = 0.5",
+                memory: Some("8MiB"),
+            })
+        })
+        .collect();
+    let mut cluster = TestCluster { name, store, nodes };
+    cluster.wait_for_members(3);
+    let bucket = unique("b");
+    create_bucket(&cluster.nodes[0].server().endpoint, &bucket).await;
+    let client = cluster.nodes[0].client(&bucket);
+    let kept = pattern(41, 12 * MIB);
+    put(client.as_ref(), "keep/model.safetensors", &kept).await;
+    put(client.as_ref(), "early/model.safetensors", &pattern(42, 12 * MIB)).await;
+    for i in 0..9u8 {
+        put(
+            client.as_ref(),
+            &format!("sweep/part-{i}.bin"),
+            &pattern(50 + i, 32 * MIB),
+        )
+        .await;
+    }
+    let admin = cluster.nodes[0].admin();
+    let keep = format!("{bucket}/keep/");
+
+    let (ok, out) = ferry_cache(&["pin", &keep], &admin, None);
+    assert!(!ok && out.contains("401"), "a pin without the token: {out}");
+    let (ok, out) = ferry_cache(&["pin", &keep], &admin, Some(TOKEN));
+    assert!(
+        ok && out.contains("warmed 1 objects, 12582912 bytes")
+            && out.contains("100.0% in the pinned share"),
+        "{out}"
+    );
+    // Every member follows the pin (kept in the cluster's Redis).
+    for node in &cluster.nodes {
+        wait_until(&format!("{} lists the pin", node.id), || {
+            let (ok, out) = ferry_cache(&["pins"], &node.admin(), Some(TOKEN));
+            ok && out.contains("runtime") && out.contains(&keep)
+        });
+    }
+    let (ok, out) = ferry_warmup(&admin, &format!("{bucket}/early/"), &[], Some(TOKEN));
+    assert!(ok, "{out}");
+    // 288 MiB of unpinned blocks, 96 MiB per node: more than each node's
+    // 64 MiB unpinned share holds.
+    let (ok, out) = ferry_warmup(&admin, &format!("{bucket}/sweep/"), &["--force"], Some(TOKEN));
+    assert!(ok, "{out}");
+
+    let check = |admin: &str, prefix: &str| {
+        ferry_warmup(
+            admin,
+            &format!("{bucket}/{prefix}"),
+            &["--check"],
+            Some(TOKEN),
+        )
+    };
+    let (ok, out) = check(&cluster.nodes[1].admin(), "keep/");
+    assert!(
+        ok && out.contains("100.0% of 12582912 bytes")
+            && out.contains("100.0% in the pinned share"),
+        "the pinned prefix outlived the sweep: {out}"
+    );
+    let (ok, out) = check(&cluster.nodes[1].admin(), "early/");
+    let early_share: f64 = out
+        .split('%')
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(100.0);
+    assert!(
+        ok && early_share < 50.0,
+        "the sweep evicted the unpinned prefix cached before it: {out}"
+    );
+
+    // A killed node finds its pinned share again.
+    cluster.nodes[2].kill();
+    cluster.nodes[2].restart();
+    cluster.wait_for_members(3);
+    let (ok, out) = check(&cluster.nodes[2].admin(), "keep/");
+    assert!(
+        ok && out.contains("100.0% in the pinned share"),
+        "after kill -9 and a restart: {out}"
+    );
+    let before = store_reads(&cluster);
+    for node in &cluster.nodes {
+        assert!(get(node.client(&bucket).as_ref(), "keep/model.safetensors").await == kept);
+    }
+    assert_eq!(store_reads(&cluster), before, "the pinned prefix was read from the store");
+
+    let (ok, out) = ferry_cache(&["unpin", &keep], &admin, Some(TOKEN));
+    assert!(ok && out.contains("unpinned"), "{out}");
+    for node in &cluster.nodes {
+        wait_until(&format!("{} drops the pin", node.id), || {
+            let (ok, out) = ferry_cache(&["pins"], &node.admin(), Some(TOKEN));
+            ok && !out.contains(&keep)
+        });
+    }
 }

@@ -80,6 +80,8 @@ pub struct PeerClient {
 pub struct Answer {
     pub bytes: Bytes,
     pub cached: bool,
+    /// A probe's or prefetch's block is in the pinned share of its disk.
+    pub pinned: bool,
 }
 
 impl PeerClient {
@@ -269,7 +271,8 @@ impl PeerClient {
         let error = header(wire::H_ERROR);
         let expected_sum = header(wire::H_CHECKSUM);
         let cached_flag = header(wire::H_CACHED);
-        let cached = cached_flag.as_deref() == Some("1");
+        let cached = matches!(cached_flag.as_deref(), Some("1" | wire::CACHED_PINNED));
+        let pinned = cached_flag.as_deref() == Some(wire::CACHED_PINNED);
         let given_mac = header(wire::H_ANSWER_MAC);
         let mut mac = want_mac.then(|| {
             wire::AnswerMac::new(
@@ -326,7 +329,11 @@ impl PeerClient {
                 mac.update(&bytes);
             }
             authentic(mac)?;
-            return Ok(Answer { bytes, cached });
+            return Ok(Answer {
+                bytes,
+                cached,
+                pinned,
+            });
         }
         // Into one buffer of the block's size (one a dropped block left,
         // when there is one), checksummed as it arrives: one copy from
@@ -369,7 +376,11 @@ impl PeerClient {
         }
         authentic(mac)?;
         let bytes = body.freeze();
-        Ok(Answer { bytes, cached })
+        Ok(Answer {
+            bytes,
+            cached,
+            pinned,
+        })
     }
 }
 
@@ -467,6 +478,7 @@ mod tests {
             block_size: 16,
             index: 0,
             len: 16,
+            pinned: false,
         }
     }
 

@@ -62,6 +62,7 @@ mod tests {
             block_size: 16,
             index,
             len: 16,
+            pinned: false,
         }
     }
 

@@ -13,7 +13,8 @@
 //! - `node:{id}`: the member record (JSON), `PX` the TTL;
 //! - `nodes`: sorted set, member id, score the record's expiry (ms), so a
 //!   view is one range read without scanning;
-//! - `weights`: hash id -> weight set at run time.
+//! - `weights`: hash id -> weight set at run time;
+//! - `pins`: set of the prefixes pinned at run time (see `pins`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -78,6 +79,25 @@ impl RedisMembership {
     }
     fn weights_key(&self) -> String {
         format!("{}:weights", self.prefix)
+    }
+    fn pins_key(&self) -> String {
+        format!("{}:pins", self.prefix)
+    }
+
+    /// The prefixes pinned at run time.
+    pub async fn pins(&self) -> Result<Vec<String>> {
+        let mut conn = self.conn.clone();
+        deadline(conn.smembers(self.pins_key())).await
+    }
+
+    /// Pins `prefix` (or with `pinned` false unpins it) for every member.
+    pub async fn set_pin(&self, prefix: &str, pinned: bool) -> Result<()> {
+        let mut conn = self.conn.clone();
+        if pinned {
+            deadline(conn.sadd::<_, _, ()>(self.pins_key(), prefix)).await
+        } else {
+            deadline(conn.srem::<_, _, ()>(self.pins_key(), prefix)).await
+        }
     }
 
     /// Announces `me` for another TTL.

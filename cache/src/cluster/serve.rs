@@ -21,9 +21,10 @@ use crate::store::admission;
 pub enum Served {
     /// The bytes asked for; `hit` when this node held the block already.
     Bytes { bytes: Bytes, hit: bool },
-    /// A prefetch's or probe's answer: whether the block was here
-    /// already (a prefetch that had to load it answers `false`).
-    Cached(bool),
+    /// A prefetch's, probe's or eviction's answer: whether the block was
+    /// here already (a prefetch that had to load it answers `false`), and
+    /// whether in the pinned share of its disk.
+    Cached { cached: bool, pinned: bool },
     /// A tiers-only get of a block this node does not hold.
     NotCached,
 }
@@ -46,7 +47,10 @@ impl BlockCache {
             let held = self.tier().remove(&key, addr.len);
             metrics::counter!(m::PEER_SERVED, "verb" => verb.as_str(), "outcome" => if held { "evicted" } else { "not_cached" })
                 .increment(1);
-            return Ok(Served::Cached(held));
+            return Ok(Served::Cached {
+                cached: held,
+                pinned: false,
+            });
         }
         // A failed tier is a miss here too. Probes and prefetches only ask
         // whether the block is here; a GET reads just the range it wants.
@@ -62,17 +66,26 @@ impl BlockCache {
             self.record(*source, part.iter().map(Bytes::len).sum(), started);
         }
         let holds = held.is_some() || (verb != Verb::Get && self.tier().holds(&key, addr.len));
+        // A pinned block is where it belongs once in the pinned share; a
+        // prefetch of one cached elsewhere reads it whole, which moves it.
+        let pinned = addr.pinned && holds && self.tier().holds_pinned(&key, addr.len);
         let outcome = |o: &'static str| {
             metrics::counter!(m::PEER_SERVED, "verb" => verb.as_str(), "outcome" => o).increment(1);
         };
         match (verb, held) {
             (Verb::Probe, _) => {
                 outcome(if holds { "hit" } else { "not_cached" });
-                Ok(Served::Cached(holds))
+                Ok(Served::Cached {
+                    cached: holds,
+                    pinned,
+                })
             }
-            (Verb::Prefetch, _) if holds => {
+            (Verb::Prefetch, _) if holds && (pinned || !addr.pinned || !self.tier().has_disk()) => {
                 outcome("hit");
-                Ok(Served::Cached(true))
+                Ok(Served::Cached {
+                    cached: true,
+                    pinned,
+                })
             }
             (Verb::Get, Some((part, _))) => {
                 outcome("hit");
@@ -108,7 +121,10 @@ impl BlockCache {
                     })
                     .boxed()
                 };
-                let block = match self.tier().get_or_fetch(&key, addr.len, fetch).await {
+                let block = match self
+                    .tier()
+                    .get_or_fetch(&key, addr.len, addr.pinned, fetch)
+                    .await {
                     Ok((block, source)) => {
                         self.record(source, block.len(), started);
                         block
@@ -132,7 +148,12 @@ impl BlockCache {
                 }
                 outcome("loaded");
                 if verb == Verb::Prefetch {
-                    return Ok(Served::Cached(false));
+                    // Whether it went to the pinned share, a probe tells
+                    // (foyer lists pages once they are flushed).
+                    return Ok(Served::Cached {
+                        cached: holds,
+                        pinned: false,
+                    });
                 }
                 Ok(Served::Bytes {
                     bytes: slice(&block, &range),

@@ -90,8 +90,16 @@ impl WarmOnOpen {
     }
 
     /// Called for every authenticated GET: warms the object when this read
-    /// starts in its first block and its key matches.
-    pub fn on_read(self: &Arc<Self>, key: &str, entry_id: &str, layout: &Layout, range_start: u64) {
+    /// starts in its first block and its key matches (`pinned`: the object
+    /// is under a pinned prefix).
+    pub fn on_read(
+        self: &Arc<Self>,
+        key: &str,
+        entry_id: &str,
+        layout: &Layout,
+        range_start: u64,
+        pinned: bool,
+    ) {
         if range_start >= self.cache.block_size()
             || !self.patterns.is_match(key)
             || !self.first_here(entry_id)
@@ -118,7 +126,7 @@ impl WarmOnOpen {
                 return;
             };
             metrics::counter!(m::WARM_ON_OPEN, "outcome" => "started").increment(1);
-            let blocks = this.cache.block_addrs(&layout);
+            let blocks = this.cache.block_addrs(&layout, pinned);
             let (cache, node) = (&this.cache, this.node.as_deref());
             stream::iter(blocks)
                 .map(|addr| async move {

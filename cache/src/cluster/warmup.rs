@@ -10,6 +10,10 @@
 //! and stays gone after a restart; `bytes_cached` then counts the bytes
 //! that were cached somewhere and are not any more.
 //!
+//! Blocks of objects under a pinned prefix are warmed as pinned: their
+//! owners keep them in the pinned share of their disks (moving any cached
+//! before the pin), and `check` counts the bytes found there.
+//!
 //! Progress goes out as [`WarmupEvent`]s; the job first totals the prefix
 //! and refuses (unless forced) when it exceeds what the owners' tiers can
 //! hold, since such a warm-up would evict itself.
@@ -70,6 +74,9 @@ pub struct Tally {
     pub bytes_loaded: u64,
     /// Bytes already cached on their owner.
     pub bytes_cached: u64,
+    /// Of `bytes_cached`, those in the pinned share of their owner's disk
+    /// (a check tells; a warm-up counts only blocks already there).
+    pub bytes_pinned: u64,
     pub failures: u64,
 }
 
@@ -136,7 +143,8 @@ pub async fn run(
                 // Deleted since it was listed.
                 Err(_) => continue,
             };
-            let blocks = cache.block_addrs(&layout);
+            let pinned = cache.pins().covers(&request.bucket, key);
+            let blocks = cache.block_addrs(&layout, pinned);
             let results: Vec<Outcome> = stream::iter(blocks)
                 .map(|addr| {
                     let (cache, node) = (cache.clone(), node.clone());
@@ -153,7 +161,12 @@ pub async fn run(
                 .await;
             for outcome in results {
                 match outcome {
-                    Outcome::Cached(n) => tally.bytes_cached += n,
+                    Outcome::Cached { bytes, pinned } => {
+                        tally.bytes_cached += bytes;
+                        if pinned {
+                            tally.bytes_pinned += bytes;
+                        }
+                    }
                     Outcome::Loaded(n) => tally.bytes_loaded += n,
                     Outcome::Missing(n) => {
                         // What `check` finds absent: neither cached nor failed.
@@ -199,7 +212,8 @@ async fn page_after(
 }
 
 pub(super) enum Outcome {
-    Cached(u64),
+    /// Bytes cached already, and whether in the pinned share.
+    Cached { bytes: u64, pinned: bool },
     Loaded(u64),
     /// Probed and not cached.
     Missing(u64),
@@ -219,7 +233,7 @@ pub(super) async fn evict_block(
         cache
             .serve_peer(addr, whole(addr), Verb::Evict, false, false)
             .await,
-        Ok(Served::Cached(true))
+        Ok(Served::Cached { cached: true, .. })
     );
     let mut failed = false;
     if let Some(node) = node {
@@ -240,7 +254,10 @@ pub(super) async fn evict_block(
     }
     match (failed, held) {
         (true, _) => Outcome::Failed,
-        (false, true) => Outcome::Cached(len),
+        (false, true) => Outcome::Cached {
+            bytes: len,
+            pinned: false,
+        },
         (false, false) => Outcome::Missing(len),
     }
 }
@@ -257,7 +274,10 @@ pub(super) async fn warm_block(
     let len = addr.len;
     let local = |keep: bool| async move {
         match cache.serve_peer(addr, whole(addr), verb, false, keep).await {
-            Ok(Served::Cached(true)) => Outcome::Cached(len),
+            Ok(Served::Cached {
+                cached: true,
+                pinned,
+            }) => Outcome::Cached { bytes: len, pinned },
             Ok(_) if check => Outcome::Missing(len),
             Ok(_) => Outcome::Loaded(len),
             Err(e) => {
@@ -294,7 +314,10 @@ pub(super) async fn warm_block(
                 .ask(member, addr, whole(addr), verb, false)
                 .await
             {
-                Ok(answer) if answer.cached => Outcome::Cached(len),
+                Ok(answer) if answer.cached => Outcome::Cached {
+                    bytes: len,
+                    pinned: answer.pinned,
+                },
                 Ok(_) if check => Outcome::Missing(len),
                 Ok(_) => Outcome::Loaded(len),
                 // The owner's store failed: another node's would too.

@@ -87,6 +87,10 @@ pub const H_WANT_MAC: &str = "x-ferry-want-mac";
 /// The answer's MAC (hex), when asked for.
 pub const H_ANSWER_MAC: &str = "x-ferry-answer-mac";
 
+/// `x-ferry-cached` of a block held in the pinned share (answered only to
+/// a request for a pinned block, so only askers that know it see it).
+pub const CACHED_PINNED: &str = "pinned";
+
 pub const E_MISSING_BLOB: &str = "missing-blob";
 pub const E_STORE: &str = "store";
 pub const E_NOT_CACHED: &str = "not-cached";
@@ -143,11 +147,13 @@ pub fn parse_priority(text: &str) -> Option<ReadPriority> {
     .find(|p| p.label() == text)
 }
 
-/// The query naming `addr` and the bytes `range` of it.
+/// The query naming `addr` and the bytes `range` of it. `pinned=1` is
+/// added only for a pinned block, so a node that predates pinning still
+/// reads every other request.
 pub fn query(addr: &BlockAddr, range: &Range<u64>) -> String {
     let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
     format!(
-        "store={}&blob={}&version={}&block_size={}&index={}&len={}&start={}&end={}",
+        "store={}&blob={}&version={}&block_size={}&index={}&len={}&start={}&end={}{}",
         enc(&addr.store),
         enc(&addr.blob),
         enc(&addr.version),
@@ -155,7 +161,8 @@ pub fn query(addr: &BlockAddr, range: &Range<u64>) -> String {
         addr.index,
         addr.len,
         range.start,
-        range.end
+        range.end,
+        if addr.pinned { "&pinned=1" } else { "" }
     )
 }
 
@@ -166,8 +173,8 @@ pub struct Malformed(pub String);
 /// The address and range a query names, checked: a range within the
 /// block, a block within what a block size allows.
 pub fn parse_query(query: &str) -> Result<(BlockAddr, Range<u64>), Malformed> {
-    let mut fields: [Option<String>; 8] = Default::default();
-    const NAMES: [&str; 8] = [
+    let mut fields: [Option<String>; 9] = Default::default();
+    const NAMES: [&str; 9] = [
         "store",
         "blob",
         "version",
@@ -176,6 +183,7 @@ pub fn parse_query(query: &str) -> Result<(BlockAddr, Range<u64>), Malformed> {
         "len",
         "start",
         "end",
+        "pinned",
     ];
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -189,7 +197,7 @@ pub fn parse_query(query: &str) -> Result<(BlockAddr, Range<u64>), Malformed> {
             return Err(Malformed(format!("{name} given twice")));
         }
     }
-    let [store, blob, version, block_size, index, len, start, end] = fields;
+    let [store, blob, version, block_size, index, len, start, end, pinned] = fields;
     let text =
         |name: &str, v: Option<String>| v.ok_or_else(|| Malformed(format!("{name} missing")));
     let number = |name: &str, v: Option<String>| -> Result<u64, Malformed> {
@@ -204,6 +212,11 @@ pub fn parse_query(query: &str) -> Result<(BlockAddr, Range<u64>), Malformed> {
         block_size: number("block_size", block_size)?,
         index: number("index", index)?,
         len: number("len", len)?,
+        pinned: match pinned.as_deref() {
+            None => false,
+            Some("1") => true,
+            Some(other) => return Err(Malformed(format!("pinned is {other:?}, not 1"))),
+        },
     };
     let range = number("start", start)?..number("end", end)?;
     if addr.store.is_empty() || addr.blob.is_empty() {
@@ -425,6 +438,7 @@ mod tests {
             block_size: 4 << 20,
             index: 7,
             len: 1000,
+            pinned: false,
         }
     }
 
@@ -432,6 +446,13 @@ mod tests {
     fn addresses_round_trip_through_the_query() {
         let q = query(&addr(), &(10..20));
         assert_eq!(parse_query(&q), Ok((addr(), 10..20)));
+        let pinned = BlockAddr {
+            pinned: true,
+            ..addr()
+        };
+        let q = query(&pinned, &(10..20));
+        assert!(q.ends_with("&pinned=1"), "{q}");
+        assert_eq!(parse_query(&q), Ok((pinned, 10..20)));
     }
 
     #[test]
@@ -446,6 +467,8 @@ mod tests {
             good.replace("store=data", "store="),
             format!("{good}&index=3"),
             format!("{good}&extra=1"),
+            format!("{good}&pinned=yes"),
+            format!("{good}&pinned=1&pinned=1"),
             good.replace("&version=%22etag%22", ""),
             String::new(),
         ] {

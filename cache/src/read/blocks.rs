@@ -34,6 +34,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{CacheError, Result};
 use crate::metrics as m;
+use crate::pins::Pins;
 use crate::read::direct::DirectReads;
 use crate::read::handoff::{self, Holds};
 use crate::read::readahead::Readahead;
@@ -71,6 +72,9 @@ pub struct BlockCacheConfig {
     /// before; then the read ends and releases what it holds (see
     /// `handoff`).
     pub send_timeout: Duration,
+    /// The share of each disk kept for blocks of pinned prefixes (0: no
+    /// pinning).
+    pub pin_share: f64,
 }
 
 pub struct BlockCache {
@@ -90,6 +94,8 @@ pub struct BlockCache {
     send_timeout: Duration,
     readahead: Readahead,
     direct: DirectReads,
+    /// Prefixes whose blocks are kept in the disks' pinned share.
+    pins: Arc<Pins>,
     served: ServedCounts,
 }
 
@@ -126,6 +132,8 @@ struct BlockRead {
     /// Whether this is the block holding the file's first byte, where
     /// model files keep their header.
     file_head: bool,
+    /// The file is under a pinned prefix.
+    pinned: bool,
 }
 
 impl BlockRead {
@@ -137,6 +145,7 @@ impl BlockRead {
             block_size,
             index: self.index,
             len: self.len,
+            pinned: self.pinned,
         }
     }
 
@@ -167,6 +176,7 @@ impl BlockCache {
             disks: config.disks.clone(),
             block_size,
             page_size: config.disk_page,
+            pin_share: config.pin_share,
         })
         .await?;
         Ok(Self::with_tier(Arc::new(tier), config, source))
@@ -209,7 +219,19 @@ impl BlockCache {
             readahead: Readahead::new(window as u64),
             direct: DirectReads::new(block_size),
             served: ServedCounts::default(),
+            pins: Arc::default(),
         }
+    }
+
+    /// Keeps the blocks of objects under `pins` in the disks' pinned share.
+    pub fn with_pins(mut self, pins: Arc<Pins>) -> BlockCache {
+        self.pins = pins;
+        self
+    }
+
+    /// The prefixes whose blocks are pinned.
+    pub fn pins(&self) -> &Arc<Pins> {
+        &self.pins
     }
 
     /// Loads blocks asked for by peers through `source` instead of this
@@ -267,8 +289,9 @@ impl BlockCache {
         }
     }
 
-    /// The blocks covering bytes `range` of the file `layout` describes.
-    fn plan(&self, layout: &Layout, range: &Range<u64>) -> Vec<BlockRead> {
+    /// The blocks covering bytes `range` of the file `layout` describes
+    /// (`pinned`: a file under a pinned prefix).
+    fn plan(&self, layout: &Layout, range: &Range<u64>, pinned: bool) -> Vec<BlockRead> {
         let bs = self.block_size;
         let mut out = Vec::new();
         let mut file_offset = 0u64;
@@ -298,6 +321,7 @@ impl BlockCache {
                 );
                 read.segment_end = segment_blob_end;
                 read.file_head = seg_start == 0 && index == segment.offset / bs;
+                read.pinned = pinned;
                 out.push(read);
             }
         }
@@ -305,9 +329,9 @@ impl BlockCache {
     }
 
     /// The addresses of every block of the file `layout` describes, in
-    /// order (what warm-up loads).
-    pub fn block_addrs(&self, layout: &Layout) -> Vec<BlockAddr> {
-        self.plan(layout, &(0..layout.total_len()))
+    /// order (what warm-up loads); `pinned`: the file is under a pin.
+    pub fn block_addrs(&self, layout: &Layout, pinned: bool) -> Vec<BlockAddr> {
+        self.plan(layout, &(0..layout.total_len()), pinned)
             .iter()
             .map(|read| read.addr(self.block_size))
             .collect()
@@ -332,7 +356,7 @@ impl BlockCache {
             admission::with_priority(priority, async move { source.fetch(&addr, range).await })
                 .boxed()
         };
-        let (bytes, source) = match self.tier.get_or_fetch(&key, addr.len, fetch).await {
+        let (bytes, source) = match self.tier.get_or_fetch(&key, addr.len, addr.pinned, fetch).await {
             Ok(found) => found,
             Err(CacheError::Tier(e)) => {
                 // The cache itself failed: answer from outside.
@@ -412,11 +436,13 @@ impl BlockCache {
     }
 
     /// Streams bytes `range` of the file `layout` describes, block by block,
-    /// with up to the readahead window of blocks in flight.
+    /// with up to the readahead window of blocks in flight. `pinned`: the
+    /// file is under a pinned prefix (see [`Pins::covers`]).
     pub fn read_range(
         self: &Arc<Self>,
         layout: &Layout,
         range: Range<u64>,
+        pinned: bool,
     ) -> Result<BoxStream<'static, Result<Bytes>>> {
         let size = layout.total_len();
         if range.start > range.end || range.end > size {
@@ -426,7 +452,7 @@ impl BlockCache {
                 size,
             });
         }
-        let plan = self.plan(layout, &range);
+        let plan = self.plan(layout, &range, pinned);
         for read in &plan {
             self.source.check_store(&read.store)?;
         }
@@ -662,5 +688,6 @@ fn read_of(segment: &Segment, index: u64, len: u64, want: Range<u64>) -> BlockRe
         want,
         segment_end: segment.offset + segment.len,
         file_head: false,
+        pinned: false,
     }
 }

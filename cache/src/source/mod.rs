@@ -32,6 +32,9 @@ pub struct BlockAddr {
     pub index: u64,
     /// Bytes of this block (shorter than `block_size` at a segment's end).
     pub len: u64,
+    /// The block belongs to a pinned prefix: its owners keep it where
+    /// unpinned blocks cannot evict it. Not part of the cache key.
+    pub pinned: bool,
 }
 
 impl BlockAddr {

@@ -98,7 +98,7 @@ pub async fn a_fetch_answers_its_bytes(tier: &dyn BlockTier, block_size: usize) 
         let runs = Arc::new(AtomicUsize::new(0));
         let block = block_bytes(seed, len);
         let (got, source) = tier
-            .get_or_fetch(&key, len as u64, counting_fetch(block.clone(), &runs))
+            .get_or_fetch(&key, len as u64, false, counting_fetch(block.clone(), &runs))
             .await
             .expect("fetch");
         assert!(got == block, "{len} bytes: the fetch's bytes come back");
@@ -118,7 +118,7 @@ pub async fn concurrent_callers_all_get_the_bytes(tier: &Arc<dyn BlockTier>) {
             let (tier, key, block, runs) = (tier.clone(), key.clone(), block.clone(), runs.clone());
             tokio::spawn(async move {
                 let len = block.len() as u64;
-                tier.get_or_fetch(&key, len, counting_fetch(block, &runs))
+                tier.get_or_fetch(&key, len, false, counting_fetch(block, &runs))
                     .await
             })
         })
@@ -138,7 +138,7 @@ pub async fn a_miss_then_a_put_then_a_hit(tier: &dyn BlockTier) {
         "an unknown key is a miss"
     );
     let block = block_bytes(1, 10_000);
-    tier.put(&key, block.clone());
+    tier.put(&key, block.clone(), false);
     let (got, source) = whole(tier, &key, 10_000)
         .await
         .expect("a put block is a hit");
@@ -151,12 +151,12 @@ pub async fn a_fetch_runs_once_and_its_block_is_kept(tier: &dyn BlockTier) {
     let block = block_bytes(2, 70_000);
     let runs = Arc::new(AtomicUsize::new(0));
     let (got, source) = tier
-        .get_or_fetch(&key, 70_000, counting_fetch(block.clone(), &runs))
+        .get_or_fetch(&key, 70_000, false, counting_fetch(block.clone(), &runs))
         .await
         .expect("fetch");
     assert_eq!((got, source), (block.clone(), ServedFrom::Fetched));
     let (got, source) = tier
-        .get_or_fetch(&key, 70_000, counting_fetch(block.clone(), &runs))
+        .get_or_fetch(&key, 70_000, false, counting_fetch(block.clone(), &runs))
         .await
         .expect("hit");
     assert_eq!(got, block);
@@ -177,7 +177,7 @@ pub async fn concurrent_misses_share_one_fetch(tier: &Arc<dyn BlockTier>) {
             let (tier, key, block, runs) = (tier.clone(), key.clone(), block.clone(), runs.clone());
             tokio::spawn(async move {
                 let fetch = counting_fetch(block, &runs);
-                tier.get_or_fetch(&key, 300_000, fetch).await
+                tier.get_or_fetch(&key, 300_000, false, fetch).await
             })
         })
         .collect();
@@ -193,7 +193,7 @@ pub async fn concurrent_misses_share_one_fetch(tier: &Arc<dyn BlockTier>) {
 
 pub async fn a_failed_fetch_passes_through_and_keeps_nothing(tier: &dyn BlockTier) {
     let key = fresh_key("failure");
-    match tier.get_or_fetch(&key, 1000, failing_fetch()).await {
+    match tier.get_or_fetch(&key, 1000, false, failing_fetch()).await {
         Err(CacheError::Body(message)) => assert_eq!(message, "the store is gone"),
         other => panic!("the fetch's own error must come back, got {other:?}"),
     }
@@ -201,7 +201,7 @@ pub async fn a_failed_fetch_passes_through_and_keeps_nothing(tier: &dyn BlockTie
     let runs = Arc::new(AtomicUsize::new(0));
     let block = block_bytes(4, 1000);
     let (got, source) = tier
-        .get_or_fetch(&key, 1000, counting_fetch(block.clone(), &runs))
+        .get_or_fetch(&key, 1000, false, counting_fetch(block.clone(), &runs))
         .await
         .expect("retry");
     assert_eq!(
@@ -220,7 +220,7 @@ pub async fn keys_never_alias(tier: &dyn BlockTier) {
         .map(|suffix| format!("{base}{suffix}"))
         .collect();
     for (i, key) in keys.iter().enumerate() {
-        tier.put(key, block_bytes(100 + i as u64, 4096 + i));
+        tier.put(key, block_bytes(100 + i as u64, 4096 + i), false);
     }
     for (i, key) in keys.iter().enumerate() {
         let (got, _) = whole(tier, key, 4096 + i).await.expect("kept");
@@ -232,7 +232,7 @@ pub async fn keys_never_alias(tier: &dyn BlockTier) {
 pub async fn full_blocks_round_trip(tier: &dyn BlockTier, block_size: usize) {
     let base = fresh_key("full");
     for i in 0..3u64 {
-        tier.put(&format!("{base}{i}"), block_bytes(200 + i, block_size));
+        tier.put(&format!("{base}{i}"), block_bytes(200 + i, block_size), false);
     }
     for i in 0..3u64 {
         let (got, _) = whole(tier, &format!("{base}{i}"), block_size)
@@ -247,7 +247,7 @@ pub async fn full_blocks_round_trip(tier: &dyn BlockTier, block_size: usize) {
 pub async fn keeps_what_fits_in_memory(tier: &dyn BlockTier, block_size: usize, fits: u64) {
     let base = fresh_key("fits");
     for i in 0..fits {
-        tier.put(&format!("{base}{i}"), block_bytes(600 + i, block_size));
+        tier.put(&format!("{base}{i}"), block_bytes(600 + i, block_size), false);
     }
     for i in 0..fits {
         let (got, source) = whole(tier, &format!("{base}{i}"), block_size)
@@ -268,7 +268,7 @@ pub async fn evicted_blocks_come_back_from_disk(
     assert!(tier.has_disk());
     let base = fresh_key("evicted");
     for i in 0..count {
-        tier.put(&format!("{base}{i}"), block_bytes(300 + i, block_size));
+        tier.put(&format!("{base}{i}"), block_bytes(300 + i, block_size), false);
     }
     let mut from_disk = 0;
     for i in 0..count {
@@ -295,7 +295,7 @@ pub async fn blocks_survive_a_restart(open: Reopen<'_>, block_size: usize) {
         .collect();
     let tier = open().await;
     for (i, key) in keys.iter().enumerate() {
-        tier.put(key, block_bytes(400 + i as u64, block_size));
+        tier.put(key, block_bytes(400 + i as u64, block_size), false);
     }
     tier.close().await.expect("close");
     drop(tier);
@@ -329,7 +329,7 @@ pub async fn memory_only_blocks_stay_off_disk(open: Reopen<'_>, block_size: usiz
         .boxed()
     };
     let (got, source) = tier
-        .get_or_fetch(&memory, block_size as u64, fetch(600, true))
+        .get_or_fetch(&memory, block_size as u64, false, fetch(600, true))
         .await
         .expect("memory-only fetch");
     assert_eq!(
@@ -340,7 +340,7 @@ pub async fn memory_only_blocks_stay_off_disk(open: Reopen<'_>, block_size: usiz
         whole(tier.as_ref(), &memory, block_size).await.is_some(),
         "a memory-only block is still a hit"
     );
-    tier.get_or_fetch(&kept, block_size as u64, fetch(601, false))
+    tier.get_or_fetch(&kept, block_size as u64, false, fetch(601, false))
         .await
         .expect("fetch");
     tier.close().await.expect("close");
@@ -366,7 +366,7 @@ pub async fn corrupt_blocks_are_misses(open: Reopen<'_>, dir: &Path, block_size:
         .collect();
     let tier = open().await;
     for (i, key) in keys.iter().enumerate() {
-        tier.put(key, block_bytes(500 + i as u64, block_size));
+        tier.put(key, block_bytes(500 + i as u64, block_size), false);
     }
     tier.close().await.expect("close");
     drop(tier);
@@ -392,7 +392,7 @@ pub async fn corrupt_blocks_are_misses(open: Reopen<'_>, dir: &Path, block_size:
             let expected = expected.clone();
             async move { Ok(expected.into()) }.boxed()
         };
-        match tier.get_or_fetch(key, block_size as u64, refetch).await {
+        match tier.get_or_fetch(key, block_size as u64, false, refetch).await {
             Ok((got, _)) => assert!(got == expected, "block {i}: wrong bytes after damage"),
             Err(CacheError::Tier(_)) => {}
             Err(other) => panic!("block {i}: {other}"),

@@ -11,6 +11,19 @@
 //! its blocks are misses, read from outside, nothing is written to it, and
 //! the next read after the interval tries it again. Blocks do not move
 //! while a disk is set aside, so a disk that recovers still holds them.
+//!
+//! A disk whose filesystem is full (another tenant of the disk, or a
+//! `capacity` larger than the free space) pauses its writes: foyer's files
+//! are sparse and grow as they are written, and a write into a full
+//! filesystem fails inside foyer, uncounted. Free space is read at most
+//! once per `ROOM_CHECK`; writes resume when there is room again, and
+//! what the disk holds is still read.
+//!
+//! Pinning: each disk keeps a share of its capacity (`pin_share`) as a
+//! second engine, in the folder `pinned` beside the first, for the blocks
+//! of pinned prefixes. foyer's engine evicts first-in first-out and has no
+//! pin; two engines make "unpinned blocks never evict pinned ones" a
+//! matter of where a block is written, and the share caps what pins take.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -26,8 +39,15 @@ use super::foyer_metrics::MetricsBridge;
 use crate::cluster::ring::{self, Candidate};
 use crate::metrics as m;
 
+/// A disk engine: a foyer cache used for its storage only.
+pub type Engine = HybridCache<String, Bytes>;
+
 /// How long a disk whose reads failed is left alone.
 pub const RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// How often a disk's free space is read (a statvfs call) while it is
+/// written to.
+pub const ROOM_CHECK: Duration = Duration::from_secs(1);
 
 /// Failed reads within `FAILURE_WINDOW` that set a disk aside.
 pub const FAILURES_TO_SET_ASIDE: u32 = 3;
@@ -38,42 +58,73 @@ pub struct Disks {
     disks: Vec<Disk>,
 }
 
-/// One disk: its engine (used for storage only: nothing stays in its
+/// One disk: its engines (used for storage only: nothing stays in their
 /// memory), its share, and whether it is set aside.
 pub struct Disk {
     /// The disk's folder, as logs and metrics name it.
     pub label: String,
-    pub cache: HybridCache<String, Bytes>,
+    /// Unpinned blocks.
+    pub cache: Engine,
+    /// Pinned blocks (the disk's `pin_share`); `None` when pinning is off
+    /// or the share is too small for an engine (pinned blocks then go with
+    /// the others).
+    pub pinned: Option<Engine>,
     /// Capacity in MiB: the disk's share of the blocks.
     weight: u32,
     set_aside_until: Mutex<Option<Instant>>,
     /// Failed reads since the first one of the current window.
     recent_failures: Mutex<(u32, Option<Instant>)>,
+    /// The folder, for free space checks.
+    dir: std::path::PathBuf,
+    /// Free space below which the disk counts as full: an engine block
+    /// (what foyer writes at once).
+    min_free: u64,
+    /// When free space was last read, and whether the disk was full.
+    room: Mutex<(Option<Instant>, bool)>,
+    /// An error every read of this disk fails with (tests of a failing
+    /// device).
+    #[cfg(feature = "testing")]
+    read_fault: Mutex<Option<String>>,
 }
 
 impl Disks {
-    /// Opens every disk; one that cannot be opened is left out, logged and
-    /// counted, and the tier runs on the others.
-    pub async fn open(configs: &[DiskConfig], block_size: u64) -> Disks {
+    /// Opens every disk, `pin_share` of each for pinned blocks; one that
+    /// cannot be opened is left out, logged and counted, and the tier runs
+    /// on the others.
+    pub async fn open(configs: &[DiskConfig], block_size: u64, pin_share: f64) -> Disks {
         let mut disks = Vec::with_capacity(configs.len());
+        let mut pinned_capacity = 0u64;
         for (i, config) in configs.iter().enumerate() {
             let label = config.dir.display().to_string();
-            match open_engine(config, i, block_size).await {
-                Ok(cache) => disks.push(Disk {
+            match open_engines(config, i, block_size, pin_share).await {
+                Ok((cache, pinned)) => {
+                    pinned_capacity += pinned.as_ref().map_or(0, |(_, bytes)| *bytes);
+                    disks.push(Disk {
                     label,
                     cache,
+                    pinned: pinned.map(|(engine, _)| engine),
                     weight: u32::try_from(config.capacity >> 20)
                         .unwrap_or(u32::MAX)
                         .max(1),
                     set_aside_until: Mutex::new(None),
                     recent_failures: Mutex::new((0, None)),
-                }),
+                    dir: config.dir.clone(),
+                    min_free: engine_block(block_size),
+                    room: Mutex::new((None, false)),
+                    #[cfg(feature = "testing")]
+                    read_fault: Mutex::new(None),
+                    });
+                }
                 Err(e) => {
                     metrics::counter!(m::CACHE_DISK_ERRORS, "disk" => label.clone(), "op" => "open")
                         .increment(1);
                     tracing::error!(disk = %label, error = %e, "a disk of the cache tier cannot be opened; running without it");
                 }
             }
+        }
+        metrics::gauge!(m::CACHE_PIN_CAPACITY).set(pinned_capacity as f64);
+        if pin_share > 0.0 && !disks.is_empty() && pinned_capacity == 0 {
+            tracing::info!(pin_share, "the disks' pinned share is too small for an engine of its own; pinned blocks are kept with the others");
         }
         Disks { disks }
     }
@@ -107,6 +158,60 @@ impl Disks {
 }
 
 impl Disk {
+    /// The engine blocks are written to: the pinned one for a pinned
+    /// block, when the disk has one.
+    pub fn engine(&self, pinned: bool) -> &Engine {
+        match (&self.pinned, pinned) {
+            (Some(engine), true) => engine,
+            _ => &self.cache,
+        }
+    }
+
+    /// The disk's engines, the unpinned one first.
+    pub fn engines(&self) -> impl Iterator<Item = &Engine> {
+        std::iter::once(&self.cache).chain(self.pinned.as_ref())
+    }
+
+    #[cfg(feature = "testing")]
+    pub fn inject_read_error(&self, error: Option<String>) {
+        if let Ok(mut fault) = self.read_fault.lock() {
+            *fault = error;
+        }
+    }
+
+    #[cfg(feature = "testing")]
+    pub fn injected_read_error(&self) -> Option<String> {
+        self.read_fault.lock().ok().and_then(|fault| fault.clone())
+    }
+
+    /// Whether the disk's filesystem has room for writes (read at most
+    /// once per `ROOM_CHECK`). Becoming full is counted and logged once,
+    /// as is having room again.
+    pub fn has_room(&self) -> bool {
+        let Ok(mut room) = self.room.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        if room.0.is_some_and(|at| now.duration_since(at) < ROOM_CHECK) {
+            return !room.1;
+        }
+        let available = fs4::available_space(&self.dir);
+        let full = match &available {
+            Ok(bytes) => *bytes < self.min_free,
+            // Cannot tell: let foyer try.
+            Err(_) => false,
+        };
+        if full && !room.1 {
+            metrics::counter!(m::CACHE_DISK_ERRORS, "disk" => self.label.clone(), "op" => "full")
+                .increment(1);
+            tracing::warn!(disk = %self.label, available = ?available.ok(), "a disk of the cache tier is full; its writes pause until it has room (what it holds is still read)");
+        } else if !full && room.1 {
+            tracing::info!(disk = %self.label, "a full disk of the cache tier has room again; writing to it");
+        }
+        *room = (Some(now), full);
+        !full
+    }
+
     /// Whether the disk may be used now: not set aside, or its interval
     /// is over (then this caller tries it again).
     pub fn usable(&self) -> bool {
@@ -153,24 +258,68 @@ impl Disk {
     }
 }
 
-async fn open_engine(
+/// The folder of a disk's pinned engine, inside the disk's own.
+pub const PINNED_DIR: &str = "pinned";
+
+/// An engine needs a few of its blocks to write into one while it
+/// reclaims another: a smaller pinned share gets no engine of its own.
+const MIN_ENGINE_BLOCKS: u64 = 4;
+
+
+/// A disk's engines: the unpinned one over its folder and, when its share
+/// holds at least `MIN_ENGINE_BLOCKS` engine blocks, the pinned one with
+/// its capacity.
+async fn open_engines(
     config: &DiskConfig,
     index: usize,
     block_size: u64,
-) -> std::result::Result<HybridCache<String, Bytes>, String> {
-    let dir = &config.dir;
+    pin_share: f64,
+) -> std::result::Result<(Engine, Option<(Engine, u64)>), String> {
+    let engine_block = engine_block(block_size);
+    // The share rounded down to whole engine blocks (u64 to f64 and back:
+    // a disk's bytes fit f64's 53 bits many times over).
+    let pinned_bytes = ((config.capacity as f64 * pin_share) as u64) / engine_block * engine_block;
+    if pinned_bytes < MIN_ENGINE_BLOCKS * engine_block {
+        let cache = open_engine(&config.dir, config.capacity, format!("ferry-disk{index}"), engine_block).await?;
+        return Ok((cache, None));
+    }
+    let cache = open_engine(
+        &config.dir,
+        config.capacity - pinned_bytes,
+        format!("ferry-disk{index}"),
+        engine_block,
+    )
+    .await?;
+    let pinned = open_engine(
+        &config.dir.join(PINNED_DIR),
+        pinned_bytes,
+        format!("ferry-disk{index}-pinned"),
+        engine_block,
+    )
+    .await?;
+    Ok((cache, Some((pinned, pinned_bytes))))
+}
+
+/// A page must fit one engine block (a page is at most a block); leave
+/// room for the key and headers.
+fn engine_block(block_size: u64) -> u64 {
+    block_size.saturating_mul(2).max(16 << 20)
+}
+
+async fn open_engine(
+    dir: &std::path::Path,
+    capacity: u64,
+    name: String,
+    engine_block: u64,
+) -> std::result::Result<Engine, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let device = FsDeviceBuilder::new(dir)
-        .with_capacity(usize::try_from(config.capacity).unwrap_or(usize::MAX))
+        .with_capacity(usize::try_from(capacity).unwrap_or(usize::MAX))
         .build()
         .map_err(|e| format!("{}: {e}", dir.display()))?;
-    // A page must fit one engine block (a page is at most a block); leave
-    // room for the key and headers. Flush buffers hold a few engine blocks
-    // so bursts of fetched blocks are not dropped (drops are counted:
-    // CACHE_DISK_WRITES_DROPPED).
-    let engine_block = usize::try_from(block_size.saturating_mul(2))
-        .unwrap_or(usize::MAX)
-        .max(16 << 20);
+    // Flush buffers hold a few engine blocks so bursts of fetched blocks
+    // are not dropped (drops are counted: CACHE_DISK_WRITES_DROPPED).
+    let engine_block = usize::try_from(engine_block).unwrap_or(usize::MAX);
     let engine = BlockEngineConfig::new(device)
         .with_block_size(engine_block)
         .with_buffer_pool_size(engine_block * 4)
@@ -179,7 +328,7 @@ async fn open_engine(
         // would find them again.
         .with_tombstone_log(true);
     HybridCacheBuilder::new()
-        .with_name(format!("ferry-disk{index}"))
+        .with_name(name)
         .with_metrics_registry(Box::new(MetricsBridge))
         .with_policy(HybridCachePolicy::WriteOnInsertion)
         .with_flush_on_close(false)
@@ -208,6 +357,7 @@ mod tests {
                 capacity: 64 << 20,
             }],
             1 << 20,
+            0.1,
         )
         .await;
         let disk = disks.of_block("any block").expect("one disk");

@@ -43,6 +43,8 @@ pub struct FoyerTierConfig {
     /// Size of the pages blocks are kept in on disk, in bytes (0: the
     /// default).
     pub page_size: u64,
+    /// The share of each disk kept for pinned blocks (0: no pinning).
+    pub pin_share: f64,
 }
 
 pub struct FoyerTier {
@@ -74,7 +76,7 @@ impl FoyerTier {
             .build()
             .await
             .map_err(|e| CacheError::Tier(format!("cannot build the cache: {e}")))?;
-        let disks = Disks::open(&config.disks, config.block_size).await;
+        let disks = Disks::open(&config.disks, config.block_size, config.pin_share).await;
         if !config.disks.is_empty() && disks.is_empty() {
             metrics::counter!(m::CACHE_ERRORS, "tier" => "disk").increment(1);
             tracing::error!("no disk of the cache tier could be opened; caching in memory only");
@@ -225,26 +227,49 @@ impl Pages {
         Ok(Some((page, false)))
     }
 
-    /// Writes the pages of `bytes` to disk (best effort: foyer drops what
-    /// its buffers cannot take, and counts it).
-    fn write(&self, key: &str, bytes: &Bytes) {
+    /// Writes the pages of `bytes` to disk, to the pinned share when
+    /// `pinned` (best effort: foyer drops what its buffers cannot take, and
+    /// counts it).
+    fn write(&self, key: &str, bytes: &Bytes, pinned: bool) {
         let Some(disk) = self.disks.of_block(key).filter(|d| d.usable()) else {
             return;
         };
-        let block = self.of(key, bytes.len() as u64);
-        for index in 0..block.count() {
-            let span = block.span(index);
-            let page = bytes.slice(span.start as usize..span.end as usize);
-            if disk
-                .cache
-                .storage_writer(block.key(index))
-                .insert(page)
-                .is_none()
-            {
-                metrics::counter!(m::CACHE_DISK_WRITES_DROPPED, "reason" => "not_admitted")
-                    .increment(1);
-            }
+        if !disk.has_room() {
+            metrics::counter!(m::CACHE_DISK_WRITES_DROPPED, "reason" => "disk_full").increment(1);
+            return;
         }
+        write_pages(disk.engine(pinned), &self.of(key, bytes.len() as u64), bytes);
+        if pinned && disk.pinned.is_some() {
+            metrics::counter!(m::CACHE_BLOCKS_PINNED, "how" => "fetched").increment(1);
+        }
+    }
+
+    /// Moves a block this disk holds unpinned into its pinned share (a
+    /// prefix pinned after its blocks were cached): written there, then
+    /// dropped from the unpinned engine.
+    fn pin_in_place(&self, key: &str, bytes: &Bytes) {
+        let Some(disk) = self.disks.of_block(key).filter(|d| d.usable()) else {
+            return;
+        };
+        let Some(pinned) = &disk.pinned else {
+            return;
+        };
+        if !disk.has_room() {
+            return;
+        }
+        let block = self.of(key, bytes.len() as u64);
+        let in_engine = |engine: &HybridCache<String, Bytes>| {
+            let storage = engine.storage();
+            (0..block.count()).all(|index| storage.may_contains(&block.key(index)))
+        };
+        if in_engine(pinned) || !in_engine(&disk.cache) {
+            return;
+        }
+        write_pages(pinned, &block, bytes);
+        for index in 0..block.count() {
+            disk.cache.remove(&block.key(index));
+        }
+        metrics::counter!(m::CACHE_BLOCKS_PINNED, "how" => "moved").increment(1);
     }
 
     fn holds(&self, key: &str, len: u64) -> bool {
@@ -252,17 +277,61 @@ impl Pages {
             return false;
         };
         let block = self.of(key, len);
-        let storage = disk.cache.storage();
+        (0..block.count()).all(|index| {
+            let page = block.key(index);
+            disk.engines()
+                .any(|engine| engine.storage().may_contains(&page))
+        })
+    }
+
+    fn holds_pinned(&self, key: &str, len: u64) -> bool {
+        let Some(pinned) = self
+            .disks
+            .of_block(key)
+            .filter(|d| d.usable())
+            .and_then(|d| d.pinned.as_ref())
+        else {
+            return false;
+        };
+        let block = self.of(key, len);
+        let storage = pinned.storage();
         (0..block.count()).all(|index| storage.may_contains(&block.key(index)))
     }
 }
 
-/// Page `index` of `block` (under `key`) from `disk`, checked to be as
-/// long as it must be; a read that fails counts against the disk.
+/// Writes `bytes` as the pages of `block` through `engine`'s storage
+/// writer (disk only).
+fn write_pages(engine: &HybridCache<String, Bytes>, block: &BlockPages<'_>, bytes: &Bytes) {
+    for index in 0..block.count() {
+        let span = block.span(index);
+        let page = bytes.slice(span.start as usize..span.end as usize);
+        if engine
+            .storage_writer(block.key(index))
+            .insert(page)
+            .is_none()
+        {
+            metrics::counter!(m::CACHE_DISK_WRITES_DROPPED, "reason" => "not_admitted")
+                .increment(1);
+        }
+    }
+}
+
+/// Page `index` of `block` (under `key`) from `disk` (whichever of its
+/// engines lists it), checked to be as long as it must be; a read that
+/// fails counts against the disk.
 async fn load(disk: &Disk, block: &BlockPages<'_>, index: u64, key: &str) -> Result<Option<Bytes>> {
-    let storage = disk.cache.storage();
-    if !storage.may_contains(key) {
+    let Some(storage) = disk
+        .engines()
+        .map(|engine| engine.storage())
+        .find(|storage| storage.may_contains(key))
+    else {
         return Ok(None);
+    };
+    #[cfg(feature = "testing")]
+    if let Some(error) = disk.injected_read_error() {
+        metrics::counter!(m::CACHE_ERRORS, "tier" => "disk").increment(1);
+        disk.failed("read", &error);
+        return Err(CacheError::Tier(format!("reading a disk page: {error}")));
     }
     let page = match storage.load(key).await {
         Ok(Load::Entry { value, .. }) => value,
@@ -303,13 +372,12 @@ pub struct DiskIo {
 impl FoyerTier {
     /// What the disk tier read and wrote since it opened (zero without one).
     pub fn disk_io(&self) -> DiskIo {
-        self.disks.iter().fold(DiskIo::default(), |io, disk| {
-            let statistics = disk.cache.storage().statistics();
-            DiskIo {
-                read: io.read + statistics.disk_read_bytes() as u64,
-                written: io.written + statistics.disk_write_bytes() as u64,
-            }
-        })
+        self.disk_io_by_disk()
+            .into_iter()
+            .fold(DiskIo::default(), |total, (_, io)| DiskIo {
+                read: total.read + io.read,
+                written: total.written + io.written,
+            })
     }
 
     /// What the disk tier read and wrote, disk by disk (by folder).
@@ -317,14 +385,27 @@ impl FoyerTier {
         self.disks
             .iter()
             .map(|disk| {
-                let statistics = disk.cache.storage().statistics();
-                let io = DiskIo {
-                    read: statistics.disk_read_bytes() as u64,
-                    written: statistics.disk_write_bytes() as u64,
-                };
+                let io = disk.engines().fold(DiskIo::default(), |io, engine| {
+                    let statistics = engine.storage().statistics();
+                    DiskIo {
+                        read: io.read + statistics.disk_read_bytes() as u64,
+                        written: io.written + statistics.disk_write_bytes() as u64,
+                    }
+                });
                 (disk.label.clone(), io)
             })
             .collect()
+    }
+
+    /// Makes every read of the disk whose folder is `dir` fail with
+    /// `error` (`None`: read it again), as a failing device would, without
+    /// touching the files: for tests of a disk failing under a running tier.
+    #[cfg(feature = "testing")]
+    pub fn inject_disk_read_error(&self, dir: &std::path::Path, error: Option<&str>) {
+        let label = dir.display().to_string();
+        for disk in self.disks.iter().filter(|d| d.label == label) {
+            disk.inject_read_error(error.map(str::to_string));
+        }
     }
 
     fn has_disks(&self) -> bool {
@@ -386,9 +467,13 @@ impl BlockTier for FoyerTier {
         self.memory.memory().contains(key) || (self.has_disks() && self.pages().holds(key, len))
     }
 
-    fn put(&self, key: &str, block: Bytes) {
+    fn holds_pinned(&self, key: &str, len: u64) -> bool {
+        self.has_disks() && self.pages().holds_pinned(key, len)
+    }
+
+    fn put(&self, key: &str, block: Bytes, pinned: bool) {
         if self.has_disks() {
-            self.pages().write(key, &block);
+            self.pages().write(key, &block, pinned);
         }
         self.memory
             .insert_with_properties(key.to_string(), block, in_memory());
@@ -404,17 +489,23 @@ impl BlockTier for FoyerTier {
             let page = block.key(index);
             held |= self.memory.memory().contains(&page);
             self.memory.remove(&page);
-            if let Some(disk) = disk {
-                held |= disk.cache.storage().may_contains(&page);
+            for engine in disk.into_iter().flat_map(Disk::engines) {
+                held |= engine.storage().may_contains(&page);
                 // foyer writes a tombstone: the page stays gone after a
                 // restart.
-                disk.cache.remove(&page);
+                engine.remove(&page);
             }
         }
         held
     }
 
-    async fn get_or_fetch(&self, key: &str, len: u64, fetch: Fetch) -> Result<(Bytes, ServedFrom)> {
+    async fn get_or_fetch(
+        &self,
+        key: &str,
+        len: u64,
+        pinned: bool,
+        fetch: Fetch,
+    ) -> Result<(Bytes, ServedFrom)> {
         // foyer wraps the fetch's error; keep the original to pass through.
         let fetched = Arc::new(AtomicBool::new(false));
         let from_pages = Arc::new(AtomicBool::new(false));
@@ -451,18 +542,24 @@ impl BlockTier for FoyerTier {
                 if let Some(pages) = &pages
                     && !found.memory_only
                 {
-                    pages.write(&key, &found.bytes);
+                    pages.write(&key, &found.bytes, pinned);
                 }
                 Ok((found.bytes, in_memory()))
             }
         };
         match self.memory.get_or_fetch(key, run).await {
             Ok(entry) => {
+                let fetched = fetched.load(Ordering::Relaxed);
                 let source = if from_pages.load(Ordering::Relaxed) {
                     ServedFrom::Disk
                 } else {
-                    served_from(entry.source(), fetched.load(Ordering::Relaxed))
+                    served_from(entry.source(), fetched)
                 };
+                // A block cached before its prefix was pinned moves to the
+                // pinned share the next time it is read whole (warm-up).
+                if pinned && !fetched && self.has_disks() {
+                    self.pages().pin_in_place(key, entry.value());
+                }
                 Ok((entry.value().clone(), source))
             }
             Err(e) => match fetch_error.lock().ok().and_then(|mut slot| slot.take()) {

@@ -83,8 +83,15 @@ pub trait BlockTier: Send + Sync + 'static {
     /// without reading it (a damaged page is found only when read).
     fn holds(&self, key: &str, len: u64) -> bool;
 
-    /// Keeps `block` under `key`, if there is room.
-    fn put(&self, key: &str, block: Bytes);
+    /// Whether the tier holds the whole block where unpinned blocks cannot
+    /// evict it (the pinned share of its disk).
+    fn holds_pinned(&self, _key: &str, _len: u64) -> bool {
+        false
+    }
+
+    /// Keeps `block` under `key`, if there is room; a `pinned` block where
+    /// unpinned ones cannot evict it.
+    fn put(&self, key: &str, block: Bytes, pinned: bool);
 
     /// Drops the block under `key` (`len` bytes long) from every tier,
     /// for good (a disk tier records the removal so a restart does not
@@ -93,8 +100,16 @@ pub trait BlockTier: Send + Sync + 'static {
 
     /// The whole block under `key` (`len` bytes long), or on a miss the
     /// result of `fetch`, which is then kept (in memory only if the fetch
-    /// says so). Concurrent callers for one key share one fetch.
-    async fn get_or_fetch(&self, key: &str, len: u64, fetch: Fetch) -> Result<(Bytes, ServedFrom)>;
+    /// says so). Concurrent callers for one key share one fetch. A
+    /// `pinned` block is kept where unpinned ones cannot evict it, and one
+    /// this node kept before its prefix was pinned moves there.
+    async fn get_or_fetch(
+        &self,
+        key: &str,
+        len: u64,
+        pinned: bool,
+        fetch: Fetch,
+    ) -> Result<(Bytes, ServedFrom)>;
 
     /// Whether the tier keeps blocks at all; `false` for a tier that keeps
     /// nothing, whose `get_or_fetch` then only runs the fetch.

@@ -36,7 +36,7 @@ impl BlockTier for PassThroughTier {
         false
     }
 
-    fn put(&self, _key: &str, _block: Bytes) {}
+    fn put(&self, _key: &str, _block: Bytes, _pinned: bool) {}
 
     fn remove(&self, _key: &str, _len: u64) -> bool {
         false
@@ -46,6 +46,7 @@ impl BlockTier for PassThroughTier {
         &self,
         _key: &str,
         _len: u64,
+        _pinned: bool,
         fetch: Fetch,
     ) -> Result<(Bytes, ServedFrom)> {
         let fetched = fetch.await?;

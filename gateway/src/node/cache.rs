@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use ferry_cache::pins::Pins;
 use ferry_cache::{BlockCache, BlockCacheConfig, BlockSource};
 use ferry_config::Config;
 
@@ -28,7 +29,11 @@ pub(crate) struct Sources {
     pub owner: Arc<dyn BlockSource>,
 }
 
-pub(crate) async fn open(config: &Config, sources: Sources) -> Result<Arc<BlockCache>, StartError> {
+pub(crate) async fn open(
+    config: &Config,
+    sources: Sources,
+    pins: Arc<Pins>,
+) -> Result<Arc<BlockCache>, StartError> {
     let memory = config.cache.memory.unwrap_or_else(default_memory_tier);
     let off = memory == 0 && config.cache.disk == 0;
     if off && config.cluster.is_some() {
@@ -47,11 +52,13 @@ pub(crate) async fn open(config: &Config, sources: Sources) -> Result<Arc<BlockC
             inflight_per_read: config.cache.inflight_per_read,
             inflight_wait: config.cache.inflight_wait,
             send_timeout: config.cache.send_timeout,
+            pin_share: config.cache.pin_share,
         },
         sources.own,
     )
     .await?
-    .with_owner_source(sources.owner);
+    .with_owner_source(sources.owner)
+    .with_pins(pins);
     if off {
         tracing::info!("block cache off: every read goes to the stores");
         return Ok(Arc::new(cache));

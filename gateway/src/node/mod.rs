@@ -12,6 +12,7 @@ mod region;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use ferry_cache::pins::{KeptPins, Pins};
 use ferry_cache::cluster::{Cluster, OwnerSource, PeerSource};
 use ferry_cache::{BlockCache, BlockSource, ChainSource, Stores};
 use ferry_config::{Config, Credential};
@@ -48,6 +49,9 @@ pub struct Node {
     pub generated: Option<(Credential, PathBuf)>,
     /// The listeners' certificate and settings; `None`: plain HTTP.
     pub tls: Option<Arc<ServerTls>>,
+    /// Where pins set at run time are kept (the cluster's Redis, or a file
+    /// beside the disk tier).
+    pub kept_pins: Arc<KeptPins>,
     /// The peer endpoint, bound when joining the cluster (the address it
     /// advertises must be known before the others are told).
     pub(crate) peer_listener: Option<TcpListener>,
@@ -98,7 +102,15 @@ impl Node {
                 owner: store_source,
             },
         };
-        let cache = cache::open(&config, sources).await?;
+        let pins = Arc::new(Pins::new(config.cache.pins.clone()));
+        let kept_pins = Arc::new(crate::pins::kept(&config, cluster.as_deref()));
+        match kept_pins.load().await {
+            Ok(runtime) => pins.set_runtime(runtime),
+            // The cluster's pins arrive with the next refresh; a damaged
+            // pin file is the operator's to mend (pin again to rewrite it).
+            Err(e) => tracing::warn!(error = %e, "cannot read the run-time pins; starting with the configured ones"),
+        }
+        let cache = cache::open(&config, sources, pins).await?;
 
         let identity = identity::node_identity(&config)?;
         let region = Region::start(&config, &meta, &stores, &identity, &client_tls)?;
@@ -117,6 +129,7 @@ impl Node {
             workers: Arc::default(),
             generated,
             tls,
+            kept_pins,
             peer_listener,
         })
     }

@@ -245,10 +245,14 @@ pub(super) async fn get_object(
         }
         .into_s3());
     }
+    let pinned = s3.cache.pins().covers(&input.bucket, &input.key);
     if signed && let Some(warm) = &s3.warm_on_open {
-        warm.on_read(&input.key, &view.entry.id, &layout, view.range.start);
+        warm.on_read(&input.key, &view.entry.id, &layout, view.range.start, pinned);
     }
-    let body = s3.cache.read_range(&layout, view.range.clone()).s3()?;
+    let body = s3
+        .cache
+        .read_range(&layout, view.range.clone(), pinned)
+        .s3()?;
     let body = if imported {
         let (stale, id) = (s3.stale.clone(), view.entry.id.clone());
         body.inspect(move |chunk| {
