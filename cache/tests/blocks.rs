@@ -122,7 +122,9 @@ async fn read(
     layout: &Layout,
     range: std::ops::Range<u64>,
 ) -> Result<Vec<u8>, String> {
-    let mut stream = cache.read_range(layout, range, false).map_err(|e| e.to_string())?;
+    let mut stream = cache
+        .read_range(layout, range, false)
+        .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
         out.extend_from_slice(&chunk.map_err(|e| e.to_string())?);

@@ -66,8 +66,8 @@ impl Volume {
                 inflight: 8 << 20,
                 inflight_per_read: 4 << 20,
                 inflight_wait: std::time::Duration::from_secs(60),
-            pin_share: 0.1,
-            send_timeout: std::time::Duration::from_secs(60),
+                pin_share: 0.1,
+                send_timeout: std::time::Duration::from_secs(60),
             },
             Arc::new(ChainSource::new(stores.clone())),
         ));

@@ -513,8 +513,14 @@ async fn foyer_pinned_blocks_outlive_a_sweep_of_unpinned_ones() {
     tier.close().await.expect("flush");
     let tier = FoyerTier::open(&config).await.expect("reopen");
     for i in 0..8 {
-        assert!(tier.holds_pinned(&format!("pinned{i}"), BLOCK as u64), "pinned block {i}");
-        assert!(!tier.holds_pinned(&format!("early{i}"), BLOCK as u64), "unpinned block {i}");
+        assert!(
+            tier.holds_pinned(&format!("pinned{i}"), BLOCK as u64),
+            "pinned block {i}"
+        );
+        assert!(
+            !tier.holds_pinned(&format!("early{i}"), BLOCK as u64),
+            "unpinned block {i}"
+        );
     }
     // Three times the unpinned share.
     let tier = sweep(&config, tier, "sweep", 192).await;
@@ -531,7 +537,10 @@ async fn foyer_pinned_blocks_outlive_a_sweep_of_unpinned_ones() {
     for i in 0..8 {
         early_left += usize::from(tier.holds(&format!("early{i}"), BLOCK as u64));
     }
-    assert_eq!(early_left, 0, "the sweep evicts unpinned blocks cached before it");
+    assert_eq!(
+        early_left, 0,
+        "the sweep evicts unpinned blocks cached before it"
+    );
     tier.close().await.expect("close");
 }
 
@@ -546,14 +555,26 @@ async fn foyer_a_block_cached_before_its_pin_moves_to_the_pinned_share() {
     assert!(tier.holds("later0", BLOCK as u64) && !tier.holds_pinned("later0", BLOCK as u64));
     let unused = block.clone();
     let (got, source) = tier
-        .get_or_fetch("later0", BLOCK as u64, true, async move { Ok(unused.into()) }.boxed())
+        .get_or_fetch(
+            "later0",
+            BLOCK as u64,
+            true,
+            async move { Ok(unused.into()) }.boxed(),
+        )
         .await
         .expect("read");
     assert!(got == block);
-    assert_eq!(source, ServedFrom::Disk, "read from the unpinned share, not fetched");
+    assert_eq!(
+        source,
+        ServedFrom::Disk,
+        "read from the unpinned share, not fetched"
+    );
     tier.close().await.expect("flush");
     let tier = FoyerTier::open(&config).await.expect("reopen");
-    assert!(tier.holds_pinned("later0", BLOCK as u64), "moved to the pinned share");
+    assert!(
+        tier.holds_pinned("later0", BLOCK as u64),
+        "moved to the pinned share"
+    );
     let tier = sweep(&config, tier, "sweep", 96).await;
     let (got, _) = tier
         .get("later0", BLOCK as u64, 0..BLOCK as u64)
@@ -576,7 +597,10 @@ async fn foyer_a_disk_whose_reads_fail_loses_only_its_blocks() {
         .map(|i| conformance::block_bytes(4500 + i, PAGE as usize))
         .collect();
     let tier = on_disk(&config, "failing", &blocks).await;
-    tier.inject_disk_read_error(&dir.path().join("small"), Some("Input/output error (os error 5)"));
+    tier.inject_disk_read_error(
+        &dir.path().join("small"),
+        Some("Input/output error (os error 5)"),
+    );
     let read_before = tier.disk_io_by_disk();
     let mut from_disk = 0;
     for (i, block) in blocks.iter().enumerate() {
@@ -659,7 +683,10 @@ async fn foyer_a_full_disk_pauses_its_writes_and_keeps_serving() {
             .await
             .expect("a full disk's reads do not fail")
         {
-            assert!(got.concat() == *block, "block {i}: wrong bytes from a full disk");
+            assert!(
+                got.concat() == *block,
+                "block {i}: wrong bytes from a full disk"
+            );
             from_disk += 1;
         }
     }

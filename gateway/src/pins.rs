@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use ferry_cache::CacheError;
 use ferry_cache::cluster::Cluster;
 use ferry_cache::pins::{KeptPins, Pins, kept::PIN_FILE};

@@ -1359,7 +1359,12 @@ async fn a_pinned_prefix_outlives_a_sweep_on_every_member() {
     let client = cluster.nodes[0].client(&bucket);
     let kept = pattern(41, 12 * MIB);
     put(client.as_ref(), "keep/model.safetensors", &kept).await;
-    put(client.as_ref(), "early/model.safetensors", &pattern(42, 12 * MIB)).await;
+    put(
+        client.as_ref(),
+        "early/model.safetensors",
+        &pattern(42, 12 * MIB),
+    )
+    .await;
     for i in 0..9u8 {
         put(
             client.as_ref(),
@@ -1390,7 +1395,12 @@ async fn a_pinned_prefix_outlives_a_sweep_on_every_member() {
     assert!(ok, "{out}");
     // 288 MiB of unpinned blocks, 96 MiB per node: more than each node's
     // 64 MiB unpinned share holds.
-    let (ok, out) = ferry_warmup(&admin, &format!("{bucket}/sweep/"), &["--force"], Some(TOKEN));
+    let (ok, out) = ferry_warmup(
+        &admin,
+        &format!("{bucket}/sweep/"),
+        &["--force"],
+        Some(TOKEN),
+    );
     assert!(ok, "{out}");
 
     let check = |admin: &str, prefix: &str| {
@@ -1418,6 +1428,18 @@ async fn a_pinned_prefix_outlives_a_sweep_on_every_member() {
         "the sweep evicted the unpinned prefix cached before it: {out}"
     );
 
+    // Read through every node: from the owners' pinned shares, none of it
+    // from the store.
+    let before = store_reads(&cluster);
+    for node in &cluster.nodes {
+        assert!(get(node.client(&bucket).as_ref(), "keep/model.safetensors").await == kept);
+    }
+    assert_eq!(
+        store_reads(&cluster),
+        before,
+        "the pinned prefix was read from the store"
+    );
+
     // A killed node finds its pinned share again.
     cluster.nodes[2].kill();
     cluster.nodes[2].restart();
@@ -1427,11 +1449,6 @@ async fn a_pinned_prefix_outlives_a_sweep_on_every_member() {
         ok && out.contains("100.0% in the pinned share"),
         "after kill -9 and a restart: {out}"
     );
-    let before = store_reads(&cluster);
-    for node in &cluster.nodes {
-        assert!(get(node.client(&bucket).as_ref(), "keep/model.safetensors").await == kept);
-    }
-    assert_eq!(store_reads(&cluster), before, "the pinned prefix was read from the store");
 
     let (ok, out) = ferry_cache(&["unpin", &keep], &admin, Some(TOKEN));
     assert!(ok && out.contains("unpinned"), "{out}");

@@ -124,7 +124,8 @@ impl BlockCache {
                 let block = match self
                     .tier()
                     .get_or_fetch(&key, addr.len, addr.pinned, fetch)
-                    .await {
+                    .await
+                {
                     Ok((block, source)) => {
                         self.record(source, block.len(), started);
                         block

@@ -213,7 +213,10 @@ async fn page_after(
 
 pub(super) enum Outcome {
     /// Bytes cached already, and whether in the pinned share.
-    Cached { bytes: u64, pinned: bool },
+    Cached {
+        bytes: u64,
+        pinned: bool,
+    },
     Loaded(u64),
     /// Probed and not cached.
     Missing(u64),

@@ -197,7 +197,17 @@ pub fn parse_query(query: &str) -> Result<(BlockAddr, Range<u64>), Malformed> {
             return Err(Malformed(format!("{name} given twice")));
         }
     }
-    let [store, blob, version, block_size, index, len, start, end, pinned] = fields;
+    let [
+        store,
+        blob,
+        version,
+        block_size,
+        index,
+        len,
+        start,
+        end,
+        pinned,
+    ] = fields;
     let text =
         |name: &str, v: Option<String>| v.ok_or_else(|| Malformed(format!("{name} missing")));
     let number = |name: &str, v: Option<String>| -> Result<u64, Malformed> {

@@ -83,9 +83,18 @@ mod tests {
         kept.set("models/a/", true).await.expect("pin");
         kept.set("models/a/", true).await.expect("pinned twice");
         let again = KeptPins::File(dir.path().join(PIN_FILE));
-        assert_eq!(again.load().await.expect("load"), vec!["models/a/", "models/b/"]);
-        assert_eq!(again.set("models/b/", false).await.expect("unpin"), vec!["models/a/"]);
+        assert_eq!(
+            again.load().await.expect("load"),
+            vec!["models/a/", "models/b/"]
+        );
+        assert_eq!(
+            again.set("models/b/", false).await.expect("unpin"),
+            vec!["models/a/"]
+        );
         std::fs::write(dir.path().join(PIN_FILE), b"not json").expect("write");
-        assert!(again.load().await.is_err(), "a damaged pin file is an error, not no pins");
+        assert!(
+            again.load().await.is_err(),
+            "a damaged pin file is an error, not no pins"
+        );
     }
 }

@@ -84,11 +84,7 @@ impl Pins {
 
     /// Every pin, the configured ones first.
     pub fn list(&self) -> Vec<Pin> {
-        let runtime = self
-            .runtime
-            .read()
-            .map(|r| r.clone())
-            .unwrap_or_default();
+        let runtime = self.runtime.read().map(|r| r.clone()).unwrap_or_default();
         self.configured
             .iter()
             .map(|p| Pin {
@@ -127,11 +123,18 @@ mod tests {
     #[test]
     fn a_pin_covers_its_bucket_or_the_keys_under_its_prefix() {
         assert!(pin_covers("models", "models", "any/key"));
-        assert!(pin_covers("models/llama-3/", "models", "llama-3/model.safetensors"));
+        assert!(pin_covers(
+            "models/llama-3/",
+            "models",
+            "llama-3/model.safetensors"
+        ));
         assert!(pin_covers("models/llama", "models", "llama-3/x"));
         assert!(!pin_covers("models/llama-3/", "models", "llama-2/x"));
         assert!(!pin_covers("models/llama-3/", "models2", "llama-3/x"));
-        assert!(!pin_covers("models", "models2", "x"), "a bucket pin is not a prefix of bucket names");
+        assert!(
+            !pin_covers("models", "models2", "x"),
+            "a bucket pin is not a prefix of bucket names"
+        );
         assert!(!pin_covers("mod", "models", "x"));
     }
 

@@ -356,7 +356,11 @@ impl BlockCache {
             admission::with_priority(priority, async move { source.fetch(&addr, range).await })
                 .boxed()
         };
-        let (bytes, source) = match self.tier.get_or_fetch(&key, addr.len, addr.pinned, fetch).await {
+        let (bytes, source) = match self
+            .tier
+            .get_or_fetch(&key, addr.len, addr.pinned, fetch)
+            .await
+        {
             Ok(found) => found,
             Err(CacheError::Tier(e)) => {
                 // The cache itself failed: answer from outside.

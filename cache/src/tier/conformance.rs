@@ -98,7 +98,12 @@ pub async fn a_fetch_answers_its_bytes(tier: &dyn BlockTier, block_size: usize) 
         let runs = Arc::new(AtomicUsize::new(0));
         let block = block_bytes(seed, len);
         let (got, source) = tier
-            .get_or_fetch(&key, len as u64, false, counting_fetch(block.clone(), &runs))
+            .get_or_fetch(
+                &key,
+                len as u64,
+                false,
+                counting_fetch(block.clone(), &runs),
+            )
             .await
             .expect("fetch");
         assert!(got == block, "{len} bytes: the fetch's bytes come back");
@@ -232,7 +237,11 @@ pub async fn keys_never_alias(tier: &dyn BlockTier) {
 pub async fn full_blocks_round_trip(tier: &dyn BlockTier, block_size: usize) {
     let base = fresh_key("full");
     for i in 0..3u64 {
-        tier.put(&format!("{base}{i}"), block_bytes(200 + i, block_size), false);
+        tier.put(
+            &format!("{base}{i}"),
+            block_bytes(200 + i, block_size),
+            false,
+        );
     }
     for i in 0..3u64 {
         let (got, _) = whole(tier, &format!("{base}{i}"), block_size)
@@ -247,7 +256,11 @@ pub async fn full_blocks_round_trip(tier: &dyn BlockTier, block_size: usize) {
 pub async fn keeps_what_fits_in_memory(tier: &dyn BlockTier, block_size: usize, fits: u64) {
     let base = fresh_key("fits");
     for i in 0..fits {
-        tier.put(&format!("{base}{i}"), block_bytes(600 + i, block_size), false);
+        tier.put(
+            &format!("{base}{i}"),
+            block_bytes(600 + i, block_size),
+            false,
+        );
     }
     for i in 0..fits {
         let (got, source) = whole(tier, &format!("{base}{i}"), block_size)
@@ -268,7 +281,11 @@ pub async fn evicted_blocks_come_back_from_disk(
     assert!(tier.has_disk());
     let base = fresh_key("evicted");
     for i in 0..count {
-        tier.put(&format!("{base}{i}"), block_bytes(300 + i, block_size), false);
+        tier.put(
+            &format!("{base}{i}"),
+            block_bytes(300 + i, block_size),
+            false,
+        );
     }
     let mut from_disk = 0;
     for i in 0..count {
@@ -392,7 +409,10 @@ pub async fn corrupt_blocks_are_misses(open: Reopen<'_>, dir: &Path, block_size:
             let expected = expected.clone();
             async move { Ok(expected.into()) }.boxed()
         };
-        match tier.get_or_fetch(key, block_size as u64, false, refetch).await {
+        match tier
+            .get_or_fetch(key, block_size as u64, false, refetch)
+            .await
+        {
             Ok((got, _)) => assert!(got == expected, "block {i}: wrong bytes after damage"),
             Err(CacheError::Tier(_)) => {}
             Err(other) => panic!("block {i}: {other}"),

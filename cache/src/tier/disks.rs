@@ -100,19 +100,19 @@ impl Disks {
                 Ok((cache, pinned)) => {
                     pinned_capacity += pinned.as_ref().map_or(0, |(_, bytes)| *bytes);
                     disks.push(Disk {
-                    label,
-                    cache,
-                    pinned: pinned.map(|(engine, _)| engine),
-                    weight: u32::try_from(config.capacity >> 20)
-                        .unwrap_or(u32::MAX)
-                        .max(1),
-                    set_aside_until: Mutex::new(None),
-                    recent_failures: Mutex::new((0, None)),
-                    dir: config.dir.clone(),
-                    min_free: engine_block(block_size),
-                    room: Mutex::new((None, false)),
-                    #[cfg(feature = "testing")]
-                    read_fault: Mutex::new(None),
+                        label,
+                        cache,
+                        pinned: pinned.map(|(engine, _)| engine),
+                        weight: u32::try_from(config.capacity >> 20)
+                            .unwrap_or(u32::MAX)
+                            .max(1),
+                        set_aside_until: Mutex::new(None),
+                        recent_failures: Mutex::new((0, None)),
+                        dir: config.dir.clone(),
+                        min_free: engine_block(block_size),
+                        room: Mutex::new((None, false)),
+                        #[cfg(feature = "testing")]
+                        read_fault: Mutex::new(None),
                     });
                 }
                 Err(e) => {
@@ -124,7 +124,10 @@ impl Disks {
         }
         metrics::gauge!(m::CACHE_PIN_CAPACITY).set(pinned_capacity as f64);
         if pin_share > 0.0 && !disks.is_empty() && pinned_capacity == 0 {
-            tracing::info!(pin_share, "the disks' pinned share is too small for an engine of its own; pinned blocks are kept with the others");
+            tracing::info!(
+                pin_share,
+                "the disks' pinned share is too small for an engine of its own; pinned blocks are kept with the others"
+            );
         }
         Disks { disks }
     }
@@ -265,7 +268,6 @@ pub const PINNED_DIR: &str = "pinned";
 /// reclaims another: a smaller pinned share gets no engine of its own.
 const MIN_ENGINE_BLOCKS: u64 = 4;
 
-
 /// A disk's engines: the unpinned one over its folder and, when its share
 /// holds at least `MIN_ENGINE_BLOCKS` engine blocks, the pinned one with
 /// its capacity.
@@ -280,7 +282,13 @@ async fn open_engines(
     // a disk's bytes fit f64's 53 bits many times over).
     let pinned_bytes = ((config.capacity as f64 * pin_share) as u64) / engine_block * engine_block;
     if pinned_bytes < MIN_ENGINE_BLOCKS * engine_block {
-        let cache = open_engine(&config.dir, config.capacity, format!("ferry-disk{index}"), engine_block).await?;
+        let cache = open_engine(
+            &config.dir,
+            config.capacity,
+            format!("ferry-disk{index}"),
+            engine_block,
+        )
+        .await?;
         return Ok((cache, None));
     }
     let cache = open_engine(

@@ -238,7 +238,11 @@ impl Pages {
             metrics::counter!(m::CACHE_DISK_WRITES_DROPPED, "reason" => "disk_full").increment(1);
             return;
         }
-        write_pages(disk.engine(pinned), &self.of(key, bytes.len() as u64), bytes);
+        write_pages(
+            disk.engine(pinned),
+            &self.of(key, bytes.len() as u64),
+            bytes,
+        );
         if pinned && disk.pinned.is_some() {
             metrics::counter!(m::CACHE_BLOCKS_PINNED, "how" => "fetched").increment(1);
         }

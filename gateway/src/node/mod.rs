@@ -12,8 +12,8 @@ mod region;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ferry_cache::pins::{KeptPins, Pins};
 use ferry_cache::cluster::{Cluster, OwnerSource, PeerSource};
+use ferry_cache::pins::{KeptPins, Pins};
 use ferry_cache::{BlockCache, BlockSource, ChainSource, Stores};
 use ferry_config::{Config, Credential};
 use ferry_meta::Meta;
@@ -108,7 +108,9 @@ impl Node {
             Ok(runtime) => pins.set_runtime(runtime),
             // The cluster's pins arrive with the next refresh; a damaged
             // pin file is the operator's to mend (pin again to rewrite it).
-            Err(e) => tracing::warn!(error = %e, "cannot read the run-time pins; starting with the configured ones"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the run-time pins; starting with the configured ones")
+            }
         }
         let cache = cache::open(&config, sources, pins).await?;
 

@@ -247,7 +247,13 @@ pub(super) async fn get_object(
     }
     let pinned = s3.cache.pins().covers(&input.bucket, &input.key);
     if signed && let Some(warm) = &s3.warm_on_open {
-        warm.on_read(&input.key, &view.entry.id, &layout, view.range.start, pinned);
+        warm.on_read(
+            &input.key,
+            &view.entry.id,
+            &layout,
+            view.range.start,
+            pinned,
+        );
     }
     let body = s3
         .cache
