@@ -12,6 +12,9 @@
 //!   every page together into one buffer and keeps the block in memory.
 //! - Memory entries are never written to disk by foyer (`Location::InMem`):
 //!   the pages are already there.
+//! - A pinned block's pages go to its disk's pinned engine (see `disks`);
+//!   reads look in both engines, and a pinned block found in the unpinned
+//!   one when read whole moves over.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +27,7 @@ use foyer::{
     HybridCache, HybridCacheBuilder, HybridCachePolicy, HybridCacheProperties, Load, Location,
 };
 
-use super::disks::{Disk, Disks};
+use super::disks::{Disk, Disks, Engine};
 use super::foyer_metrics::MetricsBridge;
 use super::pages::{self, BlockPages};
 use super::{BlockTier, Fetch, ServedFrom};
@@ -262,7 +265,7 @@ impl Pages {
             return;
         }
         let block = self.of(key, bytes.len() as u64);
-        let in_engine = |engine: &HybridCache<String, Bytes>| {
+        let in_engine = |engine: &Engine| {
             let storage = engine.storage();
             (0..block.count()).all(|index| storage.may_contains(&block.key(index)))
         };
@@ -305,7 +308,7 @@ impl Pages {
 
 /// Writes `bytes` as the pages of `block` through `engine`'s storage
 /// writer (disk only).
-fn write_pages(engine: &HybridCache<String, Bytes>, block: &BlockPages<'_>, bytes: &Bytes) {
+fn write_pages(engine: &Engine, block: &BlockPages<'_>, bytes: &Bytes) {
     for index in 0..block.count() {
         let span = block.span(index);
         let page = bytes.slice(span.start as usize..span.end as usize);
