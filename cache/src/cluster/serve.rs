@@ -80,7 +80,9 @@ impl BlockCache {
                     pinned,
                 })
             }
-            (Verb::Prefetch, _) if holds && (pinned || !addr.pinned || !self.tier().has_disk()) => {
+            (Verb::Prefetch, _)
+                if holds && (pinned || !addr.pinned || !self.tier().has_pinned_share()) =>
+            {
                 outcome("hit");
                 Ok(Served::Cached {
                     cached: true,

@@ -478,6 +478,10 @@ impl BlockTier for FoyerTier {
         self.has_disks() && self.pages().holds_pinned(key, len)
     }
 
+    fn has_pinned_share(&self) -> bool {
+        self.disks.iter().any(|disk| disk.pinned.is_some())
+    }
+
     fn put(&self, key: &str, block: Bytes, pinned: bool) {
         if self.has_disks() {
             self.pages().write(key, &block, pinned);

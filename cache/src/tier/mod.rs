@@ -89,6 +89,12 @@ pub trait BlockTier: Send + Sync + 'static {
         false
     }
 
+    /// Whether the tier has a pinned share at all (a disk tier with
+    /// `pin_share` large enough for an engine of its own).
+    fn has_pinned_share(&self) -> bool {
+        false
+    }
+
     /// Keeps `block` under `key`, if there is room; a `pinned` block where
     /// unpinned ones cannot evict it.
     fn put(&self, key: &str, block: Bytes, pinned: bool);
