@@ -25,6 +25,7 @@
 #
 # Usage: benches/disk-tier.sh [object-MiB (1024)] [seconds per random run (5)] [rounds (3)]
 #   FERRY=path/to/ferry   FERRY_BENCH=path/to/ferry-bench   RESULTS=file (keep JSON lines)
+#   DISK_PAGE=256KiB      the nodes' [cache] disk_page (default: Ferry's default)
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -109,6 +110,7 @@ start_ferry() {
     local label=$1 disk=$2 dir=$work/$1
     mkdir -p "$dir"
     printf '[cache]\nmemory = "64MiB"\ndisk = "%sMiB"\ndir = "%s/cache"\n' "$disk" "$dir" >"$dir.toml"
+    if [ -n "${DISK_PAGE:-}" ]; then printf 'disk_page = "%s"\n' "$DISK_PAGE" >>"$dir.toml"; fi
     "$ferry" serve --config "$dir.toml" --data-dir "$dir" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
         >"$dir.out" 2>"$dir.err" &
     pid=$!
