@@ -90,6 +90,24 @@ impl BlockBuffer {
         self.bytes.len()
     }
 
+    /// Appends exactly `len` bytes read from `reader` (copied once, into
+    /// memory this buffer already has when it was used before).
+    pub fn fill_from(
+        &mut self,
+        reader: &mut impl std::io::Read,
+        len: usize,
+    ) -> std::io::Result<()> {
+        use std::io::Read;
+        let before = self.bytes.len();
+        reader
+            .take(u64::try_from(len).unwrap_or(u64::MAX))
+            .read_to_end(&mut self.bytes)?;
+        if self.bytes.len() - before != len {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(())
+    }
+
     pub fn freeze(self) -> Bytes {
         Bytes::from_owner(self)
     }

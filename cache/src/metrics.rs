@@ -95,7 +95,7 @@ pub fn describe() {
     );
     metrics::describe_counter!(
         BLOCK_BUFFERS,
-        "Buffers for blocks put together from pieces, by pool (peer: blocks received from peers; disk: blocks read from disk pages) and outcome: reused (left by a dropped block) or new"
+        "Buffers for blocks put together from pieces, by pool (peer: blocks received from peers; disk: blocks read from disk pages; disk_page: pages as the disk tier loads them) and outcome: reused (left by a dropped block) or new"
     );
     metrics::describe_counter!(
         PEER_ANSWER_DIGESTS,

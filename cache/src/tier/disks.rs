@@ -28,7 +28,6 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use ferry_config::DiskConfig;
 use foyer::{
     BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
@@ -36,11 +35,12 @@ use foyer::{
 };
 
 use super::foyer_metrics::MetricsBridge;
+use super::pages::DiskPage;
 use crate::cluster::ring::{self, Candidate};
 use crate::metrics as m;
 
 /// A disk engine: a foyer cache used for its storage only.
-pub type Engine = HybridCache<String, Bytes>;
+pub type Engine = HybridCache<String, DiskPage>;
 
 /// How long a disk whose reads failed is left alone.
 pub const RETRY_AFTER: Duration = Duration::from_secs(30);
@@ -343,7 +343,7 @@ async fn open_engine(
         // Pages are written with foyer's storage writer and read from its
         // storage: its memory tier holds nothing.
         .memory(1 << 20)
-        .with_weighter(|key: &String, value: &Bytes| key.len() + value.len())
+        .with_weighter(|key: &String, value: &DiskPage| key.len() + value.0.len())
         .storage()
         .with_engine_config(engine)
         .with_recover_mode(RecoverMode::Quiet)

@@ -29,7 +29,7 @@ use foyer::{
 
 use super::disks::{Disk, Disks, Engine};
 use super::foyer_metrics::MetricsBridge;
-use super::pages::{self, BlockPages};
+use super::pages::{self, BlockPages, DiskPage};
 use super::{BlockTier, Fetch, ServedFrom};
 use crate::buffers::BlockBuffers;
 use crate::error::{CacheError, Result};
@@ -314,7 +314,7 @@ fn write_pages(engine: &Engine, block: &BlockPages<'_>, bytes: &Bytes) {
         let page = bytes.slice(span.start as usize..span.end as usize);
         if engine
             .storage_writer(block.key(index))
-            .insert(page)
+            .insert(DiskPage(page))
             .is_none()
         {
             metrics::counter!(m::CACHE_DISK_WRITES_DROPPED, "reason" => "not_admitted")
@@ -341,8 +341,8 @@ async fn load(disk: &Disk, block: &BlockPages<'_>, index: u64, key: &str) -> Res
         return Err(CacheError::Tier(format!("reading a disk page: {error}")));
     }
     let page = match storage.load(key).await {
-        Ok(Load::Entry { value, .. }) => value,
-        Ok(Load::Piece { piece, .. }) => piece.value().clone(),
+        Ok(Load::Entry { value, .. }) => value.0,
+        Ok(Load::Piece { piece, .. }) => piece.value().0.clone(),
         // Too busy to read now: a miss, not a loss.
         Ok(Load::Throttled) => return Ok(None),
         Ok(Load::Miss) => {
