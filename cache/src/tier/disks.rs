@@ -20,7 +20,7 @@
 //! what the disk holds is still read.
 //!
 //! Pinning: each disk keeps a share of its capacity (`pin_share`) as a
-//! second engine, in the folder `pinned` beside the first, for the blocks
+//! second engine, in the folder `pinned` inside the disk's, for the blocks
 //! of pinned prefixes. foyer's engine evicts first-in first-out and has no
 //! pin; two engines make "unpinned blocks never evict pinned ones" a
 //! matter of where a block is written, and the share caps what pins take.
