@@ -90,6 +90,10 @@ impl BlockBuffer {
         self.bytes.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
     /// Appends exactly `len` bytes read from `reader` (copied once, into
     /// memory this buffer already has when it was used before).
     pub fn fill_from(

@@ -447,8 +447,7 @@ impl BlockTier for FoyerTier {
                 .memory
                 .get(key)
                 .await
-                .map_err(|e| CacheError::Tier(e.to_string()))?
-                .map(|entry| entry.into()),
+                .map_err(|e| CacheError::Tier(e.to_string()))?,
         };
         if let Some(entry) = held {
             let block = entry.value();
