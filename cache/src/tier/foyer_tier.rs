@@ -588,11 +588,16 @@ impl BlockTier for FoyerTier {
     }
 
     async fn close(&self) -> Result<()> {
+        // Every engine of every disk: a pinned engine left open loses the
+        // pages still in its buffers, and its flushes are cut off mid-way
+        // when the process exits.
         for disk in self.disks.iter() {
-            disk.cache
-                .close()
-                .await
-                .map_err(|e| CacheError::Tier(format!("{}: {e}", disk.label)))?;
+            for engine in disk.engines() {
+                engine
+                    .close()
+                    .await
+                    .map_err(|e| CacheError::Tier(format!("{}: {e}", disk.label)))?;
+            }
         }
         self.memory
             .close()
