@@ -30,6 +30,30 @@ fn client(ca_file: Option<&Path>, timeout: Option<Duration>) -> Result<reqwest::
 
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A request to the admin endpoint's `path`: a POST of `body` as JSON, or
+/// a GET without one; with the admin token when given. Answers the body of
+/// a success.
+async fn admin_call(
+    admin: &AdminEndpoint,
+    path: &str,
+    body: Option<Value>,
+) -> Result<String, String> {
+    let url = format!("{}{path}", admin.admin.trim_end_matches('/'));
+    let http = client(admin.ca_file.as_deref(), Some(ANSWER_TIMEOUT))?;
+    let mut request = match body {
+        Some(body) => http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.to_string()),
+        None => http.get(&url),
+    };
+    if let Some(token) = &admin.token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.map_err(|e| format!("{url}: {e}"))?;
+    answer(response).await
+}
+
 async fn answer(response: reqwest::Response) -> Result<String, String> {
     let status = response.status();
     let text = response.text().await.map_err(|e| e.to_string())?;
@@ -52,16 +76,12 @@ pub async fn run(command: ClusterCommand) -> Result<bool, String> {
             if weight.is_none() && !reset {
                 return Err("give a weight, or --reset".into());
             }
-            let url = format!("{}/cluster/weight", admin.admin.trim_end_matches('/'));
-            let mut request = client(admin.ca_file.as_deref(), Some(ANSWER_TIMEOUT))?
-                .post(&url)
-                .header("content-type", "application/json")
-                .body(serde_json::json!({ "node": node, "weight": weight }).to_string());
-            if let Some(token) = &admin.token {
-                request = request.bearer_auth(token);
-            }
-            let response = request.send().await.map_err(|e| format!("{url}: {e}"))?;
-            answer(response).await?;
+            admin_call(
+                &admin,
+                "/cluster/weight",
+                Some(serde_json::json!({ "node": node, "weight": weight })),
+            )
+            .await?;
             match weight {
                 Some(w) => {
                     println!("{node}: weight {w} (every node's view follows within seconds)")
@@ -352,17 +372,9 @@ async fn follow_job(
 /// Sends a pin change (`pinned` false: unpin) to the admin endpoint and
 /// answers the pins in force there.
 async fn change_pin(admin: &AdminEndpoint, prefix: &str, pinned: bool) -> Result<Value, String> {
-    let url = format!("{}/cache/pins", admin.admin.trim_end_matches('/'));
-    let mut request = client(admin.ca_file.as_deref(), Some(ANSWER_TIMEOUT))?
-        .post(&url)
-        .header("content-type", "application/json")
-        .body(serde_json::json!({ "prefix": prefix, "pinned": pinned }).to_string());
-    if let Some(token) = &admin.token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.map_err(|e| format!("{url}: {e}"))?;
-    let text = answer(response).await?;
-    serde_json::from_str(&text).map_err(|e| format!("{url}: {e}"))
+    let body = serde_json::json!({ "prefix": prefix, "pinned": pinned });
+    let text = admin_call(admin, "/cache/pins", Some(body)).await?;
+    serde_json::from_str(&text).map_err(|e| format!("/cache/pins: {e}"))
 }
 
 /// `ferry cache pin`: pins the prefix, then (unless `--no-warm`) warms
@@ -427,14 +439,8 @@ pub async fn unpin(args: UnpinArgs) -> Result<bool, String> {
 
 /// `ferry cache pins`.
 pub async fn pins(admin: AdminEndpoint) -> Result<bool, String> {
-    let url = format!("{}/cache/pins", admin.admin.trim_end_matches('/'));
-    let mut request = client(admin.ca_file.as_deref(), Some(ANSWER_TIMEOUT))?.get(&url);
-    if let Some(token) = &admin.token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.map_err(|e| format!("{url}: {e}"))?;
-    let text = answer(response).await?;
-    let list: Value = serde_json::from_str(&text).map_err(|e| format!("{url}: {e}"))?;
+    let text = admin_call(&admin, "/cache/pins", None).await?;
+    let list: Value = serde_json::from_str(&text).map_err(|e| format!("/cache/pins: {e}"))?;
     for pin in list["pins"].as_array().into_iter().flatten() {
         println!(
             "{:<8} {}",

@@ -161,11 +161,17 @@ impl TestCluster {
 
     /// With `extra` lines in every node's `[cluster]`.
     fn start_with(weights: &[u32], extra: &str) -> TestCluster {
-        TestCluster::start_configured(weights, extra, "")
+        TestCluster::start_configured(weights, extra, "", None)
     }
 
-    /// With `extra` lines in `[cluster]` and `extra_cache` in `[cache]`.
-    fn start_configured(weights: &[u32], extra: &str, extra_cache: &str) -> TestCluster {
+    /// With `extra` lines in `[cluster]`, `extra_cache` in `[cache]`, and
+    /// a memory tier of `memory` (default 96 MiB).
+    fn start_configured(
+        weights: &[u32],
+        extra: &str,
+        extra_cache: &str,
+        memory: Option<&str>,
+    ) -> TestCluster {
         let name = unique("cl");
         let store = temp_dir();
         let nodes = weights
@@ -181,7 +187,7 @@ impl TestCluster {
                     extra_cluster: extra,
                     membership: None,
                     extra_cache,
-                    memory: None,
+                    memory,
                 })
             })
             .collect();
@@ -905,6 +911,13 @@ fn ferry_admin(args: &[&str], token: Option<&str>) -> (bool, String) {
     )
 }
 
+fn ferry_cache(args: &[&str], admin: &str, token: Option<&str>) -> (bool, String) {
+    let mut all = vec!["cache"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--admin", admin]);
+    ferry_admin(&all, token)
+}
+
 fn ferry_warmup(admin: &str, target: &str, extra: &[&str], token: Option<&str>) -> (bool, String) {
     let mut args = vec!["warmup", target, "--admin", admin];
     args.extend_from_slice(extra);
@@ -977,10 +990,6 @@ async fn warmup_loads_a_prefix_into_its_owners_once() {
     );
 }
 
-fn ferry_cache_evict(admin: &str, target: &str, token: Option<&str>) -> (bool, String) {
-    ferry_admin(&["cache", "evict", target, "--admin", admin], token)
-}
-
 /// A retired model version leaves every member: after `ferry cache evict`
 /// of its prefix, a check finds none of it cached, also after a killed
 /// node comes back (foyer's tombstones), while another prefix stays warm;
@@ -1015,12 +1024,12 @@ async fn evicting_a_prefix_drops_it_from_every_member_for_good() {
         assert!(get(node.client(&bucket).as_ref(), "v1/model.safetensors").await == old);
     }
     let v1 = format!("{bucket}/v1/");
-    let (ok, out) = ferry_cache_evict(&admin, &v1, None);
+    let (ok, out) = ferry_cache(&["evict", &v1], &admin, None);
     assert!(
         !ok && out.contains("401"),
         "an eviction without the token ran: {out}"
     );
-    let (ok, out) = ferry_cache_evict(&admin, &v1, Some(TOKEN));
+    let (ok, out) = ferry_cache(&["evict", &v1], &admin, Some(TOKEN));
     assert!(
         ok && out.contains("evicted 1 objects, 8388608 bytes: 8388608 bytes were cached"),
         "{out}"
@@ -1171,8 +1180,12 @@ fn read_header(node: &Node, bucket: &str, key: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_first_header_read_warms_the_whole_model_once_for_the_cluster() {
-    let cluster =
-        TestCluster::start_configured(&[100, 100, 100], "", r#"warm_on_open = ["*.safetensors"]"#);
+    let cluster = TestCluster::start_configured(
+        &[100, 100, 100],
+        "",
+        r#"warm_on_open = ["*.safetensors"]"#,
+        None,
+    );
     let bucket = unique("b");
     create_bucket(&cluster.nodes[0].server().endpoint, &bucket).await;
     let model = pattern(30, 8 * MIB);
@@ -1320,40 +1333,16 @@ async fn client_only_nodes_own_nothing_weights_survive_restarts_and_a_stop_leave
     });
 }
 
-fn ferry_cache(args: &[&str], admin: &str, token: Option<&str>) -> (bool, String) {
-    let mut all = vec!["cache"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["--admin", admin]);
-    ferry_admin(&all, token)
-}
-
 /// A model version pinned at run time on one node stays on its owners'
 /// disks through a sweep of unpinned data that evicts everything else
 /// cached before it, also across a node killed and restarted; every
 /// member follows the pin; unpinning takes it away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pinned_prefix_outlives_a_sweep_on_every_member() {
-    let name = unique("cl");
-    let store = temp_dir();
     // Half of each node's 128 MiB disk for pinned blocks; memory too
     // small to hide an eviction from the checks.
-    let nodes: Vec<Node> = (0..3)
-        .map(|i| {
-            Node::start(&Spec {
-                cluster: &name,
-                store: store.path(),
-                id: &format!("n{i}"),
-                weight: 100,
-                block_size: "1MiB",
-                extra_cluster: "",
-                membership: None,
-                extra_cache: "pin_share = 0.5",
-                memory: Some("8MiB"),
-            })
-        })
-        .collect();
-    let mut cluster = TestCluster { name, store, nodes };
-    cluster.wait_for_members(3);
+    let mut cluster =
+        TestCluster::start_configured(&[100, 100, 100], "", "pin_share = 0.5", Some("8MiB"));
     let bucket = unique("b");
     create_bucket(&cluster.nodes[0].server().endpoint, &bucket).await;
     let client = cluster.nodes[0].client(&bucket);

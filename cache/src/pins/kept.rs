@@ -41,7 +41,11 @@ impl KeptPins {
     /// Pins `prefix` (or unpins it) and answers the run-time pins now.
     pub async fn set(&self, prefix: &str, pinned: bool) -> Result<Vec<String>> {
         match self {
-            KeptPins::Redis(redis) => redis.set_pin(prefix, pinned).await?,
+            // Other members may have pinned meanwhile: read the set back.
+            KeptPins::Redis(redis) => {
+                redis.set_pin(prefix, pinned).await?;
+                redis.pins().await
+            }
             KeptPins::File(path) => {
                 let mut pins = self.load().await?;
                 pins.retain(|p| p != prefix);
@@ -50,10 +54,10 @@ impl KeptPins {
                 }
                 pins.sort();
                 write_atomically(path, &pins)?;
+                Ok(pins)
             }
-            KeptPins::Nowhere(why) => return Err(CacheError::Unsupported(why.to_string())),
+            KeptPins::Nowhere(why) => Err(CacheError::Unsupported(why.to_string())),
         }
-        self.load().await
     }
 }
 
