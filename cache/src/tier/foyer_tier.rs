@@ -6,10 +6,12 @@
 //!   fetch says it is memory-only, its pages go to disk at once: the disk
 //!   tier is written once per fetched block and never by reads, and a
 //!   node killed without a clean stop loses nothing that had been flushed.
-//! - `get` (the read path) of a block not in memory loads the pages the
-//!   range covers, keeps them in memory when the range is small (at most
-//!   a page), and answers them as they are; `get_or_fetch` (prefetch, peers fetching a block, warm-up) puts
-//!   every page together into one buffer and keeps the block in memory.
+//! - `get` (the read path) of a block not in memory looks for the pages
+//!   the range covers before joining a fetch of the block, loads them,
+//!   keeps them in memory when the range is small (at most a page), and
+//!   answers them as they are; `get_or_fetch` (prefetch, peers fetching a
+//!   block, warm-up) puts every page together into one buffer and keeps
+//!   the block in memory.
 //! - Memory entries are never written to disk by foyer (`Location::InMem`):
 //!   the pages are already there.
 //! - A pinned block's pages go to its disk's pinned engine (see `disks`);
@@ -121,6 +123,17 @@ fn served_from(source: foyer::Source, fetched_here: bool) -> ServedFrom {
         foyer::Source::Outer if fetched_here => ServedFrom::Fetched,
         foyer::Source::Outer => ServedFrom::Joined,
     }
+}
+
+/// Bytes `want` of a whole block held in memory (`None` when the block is
+/// shorter than the range).
+fn whole_block_part(block: &Bytes, want: &Range<u64>) -> Option<(Vec<Bytes>, ServedFrom)> {
+    (block.len() as u64 >= want.end && want.start <= want.end).then(|| {
+        (
+            vec![block.slice(want.start as usize..want.end as usize)],
+            ServedFrom::Memory,
+        )
+    })
 }
 
 /// Memory entries never leave memory for disk (their pages are written
@@ -265,11 +278,7 @@ impl Pages {
             return;
         }
         let block = self.of(key, bytes.len() as u64);
-        let in_engine = |engine: &Engine| {
-            let storage = engine.storage();
-            (0..block.count()).all(|index| storage.may_contains(&block.key(index)))
-        };
-        if in_engine(pinned) || !in_engine(&disk.cache) {
+        if lists_block(pinned, &block) || !lists_block(&disk.cache, &block) {
             return;
         }
         write_pages(pinned, &block, bytes);
@@ -300,10 +309,14 @@ impl Pages {
         else {
             return false;
         };
-        let block = self.of(key, len);
-        let storage = pinned.storage();
-        (0..block.count()).all(|index| storage.may_contains(&block.key(index)))
+        lists_block(pinned, &self.of(key, len))
     }
+}
+
+/// Whether `engine`'s index lists every page of `block`.
+fn lists_block(engine: &Engine, block: &BlockPages<'_>) -> bool {
+    let storage = engine.storage();
+    (0..block.count()).all(|index| storage.may_contains(&block.key(index)))
 }
 
 /// Writes `bytes` as the pages of `block` through `engine`'s storage
@@ -334,13 +347,15 @@ async fn load(disk: &Disk, block: &BlockPages<'_>, index: u64, key: &str) -> Res
     else {
         return Ok(None);
     };
+    // A fault a test injected fails the read as the device would.
     #[cfg(feature = "testing")]
-    if let Some(error) = disk.injected_read_error() {
-        metrics::counter!(m::CACHE_ERRORS, "tier" => "disk").increment(1);
-        disk.failed("read", &error);
-        return Err(CacheError::Tier(format!("reading a disk page: {error}")));
-    }
-    let page = match storage.load(key).await {
+    let loaded = match disk.injected_read_error() {
+        Some(error) => Err(error),
+        None => storage.load(key).await.map_err(|e| e.to_string()),
+    };
+    #[cfg(not(feature = "testing"))]
+    let loaded = storage.load(key).await.map_err(|e| e.to_string());
+    let page = match loaded {
         Ok(Load::Entry { value, .. }) => value.0,
         Ok(Load::Piece { piece, .. }) => piece.value().0.clone(),
         // Too busy to read now: a miss, not a loss.
@@ -351,10 +366,10 @@ async fn load(disk: &Disk, block: &BlockPages<'_>, index: u64, key: &str) -> Res
             lost_page("damaged");
             return Ok(None);
         }
-        Err(e) => {
+        Err(error) => {
             metrics::counter!(m::CACHE_ERRORS, "tier" => "disk").increment(1);
-            disk.failed("read", &e.to_string());
-            return Err(CacheError::Tier(format!("reading a disk page: {e}")));
+            disk.failed("read", &error);
+            return Err(CacheError::Tier(format!("reading a disk page: {error}")));
         }
     };
     let span = block.span(index);
@@ -437,36 +452,39 @@ impl BlockTier for FoyerTier {
         len: u64,
         want: Range<u64>,
     ) -> Result<Option<(Vec<Bytes>, ServedFrom)>> {
-        // A hit is a plain memory lookup; on a miss foyer's `get` also
-        // joins a fetch of this block already running, so a read arriving
-        // while the block is prefetched waits for it instead of reading the
-        // store a second time (the join costs more: only misses pay it).
-        let held = match self.memory.memory().get(key) {
-            Some(entry) => Some(entry),
-            None => self
-                .memory
-                .get(key)
-                .await
-                .map_err(|e| CacheError::Tier(e.to_string()))?,
-        };
-        if let Some(entry) = held {
-            let block = entry.value();
-            if block.len() as u64 >= want.end && want.start <= want.end {
-                return Ok(Some((
-                    vec![block.slice(want.start as usize..want.end as usize)],
-                    ServedFrom::Memory,
-                )));
+        // Where a block can be, cheapest first: whole in memory (a plain
+        // lookup), then as pages (in memory, or on disk), and only then
+        // through foyer's `get`, which also joins a fetch of the block
+        // already running, so a read arriving while the block is
+        // prefetched waits for it instead of reading the store a second
+        // time. That join costs more than the lookups: a header read whose
+        // pages are in memory never pays it.
+        if let Some(entry) = self.memory.memory().get(key) {
+            return Ok(whole_block_part(entry.value(), &want));
+        }
+        let mut disk_failure = None;
+        if self.has_disks() && want.end <= len {
+            // Small reads keep their pages in memory (a header, a hot
+            // tensor read again and again); a large range is most of its
+            // blocks, read once in a sweep, and keeping its pages would
+            // only push others out.
+            let keep = want.end - want.start <= self.page_size;
+            match self.pages().read(key, len, &want, keep).await {
+                Ok(Some(found)) => return Ok(Some(found)),
+                Ok(None) => {}
+                Err(e) => disk_failure = Some(e),
             }
-            return Ok(None);
         }
-        if !self.has_disks() || want.end > len {
-            return Ok(None);
+        let joined = self
+            .memory
+            .get(key)
+            .await
+            .map_err(|e| CacheError::Tier(e.to_string()))?;
+        match (joined, disk_failure) {
+            (Some(entry), _) => Ok(whole_block_part(entry.value(), &want)),
+            (None, Some(failure)) => Err(failure),
+            (None, None) => Ok(None),
         }
-        // Small reads keep their pages in memory (a header, a hot tensor
-        // read again and again); a large range is most of its blocks, read
-        // once in a sweep, and keeping its pages would only push others out.
-        let keep = want.end - want.start <= self.page_size;
-        self.pages().read(key, len, &want, keep).await
     }
 
     fn holds(&self, key: &str, len: u64) -> bool {
