@@ -5,7 +5,7 @@
 //! `cache.rs`, `cluster.rs`, `region.rs`, `imports.rs`); `[meta]`,
 //! `[[credentials]]` and `[admin]` are validated here.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use crate::cluster::RawCluster;
 use crate::error::{ConfigError, Result};
 use crate::imports::{self, RawImport};
 use crate::location::Location;
-use crate::region::RawRegion;
+use crate::region::{self as region_section, RawRegion};
 use crate::server::RawServer;
 use crate::store::{self, RawStore};
 use crate::tls::RawTls;
@@ -185,7 +185,9 @@ impl RawConfig {
         let server = self.server.validate()?;
         let meta = self.meta.validate(&data_dir)?;
         let mut stores = store::validate(self.stores)?;
-        let (data_store, volume) = self.volume.validate(&data_dir, &mut stores)?;
+        let configured_stores: BTreeSet<String> = stores.keys().cloned().collect();
+        let mirror = self.region.as_ref().is_some_and(|r| r.follow.is_some());
+        let (data_store, volume) = self.volume.validate(&data_dir, &mut stores, mirror)?;
         let credentials = validate_credentials(self.credentials)?;
         let cache = self.cache.validate(&data_dir)?;
         let default_weight = cache.default_cluster_weight();
@@ -194,6 +196,9 @@ impl RawConfig {
             .map(|c| c.validate(default_weight))
             .transpose()?;
         let region = self.region.map(RawRegion::validate).transpose()?;
+        if let Some(region) = &region {
+            region_section::check_stores(region, &stores, &data_store, &configured_stores, &volume)?;
+        }
         let imports = imports::validate(self.imports, &stores, region.as_ref())?;
         let admin_token = self.admin.validate()?;
         let tls = self.tls.validate()?;

@@ -2,13 +2,14 @@
 //! change log mirrors follow, or a mirror following one. No section: a
 //! single region that serves no feed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::cluster::valid_id;
 use crate::error::{ConfigError, Result};
+use crate::store::StoreSpec;
 
 /// `[region]` as written.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -39,6 +40,20 @@ pub struct RawRegion {
     /// Source: change-log records kept even when no mirror needs them.
     /// Default 100000.
     pub log_keep: Option<u64>,
+    /// `[[region.warm]]`: prefixes whose new objects the region's cache
+    /// cluster loads as they arrive (in a source or a mirror).
+    #[serde(default)]
+    pub warm: Vec<RawWarm>,
+    /// Blocks in flight at once while warming arrivals. Default 8.
+    pub warm_concurrency: Option<usize>,
+}
+
+/// `[[region.warm]]` as written.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWarm {
+    /// `BUCKET` or `BUCKET/PREFIX`.
+    pub prefix: String,
 }
 
 #[derive(Clone, PartialEq)]
@@ -55,6 +70,9 @@ pub struct RegionConfig {
     /// Plain HTTP between regions beyond loopback is allowed (follow URL,
     /// and the feed on a non-loopback admin port without TLS).
     pub trusted_network: bool,
+    /// `BUCKET[/PREFIX]`es warmed on arrival; empty: none.
+    pub warm: Vec<String>,
+    pub warm_concurrency: usize,
 }
 
 impl RegionConfig {
@@ -62,6 +80,11 @@ impl RegionConfig {
     /// change feed on its admin port.
     pub fn serves_feed(&self) -> bool {
         self.feed_secret.is_some() && self.follow.is_none()
+    }
+
+    /// A mirror follows a source and writes nothing of its own.
+    pub fn is_mirror(&self) -> bool {
+        self.follow.is_some()
     }
 }
 
@@ -76,6 +99,7 @@ impl std::fmt::Debug for RegionConfig {
             )
             .field("follow", &self.follow)
             .field("replicate", &self.replicate)
+            .field("warm", &self.warm)
             .finish_non_exhaustive()
     }
 }
@@ -132,6 +156,19 @@ impl RawRegion {
                 ));
             }
         }
+        let mut warm = Vec::with_capacity(self.warm.len());
+        for (i, w) in self.warm.into_iter().enumerate() {
+            crate::cache::check_pin(&w.prefix)
+                .map_err(|reason| ConfigError::invalid(format!("region.warm[{i}].prefix"), reason))?;
+            warm.push(w.prefix);
+        }
+        let warm_concurrency = self.warm_concurrency.unwrap_or(8);
+        if !(1..=256).contains(&warm_concurrency) {
+            return Err(ConfigError::invalid(
+                "region.warm_concurrency",
+                format!("{warm_concurrency}: must be 1 to 256"),
+            ));
+        }
         let replication_concurrency = self.replication_concurrency.unwrap_or(4);
         if !(1..=256).contains(&replication_concurrency) {
             return Err(ConfigError::invalid(
@@ -150,8 +187,54 @@ impl RawRegion {
                 .unwrap_or(Duration::from_secs(24 * 3600)),
             log_keep: self.log_keep.unwrap_or(100_000),
             trusted_network: self.trusted_network.unwrap_or(false),
+            warm,
+            warm_concurrency,
         })
     }
+}
+
+/// What a region's stores must be. A source (or a single region) writes
+/// blobs, so its data store is one it owns (`[volume]` checks that). A
+/// mirror writes nothing: its data store may be the source's bucket, read
+/// only (`owned = false`): an edge without object storage of its own. But
+/// it must say where the source's blobs are (the default local folder
+/// holds none of them), nothing can be copied into a store it does not
+/// own, and it writes no dumps there.
+pub(crate) fn check_stores(
+    region: &RegionConfig,
+    stores: &BTreeMap<String, StoreSpec>,
+    data_store: &str,
+    configured_stores: &BTreeSet<String>,
+    volume: &crate::VolumeConfig,
+) -> Result<()> {
+    if !region.is_mirror() {
+        return Ok(());
+    }
+    if !configured_stores.contains(data_store) {
+        return Err(ConfigError::invalid(
+            format!("stores.{data_store}"),
+            "a mirror region reads the source's blobs: configure its data store as the source's bucket (owned = false), or as a bucket of its own with fallback = [the source's]",
+        ));
+    }
+    let owns_data = stores.get(data_store).is_some_and(|s| s.owned);
+    let replicable = stores
+        .values()
+        .any(|s| s.owned && !s.fallback.is_empty());
+    if !region.replicate.is_empty() && !replicable {
+        return Err(ConfigError::invalid(
+            "region.replicate",
+            "this mirror owns no store that falls back to the source's, so nothing can be copied: drop `replicate`, or give the mirror a bucket of its own with fallback = [the source's]",
+        ));
+    }
+    if !owns_data && volume.dump_interval.is_some() {
+        return Err(ConfigError::invalid(
+            "volume.dump_interval",
+            format!(
+                "the data store {data_store:?} is the source's bucket (owned = false); a mirror without a bucket of its own writes no dumps (the source's dumps cover the namespace)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A feed crosses clouds: plain HTTP only to loopback or a network the

@@ -368,15 +368,16 @@ fn fallbacks_must_name_other_configured_stores_once() {
 
 #[test]
 fn a_mirror_region_follows_its_source_with_a_secret() {
-    let config = build(
+    let config = build(&format!(
         r#"
         [region]
         name = "edge-1"
         follow = "http://127.0.0.1:9001/"
         feed_secret = "0123456789abcdef"
         replicate = ["models/llama"]
+        {MIRROR_STORES}
         "#,
-    )
+    ))
     .expect("valid");
     let region = config.region.expect("region");
     assert_eq!(region.name, "edge-1");
@@ -387,9 +388,10 @@ fn a_mirror_region_follows_its_source_with_a_secret() {
 
 #[test]
 fn the_feed_secret_may_come_from_the_environment() {
-    let raw =
-        RawConfig::from_toml("[region]\nname = \"edge-1\"\nfollow = \"http://localhost:9001\"\n")
-            .expect("parse");
+    let raw = RawConfig::from_toml(&format!(
+        "[region]\nname = \"edge-1\"\nfollow = \"http://localhost:9001\"\n{MIRROR_STORES}"
+    ))
+    .expect("parse");
     let env = HashMap::from([(
         "FERRY_FEED_SECRET".to_string(),
         "from-the-environment".to_string(),
@@ -431,8 +433,76 @@ fn a_broken_region_names_the_field() {
         assert_eq!(invalid_field(build(toml)), field, "{toml}");
     }
     // Plain HTTP to another host is fine where the operator trusts the network.
-    build("[region]\nname = \"e\"\nfeed_secret = \"0123456789abcdef\"\nfollow = \"http://10.1.2.3:9001\"\ntrusted_network = true\n")
+    build(&format!("[region]\nname = \"e\"\nfeed_secret = \"0123456789abcdef\"\nfollow = \"http://10.1.2.3:9001\"\ntrusted_network = true\n{MIRROR_STORES}"))
         .expect("trusted network");
+}
+
+/// A mirror's own bucket, falling back to the source's.
+const MIRROR_STORES: &str = "[stores.data]\nurl = \"file:///srv/edge\"\nfallback = [\"central\"]\n\
+    [stores.central]\nurl = \"file:///srv/central\"\nowned = false\n";
+
+const FOLLOW: &str =
+    "[region]\nname = \"edge\"\nfollow = \"http://127.0.0.1:9001\"\nfeed_secret = \"0123456789abcdef\"\n";
+
+#[test]
+fn a_mirror_may_read_the_sources_bucket_without_one_of_its_own() {
+    // An edge without object storage: its data store is the source's
+    // bucket, read only.
+    let storeless = format!(
+        "{FOLLOW}[[region.warm]]\nprefix = \"models/llama-3/\"\n[stores.data]\nurl = \"file:///srv/central\"\nowned = false\n"
+    );
+    let config = build(&storeless).expect("a storeless mirror");
+    assert!(!config.stores["data"].owned);
+    let region = config.region.expect("region");
+    assert_eq!(region.warm, ["models/llama-3/"]);
+    assert_eq!(region.warm_concurrency, 8);
+
+    // A source, or a single region, writes blobs: it must own its store.
+    let source = "[stores.data]\nurl = \"file:///srv/central\"\nowned = false\n\
+        [region]\nname = \"central\"\n";
+    assert_eq!(invalid_field(build(source)), "volume.data_store");
+    assert_eq!(
+        invalid_field(build("[stores.data]\nurl = \"file:///srv/x\"\nowned = false\n")),
+        "volume.data_store"
+    );
+
+    let cases = [
+        // The default local folder holds none of the source's blobs.
+        (FOLLOW.to_string(), "stores.data"),
+        // Nothing to copy into.
+        (
+            format!("{FOLLOW}replicate = [\"models\"]\n[stores.data]\nurl = \"file:///srv/central\"\nowned = false\n"),
+            "region.replicate",
+        ),
+        // Dumps would be written into the source's bucket.
+        (
+            format!("{storeless}[volume]\ndump_interval = \"6h\"\n"),
+            "volume.dump_interval",
+        ),
+        (
+            format!("{FOLLOW}{MIRROR_STORES}[[region.warm]]\nprefix = \"/llama\"\n"),
+            "region.warm[0].prefix",
+        ),
+        (
+            format!("{FOLLOW}warm_concurrency = 0\n{MIRROR_STORES}"),
+            "region.warm_concurrency",
+        ),
+    ];
+    for (toml, field) in cases {
+        assert_eq!(invalid_field(build(&toml)), field, "{toml}");
+    }
+}
+
+#[test]
+fn any_region_may_warm_prefixes_on_arrival() {
+    let config = build(
+        "[region]\nname = \"central\"\nwarm_concurrency = 4\n\
+         [[region.warm]]\nprefix = \"models\"\n[[region.warm]]\nprefix = \"weights/v2/\"\n",
+    )
+    .expect("valid");
+    let region = config.region.expect("region");
+    assert_eq!(region.warm, ["models", "weights/v2/"]);
+    assert_eq!(region.warm_concurrency, 4);
 }
 
 #[test]
@@ -491,7 +561,10 @@ fn scheduled_imports_name_a_store_ferry_does_not_own() {
     let mirror = "[stores.legacy]\nurl = \"file:///srv/legacy\"\nowned = false\n\
         [[imports]]\nfrom = \"legacy\"\nto = \"b\"\nevery = \"1h\"\n\
         [region]\nname = \"e\"\nfollow = \"http://127.0.0.1:9001\"\nfeed_secret = \"0123456789abcdef\"\n";
-    assert_eq!(invalid_field(build(mirror)), "imports");
+    assert_eq!(
+        invalid_field(build(&format!("{mirror}{MIRROR_STORES}"))),
+        "imports"
+    );
 }
 
 #[test]

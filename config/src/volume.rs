@@ -42,10 +42,14 @@ impl RawVolume {
     /// Gives the data store's name and the collector's settings. When the
     /// data store is the default one and `[stores]` does not configure it,
     /// it is added to `stores` as `file://<data_dir>/blobs`.
+    ///
+    /// A mirror region (`mirror`) writes no blobs, so its data store may be
+    /// one it does not own: the source's bucket, read only.
     pub(crate) fn validate(
         self,
         data_dir: &Path,
         stores: &mut BTreeMap<String, StoreSpec>,
+        mirror: bool,
     ) -> Result<(String, VolumeConfig)> {
         let data_store = self
             .data_store
@@ -62,11 +66,11 @@ impl RawVolume {
                 StoreSpec::local_default(&data_dir.join("blobs")),
             );
         }
-        if stores.get(&data_store).is_some_and(|s| !s.owned) {
+        if !mirror && stores.get(&data_store).is_some_and(|s| !s.owned) {
             return Err(ConfigError::invalid(
                 "volume.data_store",
                 format!(
-                    "store {data_store:?} has owned = false; new blobs must go to a store the volume owns"
+                    "store {data_store:?} has owned = false; new blobs must go to a store the volume owns (only a mirror region, which writes nothing, may read its blobs from a store it does not own)"
                 ),
             ));
         }
