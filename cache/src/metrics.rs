@@ -57,6 +57,12 @@ pub const REPLICATION_COPY_SECONDS: &str = "ferry_replication_copy_seconds";
 pub const IMPORT_RUNS: &str = "ferry_import_runs_total";
 pub const IMPORT_LAST: &str = "ferry_import_last";
 pub const IMPORT_LAST_RUN: &str = "ferry_import_last_run_timestamp_seconds";
+pub const WARM_ARRIVAL_OBJECTS: &str = "ferry_warm_arrival_objects_total";
+pub const WARM_ARRIVAL_BYTES: &str = "ferry_warm_arrival_bytes_total";
+pub const WARM_ARRIVAL_QUEUE: &str = "ferry_warm_arrival_queue";
+pub const WARM_ARRIVAL_LAG_SECONDS: &str = "ferry_warm_arrival_lag_seconds";
+pub const WARM_ARRIVAL_OVER_CAPACITY: &str = "ferry_warm_arrival_over_capacity";
+pub const WARM_ARRIVAL_EVICTED: &str = "ferry_warm_arrival_evicted_bytes_total";
 pub const CLUSTER_MEMBERSHIP_CHANGES: &str = "ferry_cluster_membership_changes_total";
 pub const CLUSTER_EXPECTED_SHARE: &str = "ferry_cluster_expected_share";
 
@@ -289,6 +295,33 @@ pub fn describe() {
         REPLICATION_BYTES,
         metrics::Unit::Bytes,
         "Bytes copied into this region's store"
+    );
+    metrics::describe_counter!(
+        WARM_ARRIVAL_OBJECTS,
+        "Objects under a [[region.warm]] prefix, by outcome: warmed (every block on its owners), failed (some block failed; tried again later), skipped (the prefixes hold more than the cluster's tiers)"
+    );
+    metrics::describe_counter!(
+        WARM_ARRIVAL_BYTES,
+        metrics::Unit::Bytes,
+        "Bytes warmed on arrival, by how: loaded (from the store by their owner) or cached (already there)"
+    );
+    metrics::describe_gauge!(
+        WARM_ARRIVAL_QUEUE,
+        "Objects waiting to be warmed on arrival on this node (the lease holder)"
+    );
+    metrics::describe_histogram!(
+        WARM_ARRIVAL_LAG_SECONDS,
+        metrics::Unit::Seconds,
+        "From an object's commit (at the source) to every block of it on its owners in this region"
+    );
+    metrics::describe_gauge!(
+        WARM_ARRIVAL_OVER_CAPACITY,
+        "1 while warm on arrival is stopped because its prefixes hold more than the cluster's tiers"
+    );
+    metrics::describe_counter!(
+        WARM_ARRIVAL_EVICTED,
+        metrics::Unit::Bytes,
+        "Bytes of replaced or deleted versions evicted from the cluster by warm on arrival"
     );
     metrics::describe_histogram!(
         REPLICATION_COPY_SECONDS,

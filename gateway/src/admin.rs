@@ -34,6 +34,8 @@ pub struct AdminState {
     /// In a mirror region: the follower's state, and how long without the
     /// source it stays healthy.
     pub mirror: Option<(Arc<MirrorState>, Duration)>,
+    /// Warm on arrival, when `[[region.warm]]` names prefixes.
+    pub arrivals: Option<Arc<ferry_cache::region::WarmOnArrival>>,
     /// The background workers' panics and restarts.
     pub workers: Arc<Workers>,
     /// Where pins set at run time are kept.
@@ -58,6 +60,7 @@ impl AdminState {
                         .map_or(Duration::from_secs(86_400), |r| r.mirror_timeout),
                 )
             }),
+            arrivals: node.region.arrivals.clone(),
             workers: node.workers.clone(),
             kept_pins: node.kept_pins.clone(),
         }
@@ -291,12 +294,23 @@ struct MirrorStatus {
     last_error: Option<String>,
     /// Blobs still to copy into this region's store.
     replication_queue: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warm_on_arrival: Option<ferry_cache::region::ArrivalStatus>,
 }
 
-/// The mirror's state as JSON (404 outside a mirror region).
+/// The region's state as JSON: the mirror's, and warm on arrival's (404
+/// in a region that neither follows nor warms).
 async fn region_status(State(state): State<AdminState>) -> Response {
+    let arrivals = state.arrivals.as_ref().map(|a| a.status());
     let Some((mirror, _)) = &state.mirror else {
-        return (StatusCode::NOT_FOUND, "this region is not a mirror\n").into_response();
+        return match arrivals {
+            Some(arrivals) => Json(serde_json::json!({ "warm_on_arrival": arrivals })).into_response(),
+            None => (
+                StatusCode::NOT_FOUND,
+                "this region is not a mirror and warms nothing on arrival\n",
+            )
+                .into_response(),
+        };
     };
     let queue = match state.meta.replication_jobs(0, 100_000).await {
         Ok(jobs) => jobs.len(),
@@ -312,6 +326,7 @@ async fn region_status(State(state): State<AdminState>) -> Response {
         dropped: mirror.dropped(),
         last_error: mirror.last_error(),
         replication_queue: queue,
+        warm_on_arrival: arrivals,
     })
     .into_response()
 }

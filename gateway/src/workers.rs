@@ -1,5 +1,6 @@
 //! What a node runs in the background, beside its servers: the collector,
-//! scheduled dumps and imports, a mirror's follower and replicator, the
+//! scheduled dumps and imports, a mirror's follower and replicator, warm
+//! on arrival, the
 //! metrics upkeep, the cluster's heartbeat and run-time pins, and the TLS
 //! certificate's reload. All go into one set, stop
 //! at one signal, and run under supervision: one that panics is started
@@ -101,6 +102,16 @@ pub fn spawn(
             Box::new(move || {
                 let (replicator, stop) = (replicator.clone(), replicator_stop.clone());
                 Box::pin(async move { replicator.run(stop).await })
+            }),
+        );
+    }
+    if let Some(arrivals) = node.region.arrivals.clone() {
+        let stop = stop.clone();
+        run(
+            "warm on arrival",
+            Box::new(move || {
+                let (arrivals, stop) = (arrivals.clone(), stop.clone());
+                Box::pin(async move { arrivals.run(stop).await })
             }),
         );
     }

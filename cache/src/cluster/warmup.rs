@@ -20,7 +20,7 @@
 
 use std::sync::Arc;
 
-use ferry_meta::{ListQuery, Meta};
+use ferry_meta::{Layout, ListQuery, Meta};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -78,6 +78,76 @@ pub struct Tally {
     /// (a check tells; a warm-up counts only blocks already there).
     pub bytes_pinned: u64,
     pub failures: u64,
+}
+
+impl Tally {
+    fn add(&mut self, other: &Tally) {
+        self.objects += other.objects;
+        self.bytes += other.bytes;
+        self.bytes_loaded += other.bytes_loaded;
+        self.bytes_cached += other.bytes_cached;
+        self.bytes_pinned += other.bytes_pinned;
+        self.failures += other.failures;
+    }
+}
+
+/// What [`object`] does with each block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Load it on its owners.
+    Warm,
+    /// Ask its owners whether they hold it; load nothing.
+    Check,
+    /// Drop it from every member.
+    Evict,
+}
+
+/// Every block of one object (`layout`), `concurrency` at a time, at
+/// warm-up priority: the unit a warm-up of a prefix, and warming on
+/// arrival, are made of.
+pub async fn object(
+    cache: &Arc<BlockCache>,
+    node: Option<&Arc<Node>>,
+    layout: &Layout,
+    pinned: bool,
+    action: Action,
+    concurrency: usize,
+) -> Tally {
+    let blocks = cache.block_addrs(layout, pinned);
+    let results: Vec<Outcome> = stream::iter(blocks)
+        .map(|addr| {
+            let (cache, node) = (cache.clone(), node.cloned());
+            admission::with_priority(ReadPriority::Warmup, async move {
+                match action {
+                    Action::Evict => evict_block(&cache, node.as_deref(), &addr).await,
+                    Action::Check => warm_block(&cache, node.as_deref(), &addr, true).await,
+                    Action::Warm => warm_block(&cache, node.as_deref(), &addr, false).await,
+                }
+            })
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let mut tally = Tally {
+        objects: 1,
+        bytes: layout.total_len(),
+        ..Tally::default()
+    };
+    for outcome in results {
+        match outcome {
+            Outcome::Cached { bytes, pinned } => {
+                tally.bytes_cached += bytes;
+                if pinned {
+                    tally.bytes_pinned += bytes;
+                }
+            }
+            Outcome::Loaded(n) => tally.bytes_loaded += n,
+            // What `check` finds absent: neither cached nor failed.
+            Outcome::Missing => {}
+            Outcome::Failed => tally.failures += 1,
+        }
+    }
+    tally
 }
 
 const PAGE: usize = 1000;
@@ -144,39 +214,22 @@ pub async fn run(
                 Err(_) => continue,
             };
             let pinned = cache.pins().covers(&request.bucket, key);
-            let blocks = cache.block_addrs(&layout, pinned);
-            let results: Vec<Outcome> = stream::iter(blocks)
-                .map(|addr| {
-                    let (cache, node) = (cache.clone(), node.clone());
-                    admission::with_priority(ReadPriority::Warmup, async move {
-                        if request.evict {
-                            evict_block(&cache, node.as_deref(), &addr).await
-                        } else {
-                            warm_block(&cache, node.as_deref(), &addr, request.check).await
-                        }
-                    })
-                })
-                .buffer_unordered(request.concurrency.max(1))
-                .collect()
-                .await;
-            for outcome in results {
-                match outcome {
-                    Outcome::Cached { bytes, pinned } => {
-                        tally.bytes_cached += bytes;
-                        if pinned {
-                            tally.bytes_pinned += bytes;
-                        }
-                    }
-                    Outcome::Loaded(n) => tally.bytes_loaded += n,
-                    Outcome::Missing(n) => {
-                        // What `check` finds absent: neither cached nor failed.
-                        let _ = n;
-                    }
-                    Outcome::Failed => tally.failures += 1,
-                }
-            }
-            tally.objects += 1;
-            tally.bytes += layout.total_len();
+            let action = match (request.evict, request.check) {
+                (true, _) => Action::Evict,
+                (false, true) => Action::Check,
+                (false, false) => Action::Warm,
+            };
+            let of_object = object(
+                &cache,
+                node.as_ref(),
+                &layout,
+                pinned,
+                action,
+                request.concurrency,
+            )
+            .await;
+            tally.add(&of_object);
+
             if events
                 .send(WarmupEvent::Progress(tally.clone()))
                 .await
@@ -219,7 +272,7 @@ pub(super) enum Outcome {
     },
     Loaded(u64),
     /// Probed and not cached.
-    Missing(u64),
+    Missing,
     Failed,
 }
 
@@ -261,7 +314,7 @@ pub(super) async fn evict_block(
             bytes: len,
             pinned: false,
         },
-        (false, false) => Outcome::Missing(len),
+        (false, false) => Outcome::Missing,
     }
 }
 
@@ -281,7 +334,7 @@ pub(super) async fn warm_block(
                 cached: true,
                 pinned,
             }) => Outcome::Cached { bytes: len, pinned },
-            Ok(_) if check => Outcome::Missing(len),
+            Ok(_) if check => Outcome::Missing,
             Ok(_) => Outcome::Loaded(len),
             Err(e) => {
                 tracing::warn!(error = %e, blob = %addr.blob, block = addr.index, "warm-up of a block failed");
@@ -321,7 +374,7 @@ pub(super) async fn warm_block(
                     bytes: len,
                     pinned: answer.pinned,
                 },
-                Ok(_) if check => Outcome::Missing(len),
+                Ok(_) if check => Outcome::Missing,
                 Ok(_) => Outcome::Loaded(len),
                 // The owner's store failed: another node's would too.
                 Err(PeerError::Store(e)) => {

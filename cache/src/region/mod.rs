@@ -4,11 +4,13 @@
 //! store resolves to concrete stores here, the store chain, is the store
 //! side of the `source` seam.)
 
+pub mod arrivals;
 pub mod feed;
 pub mod import;
 pub mod mirror;
 mod stale;
 
+pub use arrivals::{ArrivalStatus, WarmOnArrival};
 pub use feed::FeedSource;
 pub use mirror::{FeedClient, Follower, MirrorState, ReplicationPolicy, Replicator};
 pub use stale::StaleEntries;

@@ -115,7 +115,11 @@ impl Node {
         let cache = cache::open(&config, sources, pins).await?;
 
         let identity = identity::node_identity(&config)?;
-        let region = Region::start(&config, &meta, &stores, &identity, &client_tls)?;
+        let warming = region::Warming {
+            cache: &cache,
+            node: cluster.as_ref().map(|c| c.node.clone()),
+        };
+        let region = Region::start(&config, &meta, &stores, &identity, &client_tls, warming)?;
         let spool = spool_dir(&config);
         std::fs::create_dir_all(&spool).map_err(StartError::file("create", &spool))?;
         Ok(Node {
