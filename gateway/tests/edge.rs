@@ -336,12 +336,14 @@ async fn a_blob_streamed_through_a_storeless_edge_is_not_deleted_under_it() {
     let source_client = src.client("models");
     let edge_dir = temp_dir();
     // A small cache and short readahead: the stream's later blocks are
-    // read from the source's bucket after the delete.
+    // read from the source's bucket after the delete. The bucket is a warm
+    // prefix, but holds more than this cache: it is not warmed.
     let edge = edge_node(
         edge_dir.path(),
         &origin,
         &src.admin,
-        "[cache]\nmemory = \"8MiB\"\nblock_size = \"1MiB\"\nreadahead = \"2MiB\"\n",
+        "[[region.warm]]\nprefix = \"models\"\n\n\
+         [cache]\nmemory = \"8MiB\"\ndisk = \"0\"\nblock_size = \"1MiB\"\nreadahead = \"2MiB\"\n",
     );
     let edge_client = edge.client("models");
 
@@ -366,6 +368,31 @@ async fn a_blob_streamed_through_a_storeless_edge_is_not_deleted_under_it() {
     .await;
     let v1_blobs = blob_files().await;
     assert!(v1_blobs >= 1);
+    eventually(
+        "warm on arrival stopped: the prefix is larger than the cache",
+        Duration::from_secs(30),
+        || async {
+            let status = region_status(&edge.admin);
+            (status["warm_on_arrival"]["over_capacity"] == true).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        metric(&edge.admin, "ferry_warm_arrival_over_capacity", ""),
+        1.0
+    );
+    assert!(
+        metric(
+            &edge.admin,
+            "ferry_warm_arrival_objects_total",
+            "outcome=\"skipped\""
+        ) >= 1.0
+    );
+    assert_eq!(
+        metric(&edge.admin, "ferry_warm_arrival_bytes_total", ""),
+        0.0,
+        "nothing was warmed"
+    );
 
     // The stream starts; its reader takes the first MiB and holds on.
     let mut stream = edge_client
