@@ -20,6 +20,7 @@ pub const READAHEAD_SKIPPED: &str = "ferry_readahead_blocks_skipped_total";
 pub const READAHEAD_USED: &str = "ferry_readahead_blocks_used_total";
 pub const READAHEAD_WASTED: &str = "ferry_readahead_blocks_wasted_total";
 pub const CACHE_DISK_WRITES_DROPPED: &str = "ferry_cache_disk_writes_dropped_total";
+pub const CACHE_DISK_REWRITES: &str = "ferry_cache_disk_rewrites_total";
 pub const CACHE_DISK_PAGES_LOST: &str = "ferry_cache_disk_pages_lost_total";
 pub const CACHE_DISK_ERRORS: &str = "ferry_cache_disk_errors_total";
 pub const CACHE_BLOCKS_PINNED: &str = "ferry_cache_blocks_pinned_total";
@@ -214,6 +215,10 @@ pub fn describe() {
     metrics::describe_counter!(
         CACHE_DISK_ERRORS,
         "Failures of a disk of the cache tier, by disk (its folder) and op (open: left out at start; read: a miss, and three within 10 s set the disk aside, its blocks read from outside, tried again after 30 s; full: its filesystem filled up and its writes pause until it has room)"
+    );
+    metrics::describe_counter!(
+        CACHE_DISK_REWRITES,
+        "Blocks a warm-up's prefetch wrote to disk again because their pages were dropped on the way (the disk's write buffers were full)"
     );
     metrics::describe_counter!(
         CACHE_BLOCKS_PINNED,

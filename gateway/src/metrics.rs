@@ -29,6 +29,15 @@ pub fn install() -> Result<PrometheusHandle, String> {
             ],
         )
         .map_err(|e| e.to_string())?
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(
+                ferry_cache::metrics::WARM_ARRIVAL_LAG_SECONDS.to_string(),
+            ),
+            &[
+                0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+            ],
+        )
+        .map_err(|e| e.to_string())?
         .install_recorder()
         .map_err(|e| e.to_string())?;
     metrics::describe_counter!(

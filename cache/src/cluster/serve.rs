@@ -69,6 +69,9 @@ impl BlockCache {
         // A pinned block is where it belongs once in the pinned share; a
         // prefetch of one cached elsewhere reads it whole, which moves it.
         let pinned = addr.pinned && holds && self.tier().holds_pinned(&key, addr.len);
+        // An owner's prefetch (a warm-up) keeps the block on disk: one
+        // held only in memory is not warm yet.
+        let lasting = !keep_on_disk || !self.tier().has_disk() || self.tier().on_disk(&key, addr.len);
         let outcome = |o: &'static str| {
             metrics::counter!(m::PEER_SERVED, "verb" => verb.as_str(), "outcome" => o).increment(1);
         };
@@ -81,7 +84,9 @@ impl BlockCache {
                 })
             }
             (Verb::Prefetch, _)
-                if holds && (pinned || !addr.pinned || !self.tier().has_pinned_share()) =>
+                if holds
+                    && lasting
+                    && (pinned || !addr.pinned || !self.tier().has_pinned_share()) =>
             {
                 outcome("hit");
                 Ok(Served::Cached {
@@ -151,6 +156,12 @@ impl BlockCache {
                 }
                 outcome("loaded");
                 if verb == Verb::Prefetch {
+                    if keep_on_disk
+                        && self.tier().has_disk()
+                        && !self.tier().keep_on_disk(&key, &block, addr.pinned).await
+                    {
+                        tracing::warn!(blob = %addr.blob, block = addr.index, "a warm-up's block could not be kept on disk");
+                    }
                     // Whether it went to the pinned share, a probe tells
                     // (foyer lists pages once they are flushed).
                     return Ok(Served::Cached {

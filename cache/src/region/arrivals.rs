@@ -480,15 +480,26 @@ impl WarmOnArrival {
                 ::metrics::counter!(metrics::WARM_ARRIVAL_OBJECTS, "outcome" => "skipped").increment(1);
             } else {
                 let pinned = self.cache.pins().covers(&item.bucket, &item.key);
-                let tally = warmup::object(
-                    &self.cache,
-                    self.node.as_ref(),
-                    &item.layout,
-                    pinned,
-                    Action::Warm,
-                    self.concurrency,
-                )
-                .await;
+                let object = |action| {
+                    warmup::object(
+                        &self.cache,
+                        self.node.as_ref(),
+                        &item.layout,
+                        pinned,
+                        action,
+                        self.concurrency,
+                    )
+                };
+                let mut tally = object(Action::Warm).await;
+                // Warm means on its owners now: a block lost on the way (an
+                // owner restarted, or evicted it at once) is a failure, tried
+                // again later.
+                if tally.failures == 0 {
+                    let check = object(Action::Check).await;
+                    if check.bytes_cached < check.bytes {
+                        tally.failures += 1;
+                    }
+                }
                 self.record(&mut item, &tally, arrived, follow);
             }
             ::metrics::gauge!(metrics::WARM_ARRIVAL_QUEUE).set(left as f64);

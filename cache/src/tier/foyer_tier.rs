@@ -65,6 +65,8 @@ pub struct FoyerTier {
 /// Block buffers kept for blocks read from disk: as many as a few streams
 /// have in flight.
 const BUFFERS_KEPT: usize = 16;
+/// Writes of a block a warm-up keeps, before giving up on its disk.
+const KEEP_ATTEMPTS: u32 = 3;
 
 impl FoyerTier {
     /// Opens the tiers. A disk that cannot be opened is left out (and
@@ -261,6 +263,17 @@ impl Pages {
         );
         if pinned && disk.pinned.is_some() {
             metrics::counter!(m::CACHE_BLOCKS_PINNED, "how" => "fetched").increment(1);
+        }
+    }
+
+    /// Waits until everything written so far to the disk `key` belongs to
+    /// is flushed (or dropped).
+    async fn flushed(&self, key: &str) {
+        let Some(disk) = self.disks.of_block(key).filter(|d| d.usable()) else {
+            return;
+        };
+        for engine in disk.engines() {
+            engine.storage().wait().await;
         }
     }
 
@@ -488,7 +501,30 @@ impl BlockTier for FoyerTier {
     }
 
     fn holds(&self, key: &str, len: u64) -> bool {
-        self.memory.memory().contains(key) || (self.has_disks() && self.pages().holds(key, len))
+        self.memory.memory().contains(key) || self.on_disk(key, len)
+    }
+
+    fn on_disk(&self, key: &str, len: u64) -> bool {
+        self.has_disks() && self.pages().holds(key, len)
+    }
+
+    async fn keep_on_disk(&self, key: &str, block: &Bytes, pinned: bool) -> bool {
+        if !self.has_disks() {
+            return false;
+        }
+        let pages = self.pages();
+        let len = block.len() as u64;
+        for attempt in 1..=KEEP_ATTEMPTS {
+            pages.flushed(key).await;
+            if pages.holds(key, len) {
+                return true;
+            }
+            if attempt < KEEP_ATTEMPTS {
+                metrics::counter!(m::CACHE_DISK_REWRITES).increment(1);
+                pages.write(key, block, pinned);
+            }
+        }
+        false
     }
 
     fn holds_pinned(&self, key: &str, len: u64) -> bool {

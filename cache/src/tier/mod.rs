@@ -99,6 +99,20 @@ pub trait BlockTier: Send + Sync + 'static {
     /// unpinned ones cannot evict it.
     fn put(&self, key: &str, block: Bytes, pinned: bool);
 
+    /// Whether the whole block is on this node's disk, not only in memory.
+    fn on_disk(&self, _key: &str, _len: u64) -> bool {
+        false
+    }
+
+    /// Sees `block` (under `key`) onto disk: waits until what was written
+    /// to its disk is flushed, and writes the block again when its pages
+    /// were dropped on the way (the disk's write buffers were full), so a
+    /// warm-up keeps what it loaded. Answers whether the disk holds it
+    /// now; a tier without disks answers false at once.
+    async fn keep_on_disk(&self, _key: &str, _block: &Bytes, _pinned: bool) -> bool {
+        false
+    }
+
     /// Drops the block under `key` (`len` bytes long) from every tier,
     /// for good (a disk tier records the removal so a restart does not
     /// bring it back); answers whether the tier held any of it.
