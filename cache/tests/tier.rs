@@ -696,3 +696,38 @@ async fn foyer_a_full_disk_pauses_its_writes_and_keeps_serving() {
     );
     tier.close().await.expect("close");
 }
+
+/// A burst of writes larger than a disk's flush buffers loses pages (foyer
+/// drops what its buffers cannot take); a warm-up's `keep_on_disk` writes
+/// such a block again until its disk holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foyer_keep_on_disk_survives_a_burst_larger_than_the_flush_buffers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tier = FoyerTier::open(&foyer_config(dir.path(), 4 * BLOCK as u64, 512 << 20))
+        .await
+        .expect("open");
+    let blocks: Vec<Bytes> = (0..256u32)
+        .map(|i| Bytes::from(vec![(i % 251) as u8; BLOCK]))
+        .collect();
+    for (i, block) in blocks.iter().enumerate() {
+        tier.put(&format!("burst{i}"), block.clone(), false);
+    }
+    let tier = &tier;
+    let kept = futures::future::join_all(blocks.iter().enumerate().map(|(i, block)| async move {
+        let key = format!("burst{i}");
+        tier.keep_on_disk(&key, block, false).await
+    }))
+    .await;
+    assert!(kept.iter().all(|k| *k), "some block could not be kept");
+    for (i, block) in blocks.iter().enumerate() {
+        let key = format!("burst{i}");
+        assert!(tier.on_disk(&key, BLOCK as u64), "{key} is not on disk");
+        let (pieces, _) = tier
+            .get(&key, BLOCK as u64, 0..BLOCK as u64)
+            .await
+            .expect("read")
+            .expect("held");
+        assert!(pieces.concat() == block.as_ref(), "{key} has other bytes");
+    }
+    tier.close().await.expect("close");
+}

@@ -81,6 +81,9 @@ pub struct Disk {
     min_free: u64,
     /// When free space was last read, and whether the disk was full.
     room: Mutex<(Option<Instant>, bool)>,
+    /// Held while a block whose pages were dropped is written again, one
+    /// at a time, so the rewrites cannot overflow the flush buffers too.
+    pub rewrites: tokio::sync::Mutex<()>,
     /// An error every read of this disk fails with (tests of a failing
     /// device).
     #[cfg(feature = "testing")]
@@ -111,6 +114,7 @@ impl Disks {
                         dir: config.dir.clone(),
                         min_free: engine_block(block_size),
                         room: Mutex::new((None, false)),
+                        rewrites: tokio::sync::Mutex::new(()),
                         #[cfg(feature = "testing")]
                         read_fault: Mutex::new(None),
                     });

@@ -65,7 +65,7 @@ pub struct FoyerTier {
 /// Block buffers kept for blocks read from disk: as many as a few streams
 /// have in flight.
 const BUFFERS_KEPT: usize = 16;
-/// Writes of a block a warm-up keeps, before giving up on its disk.
+/// Writes again of a block a warm-up keeps, before giving up on its disk.
 const KEEP_ATTEMPTS: u32 = 3;
 
 impl FoyerTier {
@@ -512,16 +512,24 @@ impl BlockTier for FoyerTier {
         if !self.has_disks() {
             return false;
         }
+        let Some(disk) = self.disks.of_block(key) else {
+            return false;
+        };
         let pages = self.pages();
         let len = block.len() as u64;
-        for attempt in 1..=KEEP_ATTEMPTS {
+        pages.flushed(key).await;
+        if pages.holds(key, len) {
+            return true;
+        }
+        // Dropped on the way: written again, one block at a time per disk,
+        // each flushed before the next.
+        let _turn = disk.rewrites.lock().await;
+        for _ in 0..KEEP_ATTEMPTS {
+            metrics::counter!(m::CACHE_DISK_REWRITES).increment(1);
+            pages.write(key, block, pinned);
             pages.flushed(key).await;
             if pages.holds(key, len) {
                 return true;
-            }
-            if attempt < KEEP_ATTEMPTS {
-                metrics::counter!(m::CACHE_DISK_REWRITES).increment(1);
-                pages.write(key, block, pinned);
             }
         }
         false
