@@ -71,7 +71,10 @@ impl BlockCache {
         let pinned = addr.pinned && holds && self.tier().holds_pinned(&key, addr.len);
         // An owner's prefetch (a warm-up) keeps the block on disk: one
         // held only in memory is not warm yet.
-        let lasting = !keep_on_disk || !self.tier().has_disk() || self.tier().on_disk(&key, addr.len);
+        let lasting = verb != Verb::Prefetch
+            || !keep_on_disk
+            || !self.tier().has_disk()
+            || self.tier().on_disk(&key, addr.len);
         let outcome = |o: &'static str| {
             metrics::counter!(m::PEER_SERVED, "verb" => verb.as_str(), "outcome" => o).increment(1);
         };
