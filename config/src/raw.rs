@@ -197,7 +197,13 @@ impl RawConfig {
             .transpose()?;
         let region = self.region.map(RawRegion::validate).transpose()?;
         if let Some(region) = &region {
-            region_section::check_stores(region, &stores, &data_store, &configured_stores, &volume)?;
+            region_section::check_stores(
+                region,
+                &stores,
+                &data_store,
+                &configured_stores,
+                &volume,
+            )?;
         }
         let imports = imports::validate(self.imports, &stores, region.as_ref())?;
         let admin_token = self.admin.validate()?;

@@ -158,8 +158,9 @@ impl RawRegion {
         }
         let mut warm = Vec::with_capacity(self.warm.len());
         for (i, w) in self.warm.into_iter().enumerate() {
-            crate::cache::check_pin(&w.prefix)
-                .map_err(|reason| ConfigError::invalid(format!("region.warm[{i}].prefix"), reason))?;
+            crate::cache::check_pin(&w.prefix).map_err(|reason| {
+                ConfigError::invalid(format!("region.warm[{i}].prefix"), reason)
+            })?;
             warm.push(w.prefix);
         }
         let warm_concurrency = self.warm_concurrency.unwrap_or(8);
@@ -217,9 +218,7 @@ pub(crate) fn check_stores(
         ));
     }
     let owns_data = stores.get(data_store).is_some_and(|s| s.owned);
-    let replicable = stores
-        .values()
-        .any(|s| s.owned && !s.fallback.is_empty());
+    let replicable = stores.values().any(|s| s.owned && !s.fallback.is_empty());
     if !region.replicate.is_empty() && !replicable {
         return Err(ConfigError::invalid(
             "region.replicate",

@@ -441,8 +441,7 @@ fn a_broken_region_names_the_field() {
 const MIRROR_STORES: &str = "[stores.data]\nurl = \"file:///srv/edge\"\nfallback = [\"central\"]\n\
     [stores.central]\nurl = \"file:///srv/central\"\nowned = false\n";
 
-const FOLLOW: &str =
-    "[region]\nname = \"edge\"\nfollow = \"http://127.0.0.1:9001\"\nfeed_secret = \"0123456789abcdef\"\n";
+const FOLLOW: &str = "[region]\nname = \"edge\"\nfollow = \"http://127.0.0.1:9001\"\nfeed_secret = \"0123456789abcdef\"\n";
 
 #[test]
 fn a_mirror_may_read_the_sources_bucket_without_one_of_its_own() {
@@ -462,7 +461,9 @@ fn a_mirror_may_read_the_sources_bucket_without_one_of_its_own() {
         [region]\nname = \"central\"\n";
     assert_eq!(invalid_field(build(source)), "volume.data_store");
     assert_eq!(
-        invalid_field(build("[stores.data]\nurl = \"file:///srv/x\"\nowned = false\n")),
+        invalid_field(build(
+            "[stores.data]\nurl = \"file:///srv/x\"\nowned = false\n"
+        )),
         "volume.data_store"
     );
 
@@ -471,7 +472,9 @@ fn a_mirror_may_read_the_sources_bucket_without_one_of_its_own() {
         (FOLLOW.to_string(), "stores.data"),
         // Nothing to copy into.
         (
-            format!("{FOLLOW}replicate = [\"models\"]\n[stores.data]\nurl = \"file:///srv/central\"\nowned = false\n"),
+            format!(
+                "{FOLLOW}replicate = [\"models\"]\n[stores.data]\nurl = \"file:///srv/central\"\nowned = false\n"
+            ),
             "region.replicate",
         ),
         // Dumps would be written into the source's bucket.

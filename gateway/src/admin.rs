@@ -304,7 +304,9 @@ async fn region_status(State(state): State<AdminState>) -> Response {
     let arrivals = state.arrivals.as_ref().map(|a| a.status());
     let Some((mirror, _)) = &state.mirror else {
         return match arrivals {
-            Some(arrivals) => Json(serde_json::json!({ "warm_on_arrival": arrivals })).into_response(),
+            Some(arrivals) => {
+                Json(serde_json::json!({ "warm_on_arrival": arrivals })).into_response()
+            }
             None => (
                 StatusCode::NOT_FOUND,
                 "this region is not a mirror and warms nothing on arrival\n",

@@ -146,10 +146,7 @@ struct Edge {
 
 impl Edge {
     fn start(origin: &Server, follow: &str) -> Edge {
-        let name = format!(
-            "edge-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        );
+        let name = format!("edge-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let mut nodes = Vec::new();
         let mut dirs = Vec::new();
         for i in 0..2 {
@@ -186,7 +183,10 @@ impl Edge {
     }
 
     fn metric(&self, name: &str, filter: &str) -> f64 {
-        self.nodes.iter().map(|n| metric(&n.admin, name, filter)).sum()
+        self.nodes
+            .iter()
+            .map(|n| metric(&n.admin, name, filter))
+            .sum()
     }
 }
 
@@ -218,12 +218,7 @@ async fn an_edge_without_a_bucket_warms_new_models_as_they_arrive() {
     // A 256 MiB model written in the source: listable in the edge, then
     // fully warm in the edge's cluster, without anyone running a warm-up.
     let model = pattern(7, 256 * MIB);
-    put_multipart(
-        source_client.as_ref(),
-        "llama-3/model.safetensors",
-        &model,
-    )
-    .await;
+    put_multipart(source_client.as_ref(), "llama-3/model.safetensors", &model).await;
     eventually(
         "the model listed in the edge",
         Duration::from_secs(60),
@@ -240,16 +235,16 @@ async fn an_edge_without_a_bucket_warms_new_models_as_they_arrive() {
     fully_warm(&admin, "models/llama-3/", model.len()).await;
     let warmer = edge.warming_node().await;
     let status = region_status(&warmer.admin);
-    assert_eq!(status["warm_on_arrival"]["over_capacity"], false, "{status}");
+    assert_eq!(
+        status["warm_on_arrival"]["over_capacity"], false,
+        "{status}"
+    );
     assert!(
         metric(&warmer.admin, "ferry_warm_arrival_lag_seconds_count", "") >= 1.0,
         "the lag from the source's commit to fully warm is measured"
     );
     assert_eq!(
-        edge.metric(
-            "ferry_warm_arrival_bytes_total",
-            "how=\"loaded\""
-        ),
+        edge.metric("ferry_warm_arrival_bytes_total", "how=\"loaded\""),
         model.len() as f64,
         "each block was loaded once, for the whole region"
     );
@@ -269,7 +264,12 @@ async fn an_edge_without_a_bucket_warms_new_models_as_they_arrive() {
     // A write outside the prefix is not warmed. The arrivals are worked in
     // log order, so once a later write under the prefix is warm, the one
     // outside it has been passed over.
-    put(source_client.as_ref(), "mistral/w.bin", &pattern(3, 8 * MIB)).await;
+    put(
+        source_client.as_ref(),
+        "mistral/w.bin",
+        &pattern(3, 8 * MIB),
+    )
+    .await;
     let tokenizer = pattern(4, 3 * MIB);
     put(source_client.as_ref(), "llama-3/tokenizer.json", &tokenizer).await;
     fully_warm(&admin, "models/llama-3/", model.len() + tokenizer.len()).await;
@@ -311,7 +311,11 @@ async fn an_edge_without_a_bucket_warms_new_models_as_they_arrive() {
     for client in &edge_clients {
         assert!(read_all(client.as_ref(), "llama-3/model.safetensors").await == model_v2);
     }
-    assert_eq!(origin_gets(&origin), gets_before, "the new version was warm");
+    assert_eq!(
+        origin_gets(&origin),
+        gets_before,
+        "the new version was warm"
+    );
 
     // The edge owns no bucket: it refuses writes like any mirror.
     let refused = edge_clients[0]
@@ -411,10 +415,14 @@ async fn a_blob_streamed_through_a_storeless_edge_is_not_deleted_under_it() {
         .delete(&Path::from("m.bin"))
         .await
         .expect("delete at the source");
-    eventually("the delete applied in the edge", Duration::from_secs(30), || {
-        let client = edge_client.clone();
-        async move { (!listed(client.as_ref(), "m.bin").await).then_some(()) }
-    })
+    eventually(
+        "the delete applied in the edge",
+        Duration::from_secs(30),
+        || {
+            let client = edge_client.clone();
+            async move { (!listed(client.as_ref(), "m.bin").await).then_some(()) }
+        },
+    )
     .await;
 
     // The rest of the stream still comes from the source's bucket.
@@ -422,7 +430,10 @@ async fn a_blob_streamed_through_a_storeless_edge_is_not_deleted_under_it() {
     while let Some(chunk) = stream.next().await {
         got.extend_from_slice(&chunk.expect("the stream continues after the delete"));
     }
-    assert!(got == v1, "the stream through the edge returned other bytes");
+    assert!(
+        got == v1,
+        "the stream through the edge returned other bytes"
+    );
     assert!(
         origin_gets(&origin) > gets_at_delete + 10.0,
         "the stream's later blocks were read from the source's bucket after the delete"

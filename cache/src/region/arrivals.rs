@@ -477,7 +477,8 @@ impl WarmOnArrival {
             if !current {
                 // Replaced or deleted since it was queued.
             } else if over {
-                ::metrics::counter!(metrics::WARM_ARRIVAL_OBJECTS, "outcome" => "skipped").increment(1);
+                ::metrics::counter!(metrics::WARM_ARRIVAL_OBJECTS, "outcome" => "skipped")
+                    .increment(1);
             } else {
                 let pinned = self.cache.pins().covers(&item.bucket, &item.key);
                 let object = |action| {
@@ -508,8 +509,10 @@ impl WarmOnArrival {
     }
 
     fn record(&self, item: &mut Pending, tally: &Tally, arrived: bool, follow: &mut Follow) {
-        ::metrics::counter!(metrics::WARM_ARRIVAL_BYTES, "how" => "loaded").increment(tally.bytes_loaded);
-        ::metrics::counter!(metrics::WARM_ARRIVAL_BYTES, "how" => "cached").increment(tally.bytes_cached);
+        ::metrics::counter!(metrics::WARM_ARRIVAL_BYTES, "how" => "loaded")
+            .increment(tally.bytes_loaded);
+        ::metrics::counter!(metrics::WARM_ARRIVAL_BYTES, "how" => "cached")
+            .increment(tally.bytes_cached);
         if tally.failures > 0 {
             self.state.failed.fetch_add(1, Ordering::Relaxed);
             ::metrics::counter!(metrics::WARM_ARRIVAL_OBJECTS, "outcome" => "failed").increment(1);
