@@ -612,3 +612,29 @@ async fn staging_files_left_by_a_crash_are_swept_after_the_grace_period() {
     assert!(volume.exists(&blob).await);
     assert!(volume.read("k").await == b"kept");
 }
+
+/// A namespace no feed serves (a single region, or a mirror's own log)
+/// keeps only the newest `log_keep` change-log records: its collector
+/// trims the rest, which nothing reads.
+#[tokio::test]
+async fn without_a_feed_the_collector_keeps_the_newest_log_records() {
+    let volume = Volume::new();
+    for i in 0..20 {
+        volume
+            .meta
+            .create_bucket(&format!("bucket-{i:02}"))
+            .await
+            .expect("create bucket");
+    }
+    let last = volume.meta.last_seq().await.expect("last");
+    let collector = volume.collector().clone().with_log_keep(5);
+    let stats = collector.run_once(now_millis()).await.expect("pass");
+    assert_eq!(stats.log_trimmed, last - 5);
+    assert_eq!(volume.meta.log_floor().await.expect("floor"), last - 5);
+    let kept = volume.meta.changes_since(0, 100).await.expect("changes");
+    assert_eq!(kept.len(), 5, "the newest five records are kept");
+    assert_eq!(kept.last().map(|c| c.seq), Some(last));
+    // Nothing more to trim until more is written.
+    let again = collector.run_once(now_millis()).await.expect("pass");
+    assert_eq!(again.log_trimmed, 0);
+}

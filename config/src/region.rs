@@ -37,8 +37,9 @@ pub struct RawRegion {
     /// blobs are no longer kept for it). Default `24h`.
     #[serde(default, with = "humantime_serde")]
     pub mirror_timeout: Option<Duration>,
-    /// Source: change-log records kept even when no mirror needs them.
-    /// Default 100000.
+    /// Change-log records kept even when no mirror needs them (in any
+    /// region: a mirror's own log, and one without a feed, are trimmed to
+    /// this). Default 100000.
     pub log_keep: Option<u64>,
     /// `[[region.warm]]`: prefixes whose new objects the region's cache
     /// cluster loads as they arrive (in a source or a mirror).

@@ -70,6 +70,12 @@ pub fn spawn(
         config.volume.lease,
     )
     .with_upload_expiry(config.volume.upload_expiry)
+    .with_log_keep(
+        config
+            .region
+            .as_ref()
+            .map_or(ferry_cache::volume::DEFAULT_LOG_KEEP, |r| r.log_keep),
+    )
     .with_holder(&node.identity);
     // A source's collector keeps what its mirrors have not applied yet.
     let collector = match &node.region.feed {

@@ -464,8 +464,9 @@ async fn the_feed_refuses_requests_without_the_secret() {
         mirror_dir.path(),
         "mirror.toml",
         &format!(
-            "[region]\nname = \"edge-1\"\nfollow = \"{}\"\nfeed_secret = \"not-the-secret-at-all\"\n",
-            src.admin
+            "[region]\nname = \"edge-1\"\nfollow = \"{}\"\nfeed_secret = \"not-the-secret-at-all\"\n\n[stores.data]\n{}owned = false\n",
+            src.admin,
+            origin_store(&origin)
         ),
     );
     let edge = Server::start(Launch {

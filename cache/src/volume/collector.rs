@@ -35,6 +35,8 @@ pub struct CollectStats {
     pub completions_expired: u64,
     /// Whether another gateway holds the lease (then nothing was done).
     pub lease_held_elsewhere: bool,
+    /// Change-log records trimmed (no feed: beyond the newest `log_keep`).
+    pub log_trimmed: u64,
 }
 
 #[derive(Clone)]
@@ -47,8 +49,14 @@ pub struct Collector {
     /// In a source region: the mirrors' needs (deletes wait for them, the
     /// log is trimmed below them).
     feed: Option<Arc<FeedSource>>,
+    /// Change-log records kept when no feed trims the log (its own
+    /// maintenance does in a source region).
+    log_keep: u64,
     holder: String,
 }
+
+/// Change-log records a namespace keeps when nothing needs more.
+pub const DEFAULT_LOG_KEEP: u64 = 100_000;
 
 impl Collector {
     pub fn new(
@@ -64,8 +72,17 @@ impl Collector {
             lease_ttl,
             upload_expiry: None,
             feed: None,
+            log_keep: DEFAULT_LOG_KEEP,
             holder: uuid::Uuid::new_v4().to_string(),
         }
+    }
+
+    /// Keeps the newest `keep` change-log records when no feed trims the
+    /// log (a single region, or a mirror's own log, which warm on arrival
+    /// follows: it catches up when trimmed under).
+    pub fn with_log_keep(mut self, keep: u64) -> Collector {
+        self.log_keep = keep;
+        self
     }
 
     /// Holds the lease as `holder`: a node that keeps its identity across
@@ -141,10 +158,13 @@ impl Collector {
         }
         let grace = i64::try_from(self.grace.as_millis()).unwrap_or(i64::MAX);
         let mut cutoff = now.saturating_sub(grace);
-        if let Some(feed) = &self.feed
-            && let Some(horizon) = feed.maintain(now).await?
-        {
-            cutoff = cutoff.min(horizon);
+        match &self.feed {
+            Some(feed) => {
+                if let Some(horizon) = feed.maintain(now).await? {
+                    cutoff = cutoff.min(horizon);
+                }
+            }
+            None => stats.log_trimmed = self.trim_log().await?,
         }
         loop {
             let due = self.meta.due_deletions(cutoff, BATCH).await?;
@@ -198,6 +218,16 @@ impl Collector {
             + Duration::from_millis(u64::try_from(now.saturating_sub(grace)).unwrap_or(0));
         stats.staging_removed = super::staging::sweep(&self.stores, written_before).await;
         Ok(stats)
+    }
+
+    /// Drops change-log records older than the newest `log_keep`, where no
+    /// feed (and so no mirror) needs them.
+    async fn trim_log(&self) -> Result<u64> {
+        let through = self.meta.last_seq().await?.saturating_sub(self.log_keep);
+        if through <= self.meta.log_floor().await? {
+            return Ok(0);
+        }
+        Ok(self.meta.trim_changes(through).await?)
     }
 
     /// Runs a pass every `interval` until `shutdown` resolves.

@@ -11,6 +11,6 @@ mod fsck;
 mod staging;
 
 pub use blob::{BLOB_PREFIX, BlobTags, BlobUpload, fresh_blob_key};
-pub use collector::{CollectStats, Collector};
+pub use collector::{CollectStats, Collector, DEFAULT_LOG_KEEP};
 pub use dumps::{DUMP_PREFIX, dump_to_store, run_scheduled as run_scheduled_dumps};
 pub use fsck::{FsckReport, MissingBlob, fsck};
