@@ -40,6 +40,7 @@ use crate::cluster::warmup::{self, Action, Tally};
 use crate::error::Result;
 use crate::metrics;
 use crate::read::blocks::BlockCache;
+use crate::region::BucketPrefixes;
 
 const LEASE: &str = "warm-on-arrival";
 const LEASE_TTL: Duration = Duration::from_secs(30);
@@ -118,8 +119,7 @@ pub struct WarmOnArrival {
     meta: Arc<dyn Meta>,
     cache: Arc<BlockCache>,
     node: Option<Arc<Node>>,
-    /// `(bucket, key prefix)`.
-    prefixes: Vec<(String, String)>,
+    prefixes: BucketPrefixes,
     concurrency: usize,
     /// What this node's tiers hold, when no cluster says what all do.
     local_capacity: u64,
@@ -141,13 +141,7 @@ impl WarmOnArrival {
             meta,
             cache,
             node,
-            prefixes: prefixes
-                .iter()
-                .map(|p| match p.split_once('/') {
-                    Some((bucket, prefix)) => (bucket.to_string(), prefix.to_string()),
-                    None => (p.clone(), String::new()),
-                })
-                .collect(),
+            prefixes: BucketPrefixes::new(prefixes),
             concurrency: concurrency.max(1),
             local_capacity,
             holder: holder.to_string(),
@@ -165,7 +159,7 @@ impl WarmOnArrival {
             prefixes: self
                 .prefixes
                 .iter()
-                .map(|(b, p)| format!("{b}/{p}"))
+                .map(|(bucket, prefix)| format!("{bucket}/{prefix}"))
                 .collect(),
             active_here: s.active.load(Ordering::Relaxed),
             position: s.position.load(Ordering::Relaxed),
@@ -178,12 +172,6 @@ impl WarmOnArrival {
             failed: s.failed.load(Ordering::Relaxed),
             last_error: s.last_error.lock().ok().and_then(|e| e.clone()),
         }
-    }
-
-    fn covers(&self, bucket: &str, key: &str) -> bool {
-        self.prefixes
-            .iter()
-            .any(|(b, p)| b == bucket && key.starts_with(p.as_str()))
     }
 
     /// Warms arrivals until `stop`, while this node holds the lease.
@@ -298,7 +286,7 @@ impl WarmOnArrival {
                     key,
                     entry,
                     layout,
-                } if self.covers(&bucket, &key) => {
+                } if self.prefixes.covers(&bucket, &key) => {
                     let id = (bucket.clone(), key.clone());
                     let new = Known {
                         layout: layout.clone(),
@@ -371,7 +359,7 @@ impl WarmOnArrival {
         follow.known.clear();
         follow.retry.clear();
         let mut work = Vec::new();
-        for (bucket, prefix) in &self.prefixes {
+        for (bucket, prefix) in self.prefixes.iter() {
             let mut after = None;
             loop {
                 let page = match self
@@ -379,7 +367,7 @@ impl WarmOnArrival {
                     .list(
                         bucket,
                         &ListQuery {
-                            prefix: prefix.clone(),
+                            prefix: prefix.to_string(),
                             delimiter: None,
                             start_after: after.clone(),
                             max: LIST_PAGE,
@@ -400,14 +388,14 @@ impl WarmOnArrival {
                         Err(e) => return Err(e.into()),
                     };
                     follow.known.insert(
-                        (bucket.clone(), key.clone()),
+                        (bucket.to_string(), key.clone()),
                         Known {
                             layout: layout.clone(),
                             size: layout.total_len(),
                         },
                     );
                     work.push(Pending {
-                        bucket: bucket.clone(),
+                        bucket: bucket.to_string(),
                         key: key.clone(),
                         layout,
                         committed: None,

@@ -8,9 +8,11 @@ pub mod arrivals;
 pub mod feed;
 pub mod import;
 pub mod mirror;
+mod prefixes;
 mod stale;
 
 pub use arrivals::{ArrivalStatus, WarmOnArrival};
 pub use feed::FeedSource;
 pub use mirror::{FeedClient, Follower, MirrorState, ReplicationPolicy, Replicator};
+pub use prefixes::BucketPrefixes;
 pub use stale::StaleEntries;

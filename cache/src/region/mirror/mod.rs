@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use ferry_meta::{BlobRef, ChangeOp, Layout, UnixMillis, now_millis};
 
+use super::BucketPrefixes;
 use crate::store::Stores;
 
 /// Which blobs a mirror copies: those of objects under the configured
@@ -23,21 +24,15 @@ use crate::store::Stores;
 /// (the source's). Imported (not owned) stores are read where they are.
 #[derive(Debug, Clone)]
 pub struct ReplicationPolicy {
-    /// `(bucket, key prefix)`; empty: every object.
-    prefixes: Vec<(String, String)>,
+    /// Empty: every object.
+    prefixes: BucketPrefixes,
     stores: BTreeSet<String>,
 }
 
 impl ReplicationPolicy {
     pub fn new(prefixes: &[String], stores: &Stores) -> ReplicationPolicy {
         ReplicationPolicy {
-            prefixes: prefixes
-                .iter()
-                .map(|p| match p.split_once('/') {
-                    Some((bucket, prefix)) => (bucket.to_string(), prefix.to_string()),
-                    None => (p.clone(), String::new()),
-                })
-                .collect(),
+            prefixes: BucketPrefixes::new(prefixes),
             stores: stores
                 .iter()
                 .filter(|s| s.spec.owned && !s.spec.fallback.is_empty())
@@ -52,11 +47,7 @@ impl ReplicationPolicy {
     }
 
     pub fn blobs(&self, bucket: &str, key: &str, layout: &Layout) -> Vec<BlobRef> {
-        let wanted = self.prefixes.is_empty()
-            || self
-                .prefixes
-                .iter()
-                .any(|(b, p)| b == bucket && key.starts_with(p.as_str()));
+        let wanted = self.prefixes.is_empty() || self.prefixes.covers(bucket, key);
         if !wanted {
             return Vec::new();
         }
