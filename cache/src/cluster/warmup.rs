@@ -200,6 +200,11 @@ pub async fn run(
         .await;
     }
 
+    let action = match (request.evict, request.check) {
+        (true, _) => Action::Evict,
+        (false, true) => Action::Check,
+        (false, false) => Action::Warm,
+    };
     let mut tally = Tally::default();
     let mut after = None;
     loop {
@@ -214,11 +219,6 @@ pub async fn run(
                 Err(_) => continue,
             };
             let pinned = cache.pins().covers(&request.bucket, key);
-            let action = match (request.evict, request.check) {
-                (true, _) => Action::Evict,
-                (false, true) => Action::Check,
-                (false, false) => Action::Warm,
-            };
             let of_object = object(
                 &cache,
                 node.as_ref(),
@@ -229,7 +229,6 @@ pub async fn run(
             )
             .await;
             tally.add(&of_object);
-
             if events
                 .send(WarmupEvent::Progress(tally.clone()))
                 .await

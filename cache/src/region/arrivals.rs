@@ -89,13 +89,6 @@ pub struct ArrivalStatus {
     pub last_error: Option<String>,
 }
 
-/// An object under a warm prefix, as last seen.
-#[derive(Debug, Clone)]
-struct Known {
-    layout: Layout,
-    size: u64,
-}
-
 /// An object to warm, and when its change was committed at the source.
 #[derive(Debug, Clone)]
 struct Pending {
@@ -111,7 +104,8 @@ struct Pending {
 struct Follow {
     caught_up: bool,
     position: Seq,
-    known: HashMap<(String, String), Known>,
+    /// Objects under the prefixes, by `(bucket, key)`: the layout last seen.
+    known: HashMap<(String, String), Layout>,
     retry: Vec<(Instant, Pending)>,
 }
 
@@ -147,10 +141,6 @@ impl WarmOnArrival {
             holder: holder.to_string(),
             state: Arc::default(),
         }
-    }
-
-    pub fn state(&self) -> Arc<ArrivalState> {
-        self.state.clone()
     }
 
     pub fn status(&self) -> ArrivalStatus {
@@ -288,14 +278,10 @@ impl WarmOnArrival {
                     layout,
                 } if self.prefixes.covers(&bucket, &key) => {
                     let id = (bucket.clone(), key.clone());
-                    let new = Known {
-                        layout: layout.clone(),
-                        size: entry.size,
-                    };
-                    if let Some(old) = follow.known.insert(id.clone(), new)
-                        && old.layout != layout
+                    if let Some(old) = follow.known.insert(id.clone(), layout.clone())
+                        && old != layout
                     {
-                        gone.push(old.layout);
+                        gone.push(old);
                     }
                     pending.insert(
                         id,
@@ -311,7 +297,7 @@ impl WarmOnArrival {
                 ChangeOp::Delete { bucket, key } => {
                     let id = (bucket, key);
                     if let Some(old) = follow.known.remove(&id) {
-                        gone.push(old.layout);
+                        gone.push(old);
                     }
                     pending.remove(&id);
                 }
@@ -324,7 +310,7 @@ impl WarmOnArrival {
                         .collect();
                     for id in ids {
                         if let Some(old) = follow.known.remove(&id) {
-                            gone.push(old.layout);
+                            gone.push(old);
                         }
                         pending.remove(&id);
                     }
@@ -387,13 +373,9 @@ impl WarmOnArrival {
                         Err(ferry_meta::MetaError::NoSuchKey { .. }) => continue,
                         Err(e) => return Err(e.into()),
                     };
-                    follow.known.insert(
-                        (bucket.to_string(), key.clone()),
-                        Known {
-                            layout: layout.clone(),
-                            size: layout.total_len(),
-                        },
-                    );
+                    follow
+                        .known
+                        .insert((bucket.to_string(), key.clone()), layout.clone());
                     work.push(Pending {
                         bucket: bucket.to_string(),
                         key: key.clone(),
@@ -434,7 +416,7 @@ impl WarmOnArrival {
     async fn warm(&self, follow: &mut Follow, work: Vec<Pending>, arrived: bool) {
         let (objects, bytes) = (
             follow.known.len() as u64,
-            follow.known.values().map(|k| k.size).sum::<u64>(),
+            follow.known.values().map(Layout::total_len).sum::<u64>(),
         );
         let capacity = self.capacity();
         self.state.objects.store(objects, Ordering::Relaxed);
@@ -461,7 +443,7 @@ impl WarmOnArrival {
             let current = follow
                 .known
                 .get(&(item.bucket.clone(), item.key.clone()))
-                .is_some_and(|k| k.layout == item.layout);
+                .is_some_and(|known| *known == item.layout);
             if !current {
                 // Replaced or deleted since it was queued.
             } else if over {

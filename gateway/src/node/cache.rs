@@ -22,6 +22,16 @@ pub(crate) fn default_memory_tier() -> u64 {
     total.map_or(1 << 30, |bytes| (bytes / 4).min(8 << 30))
 }
 
+/// What this node's tiers hold together (memory and disk): its capacity as
+/// the cluster and warm on arrival count it.
+pub(crate) fn tier_capacity(config: &Config) -> u64 {
+    config
+        .cache
+        .memory
+        .unwrap_or_else(default_memory_tier)
+        .saturating_add(config.cache.disk)
+}
+
 /// The sources a node's block cache reads through: its own reads, and
 /// the loads it makes for peers.
 pub(crate) struct Sources {

@@ -30,11 +30,7 @@ pub(crate) async fn join(
         advertise.clone(),
         config.cache.block_size,
         store_fingerprint(&config.stores),
-        config
-            .cache
-            .memory
-            .unwrap_or_else(super::cache::default_memory_tier)
-            .saturating_add(config.cache.disk),
+        super::cache::tier_capacity(config),
         &Tls {
             serves: config.tls.enabled(),
             client: client_tls.clone(),

@@ -117,18 +117,13 @@ fn arrivals(
         );
         return None;
     }
-    let local_capacity = config
-        .cache
-        .memory
-        .unwrap_or_else(super::cache::default_memory_tier)
-        .saturating_add(config.cache.disk);
     Some(Arc::new(WarmOnArrival::new(
         meta.clone(),
         warming.cache.clone(),
         warming.node,
         &region.warm,
         region.warm_concurrency,
-        local_capacity,
+        super::cache::tier_capacity(config),
         identity,
     )))
 }
