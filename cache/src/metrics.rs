@@ -4,6 +4,7 @@ pub const GC_DELETED: &str = "ferry_gc_blobs_deleted_total";
 pub const GC_FAILED: &str = "ferry_gc_delete_failures_total";
 pub const STORE_REQUESTS: &str = "ferry_store_get_requests_total";
 pub const STORE_BYTES_READ: &str = "ferry_store_bytes_read_total";
+pub const STORE_ERRORS: &str = "ferry_store_get_errors_total";
 pub const STORE_ADMISSION_WAIT_SECONDS: &str = "ferry_store_admission_wait_seconds";
 pub const CACHE_HITS: &str = "ferry_cache_hits_total";
 pub const CACHE_MISSES: &str = "ferry_cache_misses_total";
@@ -162,6 +163,10 @@ pub fn describe() {
     metrics::describe_counter!(
         STORE_REQUESTS,
         "Read requests sent to a data store, by store"
+    );
+    metrics::describe_counter!(
+        STORE_ERRORS,
+        "Read requests a data store failed, by store (a missing object is not counted: a chain reads on)"
     );
     metrics::describe_counter!(
         STORE_BYTES_READ,

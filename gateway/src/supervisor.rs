@@ -100,6 +100,8 @@ pub async fn supervise<F, Fut>(
     Fut: Future<Output = ()> + Send + 'static,
 {
     let mut backoff = FIRST_BACKOFF;
+    // At 0 from the start, so an alert on its increase sees the first panic.
+    metrics::counter!(WORKER_PANICS, "worker" => name.clone()).increment(0);
     loop {
         let started = Instant::now();
         let ended = tokio::spawn(start()).await;

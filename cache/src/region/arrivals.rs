@@ -131,6 +131,11 @@ impl WarmOnArrival {
         local_capacity: u64,
         holder: &str,
     ) -> WarmOnArrival {
+        // The series exist from the start, for dashboards and alerts.
+        for outcome in ["warmed", "failed", "skipped"] {
+            ::metrics::counter!(metrics::WARM_ARRIVAL_OBJECTS, "outcome" => outcome).increment(0);
+        }
+        ::metrics::gauge!(metrics::WARM_ARRIVAL_QUEUE).set(0.0);
         WarmOnArrival {
             meta,
             cache,

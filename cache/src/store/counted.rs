@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use object_store::{GetResult, GetResultPayload, Result};
 
 use super::decorator::{Read, ReadDecorator, map_body};
-use crate::metrics::{STORE_BYTES_READ, STORE_REQUESTS};
+use crate::metrics::{STORE_BYTES_READ, STORE_ERRORS, STORE_REQUESTS};
 
 /// Counts of the reads that reached a store.
 #[derive(Debug, Default)]
@@ -56,6 +56,11 @@ pub struct Counted {
 
 impl Counted {
     pub fn new(name: &str) -> Counted {
+        // Each store's series exist from the start, at 0, so a rate or an
+        // alert over them has a value before the first request.
+        metrics::counter!(STORE_REQUESTS, "store" => name.to_string()).increment(0);
+        metrics::counter!(STORE_ERRORS, "store" => name.to_string()).increment(0);
+        metrics::counter!(STORE_BYTES_READ, "store" => name.to_string()).increment(0);
         Counted {
             name: name.to_string(),
             counters: Arc::default(),
@@ -73,7 +78,15 @@ impl ReadDecorator for Counted {
         let in_flight = InFlight::start(&self.counters);
         self.counters.get_requests.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(STORE_REQUESTS, "store" => self.name.clone()).increment(1);
-        let result = read.pass_on().await?;
+        let result = match read.pass_on().await {
+            Ok(result) => result,
+            Err(e) => {
+                if !matches!(e, object_store::Error::NotFound { .. }) {
+                    metrics::counter!(STORE_ERRORS, "store" => self.name.clone()).increment(1);
+                }
+                return Err(e);
+            }
+        };
         // A local file comes back as a handle: keep it, so `bytes()` reads
         // the whole range in one blocking call instead of the 8 KiB chunks
         // `into_stream` would make. Its bytes are counted up front.
@@ -86,7 +99,9 @@ impl ReadDecorator for Counted {
         let (counters, store) = (self.counters.clone(), self.name.clone());
         Ok(map_body(result, move |chunk| {
             let _held = &in_flight;
-            let chunk = chunk?;
+            let chunk = chunk.inspect_err(|_| {
+                metrics::counter!(STORE_ERRORS, "store" => store.clone()).increment(1);
+            })?;
             counters
                 .get_bytes
                 .fetch_add(chunk.len() as u64, Ordering::Relaxed);

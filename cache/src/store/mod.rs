@@ -51,6 +51,8 @@ impl Stores {
     pub fn open(specs: &BTreeMap<String, StoreSpec>) -> Result<Stores> {
         let mut by_name = BTreeMap::new();
         for (name, spec) in specs {
+            metrics::counter!(crate::metrics::STORE_UNHEALTHY, "store" => name.clone())
+                .increment(0);
             by_name.insert(name.clone(), open_store(spec)?);
         }
         Ok(Stores { by_name })

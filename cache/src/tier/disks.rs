@@ -102,6 +102,20 @@ impl Disks {
             match open_engines(config, i, block_size, pin_share).await {
                 Ok((cache, pinned)) => {
                     pinned_capacity += pinned.as_ref().map_or(0, |(_, bytes)| *bytes);
+                    // At 0 from the start, so an alert on their increase
+                    // sees the first failure.
+                    for op in ["read", "full"] {
+                        metrics::counter!(m::CACHE_DISK_ERRORS, "disk" => label.clone(), "op" => op)
+                            .increment(0);
+                    }
+                    for reason in ["damaged", "wrong_length"] {
+                        metrics::counter!(m::CACHE_DISK_PAGES_LOST, "reason" => reason)
+                            .increment(0);
+                    }
+                    for reason in ["buffer_full", "queue_full", "not_admitted", "disk_full"] {
+                        metrics::counter!(m::CACHE_DISK_WRITES_DROPPED, "reason" => reason)
+                            .increment(0);
+                    }
                     disks.push(Disk {
                         label,
                         cache,
