@@ -210,6 +210,9 @@ impl Follower {
                 .await;
         };
         self.state.set_position(position);
+        // Set at every poll, not only when records arrive: a mirror that
+        // resynced or restarted and has nothing new shows where it stands.
+        ::metrics::gauge!(metrics::MIRROR_POSITION).set(position as f64);
         let query = format!(
             "after={position}&limit={PAGE}&wait_ms={}",
             POLL_WAIT.as_millis()
@@ -223,6 +226,10 @@ impl Follower {
             }
         };
         self.state.contact(&page.source);
+        if page.changes.is_empty() {
+            // Nothing after our position: caught up.
+            ::metrics::gauge!(metrics::MIRROR_LAG_SECONDS).set(0.0);
+        }
         let mut queued = false;
         for change in page.changes {
             let (seq, at) = (change.seq, change.at);
