@@ -18,6 +18,23 @@ if command -v redis-cli >/dev/null && ! redis-cli -h 127.0.0.1 -p 6379 ping >/de
     fi
 fi
 
+# Chromium: the status page's browser test (gateway/tests/status.rs) draws
+# the page in it. Installed from Debian when missing (needs root and apt).
+if ! command -v chromium >/dev/null && [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "== installing chromium (Debian) for the status page's browser test"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 ||
+            { apt-get update >/dev/null && apt-get install -y --no-install-recommends chromium >/dev/null; } || {
+            echo "tests/run.sh: could not install chromium (apt-get install chromium)" >&2
+            exit 1
+        }
+    else
+        echo "tests/run.sh: chromium is missing; install it (Debian: apt-get install chromium)" >&2
+        exit 1
+    fi
+fi
+
 # s3s-fs: an independent S3 server, the origin of gateway/tests/s3_origin.rs.
 # Built once into .tools/ (gitignored); the test fails without it.
 s3s_fs="$repo/.tools/bin/s3s-fs"

@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ferry_cache::cluster::Cluster;
-use ferry_cache::cluster::warmup::{self, WarmupRequest};
-use ferry_cache::region::import::{self, ImportRequest};
+use ferry_cache::cluster::warmup::{self, WarmupEvent, WarmupRequest};
+use ferry_cache::region::import::{self, ImportEvent, ImportRequest};
 use ferry_cache::region::mirror::MirrorState;
 use ferry_cache::{BlockCache, Stores};
 use ferry_meta::Meta;
@@ -20,6 +20,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 
 use crate::node::Node;
+use crate::status::Status;
+use crate::status::jobs::JobHandle;
 use crate::supervisor::Workers;
 
 #[derive(Clone)]
@@ -40,6 +42,8 @@ pub struct AdminState {
     pub workers: Arc<Workers>,
     /// Where pins set at run time are kept.
     pub kept_pins: Arc<ferry_cache::pins::KeptPins>,
+    /// The status page's samples and the node's long jobs.
+    pub status: Arc<Status>,
 }
 
 impl AdminState {
@@ -63,6 +67,7 @@ impl AdminState {
             arrivals: node.region.arrivals.clone(),
             workers: node.workers.clone(),
             kept_pins: node.kept_pins.clone(),
+            status: node.status.clone(),
         }
     }
 }
@@ -81,7 +86,8 @@ pub fn app(state: AdminState, feed: Option<crate::feed::FeedState>) -> Router {
             "/cache/pins",
             get(crate::pins::list).post(crate::pins::change),
         )
-        .with_state(state);
+        .with_state(state.clone())
+        .merge(crate::status::routes(state.status.clone()));
     match feed {
         Some(feed) => router.merge(crate::feed::routes(feed)),
         None => router,
@@ -393,6 +399,12 @@ async fn warmup(
         force: body.force,
     };
     let node = state.cluster.as_ref().map(|c| c.node.clone());
+    let kind = match (request.check, request.evict) {
+        (true, _) => "check",
+        (_, true) => "evict",
+        _ => "warm-up",
+    };
+    let job = state.status.jobs.start(kind, "");
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     // Ends when the job does, or when the client goes away (the channel
     // closes and the job stops at its next event).
@@ -403,7 +415,48 @@ async fn warmup(
         request,
         tx,
     ));
-    ndjson(rx)
+    ndjson(rx, job, note_warmup)
+}
+
+/// A warm-up's event in the book of long jobs.
+fn note_warmup(job: &JobHandle, event: &WarmupEvent) -> Option<(&'static str, String)> {
+    match event {
+        WarmupEvent::Plan { objects, bytes, .. } => {
+            job.update(|j| {
+                j.objects_total = *objects;
+                j.bytes_total = *bytes;
+            });
+            None
+        }
+        WarmupEvent::Progress(tally) => {
+            job.update(|j| {
+                j.objects = tally.objects;
+                j.bytes = tally.bytes;
+                j.failures = tally.failures;
+            });
+            None
+        }
+        WarmupEvent::Done(tally) => {
+            job.update(|j| {
+                j.objects = tally.objects;
+                j.bytes = tally.bytes;
+                j.failures = tally.failures;
+            });
+            Some((
+                "done",
+                format!(
+                    "{} objects, {} bytes: {} loaded, {} already cached, {} failures",
+                    tally.objects,
+                    tally.bytes,
+                    tally.bytes_loaded,
+                    tally.bytes_cached,
+                    tally.failures
+                ),
+            ))
+        }
+        // The reason names the prefix; the page shows no names.
+        WarmupEvent::Refused { .. } => Some(("refused", "refused (see its own output)".into())),
+    }
 }
 
 #[derive(Deserialize)]
@@ -442,6 +495,7 @@ async fn import(
         )
             .into_response();
     }
+    let job = state.status.jobs.start("import", &body.store);
     let request = ImportRequest {
         store: body.store,
         source_prefix: body.source_prefix,
@@ -456,15 +510,65 @@ async fn import(
         request,
         tx,
     ));
-    ndjson(rx)
+    ndjson(rx, job, note_import)
 }
 
-/// A response streaming `rx`'s events, one JSON line each.
-fn ndjson<T: Serialize + Send + 'static>(rx: tokio::sync::mpsc::Receiver<T>) -> Response {
-    let lines = futures::stream::unfold(rx, |mut rx| async move {
+/// An import's event in the book of long jobs.
+fn note_import(job: &JobHandle, event: &ImportEvent) -> Option<(&'static str, String)> {
+    match event {
+        ImportEvent::Progress(tally) => {
+            job.update(|j| {
+                j.objects = tally.listed;
+                j.failures = tally.failures;
+            });
+            None
+        }
+        ImportEvent::Done(tally) => {
+            job.update(|j| {
+                j.objects = tally.listed;
+                j.objects_total = tally.listed;
+                j.failures = tally.failures;
+            });
+            Some((
+                "done",
+                format!(
+                    "{} listed: {} added, {} updated, {} unchanged, {} deleted, {} conflicts, {} failures",
+                    tally.listed,
+                    tally.added,
+                    tally.updated,
+                    tally.unchanged,
+                    tally.deleted,
+                    tally.conflicts,
+                    tally.failures
+                ),
+            ))
+        }
+        ImportEvent::Refused { .. } => Some(("refused", "refused (see its own output)".into())),
+    }
+}
+
+/// What a job's event changes in its book entry, and whether it ended
+/// (its outcome and summary).
+type Note<T> = fn(&JobHandle, &T) -> Option<(&'static str, String)>;
+
+/// A response streaming `rx`'s events, one JSON line each, noting each in
+/// the job's book entry. When the client goes away the stream drops, the
+/// job stops at its next event, and its entry says it stopped.
+fn ndjson<T: Serialize + Send + 'static>(
+    rx: tokio::sync::mpsc::Receiver<T>,
+    job: JobHandle,
+    note: Note<T>,
+) -> Response {
+    let lines = futures::stream::unfold((rx, Some(job)), move |(mut rx, mut job)| async move {
         let event = rx.recv().await?;
+        if let Some(handle) = &job
+            && let Some((outcome, summary)) = note(handle, &event)
+            && let Some(handle) = job.take()
+        {
+            handle.end(outcome, Some(summary));
+        }
         let line = serde_json::to_string(&event).unwrap_or_default() + "\n";
-        Some((Ok::<_, std::convert::Infallible>(line), rx))
+        Some((Ok::<_, std::convert::Infallible>(line), (rx, job)))
     });
     let mut response = Response::new(axum::body::Body::from_stream(lines));
     response.headers_mut().insert(

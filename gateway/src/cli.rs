@@ -72,6 +72,15 @@ Examples:
   ferry fsck --config ferry.toml
   ferry fsck --config ferry.toml --repair --min-age 2h")]
     Fsck(FsckArgs),
+    /// Live throughput by source, hit ratio, store and peer traffic and the
+    /// busiest S3 operations of a node (or the whole cluster), a line per
+    /// sample, from the node's status data.
+    #[command(after_help = "\
+Examples:
+  ferry stats --admin http://node-1:9001
+  ferry stats --cluster                           # summed over every member
+  ferry stats --once --json | jq .hit_ratio")]
+    Stats(StatsArgs),
     /// See and steer the cache cluster through a node's admin API.
     #[command(
         subcommand,
@@ -312,6 +321,24 @@ Examples:
         #[command(flatten)]
         admin: AdminEndpoint,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub admin: AdminEndpoint,
+    /// Sum over every node of the cluster, not just this one.
+    #[arg(long)]
+    pub cluster: bool,
+    /// Print one line and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Print JSON (one object per line when live).
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds between looks at the node (a node samples every 5 s).
+    #[arg(long, default_value_t = 5)]
+    pub interval: u64,
 }
 
 #[derive(Debug, Args)]

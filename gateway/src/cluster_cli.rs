@@ -33,7 +33,7 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request to the admin endpoint's `path`: a POST of `body` as JSON, or
 /// a GET without one; with the admin token when given. Answers the body of
 /// a success.
-async fn admin_call(
+pub(crate) async fn admin_call(
     admin: &AdminEndpoint,
     path: &str,
     body: Option<Value>,

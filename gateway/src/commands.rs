@@ -38,8 +38,13 @@ impl From<Outcome> for ExitCode {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
         // s3s logs every client error at ERROR; Ferry's own request line
-        // already records them with their status.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,s3s=off"));
+        // already records them with their status. foyer's INFO lines are
+        // start-up and recovery chatter; its warnings and errors stay.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(
+                "info,s3s=off,foyer=warn,foyer_memory=warn,foyer_storage=warn,foyer_common=warn",
+            )
+        });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -171,6 +176,10 @@ fn run_command(command: Command) -> Outcome {
                 }
                 .map(|()| true)
             })
+        }
+        Command::Stats(args) => {
+            init_logging(false);
+            run_tool(crate::status::stats::run(args))
         }
         Command::Cluster(command) => {
             init_logging(false);

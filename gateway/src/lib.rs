@@ -30,6 +30,7 @@ pub mod s3;
 pub mod serve;
 mod signature;
 mod spool;
+pub mod status;
 pub mod supervisor;
 mod time;
 pub mod tools;

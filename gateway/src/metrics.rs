@@ -17,17 +17,23 @@ pub const SPOOL_BODIES: &str = "ferry_spool_bodies";
 pub const SPOOL_BYTES: &str = "ferry_spool_bytes";
 pub const SPOOL_RECEIVED: &str = "ferry_spool_received_bytes_total";
 pub const SPOOL_REFUSED: &str = "ferry_spool_refused_total";
+pub const CLUSTER_MEMBERS: &str = "ferry_cluster_members";
+pub const CLUSTER_MEMBER_DOWN: &str = "ferry_cluster_member_down";
+
+/// Buckets of every latency histogram (requests, block fetches, peer
+/// requests, store admission, foyer's own), in seconds: a memory hit takes
+/// tens of microseconds, a disk hit about a millisecond, a peer hit a few,
+/// a cold read from object storage tens to hundreds, and a stalled one
+/// seconds. Histograms, not summaries, so Prometheus can add up nodes.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0, 30.0, 60.0,
+];
 
 /// Installs the Prometheus recorder and registers every description.
 pub fn install() -> Result<PrometheusHandle, String> {
     let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            metrics_exporter_prometheus::Matcher::Full(REQUEST_SECONDS.to_string()),
-            &[
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-            ],
-        )
+        .set_buckets(LATENCY_BUCKETS)
         .map_err(|e| e.to_string())?
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Full(
@@ -40,6 +46,14 @@ pub fn install() -> Result<PrometheusHandle, String> {
         .map_err(|e| e.to_string())?
         .install_recorder()
         .map_err(|e| e.to_string())?;
+    metrics::describe_gauge!(
+        CLUSTER_MEMBERS,
+        "Serving members in this node's view of the cluster (updated every 5 s)"
+    );
+    metrics::describe_gauge!(
+        CLUSTER_MEMBER_DOWN,
+        "1 while this node routes around the member (it failed to answer), by node (updated every 5 s)"
+    );
     metrics::describe_counter!(
         WORKER_PANICS,
         "Background workers that panicked and were started again, by worker"

@@ -33,6 +33,8 @@ pub struct PeerState {
     pub block_size: u64,
     /// Digests of the blocks answered, for protocol 2's MACs.
     pub digests: AnswerDigests,
+    /// This node's status samples, which the others' status pages gather.
+    pub status: Arc<crate::status::Status>,
 }
 
 impl PeerState {
@@ -44,6 +46,7 @@ impl PeerState {
             stores: node.stores.clone(),
             block_size: node.config.cache.block_size,
             digests: AnswerDigests::default(),
+            status: node.status.clone(),
         }
     }
 }
@@ -51,6 +54,7 @@ impl PeerState {
 pub fn app(state: PeerState) -> Router {
     Router::new()
         .route(wire::PATH, get(block))
+        .route(wire::STATUS_PATH, get(status_samples))
         .with_state(state)
 }
 
@@ -113,6 +117,90 @@ async fn block(
         Some(signature) if maced => with_mac(response, &secret, protocol, &signature).await,
         _ => response,
     }
+}
+
+/// This node's status samples newer than `since`, for another node's
+/// status page: signed like a block request, answered with a MAC.
+async fn status_samples(
+    State(state): State<PeerState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let query = query.unwrap_or_default();
+    let (Some(priority), Some(node), Some(time), Some(signature)) = (
+        header(&headers, wire::H_PRIORITY),
+        header(&headers, wire::H_NODE),
+        header(&headers, wire::H_TIME),
+        header(&headers, wire::H_SIGNATURE),
+    ) else {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "signature",
+            "missing peer authentication headers".into(),
+        );
+    };
+    let signed = time.parse::<i64>().ok().map(|time_ms| wire::Signed {
+        method: "GET",
+        path: wire::STATUS_PATH,
+        query: &query,
+        time_ms,
+        verb: wire::STATUS_VERB,
+        priority,
+        node,
+    });
+    let Some(signed) = signed.filter(|signed| {
+        header(&headers, wire::H_VERB) == Some(wire::STATUS_VERB)
+            && signed.verify(state.secret.as_bytes(), signature)
+    }) else {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "signature",
+            format!("bad status request signature from {node:?}"),
+        );
+    };
+    let skew = (wire::now_ms() - signed.time_ms).abs();
+    if skew > wire::MAX_SKEW_MS {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "expired",
+            format!("timestamp {skew} ms away from this node's clock"),
+        );
+    }
+    let Some(protocol) = wire::spoken_protocol(header(&headers, wire::H_PROTOCOL)) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "protocol",
+            "peer protocol not spoken here".into(),
+        );
+    };
+    let Some(since) = query
+        .strip_prefix("since=")
+        .and_then(|v| v.parse::<i64>().ok())
+    else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            "a status request names since=<ms>".into(),
+        );
+    };
+    let body = match serde_json::to_vec(&state.status.own_samples_since(since)) {
+        Ok(body) => body,
+        Err(e) => {
+            metrics::counter!(gm::PEER_INTERNAL_ERRORS).increment(1);
+            return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+        }
+    };
+    let mut mac = wire::AnswerMac::new(state.secret.as_bytes(), protocol, signature, 200, "", "");
+    mac.update(&body);
+    let mut response = (StatusCode::OK, body).into_response();
+    if let Ok(value) = HeaderValue::from_str(&mac.finish()) {
+        response.headers_mut().insert(wire::H_ANSWER_MAC, value);
+    }
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// What a block answer carries besides its bytes.

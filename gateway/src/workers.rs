@@ -1,6 +1,6 @@
 //! What a node runs in the background, beside its servers: the collector,
 //! scheduled dumps and imports, a mirror's follower and replicator, warm
-//! on arrival, the
+//! on arrival, the status samples, the
 //! metrics upkeep, the cluster's heartbeat and run-time pins, and the TLS
 //! certificate's reload. All go into one set, stop
 //! at one signal, and run under supervision: one that panics is started
@@ -108,6 +108,16 @@ pub fn spawn(
             Box::new(move || {
                 let (replicator, stop) = (replicator.clone(), replicator_stop.clone());
                 Box::pin(async move { replicator.run(stop).await })
+            }),
+        );
+    }
+    {
+        let (status, stop) = (node.status.clone(), stop.clone());
+        run(
+            "status",
+            Box::new(move || {
+                let (status, stop) = (status.clone(), stop.clone());
+                Box::pin(async move { status.run(stop).await })
             }),
         );
     }

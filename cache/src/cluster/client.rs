@@ -212,6 +212,71 @@ impl PeerClient {
         result
     }
 
+    /// `peer`'s status samples newer than `since_ms`, as the JSON its
+    /// status endpoint answers (see [`wire::STATUS_PATH`]), its MAC
+    /// checked. Unlike a block request it marks the peer neither down nor
+    /// up: what the status page gathers must not steer reads.
+    pub async fn status_samples(&self, peer: &Member, since_ms: i64) -> Result<Bytes, PeerError> {
+        let protocol = wire::PROTOCOL_MAX.min(peer.protocol_max);
+        let query = format!("since={since_ms}");
+        let time_ms = wire::now_ms();
+        let priority = wire::priority_str(ReadPriority::Warmup);
+        let signature = wire::Signed {
+            method: "GET",
+            path: wire::STATUS_PATH,
+            query: &query,
+            time_ms,
+            verb: wire::STATUS_VERB,
+            priority,
+            node: &self.node,
+        }
+        .sign(&self.secret);
+        let url = format!("{}{}?{query}", peer.base_url(), wire::STATUS_PATH);
+        let failed = |what: &str, e: &dyn std::fmt::Display| {
+            PeerError::Failed(format!("status of {}: {what}: {e}", peer.id))
+        };
+        let response = self
+            .http
+            .get(&url)
+            .header(wire::H_PROTOCOL, protocol.to_string())
+            .header(wire::H_VERB, wire::STATUS_VERB)
+            .header(wire::H_PRIORITY, priority)
+            .header(wire::H_NODE, &self.node)
+            .header(wire::H_TIME, time_ms.to_string())
+            .header(wire::H_SIGNATURE, &signature)
+            .send()
+            .await
+            .map_err(|e| failed("request failed", &e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(failed("answered", &status));
+        }
+        if response
+            .content_length()
+            .is_some_and(|len| len > wire::STATUS_MAX_BYTES as u64)
+        {
+            return Err(failed("answer too large", &"over the limit"));
+        }
+        let given_mac = response
+            .headers()
+            .get(wire::H_ANSWER_MAC)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| failed("body failed", &e))?;
+        if bytes.len() > wire::STATUS_MAX_BYTES {
+            return Err(failed("answer too large", &bytes.len()));
+        }
+        let mut mac = wire::AnswerMac::new(&self.secret, protocol, &signature, 200, "", "");
+        mac.update(&bytes);
+        if !given_mac.is_some_and(|given| mac.verify(&given)) {
+            return Err(failed("answer refused", &"its MAC is missing or wrong"));
+        }
+        Ok(bytes)
+    }
+
     async fn send(
         &self,
         base_url: &str,

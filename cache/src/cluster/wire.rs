@@ -70,6 +70,15 @@ pub fn body_digest(body: &[u8]) -> [u8; 32] {
 
 pub const PATH: &str = "/v1/block";
 
+/// `GET /v1/status?since=<ms>`: the node's status samples newer than
+/// `since` (JSON), for the status pages of the others. Signed like a
+/// block request, with verb [`STATUS_VERB`]; the answer carries a MAC
+/// over its body like a block's.
+pub const STATUS_PATH: &str = "/v1/status";
+pub const STATUS_VERB: &str = "status";
+/// The largest status answer a node takes (a quarter hour of samples).
+pub const STATUS_MAX_BYTES: usize = 8 << 20;
+
 pub const H_PROTOCOL: &str = "x-ferry-protocol";
 pub const H_VERB: &str = "x-ferry-verb";
 pub const H_PRIORITY: &str = "x-ferry-priority";

@@ -52,6 +52,8 @@ pub struct Node {
     /// Where pins set at run time are kept (the cluster's Redis, or a file
     /// beside the disk tier).
     pub kept_pins: Arc<KeptPins>,
+    /// Its samples and its peers', and its long jobs: the status page.
+    pub status: Arc<crate::status::Status>,
     /// The peer endpoint, bound when joining the cluster (the address it
     /// advertises must be known before the others are told).
     pub(crate) peer_listener: Option<TcpListener>,
@@ -122,6 +124,20 @@ impl Node {
         let region = Region::start(&config, &meta, &stores, &identity, &client_tls, warming)?;
         let spool = spool_dir(&config);
         std::fs::create_dir_all(&spool).map_err(StartError::file("create", &spool))?;
+        let memory_tier = if cache.keeps_blocks() {
+            config
+                .cache
+                .memory
+                .unwrap_or_else(cache::default_memory_tier)
+        } else {
+            0
+        };
+        let status = Arc::new(crate::status::Status::new(
+            &identity,
+            metrics.clone(),
+            cluster.clone(),
+            memory_tier,
+        ));
         Ok(Node {
             config,
             meta,
@@ -136,6 +152,7 @@ impl Node {
             generated,
             tls,
             kept_pins,
+            status,
             peer_listener,
         })
     }
