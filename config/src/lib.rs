@@ -16,6 +16,7 @@ mod redis_url;
 mod region;
 mod server;
 mod store;
+mod telemetry;
 mod tls;
 mod volume;
 
@@ -29,6 +30,7 @@ pub use redis_url::RedisUrl;
 pub use region::{RawRegion, RegionConfig};
 pub use server::RawServer;
 pub use store::{RawStore, Secret, StoreKind, StoreSpec};
+pub use telemetry::{OtlpConfig, RawTelemetry, TelemetryConfig};
 pub use tls::{RawTls, TlsConfig, TlsIdentity};
 pub use volume::RawVolume;
 
@@ -77,6 +79,8 @@ pub struct Config {
     /// Imports re-run on a schedule.
     pub imports: Vec<ImportSchedule>,
     pub tls: TlsConfig,
+    /// Trace export; `otlp: None` exports nothing.
+    pub telemetry: TelemetryConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -19,6 +19,7 @@ use crate::location::Location;
 use crate::region::{self as region_section, RawRegion};
 use crate::server::RawServer;
 use crate::store::{self, RawStore};
+use crate::telemetry::RawTelemetry;
 use crate::tls::RawTls;
 use crate::volume::RawVolume;
 use crate::{Config, Credential, MetaConfig, Overrides};
@@ -55,6 +56,9 @@ pub struct RawConfig {
     /// `[tls]`; absent: plain HTTP on every listener.
     #[serde(default)]
     pub tls: RawTls,
+    /// `[telemetry]`; absent: no trace export.
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
 }
 
 /// The text of the config file at `path`.
@@ -146,6 +150,9 @@ impl RawConfig {
         if let Some(region) = &mut self.region {
             region.apply_env(env);
         }
+        if let Some(v) = get("FERRY_OTLP_ENDPOINT") {
+            self.telemetry.otlp_endpoint = Some(v.clone());
+        }
         if let Some(v) = get("FERRY_ADMIN_TOKEN") {
             self.admin.token = Some(v.clone());
         }
@@ -208,6 +215,7 @@ impl RawConfig {
         let imports = imports::validate(self.imports, &stores, region.as_ref())?;
         let admin_token = self.admin.validate()?;
         let tls = self.tls.validate()?;
+        let telemetry = self.telemetry.validate()?;
         check_plain_listeners(&server, cluster.as_ref(), region.as_ref(), &tls)?;
         Ok(Config {
             cache,
@@ -223,6 +231,7 @@ impl RawConfig {
             region,
             imports,
             tls,
+            telemetry,
         })
     }
 }

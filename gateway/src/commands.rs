@@ -2,7 +2,6 @@
 //! code ([`Outcome`]).
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -10,7 +9,7 @@ use clap::CommandFactory;
 use ferry_config::{Config, Overrides};
 
 use crate::cli::{CacheCommand, Cli, Command, ConfigCommand, MetaCommand, VERSION, VolumeArgs};
-use crate::{cluster_cli, serve, tools};
+use crate::{cluster_cli, serve, telemetry, tools};
 
 /// How a command ended. The numbers are the process's exit code, listed in
 /// `ferry --help` and the README: scripts and container health checks
@@ -35,25 +34,10 @@ impl From<Outcome> for ExitCode {
     }
 }
 
+/// Logs on stderr, for the commands that export no traces.
 fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
-        // s3s logs every client error at ERROR; Ferry's own request line
-        // already records them with their status. foyer's INFO lines are
-        // start-up and recovery chatter; its warnings and errors stay.
-        .unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new(
-                "info,s3s=off,foyer=warn,foyer_memory=warn,foyer_storage=warn,foyer_common=warn",
-            )
-        });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    // Its handle exports nothing: nothing to shut down.
+    let _ = telemetry::init(json, &environment(), None, "");
 }
 
 /// The only place that reads the process environment.
@@ -233,26 +217,40 @@ fn run_command(command: Command) -> Outcome {
             Outcome::Success
         }
         Command::Serve(args) => {
-            init_logging(args.log_json);
+            let env = environment();
             let flags = Overrides {
                 data_dir: args.data_dir,
                 listen: args.listen,
                 admin_listen: args.admin_listen,
                 domains: args.domains,
             };
-            let Some(config) = load_config(args.config.as_deref(), &environment(), &flags) else {
+            let Some(config) = load_config(args.config.as_deref(), &env, &flags) else {
                 return Outcome::Usage;
             };
+            // Spans name the node: its cluster id, else the host.
+            let node = config
+                .cluster
+                .as_ref()
+                .map(|c| c.node_id.clone())
+                .or_else(|| env.get("HOSTNAME").cloned())
+                .unwrap_or_default();
+            let telemetry =
+                telemetry::init(args.log_json, &env, config.telemetry.otlp.as_ref(), &node);
             let Some(runtime) = runtime() else {
                 return Outcome::Failed;
             };
-            match runtime.block_on(serve::run(config)) {
+            let outcome = match runtime.block_on(serve::run(config)) {
                 Ok(()) => Outcome::Success,
                 Err(e) => {
                     eprintln!("error: {e}");
                     Outcome::Failed
                 }
-            }
+            };
+            // The export's last batch goes out from its own thread, after
+            // the node stopped.
+            drop(runtime);
+            telemetry.shutdown();
+            outcome
         }
     }
 }

@@ -20,15 +20,27 @@ use crate::s3::FerryS3;
 use crate::signature::Verifier;
 use crate::spool::{Spool, SpoolConfig};
 
-tokio::task_local! {
-    /// The S3 operation of the request this task serves, noted by the
-    /// access check (which is where s3s first knows it).
-    static OPERATION: RefCell<Option<String>>;
+/// What the request this task serves learns about itself on the way.
+struct Notes {
+    /// Its S3 operation, noted by the access check (which is where s3s
+    /// first knows it).
+    operation: RefCell<Option<String>>,
+    /// Its span, named by the operation once known.
+    span: tracing::Span,
 }
 
-/// Records the current request's operation name for its log line and metrics.
+tokio::task_local! {
+    static NOTES: Notes;
+}
+
+/// Records the current request's operation name for its log line and
+/// metrics, and names its trace span by it. (The access check runs before
+/// the handler opens any child span, while the span's name can change.)
 pub(crate) fn note_operation(name: &str) {
-    let _ = OPERATION.try_with(|slot| *slot.borrow_mut() = Some(name.to_string()));
+    let _ = NOTES.try_with(|notes| {
+        *notes.operation.borrow_mut() = Some(name.to_string());
+        notes.span.record("otel.name", name);
+    });
 }
 
 /// A request id in the shape S3 uses: 16 upper-case hex digits.
@@ -62,7 +74,18 @@ impl hyper::service::Service<http::Request<Incoming>> for Instrumented {
         let preflight = self.preflight.clone();
         let request_id = new_request_id();
         let method = request.method().clone();
-        let span = tracing::info_span!("request", id = %request_id);
+        // The request's span: its id (the x-amz-request-id the client
+        // sees) on every log line within, and with trace export the root
+        // of its trace, named by its S3 operation once that is known.
+        let span = tracing::info_span!(
+            "request",
+            request_id = %request_id,
+            otel.name = tracing::field::Empty,
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %method,
+            http.response.status_code = tracing::field::Empty,
+        );
         let started = Instant::now();
         let work = async move {
             // An error answered before the body was read (a refused PUT
@@ -76,12 +99,13 @@ impl hyper::service::Service<http::Request<Incoming>> for Instrumented {
                     .to_http_response()
                     .map_err(|e| HttpError::new(Box::new(e))),
             };
-            let operation = OPERATION
-                .try_with(|slot| slot.borrow().clone())
+            let operation = NOTES
+                .try_with(|notes| notes.operation.borrow().clone())
                 .ok()
                 .flatten()
                 .unwrap_or_else(|| "Unknown".to_string());
             let elapsed = started.elapsed();
+            let span = tracing::Span::current();
             match response {
                 Ok(mut response) => {
                     if method == http::Method::HEAD {
@@ -100,6 +124,10 @@ impl hyper::service::Service<http::Request<Incoming>> for Instrumented {
                         }
                     }
                     let status = response.status().as_u16();
+                    span.record("http.response.status_code", status);
+                    if response.status().is_server_error() {
+                        span.record("otel.status_code", "ERROR");
+                    }
                     m::record_request(&operation, status, elapsed);
                     tracing::info!(
                         %method,
@@ -111,13 +139,18 @@ impl hyper::service::Service<http::Request<Incoming>> for Instrumented {
                     Ok(response)
                 }
                 Err(e) => {
+                    span.record("otel.status_code", "ERROR");
                     m::record_request(&operation, 0, elapsed);
                     tracing::warn!(%method, operation, error = ?e, "s3 request aborted");
                     Err(e)
                 }
             }
         };
-        Box::pin(OPERATION.scope(RefCell::new(None), work).instrument(span))
+        let notes = Notes {
+            operation: RefCell::new(None),
+            span: span.clone(),
+        };
+        Box::pin(NOTES.scope(notes, work).instrument(span))
     }
 }
 

@@ -32,6 +32,7 @@ mod signature;
 mod spool;
 pub mod status;
 pub mod supervisor;
+pub mod telemetry;
 mod time;
 pub mod tools;
 pub mod workers;

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ferry_cache::cluster::wire::{self, Verb};
 use ferry_cache::cluster::{AnswerDigests, Cluster, Node as ClusterNode, Served};
+use tracing::Instrument;
 
 use crate::node::Node;
 use ferry_cache::{BlockAddr, BlockCache, CacheError, Stores, admission};
@@ -112,7 +113,17 @@ async fn block(
         checksum: wire::answer_checksummed(protocol, maced),
         body_digest: maced && wire::mac_covers_body_digest(protocol),
     };
-    let response = answer(state, query.unwrap_or_default(), &headers, spoken, form).await;
+    // The asker's trace continues here, when it sent one.
+    let span = tracing::debug_span!(
+        "peer serve",
+        asker = header(&headers, wire::H_NODE).unwrap_or_default(),
+        verb = header(&headers, wire::H_VERB).unwrap_or_default(),
+        otel.kind = "server",
+    );
+    crate::telemetry::continue_trace(&span, &headers);
+    let response = answer(state, query.unwrap_or_default(), &headers, spoken, form)
+        .instrument(span)
+        .await;
     match signature {
         Some(signature) if maced => with_mac(response, &secret, protocol, &signature).await,
         _ => response,

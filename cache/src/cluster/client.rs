@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tracing::Instrument;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::view::Member;
@@ -72,7 +73,17 @@ pub struct PeerClient {
     /// The client trusts only the cluster's own CA: a peer reached over
     /// TLS is then authenticated by its certificate.
     own_roots_only: bool,
+    /// The current trace's `traceparent`, sent with each block request so
+    /// the owner's spans join the asker's trace (`None`: nothing traced).
+    trace: Option<TraceContext>,
 }
+
+/// Gives the W3C `traceparent` of the trace the current task is in, if
+/// any (the gateway's tracing knows; the cache does not).
+pub type TraceContext = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
+/// The header a peer request carries its trace in.
+pub const TRACEPARENT: &str = "traceparent";
 
 /// An answered request: the body for `get`, whether it was cached for
 /// `probe`.
@@ -112,7 +123,15 @@ impl PeerClient {
             down: Mutex::new(HashMap::new()),
             buffers: BlockBuffers::new("peer", BUFFERS_KEPT),
             own_roots_only: !tls.roots.is_empty(),
+            trace: None,
         })
+    }
+
+    /// Sends each block request with the current trace's `traceparent`
+    /// from `trace`.
+    pub fn with_trace_context(mut self, trace: Option<TraceContext>) -> PeerClient {
+        self.trace = trace;
+        self
     }
 
     /// Whether `peer` (an id) is marked down now.
@@ -189,7 +208,16 @@ impl PeerClient {
                 protocol,
                 want_mac: !(peer.tls && self.own_roots_only),
             };
-            self.send(&peer.base_url(), addr, &range, how).await
+            let span = tracing::debug_span!(
+                "peer",
+                peer = id,
+                verb = verb.as_str(),
+                index = addr.index,
+                otel.kind = "client",
+            );
+            self.send(&peer.base_url(), addr, &range, how)
+                .instrument(span)
+                .await
         };
         let outcome = match &result {
             Ok(_) => "ok",
@@ -317,6 +345,9 @@ impl PeerClient {
             .header(wire::H_NO_FORWARD, "1");
         if tiers_only {
             request = request.header(wire::H_TIERS_ONLY, "1");
+        }
+        if let Some(parent) = self.trace.as_ref().and_then(|trace| trace()) {
+            request = request.header(TRACEPARENT, parent);
         }
         if want_mac {
             request = request.header(wire::H_WANT_MAC, "1");

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use xxhash_rust::xxh3::xxh3_64;
 
-pub use client::{Answer, PeerClient, PeerError, Timeouts};
+pub use client::{Answer, PeerClient, PeerError, TRACEPARENT, Timeouts, TraceContext};
 pub use digests::AnswerDigests;
 pub use redis_membership::RedisMembership;
 pub use serve::Served;
@@ -103,6 +103,7 @@ impl Cluster {
         stores: String,
         capacity: u64,
         tls: &Tls,
+        trace: Option<TraceContext>,
     ) -> Result<Cluster, CacheError> {
         let me = config.serve.then(|| Member {
             id: config.node_id.clone(),
@@ -178,7 +179,8 @@ impl Cluster {
                 request: config.request_timeout,
             },
             &tls.client,
-        )?;
+        )?
+        .with_trace_context(trace);
         let node = Arc::new(Node {
             id: config.node_id.clone(),
             replicas: config.replicas,

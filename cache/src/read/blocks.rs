@@ -31,6 +31,7 @@ use ferry_meta::{Layout, Segment};
 use futures::FutureExt;
 use futures::stream::{self, BoxStream, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
 
 use crate::error::{CacheError, Result};
 use crate::metrics as m;
@@ -353,7 +354,10 @@ impl BlockCache {
             // The tier may run the fetch in a task of its own: carry the
             // caller's priority into it.
             let priority = admission::current_priority();
+            // And the caller's span: the fetch's peer and store reads are
+            // its children in a trace.
             admission::with_priority(priority, async move { source.fetch(&addr, range).await })
+                .instrument(tracing::Span::current())
                 .boxed()
         };
         let (bytes, source) = match self
@@ -464,6 +468,9 @@ impl BlockCache {
             self.read_ahead(&plan);
         }
         let cache = self.clone();
+        // Each block's span is a child of the request's, though the body
+        // is read after the request's handler returned.
+        let request = tracing::Span::current();
         // This read's allowance: released block by block as its client
         // takes them, so one read never holds more than `per_read`
         // blocks of the budget, however slowly its client reads.
@@ -485,8 +492,22 @@ impl BlockCache {
             })
             .map(move |admitted| {
                 let cache = cache.clone();
+                let span = tracing::debug_span!(
+                    parent: &request,
+                    "block",
+                    index = tracing::field::Empty,
+                    from = tracing::field::Empty,
+                );
+                // Untraced, the block runs in the request's span, so what
+                // it logs while the body streams names the request.
+                let span = if span.is_disabled() {
+                    request.clone()
+                } else {
+                    span
+                };
                 async move {
                     let (read, permits) = admitted?;
+                    tracing::Span::current().record("index", read.index);
                     let holds: Holds = Box::new(permits);
                     if let Some(pieces) = cache.held(&read).await {
                         return Ok((pieces, holds));
@@ -514,6 +535,7 @@ impl BlockCache {
                     }
                     Ok((vec![slice(&block, &wanted)], holds))
                 }
+                .instrument(span)
             })
             .buffered(self.per_read.min(self.window).max(1))
             .flat_map(|block| stream::iter(pieces_of(block)))
@@ -630,6 +652,8 @@ impl BlockCache {
     /// priority, holding `permit` of the in-flight budget until it is in.
     fn spawn_prefetch(self: &Arc<Self>, read: BlockRead, permit: InflightPermit) {
         let cache = self.clone();
+        // In a trace, a child of the read that set it off.
+        let span = tracing::debug_span!("prefetch", index = read.index);
         // Short-lived and bounded by the in-flight budget; a failure is
         // only a lost prefetch (the demand read will retry).
         tokio::spawn(admission::with_priority(
@@ -639,7 +663,8 @@ impl BlockCache {
                 if let Err(e) = cache.block(&read).await {
                     tracing::debug!(error = %e, blob = %read.blob, block = read.index, "prefetch failed");
                 }
-            },
+            }
+            .instrument(span),
         ));
     }
 }
@@ -668,8 +693,10 @@ fn slice(block: &Bytes, want: &Range<u64>) -> Bytes {
     block.slice(start..end)
 }
 
-/// Counts a block served from `source` in the metrics.
+/// Counts a block served from `source` in the metrics (and notes it on
+/// the block's span, when traced).
 fn record(source: ServedFrom, len: usize, started: Instant) {
+    tracing::Span::current().record("from", source.label());
     match source {
         ServedFrom::Memory | ServedFrom::Disk => {
             metrics::counter!(m::CACHE_HITS, "tier" => source.label()).increment(1);

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use object_store::{GetResult, GetResultPayload, Result};
+use tracing::Instrument;
 
 use super::decorator::{Read, ReadDecorator, map_body};
 use crate::metrics::{STORE_BYTES_READ, STORE_ERRORS, STORE_REQUESTS};
@@ -75,10 +76,13 @@ impl Counted {
 #[async_trait]
 impl ReadDecorator for Counted {
     async fn get_opts(&self, read: Read<'_>) -> Result<GetResult> {
+        // The read's span lasts until its body is read (it goes with the
+        // body), so a trace shows the whole transfer.
+        let span = tracing::debug_span!("store", store = %self.name, otel.kind = "client");
         let in_flight = InFlight::start(&self.counters);
         self.counters.get_requests.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(STORE_REQUESTS, "store" => self.name.clone()).increment(1);
-        let result = match read.pass_on().await {
+        let result = match read.pass_on().instrument(span.clone()).await {
             Ok(result) => result,
             Err(e) => {
                 if !matches!(e, object_store::Error::NotFound { .. }) {
@@ -98,7 +102,7 @@ impl ReadDecorator for Counted {
         }
         let (counters, store) = (self.counters.clone(), self.name.clone());
         Ok(map_body(result, move |chunk| {
-            let _held = &in_flight;
+            let _held = (&in_flight, &span);
             let chunk = chunk.inspect_err(|_| {
                 metrics::counter!(STORE_ERRORS, "store" => store.clone()).increment(1);
             })?;

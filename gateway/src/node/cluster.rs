@@ -2,8 +2,10 @@
 //! node (refused when the members disagree on block size, protocol or
 //! stores).
 
+use std::sync::Arc;
+
 use ferry_cache::ClientTls;
-use ferry_cache::cluster::{Cluster, Tls, store_fingerprint};
+use ferry_cache::cluster::{Cluster, Tls, TraceContext, store_fingerprint};
 use ferry_config::{ClusterConfig, Config};
 use tokio::net::TcpListener;
 
@@ -35,6 +37,12 @@ pub(crate) async fn join(
             serves: config.tls.enabled(),
             client: client_tls.clone(),
         },
+        // With trace export, block requests carry their trace to the owner.
+        config
+            .telemetry
+            .otlp
+            .is_some()
+            .then(|| Arc::new(crate::telemetry::current_traceparent) as TraceContext),
     )
     .await?;
     tracing::info!(

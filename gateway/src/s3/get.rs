@@ -6,6 +6,7 @@ use ferry_meta::Entry;
 use futures::stream::{self, BoxStream, StreamExt};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
+use tracing::Instrument;
 
 use super::FerryS3;
 use super::checksums;
@@ -228,6 +229,7 @@ pub(super) async fn get_object(
     let (entry, layout) = s3
         .layouts
         .current(s3.meta.as_ref(), &input.bucket, &input.key)
+        .instrument(tracing::debug_span!("meta", op = "entry and layout"))
         .await
         .s3()?;
     let view = view(entry, view_request!(input))?;
@@ -300,7 +302,12 @@ pub(super) async fn head_object(
 ) -> S3Result<S3Response<HeadObjectOutput>> {
     let input = req.input;
     check_key(&input.key)?;
-    let entry = s3.meta.head(&input.bucket, &input.key).await.s3()?;
+    let entry = s3
+        .meta
+        .head(&input.bucket, &input.key)
+        .instrument(tracing::debug_span!("meta", op = "head"))
+        .await
+        .s3()?;
     let view = view(entry, view_request!(input))?;
     // With a Content-Range this is answered 206 (see `http::partial_head`).
     Ok(S3Response::new(object_output!(HeadObjectOutput, view,)))

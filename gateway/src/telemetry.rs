@@ -1,0 +1,180 @@
+//! Logs and traces: the log lines on stderr (`FERRY_LOG` filters them),
+//! and with `[telemetry] otlp_endpoint` the spans of every S3 request —
+//! its metadata lookups, block reads, peer requests and store reads — sent
+//! to an OpenTelemetry collector over OTLP/HTTP. A peer request carries its
+//! trace (`traceparent`), so the owner's spans join the asker's trace: a
+//! slow GET shows which node and which store was slow.
+//!
+//! The request span is at INFO (it is the log lines' context); its steps
+//! are DEBUG spans, which the log filter leaves out, so without export
+//! they cost a disabled callsite's check.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use ferry_cache::cluster::TRACEPARENT;
+use ferry_config::OtlpConfig;
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
+};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// How long a batch of spans may take to reach the collector.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The trace export, while it runs; [`Telemetry::shutdown`] sends what is
+/// left.
+#[derive(Default)]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Whether spans are exported.
+    pub fn exporting(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    /// Sends the spans not sent yet and stops the export.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("warning: the last traces were not all exported: {e}");
+        }
+    }
+}
+
+/// The log filter: `FERRY_LOG`, else INFO without s3s's per-error lines
+/// (Ferry's own request line records them with their status) and foyer's
+/// start-up chatter (its warnings and errors stay).
+fn log_filter(env: &HashMap<String, String>) -> tracing_subscriber::EnvFilter {
+    env.get("FERRY_LOG")
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| {
+            tracing_subscriber::EnvFilter::new(
+                "info,s3s=off,foyer=warn,foyer_memory=warn,foyer_storage=warn,foyer_common=warn",
+            )
+        })
+}
+
+/// Installs the logger, and the trace export when `otlp` says where to;
+/// `node` names this node in every span (`service.instance.id`). An
+/// export that cannot be built is logged and left off: traces are never a
+/// reason not to serve.
+pub fn init(
+    json: bool,
+    env: &HashMap<String, String>,
+    otlp: Option<&OtlpConfig>,
+    node: &str,
+) -> Telemetry {
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let logs = if json {
+        logs.json().with_filter(log_filter(env)).boxed()
+    } else {
+        logs.with_filter(log_filter(env)).boxed()
+    };
+    let (provider, failed) = match otlp.map(|config| tracer_provider(config, node)) {
+        Some(Ok(provider)) => (Some(provider), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
+    };
+    let traces = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("ferry"))
+            // Nothing in Ferry reads OpenTelemetry's own current context;
+            // left off, a span stays a builder until its first child, so
+            // the request's span can still take its operation's name.
+            .with_context_activation(false)
+            // Source locations, threads and busy/idle times on every span
+            // cost CPU and say little here.
+            .with_location(false)
+            .with_threads(false)
+            .with_target(false)
+            .with_tracked_inactivity(false)
+            // Ferry's spans, and its warnings and errors as span events.
+            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                meta.target().starts_with("ferry")
+                    && (meta.is_span() || *meta.level() <= tracing::Level::WARN)
+            }))
+    });
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(traces)
+        .init();
+    if let Some(e) = failed {
+        tracing::error!(error = %e, "trace export not started; serving without it");
+    }
+    Telemetry { provider }
+}
+
+fn tracer_provider(config: &OtlpConfig, node: &str) -> Result<SdkTracerProvider, String> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(config.traces_url.clone())
+        .with_timeout(EXPORT_TIMEOUT)
+        .with_headers(HashMap::new())
+        .build()
+        .map_err(|e| format!("telemetry.otlp_endpoint {}: {e}", config.traces_url))?;
+    let batches = BatchSpanProcessor::builder(exporter)
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_scheduled_delay(config.export_interval)
+                .build(),
+        )
+        .build();
+    // Built without the environment's OTEL_* detectors: the config file
+    // is the one place this is set.
+    let resource = Resource::builder_empty()
+        .with_service_name(config.service_name.clone())
+        .with_attribute(opentelemetry::KeyValue::new(
+            "service.instance.id",
+            node.to_string(),
+        ))
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_span_processor(batches)
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            config.sample_ratio,
+        ))))
+        .with_resource(resource)
+        .build())
+}
+
+/// The `traceparent` of the current span, for a peer request; `None`
+/// when nothing is traced.
+pub fn current_traceparent() -> Option<String> {
+    let context = tracing::Span::current().context();
+    let mut carrier: HashMap<String, String> = HashMap::new();
+    TraceContextPropagator::new().inject_context(&context, &mut carrier);
+    carrier.remove(TRACEPARENT)
+}
+
+/// Makes `span` a child of the trace a peer's request carries.
+pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
+    struct Headers<'a>(&'a http::HeaderMap);
+    impl Extractor for Headers<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0.get(key).and_then(|v| v.to_str().ok())
+        }
+        fn keys(&self) -> Vec<&str> {
+            self.0.keys().map(http::HeaderName::as_str).collect()
+        }
+    }
+    if headers.contains_key(TRACEPARENT) {
+        let parent = TraceContextPropagator::new().extract(&Headers(headers));
+        // Fails only for a span no layer records: nothing to join then.
+        let _ = span.set_parent(parent);
+    }
+}
