@@ -10,6 +10,8 @@
 #   CONFIGS="warm disk off"   memory hits, disk-tier hits, cache off
 #   WORKLOADS=head,safetensors   only these `ferry-bench read` workloads
 #   RESULTS=file              keep the JSON lines
+#   EXTRA_A=toml, EXTRA_B=toml  lines added to side A's or B's config (the
+#                             same binary twice with and without a setting)
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -53,6 +55,10 @@ start() {
     local label=$1 binary=$2 config=$3 dir=$work/$1
     mkdir -p "$dir"
     config_toml "$config" >"$dir.toml"
+    case $label in
+    a-*) printf '%s\n' "${EXTRA_A:-}" >>"$dir.toml" ;;
+    b-*) printf '%s\n' "${EXTRA_B:-}" >>"$dir.toml" ;;
+    esac
     "$binary" serve --config "$dir.toml" --data-dir "$dir" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
         >"$dir.out" 2>"$dir.err" &
     pid=$!

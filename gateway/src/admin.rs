@@ -429,19 +429,11 @@ fn note_warmup(job: &JobHandle, event: &WarmupEvent) -> Option<(&'static str, St
             None
         }
         WarmupEvent::Progress(tally) => {
-            job.update(|j| {
-                j.objects = tally.objects;
-                j.bytes = tally.bytes;
-                j.failures = tally.failures;
-            });
+            note_tally(job, tally);
             None
         }
         WarmupEvent::Done(tally) => {
-            job.update(|j| {
-                j.objects = tally.objects;
-                j.bytes = tally.bytes;
-                j.failures = tally.failures;
-            });
+            note_tally(job, tally);
             Some((
                 "done",
                 format!(
@@ -511,6 +503,14 @@ async fn import(
         tx,
     ));
     ndjson(rx, job, note_import)
+}
+
+fn note_tally(job: &JobHandle, tally: &warmup::Tally) {
+    job.update(|j| {
+        j.objects = tally.objects;
+        j.bytes = tally.bytes;
+        j.failures = tally.failures;
+    });
 }
 
 /// An import's event in the book of long jobs.

@@ -75,14 +75,18 @@ impl hyper::service::Service<http::Request<Incoming>> for Instrumented {
         let request_id = new_request_id();
         let method = request.method().clone();
         // The request's span: its id (the x-amz-request-id the client
-        // sees) on every log line within, and with trace export the root
-        // of its trace, named by its S3 operation once that is known.
-        let span = tracing::info_span!(
-            "request",
-            request_id = %request_id,
+        // sees) on every log line within.
+        let span = tracing::info_span!("request", request_id = %request_id);
+        // Its trace span, a DEBUG span only trace export enables (the log
+        // lines stay as they are, and untraced it costs a disabled check):
+        // the root of its trace, named by its S3 operation once known.
+        let traced = tracing::debug_span!(
+            parent: &span,
+            "s3",
             otel.name = tracing::field::Empty,
             otel.kind = "server",
             otel.status_code = tracing::field::Empty,
+            request_id = %request_id,
             http.request.method = %method,
             http.response.status_code = tracing::field::Empty,
         );
@@ -105,7 +109,9 @@ impl hyper::service::Service<http::Request<Incoming>> for Instrumented {
                 .flatten()
                 .unwrap_or_else(|| "Unknown".to_string());
             let elapsed = started.elapsed();
-            let span = tracing::Span::current();
+            let span = NOTES
+                .try_with(|notes| notes.span.clone())
+                .unwrap_or_else(|_| tracing::Span::none());
             match response {
                 Ok(mut response) => {
                     if method == http::Method::HEAD {
@@ -148,9 +154,9 @@ impl hyper::service::Service<http::Request<Incoming>> for Instrumented {
         };
         let notes = Notes {
             operation: RefCell::new(None),
-            span: span.clone(),
+            span: traced.clone(),
         };
-        Box::pin(NOTES.scope(notes, work).instrument(span))
+        Box::pin(NOTES.scope(notes, work).instrument(traced).instrument(span))
     }
 }
 

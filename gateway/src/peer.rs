@@ -113,14 +113,20 @@ async fn block(
         checksum: wire::answer_checksummed(protocol, maced),
         body_digest: maced && wire::mac_covers_body_digest(protocol),
     };
-    // The asker's trace continues here, when it sent one.
-    let span = tracing::debug_span!(
-        "peer serve",
-        asker = header(&headers, wire::H_NODE).unwrap_or_default(),
-        verb = header(&headers, wire::H_VERB).unwrap_or_default(),
-        otel.kind = "server",
-    );
-    crate::telemetry::continue_trace(&span, &headers);
+    // The asker's trace continues here, when it sent one (only a traced
+    // request does).
+    let span = if headers.contains_key(ferry_cache::cluster::TRACEPARENT) {
+        let span = tracing::debug_span!(
+            "peer serve",
+            asker = header(&headers, wire::H_NODE).unwrap_or_default(),
+            verb = header(&headers, wire::H_VERB).unwrap_or_default(),
+            otel.kind = "server",
+        );
+        crate::telemetry::continue_trace(&span, &headers);
+        span
+    } else {
+        tracing::Span::none()
+    };
     let response = answer(state, query.unwrap_or_default(), &headers, spoken, form)
         .instrument(span)
         .await;
@@ -150,15 +156,10 @@ async fn status_samples(
             "missing peer authentication headers".into(),
         );
     };
-    let signed = time.parse::<i64>().ok().map(|time_ms| wire::Signed {
-        method: "GET",
-        path: wire::STATUS_PATH,
-        query: &query,
-        time_ms,
-        verb: wire::STATUS_VERB,
-        priority,
-        node,
-    });
+    let signed = time
+        .parse::<i64>()
+        .ok()
+        .map(|time_ms| wire::Signed::status(&query, time_ms, priority, node));
     let Some(signed) = signed.filter(|signed| {
         header(&headers, wire::H_VERB) == Some(wire::STATUS_VERB)
             && signed.verify(state.secret.as_bytes(), signature)

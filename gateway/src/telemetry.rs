@@ -77,20 +77,42 @@ pub fn init(
     otlp: Option<&OtlpConfig>,
     node: &str,
 ) -> Telemetry {
-    let logs = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    let logs = if json {
-        logs.json().with_filter(log_filter(env)).boxed()
-    } else {
-        logs.with_filter(log_filter(env)).boxed()
-    };
     let (provider, failed) = match otlp.map(|config| tracer_provider(config, node)) {
         Some(Ok(provider)) => (Some(provider), None),
         Some(Err(e)) => (None, Some(e)),
         None => (None, None),
     };
-    let traces = provider.as_ref().map(|provider| {
+    let ratio = otlp.map_or(0.0, |c| c.sample_ratio);
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    // Not boxed: a boxed layer hides its per-layer filter, and spans every
+    // filter left out would still be made.
+    if json {
+        install(
+            logs.json().with_filter(log_filter(env)),
+            provider.as_ref(),
+            ratio,
+        );
+    } else {
+        install(logs.with_filter(log_filter(env)), provider.as_ref(), ratio);
+    }
+    if let Some(e) = failed {
+        tracing::error!(error = %e, "trace export not started; serving without it");
+    }
+    Telemetry { provider }
+}
+
+/// Installs `logs`, and over it the trace layer when `provider` exports.
+fn install<L>(logs: L, provider: Option<&SdkTracerProvider>, ratio: f64)
+where
+    L: Layer<tracing_subscriber::Registry> + Send + Sync + 'static,
+{
+    let Some(provider) = provider else {
+        tracing_subscriber::registry().with(logs).init();
+        return;
+    };
+    let traces = {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("ferry"))
             // Nothing in Ferry reads OpenTelemetry's own current context;
@@ -103,20 +125,51 @@ pub fn init(
             .with_threads(false)
             .with_target(false)
             .with_tracked_inactivity(false)
-            // Ferry's spans, and its warnings and errors as span events.
-            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                meta.target().starts_with("ferry")
-                    && (meta.is_span() || *meta.level() <= tracing::Level::WARN)
-            }))
-    });
+            .with_filter(sampled(ratio))
+    };
     tracing_subscriber::registry()
         .with(logs)
         .with(traces)
         .init();
-    if let Some(e) = failed {
-        tracing::error!(error = %e, "trace export not started; serving without it");
-    }
-    Telemetry { provider }
+}
+
+/// What the trace layer records. Requests are sampled here, at their
+/// root, not by the SDK: a span this filter leaves out is never built, so
+/// a request that is not traced costs what it costs without export (the
+/// SDK's sampler would drop it only after every span of it was made).
+/// - the S3 request's `s3` span: for `ratio` of the requests;
+/// - `peer serve`: always (the peer endpoint opens it only for a request
+///   that came with a trace; the SDK follows the asker's choice);
+/// - any other Ferry span: within a traced span, else never (no orphans);
+/// - the log lines' `request` span: never (`s3` is the trace's root);
+/// - events: Ferry's warnings and errors, onto the traced span they are in.
+fn sampled<S>(ratio: f64) -> impl tracing_subscriber::layer::Filter<S>
+where
+    S: tracing::Subscriber + for<'lookup> tracing_subscriber::registry::LookupSpan<'lookup>,
+{
+    tracing_subscriber::filter::DynFilterFn::new(move |meta, cx| {
+        if !meta.target().starts_with("ferry") {
+            return false;
+        }
+        if !meta.is_span() {
+            return *meta.level() <= tracing::Level::WARN;
+        }
+        match meta.name() {
+            "request" => false,
+            "s3" => ratio >= 1.0 || rand::random::<f64>() < ratio,
+            "peer serve" => true,
+            _ => cx.lookup_current().is_some(),
+        }
+    })
+    // Other crates' spans and events are never traced: settled once per
+    // callsite, not at every span.
+    .with_callsite_filter(|meta| {
+        if meta.target().starts_with("ferry") {
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    })
 }
 
 fn tracer_provider(config: &OtlpConfig, node: &str) -> Result<SdkTracerProvider, String> {
@@ -145,9 +198,9 @@ fn tracer_provider(config: &OtlpConfig, node: &str) -> Result<SdkTracerProvider,
         .build();
     Ok(SdkTracerProvider::builder()
         .with_span_processor(batches)
-        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            config.sample_ratio,
-        ))))
+        // Sampled at the root by the layer's filter (`sampled`); a peer's
+        // span follows the asker's choice.
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
         .with_resource(resource)
         .build())
 }
@@ -172,9 +225,7 @@ pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
             self.0.keys().map(http::HeaderName::as_str).collect()
         }
     }
-    if headers.contains_key(TRACEPARENT) {
-        let parent = TraceContextPropagator::new().extract(&Headers(headers));
-        // Fails only for a span no layer records: nothing to join then.
-        let _ = span.set_parent(parent);
-    }
+    let parent = TraceContextPropagator::new().extract(&Headers(headers));
+    // Fails only for a span no layer records: nothing to join then.
+    let _ = span.set_parent(parent);
 }

@@ -249,16 +249,8 @@ impl PeerClient {
         let query = format!("since={since_ms}");
         let time_ms = wire::now_ms();
         let priority = wire::priority_str(ReadPriority::Warmup);
-        let signature = wire::Signed {
-            method: "GET",
-            path: wire::STATUS_PATH,
-            query: &query,
-            time_ms,
-            verb: wire::STATUS_VERB,
-            priority,
-            node: &self.node,
-        }
-        .sign(&self.secret);
+        let signature =
+            wire::Signed::status(&query, time_ms, priority, &self.node).sign(&self.secret);
         let url = format!("{}{}?{query}", peer.base_url(), wire::STATUS_PATH);
         let failed = |what: &str, e: &dyn std::fmt::Display| {
             PeerError::Failed(format!("status of {}: {what}: {e}", peer.id))

@@ -270,7 +270,20 @@ pub struct Signed<'a> {
     pub node: &'a str,
 }
 
-impl Signed<'_> {
+impl<'a> Signed<'a> {
+    /// What a status request's signature covers (see [`STATUS_PATH`]).
+    pub fn status(query: &'a str, time_ms: i64, priority: &'a str, node: &'a str) -> Signed<'a> {
+        Signed {
+            method: "GET",
+            path: STATUS_PATH,
+            query,
+            time_ms,
+            verb: STATUS_VERB,
+            priority,
+            node,
+        }
+    }
+
     fn mac(&self, secret: &[u8]) -> Hmac<Sha256> {
         // Hmac accepts keys of any length.
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)

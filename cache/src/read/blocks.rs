@@ -492,12 +492,16 @@ impl BlockCache {
             })
             .map(move |admitted| {
                 let cache = cache.clone();
-                let span = tracing::debug_span!(
-                    parent: &request,
-                    "block",
-                    index = tracing::field::Empty,
-                    from = tracing::field::Empty,
-                );
+                // Made within the request's span (not with it as an
+                // explicit parent): the trace filter keeps a span only
+                // inside a traced one.
+                let span = request.in_scope(|| {
+                    tracing::debug_span!(
+                        "block",
+                        index = tracing::field::Empty,
+                        from = tracing::field::Empty,
+                    )
+                });
                 // Untraced, the block runs in the request's span, so what
                 // it logs while the body streams names the request.
                 let span = if span.is_disabled() {
