@@ -16,8 +16,10 @@ pub struct RawTelemetry {
     /// spans go to its `/v1/traces`. Default none: no export. Also
     /// `FERRY_OTLP_ENDPOINT`.
     pub otlp_endpoint: Option<String>,
-    /// Share of traces kept, from 0 to 1. A request that comes with a
-    /// trace from a peer follows the peer's choice. Default 1.
+    /// Share of S3 requests traced, from 0 to 1; a peer's part of a trace
+    /// follows the asker. Default 0.01: tracing every request costs about
+    /// a fifth more CPU on small reads (BENCHMARKS.md), one in a hundred
+    /// costs nothing measurable.
     pub sample_ratio: Option<f64>,
     /// The `service.name` of the spans. Default `ferry`.
     pub service_name: Option<String>,
@@ -25,6 +27,9 @@ pub struct RawTelemetry {
     #[serde(default, with = "humantime_serde")]
     pub export_interval: Option<Duration>,
 }
+
+/// The share of requests traced unless `sample_ratio` says otherwise.
+pub const DEFAULT_SAMPLE_RATIO: f64 = 0.01;
 
 /// Validated `[telemetry]`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -56,7 +61,7 @@ impl RawTelemetry {
                 format!("{endpoint:?}: an OTLP/HTTP endpoint is http:// or https://"),
             ));
         }
-        let sample_ratio = self.sample_ratio.unwrap_or(1.0);
+        let sample_ratio = self.sample_ratio.unwrap_or(DEFAULT_SAMPLE_RATIO);
         if !(0.0..=1.0).contains(&sample_ratio) {
             return Err(ConfigError::invalid(
                 "telemetry.sample_ratio",
@@ -112,7 +117,7 @@ mod tests {
         let config = raw("http://collector:4318/").validate().expect("valid");
         let otlp = config.otlp.expect("export on");
         assert_eq!(otlp.traces_url, "http://collector:4318/v1/traces");
-        assert_eq!(otlp.sample_ratio, 1.0);
+        assert_eq!(otlp.sample_ratio, DEFAULT_SAMPLE_RATIO);
         assert_eq!(otlp.service_name, "ferry");
         assert_eq!(
             RawTelemetry::default().validate().expect("valid").otlp,

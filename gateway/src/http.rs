@@ -33,6 +33,19 @@ tokio::task_local! {
     static NOTES: Notes;
 }
 
+/// A span for a step of the current request (`make` opens it) when the
+/// request is traced; else none, and nothing is made.
+pub(crate) fn step_span(make: impl FnOnce() -> tracing::Span) -> tracing::Span {
+    let traced = NOTES
+        .try_with(|notes| !notes.span.is_disabled())
+        .unwrap_or(false);
+    if traced {
+        make()
+    } else {
+        tracing::Span::none()
+    }
+}
+
 /// Records the current request's operation name for its log line and
 /// metrics, and names its trace span by it. (The access check runs before
 /// the handler opens any child span, while the span's name can change.)
@@ -53,14 +66,28 @@ fn new_request_id() -> String {
 pub struct Instrumented {
     inner: Arc<S3Service>,
     preflight: Arc<Preflight>,
+    /// With trace export, the share of requests traced.
+    trace_ratio: Option<f64>,
 }
 
 impl Instrumented {
-    pub(crate) fn new(inner: S3Service, preflight: Preflight) -> Instrumented {
+    pub(crate) fn new(
+        inner: S3Service,
+        preflight: Preflight,
+        trace_ratio: Option<f64>,
+    ) -> Instrumented {
         Instrumented {
             inner: Arc::new(inner),
             preflight: Arc::new(preflight),
+            trace_ratio,
         }
+    }
+
+    /// Whether this request is traced: sampled here, before any of its
+    /// spans exists, so one that is not costs nothing for tracing.
+    fn sampled(&self) -> bool {
+        self.trace_ratio
+            .is_some_and(|ratio| ratio >= 1.0 || rand::random::<f64>() < ratio)
     }
 }
 
@@ -80,16 +107,20 @@ impl hyper::service::Service<http::Request<Incoming>> for Instrumented {
         // Its trace span, a DEBUG span only trace export enables (the log
         // lines stay as they are, and untraced it costs a disabled check):
         // the root of its trace, named by its S3 operation once known.
-        let traced = tracing::debug_span!(
-            parent: &span,
-            "s3",
-            otel.name = tracing::field::Empty,
-            otel.kind = "server",
-            otel.status_code = tracing::field::Empty,
-            request_id = %request_id,
-            http.request.method = %method,
-            http.response.status_code = tracing::field::Empty,
-        );
+        let traced = if self.sampled() {
+            tracing::debug_span!(
+                parent: &span,
+                "s3",
+                otel.name = tracing::field::Empty,
+                otel.kind = "server",
+                otel.status_code = tracing::field::Empty,
+                request_id = %request_id,
+                http.request.method = %method,
+                http.response.status_code = tracing::field::Empty,
+            )
+        } else {
+            tracing::Span::none()
+        };
         let started = Instant::now();
         let work = async move {
             // An error answered before the body was read (a refused PUT
@@ -234,5 +265,6 @@ pub fn service(node: &Node) -> Result<Instrumented, StartError> {
             }),
             verifier: Verifier::new(node.keyring.clone(), hosts),
         },
+        node.config.telemetry.otlp.as_ref().map(|o| o.sample_ratio),
     ))
 }

@@ -82,20 +82,15 @@ pub fn init(
         Some(Err(e)) => (None, Some(e)),
         None => (None, None),
     };
-    let ratio = otlp.map_or(0.0, |c| c.sample_ratio);
     let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     // Not boxed: a boxed layer hides its per-layer filter, and spans every
     // filter left out would still be made.
     if json {
-        install(
-            logs.json().with_filter(log_filter(env)),
-            provider.as_ref(),
-            ratio,
-        );
+        install(logs.json().with_filter(log_filter(env)), provider.as_ref());
     } else {
-        install(logs.with_filter(log_filter(env)), provider.as_ref(), ratio);
+        install(logs.with_filter(log_filter(env)), provider.as_ref());
     }
     if let Some(e) = failed {
         tracing::error!(error = %e, "trace export not started; serving without it");
@@ -104,7 +99,7 @@ pub fn init(
 }
 
 /// Installs `logs`, and over it the trace layer when `provider` exports.
-fn install<L>(logs: L, provider: Option<&SdkTracerProvider>, ratio: f64)
+fn install<L>(logs: L, provider: Option<&SdkTracerProvider>)
 where
     L: Layer<tracing_subscriber::Registry> + Send + Sync + 'static,
 {
@@ -125,7 +120,7 @@ where
             .with_threads(false)
             .with_target(false)
             .with_tracked_inactivity(false)
-            .with_filter(sampled(ratio))
+            .with_filter(traced_spans())
     };
     tracing_subscriber::registry()
         .with(logs)
@@ -133,21 +128,21 @@ where
         .init();
 }
 
-/// What the trace layer records. Requests are sampled here, at their
-/// root, not by the SDK: a span this filter leaves out is never built, so
-/// a request that is not traced costs what it costs without export (the
-/// SDK's sampler would drop it only after every span of it was made).
-/// - the S3 request's `s3` span: for `ratio` of the requests;
+/// What the trace layer records. Requests are sampled at their root, not
+/// by the SDK (whose sampler would drop a request only after every span of
+/// it was made): the S3 service opens a request's `s3` span only for the
+/// share `sample_ratio` of them, and this filter keeps
+/// - the `s3` span;
 /// - `peer serve`: always (the peer endpoint opens it only for a request
 ///   that came with a trace; the SDK follows the asker's choice);
 /// - any other Ferry span: within a traced span, else never (no orphans);
 /// - the log lines' `request` span: never (`s3` is the trace's root);
 /// - events: Ferry's warnings and errors, onto the traced span they are in.
-fn sampled<S>(ratio: f64) -> impl tracing_subscriber::layer::Filter<S>
+fn traced_spans<S>() -> impl tracing_subscriber::layer::Filter<S>
 where
     S: tracing::Subscriber + for<'lookup> tracing_subscriber::registry::LookupSpan<'lookup>,
 {
-    tracing_subscriber::filter::DynFilterFn::new(move |meta, cx| {
+    tracing_subscriber::filter::DynFilterFn::new(|meta, cx| {
         if !meta.target().starts_with("ferry") {
             return false;
         }
@@ -156,18 +151,21 @@ where
         }
         match meta.name() {
             "request" => false,
-            "s3" => ratio >= 1.0 || rand::random::<f64>() < ratio,
-            "peer serve" => true,
+            "s3" | "peer serve" => true,
             _ => cx.lookup_current().is_some(),
         }
     })
-    // Other crates' spans and events are never traced: settled once per
-    // callsite, not at every span.
+    // Settled once per callsite, not at every span or event: other
+    // crates' spans and events, Ferry's events below WARN and the log
+    // lines' span are never traced.
     .with_callsite_filter(|meta| {
-        if meta.target().starts_with("ferry") {
-            tracing::subscriber::Interest::sometimes()
-        } else {
+        let never = !meta.target().starts_with("ferry")
+            || (meta.is_event() && *meta.level() > tracing::Level::WARN)
+            || (meta.is_span() && meta.name() == "request");
+        if never {
             tracing::subscriber::Interest::never()
+        } else {
+            tracing::subscriber::Interest::sometimes()
         }
     })
 }
@@ -198,7 +196,7 @@ fn tracer_provider(config: &OtlpConfig, node: &str) -> Result<SdkTracerProvider,
         .build();
     Ok(SdkTracerProvider::builder()
         .with_span_processor(batches)
-        // Sampled at the root by the layer's filter (`sampled`); a peer's
+        // Sampled at the root (see `traced_spans`); a peer's
         // span follows the asker's choice.
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
         .with_resource(resource)

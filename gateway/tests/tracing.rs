@@ -99,7 +99,7 @@ async fn a_get_through_two_nodes_is_one_trace_from_request_to_owner_and_store() 
     let cluster = TestCluster::start_with(
         &[100, 100],
         &format!(
-            "\n[telemetry]\notlp_endpoint = \"{endpoint}\"\nexport_interval = \"200ms\"\nservice_name = \"ferry-test\"\n"
+            "\n[telemetry]\notlp_endpoint = \"{endpoint}\"\nexport_interval = \"200ms\"\nsample_ratio = 1.0\nservice_name = \"ferry-test\"\n"
         ),
     );
     let bucket = unique("traced");

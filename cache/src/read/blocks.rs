@@ -468,9 +468,15 @@ impl BlockCache {
             self.read_ahead(&plan);
         }
         let cache = self.clone();
-        // Each block's span is a child of the request's, though the body
-        // is read after the request's handler returned.
+        // In a traced request each block's span is a child of the
+        // request's, though the body is read after its handler returned.
+        // Only trace export records the request's DEBUG span (the log
+        // lines' span is INFO): untraced, blocks make no span and enter
+        // none, so the hit path pays nothing for tracing.
         let request = tracing::Span::current();
+        let traced = request
+            .metadata()
+            .is_some_and(|m| *m.level() == tracing::Level::DEBUG);
         // This read's allowance: released block by block as its client
         // takes them, so one read never holds more than `per_read`
         // blocks of the budget, however slowly its client reads.
@@ -495,19 +501,16 @@ impl BlockCache {
                 // Made within the request's span (not with it as an
                 // explicit parent): the trace filter keeps a span only
                 // inside a traced one.
-                let span = request.in_scope(|| {
-                    tracing::debug_span!(
-                        "block",
-                        index = tracing::field::Empty,
-                        from = tracing::field::Empty,
-                    )
-                });
-                // Untraced, the block runs in the request's span, so what
-                // it logs while the body streams names the request.
-                let span = if span.is_disabled() {
-                    request.clone()
+                let span = if traced {
+                    request.in_scope(|| {
+                        tracing::debug_span!(
+                            "block",
+                            index = tracing::field::Empty,
+                            from = tracing::field::Empty,
+                        )
+                    })
                 } else {
-                    span
+                    tracing::Span::none()
                 };
                 async move {
                     let (read, permits) = admitted?;

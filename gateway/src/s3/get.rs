@@ -14,6 +14,7 @@ use super::conditions::ReadConditions;
 use super::names::check_key;
 use super::put::DEFAULT_CONTENT_TYPE;
 use crate::error::{IntoS3Error, ResultExt, invalid_part_number};
+use crate::http::step_span;
 use crate::time::{parse_http_date, timestamp};
 
 /// The headers describing an object, after response-* overrides.
@@ -229,7 +230,9 @@ pub(super) async fn get_object(
     let (entry, layout) = s3
         .layouts
         .current(s3.meta.as_ref(), &input.bucket, &input.key)
-        .instrument(tracing::debug_span!("meta", op = "entry and layout"))
+        .instrument(step_span(|| {
+            tracing::debug_span!("meta", op = "entry and layout")
+        }))
         .await
         .s3()?;
     let view = view(entry, view_request!(input))?;
@@ -305,7 +308,7 @@ pub(super) async fn head_object(
     let entry = s3
         .meta
         .head(&input.bucket, &input.key)
-        .instrument(tracing::debug_span!("meta", op = "head"))
+        .instrument(step_span(|| tracing::debug_span!("meta", op = "head")))
         .await
         .s3()?;
     let view = view(entry, view_request!(input))?;
