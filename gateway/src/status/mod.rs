@@ -1,9 +1,11 @@
 //! Seeing into the fleet: every few seconds a node samples its own
 //! `/metrics` (what it served and from where, its stores, its S3
-//! operations, its tiers, its long jobs) and gathers its peers' newest
-//! samples over the peer protocol, so the status page of any node
-//! (`/status` on the admin port, with `/status/data` as JSON) shows the
-//! whole cluster without asking anyone when a page is viewed. The page is
+//! operations, its tiers, its long jobs) and, while its status is looked
+//! at, gathers its peers' newest samples over the peer protocol, so the
+//! status page of any node (`/status` on the admin port, with
+//! `/status/data` as JSON) shows the whole cluster; viewing it asks no
+//! one anything (at most one gathering per interval, however many look).
+//! The page is
 //! open: it names configuration (stores, imports, regions) but never a
 //! bucket or a key. `ferry stats` reads the same JSON.
 
@@ -15,6 +17,7 @@ pub mod sample;
 pub mod stats;
 pub mod view;
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -33,6 +36,12 @@ use sample::{Context, Sample, Sampler};
 /// How often a node samples itself and gathers its peers' samples.
 pub const INTERVAL: Duration = Duration::from_secs(5);
 
+/// A node gathers its peers' samples only while its status was looked at
+/// within this long: every node keeps its own quarter hour, so a page
+/// opened later gets the whole window at its first gathering, and an
+/// unwatched fleet of N nodes does not make N² requests every interval.
+pub const WATCHED_FOR: Duration = Duration::from_secs(10 * 60);
+
 /// A node's status: its samples and its peers', and its long jobs.
 pub struct Status {
     node: String,
@@ -42,6 +51,8 @@ pub struct Status {
     metrics: Option<PrometheusHandle>,
     cluster: Option<Arc<Cluster>>,
     memory_capacity: u64,
+    /// When `/status/data` was last read (ms since the epoch; 0: never).
+    viewed_ms: AtomicI64,
 }
 
 impl Status {
@@ -59,7 +70,19 @@ impl Status {
             metrics,
             cluster,
             memory_capacity,
+            viewed_ms: AtomicI64::new(0),
         }
+    }
+
+    /// Notes that someone looks at this node's status.
+    fn viewed(&self, now_ms: i64) {
+        self.viewed_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// Whether someone looked at this node's status lately.
+    fn watched(&self, now_ms: i64) -> bool {
+        let window = i64::try_from(WATCHED_FOR.as_millis()).unwrap_or(i64::MAX);
+        now_ms - self.viewed_ms.load(Ordering::Relaxed) < window
     }
 
     /// Takes this node's sample now and keeps it.
@@ -140,7 +163,7 @@ impl Status {
         }
     }
 
-    /// Samples and gathers every [`INTERVAL`] until `stop`.
+    /// Samples every [`INTERVAL`], and gathers while watched, until `stop`.
     pub async fn run(&self, stop: CancellationToken) {
         let mut ticker = tokio::time::interval(INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -150,10 +173,35 @@ impl Status {
                 _ = ticker.tick() => {}
             }
             self.sample();
+            if !self.watched(ferry_meta::now_millis()) {
+                continue;
+            }
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = self.gather() => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_are_gathered_only_while_someone_looks() {
+        let status = Status::new("n1", None, None, 0);
+        let now = ferry_meta::now_millis();
+        assert!(!status.watched(now), "never viewed");
+        let view = status.view(0);
+        assert!(status.watched(view.now_ms));
+        let window = i64::try_from(WATCHED_FOR.as_millis()).unwrap_or(i64::MAX);
+        assert!(!status.watched(view.now_ms + window));
+        // The view of a node outside a cluster lists it, with its sample.
+        status.sample();
+        let view = status.view(0);
+        assert_eq!(view.members.len(), 1);
+        assert!(view.members[0].this);
+        assert_eq!(view.samples["n1"].len(), 1);
     }
 }

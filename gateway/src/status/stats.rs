@@ -116,7 +116,7 @@ fn mb(bytes_per_second: f64) -> String {
 const HEADER: &str = "time      memory   disk   peer  store MB/s |  hit | S3 req/s   err | store req/s  err | peer out MB/s | top operations (req/s, p99 ms)";
 
 fn render(line: &StatsLine) -> String {
-    let time = chrono_free_time(line.at_ms);
+    let time = clock_time(line.at_ms);
     let store: f64 = line.stores.values().sum();
     let hit = line
         .hit_ratio
@@ -147,7 +147,7 @@ fn render(line: &StatsLine) -> String {
 }
 
 /// `HH:MM:SS` (UTC) of a time in ms since the epoch.
-fn chrono_free_time(at_ms: i64) -> String {
+fn clock_time(at_ms: i64) -> String {
     let seconds = at_ms.div_euclid(1000).rem_euclid(86_400);
     format!(
         "{:02}:{:02}:{:02}",

@@ -60,6 +60,7 @@ impl Status {
     /// The view of the cluster with the samples taken after `since_ms`.
     pub fn view(&self, since_ms: i64) -> StatusView {
         let now = ferry_meta::now_millis();
+        self.viewed(now);
         let latest = self.history.latest();
         let cached = |id: &str| {
             latest
