@@ -338,16 +338,20 @@ async fn cached_blocks_are_not_read_from_the_origin_again_even_after_a_restart()
         "a warm read asked the origin again"
     );
 
+    // A page the disk tier dropped because its flush buffers were full
+    // (counted; on a loaded machine it happens) is a later miss by design:
+    // each may cost one read of its block again, nothing else may.
+    let dropped = metric(&b.admin, "ferry_cache_disk_writes_dropped_total", "") as u64;
     assert!(b.stop().success(), "B exits cleanly on SIGTERM");
     let b = start_gateway(b_dir.path());
     let s3 = gateway_client(&b, "models");
     assert!(read_all(s3.as_ref(), "weights").await == body);
     check_ranges(s3.as_ref(), "weights", &body).await;
     // B's start checks that A answers ranged GETs: one GET of its probe.
-    assert_eq!(
-        get_objects_answered(&a),
-        after_cold + 1,
-        "after a restart B read the origin again: the disk tier lost blocks"
+    let again = get_objects_answered(&a).saturating_sub(after_cold + 1);
+    assert!(
+        again <= dropped,
+        "after a restart B read the origin again for {again} blocks, though its disk tier dropped only {dropped} pages: the disk tier lost blocks"
     );
 }
 
