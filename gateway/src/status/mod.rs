@@ -53,6 +53,8 @@ pub struct Status {
     memory_capacity: u64,
     /// When `/status/data` was last read (ms since the epoch; 0: never).
     viewed_ms: AtomicI64,
+    /// Wakes the worker to gather when someone starts looking.
+    look: tokio::sync::Notify,
 }
 
 impl Status {
@@ -71,12 +73,18 @@ impl Status {
             cluster,
             memory_capacity,
             viewed_ms: AtomicI64::new(0),
+            look: tokio::sync::Notify::new(),
         }
     }
 
     /// Notes that someone looks at this node's status.
     fn viewed(&self, now_ms: i64) {
+        let was_watched = self.watched(now_ms);
         self.viewed_ms.store(now_ms, Ordering::Relaxed);
+        if !was_watched {
+            // The first look in a while: gather now, not at the next tick.
+            self.look.notify_one();
+        }
     }
 
     /// Whether someone looked at this node's status lately.
@@ -163,16 +171,19 @@ impl Status {
         }
     }
 
-    /// Samples every [`INTERVAL`], and gathers while watched, until `stop`.
+    /// Samples every [`INTERVAL`], and gathers while watched (and at once
+    /// when someone starts looking), until `stop`.
     pub async fn run(&self, stop: CancellationToken) {
         let mut ticker = tokio::time::interval(INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
-                _ = ticker.tick() => {}
+                _ = ticker.tick() => {
+                    self.sample();
+                }
+                () = self.look.notified() => {}
             }
-            self.sample();
             if !self.watched(ferry_meta::now_millis()) {
                 continue;
             }
