@@ -512,9 +512,10 @@ impl BlockCache {
                 } else {
                     tracing::Span::none()
                 };
+                let noted = span.clone();
                 async move {
                     let (read, permits) = admitted?;
-                    tracing::Span::current().record("index", read.index);
+                    noted.record("index", read.index);
                     let holds: Holds = Box::new(permits);
                     if let Some(pieces) = cache.held(&read).await {
                         return Ok((pieces, holds));

@@ -33,10 +33,21 @@ pub struct Totals {
     /// (5xx) or cut off (status 0).
     pub requests: BTreeMap<String, u64>,
     pub request_errors: BTreeMap<String, u64>,
+    /// Bytes a mirror copied into its store, and bytes warm on arrival
+    /// warmed.
+    pub replicated: u64,
+    pub arrived: u64,
     /// Request latency buckets by operation: (upper bound in seconds,
     /// requests at most that long), cumulative, as the histogram says.
     #[serde(skip)]
     pub latency: BTreeMap<String, Vec<(f64, f64)>>,
+}
+
+impl Totals {
+    /// Block bytes served by source, all sources together.
+    pub fn served(&self) -> u64 {
+        self.memory + self.disk + self.peer + self.stores.values().sum::<u64>()
+    }
 }
 
 /// Rates over one interval, per second.
@@ -135,33 +146,24 @@ pub struct Context<'a> {
 /// Takes samples, each with its rates since the one before.
 #[derive(Default)]
 pub struct Sampler {
-    previous: Option<(i64, Totals, BTreeMap<String, f64>)>,
+    previous: Option<(i64, Totals)>,
 }
 
 impl Sampler {
     pub fn sample(&mut self, metrics: &Exposition, context: Context<'_>) -> Sample {
         let totals = totals(metrics);
-        let replicated = metrics.sum(cm::REPLICATION_BYTES, &[]);
-        let arrived = metrics.sum(cm::WARM_ARRIVAL_BYTES, &[]);
-        let counters: BTreeMap<String, f64> = [
-            ("replicated".to_string(), replicated),
-            ("arrived".to_string(), arrived),
-        ]
-        .into();
         let (interval_ms, rates, per_second) = match &self.previous {
-            Some((at, before, counters_before)) if context.at_ms > *at => {
+            Some((at, before)) if context.at_ms > *at => {
                 let ms = u64::try_from(context.at_ms - at).unwrap_or(1).max(1);
                 let seconds = ms as f64 / 1000.0;
-                let per_second = |name: &str| {
-                    (counters.get(name).copied().unwrap_or(0.0)
-                        - counters_before.get(name).copied().unwrap_or(0.0))
-                    .max(0.0)
-                        / seconds
-                };
+                let per_second = |a: u64, b: u64| b.saturating_sub(a) as f64 / seconds;
                 (
                     ms,
                     rates(before, &totals, seconds),
-                    (per_second("replicated"), per_second("arrived")),
+                    (
+                        per_second(before.replicated, totals.replicated),
+                        per_second(before.arrived, totals.arrived),
+                    ),
                 )
             }
             _ => (0, Rates::default(), (0.0, 0.0)),
@@ -179,7 +181,7 @@ impl Sampler {
                 ..totals.clone()
             },
         };
-        self.previous = Some((context.at_ms, totals, counters));
+        self.previous = Some((context.at_ms, totals));
         sample
     }
 }
@@ -241,6 +243,8 @@ fn totals(metrics: &Exposition) -> Totals {
         store_errors: counts(metrics.sum_by(cm::STORE_ERRORS, "store")),
         requests,
         request_errors,
+        replicated: count(metrics.sum(cm::REPLICATION_BYTES, &[])),
+        arrived: count(metrics.sum(cm::WARM_ARRIVAL_BYTES, &[])),
         latency: latency
             .into_iter()
             .map(|(op, buckets)| (op, buckets.into_values().collect()))

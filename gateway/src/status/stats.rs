@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::sample::{Rates, Sample, Totals};
+use super::sample::{Rates, Sample};
 use super::view::StatusView;
 use crate::cli::StatsArgs;
 use crate::cluster_cli::admin_call;
@@ -101,12 +101,8 @@ pub fn line(view: &StatusView, cluster: bool) -> Option<StatsLine> {
         store_errors: add(&|r| sum_map(&r.store_errors)),
         peer_sent: add(&|r| r.peer_sent),
         operations,
-        served_total: newest.iter().map(|s| served(&s.totals)).sum(),
+        served_total: newest.iter().map(|s| s.totals.served()).sum(),
     })
-}
-
-fn served(totals: &Totals) -> u64 {
-    totals.memory + totals.disk + totals.peer + totals.stores.values().sum::<u64>()
 }
 
 fn mb(bytes_per_second: f64) -> String {
