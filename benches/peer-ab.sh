@@ -7,6 +7,9 @@
 # nodes, so a build that authenticates peer answers pays for its MAC.
 #
 # Usage: benches/peer-ab.sh FERRY_A FERRY_B [rounds (3)] [object-MiB (512)]
+# WORKLOADS=stream,random256k,random4m,parallel picks `ferry-bench read`
+# workloads (default: stream; random ones run 16 at once); each row also
+# shows the far node's peer bytes received per byte served.
 # With PEER_AB_PERF=DIR, each build's far streams are also recorded by
 # `perf record` (both nodes, call graphs by DWARF) into DIR/{a,b}.data.
 set -euo pipefail
@@ -38,7 +41,8 @@ head -c $((mib << 20)) /dev/urandom >"$work/big"
 results="$work/results.jsonl"
 : >"$results"
 
-declare -A s3 pid
+declare -A s3 pid admin
+workloads="${WORKLOADS:-stream}"
 node() { # side id weight memory: starts a node of side's cluster
     local side=$1 id=$2 weight=$3 memory=$4 binary dir="$work/$1-$2"
     if [ "$side" = a ]; then binary=$a; else binary=$b; fi
@@ -70,6 +74,7 @@ TOML
         sleep 0.1
     done
     s3[$side$id]="$(sed -n 's/^ferry ready s3=\([^ ]*\).*/\1/p' "$dir.out")"
+    admin[$side$id]="$(sed -n 's/^ferry ready .*admin=\([^ ]*\).*/\1/p' "$dir.out")"
     [ -n "${s3[$side$id]}" ] || { cat "$dir.err" >&2; exit 1; }
 }
 
@@ -100,7 +105,9 @@ for round in $(seq "$rounds"); do
                 sleep 0.5 # perf attaches before the stream starts
             fi
             "$bench_bin" read --label "$side:$where" --endpoint "${s3[$side$where]}" --bucket models --key big \
-                --workloads stream --server-pid "${pid[${side}own]}" --server-pid "${pid[${side}far]}" >>"$results"
+                --workloads "$workloads" --random-concurrency 16 --seconds 5 \
+                --metrics-url "${admin[${side}far]}/metrics" --metric ferry_peer_bytes_received_total \
+                --server-pid "${pid[${side}own]}" --server-pid "${pid[${side}far]}" >>"$results"
             if [ -n "$recorder" ]; then kill -INT "$recorder"; wait "$recorder" || true; fi
         done
     done
@@ -112,14 +119,18 @@ rows = {}
 for line in open(sys.argv[1]):
     r = json.loads(line)
     side, where = r["label"].split(":")
-    rows.setdefault(where, {"a": [], "b": [], "cpu_a": [], "cpu_b": []})
-    rows[where][side].append(r["gb_per_s"])
+    row = rows.setdefault((where, r["workload"]), {})
+    row.setdefault(side, []).append(r.get("gb_per_s") or 0.0)
     if r.get("server_cpu_s_per_gb") is not None:
-        rows[where]["cpu_" + side].append(r["server_cpu_s_per_gb"])
-print(f"{'stream via':10} {'A GB/s':>8} {'B GB/s':>8} {'B/A':>6}  {'cpu s/GB A':>10} {'B':>6}")
-for where, v in rows.items():
+        row.setdefault("cpu_" + side, []).append(r["server_cpu_s_per_gb"])
+    peer = (r.get("metrics") or {}).get("ferry_peer_bytes_received_total")
+    if where == "far" and peer is not None and r.get("bytes"):
+        row.setdefault("peer_" + side, []).append(peer / r["bytes"])
+def med(row, key, fmt):
+    return fmt.format(statistics.median(row[key])) if row.get(key) else "-"
+print(f"{'via':4} {'workload':11} {'A GB/s':>8} {'B GB/s':>8} {'B/A':>6}  {'cpu s/GB A':>10} {'B':>6}  {'peer/served A':>13} {'B':>6}")
+for (where, workload), v in rows.items():
     ma, mb = statistics.median(v["a"]), statistics.median(v["b"])
-    ca = f"{statistics.median(v['cpu_a']):.3f}" if v["cpu_a"] else "-"
-    cb = f"{statistics.median(v['cpu_b']):.3f}" if v["cpu_b"] else "-"
-    print(f"{where:10} {ma:8.3f} {mb:8.3f} {mb / ma:6.3f}  {ca:>10} {cb:>6}")
+    ratio = f"{mb / ma:6.3f}" if ma else "     -"
+    print(f"{where:4} {workload:11} {ma:8.3f} {mb:8.3f} {ratio}  {med(v, 'cpu_a', '{:.3f}'):>10} {med(v, 'cpu_b', '{:.3f}'):>6}  {med(v, 'peer_a', '{:.2f}'):>13} {med(v, 'peer_b', '{:.2f}'):>6}")
 PY

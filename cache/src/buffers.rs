@@ -32,8 +32,9 @@ impl BlockBuffers {
         })
     }
 
-    /// An empty buffer for exactly `size` bytes: a kept one when there is
-    /// one of that size.
+    /// An empty buffer for `size` bytes: a kept one when one fits (holds
+    /// `size` and is at most twice it, so parts of blocks use the buffers
+    /// of whole ones without pinning much more than they need).
     pub fn take(self: &Arc<Self>, size: usize) -> BlockBuffer {
         let bytes = if size < SMALLEST {
             Vec::with_capacity(size)
@@ -52,7 +53,12 @@ impl BlockBuffers {
 
     fn kept_of(&self, size: usize) -> Option<Vec<u8>> {
         let mut free = self.free.lock().ok()?;
-        let at = free.iter().position(|b| b.capacity() == size)?;
+        let fits = |b: &&Vec<u8>| (size..=size.saturating_mul(2)).contains(&b.capacity());
+        let (at, _) = free
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| fits(b))
+            .min_by_key(|(_, b)| b.capacity())?;
         Some(free.swap_remove(at))
     }
 
@@ -153,8 +159,22 @@ mod tests {
         let block = second.freeze();
         assert_eq!(block.as_ptr(), address, "the same memory, used again");
         assert!(block.iter().all(|&b| b == 2));
-        // Another size is not served from the list.
+        drop(block);
+        // A part of at least half a block uses a block's buffer; a smaller
+        // one would pin too much memory for what it holds.
+        let quarter = buffers.take(SIZE / 4);
+        assert_eq!(quarter.bytes.capacity(), SIZE / 4);
+        let part = buffers.take(SIZE / 2);
+        assert_eq!(part.bytes.capacity(), SIZE, "a part in a block's buffer");
+        drop(part);
+        // Of two that fit, the smaller.
+        let large = buffers.take(SIZE);
+        let small = buffers.take(SIZE / 2);
+        assert_eq!(small.bytes.capacity(), SIZE / 2);
+        drop((large, small));
+        assert_eq!(buffers.kept(), 2);
         assert_eq!(buffers.take(SIZE / 2).bytes.capacity(), SIZE / 2);
+        drop(quarter);
     }
 
     #[test]

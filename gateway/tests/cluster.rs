@@ -607,6 +607,106 @@ async fn blocks_from_peers_reuse_the_buffers_of_evicted_ones_and_stay_right() {
     assert!(reused > 0.0, "no block buffer was used again");
 }
 
+/// A node that owns none of an object asks its owner for just the bytes
+/// each read serves, and keeps in memory only what it read ahead and no
+/// read took yet: its memory stays for the blocks it owns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_owns_nothing_fetches_only_what_it_serves_and_keeps_none_of_it() {
+    let cluster = TestCluster::start(&[100]);
+    let reader = Node::start(&Spec {
+        cluster: &cluster.name,
+        store: cluster.store.path(),
+        id: "reader",
+        weight: 100,
+        block_size: "1MiB",
+        extra_cluster: "serve = false",
+        membership: None,
+        // A window of two blocks, so reads a few blocks apart are random.
+        extra_cache: "readahead = \"2MiB\"",
+        memory: Some("64MiB"),
+    });
+    wait_until("the reader sees the member", || {
+        members(&reader.admin()).len() == 1
+    });
+    let bucket = unique("b");
+    create_bucket(&cluster.nodes[0].server().endpoint, &bucket).await;
+    let size = 24 * MIB;
+    let body = pattern(12, size);
+    put(cluster.nodes[0].client(&bucket).as_ref(), "m.bin", &body).await;
+    let store = reader.client(&bucket);
+    let received = || metric(&reader.admin(), "ferry_peer_bytes_received_total", "");
+    let in_memory = || {
+        metric(
+            &reader.admin(),
+            "foyer_memory_usage",
+            "name=\"ferry-blocks\"",
+        )
+    };
+
+    // Small reads all over the object, each 7 or 16 blocks from the one
+    // before, some across a block boundary: a whole block fetched for
+    // each would move about ten times the bytes. (Not the first block:
+    // the first small read there prefetches it whole, for the tensors
+    // after a model's header.)
+    let mut served = 0.0;
+    for i in 0..40u64 {
+        let start = (1 + i * 7 % 22) * MIB as u64 + (i * 104_729) % MIB as u64;
+        let range = start..start + 20_000 + (i * 6_007) % 250_000;
+        let got = store
+            .get_range(&Path::from("m.bin"), range.clone())
+            .await
+            .expect("ranged GET");
+        let (from, to) = (range.start as usize, range.end as usize);
+        assert!(got[..] == body[from..to], "range {range:?}: wrong bytes");
+        served += got.len() as f64;
+    }
+    let small = received();
+    assert!(
+        small <= served * 1.05,
+        "{small} peer bytes received for {served} served by small reads"
+    );
+    assert!(
+        in_memory() < MIB as f64,
+        "small reads left {} bytes in memory",
+        in_memory()
+    );
+
+    // A loader's sequential ranged reads are read ahead whole blocks at a
+    // time, each dropped from memory once a read took it.
+    for start in (0..size).step_by(2 * MIB) {
+        let range = start as u64..(start + 2 * MIB).min(size) as u64;
+        let got = store
+            .get_range(&Path::from("m.bin"), range.clone())
+            .await
+            .expect("ranged GET");
+        assert!(
+            got[..] == body[start..range.end as usize],
+            "range {range:?}: wrong bytes"
+        );
+    }
+    assert!(
+        metric(&reader.admin(), "ferry_readahead_blocks_issued_total", "") > 0.0,
+        "the sequential reads were not read ahead"
+    );
+    let streamed = received() - small;
+    assert!(
+        streamed <= size as f64 * 1.05,
+        "{streamed} peer bytes received for a stream of {size}"
+    );
+    // A prefetch that lost the race with the read that needed it may be
+    // left until it is evicted: at most a couple of blocks.
+    assert!(
+        in_memory() <= 2.0 * MIB as f64,
+        "the stream left {} bytes in memory",
+        in_memory()
+    );
+    assert_eq!(
+        metric(&reader.admin(), "ferry_store_get_requests_total", ""),
+        0.0,
+        "the reader read the store itself"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_another_block_size_is_refused_at_start() {
     let cluster = TestCluster::start(&[100]);

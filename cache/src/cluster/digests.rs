@@ -35,8 +35,14 @@ impl Default for AnswerDigests {
 
 impl AnswerDigests {
     /// The digest of `body`, the bytes `range` of `addr`: remembered, or
-    /// computed now and remembered.
+    /// computed now and remembered. Only whole blocks are remembered: a
+    /// part is what a node that does not keep the block asks for, rarely
+    /// the same part twice, and would crowd out the blocks' digests.
     pub fn of(&self, addr: &BlockAddr, range: &Range<u64>, body: &[u8]) -> [u8; 32] {
+        if *range != (0..addr.len) {
+            metrics::counter!(m::PEER_ANSWER_DIGESTS, "outcome" => "computed").increment(1);
+            return super::wire::body_digest(body);
+        }
         let key = format!("{}\u{0}{}\u{0}{}", addr.cache_key(), range.start, range.end);
         if let Some(entry) = self.digests.get(&key) {
             metrics::counter!(m::PEER_ANSWER_DIGESTS, "outcome" => "kept").increment(1);
@@ -79,6 +85,8 @@ mod tests {
             digests.of(&addr(0), &(4..8), &block[4..8]),
             body_digest(b"4567")
         );
+        // A part is never remembered: asked again, it is hashed again.
+        assert_eq!(digests.of(&addr(0), &(4..8), b"WXYZ"), body_digest(b"WXYZ"));
         assert_eq!(
             digests.of(&addr(1), &(0..16), b"fedcba9876543210"),
             body_digest(b"fedcba9876543210")

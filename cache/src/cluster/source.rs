@@ -178,4 +178,24 @@ impl BlockSource for PeerSource {
     fn check_store(&self, store: &str) -> Result<()> {
         self.owner.check_store(store)
     }
+
+    /// An owner keeps the block; so does the node that reads it from the
+    /// store itself because no member before it in the block's order is
+    /// live (it stands in for the owners that are down).
+    fn keeps(&self, addr: &BlockAddr) -> bool {
+        let key = addr.cache_key();
+        let view = self.node.membership.current();
+        let ranked = view.ranked(key.as_bytes());
+        if ranked
+            .iter()
+            .take(self.node.replicas)
+            .any(|m| m.id == self.node.id)
+        {
+            return true;
+        }
+        ranked
+            .iter()
+            .find(|m| m.id == self.node.id || !self.node.client.is_down(&m.id))
+            .is_none_or(|m| m.id == self.node.id)
+    }
 }

@@ -135,6 +135,12 @@ struct BlockRead {
     file_head: bool,
     /// The file is under a pinned prefix.
     pinned: bool,
+    /// This node keeps the block (see [`BlockSource::keeps`]); one it
+    /// does not keep is fetched as the part the read wants, unless it was
+    /// read ahead.
+    kept: bool,
+    /// Readahead fetched the block (or is fetching it) for this read.
+    prefetched: bool,
 }
 
 impl BlockRead {
@@ -323,6 +329,7 @@ impl BlockCache {
                 read.segment_end = segment_blob_end;
                 read.file_head = seg_start == 0 && index == segment.offset / bs;
                 read.pinned = pinned;
+                read.kept = self.keeps_blocks() && self.source.keeps(&read.addr(bs));
                 out.push(read);
             }
         }
@@ -377,6 +384,29 @@ impl BlockCache {
         };
         self.record(source, bytes.len(), started);
         Ok(bytes)
+    }
+
+    /// The part of a block a read wants, fetched from outside this node
+    /// and kept nowhere: a block this node does not keep and did not read
+    /// ahead (see [`BlockSource::keeps`]).
+    async fn part(&self, read: &BlockRead) -> Result<Bytes> {
+        let started = Instant::now();
+        let fetched = self
+            .source
+            .fetch(&read.addr(self.block_size), read.want.clone())
+            .await?;
+        self.record(ServedFrom::Fetched, fetched.bytes.len(), started);
+        Ok(fetched.bytes)
+    }
+
+    /// Drops from memory a block this node does not keep once a read has
+    /// taken it (it was read ahead, or left from when this node owned
+    /// it): memory holds such a block only until it is read.
+    fn forget_unless_kept(&self, read: &BlockRead) {
+        if !read.kept && self.keeps_blocks() {
+            self.tier
+                .forget_in_memory(&read.addr(self.block_size).cache_key());
+        }
     }
 
     /// The part of a block a read wants, if a tier holds it: from memory,
@@ -460,12 +490,12 @@ impl BlockCache {
                 size,
             });
         }
-        let plan = self.plan(layout, &range, pinned);
+        let mut plan = self.plan(layout, &range, pinned);
         for read in &plan {
             self.source.check_store(&read.store)?;
         }
         if self.keeps_blocks() {
-            self.read_ahead(&plan);
+            self.read_ahead(&mut plan);
         }
         let cache = self.clone();
         // In a traced request each block's span is a child of the
@@ -518,12 +548,17 @@ impl BlockCache {
                     noted.record("index", read.index);
                     let holds: Holds = Box::new(permits);
                     if let Some(pieces) = cache.held(&read).await {
+                        cache.forget_unless_kept(&read);
                         return Ok((pieces, holds));
                     }
                     if let Some(bytes) = cache.small_read(&read).await? {
                         return Ok((vec![bytes], holds));
                     }
+                    if !read.kept && !read.prefetched {
+                        return Ok((vec![cache.part(&read).await?], holds));
+                    }
                     let block = cache.block(&read).await?;
+                    cache.forget_unless_kept(&read);
                     // A kept block is whole and sliced here; over a tier
                     // that keeps nothing, the source fetched just the
                     // wanted bytes (exactly, by its contract).
@@ -608,7 +643,7 @@ impl BlockCache {
     /// Tells the sequential detector about this read and prefetches what
     /// it asks for, as far as the in-flight budget allows: under memory
     /// pressure readahead stops first, and its window shrinks.
-    fn read_ahead(self: &Arc<Self>, plan: &[BlockRead]) {
+    fn read_ahead(self: &Arc<Self>, plan: &mut [BlockRead]) {
         let mut i = 0;
         while i < plan.len() {
             // The run of blocks of one segment.
@@ -624,6 +659,13 @@ impl BlockCache {
             }
             let key = first.stream_key();
             let end_block = first.segment_end.div_ceil(self.block_size);
+            // Which blocks this node does not keep were read ahead for
+            // this read: those it takes from memory (or joins the fetch
+            // of), the others it fetches as the parts it wants.
+            for read in plan[i..=j].iter_mut().filter(|read| !read.kept) {
+                read.prefetched = self.readahead.is_unread(&key, read.index);
+            }
+            let first = &plan[i];
             let ahead = self
                 .readahead
                 .on_read(&key, first.index..plan[j].index + 1, end_block);
@@ -728,5 +770,7 @@ fn read_of(segment: &Segment, index: u64, len: u64, want: Range<u64>) -> BlockRe
         segment_end: segment.offset + segment.len,
         file_head: false,
         pinned: false,
+        kept: true,
+        prefetched: false,
     }
 }

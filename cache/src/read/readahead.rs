@@ -138,6 +138,14 @@ impl Readahead {
         from..to
     }
 
+    /// Whether block `index` of the blob `key` was prefetched (or is being
+    /// prefetched) and no read has asked for it yet.
+    pub(crate) fn is_unread(&self, key: &str, index: u64) -> bool {
+        self.streams
+            .lock()
+            .is_ok_and(|streams| streams.get(key).is_some_and(|s| s.unread.contains(&index)))
+    }
+
     /// Memory is short: blocks `skipped` of what `on_read` asked for were
     /// not prefetched. Halves the window of `key`.
     pub(crate) fn back_off(&self, key: &str, skipped: Range<u64>) {

@@ -67,6 +67,15 @@ pub trait BlockSource: Send + Sync + 'static {
 
     /// Fails with `UnknownStore` unless this source can read `store`.
     fn check_store(&self, store: &str) -> Result<()>;
+
+    /// Whether this node is where `addr`'s block is kept: true unless a
+    /// cluster node does not own the block and a live peer does. A node
+    /// that does not keep a block fetches only the bytes each read serves
+    /// and holds in memory only what it read ahead and nobody read yet,
+    /// so its memory stays for the blocks it owns.
+    fn keeps(&self, _addr: &BlockAddr) -> bool {
+        true
+    }
 }
 
 /// What a fetch from outside this node brought, and where the tier may

@@ -551,6 +551,10 @@ impl BlockTier for FoyerTier {
             .insert_with_properties(key.to_string(), block, in_memory());
     }
 
+    fn forget_in_memory(&self, key: &str) {
+        self.memory.memory().remove(key);
+    }
+
     fn remove(&self, key: &str, len: u64) -> bool {
         let mut held = self.memory.memory().contains(key);
         self.memory.remove(key);

@@ -113,6 +113,11 @@ pub trait BlockTier: Send + Sync + 'static {
         false
     }
 
+    /// Drops the whole block under `key` from memory only (a block this
+    /// node does not own, once its reader took it); its disk pages, if
+    /// any, stay.
+    fn forget_in_memory(&self, _key: &str) {}
+
     /// Drops the block under `key` (`len` bytes long) from every tier,
     /// for good (a disk tier records the removal so a restart does not
     /// bring it back); answers whether the tier held any of it.
