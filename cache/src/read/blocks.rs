@@ -386,6 +386,24 @@ impl BlockCache {
         Ok(bytes)
     }
 
+    /// The bytes of a read within one block that memory holds whole (a
+    /// model's header, a small read of a hot tensor), answered at once:
+    /// no task feeds them to the client and they take no share of the
+    /// in-flight budget, as the block is in memory already. (Should it be
+    /// evicted while a slow client takes it, that client holds one block
+    /// at most, until the connection's write timeout.)
+    fn in_memory(&self, plan: &[BlockRead]) -> Option<Bytes> {
+        let [read] = plan else { return None };
+        if !read.kept || !self.keeps_blocks() {
+            return None;
+        }
+        let started = Instant::now();
+        let key = read.addr(self.block_size).cache_key();
+        let part = self.tier.get_in_memory(&key, read.want.clone())?;
+        self.record(ServedFrom::Memory, part.len(), started);
+        Some(part)
+    }
+
     /// The part of a block a read wants, fetched from outside this node
     /// and kept nowhere: a block this node does not keep and did not read
     /// ahead (see [`BlockSource::keeps`]).
@@ -507,6 +525,9 @@ impl BlockCache {
         let traced = request
             .metadata()
             .is_some_and(|m| *m.level() == tracing::Level::DEBUG);
+        if !traced && let Some(part) = self.in_memory(&plan) {
+            return Ok(stream::once(async move { Ok(part) }).boxed());
+        }
         // This read's allowance: released block by block as its client
         // takes them, so one read never holds more than `per_read`
         // blocks of the budget, however slowly its client reads.

@@ -500,6 +500,16 @@ impl BlockTier for FoyerTier {
         }
     }
 
+    fn get_in_memory(&self, key: &str, want: Range<u64>) -> Option<Bytes> {
+        let entry = self.memory.memory().get(key)?;
+        let block = entry.value();
+        let (start, end) = (
+            usize::try_from(want.start).ok()?,
+            usize::try_from(want.end).ok()?,
+        );
+        (start <= end && end <= block.len()).then(|| block.slice(start..end))
+    }
+
     fn holds(&self, key: &str, len: u64) -> bool {
         self.memory.memory().contains(key) || self.on_disk(key, len)
     }

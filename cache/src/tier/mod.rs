@@ -79,6 +79,12 @@ pub trait BlockTier: Send + Sync + 'static {
         want: Range<u64>,
     ) -> Result<Option<(Vec<Bytes>, ServedFrom)>>;
 
+    /// Bytes `want` of the block under `key` if memory holds it whole: a
+    /// plain lookup, with no wait (a read answered at once).
+    fn get_in_memory(&self, _key: &str, _want: Range<u64>) -> Option<Bytes> {
+        None
+    }
+
     /// Whether the tier holds the whole block, as far as it can tell
     /// without reading it (a damaged page is found only when read).
     fn holds(&self, key: &str, len: u64) -> bool;
