@@ -62,6 +62,9 @@ struct How {
     protocol: u32,
     /// Ask for, and require, an answer MAC.
     want_mac: bool,
+    /// A GET's body in one buffer (to be kept), or as the pieces it
+    /// arrived in (to be sent on and dropped).
+    joined: bool,
 }
 
 pub struct PeerClient {
@@ -89,10 +92,30 @@ pub const TRACEPARENT: &str = "traceparent";
 /// `probe`.
 #[derive(Debug)]
 pub struct Answer {
-    pub bytes: Bytes,
+    /// The body: one piece, or for [`PeerClient::ask_pieces`] the pieces
+    /// it arrived in.
+    pub pieces: Vec<Bytes>,
     pub cached: bool,
     /// A probe's or prefetch's block is in the pinned share of its disk.
     pub pinned: bool,
+}
+
+impl Answer {
+    pub fn len(&self) -> usize {
+        self.pieces.iter().map(Bytes::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The body in one buffer (copied only if it came in pieces).
+    pub fn into_bytes(mut self) -> Bytes {
+        if self.pieces.len() <= 1 {
+            return self.pieces.pop().unwrap_or_default();
+        }
+        Bytes::from(self.pieces.concat())
+    }
 }
 
 impl PeerClient {
@@ -179,7 +202,8 @@ impl PeerClient {
     }
 
     /// Sends one request to `peer`, in the highest protocol version both
-    /// speak; see [`PeerError`] for what a failure means.
+    /// speak; see [`PeerError`] for what a failure means. A GET's body
+    /// comes in one buffer.
     pub async fn ask(
         &self,
         peer: &Member,
@@ -187,6 +211,31 @@ impl PeerClient {
         range: Range<u64>,
         verb: Verb,
         tiers_only: bool,
+    ) -> Result<Answer, PeerError> {
+        self.ask_as(peer, addr, range, verb, tiers_only, true).await
+    }
+
+    /// A GET of bytes `range` whose body comes as the pieces it arrived in,
+    /// each checked as `ask` checks the whole: for a read that sends them
+    /// on and keeps nothing, so they are never copied into one buffer.
+    pub async fn ask_pieces(
+        &self,
+        peer: &Member,
+        addr: &BlockAddr,
+        range: Range<u64>,
+    ) -> Result<Answer, PeerError> {
+        self.ask_as(peer, addr, range, Verb::Get, false, false)
+            .await
+    }
+
+    async fn ask_as(
+        &self,
+        peer: &Member,
+        addr: &BlockAddr,
+        range: Range<u64>,
+        verb: Verb,
+        tiers_only: bool,
+        joined: bool,
     ) -> Result<Answer, PeerError> {
         let id = peer.id.as_str();
         let priority = admission::current_priority();
@@ -207,6 +256,7 @@ impl PeerClient {
                 priority,
                 protocol,
                 want_mac: !(peer.tls && self.own_roots_only),
+                joined,
             };
             let span = tracing::debug_span!(
                 "peer",
@@ -231,7 +281,7 @@ impl PeerClient {
             .record(started.elapsed().as_secs_f64());
         match &result {
             Ok(answer) => {
-                metrics::counter!(m::PEER_BYTES_RECEIVED).increment(answer.bytes.len() as u64);
+                metrics::counter!(m::PEER_BYTES_RECEIVED).increment(answer.len() as u64);
                 self.mark_up(id);
             }
             Err(PeerError::Failed(why)) => self.mark_down(id, why),
@@ -310,6 +360,7 @@ impl PeerClient {
             priority,
             protocol,
             want_mac,
+            joined,
         } = how;
         let query = wire::query(addr, range);
         let time_ms = wire::now_ms();
@@ -418,16 +469,19 @@ impl PeerClient {
             }
             authentic(mac)?;
             return Ok(Answer {
-                bytes,
+                pieces: vec![bytes],
                 cached,
                 pinned,
             });
         }
-        // Into one buffer of the block's size (one a dropped block left,
-        // when there is one), checksummed as it arrives: one copy from
-        // the socket, no reallocation, no second pass.
+        // Joined: into one buffer of the block's size (one a dropped block
+        // left, when there is one), checksummed as it arrives: one copy
+        // from the socket, no reallocation, no second pass. Otherwise the
+        // pieces as they came, checked the same way, never copied.
         let wanted = range.end - range.start;
-        let mut body = self.buffers.take(usize::try_from(wanted).unwrap_or(0));
+        let mut body = joined.then(|| self.buffers.take(usize::try_from(wanted).unwrap_or(0)));
+        let mut pieces = Vec::new();
+        let mut received = 0u64;
         let mut sum = wire::answer_checksummed(protocol, mac.is_some()).then(Xxh3::new);
         let mut response = response;
         while let Some(chunk) = response
@@ -435,7 +489,8 @@ impl PeerClient {
             .await
             .map_err(|e| PeerError::Failed(format!("body failed: {e}")))?
         {
-            if (body.len() + chunk.len()) as u64 > wanted {
+            received += chunk.len() as u64;
+            if received > wanted {
                 metrics::counter!(m::PEER_CORRUPT).increment(1);
                 return Err(PeerError::Failed(format!(
                     "answered more than the {wanted} bytes asked for"
@@ -447,13 +502,15 @@ impl PeerClient {
             if let Some(mac) = mac.as_mut() {
                 mac.update(&chunk);
             }
-            body.extend_from_slice(&chunk);
+            match body.as_mut() {
+                Some(body) => body.extend_from_slice(&chunk),
+                None => pieces.push(chunk),
+            }
         }
-        if body.len() as u64 != wanted {
+        if received != wanted {
             metrics::counter!(m::PEER_CORRUPT).increment(1);
             return Err(PeerError::Failed(format!(
-                "answered {} bytes, expected {wanted}",
-                body.len()
+                "answered {received} bytes, expected {wanted}"
             )));
         }
         if let Some(sum) = sum
@@ -463,9 +520,11 @@ impl PeerClient {
             return Err(PeerError::Failed("checksum mismatch".into()));
         }
         authentic(mac)?;
-        let bytes = body.freeze();
+        if let Some(body) = body {
+            pieces.push(body.freeze());
+        }
         Ok(Answer {
-            bytes,
+            pieces,
             cached,
             pinned,
         })
@@ -597,7 +656,7 @@ mod tests {
         }))
         .await
         .expect("a good answer");
-        assert_eq!(&got.bytes[..], block);
+        assert_eq!(&got.into_bytes()[..], block);
         // Other bytes with their own checksum: only the MAC tells.
         let forged = b"FEDCBA9876543210";
         let unauthenticated: Vec<(&str, Member)> = vec![
@@ -677,7 +736,7 @@ mod tests {
             plain(block, &mac_header_in(2, signature, 200, "", block))
         }));
         let got = ask(&good).await.expect("a MACed answer without a checksum");
-        assert_eq!(&got.bytes[..], block);
+        assert_eq!(&got.into_bytes()[..], block);
         let forged = b"FEDCBA9876543210";
         let refused: Vec<(&str, Member)> = vec![
             (
