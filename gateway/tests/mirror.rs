@@ -223,7 +223,10 @@ async fn a_mirror_follows_its_source_copies_the_blobs_and_refuses_writes() {
 
     // After replication every blob is in the mirror's own store, and the
     // odd objects (never read) are served without asking the source's,
-    // but for the odd hedge of a read slower than the own store's p95.
+    // but for the odd hedge of a read slower than the own store's p95, and
+    // reads while the own store is still skipped for the failures of the
+    // reads before (its backoff runs out on its own time): none finds a
+    // blob missing from it.
     replication_done(&edge).await;
     assert_eq!(files_under(&edge_blobs), N);
     let central = || {
@@ -237,7 +240,15 @@ async fn a_mirror_follows_its_source_copies_the_blobs_and_refuses_writes() {
         metric(&edge.admin, "ferry_store_hedges_total", "outcome=\"won\"")
             + metric(&edge.admin, "ferry_store_hedges_total", "outcome=\"lost\"")
     };
+    let fallbacks = |reason: &str| {
+        metric(
+            &edge.admin,
+            "ferry_store_fallbacks_total",
+            &format!("reason=\"{reason}\""),
+        )
+    };
     let (central_before, hedges_before) = (central(), hedges());
+    let (skipped_before, missing_before) = (fallbacks("skipped"), fallbacks("missing"));
     for i in (1..N).step_by(2) {
         let key = format!("m/{i:03}.bin");
         assert_eq!(
@@ -247,9 +258,15 @@ async fn a_mirror_follows_its_source_copies_the_blobs_and_refuses_writes() {
         );
     }
     let hedged = hedges() - hedges_before;
+    let skipped = fallbacks("skipped") - skipped_before;
     assert!(
-        central() - central_before <= hedged,
-        "reads after replication must not touch the source's store (hedges: {hedged})"
+        central() - central_before <= hedged + skipped,
+        "reads after replication must not touch the source's store (hedges: {hedged}, while skipped: {skipped})"
+    );
+    assert_eq!(
+        fallbacks("missing") - missing_before,
+        0.0,
+        "a replicated blob was missing from the mirror's store"
     );
 
     // Writes to the mirror are refused, naming the source region.
