@@ -62,9 +62,6 @@ struct How {
     protocol: u32,
     /// Ask for, and require, an answer MAC.
     want_mac: bool,
-    /// A GET's body in one buffer (to be kept), or as the pieces it
-    /// arrived in (to be sent on and dropped).
-    joined: bool,
 }
 
 pub struct PeerClient {
@@ -92,30 +89,10 @@ pub const TRACEPARENT: &str = "traceparent";
 /// `probe`.
 #[derive(Debug)]
 pub struct Answer {
-    /// The body: one piece, or for [`PeerClient::ask_pieces`] the pieces
-    /// it arrived in.
-    pub pieces: Vec<Bytes>,
+    pub bytes: Bytes,
     pub cached: bool,
     /// A probe's or prefetch's block is in the pinned share of its disk.
     pub pinned: bool,
-}
-
-impl Answer {
-    pub fn len(&self) -> usize {
-        self.pieces.iter().map(Bytes::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The body in one buffer (copied only if it came in pieces).
-    pub fn into_bytes(mut self) -> Bytes {
-        if self.pieces.len() <= 1 {
-            return self.pieces.pop().unwrap_or_default();
-        }
-        Bytes::from(self.pieces.concat())
-    }
 }
 
 impl PeerClient {
@@ -202,8 +179,7 @@ impl PeerClient {
     }
 
     /// Sends one request to `peer`, in the highest protocol version both
-    /// speak; see [`PeerError`] for what a failure means. A GET's body
-    /// comes in one buffer.
+    /// speak; see [`PeerError`] for what a failure means.
     pub async fn ask(
         &self,
         peer: &Member,
@@ -211,31 +187,6 @@ impl PeerClient {
         range: Range<u64>,
         verb: Verb,
         tiers_only: bool,
-    ) -> Result<Answer, PeerError> {
-        self.ask_as(peer, addr, range, verb, tiers_only, true).await
-    }
-
-    /// A GET of bytes `range` whose body comes as the pieces it arrived in,
-    /// each checked as `ask` checks the whole: for a read that sends them
-    /// on and keeps nothing, so they are never copied into one buffer.
-    pub async fn ask_pieces(
-        &self,
-        peer: &Member,
-        addr: &BlockAddr,
-        range: Range<u64>,
-    ) -> Result<Answer, PeerError> {
-        self.ask_as(peer, addr, range, Verb::Get, false, false)
-            .await
-    }
-
-    async fn ask_as(
-        &self,
-        peer: &Member,
-        addr: &BlockAddr,
-        range: Range<u64>,
-        verb: Verb,
-        tiers_only: bool,
-        joined: bool,
     ) -> Result<Answer, PeerError> {
         let id = peer.id.as_str();
         let priority = admission::current_priority();
@@ -256,7 +207,6 @@ impl PeerClient {
                 priority,
                 protocol,
                 want_mac: !(peer.tls && self.own_roots_only),
-                joined,
             };
             let span = tracing::debug_span!(
                 "peer",
@@ -281,7 +231,7 @@ impl PeerClient {
             .record(started.elapsed().as_secs_f64());
         match &result {
             Ok(answer) => {
-                metrics::counter!(m::PEER_BYTES_RECEIVED).increment(answer.len() as u64);
+                metrics::counter!(m::PEER_BYTES_RECEIVED).increment(answer.bytes.len() as u64);
                 self.mark_up(id);
             }
             Err(PeerError::Failed(why)) => self.mark_down(id, why),
@@ -360,7 +310,6 @@ impl PeerClient {
             priority,
             protocol,
             want_mac,
-            joined,
         } = how;
         let query = wire::query(addr, range);
         let time_ms = wire::now_ms();
@@ -469,19 +418,16 @@ impl PeerClient {
             }
             authentic(mac)?;
             return Ok(Answer {
-                pieces: vec![bytes],
+                bytes,
                 cached,
                 pinned,
             });
         }
-        // Joined: into one buffer of the block's size (one a dropped block
-        // left, when there is one), checksummed as it arrives: one copy
-        // from the socket, no reallocation, no second pass. Otherwise the
-        // pieces as they came, checked the same way, never copied.
+        // Into one buffer of the block's size (one a dropped block left,
+        // when there is one), checksummed as it arrives: one copy from
+        // the socket, no reallocation, no second pass.
         let wanted = range.end - range.start;
-        let mut body = joined.then(|| self.buffers.take(usize::try_from(wanted).unwrap_or(0)));
-        let mut pieces = Vec::new();
-        let mut received = 0u64;
+        let mut body = self.buffers.take(usize::try_from(wanted).unwrap_or(0));
         let mut sum = wire::answer_checksummed(protocol, mac.is_some()).then(Xxh3::new);
         let mut response = response;
         while let Some(chunk) = response
@@ -489,8 +435,7 @@ impl PeerClient {
             .await
             .map_err(|e| PeerError::Failed(format!("body failed: {e}")))?
         {
-            received += chunk.len() as u64;
-            if received > wanted {
+            if (body.len() + chunk.len()) as u64 > wanted {
                 metrics::counter!(m::PEER_CORRUPT).increment(1);
                 return Err(PeerError::Failed(format!(
                     "answered more than the {wanted} bytes asked for"
@@ -502,15 +447,13 @@ impl PeerClient {
             if let Some(mac) = mac.as_mut() {
                 mac.update(&chunk);
             }
-            match body.as_mut() {
-                Some(body) => body.extend_from_slice(&chunk),
-                None => pieces.push(chunk),
-            }
+            body.extend_from_slice(&chunk);
         }
-        if received != wanted {
+        if body.len() as u64 != wanted {
             metrics::counter!(m::PEER_CORRUPT).increment(1);
             return Err(PeerError::Failed(format!(
-                "answered {received} bytes, expected {wanted}"
+                "answered {} bytes, expected {wanted}",
+                body.len()
             )));
         }
         if let Some(sum) = sum
@@ -520,11 +463,9 @@ impl PeerClient {
             return Err(PeerError::Failed("checksum mismatch".into()));
         }
         authentic(mac)?;
-        if let Some(body) = body {
-            pieces.push(body.freeze());
-        }
+        let bytes = body.freeze();
         Ok(Answer {
-            pieces,
+            bytes,
             cached,
             pinned,
         })
@@ -656,7 +597,7 @@ mod tests {
         }))
         .await
         .expect("a good answer");
-        assert_eq!(&got.into_bytes()[..], block);
+        assert_eq!(&got.bytes[..], block);
         // Other bytes with their own checksum: only the MAC tells.
         let forged = b"FEDCBA9876543210";
         let unauthenticated: Vec<(&str, Member)> = vec![
@@ -736,7 +677,7 @@ mod tests {
             plain(block, &mac_header_in(2, signature, 200, "", block))
         }));
         let got = ask(&good).await.expect("a MACed answer without a checksum");
-        assert_eq!(&got.into_bytes()[..], block);
+        assert_eq!(&got.bytes[..], block);
         let forged = b"FEDCBA9876543210";
         let refused: Vec<(&str, Member)> = vec![
             (

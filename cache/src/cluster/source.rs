@@ -19,7 +19,6 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 
 use super::client::{PeerClient, PeerError};
 use super::view::Membership;
@@ -98,7 +97,7 @@ impl OwnerSource {
             let outcome = if answer.is_ok() { "hit" } else { "miss" };
             metrics::counter!(counter, "outcome" => outcome).increment(1);
             if let Ok(answer) = answer {
-                return Some(answer.into_bytes().into());
+                return Some(answer.bytes.into());
             }
         }
         None
@@ -130,34 +129,39 @@ impl PeerSource {
     }
 }
 
-impl PeerSource {
-    /// Bytes `range` of the block from the first live member in its order
-    /// (this node: through its owner source), one piece when `joined`.
-    async fn from_members(
-        &self,
-        addr: &BlockAddr,
-        range: Range<u64>,
-        joined: bool,
-    ) -> Result<Vec<Bytes>> {
+#[async_trait]
+impl BlockSource for PeerSource {
+    async fn fetch(&self, addr: &BlockAddr, range: Range<u64>) -> Result<FetchedBlock> {
         let key = addr.cache_key();
         let view = self.node.membership.current();
-        for member in view.ranked(key.as_bytes()) {
+        // Disk holds a block only on its owners: what this node keeps for
+        // others stays in memory.
+        let ranked = view.ranked(key.as_bytes());
+        let memory_only = !ranked
+            .iter()
+            .take(self.node.replicas)
+            .any(|m| m.id == self.node.id);
+        for member in ranked {
             if member.id == self.node.id {
-                return Ok(vec![self.owner.fetch(addr, range).await?.bytes]);
+                let mut found = self.owner.fetch(addr, range).await?;
+                found.memory_only = memory_only;
+                return Ok(found);
             }
             if self.node.client.is_down(&member.id) {
                 continue;
             }
-            let client = &self.node.client;
-            let answer = if joined {
-                client
-                    .ask(member, addr, range.clone(), Verb::Get, false)
-                    .await
-            } else {
-                client.ask_pieces(member, addr, range.clone()).await
-            };
-            match answer {
-                Ok(answer) => return Ok(answer.pieces),
+            match self
+                .node
+                .client
+                .ask(member, addr, range.clone(), Verb::Get, false)
+                .await
+            {
+                Ok(answer) => {
+                    return Ok(FetchedBlock {
+                        bytes: answer.bytes,
+                        memory_only,
+                    });
+                }
                 // The owner reached the store and it failed: the same store
                 // would fail here too.
                 Err(PeerError::Store(e)) => return Err(e),
@@ -166,24 +170,9 @@ impl PeerSource {
         }
         // No member is live (or none serves): read the store directly.
         metrics::counter!(m::PEER_NO_LIVE_OWNER).increment(1);
-        Ok(vec![self.owner.fetch(addr, range).await?.bytes])
-    }
-}
-
-#[async_trait]
-impl BlockSource for PeerSource {
-    async fn fetch(&self, addr: &BlockAddr, range: Range<u64>) -> Result<FetchedBlock> {
-        let mut pieces = self.from_members(addr, range, true).await?;
-        // Disk holds a block only on its owners: what this node keeps for
-        // others stays in memory.
-        Ok(FetchedBlock {
-            bytes: pieces.pop().unwrap_or_default(),
-            memory_only: !self.node.owns(addr.cache_key().as_bytes()),
-        })
-    }
-
-    async fn fetch_pieces(&self, addr: &BlockAddr, range: Range<u64>) -> Result<Vec<Bytes>> {
-        self.from_members(addr, range, false).await
+        let mut found = self.owner.fetch(addr, range).await?;
+        found.memory_only = memory_only;
+        Ok(found)
     }
 
     fn check_store(&self, store: &str) -> Result<()> {

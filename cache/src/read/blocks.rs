@@ -407,18 +407,14 @@ impl BlockCache {
     /// The part of a block a read wants, fetched from outside this node
     /// and kept nowhere: a block this node does not keep and did not read
     /// ahead (see [`BlockSource::keeps`]).
-    async fn part(&self, read: &BlockRead) -> Result<Vec<Bytes>> {
+    async fn part(&self, read: &BlockRead) -> Result<Bytes> {
         let started = Instant::now();
-        let pieces = self
+        let fetched = self
             .source
-            .fetch_pieces(&read.addr(self.block_size), read.want.clone())
+            .fetch(&read.addr(self.block_size), read.want.clone())
             .await?;
-        self.record(
-            ServedFrom::Fetched,
-            pieces.iter().map(Bytes::len).sum(),
-            started,
-        );
-        Ok(pieces)
+        self.record(ServedFrom::Fetched, fetched.bytes.len(), started);
+        Ok(fetched.bytes)
     }
 
     /// Drops from memory a block this node does not keep once a read has
@@ -580,7 +576,7 @@ impl BlockCache {
                         return Ok((vec![bytes], holds));
                     }
                     if !read.kept && !read.prefetched {
-                        return Ok((cache.part(&read).await?, holds));
+                        return Ok((vec![cache.part(&read).await?], holds));
                     }
                     let block = cache.block(&read).await?;
                     cache.forget_unless_kept(&read);

@@ -65,13 +65,6 @@ impl BlockAddr {
 pub trait BlockSource: Send + Sync + 'static {
     async fn fetch(&self, addr: &BlockAddr, range: Range<u64>) -> Result<FetchedBlock>;
 
-    /// Bytes `range` of the block, as `fetch`, for a read that sends them
-    /// on and keeps nothing: they may come as several pieces (as a peer's
-    /// answer arrived), never copied into one buffer.
-    async fn fetch_pieces(&self, addr: &BlockAddr, range: Range<u64>) -> Result<Vec<Bytes>> {
-        Ok(vec![self.fetch(addr, range).await?.bytes])
-    }
-
     /// Fails with `UnknownStore` unless this source can read `store`.
     fn check_store(&self, store: &str) -> Result<()>;
 
