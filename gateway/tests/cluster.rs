@@ -551,12 +551,9 @@ async fn a_member_forging_blocks_with_their_right_checksums_serves_nothing() {
     assert!(refused >= 1.0, "the forger was never asked");
 }
 
-/// A node that owns nothing, with a memory tier of four blocks: what it
-/// receives from peers is evicted as it reads, and the buffers of evicted
-/// blocks carry the next ones. Every byte stays right.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn blocks_from_peers_reuse_the_buffers_of_evicted_ones_and_stay_right() {
-    let cluster = TestCluster::start(&[100]);
+/// A client-only node of `cluster` (it owns nothing) with `extra_cache`
+/// lines and a memory tier of `memory`, once it sees every member.
+fn start_reader(cluster: &TestCluster, extra_cache: &str, memory: &str) -> Node {
     let reader = Node::start(&Spec {
         cluster: &cluster.name,
         store: cluster.store.path(),
@@ -565,12 +562,22 @@ async fn blocks_from_peers_reuse_the_buffers_of_evicted_ones_and_stay_right() {
         block_size: "1MiB",
         extra_cluster: "serve = false",
         membership: None,
-        extra_cache: "",
-        memory: Some("4MiB"),
+        extra_cache,
+        memory: Some(memory),
     });
-    wait_until("the reader sees the member", || {
-        members(&reader.admin()).len() == 1
+    wait_until("the reader sees the members", || {
+        members(&reader.admin()).len() == cluster.nodes.len()
     });
+    reader
+}
+
+/// A node that owns nothing, with a memory tier of four blocks: what it
+/// receives from peers is evicted as it reads, and the buffers of evicted
+/// blocks carry the next ones. Every byte stays right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn blocks_from_peers_reuse_the_buffers_of_evicted_ones_and_stay_right() {
+    let cluster = TestCluster::start(&[100]);
+    let reader = start_reader(&cluster, "", "4MiB");
     let bucket = unique("b");
     create_bucket(&cluster.nodes[0].server().endpoint, &bucket).await;
     let body = pattern(9, 24 * MIB);
@@ -613,21 +620,8 @@ async fn blocks_from_peers_reuse_the_buffers_of_evicted_ones_and_stay_right() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_that_owns_nothing_fetches_only_what_it_serves_and_keeps_none_of_it() {
     let cluster = TestCluster::start(&[100]);
-    let reader = Node::start(&Spec {
-        cluster: &cluster.name,
-        store: cluster.store.path(),
-        id: "reader",
-        weight: 100,
-        block_size: "1MiB",
-        extra_cluster: "serve = false",
-        membership: None,
-        // A window of two blocks, so reads a few blocks apart are random.
-        extra_cache: "readahead = \"2MiB\"",
-        memory: Some("64MiB"),
-    });
-    wait_until("the reader sees the member", || {
-        members(&reader.admin()).len() == 1
-    });
+    // A window of two blocks, so reads a few blocks apart are random.
+    let reader = start_reader(&cluster, "readahead = \"2MiB\"", "64MiB");
     let bucket = unique("b");
     create_bucket(&cluster.nodes[0].server().endpoint, &bucket).await;
     let size = 24 * MIB;
