@@ -36,6 +36,7 @@ pub async fn run_keeping_tier(tier: &Arc<dyn BlockTier>, block_size: usize) {
     concurrent_misses_share_one_fetch(tier).await;
     keys_never_alias(tier.as_ref()).await;
     full_blocks_round_trip(tier.as_ref(), block_size).await;
+    a_block_in_memory_is_answered_at_once_until_forgotten(tier.as_ref(), block_size).await;
 }
 
 /// Distinct bytes for each (seed, length).
@@ -328,6 +329,42 @@ pub async fn blocks_survive_a_restart(open: Reopen<'_>, block_size: usize) {
         assert_eq!(source, ServedFrom::Disk);
     }
     tier.close().await.expect("close");
+}
+
+/// A block just fetched is in memory whole: `get_in_memory` answers any
+/// part of it (nothing past its end), until `forget_in_memory` drops it;
+/// a memory-only block is then gone from the tier.
+pub async fn a_block_in_memory_is_answered_at_once_until_forgotten(
+    tier: &dyn BlockTier,
+    block_size: usize,
+) {
+    let key = fresh_key("at-once");
+    let bytes = block_bytes(650, block_size);
+    let fetched = bytes.clone();
+    let fetch: Fetch = async move {
+        Ok(FetchedBlock {
+            bytes: fetched,
+            memory_only: true,
+        })
+    }
+    .boxed();
+    tier.get_or_fetch(&key, block_size as u64, false, fetch)
+        .await
+        .expect("fetch");
+    let len = block_size as u64;
+    assert_eq!(
+        tier.get_in_memory(&key, 3..len / 2),
+        Some(bytes.slice(3..block_size / 2))
+    );
+    assert_eq!(tier.get_in_memory(&key, 0..len), Some(bytes.clone()));
+    assert_eq!(tier.get_in_memory(&key, 0..len + 1), None, "past its end");
+    assert_eq!(tier.get_in_memory(&fresh_key("never"), 0..1), None);
+    tier.forget_in_memory(&key);
+    assert_eq!(tier.get_in_memory(&key, 0..len), None, "forgotten");
+    assert!(
+        whole(tier, &key, block_size).await.is_none(),
+        "a forgotten memory-only block is gone"
+    );
 }
 
 /// A fetch that says `memory_only` is served like any other, but never
