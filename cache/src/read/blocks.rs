@@ -14,7 +14,11 @@
 //! - A cache failure (disk full, I/O error, corrupt entry) is a miss: the
 //!   block is read from the store, the failure counted and logged.
 //! - Blocks move as `Bytes`: the response body holds slices of cached
-//!   blocks, never copies.
+//!   blocks, never copies. A read within one block memory holds whole is
+//!   answered at once, without a task feeding its body.
+//! - A cluster node keeps only the blocks it owns ([`BlockSource::keeps`]):
+//!   for another's block it fetches just the bytes a read serves, and
+//!   holds in memory only what it read ahead until a read takes it.
 //! - A node whose cache is off runs this same path over a tier that keeps
 //!   nothing ([`PassThroughTier`]): each read then fetches only the bytes
 //!   it serves, with no readahead, so the store chain and the pins of
