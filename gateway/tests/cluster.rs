@@ -551,21 +551,22 @@ async fn a_member_forging_blocks_with_their_right_checksums_serves_nothing() {
     assert!(refused >= 1.0, "the forger was never asked");
 }
 
-/// A client-only node of `cluster` (it owns nothing) with `extra_cache`
-/// lines and a memory tier of `memory`, once it sees every member.
-fn start_reader(cluster: &TestCluster, extra_cache: &str, memory: &str) -> Node {
+/// A client-only node `id` of `cluster` (it owns nothing) with
+/// `extra_cache` lines and a memory tier of `memory` (default 96 MiB),
+/// once it sees every member.
+fn start_reader(cluster: &TestCluster, id: &str, extra_cache: &str, memory: Option<&str>) -> Node {
     let reader = Node::start(&Spec {
         cluster: &cluster.name,
         store: cluster.store.path(),
-        id: "reader",
+        id,
         weight: 100,
         block_size: "1MiB",
         extra_cluster: "serve = false",
         membership: None,
         extra_cache,
-        memory: Some(memory),
+        memory,
     });
-    wait_until("the reader sees the members", || {
+    wait_until("the client-only node sees the members", || {
         members(&reader.admin()).len() == cluster.nodes.len()
     });
     reader
@@ -577,7 +578,7 @@ fn start_reader(cluster: &TestCluster, extra_cache: &str, memory: &str) -> Node 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn blocks_from_peers_reuse_the_buffers_of_evicted_ones_and_stay_right() {
     let cluster = TestCluster::start(&[100]);
-    let reader = start_reader(&cluster, "", "4MiB");
+    let reader = start_reader(&cluster, "reader", "", Some("4MiB"));
     let bucket = unique("b");
     create_bucket(&cluster.nodes[0].server().endpoint, &bucket).await;
     let body = pattern(9, 24 * MIB);
@@ -621,7 +622,7 @@ async fn blocks_from_peers_reuse_the_buffers_of_evicted_ones_and_stay_right() {
 async fn a_node_that_owns_nothing_fetches_only_what_it_serves_and_keeps_none_of_it() {
     let cluster = TestCluster::start(&[100]);
     // A window of two blocks, so reads a few blocks apart are random.
-    let reader = start_reader(&cluster, "readahead = \"2MiB\"", "64MiB");
+    let reader = start_reader(&cluster, "reader", "readahead = \"2MiB\"", Some("64MiB"));
     let bucket = unique("b");
     create_bucket(&cluster.nodes[0].server().endpoint, &bucket).await;
     let size = 24 * MIB;
@@ -1114,21 +1115,8 @@ fn redis_exists(key: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn client_only_nodes_own_nothing_weights_survive_restarts_and_a_stop_leaves_at_once() {
     let mut cluster = TestCluster::start(&[100, 100]);
-    let client_only = Node::start(&Spec {
-        cluster: &cluster.name,
-        store: cluster.store.path(),
-        id: "function",
-        weight: 100,
-        block_size: "1MiB",
-        extra_cluster: "serve = false",
-        membership: None,
-        extra_cache: "",
-        memory: None,
-    });
     // It reads the membership but is never in it.
-    wait_until("the client-only node sees the members", || {
-        members(&client_only.admin()).len() == 2
-    });
+    let client_only = start_reader(&cluster, "function", "", None);
     assert!(
         members(&cluster.nodes[0].admin())
             .iter()

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::client::{PeerClient, PeerError};
-use super::view::Membership;
+use super::view::{Member, Membership};
 use super::wire::Verb;
 use crate::error::Result;
 use crate::metrics as m;
@@ -38,12 +38,25 @@ pub struct Node {
 impl Node {
     /// Whether this node is one of the block's owners now.
     pub fn owns(&self, key: &[u8]) -> bool {
-        self.membership
-            .current()
-            .ranked(key)
-            .iter()
-            .take(self.replicas)
-            .any(|m| m.id == self.id)
+        self.owns_in(&self.membership.current().ranked(key))
+    }
+
+    /// Whether this node is one of the owners in the block's order `ranked`.
+    fn owns_in(&self, ranked: &[&Member]) -> bool {
+        ranked.iter().take(self.replicas).any(|m| m.id == self.id)
+    }
+
+    /// Whether this node keeps the block: it owns it, or it reads it from
+    /// the store itself because no member before it in the block's order
+    /// is live (it stands in for the owners that are down).
+    fn keeps(&self, key: &[u8]) -> bool {
+        let view = self.membership.current();
+        let ranked = view.ranked(key);
+        self.owns_in(&ranked)
+            || ranked
+                .iter()
+                .find(|m| m.id == self.id || !self.client.is_down(&m.id))
+                .is_none_or(|m| m.id == self.id)
     }
 }
 
@@ -137,10 +150,7 @@ impl BlockSource for PeerSource {
         // Disk holds a block only on its owners: what this node keeps for
         // others stays in memory.
         let ranked = view.ranked(key.as_bytes());
-        let memory_only = !ranked
-            .iter()
-            .take(self.node.replicas)
-            .any(|m| m.id == self.node.id);
+        let memory_only = !self.node.owns_in(&ranked);
         for member in ranked {
             if member.id == self.node.id {
                 let mut found = self.owner.fetch(addr, range).await?;
@@ -179,23 +189,7 @@ impl BlockSource for PeerSource {
         self.owner.check_store(store)
     }
 
-    /// An owner keeps the block; so does the node that reads it from the
-    /// store itself because no member before it in the block's order is
-    /// live (it stands in for the owners that are down).
     fn keeps(&self, addr: &BlockAddr) -> bool {
-        let key = addr.cache_key();
-        let view = self.node.membership.current();
-        let ranked = view.ranked(key.as_bytes());
-        if ranked
-            .iter()
-            .take(self.node.replicas)
-            .any(|m| m.id == self.node.id)
-        {
-            return true;
-        }
-        ranked
-            .iter()
-            .find(|m| m.id == self.node.id || !self.node.client.is_down(&m.id))
-            .is_none_or(|m| m.id == self.node.id)
+        self.node.keeps(addr.cache_key().as_bytes())
     }
 }

@@ -139,9 +139,9 @@ struct BlockRead {
     file_head: bool,
     /// The file is under a pinned prefix.
     pinned: bool,
-    /// This node keeps the block (see [`BlockSource::keeps`]); one it
-    /// does not keep is fetched as the part the read wants, unless it was
-    /// read ahead.
+    /// This node keeps the block (see [`BlockSource::keeps`]; with the
+    /// cache off it keeps none). One it does not keep is fetched as the
+    /// part the read wants, unless it was read ahead.
     kept: bool,
     /// Readahead fetched the block (or is fetching it) for this read.
     prefetched: bool,
@@ -349,17 +349,13 @@ impl BlockCache {
             .collect()
     }
 
-    /// One block, from memory, disk or outside this node; over a tier that
-    /// keeps nothing, only the part of it that `read` wants.
+    /// One whole block, from memory, disk or outside this node, kept by
+    /// the tier (a block this node keeps, or one it reads ahead).
     async fn block(&self, read: &BlockRead) -> Result<Bytes> {
         let started = Instant::now();
         let addr = read.addr(self.block_size);
         let key = addr.cache_key();
-        let range = if self.keeps_blocks() {
-            whole(&addr)
-        } else {
-            read.want.clone()
-        };
+        let range = whole(&addr);
         let fetch = {
             let (source, addr, range) = (self.source.clone(), addr.clone(), range.clone());
             // The tier may run the fetch in a task of its own: carry the
@@ -398,7 +394,7 @@ impl BlockCache {
     /// at most, until the connection's write timeout.)
     fn in_memory(&self, plan: &[BlockRead]) -> Option<Bytes> {
         let [read] = plan else { return None };
-        if !read.kept || !self.keeps_blocks() {
+        if !read.kept {
             return None;
         }
         let started = Instant::now();
@@ -410,7 +406,7 @@ impl BlockCache {
 
     /// The part of a block a read wants, fetched from outside this node
     /// and kept nowhere: a block this node does not keep and did not read
-    /// ahead (see [`BlockSource::keeps`]).
+    /// ahead (see [`BlockSource::keeps`]), or any block with the cache off.
     async fn part(&self, read: &BlockRead) -> Result<Bytes> {
         let started = Instant::now();
         let fetched = self
@@ -425,7 +421,7 @@ impl BlockCache {
     /// taken it (it was read ahead, or left from when this node owned
     /// it): memory holds such a block only until it is read.
     fn forget_unless_kept(&self, read: &BlockRead) {
-        if !read.kept && self.keeps_blocks() {
+        if !read.kept {
             self.tier
                 .forget_in_memory(&read.addr(self.block_size).cache_key());
         }
@@ -584,14 +580,7 @@ impl BlockCache {
                     }
                     let block = cache.block(&read).await?;
                     cache.forget_unless_kept(&read);
-                    // A kept block is whole and sliced here; over a tier
-                    // that keeps nothing, the source fetched just the
-                    // wanted bytes (exactly, by its contract).
-                    let wanted = if cache.keeps_blocks() {
-                        read.want.clone()
-                    } else {
-                        0..block.len() as u64
-                    };
+                    let wanted = read.want.clone();
                     if (block.len() as u64) < wanted.end {
                         return Err(CacheError::Body(format!(
                             "block {} of {} is {} bytes, expected {}",
