@@ -97,6 +97,18 @@ impl hyper::service::Service<http::Request<Incoming>> for Instrumented {
     type Future = BoxFuture<'static, Result<HttpResponse, HttpError>>;
 
     fn call(&self, request: http::Request<Incoming>) -> Self::Future {
+        self.serve(request.map(s3s::Body::from))
+    }
+}
+
+impl Instrumented {
+    /// Answers one request whatever its body came from: the S3 port's
+    /// connections (`call`) and in-process callers (the fuzz targets) share
+    /// this one path.
+    pub fn serve(
+        &self,
+        request: http::Request<s3s::Body>,
+    ) -> BoxFuture<'static, Result<HttpResponse, HttpError>> {
         let inner = self.inner.clone();
         let preflight = self.preflight.clone();
         let request_id = new_request_id();
@@ -126,9 +138,9 @@ impl hyper::service::Service<http::Request<Incoming>> for Instrumented {
             // An error answered before the body was read (a refused PUT
             // with Expect: 100-continue) leaves the connection unusable:
             // say so, or the client reuses it and its next request fails.
-            let close_on_error = request.version() <= http::Version::HTTP_11 && has_body(&request);
-            let response = match preflight::prepare(request.map(s3s::Body::from), &preflight).await
-            {
+            let close_on_error =
+                request.version() <= http::Version::HTTP_11 && has_body(request.headers());
+            let response = match preflight::prepare(request, &preflight).await {
                 Ok(request) => S3Service::call(&inner, request).await,
                 Err(refused) => refused
                     .to_http_response()
@@ -192,8 +204,7 @@ impl hyper::service::Service<http::Request<Incoming>> for Instrumented {
 }
 
 /// Whether a request carries a body the handler may not have read.
-fn has_body(request: &http::Request<Incoming>) -> bool {
-    let headers = request.headers();
+fn has_body(headers: &http::HeaderMap) -> bool {
     headers.contains_key(http::header::TRANSFER_ENCODING)
         || headers
             .get(http::header::CONTENT_LENGTH)

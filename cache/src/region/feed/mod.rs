@@ -25,6 +25,7 @@ mod source;
 pub use source::{ChangesAnswer, FeedSource};
 
 use hmac::{Hmac, KeyInit, Mac};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -121,6 +122,49 @@ pub fn verify_answer(
             .verify_slice(&raw)
             .is_ok()
     })
+}
+
+/// A source's answer, once read: the page asked for, or the source's
+/// demand to resync.
+#[derive(Debug)]
+pub enum Answer<T> {
+    Ok(T),
+    Resync(Resync),
+}
+
+/// Reads the source's answer (`status`, its signature header, `body`) to
+/// the request signed `request_signature`. Nothing of an answer is used
+/// unless its signature holds; the error says what was wrong, in words
+/// that follow the request's URL.
+pub fn read_answer<T: DeserializeOwned>(
+    secret: &[u8],
+    request_signature: &str,
+    status: u16,
+    answer_signature: Option<&str>,
+    body: &[u8],
+) -> Result<Answer<T>, String> {
+    let signed = answer_signature
+        .is_some_and(|sig| verify_answer(secret, request_signature, status, body, sig));
+    if !signed {
+        // Not the source, or not with our secret.
+        let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+        return Err(format!(
+            "answered {status} without a valid feed signature (is region.feed_secret the same at both ends?): {text}"
+        ));
+    }
+    let undecodable = |e: serde_json::Error| format!("answered an undecodable body: {e}");
+    match status {
+        200 => serde_json::from_slice(body)
+            .map(Answer::Ok)
+            .map_err(undecodable),
+        410 => serde_json::from_slice(body)
+            .map(Answer::Resync)
+            .map_err(undecodable),
+        _ => Err(format!(
+            "answered {status}: {}",
+            String::from_utf8_lossy(body)
+        )),
+    }
 }
 
 /// An answer to `GET /feed/changes`.

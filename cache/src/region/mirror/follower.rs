@@ -18,7 +18,7 @@ use crate::client_tls::{ClientTls, Trust};
 use crate::error::{CacheError, Result};
 use crate::metrics;
 use crate::region::feed::{
-    self, ChangesPage, EntriesPage, H_REGION, H_SIGNATURE, H_TIME, Resync, SignedRequest,
+    self, Answer, ChangesPage, EntriesPage, H_REGION, H_SIGNATURE, H_TIME, SignedRequest,
     SnapshotStart,
 };
 
@@ -39,12 +39,6 @@ pub struct FeedClient {
     secret: Vec<u8>,
     /// This mirror region's name.
     region: String,
-}
-
-/// An answer: the page, or the source's demand to resync.
-enum Answer<T> {
-    Ok(T),
-    Resync(Resync),
 }
 
 impl FeedClient {
@@ -96,29 +90,14 @@ impl FeedClient {
             .bytes()
             .await
             .map_err(|e| CacheError::Feed(format!("{url}: reading the answer: {e}")))?;
-        let signed = answer_signature
-            .is_some_and(|sig| feed::verify_answer(&self.secret, &signature, status, &body, &sig));
-        if !signed {
-            // Not the source, or not with our secret: nothing of it is used.
-            let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-            return Err(CacheError::Feed(format!(
-                "{url} answered {status} without a valid feed signature (is region.feed_secret the same at both ends?): {text}"
-            )));
-        }
-        let decode_err =
-            |e: serde_json::Error| CacheError::Feed(format!("{url}: undecodable answer: {e}"));
-        match status {
-            200 => serde_json::from_slice(&body)
-                .map(Answer::Ok)
-                .map_err(decode_err),
-            410 => serde_json::from_slice(&body)
-                .map(Answer::Resync)
-                .map_err(decode_err),
-            _ => Err(CacheError::Feed(format!(
-                "{url} answered {status}: {}",
-                String::from_utf8_lossy(&body)
-            ))),
-        }
+        feed::read_answer(
+            &self.secret,
+            &signature,
+            status,
+            answer_signature.as_deref(),
+            &body,
+        )
+        .map_err(|e| CacheError::Feed(format!("{url} {e}")))
     }
 }
 
