@@ -56,3 +56,6 @@ cargo test --workspace --locked
 echo "== end-to-end tests (boto3, aws-cli)"
 target="${CARGO_TARGET_DIR:-$repo/target}"
 FERRY_BIN="$target/debug/ferry" tests/run-e2e.sh "$@"
+
+echo "== fuzzing (each target's corpus, then 60 s of fuzzing in all)"
+tests/fuzz.sh

@@ -18,6 +18,8 @@ pub mod commands;
 mod credentials;
 mod error;
 mod feed;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod host;
 pub mod http;
 pub mod listen;
