@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod fault_proxy;
 pub mod tls;
 
 use std::io::{BufRead, BufReader, Write};

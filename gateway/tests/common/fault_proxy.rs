@@ -1,0 +1,138 @@
+//! A fault proxy in front of a real S3 server: each request is passed on
+//! unchanged (the Host header too, so signatures hold) over a connection
+//! of its own, unless the current fault says otherwise. The faults a
+//! store shows in production: some requests failing, an outage, slow
+//! answers.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the proxy does to the requests it receives.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StoreFault {
+    None,
+    /// Answers this share of requests 503 SlowDown, as S3 does under load.
+    FailShare(f64),
+    /// Drops every connection without an answer.
+    Down,
+    /// Waits this long before passing a request on.
+    Slow(Duration),
+}
+
+pub struct FaultProxy {
+    pub endpoint: String,
+    fault: Arc<Mutex<StoreFault>>,
+    counts: Arc<Mutex<ProxyCounts>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Requests seen, by what was done with them.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProxyCounts {
+    pub passed: u64,
+    pub failed: u64,
+    pub dropped: u64,
+}
+
+type ProxyBody = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+
+impl FaultProxy {
+    /// A proxy to `upstream` (`http://host:port`) on a free loopback port.
+    pub async fn start(upstream: &str) -> FaultProxy {
+        let upstream: SocketAddr = upstream
+            .trim_start_matches("http://")
+            .parse()
+            .expect("upstream host:port");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let fault = Arc::new(Mutex::new(StoreFault::None));
+        let counts = Arc::new(Mutex::new(ProxyCounts::default()));
+        let (f, c) = (fault.clone(), counts.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (fault, counts) = (f.clone(), c.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        forward(upstream, request, fault.clone(), counts.clone())
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(client), service)
+                        .await;
+                });
+            }
+        });
+        FaultProxy {
+            endpoint,
+            fault,
+            counts,
+            task,
+        }
+    }
+
+    pub fn set(&self, fault: StoreFault) {
+        *self.fault.lock().expect("fault") = fault;
+    }
+
+    pub fn counts(&self) -> ProxyCounts {
+        *self.counts.lock().expect("counts")
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn forward(
+    upstream: SocketAddr,
+    request: hyper::Request<Incoming>,
+    fault: Arc<Mutex<StoreFault>>,
+    counts: Arc<Mutex<ProxyCounts>>,
+) -> Result<hyper::Response<ProxyBody>, std::io::Error> {
+    let now = *fault.lock().expect("fault");
+    let count = |f: fn(&mut ProxyCounts)| f(&mut counts.lock().expect("counts"));
+    match now {
+        StoreFault::Down => {
+            count(|c| c.dropped += 1);
+            // An error from the service closes the connection unanswered.
+            return Err(std::io::Error::other("the store is down"));
+        }
+        StoreFault::FailShare(share) if rand::random::<f64>() < share => {
+            count(|c| c.failed += 1);
+            let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+            return Ok(hyper::Response::builder()
+                .status(503)
+                .header("content-type", "application/xml")
+                .body(
+                    Full::new(Bytes::from(body))
+                        .map_err(|never| match never {})
+                        .boxed(),
+                )
+                .expect("a response"));
+        }
+        StoreFault::Slow(delay) => tokio::time::sleep(delay).await,
+        _ => {}
+    }
+    count(|c| c.passed += 1);
+    let stream = TcpStream::connect(upstream).await?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(std::io::Error::other)?;
+    Ok(response.map(|body| body.boxed()))
+}
