@@ -36,6 +36,31 @@ struct Overrides {
     expires: Option<Timestamp>,
 }
 
+impl Overrides {
+    /// Each override must be sendable as a header: a query may carry bytes
+    /// (a NUL, a line break) that no header can, and S3 refuses them.
+    fn check(&self) -> S3Result<()> {
+        let given = [
+            ("response-content-type", &self.content_type),
+            ("response-content-encoding", &self.content_encoding),
+            ("response-content-disposition", &self.content_disposition),
+            ("response-content-language", &self.content_language),
+            ("response-cache-control", &self.cache_control),
+        ];
+        for (name, value) in given {
+            if let Some(value) = value
+                && http::HeaderValue::from_str(value).is_err()
+            {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "{name} is not a valid header value"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 fn present(entry: &Entry, overrides: Overrides) -> Presented {
     Presented {
         content_type: overrides
@@ -146,6 +171,7 @@ struct ViewRequest<'a> {
 }
 
 fn view(entry: Entry, request: ViewRequest<'_>) -> S3Result<ObjectView> {
+    request.overrides.check()?;
     request.conditions.check(&entry)?;
     let (range, content_range) = byte_range(request.range, request.part_number, &entry)?;
     let parts_count = parts_count(&entry, request.part_number);
