@@ -1,6 +1,7 @@
 //! The fault matrix: three real `ferry serve` nodes sharing a Redis of
 //! their own (AOF, fsynced on every write) for metadata and membership,
-//! their data store a real S3 server (s3s-fs) behind a fault proxy. For
+//! their data store a real S3 server (s3s-fs) behind a fault proxy, and
+//! the network between one of them and its peers through a link proxy. For
 //! each fault, 64 readers load models through two of the nodes (safetensors
 //! headers, 16 MiB ranges, whole objects, every byte checked) and a writer
 //! uploads, while the fault is injected and after it is removed. Each
@@ -34,7 +35,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::fault_proxy::{FaultProxy, StoreFault};
+use common::fault_proxy::{FaultProxy, LinkFault, LinkProxy, StoreFault};
 use common::{
     ACCESS_KEY, Launch, RedisServer, S3sFs, SECRET_KEY, Server, create_bucket, free_addr, pattern,
     s3s_fs_binary, temp_dir, write_file,
@@ -67,7 +68,21 @@ struct Node {
 }
 
 impl Node {
-    fn start(dir: &FsPath, id: &str, redis: &str, store: &str) -> Node {
+    /// `peer`: the address its peer port binds, and the one it
+    /// advertises (a [`LinkProxy`] in front of it), when not any free port.
+    fn start(
+        dir: &FsPath,
+        id: &str,
+        redis: &str,
+        store: &str,
+        peer: Option<(&str, &str)>,
+    ) -> Node {
+        let peer_lines = match peer {
+            Some((listen, advertise)) => {
+                format!("peer_listen = \"{listen}\"\nadvertise = \"{advertise}\"")
+            }
+            None => "peer_listen = \"127.0.0.1:0\"".to_string(),
+        };
         let data = temp_dir();
         let config = write_file(
             dir,
@@ -97,7 +112,7 @@ block_size = "1MiB"
 [cluster]
 node_id = "{id}"
 name = "faults"
-peer_listen = "127.0.0.1:0"
+{peer_lines}
 secret = "{SECRET}"
 membership = "{redis}"
 request_timeout = "2s"
@@ -398,6 +413,7 @@ enum Fault {
     RedisStalledShort,
     RedisStalled,
     CacheCorrupted,
+    LinkDegraded,
 }
 
 impl Fault {
@@ -412,6 +428,9 @@ impl Fault {
             Fault::RedisStalledShort => "Redis SIGSTOPped for 2 s",
             Fault::RedisStalled => "Redis SIGSTOPped for 5 s",
             Fault::CacheCorrupted => "a serving node's disk cache overwritten in 256 places",
+            Fault::LinkDegraded => {
+                "the network to a node slow (50 ms a chunk) and lossy (10 % of connections cut) for 10 s"
+            }
         }
     }
 
@@ -424,6 +443,7 @@ impl Fault {
                 | Fault::RedisRestarted
                 | Fault::RedisStalled
                 | Fault::CacheCorrupted
+                | Fault::LinkDegraded
         )
     }
 }
@@ -433,6 +453,8 @@ struct Rig {
     redis: RedisServer,
     _origin: S3sFs,
     proxy: FaultProxy,
+    /// The network between n2 and its peers.
+    link: LinkProxy,
     nodes: Vec<Node>,
 }
 
@@ -444,9 +466,14 @@ impl Rig {
         std::fs::create_dir_all(origin_root.join(ORIGIN_BUCKET)).expect("origin bucket");
         let origin = S3sFs::start(&s3s_fs_binary(), &origin_root, (ACCESS_KEY, SECRET_KEY));
         let proxy = FaultProxy::start(&origin.endpoint).await;
+        let n2_peer = free_addr();
+        let link = LinkProxy::start(&n2_peer).await;
         let nodes: Vec<Node> = ["n0", "n1", "n2"]
             .iter()
-            .map(|id| Node::start(dir.path(), id, &redis.url(), &proxy.endpoint))
+            .map(|id| {
+                let peer = (*id == "n2").then_some((n2_peer.as_str(), link.address.as_str()));
+                Node::start(dir.path(), id, &redis.url(), &proxy.endpoint, peer)
+            })
             .collect();
         for node in &nodes {
             common::cluster::wait_until("every node sees three members", || {
@@ -459,6 +486,7 @@ impl Rig {
             redis,
             _origin: origin,
             proxy,
+            link,
             nodes,
         }
     }
@@ -495,14 +523,18 @@ impl Rig {
                 self.nodes[2].signal("CONT");
             }
             Fault::StoreFailing => {
+                let before = self.proxy.counts().failed;
                 self.proxy.set(StoreFault::FailShare(0.1));
                 pause(10).await;
                 self.proxy.set(StoreFault::None);
+                assert!(self.proxy.counts().failed > before, "no store request failed");
             }
             Fault::StoreOutage => {
+                let before = self.proxy.counts().dropped;
                 self.proxy.set(StoreFault::Down);
                 pause(5).await;
                 self.proxy.set(StoreFault::None);
+                assert!(self.proxy.counts().dropped > before, "no store request met the outage");
             }
             Fault::StoreSlow => {
                 self.proxy.set(StoreFault::Slow(Duration::from_secs(2)));
@@ -519,6 +551,16 @@ impl Rig {
                 signal_pid(self.redis.pid(), "STOP");
                 pause(seconds).await;
                 signal_pid(self.redis.pid(), "CONT");
+            }
+            Fault::LinkDegraded => {
+                self.link.set(LinkFault::SlowAndLossy {
+                    delay: Duration::from_millis(50),
+                    cut_share: 0.1,
+                });
+                let (_, cut_before) = self.link.counts();
+                pause(10).await;
+                self.link.set(LinkFault::None);
+                assert!(self.link.counts().1 > cut_before, "no peer connection to n2 was cut");
             }
             Fault::CacheCorrupted => {
                 let spans = self.nodes[0].corrupt_disk_cache();
@@ -707,6 +749,7 @@ async fn the_cluster_survives_each_fault_of_the_matrix() {
         Fault::RedisRestarted,
         Fault::RedisStalledShort,
         Fault::RedisStalled,
+        Fault::LinkDegraded,
         Fault::CacheCorrupted,
     ];
     let mut rows = Vec::new();

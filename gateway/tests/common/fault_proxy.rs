@@ -136,3 +136,118 @@ async fn forward(
         .map_err(std::io::Error::other)?;
     Ok(response.map(|body| body.boxed()))
 }
+
+/// What a [`LinkProxy`] does to the connections through it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LinkFault {
+    None,
+    /// Each chunk waits `delay` before it is passed on, and this share of
+    /// connections is cut (reset) after their first chunk: a slow, lossy
+    /// network between two hosts.
+    SlowAndLossy { delay: Duration, cut_share: f64 },
+}
+
+/// A TCP proxy standing for the network between a node and its peers:
+/// the node advertises the proxy's address, so every peer connection to
+/// it crosses the proxy. (Loopback cannot be made lossy with `tc netem`
+/// here: the kernel has no netem qdisc.)
+pub struct LinkProxy {
+    pub address: String,
+    fault: Arc<Mutex<LinkFault>>,
+    /// Connections made through it, and how many of them it cut.
+    counts: Arc<Mutex<(u64, u64)>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LinkProxy {
+    pub async fn start(upstream: &str) -> LinkProxy {
+        let upstream: SocketAddr = upstream.parse().expect("upstream host:port");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("addr").to_string();
+        let fault = Arc::new(Mutex::new(LinkFault::None));
+        let counts = Arc::new(Mutex::new((0, 0)));
+        let (shared, counted) = (fault.clone(), counts.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (fault, counts) = (shared.clone(), counted.clone());
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let _ = client.set_nodelay(true);
+                    let _ = server.set_nodelay(true);
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
+                    let cut = match *fault.lock().expect("fault") {
+                        LinkFault::SlowAndLossy { cut_share, .. } => {
+                            rand::random::<f64>() < cut_share
+                        }
+                        LinkFault::None => false,
+                    };
+                    {
+                        let mut counts = counts.lock().expect("counts");
+                        counts.0 += 1;
+                        counts.1 += u64::from(cut);
+                    }
+                    tokio::select! {
+                        _ = pipe(client_read, server_write, fault.clone(), cut) => {}
+                        _ = pipe(server_read, client_write, fault, cut) => {}
+                    }
+                });
+            }
+        });
+        LinkProxy {
+            address,
+            fault,
+            counts,
+            task,
+        }
+    }
+
+    pub fn set(&self, fault: LinkFault) {
+        *self.fault.lock().expect("fault") = fault;
+    }
+
+    /// Connections made through it so far, and how many were cut.
+    pub fn counts(&self) -> (u64, u64) {
+        *self.counts.lock().expect("counts")
+    }
+}
+
+impl Drop for LinkProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies `from` to `to` chunk by chunk under the current fault; with
+/// `cut`, the connection ends after its first chunk (the other direction
+/// is dropped with it, which resets it).
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    fault: Arc<Mutex<LinkFault>>,
+    cut: bool,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let now = *fault.lock().expect("fault");
+        if let LinkFault::SlowAndLossy { delay, .. } = now {
+            tokio::time::sleep(delay).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+        if cut && now != LinkFault::None {
+            return;
+        }
+    }
+}
