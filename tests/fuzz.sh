@@ -32,8 +32,11 @@ total="${FERRY_FUZZ_SECONDS:-60}"
 each=$(( total / ${#targets[@]} ))
 [ "$each" -ge 1 ] || each=1
 
+# cargo-fuzz's default profile: optimized, with debug assertions and
+# overflow checks on (an overflow is a finding too). `build` and `run` must
+# agree on it, or each run rebuilds.
 echo "== building the fuzz targets"
-cargo +nightly fuzz build --release
+cargo +nightly fuzz build
 
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
@@ -45,7 +48,7 @@ for target in "${targets[@]}"; do
     # corpus; -malloc_limit_mb fails any one allocation above 64 MiB.
     log="$scratch/$target.log"
     status=0
-    cargo +nightly fuzz run --release "$target" "$scratch/$target" "$corpus" -- \
+    cargo +nightly fuzz run "$target" "$scratch/$target" "$corpus" -- \
         -max_total_time="$each" -malloc_limit_mb=64 -rss_limit_mb=2048 \
         -timeout=20 -print_final_stats=1 >"$log" 2>&1 || status=$?
     grep -E "^(#[0-9]+.*(INITED|DONE)|stat::(number_of_executed_units|new_units_added|peak_rss_mb))" "$log" || true

@@ -31,8 +31,7 @@ fn router() -> &'static axum::Router {
         ));
         let feed = node.region.feed.clone().expect("a source region's feed");
         let router =
-            ferry_gateway::admin::app(ferry_gateway::admin::AdminState::new(&node), Some(feed));
-        std::mem::forget(node);
+            ferry_gateway::admin::app(ferry_gateway::admin::AdminState::new(node), Some(feed));
         router
     })
 }
@@ -98,7 +97,7 @@ fn ask(input: Request) {
         .map(|(name, value)| format!("{name}={value}"))
         .collect::<Vec<_>>()
         .join("&");
-    let time_ms = ferry_meta_now() + i64::from(input.time_offset_ms);
+    let time_ms = ferry_cache::cluster::wire::now_ms() + i64::from(input.time_offset_ms);
     let mut signature = SignedRequest {
         method: "GET",
         path,
@@ -150,9 +149,9 @@ fn read(input: Reply) {
     };
     let authentic = input.sign && input.raw_signature.is_none();
     let taken = match input.kind {
-        Kind::Changes => taken(read_as::<ChangesPage>(&input, &signature)),
-        Kind::Snapshot => taken(read_as::<SnapshotStart>(&input, &signature)),
-        Kind::Entries => taken(read_as::<EntriesPage>(&input, &signature)),
+        Kind::Changes => read_as::<ChangesPage>(&input, &signature).is_ok(),
+        Kind::Snapshot => read_as::<SnapshotStart>(&input, &signature).is_ok(),
+        Kind::Entries => read_as::<EntriesPage>(&input, &signature).is_ok(),
     };
     if taken {
         assert!(
@@ -173,14 +172,4 @@ fn read_as<T: serde::de::DeserializeOwned>(
         (!signature.is_empty()).then_some(signature),
         &input.body,
     )
-}
-
-fn taken<T>(answer: Result<Answer<T>, String>) -> bool {
-    answer.is_ok()
-}
-
-fn ferry_meta_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

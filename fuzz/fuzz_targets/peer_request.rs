@@ -28,8 +28,7 @@ fn router() -> &'static axum::Router {
         ));
         let cluster = node.cluster.clone().expect("a cluster node");
         let router =
-            ferry_gateway::peer::app(ferry_gateway::peer::PeerState::new(&node, &cluster, SECRET));
-        std::mem::forget(node);
+            ferry_gateway::peer::app(ferry_gateway::peer::PeerState::new(node, &cluster, SECRET));
         router
     })
 }

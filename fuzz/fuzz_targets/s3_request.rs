@@ -38,8 +38,7 @@ fn fixture() -> &'static Fixture {
              [server]\ndomains = [\"{DOMAIN}\"]\nmax_put_size = \"8MiB\"\n\n\
              [cache]\nmemory = \"16MiB\"\ndisk = \"0\"\nblock_size = \"1MiB\"\n"
         ));
-        let service = ferry_gateway::http::service(&node).expect("the S3 service builds");
-        std::mem::forget(node);
+        let service = ferry_gateway::http::service(node).expect("the S3 service builds");
         let fixture = Fixture {
             service,
             upload_id: String::new(),

@@ -27,9 +27,10 @@ pub fn runtime() -> &'static Runtime {
     })
 }
 
-/// A node over `toml` with a data dir of its own, kept for the process's
-/// life (a fuzzing run's inputs share the node and what they wrote).
-pub fn open_node(toml: &str) -> Node {
+/// A node over `toml` with a data dir of its own, kept (never dropped) for
+/// the process's life: a fuzzing run's inputs share the node and what
+/// they wrote.
+pub fn open_node(toml: &str) -> &'static Node {
     let dir = tempfile::Builder::new()
         .prefix("ferry-fuzz-")
         .tempdir()
@@ -45,9 +46,10 @@ pub fn open_node(toml: &str) -> Node {
             },
         )
         .expect("the target's config is valid");
-    runtime()
+    let node = runtime()
         .block_on(Node::open(config))
-        .expect("the node opens")
+        .expect("the node opens");
+    Box::leak(Box::new(node))
 }
 
 /// The whole body, or `None` when it fails midway (an aborted response)

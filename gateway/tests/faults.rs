@@ -70,13 +70,7 @@ struct Node {
 impl Node {
     /// `peer`: the address its peer port binds, and the one it
     /// advertises (a [`LinkProxy`] in front of it), when not any free port.
-    fn start(
-        dir: &FsPath,
-        id: &str,
-        redis: &str,
-        store: &str,
-        peer: Option<(&str, &str)>,
-    ) -> Node {
+    fn start(dir: &FsPath, id: &str, redis: &str, store: &str, peer: Option<(&str, &str)>) -> Node {
         let peer_lines = match peer {
             Some((listen, advertise)) => {
                 format!("peer_listen = \"{listen}\"\nadvertise = \"{advertise}\"")
@@ -339,14 +333,15 @@ async fn reader(
         let objects = &models[usize::from(switched.load(Ordering::Relaxed))];
         let (key, body) = &objects[next() % objects.len()];
         let kind = next() % 20;
-        let ranges = if kind < 10 {
+        // The GETs of one step of a load, in order.
+        let ranges: Vec<std::ops::Range<usize>> = if kind < 10 {
             // A safetensors header: its length, then the header itself.
-            vec![0..8, 8..8 + 64 * 1024]
+            Vec::from([0..8, 8..8 + 64 * 1024])
         } else if kind < 17 {
             let start = next() % (body.len() - RANGE);
-            vec![start..start + RANGE]
+            std::iter::once(start..start + RANGE).collect()
         } else {
-            vec![0..body.len()]
+            std::iter::once(0..body.len()).collect()
         };
         for range in ranges {
             let outcome = read_checked(client.as_ref(), key, body, range).await;
@@ -527,14 +522,20 @@ impl Rig {
                 self.proxy.set(StoreFault::FailShare(0.1));
                 pause(10).await;
                 self.proxy.set(StoreFault::None);
-                assert!(self.proxy.counts().failed > before, "no store request failed");
+                assert!(
+                    self.proxy.counts().failed > before,
+                    "no store request failed"
+                );
             }
             Fault::StoreOutage => {
                 let before = self.proxy.counts().dropped;
                 self.proxy.set(StoreFault::Down);
                 pause(5).await;
                 self.proxy.set(StoreFault::None);
-                assert!(self.proxy.counts().dropped > before, "no store request met the outage");
+                assert!(
+                    self.proxy.counts().dropped > before,
+                    "no store request met the outage"
+                );
             }
             Fault::StoreSlow => {
                 self.proxy.set(StoreFault::Slow(Duration::from_secs(2)));
@@ -560,7 +561,10 @@ impl Rig {
                 let (_, cut_before) = self.link.counts();
                 pause(10).await;
                 self.link.set(LinkFault::None);
-                assert!(self.link.counts().1 > cut_before, "no peer connection to n2 was cut");
+                assert!(
+                    self.link.counts().1 > cut_before,
+                    "no peer connection to n2 was cut"
+                );
             }
             Fault::CacheCorrupted => {
                 let spans = self.nodes[0].corrupt_disk_cache();

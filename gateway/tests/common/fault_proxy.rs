@@ -144,7 +144,10 @@ pub enum LinkFault {
     /// Each chunk waits `delay` before it is passed on, and this share of
     /// connections is cut (reset) after their first chunk: a slow, lossy
     /// network between two hosts.
-    SlowAndLossy { delay: Duration, cut_share: f64 },
+    SlowAndLossy {
+        delay: Duration,
+        cut_share: f64,
+    },
 }
 
 /// A TCP proxy standing for the network between a node and its peers:
