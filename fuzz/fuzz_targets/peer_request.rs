@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use arbitrary::Arbitrary;
 use ferry_cache::BlockAddr;
 use ferry_cache::cluster::wire::{self, Signed};
-use ferry_fuzz::{open_node, read_body, runtime};
+use ferry_fuzz::{open_node, read_body, runtime, with_headers};
 use libfuzzer_sys::fuzz_target;
 use tower::ServiceExt;
 
@@ -120,7 +120,7 @@ fuzz_target!(|input: Input| {
         signature.replace_range(0..1, flipped);
     }
     let authentic = input.sign && !input.tamper;
-    let mut request = http::Request::get(format!("{path}?{query}"));
+    let request = http::Request::get(format!("{path}?{query}"));
     let mut headers = vec![
         (wire::H_VERB.to_string(), input.verb.clone()),
         (wire::H_PRIORITY.to_string(), input.priority.clone()),
@@ -141,15 +141,9 @@ fuzz_target!(|input: Input| {
         }
     }
     headers.extend(input.extra.iter().cloned());
-    for (name, value) in &headers {
-        let (Ok(name), Ok(value)) = (
-            http::HeaderName::from_bytes(name.as_bytes()),
-            http::HeaderValue::from_str(value),
-        ) else {
-            return;
-        };
-        request = request.header(name, value);
-    }
+    let Some(request) = with_headers(request, &headers) else {
+        return;
+    };
     let Ok(request) = request.body(axum::body::Body::empty()) else {
         return;
     };

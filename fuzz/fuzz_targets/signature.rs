@@ -8,6 +8,7 @@
 use arbitrary::Arbitrary;
 use ferry_config::Credential;
 use ferry_fuzz::sigv4::{self, Key};
+use ferry_fuzz::with_headers;
 use libfuzzer_sys::fuzz_target;
 
 const ACCESS: &str = "fuzz-access";
@@ -96,19 +97,13 @@ fuzz_target!(|input: Input| {
     } else {
         format!("{path}?{query}")
     };
-    let mut request = http::Request::builder()
+    let request = http::Request::builder()
         .method(method)
         .uri(&uri)
         .header("host", host);
-    for (name, value) in &headers {
-        let (Ok(name), Ok(value)) = (
-            http::HeaderName::from_bytes(name.as_bytes()),
-            http::HeaderValue::from_str(value),
-        ) else {
-            return;
-        };
-        request = request.header(name, value);
-    }
+    let Some(request) = with_headers(request, &headers) else {
+        return;
+    };
     let Ok(request) = request.body(()) else {
         return;
     };

@@ -52,6 +52,20 @@ pub fn open_node(toml: &str) -> &'static Node {
     Box::leak(Box::new(node))
 }
 
+/// `builder` with each of `headers`, or `None` when one of them cannot be
+/// a header (such an input names no request a client could send).
+pub fn with_headers(
+    mut builder: http::request::Builder,
+    headers: &[(String, String)],
+) -> Option<http::request::Builder> {
+    for (name, value) in headers {
+        let name = http::HeaderName::from_bytes(name.as_bytes()).ok()?;
+        let value = http::HeaderValue::from_str(value).ok()?;
+        builder = builder.header(name, value);
+    }
+    Some(builder)
+}
+
 /// The whole body, or `None` when it fails midway (an aborted response)
 /// or grows past `cap` bytes.
 pub async fn read_body<B>(body: B, cap: usize) -> Option<Vec<u8>>
