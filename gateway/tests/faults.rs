@@ -30,7 +30,6 @@
 mod common;
 
 use std::path::{Path as FsPath, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,7 +37,7 @@ use std::time::{Duration, Instant};
 use common::fault_proxy::{FaultProxy, LinkFault, LinkProxy, StoreFault};
 use common::{
     ACCESS_KEY, Launch, RedisServer, S3sFs, SECRET_KEY, Server, create_bucket, free_addr, pattern,
-    s3s_fs_binary, temp_dir, write_file,
+    s3s_fs_binary, signal, temp_dir, write_file,
 };
 use futures::StreamExt;
 use object_store::aws::AmazonS3Builder;
@@ -137,14 +136,14 @@ request_timeout = "2s"
         self.server.as_ref().expect("the node runs")
     }
 
-    fn signal(&self, signal: &str) {
-        signal_pid(self.server().pid(), signal);
+    fn signal(&self, name: &str) {
+        signal(self.server().pid(), name);
     }
 
     /// kill -9: no leave, no flush.
     fn kill(&mut self) {
         if let Some(server) = self.server.take() {
-            signal_pid(server.pid(), "KILL");
+            signal(server.pid(), "KILL");
             drop(server);
         }
     }
@@ -194,14 +193,6 @@ fn files_under(dir: &FsPath) -> Vec<PathBuf> {
         }
     }
     out
-}
-
-fn signal_pid(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill -{signal} {pid}");
 }
 
 /// A client that never retries: every failure the node answers is seen.
@@ -549,9 +540,9 @@ impl Rig {
                 } else {
                     2
                 };
-                signal_pid(self.redis.pid(), "STOP");
+                signal(self.redis.pid(), "STOP");
                 pause(seconds).await;
-                signal_pid(self.redis.pid(), "CONT");
+                signal(self.redis.pid(), "CONT");
             }
             Fault::LinkDegraded => {
                 self.link.set(LinkFault::SlowAndLossy {

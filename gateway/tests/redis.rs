@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path as FsPath, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -834,14 +834,6 @@ async fn a_redis_crash_fails_requests_fast_and_loses_no_acknowledged_put() {
     assert!(status.success(), "SIGTERM: ferry exited with {status}");
 }
 
-fn signal(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill {signal} {pid}");
-}
-
 /// A Redis that hangs (SIGSTOP) rather than dies: no connection is refused,
 /// so only the engine's deadline stands between a client and a hung request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -866,7 +858,7 @@ async fn a_hung_redis_fails_requests_within_the_deadline_and_recovers() {
         .await
         .expect("put");
 
-    signal(redis.pid(), "-STOP");
+    signal(redis.pid(), "STOP");
     for op in ["PUT", "GET", "HEAD", "PUT again"] {
         let started = Instant::now();
         let result = match op {
@@ -888,7 +880,7 @@ async fn a_hung_redis_fails_requests_within_the_deadline_and_recovers() {
         assert!(is_unavailable(&err), "{op} with redis stopped: {err}");
         eprintln!("{op} with redis stopped failed after {elapsed:?}");
     }
-    signal(redis.pid(), "-CONT");
+    signal(redis.pid(), "CONT");
 
     let resumed = Instant::now();
     let deadline = resumed + Duration::from_secs(30);

@@ -181,11 +181,16 @@ impl Drop for Server {
 }
 
 pub fn signal_term(pid: u32) {
+    signal(pid, "TERM");
+}
+
+/// Sends signal `name` (`TERM`, `KILL`, `STOP`, `CONT`) to `pid`.
+pub fn signal(pid: u32, name: &str) {
     let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+        .args([&format!("-{name}"), &pid.to_string()])
         .status()
         .expect("kill");
-    assert!(status.success());
+    assert!(status.success(), "kill -{name} {pid}");
 }
 
 pub fn temp_dir() -> tempfile::TempDir {
