@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The fault matrix's long form: gateway/tests/faults.rs on a release
+# The fault matrix's long form: gateway/tests/faults/ on a release
 # build, with the load running SECONDS (default 20) before and after each
 # fault. Prints the matrix and writes it to bench-data/faults.md.
 #
