@@ -18,22 +18,29 @@ if command -v redis-cli >/dev/null && ! redis-cli -h 127.0.0.1 -p 6379 ping >/de
     fi
 fi
 
-# Chromium: the status page's browser test (gateway/tests/status.rs) draws
-# the page in it. Installed from Debian when missing (needs root and apt).
-if ! command -v chromium >/dev/null && [ ! -x /usr/bin/chromium ]; then
+# Debian packages some tests need, installed when missing (needs root and
+# apt): `debian_package PACKAGE FILE WHY` installs PACKAGE unless FILE exists.
+debian_package() {
+    [ -e "$2" ] && return 0
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "== installing chromium (Debian) for the status page's browser test"
+        echo "== installing $1 (Debian) for $3"
         export DEBIAN_FRONTEND=noninteractive
-        apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 ||
-            { apt-get update >/dev/null && apt-get install -y --no-install-recommends chromium >/dev/null; } || {
-            echo "tests/run.sh: could not install chromium (apt-get install chromium)" >&2
+        apt-get install -y --no-install-recommends "$1" >/dev/null 2>&1 ||
+            { apt-get update >/dev/null && apt-get install -y --no-install-recommends "$1" >/dev/null; } || {
+            echo "tests/run.sh: could not install $1 (apt-get install $1)" >&2
             exit 1
         }
     else
-        echo "tests/run.sh: chromium is missing; install it (Debian: apt-get install chromium)" >&2
+        echo "tests/run.sh: $1 is missing; install it (Debian: apt-get install $1)" >&2
         exit 1
     fi
-fi
+}
+# Chromium: the status page's browser test (gateway/tests/status.rs) draws
+# the page in it.
+command -v chromium >/dev/null || debian_package chromium /usr/bin/chromium "the status page's browser test"
+# libfiu: the fault matrix (gateway/tests/faults/) fails a node's disk
+# through it.
+debian_package fiu-utils /usr/lib/fiu/fiu_posix_preload.so "the fault matrix's failing disk"
 
 # s3s-fs: an independent S3 server, the origin of gateway/tests/s3_origin.rs.
 # Built once into .tools/ (gitignored); the test fails without it.

@@ -13,6 +13,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 /// What the proxy does to the requests it receives.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -148,15 +149,18 @@ pub enum LinkFault {
         delay: Duration,
         cut_share: f64,
     },
+    /// Every connection through it is cut, and new ones are closed as
+    /// they arrive: the far side unreachable.
+    Down,
 }
 
-/// A TCP proxy standing for the network between a node and its peers:
-/// the node advertises the proxy's address, so every peer connection to
-/// it crosses the proxy. (Loopback cannot be made lossy with `tc netem`
-/// here: the kernel has no netem qdisc.)
+/// A TCP proxy standing for the network between two hosts: the node
+/// advertises (or is told to reach) the proxy's address, so every
+/// connection between them crosses it. (Loopback cannot be made lossy
+/// with `tc netem` here: the kernel has no netem qdisc.)
 pub struct LinkProxy {
     pub address: String,
-    fault: Arc<Mutex<LinkFault>>,
+    fault: watch::Sender<LinkFault>,
     /// Connections made through it, and how many of them it cut.
     counts: Arc<Mutex<(u64, u64)>>,
     task: tokio::task::JoinHandle<()>,
@@ -167,27 +171,22 @@ impl LinkProxy {
         let upstream: SocketAddr = upstream.parse().expect("upstream host:port");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("addr").to_string();
-        let fault = Arc::new(Mutex::new(LinkFault::None));
+        let (fault, watching) = watch::channel(LinkFault::None);
         let counts = Arc::new(Mutex::new((0, 0)));
-        let (shared, counted) = (fault.clone(), counts.clone());
+        let counted = counts.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
                     continue;
                 };
-                let (fault, counts) = (shared.clone(), counted.clone());
+                let (fault, counts) = (watching.clone(), counted.clone());
                 tokio::spawn(async move {
-                    let Ok(server) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    let _ = client.set_nodelay(true);
-                    let _ = server.set_nodelay(true);
-                    let (client_read, client_write) = client.into_split();
-                    let (server_read, server_write) = server.into_split();
-                    let cut = match *fault.lock().expect("fault") {
+                    let now = *fault.borrow();
+                    let cut = match now {
                         LinkFault::SlowAndLossy { cut_share, .. } => {
                             rand::random::<f64>() < cut_share
                         }
+                        LinkFault::Down => true,
                         LinkFault::None => false,
                     };
                     {
@@ -195,6 +194,16 @@ impl LinkProxy {
                         counts.0 += 1;
                         counts.1 += u64::from(cut);
                     }
+                    if now == LinkFault::Down {
+                        return; // dropping `client` closes it
+                    }
+                    let Ok(server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let _ = client.set_nodelay(true);
+                    let _ = server.set_nodelay(true);
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
                     tokio::select! {
                         _ = pipe(client_read, server_write, fault.clone(), cut) => {}
                         _ = pipe(server_read, client_write, fault, cut) => {}
@@ -211,7 +220,7 @@ impl LinkProxy {
     }
 
     pub fn set(&self, fault: LinkFault) {
-        *self.fault.lock().expect("fault") = fault;
+        self.fault.send_replace(fault);
     }
 
     /// Connections made through it so far, and how many were cut.
@@ -228,29 +237,37 @@ impl Drop for LinkProxy {
 
 /// Copies `from` to `to` chunk by chunk under the current fault; with
 /// `cut`, the connection ends after its first chunk (the other direction
-/// is dropped with it, which resets it).
+/// is dropped with it, which resets it). A link going down ends it at
+/// once, whatever it was doing.
 async fn pipe(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    fault: Arc<Mutex<LinkFault>>,
+    mut fault: watch::Receiver<LinkFault>,
     cut: bool,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        let now = *fault.lock().expect("fault");
-        if let LinkFault::SlowAndLossy { delay, .. } = now {
-            tokio::time::sleep(delay).await;
+    let mut down = fault.clone();
+    let copy = async move {
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let now = *fault.borrow_and_update();
+            if let LinkFault::SlowAndLossy { delay, .. } = now {
+                tokio::time::sleep(delay).await;
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+            if cut && now != LinkFault::None {
+                return;
+            }
         }
-        if to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-        if cut && now != LinkFault::None {
-            return;
-        }
+    };
+    tokio::select! {
+        () = copy => {}
+        _ = down.wait_for(|f| *f == LinkFault::Down) => {}
     }
 }

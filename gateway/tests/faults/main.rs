@@ -1,34 +1,45 @@
 //! The fault matrix: three real `ferry serve` nodes sharing a Redis of
 //! their own (AOF, fsynced on every write) for metadata and membership,
-//! their data store a real S3 server (s3s-fs) behind a fault proxy, and
-//! the network between one of them and its peers through a link proxy. For
-//! each fault, 64 readers load models through two of the nodes (safetensors
-//! headers, 16 MiB ranges, whole objects, every byte checked) and a writer
-//! uploads, while the fault is injected and after it is removed. Each
-//! phase uploads two models: the readers load the first before the fault
-//! and switch to the second, never read yet, the moment it is injected,
-//! so the fault meets a cold rollout (blocks fetched from owners and the
-//! store) as well as warm reads. (A corrupted cache must meet cached
-//! pages: that phase reads the first model throughout.)
+//! their data store a real S3 server (s3s-fs) behind a fault proxy, the
+//! network between one of them and its peers through a link proxy, and a
+//! mirror region (one gateway) following them through another link
+//! proxy. For each fault, 64 readers load models through two of the nodes
+//! (safetensors headers, 16 MiB ranges, whole objects, every byte
+//! checked) and a writer uploads, while the fault is injected and after
+//! it is removed. Each phase uploads two models: the readers load the
+//! first before the fault and switch to the second, never read yet, the
+//! moment it is injected, so the fault meets a cold rollout (blocks
+//! fetched from owners and the store) as well as warm reads. (Faults of
+//! a disk must meet cached pages: those phases read the first model
+//! throughout, after n0 read it onto its disk.)
 //!
 //! Counted per fault: GETs that succeeded, GETs that failed visibly (an
 //! S3 error or an aborted body), GETs that returned wrong or short bytes
 //! (must be none, ever), the p99 and worst stall (the longest wait for
 //! the next bytes within one GET), and how long failures went on after
 //! the fault was removed. Every write acknowledged during a fault is read
-//! back byte for byte afterwards.
+//! back byte for byte afterwards. When the mirror's source was
+//! unreachable, the mirror must catch up afterwards with nothing missing
+//! (it lists what the source lists, ETags equal, and serves every
+//! acknowledged write) and nothing applied twice (records applied equal
+//! positions advanced; no resync).
 //!
 //! Pass rules: a node killed or stopped, the store failing one request in
-//! ten, and a Redis stall shorter than the metadata timeout (3 s) fail no
-//! GET; the other faults fail only visibly. Every phase ends with the
-//! cluster reading again.
+//! ten, a Redis stall shorter than the metadata timeout (3 s) and the
+//! mirror's source unreachable fail no GET; the other faults fail only
+//! visibly. Every phase ends with the cluster reading again, and each
+//! fault shows it was real (the proxy failed requests, the node counted
+//! disk errors, ...), in the table's last column.
 //!
 //! The test prints the matrix as a Markdown table. `FERRY_FAULT_SECONDS`
 //! (default 4) is how long the load runs before each fault and after it;
-//! `benches/faults.sh` runs the long form and keeps the table.
+//! `benches/faults.sh` runs the long form and keeps the table. It needs
+//! root (n1's cache folder is a tmpfs the test mounts) and libfiu
+//! (`fiu-utils`: n0's disk errors), both of which `tests/run.sh` checks.
 
 #[path = "../common/mod.rs"]
 mod common;
+mod disk;
 mod load;
 mod rig;
 
@@ -52,7 +63,10 @@ pub enum Fault {
     RedisStalledShort,
     RedisStalled,
     CacheCorrupted,
+    DiskFailing,
+    DiskFull,
     LinkDegraded,
+    SourceUnreachable,
 }
 
 impl Fault {
@@ -66,7 +80,16 @@ impl Fault {
             Fault::RedisRestarted => "Redis killed -9 and restarted",
             Fault::RedisStalledShort => "Redis SIGSTOPped for 2 s",
             Fault::RedisStalled => "Redis SIGSTOPped for 5 s",
-            Fault::CacheCorrupted => "a serving node's disk cache overwritten in 256 places",
+            Fault::CacheCorrupted => {
+                "a serving node's disk cache files overwritten in 256 places each"
+            }
+            Fault::DiskFailing => {
+                "a serving node's disk failing every read and write (EIO) for 10 s"
+            }
+            Fault::DiskFull => "a serving node's cache disk full for 10 s",
+            Fault::SourceUnreachable => {
+                "a mirror region's source unreachable for 30 s (a third of the readers on the mirror)"
+            }
             Fault::LinkDegraded => {
                 "the network to a node slow (50 ms a chunk) and lossy (10 % of connections cut) for 10 s"
             }
@@ -82,6 +105,8 @@ impl Fault {
                 | Fault::RedisRestarted
                 | Fault::RedisStalled
                 | Fault::CacheCorrupted
+                | Fault::DiskFailing
+                | Fault::DiskFull
                 | Fault::LinkDegraded
         )
     }
@@ -100,11 +125,22 @@ pub struct Row {
     writes_ok: u64,
     writes_failed: u64,
     lost: Vec<String>,
+    /// What else the phase's checks found wrong.
+    broken: Vec<String>,
     examples: Vec<String>,
+    /// What shows the fault was real.
+    evidence: String,
 }
 
 impl Row {
-    pub fn of(fault: Fault, tally: &Tally, removed: Instant, lost: Vec<String>) -> Row {
+    pub fn of(
+        fault: Fault,
+        tally: &Tally,
+        removed: Instant,
+        lost: Vec<String>,
+        broken: Vec<String>,
+        evidence: String,
+    ) -> Row {
         let mut stalls = tally.stalls.clone();
         stalls.sort();
         let p99 = stalls
@@ -124,13 +160,15 @@ impl Row {
             writes_ok: tally.writes_ok,
             writes_failed: tally.writes_failed,
             lost,
+            broken,
             examples: tally.examples.clone(),
+            evidence,
         }
     }
 
     fn markdown(&self) -> String {
         format!(
-            "| {} | {} | {} | {} | {:.2} s | {:.2} s | {} | {} / {} | {} |",
+            "| {} | {} | {} | {} | {:.2} s | {:.2} s | {} | {} / {} | {} | {} |",
             self.fault.name(),
             self.ok,
             self.failed,
@@ -144,6 +182,7 @@ impl Row {
             self.writes_ok,
             self.writes_failed,
             self.lost.len(),
+            self.evidence,
         )
     }
 
@@ -156,6 +195,7 @@ impl Row {
         if !self.lost.is_empty() {
             why.push(format!("acknowledged writes lost: {:?}", self.lost));
         }
+        why.extend(self.broken.iter().cloned());
         if self.failed > 0 && !self.fault.may_fail_gets() {
             why.push(format!("{} GETs failed", self.failed));
         }
@@ -190,6 +230,9 @@ async fn the_cluster_survives_each_fault_of_the_matrix() {
         Fault::RedisStalled,
         Fault::LinkDegraded,
         Fault::CacheCorrupted,
+        Fault::DiskFailing,
+        Fault::DiskFull,
+        Fault::SourceUnreachable,
     ];
     let mut rows = Vec::new();
     for (phase, fault) in faults.into_iter().enumerate() {
@@ -198,7 +241,7 @@ async fn the_cluster_survives_each_fault_of_the_matrix() {
         rows.push(row);
     }
     let mut table = String::from(
-        "| fault | GETs ok | GETs failed (visibly) | wrong or short | p99 stall | worst stall | failures until, after removal | writes ok / failed | acknowledged writes lost |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| fault | GETs ok | GETs failed (visibly) | wrong or short | p99 stall | worst stall | failures until, after removal | writes ok / failed | acknowledged writes lost | the fault, seen |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for row in &rows {
         table.push_str(&row.markdown());
