@@ -25,9 +25,10 @@
 //! positions advanced; no resync).
 //!
 //! Pass rules: a node killed or stopped, the store failing one request in
-//! ten, a Redis stall shorter than the metadata timeout (3 s) and the
-//! mirror's source unreachable fail no GET; the other faults fail only
-//! visibly. Every phase ends with the cluster reading again, and each
+//! ten, a Redis stall shorter than the metadata timeout (3 s), a disk
+//! failing or full (the disk tier is a cache: what it cannot give is read
+//! from outside) and the mirror's source unreachable fail no GET; the
+//! other faults fail only visibly. Every phase ends with the cluster reading again, and each
 //! fault shows it was real (the proxy failed requests, the node counted
 //! disk errors, ...), in the table's last column.
 //!
@@ -105,8 +106,6 @@ impl Fault {
                 | Fault::RedisRestarted
                 | Fault::RedisStalled
                 | Fault::CacheCorrupted
-                | Fault::DiskFailing
-                | Fault::DiskFull
                 | Fault::LinkDegraded
         )
     }
