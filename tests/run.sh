@@ -39,8 +39,12 @@ debian_package() {
 # the page in it.
 command -v chromium >/dev/null || debian_package chromium /usr/bin/chromium "the status page's browser test"
 # libfiu: the fault matrix (gateway/tests/faults/) fails a node's disk
-# through it.
+# through it; the matrix also mounts a tmpfs (a full disk), which needs root.
 debian_package fiu-utils /usr/lib/fiu/fiu_posix_preload.so "the fault matrix's failing disk"
+if [ "$(id -u)" != 0 ]; then
+    echo "tests/run.sh: run it as root: the fault matrix (gateway/tests/faults/) mounts a tmpfs for its full-disk fault" >&2
+    exit 1
+fi
 
 # s3s-fs: an independent S3 server, the origin of gateway/tests/s3_origin.rs.
 # Built once into .tools/ (gitignored); the test fails without it.

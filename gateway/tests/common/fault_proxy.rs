@@ -5,6 +5,7 @@
 //! answers.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -142,16 +143,29 @@ async fn forward(
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum LinkFault {
     None,
-    /// Each chunk waits `delay` before it is passed on, and this share of
-    /// connections is cut (reset) after their first chunk: a slow, lossy
-    /// network between two hosts.
+    /// Each chunk waits `delay` before it is passed on, and of the
+    /// connections that carry data under the fault, the first and then
+    /// every `cut_every`-th is cut (reset) after its chunk: a slow, lossy
+    /// network between two hosts. (Counted, not drawn at random: the
+    /// phase must cut some connection however few it sees.)
     SlowAndLossy {
         delay: Duration,
-        cut_share: f64,
+        cut_every: u64,
     },
-    /// Every connection through it is cut, and new ones are closed as
-    /// they arrive: the far side unreachable.
-    Down,
+    /// Nothing passes either way, as across a partitioned network:
+    /// connections stay open but silent (what was sent waits in the
+    /// proxy), new ones are accepted but reach nothing, until the link
+    /// is back; then everything held flows on.
+    Silent,
+}
+
+/// Connections made through a [`LinkProxy`]; of them, those that
+/// carried data under a lossy fault, and those it cut.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LinkCounts {
+    pub connections: u64,
+    pub lossy: u64,
+    pub cut: u64,
 }
 
 /// A TCP proxy standing for the network between two hosts: the node
@@ -161,8 +175,7 @@ pub enum LinkFault {
 pub struct LinkProxy {
     pub address: String,
     fault: watch::Sender<LinkFault>,
-    /// Connections made through it, and how many of them it cut.
-    counts: Arc<Mutex<(u64, u64)>>,
+    counts: Arc<Mutex<LinkCounts>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -172,30 +185,18 @@ impl LinkProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("addr").to_string();
         let (fault, watching) = watch::channel(LinkFault::None);
-        let counts = Arc::new(Mutex::new((0, 0)));
-        let counted = counts.clone();
+        let counts = Arc::new(Mutex::new(LinkCounts::default()));
+        let shared = counts.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
                     continue;
                 };
-                let (fault, counts) = (watching.clone(), counted.clone());
+                let (mut fault, counts) = (watching.clone(), shared.clone());
                 tokio::spawn(async move {
-                    let now = *fault.borrow();
-                    let cut = match now {
-                        LinkFault::SlowAndLossy { cut_share, .. } => {
-                            rand::random::<f64>() < cut_share
-                        }
-                        LinkFault::Down => true,
-                        LinkFault::None => false,
-                    };
-                    {
-                        let mut counts = counts.lock().expect("counts");
-                        counts.0 += 1;
-                        counts.1 += u64::from(cut);
-                    }
-                    if now == LinkFault::Down {
-                        return; // dropping `client` closes it
+                    counts.lock().expect("counts").connections += 1;
+                    if fault.wait_for(|f| *f != LinkFault::Silent).await.is_err() {
+                        return; // the proxy is gone
                     }
                     let Ok(server) = TcpStream::connect(upstream).await else {
                         return;
@@ -204,9 +205,22 @@ impl LinkProxy {
                     let _ = server.set_nodelay(true);
                     let (client_read, client_write) = client.into_split();
                     let (server_read, server_write) = server.into_split();
+                    // Whether this connection was judged under a lossy
+                    // fault yet (by either direction).
+                    let judged = Arc::new(AtomicBool::new(false));
+                    let towards = Link {
+                        fault: fault.clone(),
+                        counts: counts.clone(),
+                        judged: judged.clone(),
+                    };
+                    let back = Link {
+                        fault,
+                        counts,
+                        judged,
+                    };
                     tokio::select! {
-                        _ = pipe(client_read, server_write, fault.clone(), cut) => {}
-                        _ = pipe(server_read, client_write, fault, cut) => {}
+                        () = pipe(client_read, server_write, towards) => {}
+                        () = pipe(server_read, client_write, back) => {}
                     }
                 });
             }
@@ -223,8 +237,7 @@ impl LinkProxy {
         self.fault.send_replace(fault);
     }
 
-    /// Connections made through it so far, and how many were cut.
-    pub fn counts(&self) -> (u64, u64) {
+    pub fn counts(&self) -> LinkCounts {
         *self.counts.lock().expect("counts")
     }
 }
@@ -235,39 +248,65 @@ impl Drop for LinkProxy {
     }
 }
 
-/// Copies `from` to `to` chunk by chunk under the current fault; with
-/// `cut`, the connection ends after its first chunk (the other direction
-/// is dropped with it, which resets it). A link going down ends it at
-/// once, whatever it was doing.
+/// One direction of a connection's view of its link.
+struct Link {
+    fault: watch::Receiver<LinkFault>,
+    counts: Arc<Mutex<LinkCounts>>,
+    judged: Arc<AtomicBool>,
+}
+
+impl Link {
+    /// Whether this connection is the one in `cut_every` to cut (asked
+    /// once per connection, at its first chunk under a lossy fault).
+    fn cut(&self, cut_every: u64) -> bool {
+        if self.judged.swap(true, Ordering::Relaxed) {
+            return false;
+        }
+        let mut counts = self.counts.lock().expect("counts");
+        let cut = counts.lossy % cut_every.max(1) == 0;
+        counts.lossy += 1;
+        counts.cut += u64::from(cut);
+        cut
+    }
+}
+
+/// Copies `from` to `to` chunk by chunk under the current fault: a slow
+/// link delays each chunk and cuts its share of connections (the other
+/// direction is dropped with it, which resets the connection); a silent
+/// link holds each chunk until it is back. Ends when the proxy is dropped.
 async fn pipe(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut fault: watch::Receiver<LinkFault>,
-    cut: bool,
+    mut link: Link,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buf = vec![0u8; 64 * 1024];
-    let mut down = fault.clone();
+    let mut proxy = link.fault.clone();
     let copy = async move {
         loop {
             let n = match from.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
-            let now = *fault.borrow_and_update();
-            if let LinkFault::SlowAndLossy { delay, .. } = now {
+            // Copied out: the watch's guard must not live across awaits.
+            let now = match link.fault.wait_for(|f| *f != LinkFault::Silent).await {
+                Ok(now) => *now,
+                Err(_) => return,
+            };
+            let mut cut = false;
+            if let LinkFault::SlowAndLossy { delay, cut_every } = now {
                 tokio::time::sleep(delay).await;
+                cut = link.cut(cut_every);
             }
-            if to.write_all(&buf[..n]).await.is_err() {
-                return;
-            }
-            if cut && now != LinkFault::None {
+            if to.write_all(&buf[..n]).await.is_err() || cut {
                 return;
             }
         }
     };
+    // `changed` fails once the proxy (the sender) is dropped.
+    let dropped = async move { while proxy.changed().await.is_ok() {} };
     tokio::select! {
         () = copy => {}
-        _ = down.wait_for(|f| *f == LinkFault::Down) => {}
+        () = dropped => {}
     }
 }

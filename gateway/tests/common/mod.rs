@@ -328,7 +328,19 @@ pub fn metric_in(text: &str, name: &str, filter: &str) -> f64 {
 
 /// Polls `check` every 20 ms until it returns `Some`, for at most
 /// `limit`; panics with `what` when it never does.
-pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    eventually_or_none(limit, check)
+        .await
+        .unwrap_or_else(|| panic!("{what}: not within {limit:?}"))
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, for at most
+/// `limit`; `None` when it never does.
+pub async fn eventually_or_none<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -336,12 +348,11 @@ where
     let deadline = std::time::Instant::now() + limit;
     loop {
         if let Some(value) = check().await {
-            return value;
+            return Some(value);
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what}: not within {limit:?}"
-        );
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -12,11 +12,16 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 const PRELOAD_DIR: &str = "/usr/lib/fiu";
+/// EIO's number on Linux: libfiu sets errno to a failure point's
+/// `failinfo`.
 const EIO: i32 = 5;
 /// The calls that reach a disk cache's data: foyer reads with `pread`
-/// and writes with `pwrite`; the vectored forms for completeness.
+/// and writes with `pwrite` (libfiu's `pread` and `pwrite` points cover
+/// `pread64` and `pwrite64` too, which Rust's std calls); the vectored
+/// forms for completeness.
 const DATA_CALLS: [&str; 4] = [
     "posix/io/rw/pread",
     "posix/io/rw/pwrite",
@@ -71,16 +76,24 @@ impl FailurePoints {
     }
 
     /// One remote-control command; libfiu answers `-1` when it fails.
+    /// The FIFOs block until the process's control thread opens them: a
+    /// process that is gone or stopped fails the test after 10 s rather
+    /// than hanging it.
     fn command(&self, pid: u32, command: &str) {
         let fifo = |end: &str| PathBuf::from(format!("{}-{pid}.{end}", self.prefix.display()));
-        let mut input = std::fs::OpenOptions::new()
-            .write(true)
-            .open(fifo("in"))
-            .unwrap_or_else(|e| panic!("libfiu's control FIFO of {pid}: {e}"));
-        writeln!(input, "{command}").expect("write to libfiu's control FIFO");
-        drop(input);
-        let reply = std::fs::read_to_string(fifo("out")).expect("libfiu's reply");
-        assert_eq!(reply.trim(), "0", "libfiu refused `{command}`");
+        let (input, output, line) = (fifo("in"), fifo("out"), format!("{command}\n"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let reply = std::fs::write(&input, line)
+                .and_then(|()| std::fs::read_to_string(&output))
+                .map_err(|e| format!("{}: {e}", input.display()));
+            let _ = tx.send(reply);
+        });
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(reply)) => assert_eq!(reply.trim(), "0", "libfiu refused `{command}`"),
+            Ok(Err(e)) => panic!("libfiu's control FIFO of {pid}: {e}"),
+            Err(_) => panic!("no answer from libfiu in process {pid} within 10 s (`{command}`)"),
+        }
     }
 }
 
@@ -118,7 +131,7 @@ impl Tmpfs {
             match file.write(&chunk) {
                 Ok(0) => break,
                 Ok(n) => written += n as u64,
-                Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
                 Err(e) => panic!("filling {}: {e}", self.dir.display()),
             }
         }

@@ -66,8 +66,9 @@ pub struct Tally {
     pub examples: Vec<String>,
     pub writes_ok: u64,
     pub writes_failed: u64,
-    /// Acknowledged writes: key and the seed of its bytes.
-    pub acknowledged: Vec<(String, u8)>,
+    /// Acknowledged writes: key, the seed of its bytes, and which of
+    /// the writer's clients took it.
+    pub acknowledged: Vec<(String, u8, usize)>,
 }
 
 impl Tally {
@@ -202,7 +203,8 @@ pub async fn writer(
     while !stop.load(Ordering::Relaxed) {
         let key = format!("{prefix}/w{n}");
         let seed = (n % 251) as u8;
-        let client = &clients[n % clients.len()];
+        let took = n % clients.len();
+        let client = &clients[took];
         let result = client
             .put(&Path::from(key.as_str()), pattern(seed, WRITE_SIZE).into())
             .await;
@@ -210,7 +212,7 @@ pub async fn writer(
         match result {
             Ok(_) => {
                 tally.writes_ok += 1;
-                tally.acknowledged.push((key, seed));
+                tally.acknowledged.push((key, seed, took));
             }
             Err(_) => tally.writes_failed += 1,
         }

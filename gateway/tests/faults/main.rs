@@ -18,25 +18,28 @@
 //! (must be none, ever), the p99 and worst stall (the longest wait for
 //! the next bytes within one GET), and how long failures went on after
 //! the fault was removed. Every write acknowledged during a fault is read
-//! back byte for byte afterwards. When the mirror's source was
-//! unreachable, the mirror must catch up afterwards with nothing missing
-//! (it lists what the source lists, ETags equal, and serves every
-//! acknowledged write) and nothing applied twice (records applied equal
-//! positions advanced; no resync).
+//! back byte for byte afterwards, through the node that did not take it.
+//! When the mirror's source was unreachable, the mirror must catch up
+//! afterwards with nothing missing (it lists what the source lists, ETags
+//! equal, and serves every acknowledged write) and nothing applied twice
+//! (records applied equal positions advanced; no resync).
 //!
 //! Pass rules: a node killed or stopped, the store failing one request in
 //! ten, a Redis stall shorter than the metadata timeout (3 s), a disk
 //! failing or full (the disk tier is a cache: what it cannot give is read
 //! from outside) and the mirror's source unreachable fail no GET; the
-//! other faults fail only visibly. Every phase ends with the cluster reading again, and each
-//! fault shows it was real (the proxy failed requests, the node counted
-//! disk errors, ...), in the table's last column.
+//! other faults fail only visibly. Every phase ends with the cluster
+//! reading again. The table's last column shows what the fault did; where
+//! a count can prove it was real (the proxy failed, dropped or delayed
+//! requests, the link cut connections, the node counted disk errors or
+//! found its disk full, the mirror heard nothing from its source), the
+//! test asserts it.
 //!
 //! The test prints the matrix as a Markdown table. `FERRY_FAULT_SECONDS`
 //! (default 4) is how long the load runs before each fault and after it;
 //! `benches/faults.sh` runs the long form and keeps the table. It needs
 //! root (n1's cache folder is a tmpfs the test mounts) and libfiu
-//! (`fiu-utils`: n0's disk errors), both of which `tests/run.sh` checks.
+//! (`fiu-utils`: n0's disk errors); `tests/run.sh` checks for both.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -85,14 +88,14 @@ impl Fault {
                 "a serving node's disk cache files overwritten in 256 places each"
             }
             Fault::DiskFailing => {
-                "a serving node's disk failing every read and write (EIO) for 10 s"
+                "a serving node's disk failing (EIO on every read and write) for 10 s"
             }
             Fault::DiskFull => "a serving node's cache disk full for 10 s",
             Fault::SourceUnreachable => {
-                "a mirror region's source unreachable for 30 s (a third of the readers on the mirror)"
+                "a mirror region's source unreachable (a silent link) for 30 s, a third of the readers on the mirror"
             }
             Fault::LinkDegraded => {
-                "the network to a node slow (50 ms a chunk) and lossy (10 % of connections cut) for 10 s"
+                "the network to a node slow (50 ms a chunk) and lossy (1 connection in 10 cut) for 10 s"
             }
         }
     }
