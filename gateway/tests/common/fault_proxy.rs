@@ -263,7 +263,7 @@ impl Link {
             return false;
         }
         let mut counts = self.counts.lock().expect("counts");
-        let cut = counts.lossy % cut_every.max(1) == 0;
+        let cut = counts.lossy.is_multiple_of(cut_every.max(1));
         counts.lossy += 1;
         counts.cut += u64::from(cut);
         cut
