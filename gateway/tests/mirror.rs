@@ -85,18 +85,11 @@ async fn put(store: &dyn ObjectStore, key: &str, body: Vec<u8>) {
 /// Every key under `prefix` with its ETag; a bucket the mirror has not
 /// created yet lists as empty.
 async fn listing(store: &dyn ObjectStore, prefix: &str) -> BTreeMap<String, Option<String>> {
-    let mut out = BTreeMap::new();
-    let mut items = store.list(Some(&Path::from(prefix)));
-    while let Some(item) = items.next().await {
-        match item {
-            Ok(m) => {
-                out.insert(m.location.to_string(), m.e_tag);
-            }
-            Err(e) if e.to_string().contains("NoSuchBucket") => return BTreeMap::new(),
-            Err(e) => panic!("list: {e}"),
-        }
+    match try_listing(store, prefix).await {
+        Ok(out) => out,
+        Err(e) if e.to_string().contains("NoSuchBucket") => BTreeMap::new(),
+        Err(e) => panic!("list: {e}"),
     }
-    out
 }
 
 /// The blob files under a store's folder (not the staging files a

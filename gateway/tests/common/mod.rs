@@ -326,6 +326,21 @@ pub fn metric_in(text: &str, name: &str, filter: &str) -> f64 {
         .sum()
 }
 
+/// Every key under `prefix` with its ETag, or the first error listing met.
+pub async fn try_listing(
+    store: &dyn ObjectStore,
+    prefix: &str,
+) -> object_store::Result<std::collections::BTreeMap<String, Option<String>>> {
+    use futures::StreamExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut items = store.list(Some(&object_store::path::Path::from(prefix)));
+    while let Some(item) = items.next().await {
+        let item = item?;
+        out.insert(item.location.to_string(), item.e_tag);
+    }
+    Ok(out)
+}
+
 /// Polls `check` every 20 ms until it returns `Some`, for at most
 /// `limit`; panics with `what` when it never does.
 pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, check: F) -> T

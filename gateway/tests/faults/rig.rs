@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
@@ -720,13 +719,7 @@ async fn listing(
     client: &dyn ObjectStore,
     prefix: &str,
 ) -> Option<BTreeMap<String, Option<String>>> {
-    let mut out = BTreeMap::new();
-    let mut items = client.list(Some(&Path::from(prefix)));
-    while let Some(item) = items.next().await {
-        let item = item.ok()?;
-        out.insert(item.location.to_string(), item.e_tag);
-    }
-    Some(out)
+    common::try_listing(client, prefix).await.ok()
 }
 
 /// Waits until `mirror` lists exactly what `source` lists.
