@@ -29,7 +29,10 @@ load is shorter than 10 minutes): every sample within +-5 % of the mean.
 The restarted n2's series starts over at the restart, so it is judged on
 its samples after a warm-up following the restart. Fds are flat when the
 later half of that window (and the 60 s after the load) holds no more
-than FD_SLACK above the earlier half's maximum.
+than FD_SLACK above the earlier half's maximum. Beside RSS each node's
+allocator reports its live bytes (ferry_allocator_bytes{state="allocated"},
+dotted in the plot): RSS holds that plus memory the allocator keeps for
+reuse, so a leak shows as live bytes that climb; they are shown, not judged.
 
 Usage: soak.py --work DIR --out DIR --seconds N --redis-port P --redis-prefix soak
 Credentials from FERRY_ACCESS_KEY / FERRY_SECRET_KEY, admin token from FERRY_ADMIN_TOKEN.
@@ -67,7 +70,11 @@ LIVE_NEW = 16  # new objects a writer keeps before it deletes the oldest
 QUEUE_GAUGES = ("ferry_feed_mirror_behind_records", "ferry_replication_queue",
                 "ferry_mirror_lag_seconds", "ferry_cache_inflight_bytes",
                 "ferry_spool_bodies", "ferry_warm_arrival_queue")
-RECORDED = QUEUE_GAUGES + ("ferry_gc_blobs_deleted_total", "ferry_gc_delete_failures_total")
+# The allocator's live bytes: what the node holds, beside the RSS that
+# also counts memory kept for reuse (told apart in the table, not judged).
+LIVE = 'ferry_allocator_bytes{state="allocated"}'
+RECORDED = QUEUE_GAUGES + ("ferry_gc_blobs_deleted_total", "ferry_gc_delete_failures_total",
+                           "ferry_allocator_bytes")
 
 
 # ---- content: every byte derivable from a seed, so reads can be checked --------
@@ -592,7 +599,7 @@ def judge(soak, rows, restarted, back):
             f"so its series starts over at t={back:.0f}s and is judged from t={n2_from:.0f}s "
             f"(a warm-up of {n2_from - back:.0f}s after the restart)")
     say(f"{'process':8} {'samples':>7} {'RSS mean MiB':>12} {'max dev %':>9} {'RSS':>4}  "
-        f"{'fd min':>6} {'fd max':>6} {'fds':>4}")
+        f"{'fd min':>6} {'fd max':>6} {'fds':>4}  {'live mean MiB':>13} {'live dev %':>10}")
     for name in PROCESSES:
         rss = series(rows, name, "rss_kib")
         fds = series(rows, name, "fds")
@@ -614,8 +621,12 @@ def judge(soak, rows, restarted, back):
             problems.append(f"RSS of {name}")
         if not fd_ok:
             problems.append(f"fds of {name}")
+        live = [v for t, _, v in series(rows, name, LIVE) if start <= t <= seconds]
+        live_mean = sum(live) / len(live) if live else None
+        live_cols = (f"{live_mean / MIB:>13.1f} {max(abs(v - live_mean) for v in live) / live_mean * 100:>10.1f}"
+                     if live_mean else f"{'-':>13} {'-':>10}")
         say(f"{name:8} {len(judged):>7} {mean / 1024:>12.1f} {dev:>9.1f} {'ok' if rss_ok else 'FAIL':>4}  "
-            f"{min(after):>6.0f} {max(after):>6.0f} {'ok' if fd_ok else 'FAIL':>4}")
+            f"{min(after):>6.0f} {max(after):>6.0f} {'ok' if fd_ok else 'FAIL':>4}  {live_cols}")
     say("")
     for bucket, title in (("errors", "errors (exceptions)"), ("wrong", "reads with wrong bytes"),
                           ("mixes", "overwritten keys read as a mix of versions"),
@@ -631,7 +642,8 @@ def judge(soak, rows, restarted, back):
     stop_at = min((t for t, *_ in rows if t >= seconds), default=None)
     end_at = max((t for t, *_ in rows), default=None)
     for name in PROCESSES:
-        whats = sorted({w for _, p, _, w, _ in rows if p == name and w not in ("rss_kib", "fds")})
+        whats = sorted({w for _, p, _, w, _ in rows
+                        if p == name and w not in ("rss_kib", "fds") and not w.startswith("ferry_allocator_")})
         for what in whats:
             points = {t: v for t, _, v in series(rows, name, what)}
             at_stop, at_end = points.get(stop_at), points.get(end_at)
@@ -677,6 +689,10 @@ def plot(soak, rows, restarted, back, path):
         for k, pid in enumerate(sorted({p for _, p, _ in rss}, key=lambda p: min(t for t, q, _ in rss if q == p))):
             points = [(t, v / 1024) for t, q, v in rss if q == pid]
             top.plot(*zip(*points), color=color, label=name if k == 0 else None)
+            live = [(t, v / MIB) for t, q, v in series(rows, name, LIVE) if q == pid]
+            if live:
+                top.plot(*zip(*live), color=color, linestyle=":", linewidth=1,
+                         label=f"{name} live" if k == 0 else None)
         start = n2_from if name == restarted and n2_from is not None else window
         judged = [(t, v) for t, _, v in rss if start <= t <= seconds]
         if judged:
@@ -685,7 +701,7 @@ def plot(soak, rows, restarted, back, path):
         fds = series(rows, name, "fds")
         bottom.plot([t for t, _, _ in fds], [v for _, _, v in fds], color=color, label=name)
     top.set_yscale("log")
-    top.set_ylabel("RSS (MiB, log scale)")
+    top.set_ylabel("RSS, dotted: allocated (MiB, log scale)")
     top.set_title(f"ferry soak: {seconds} s of load, then {TAIL} s idle")
     middle.axhspan(-RSS_BAND, RSS_BAND, color="0.9")
     middle.set_ylabel("RSS vs its mean over the\njudged window (%)")

@@ -341,7 +341,10 @@ async fn region_status(State(state): State<AdminState>) -> Response {
 
 async fn render_metrics(State(state): State<AdminState>) -> (StatusCode, String) {
     match &state.metrics {
-        Some(handle) => (StatusCode::OK, handle.render()),
+        Some(handle) => {
+            crate::allocator::record();
+            (StatusCode::OK, handle.render())
+        }
         None => (
             StatusCode::NOT_FOUND,
             "metrics recorder not installed\n".to_string(),

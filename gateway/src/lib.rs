@@ -11,6 +11,7 @@
 //!   own, `benches/ferry-bench`.
 
 pub mod admin;
+mod allocator;
 pub mod auth;
 pub mod cli;
 mod cluster_cli;

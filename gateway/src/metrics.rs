@@ -17,6 +17,7 @@ pub const SPOOL_BODIES: &str = "ferry_spool_bodies";
 pub const SPOOL_BYTES: &str = "ferry_spool_bytes";
 pub const SPOOL_RECEIVED: &str = "ferry_spool_received_bytes_total";
 pub const SPOOL_REFUSED: &str = "ferry_spool_refused_total";
+pub const ALLOCATOR_BYTES: &str = "ferry_allocator_bytes";
 pub const CLUSTER_MEMBERS: &str = "ferry_cluster_members";
 pub const CLUSTER_MEMBER_DOWN: &str = "ferry_cluster_member_down";
 
@@ -105,6 +106,11 @@ pub fn install() -> Result<PrometheusHandle, String> {
     metrics::describe_counter!(
         SPOOL_REFUSED,
         "Bodies without a Content-Length refused with SlowDown, by reason (busy: every slot taken; budget: the byte budget spent)"
+    );
+    metrics::describe_gauge!(
+        ALLOCATOR_BYTES,
+        metrics::Unit::Bytes,
+        "The memory allocator's figures by state: allocated (live), active (in pages holding live data), resident (in RAM, kept for reuse included), metadata, retained (given back to the kernel); read on each scrape"
     );
     ferry_cache::metrics::describe();
     Ok(handle)

@@ -339,6 +339,15 @@ async fn admin_endpoints_answer() {
     assert!(value("ferry_cache_hits_total") > 0.0, "{text}");
     // foyer's own metrics come through the bridge.
     assert!(value("foyer_memory_op_total") > 0.0, "{text}");
+    // The allocator's figures (the binary's default build, jemalloc): the
+    // node holds at least the 24 MiB it just cached, and jemalloc's
+    // counts nest (live bytes lie in active pages, which are resident).
+    if cfg!(feature = "jemalloc") {
+        let allocator = |state: &str| value(&format!("ferry_allocator_bytes{{state=\"{state}\"}}"));
+        assert!(allocator("allocated") > (24 << 20) as f64, "{text}");
+        assert!(allocator("active") >= allocator("allocated"), "{text}");
+        assert!(allocator("resident") >= allocator("active"), "{text}");
+    }
     assert!(!text.contains("bucket=\""), "no bucket labels: {text}");
 }
 
