@@ -26,8 +26,10 @@ the two Redis keys, which no metric shows. A gauge appears once touched.
 
 RSS is judged over the last 5 minutes of the load (the last half when the
 load is shorter than 10 minutes): every sample within +-5 % of the mean.
-The restarted n2's series starts over at the restart, so it is judged on
-its samples after a warm-up following the restart. Fds are flat when the
+The restarted n2's series starts over at the restart, so its window
+starts no earlier than a warm-up of 120 s after the restart (in a soak of
+30 minutes or more, the same last 5 minutes as the others); the table
+also shows its deviation over everything after that warm-up. Fds are flat when the
 later half of that window (and the 60 s after the load) holds no more
 than FD_SLACK above the earlier half's maximum. Beside RSS each node's
 allocator reports its live bytes (ferry_allocator_bytes{state="allocated"},
@@ -579,9 +581,21 @@ def series(rows, process, what):
     return [(t, pid, v) for t, p, pid, w, v in rows if p == process and w == what]
 
 
+def judged_windows(seconds, back):
+    """Where RSS is judged from: (everyone's window, the restarted
+    process's window or None, the end of the restarted process's warm-up
+    or None). The restarted process is judged over the same last minutes
+    once its warm-up is over."""
+    window = seconds - min(300, seconds / 2)
+    if back is None:
+        return window, None, None
+    warmed = back + min(120, (seconds - back) / 2)
+    return window, max(window, warmed), warmed
+
+
 def judge(soak, rows, restarted, back):
     seconds = soak.args.seconds
-    window = seconds - min(300, seconds / 2)
+    window, n2_from, warmed = judged_windows(seconds, back)
     problems, lines = [], []  # what failed, for the last line
     say = lines.append
     tally = soak.tally
@@ -592,12 +606,10 @@ def judge(soak, rows, restarted, back):
     for t, label in soak.events:
         say(f"  t={t:6.1f}s  {label}")
     say("")
-    n2_from = None
     if back is not None:
-        n2_from = back + min(120, (seconds - back) / 2)
         say(f"RSS judged from t={window:.0f}s to the load's end at {seconds}s; {restarted} was restarted, "
             f"so its series starts over at t={back:.0f}s and is judged from t={n2_from:.0f}s "
-            f"(a warm-up of {n2_from - back:.0f}s after the restart)")
+            f"(no earlier than a warm-up of {warmed - back:.0f}s after the restart)")
     say(f"{'process':8} {'samples':>7} {'RSS mean MiB':>12} {'max dev %':>9} {'RSS':>4}  "
         f"{'fd min':>6} {'fd max':>6} {'fds':>4}  {'live mean MiB':>13} {'live dev %':>10}")
     for name in PROCESSES:
@@ -627,6 +639,11 @@ def judge(soak, rows, restarted, back):
                      if live_mean else f"{'-':>13} {'-':>10}")
         say(f"{name:8} {len(judged):>7} {mean / 1024:>12.1f} {dev:>9.1f} {'ok' if rss_ok else 'FAIL':>4}  "
             f"{min(after):>6.0f} {max(after):>6.0f} {'ok' if fd_ok else 'FAIL':>4}  {live_cols}")
+        if name == restarted and warmed is not None and warmed < start:
+            since = [v for t, _, v in rss if warmed <= t <= seconds]
+            since_mean = sum(since) / len(since)
+            say(f"{'':8} (from t={warmed:.0f}s, the end of its warm-up: RSS mean {since_mean / 1024:.1f} MiB, "
+                f"max dev {max(abs(v - since_mean) for v in since) / since_mean * 100:.1f} %, not judged)")
     say("")
     for bucket, title in (("errors", "errors (exceptions)"), ("wrong", "reads with wrong bytes"),
                           ("mixes", "overwritten keys read as a mix of versions"),
@@ -677,8 +694,7 @@ def plot(soak, rows, restarted, back, path):
     import matplotlib.pyplot as plt
 
     seconds = soak.args.seconds
-    window = seconds - min(300, seconds / 2)
-    n2_from = back + min(120, (seconds - back) / 2) if back is not None else None
+    window, n2_from, _ = judged_windows(seconds, back)
     figure, (top, middle, bottom) = plt.subplots(3, 1, figsize=(12, 12), sharex=True,
                                                  gridspec_kw={"height_ratios": [3, 2, 2]})
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
