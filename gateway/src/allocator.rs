@@ -1,5 +1,5 @@
 //! The memory allocator's own figures, as gauges refreshed on each scrape
-//! of `/metrics`. A node's resident memory alone cannot tell a leak from
+//! of `/metrics` and each status sample (every 5 s). A node's resident memory alone cannot tell a leak from
 //! memory kept for reuse: `allocated` is what the node holds live,
 //! `resident` what the allocator keeps in RAM for it (live, kept for the
 //! next burst, and its own bookkeeping), `retained` address space it has

@@ -110,7 +110,7 @@ pub fn install() -> Result<PrometheusHandle, String> {
     metrics::describe_gauge!(
         ALLOCATOR_BYTES,
         metrics::Unit::Bytes,
-        "The memory allocator's figures by state: allocated (live), active (in pages holding live data), resident (in RAM, kept for reuse included), metadata, retained (given back to the kernel); read on each scrape"
+        "The memory allocator's figures by state: allocated (live), active (in pages holding live data), resident (in RAM, kept for reuse included), metadata, retained (given back to the kernel); read on each scrape and status sample"
     );
     ferry_cache::metrics::describe();
     Ok(handle)

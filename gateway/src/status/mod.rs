@@ -96,6 +96,7 @@ impl Status {
     /// Takes this node's sample now and keeps it.
     pub fn sample(&self) -> Sample {
         self.publish_member_health();
+        crate::allocator::record();
         let now = ferry_meta::now_millis();
         let text = self
             .metrics
