@@ -581,6 +581,13 @@ def series(rows, process, what):
     return [(t, pid, v) for t, p, pid, w, v in rows if p == process and w == what]
 
 
+def mean_and_deviation(values):
+    """The mean of values and the largest distance of one from it, in
+    percent of the mean."""
+    mean = sum(values) / len(values)
+    return mean, max(abs(v - mean) for v in values) / mean * 100
+
+
 def judged_windows(seconds, back):
     """Where RSS is judged from: (everyone's window, the restarted
     process's window or None, the end of the restarted process's warm-up
@@ -621,8 +628,7 @@ def judge(soak, rows, restarted, back):
             say(f"{name:8} {len(judged):>7} too few samples")
             problems.append(f"too few samples of {name}")
             continue
-        mean = sum(judged) / len(judged)
-        dev = max(abs(v - mean) for v in judged) / mean * 100
+        mean, dev = mean_and_deviation(judged)
         rss_ok = dev <= RSS_BAND
         after = [v for t, _, v in fds if t >= start]
         middle = start + (seconds - start) / 2
@@ -634,16 +640,18 @@ def judge(soak, rows, restarted, back):
         if not fd_ok:
             problems.append(f"fds of {name}")
         live = [v for t, _, v in series(rows, name, LIVE) if start <= t <= seconds]
-        live_mean = sum(live) / len(live) if live else None
-        live_cols = (f"{live_mean / MIB:>13.1f} {max(abs(v - live_mean) for v in live) / live_mean * 100:>10.1f}"
-                     if live_mean else f"{'-':>13} {'-':>10}")
+        if live:
+            live_mean, live_dev = mean_and_deviation(live)
+            live_cols = f"{live_mean / MIB:>13.1f} {live_dev:>10.1f}"
+        else:
+            live_cols = f"{'-':>13} {'-':>10}"
         say(f"{name:8} {len(judged):>7} {mean / 1024:>12.1f} {dev:>9.1f} {'ok' if rss_ok else 'FAIL':>4}  "
             f"{min(after):>6.0f} {max(after):>6.0f} {'ok' if fd_ok else 'FAIL':>4}  {live_cols}")
         if name == restarted and warmed is not None and warmed < start:
             since = [v for t, _, v in rss if warmed <= t <= seconds]
-            since_mean = sum(since) / len(since)
+            since_mean, since_dev = mean_and_deviation(since)
             say(f"{'':8} (from t={warmed:.0f}s, the end of its warm-up: RSS mean {since_mean / 1024:.1f} MiB, "
-                f"max dev {max(abs(v - since_mean) for v in since) / since_mean * 100:.1f} %, not judged)")
+                f"max dev {since_dev:.1f} %, not judged)")
     say("")
     for bucket, title in (("errors", "errors (exceptions)"), ("wrong", "reads with wrong bytes"),
                           ("mixes", "overwritten keys read as a mix of versions"),

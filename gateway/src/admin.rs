@@ -341,10 +341,7 @@ async fn region_status(State(state): State<AdminState>) -> Response {
 
 async fn render_metrics(State(state): State<AdminState>) -> (StatusCode, String) {
     match &state.metrics {
-        Some(handle) => {
-            crate::allocator::record();
-            (StatusCode::OK, handle.render())
-        }
+        Some(handle) => (StatusCode::OK, crate::metrics::render(handle)),
         None => (
             StatusCode::NOT_FOUND,
             "metrics recorder not installed\n".to_string(),

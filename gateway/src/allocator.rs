@@ -1,9 +1,10 @@
-//! The memory allocator's own figures, as gauges refreshed on each scrape
-//! of `/metrics` and each status sample (every 5 s). A node's resident memory alone cannot tell a leak from
-//! memory kept for reuse: `allocated` is what the node holds live,
-//! `resident` what the allocator keeps in RAM for it (live, kept for the
-//! next burst, and its own bookkeeping), `retained` address space it has
-//! given back to the kernel.
+//! The memory allocator's own figures, as gauges read whenever the node's
+//! metrics are rendered (`crate::metrics::render`: each scrape of
+//! `/metrics` and each status sample). A node's resident memory alone
+//! cannot tell a leak from memory kept for reuse: `allocated` is what the
+//! node holds live, `resident` what the allocator keeps in RAM for it
+//! (live, kept for the next burst, and its own bookkeeping), `retained`
+//! address space it has given back to the kernel.
 
 /// Sets the gauges; a build with the C library's malloc has none.
 pub fn record() {

@@ -116,6 +116,14 @@ pub fn install() -> Result<PrometheusHandle, String> {
     Ok(handle)
 }
 
+/// This node's metrics page: the allocator's gauges read now, then every
+/// series. The admin endpoint and the status sampler both render through
+/// here, so neither shows figures older than the other's.
+pub fn render(handle: &PrometheusHandle) -> String {
+    crate::allocator::record();
+    handle.render()
+}
+
 pub fn record_request(operation: &str, status: u16, elapsed: Duration) {
     let labels = [
         ("operation", operation.to_string()),

@@ -96,13 +96,8 @@ impl Status {
     /// Takes this node's sample now and keeps it.
     pub fn sample(&self) -> Sample {
         self.publish_member_health();
-        crate::allocator::record();
         let now = ferry_meta::now_millis();
-        let text = self
-            .metrics
-            .as_ref()
-            .map(PrometheusHandle::render)
-            .unwrap_or_default();
+        let text = self.metrics.as_ref().map(gm::render).unwrap_or_default();
         let metrics = Exposition::parse(&text);
         let sample = self
             .sampler
